@@ -1,0 +1,24 @@
+//! pushhub: a self-hosted real-time push server.
+//!
+//! Clients hold a connection (WebSocket today; SSE, long-poll and raw TCP next); backends
+//! push to users, groups or everyone through an HTTP API. The architecture is in
+//! DESIGN.md; in short, bytes flow one way through these layers:
+//!
+//! - [`transport`]: bytes in and out of connections, framing, heartbeats, no business rules.
+//! - [`dialect`]: each wire protocol (native, jdserver), frames ↔ hub calls.
+//! - [`hub`]: apps, users, channels, fan-out; never sees a wire format.
+//! - [`engine`]: channel streams and presence behind traits (memory by default).
+//! - [`api`]: the HTTP server API; [`gateway`]: the client listener's routes.
+//! - [`config`], [`server`]: configuration and running it all, with graceful shutdown.
+
+pub mod api;
+pub mod config;
+pub mod dialect;
+pub mod disconnect;
+pub mod engine;
+pub mod gateway;
+pub mod http_error;
+pub mod hub;
+pub mod server;
+pub mod stats;
+pub mod transport;

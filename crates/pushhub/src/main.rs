@@ -1,1 +1,197 @@
-fn main(){}
+//! The `pushhub` command: parse the command line, set up logging, bind, and run the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pushhub::config::{Config, Overrides};
+use pushhub::hub::AuthMode;
+use pushhub::server::{self, Listeners};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// File descriptors kept back from the connection budget for listeners, the data
+/// directory, API requests and outgoing callbacks.
+const RESERVED_FDS: u64 = 256;
+
+#[derive(Parser)]
+#[command(name = "pushhub", version, about = "Self-hosted real-time push server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (without --config: the embedded default, app "demo", no auth).
+    Serve {
+        /// TOML configuration file.
+        #[arg(long, env = "PUSHHUB_CONFIG")]
+        config: Option<PathBuf>,
+        /// Client listener address, e.g. 127.0.0.1:8081.
+        #[arg(long)]
+        listen: Option<String>,
+        /// API listener address, e.g. 127.0.0.1:8082 (equal to --listen: single port).
+        #[arg(long)]
+        api_listen: Option<String>,
+        /// Directory for durable state.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Validate a configuration file and report every error with its location.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Serve {
+            config,
+            listen,
+            api_listen,
+            data_dir,
+        } => {
+            init_tracing();
+            let overrides = Overrides {
+                listen,
+                api_listen,
+                data_dir,
+            };
+            let config = match Config::load(config.as_deref(), std::env::vars(), &overrides) {
+                Ok(config) => config,
+                Err(errors) => {
+                    eprintln!("pushhub: invalid configuration:\n{errors}");
+                    return ExitCode::from(2);
+                }
+            };
+            match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!("{error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PUSHHUB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match Config::load(Some(file), std::iter::empty(), &Overrides::default()) {
+        Ok(config) => {
+            println!(
+                "{}: ok ({} app(s), client listener {}, API listener {})",
+                file.display(),
+                config.apps.len(),
+                config.listen,
+                config.api_listen
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for error in &errors.0 {
+                eprintln!("{error}");
+            }
+            eprintln!("{} error(s)", errors.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Raise the soft open-file limit to the hard one; returns how many client connections
+/// that leaves room for.
+fn raise_fd_limit() -> u64 {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    limit.saturating_sub(RESERVED_FDS).max(1)
+}
+
+fn run(mut config: Config) -> anyhow::Result<()> {
+    let room = raise_fd_limit();
+    if config.limits.max_connections == 0 || config.limits.max_connections as u64 > room {
+        config.limits.max_connections = room as usize;
+    }
+    tracing::info!(
+        max_connections = config.limits.max_connections,
+        "open-file limit raised; this process can hold up to {} client connections",
+        config.limits.max_connections
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    for app in &config.apps {
+        if app.auth == AuthMode::None {
+            tracing::warn!(
+                app = %app.name,
+                "app has auth = \"none\": any client may claim any user id; for development and trusted networks only"
+            );
+        }
+    }
+    if config.dynamic_apps.is_some() {
+        tracing::warn!(
+            "dynamic apps are on: any app name is accepted on first use with auth = \"none\""
+        );
+    }
+    let client = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the client listener on {}", config.listen))?;
+    let client_addr = client.local_addr()?;
+    let api = if config.api_listen == config.listen {
+        None
+    } else {
+        Some(
+            TcpListener::bind(config.api_listen)
+                .await
+                .with_context(|| format!("binding the API listener on {}", config.api_listen))?,
+        )
+    };
+    let api_addr = match &api {
+        Some(listener) => listener.local_addr()?,
+        None => client_addr,
+    };
+    tracing::info!(
+        config = %config.source,
+        apps = config.apps.len(),
+        "listening client={client_addr} api={api_addr}"
+    );
+    let shutdown = CancellationToken::new();
+    tokio::spawn(on_signal(shutdown.clone()));
+    server::serve(config, Listeners { client, api }, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Cancel `shutdown` on SIGTERM or SIGINT.
+async fn on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
+}

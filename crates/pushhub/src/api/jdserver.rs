@@ -1,0 +1,73 @@
+//! jdserver-compatible API endpoints (seed 000): `/push` and `/getUsers`.
+//!
+//! Parameters come from the query string, a form body or a JSON body, by GET or POST,
+//! with PHP bracket notation for arrays ([`super::params`]).
+
+use axum::extract::{Request, State};
+use axum::Json;
+use serde_json::{Map, Value};
+
+use super::{content_type, params, read_body, ApiState};
+use crate::http_error::ApiError;
+use crate::hub::target;
+
+async fn request_params(
+    state: &ApiState,
+    request: Request,
+) -> Result<Map<String, Value>, ApiError> {
+    let (parts, body) = request.into_parts();
+    let body = read_body(body, state.max_body_bytes).await?;
+    params::collect(parts.uri.query(), content_type(&parts.headers), &body)
+}
+
+/// A parameter that must be a string (numbers are taken as their text, as PHP would).
+fn text_param(params: &Map<String, Value>, name: &'static str) -> Result<String, ApiError> {
+    match params.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_param",
+            format!("parameter {name:?} must be a string"),
+        )),
+        None => Err(ApiError::bad_request(
+            "missing_param",
+            format!("missing parameter {name:?}"),
+        )),
+    }
+}
+
+/// `/push?app=&user=&msg=`: push `msg` to `user` (`100`, `100,101`, `*`, `group1/*`).
+pub async fn push(
+    State(state): State<ApiState>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let params = request_params(&state, request).await?;
+    let app = text_param(&params, "app")?;
+    let user = text_param(&params, "user")?;
+    let msg = params
+        .get("msg")
+        .ok_or_else(|| ApiError::bad_request("missing_param", "missing parameter \"msg\""))?;
+    let data = serde_json::value::to_raw_value(msg)
+        .map_err(|e| ApiError::bad_request("invalid_param", format!("parameter \"msg\": {e}")))?;
+    let targets = target::parse(&user)?;
+    let receipt = state.hub.publish(&app, &targets, None, data).await?;
+    Ok(Json(
+        serde_json::json!({"id": &*receipt.id, "delivered": receipt.delivered}),
+    ))
+}
+
+/// `/getUsers?app=`: the ids of the app's online users, as a JSON array.
+pub async fn get_users(
+    State(state): State<ApiState>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let params = request_params(&state, request).await?;
+    let app = text_param(&params, "app")?;
+    let users = state.hub.users(&app).await?;
+    Ok(Json(Value::Array(
+        users
+            .into_iter()
+            .map(|(user, _)| Value::String(user))
+            .collect(),
+    )))
+}

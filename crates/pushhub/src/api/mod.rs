@@ -1,0 +1,60 @@
+//! The server API: what backends and operators call on the API listener.
+//!
+//! Handlers only parse and render; the hub does the work. The native endpoints live in
+//! [`native`], the jdserver-compatible ones in [`jdserver`]. Every error is an
+//! [`ApiError`](crate::http_error::ApiError).
+
+pub mod jdserver;
+pub mod native;
+pub mod params;
+
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::routing::{any, get, post};
+use axum::Router;
+
+use crate::http_error::ApiError;
+use crate::hub::Hub;
+
+/// What every API handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The hub.
+    pub hub: Hub,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// When the server started, for `uptime_secs`.
+    pub started: Instant,
+}
+
+/// The API listener's routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(native::healthz))
+        .route("/v1/push", post(native::push))
+        .route("/v1/apps/{app}/users", get(native::users))
+        .route("/v1/stats", get(native::stats))
+        .route("/push", any(jdserver::push))
+        .route("/getUsers", any(jdserver::get_users))
+        .with_state(state)
+}
+
+/// Read a whole request body, refusing more than `limit` bytes with a JSON 413.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body is larger than {limit} bytes or could not be read"),
+        )
+    })
+}
+
+/// The request's Content-Type, if it is readable text.
+pub fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+}

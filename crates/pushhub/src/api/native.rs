@@ -1,0 +1,98 @@
+//! Native API endpoints: `/v1/push`, `/v1/apps/{app}/users`, `/v1/stats`, `/healthz`.
+
+use axum::extract::{Path, Request, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use super::{read_body, ApiState};
+use crate::http_error::ApiError;
+use crate::hub::target;
+
+/// Body of `POST /v1/push`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushRequest {
+    app: String,
+    to: String,
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
+    data: Option<Box<RawValue>>,
+}
+
+/// Answer of `POST /v1/push`.
+#[derive(Debug, Serialize)]
+pub struct PushResponse {
+    /// The message id.
+    pub id: String,
+    /// Connections on this node the message was queued to.
+    pub delivered: u64,
+}
+
+/// `POST /v1/push`: publish to users, groups or everyone of an app.
+pub async fn push(
+    State(state): State<ApiState>,
+    request: Request,
+) -> Result<Json<PushResponse>, ApiError> {
+    let body = read_body(request.into_body(), state.max_body_bytes).await?;
+    let push: PushRequest = serde_json::from_slice(&body).map_err(|error| {
+        if error.is_syntax() || error.is_eof() {
+            ApiError::bad_request("bad_json", format!("body is not valid JSON: {error}"))
+        } else {
+            ApiError::bad_request("invalid_request", format!("invalid push request: {error}"))
+        }
+    })?;
+    let targets = target::parse(&push.to)?;
+    let data = push.data.unwrap_or_else(|| RawValue::NULL.to_owned());
+    let receipt = state
+        .hub
+        .publish(&push.app, &targets, push.event, data)
+        .await?;
+    Ok(Json(PushResponse {
+        id: receipt.id.to_string(),
+        delivered: receipt.delivered,
+    }))
+}
+
+/// `GET /v1/apps/{app}/users`: online users with their connection counts.
+pub async fn users(
+    State(state): State<ApiState>,
+    Path(app): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let users = state.hub.users(&app).await?;
+    let connections: usize = users.iter().map(|(_, c)| c).sum();
+    let list: Vec<_> = users
+        .iter()
+        .map(|(user, count)| json!({"user": user, "connections": count}))
+        .collect();
+    Ok(Json(json!({
+        "app": app,
+        "users": list,
+        "total_users": users.len(),
+        "total_connections": connections,
+    })))
+}
+
+/// `GET /v1/stats`: server counters.
+pub async fn stats(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    let (broker, presence) = state.hub.engine_kinds();
+    let mut body = serde_json::to_value(state.hub.stats().snapshot()).unwrap_or_else(|_| json!({}));
+    if let Some(object) = body.as_object_mut() {
+        object.insert(
+            "uptime_secs".into(),
+            json!(state.started.elapsed().as_secs()),
+        );
+        object.insert(
+            "engine".into(),
+            json!({"broker": broker, "presence": presence}),
+        );
+    }
+    Json(body)
+}
+
+/// `GET /healthz`: the process is up and serving.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}

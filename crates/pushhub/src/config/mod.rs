@@ -1,0 +1,511 @@
+//! Configuration: a TOML file (optional), `PUSHHUB_*` environment variables and command-line
+//! flags, in rising order of precedence, validated once into a [`Config`].
+//!
+//! Without a file the server runs the embedded default: app `demo` with `auth = "none"`,
+//! and any other valid app name accepted on first use as another development app (as
+//! jdserver did). With a file only the declared apps exist unless `dynamic_apps = true`.
+//! Each field's doc comment is its operator documentation; `pushhub.example.toml` and
+//! docs/operations.md repeat them.
+
+mod env;
+mod locate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::EngineKind;
+use crate::hub::{names, AppSettings, AuthMode, OutboxLimits};
+
+/// The configuration file's shape, before validation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// Client listener: WebSocket, SSE and long-poll clients connect here.
+    pub listen: String,
+    /// API listener: backends and operators. Loopback only until API keys are configured.
+    pub api_listen: String,
+    /// Where durable state lives (timers, cron, optional history).
+    pub data_dir: PathBuf,
+    /// Accept any valid app name on first use as a development app with `auth = "none"`.
+    /// Default: true without a config file, false with one.
+    pub dynamic_apps: Option<bool>,
+    /// Engine for channel streams and presence: "memory" (single node).
+    pub engine: EngineKind,
+    /// Seconds between server pings on a quiet connection.
+    pub heartbeat: u64,
+    /// Seconds of client silence after which a connection is closed. Must exceed `heartbeat`.
+    pub idle_timeout: u64,
+    /// Seconds to let connections close cleanly on shutdown before exiting anyway.
+    pub shutdown_grace: u64,
+    /// Resource limits.
+    pub limits: RawLimits,
+    /// Apps by name.
+    pub apps: BTreeMap<String, RawApp>,
+}
+
+/// Resource limits, server-wide.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest client message in bytes; larger ones close the connection with 1009.
+    pub max_frame_bytes: usize,
+    /// Most frames waiting in one connection's send queue before it is cut off as slow.
+    pub max_queue_messages: usize,
+    /// Most bytes waiting in one connection's send queue before it is cut off as slow.
+    pub max_queue_bytes: usize,
+    /// Seconds one write to a client may take before it is cut off as slow.
+    pub write_timeout: u64,
+    /// Largest API request body in bytes.
+    pub max_body_bytes: usize,
+    /// Most client connections at once; 0 = as many as the open-file limit allows.
+    pub max_connections: usize,
+}
+
+/// One app's settings; unset fields take the server-wide value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    /// Client authentication. Must be given: `"none"` trusts whatever user id a client
+    /// claims and is for development and trusted networks only.
+    pub auth: AuthMode,
+    /// Overrides the server's `heartbeat`.
+    #[serde(default)]
+    pub heartbeat: Option<u64>,
+    /// Overrides the server's `idle_timeout`.
+    #[serde(default)]
+    pub idle_timeout: Option<u64>,
+    /// Overrides `limits.max_frame_bytes`.
+    #[serde(default)]
+    pub max_frame_bytes: Option<usize>,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8081".into(),
+            api_listen: "127.0.0.1:8082".into(),
+            data_dir: "./data".into(),
+            dynamic_apps: None,
+            engine: EngineKind::Memory,
+            heartbeat: 25,
+            idle_timeout: 60,
+            shutdown_grace: 10,
+            limits: RawLimits::default(),
+            apps: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 64 * 1024,
+            max_queue_messages: 1024,
+            max_queue_bytes: 4 * 1024 * 1024,
+            write_timeout: 10,
+            max_body_bytes: 1024 * 1024,
+            max_connections: 0,
+        }
+    }
+}
+
+/// Validated limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Per-connection send queue bounds.
+    pub outbox: OutboxLimits,
+    /// Write timeout.
+    pub write_timeout: Duration,
+    /// Largest API body.
+    pub max_body_bytes: usize,
+    /// Most client connections; 0 until resolved from the open-file limit at start.
+    pub max_connections: usize,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Client listener address.
+    pub listen: SocketAddr,
+    /// API listener address (may equal `listen`: single-port mode).
+    pub api_listen: SocketAddr,
+    /// Durable state directory.
+    pub data_dir: PathBuf,
+    /// Engine kind.
+    pub engine: EngineKind,
+    /// Shutdown grace period.
+    pub shutdown_grace: Duration,
+    /// Limits.
+    pub limits: Limits,
+    /// Declared apps.
+    pub apps: Vec<AppSettings>,
+    /// Policy of apps created on first use, when enabled.
+    pub dynamic_apps: Option<AppSettings>,
+    /// Connection mechanics before a client's app is known.
+    pub defaults: AppSettings,
+    /// Where the configuration came from, for the start-up log.
+    pub source: String,
+}
+
+/// One problem found in a configuration, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// `file:line:column` or the environment variable / flag at fault.
+    pub location: String,
+    /// The key path, e.g. `apps.wms.heartbeat`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.location, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.location, self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found, so an operator fixes them in one pass.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+/// Values given on the command line; they win over the environment and the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--api-listen`.
+    pub api_listen: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Load `file` (or the embedded default), apply `PUSHHUB_*` variables from `vars`
+    /// and then `overrides`, and validate.
+    pub fn load(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigErrors> {
+        let (text, source) = match file {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => (text, path.display().to_string()),
+                Err(e) => {
+                    return Err(ConfigErrors(vec![ConfigError {
+                        location: path.display().to_string(),
+                        key: String::new(),
+                        message: format!("cannot read: {e}"),
+                    }]))
+                }
+            },
+            None => (String::new(), "embedded default".to_owned()),
+        };
+        let mut table: toml::Table = match text.parse() {
+            Ok(table) => table,
+            Err(_) => return Err(ConfigErrors(locate::syntax_errors(&source, &text))),
+        };
+        if let Err(error) = toml::from_str::<RawConfig>(&text) {
+            return Err(ConfigErrors(vec![locate::type_error(
+                &source, &text, &error,
+            )]));
+        }
+        env::apply(&mut table, vars).map_err(ConfigErrors)?;
+        let mut raw = RawConfig::deserialize(table).map_err(|error| {
+            ConfigErrors(vec![ConfigError {
+                location: "environment (PUSHHUB_*)".into(),
+                key: String::new(),
+                message: error.message().trim().to_owned(),
+            }])
+        })?;
+        if let Some(listen) = &overrides.listen {
+            raw.listen = listen.clone();
+        }
+        if let Some(api) = &overrides.api_listen {
+            raw.api_listen = api.clone();
+        }
+        if let Some(dir) = &overrides.data_dir {
+            raw.data_dir = dir.clone();
+        }
+        let embedded = file.is_none();
+        validate(raw, embedded, &|key| locate::key(&source, &text, key)).map(|mut config| {
+            config.source = source;
+            config
+        })
+    }
+}
+
+/// The demo app of the embedded default.
+pub const DEMO_APP: &str = "demo";
+
+fn validate(
+    raw: RawConfig,
+    embedded: bool,
+    locate: &dyn Fn(&[&str]) -> String,
+) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut error = |path: &[&str], message: String| {
+        errors.push(ConfigError {
+            location: locate(path),
+            key: path.join("."),
+            message,
+        })
+    };
+    let mut address = |key: &str, value: &str| match value.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            error(
+                &[key],
+                format!("{value:?} is not an address like 127.0.0.1:8081"),
+            );
+            None
+        }
+    };
+    let listen = address("listen", &raw.listen);
+    let api_listen = address("api_listen", &raw.api_listen);
+    if let Some(api) = api_listen {
+        if !api.ip().is_loopback() {
+            error(
+                &["api_listen"],
+                format!("{api} is not a loopback address: the API has no keys configured, so it may only listen on 127.0.0.1 or ::1"),
+            );
+        }
+    }
+    check_liveness(&mut error, &[], raw.heartbeat, raw.idle_timeout);
+    check_frame_bytes(
+        &mut error,
+        &["limits", "max_frame_bytes"],
+        raw.limits.max_frame_bytes,
+    );
+    let limits = &raw.limits;
+    if limits.max_queue_messages == 0 {
+        error(
+            &["limits", "max_queue_messages"],
+            "must be at least 1".into(),
+        );
+    }
+    if limits.max_queue_bytes < limits.max_frame_bytes.max(1024) {
+        error(
+            &["limits", "max_queue_bytes"],
+            "must be at least 1024 and at least limits.max_frame_bytes".into(),
+        );
+    }
+    if limits.write_timeout == 0 {
+        error(
+            &["limits", "write_timeout"],
+            "must be at least 1 second".into(),
+        );
+    }
+    if limits.max_body_bytes < 1024 {
+        error(
+            &["limits", "max_body_bytes"],
+            "must be at least 1024".into(),
+        );
+    }
+    let settings = |name: &str, app: Option<&RawApp>| AppSettings {
+        name: Arc::from(name),
+        auth: app.map(|a| a.auth).unwrap_or(AuthMode::None),
+        heartbeat: Duration::from_secs(app.and_then(|a| a.heartbeat).unwrap_or(raw.heartbeat)),
+        idle_timeout: Duration::from_secs(
+            app.and_then(|a| a.idle_timeout).unwrap_or(raw.idle_timeout),
+        ),
+        max_frame_bytes: app
+            .and_then(|a| a.max_frame_bytes)
+            .unwrap_or(limits.max_frame_bytes),
+    };
+    let mut apps = Vec::new();
+    for (name, app) in &raw.apps {
+        let key = ["apps", name.as_str()];
+        if names::check_app(name).is_err() {
+            error(
+                &key,
+                "app names use 1-64 characters from A-Z a-z 0-9 _ - .".into(),
+            );
+        }
+        let resolved = settings(name, Some(app));
+        check_liveness(
+            &mut error,
+            &key,
+            resolved.heartbeat.as_secs(),
+            resolved.idle_timeout.as_secs(),
+        );
+        if let Some(bytes) = app.max_frame_bytes {
+            check_frame_bytes(&mut error, &["apps", name, "max_frame_bytes"], bytes);
+        }
+        apps.push(resolved);
+    }
+    if embedded && !raw.apps.contains_key(DEMO_APP) {
+        apps.push(settings(DEMO_APP, None));
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let dynamic = raw
+        .dynamic_apps
+        .unwrap_or(embedded)
+        .then(|| settings("", None));
+    Ok(Config {
+        listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8081))),
+        api_listen: api_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8082))),
+        data_dir: raw.data_dir.clone(),
+        engine: raw.engine,
+        shutdown_grace: Duration::from_secs(raw.shutdown_grace),
+        limits: Limits {
+            outbox: OutboxLimits {
+                max_messages: limits.max_queue_messages,
+                max_bytes: limits.max_queue_bytes,
+            },
+            write_timeout: Duration::from_secs(limits.write_timeout),
+            max_body_bytes: limits.max_body_bytes,
+            max_connections: limits.max_connections,
+        },
+        defaults: settings("", None),
+        apps,
+        dynamic_apps: dynamic,
+        source: String::new(),
+    })
+}
+
+fn check_liveness(
+    error: &mut impl FnMut(&[&str], String),
+    prefix: &[&str],
+    heartbeat: u64,
+    idle: u64,
+) {
+    let path = |last: &'static str| [prefix, &[last]].concat();
+    if heartbeat == 0 {
+        error(&path("heartbeat"), "must be at least 1 second".into());
+    }
+    if idle <= heartbeat {
+        error(
+            &path("idle_timeout"),
+            format!(
+                "must be longer than heartbeat ({heartbeat} s), or healthy clients are cut off"
+            ),
+        );
+    }
+}
+
+fn check_frame_bytes(error: &mut impl FnMut(&[&str], String), key: &[&str], bytes: usize) {
+    if !(125..=16 * 1024 * 1024).contains(&bytes) {
+        error(key, "must be between 125 and 16777216 bytes".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pushhub.toml");
+        std::fs::write(&path, text).unwrap();
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load(Some(&path), vars, &Overrides::default())
+    }
+
+    #[test]
+    fn embedded_default_has_demo_and_dynamic_apps() {
+        let config = Config::load(None, [], &Overrides::default()).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8081");
+        assert_eq!(config.api_listen.to_string(), "127.0.0.1:8082");
+        assert_eq!(config.apps.len(), 1);
+        assert_eq!(&*config.apps[0].name, "demo");
+        assert!(config.dynamic_apps.is_some());
+    }
+
+    #[test]
+    fn file_apps_only_unless_opted_in() {
+        let config = load_text("[apps.wms]\nauth = \"none\"\nheartbeat = 5\n", &[]).unwrap();
+        assert_eq!(config.apps.len(), 1);
+        assert_eq!(config.apps[0].heartbeat, Duration::from_secs(5));
+        assert!(config.dynamic_apps.is_none());
+        let config = load_text("dynamic_apps = true\n", &[]).unwrap();
+        assert!(config.dynamic_apps.is_some());
+    }
+
+    #[test]
+    fn env_and_flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1000\"\nheartbeat = 5\n").unwrap();
+        let vars = [
+            ("PUSHHUB_HEARTBEAT".to_string(), "7".to_string()),
+            ("PUSHHUB_LISTEN".to_string(), "127.0.0.1:2000".to_string()),
+            (
+                "PUSHHUB_LIMITS_MAX_FRAME_BYTES".to_string(),
+                "1000".to_string(),
+            ),
+            ("PUSHHUB_LOG".to_string(), "debug".to_string()),
+        ];
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:3000".into()),
+            ..Default::default()
+        };
+        let config = Config::load(Some(&path), vars, &overrides).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.defaults.heartbeat, Duration::from_secs(7));
+        assert_eq!(config.defaults.max_frame_bytes, 1000);
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported_with_its_line() {
+        let text = "listen = \"nope\"\nheartbeat = 30\n\n[apps.wms]\nauth = \"none\"\nidle_timeout = 10\n\n[apps.\"bad name\"]\nauth = \"none\"\n";
+        let errors = load_text(text, &[]).unwrap_err().0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "listen",
+                "idle_timeout",
+                "apps.bad name",
+                "apps.wms.idle_timeout"
+            ]
+        );
+        assert!(
+            errors[0].location.ends_with(":1:1"),
+            "{}",
+            errors[0].location
+        );
+        assert!(
+            errors[3].location.ends_with(":6:1"),
+            "{}",
+            errors[3].location
+        );
+    }
+
+    #[test]
+    fn syntax_and_type_errors_have_locations() {
+        let errors = load_text("listen = \n[x\n", &[]).unwrap_err().0;
+        assert!(
+            errors
+                .iter()
+                .all(|e| e.location.contains(":1:") || e.location.contains(":2:")),
+            "{errors:?}"
+        );
+        let errors = load_text("heartbeat = \"soon\"\n", &[]).unwrap_err().0;
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.contains("heartbeat"), "{errors:?}");
+        let errors = load_text("[apps.wms]\nheartbeat = 5\n", &[]).unwrap_err().0;
+        assert!(errors[0].message.contains("auth"), "{errors:?}");
+        let errors = load_text("lisen = \"x\"\n", &[]).unwrap_err().0;
+        assert!(errors[0].message.contains("lisen"), "{errors:?}");
+    }
+
+    #[test]
+    fn api_must_stay_on_loopback_without_keys() {
+        let errors = load_text("api_listen = \"0.0.0.0:8082\"\n", &[])
+            .unwrap_err()
+            .0;
+        assert_eq!(errors[0].key, "api_listen");
+    }
+}

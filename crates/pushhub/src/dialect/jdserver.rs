@@ -1,0 +1,164 @@
+//! The jdserver dialect (seed 000), wire-compatible so its users only change host and port.
+//!
+//! Client: a WebSocket on `/` whose first frame is `{"ac":"init","app":"wms","user":"100"}`
+//! (`user` may be a number). After that the client receives each push's `msg` raw: a
+//! string as the string itself, a number as its text, anything else as JSON. jdserver had
+//! no replies and ignored other frames after init; so does this dialect.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::native::refusal;
+use super::Encode;
+use crate::disconnect::Disconnect;
+use crate::hub::{ConnectRequest, Hub, Publication, Render, Session};
+use crate::transport::{ClientHandler, Link, Liveness};
+
+/// Encodes publications the way jdserver sent `msg`.
+pub struct JdEncoder;
+
+/// The jdserver encoder; stateless.
+pub static JDSERVER: JdEncoder = JdEncoder;
+
+/// jdserver's text for a pushed value: strings as themselves, numbers as their text, and
+/// arrays, objects, booleans and null as JSON.
+pub fn raw_text(data: &serde_json::value::RawValue) -> Vec<u8> {
+    let json = data.get();
+    if json.starts_with('"') {
+        if let Ok(text) = serde_json::from_str::<String>(json) {
+            return text.into_bytes();
+        }
+    }
+    json.as_bytes().to_vec()
+}
+
+impl Encode for JdEncoder {
+    fn encode(&self, p: &Publication) -> Vec<u8> {
+        raw_text(&p.message.data)
+    }
+}
+
+/// The user id of an init frame: a string, or a number as its decimal text.
+fn user_id(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// One jdserver client: waits for `init`, then receives pushes.
+pub struct JdClient {
+    hub: Hub,
+    renderer: Arc<dyn Render>,
+    defaults: Liveness,
+    session: Option<Session>,
+}
+
+impl JdClient {
+    /// A client that has not sent `init` yet; `defaults` apply until it has.
+    pub fn new(hub: Hub, renderer: Arc<dyn Render>, defaults: Liveness) -> Self {
+        Self {
+            hub,
+            renderer,
+            defaults,
+            session: None,
+        }
+    }
+
+    async fn init(&mut self, frame: &Value, link: &Link) -> Result<(), Disconnect> {
+        let bad = |why: &str| Disconnect::BAD_REQUEST.with_reason(format!("invalid init: {why}"));
+        let app = frame
+            .get("app")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("\"app\" must be a string"))?;
+        let user = user_id(frame.get("user"))
+            .ok_or_else(|| bad("\"user\" must be a string or a number"))?;
+        let app = self.hub.app(app).map_err(|e| refusal(&e))?;
+        let request = ConnectRequest {
+            app,
+            user,
+            outbox: link.outbox().clone(),
+            renderer: self.renderer.clone(),
+        };
+        let session = self
+            .hub
+            .connect(request, |_| {})
+            .await
+            .map_err(|e| refusal(&e))?;
+        self.session = Some(session);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ClientHandler for JdClient {
+    async fn on_open(&mut self, _link: &Link) -> Result<(), Disconnect> {
+        Ok(())
+    }
+
+    async fn on_text(&mut self, text: &str, link: &Link) -> Result<(), Disconnect> {
+        let frame: Option<Value> = serde_json::from_str(text).ok();
+        let is_init = frame
+            .as_ref()
+            .and_then(|f| f.get("ac"))
+            .and_then(Value::as_str)
+            == Some("init");
+        match (&self.session, frame) {
+            (None, Some(frame)) if is_init => self.init(&frame, link).await,
+            (None, _) => Err(Disconnect::EXPECTED_INIT),
+            (Some(_), _) if is_init => Err(Disconnect::ALREADY_INITIALIZED),
+            (Some(_), _) => Ok(()),
+        }
+    }
+
+    fn liveness(&self) -> Liveness {
+        match &self.session {
+            Some(session) => {
+                let app = &session.info().app;
+                Liveness {
+                    heartbeat: app.heartbeat,
+                    idle_timeout: app.idle_timeout,
+                    max_message_bytes: app.max_frame_bytes,
+                }
+            }
+            None => self.defaults,
+        }
+    }
+
+    async fn on_close(&mut self, _reason: &Disconnect) {
+        if let Some(session) = self.session.take() {
+            session.close().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    fn raw(json: &str) -> String {
+        String::from_utf8(raw_text(&RawValue::from_string(json.to_owned()).unwrap())).unwrap()
+    }
+
+    #[test]
+    fn scalars_raw_and_structures_as_json() {
+        assert_eq!(raw(r#""订单10待审批""#), "订单10待审批");
+        assert_eq!(raw(r#""a\"b""#), "a\"b");
+        assert_eq!(raw("42"), "42");
+        assert_eq!(raw("1.5"), "1.5");
+        assert_eq!(raw(r#"{"id":1,"text":"x"}"#), r#"{"id":1,"text":"x"}"#);
+        assert_eq!(raw("[1,2]"), "[1,2]");
+    }
+
+    #[test]
+    fn user_ids() {
+        assert_eq!(user_id(Some(&serde_json::json!("100"))), Some("100".into()));
+        assert_eq!(user_id(Some(&serde_json::json!(100))), Some("100".into()));
+        assert_eq!(user_id(Some(&serde_json::json!(null))), None);
+        assert_eq!(user_id(None), None);
+    }
+}

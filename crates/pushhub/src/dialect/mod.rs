@@ -1,0 +1,50 @@
+//! Dialects: each wire protocol pushhub speaks to clients (DESIGN.md principle 1).
+//!
+//! A dialect parses client frames into hub calls and encodes hub publications into its own
+//! payloads. It has no business rules (those are the hub's) and no framing (the transport's):
+//! [`Renderer`] joins a dialect's [`Encode`] with a transport's [`Framer`] into the hub's
+//! [`Render`], one per (dialect, transport) pair, so fan-out renders each pair once.
+
+pub mod jdserver;
+pub mod native;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::hub::{FormatId, Publication, Render};
+use crate::transport::Framer;
+
+/// Encodes a publication as this dialect's message payload (before transport framing).
+pub trait Encode: Send + Sync + 'static {
+    /// The payload bytes for `publication`.
+    fn encode(&self, publication: &Publication) -> Vec<u8>;
+}
+
+/// A dialect's encoding inside a transport's framing: one wire format.
+pub struct Renderer {
+    encoder: &'static dyn Encode,
+    framer: &'static dyn Framer,
+    format: FormatId,
+}
+
+impl Renderer {
+    /// The format of `encoder` over `framer`. Create each pair once per server and share it.
+    pub fn new(encoder: &'static dyn Encode, framer: &'static dyn Framer) -> Arc<dyn Render> {
+        Arc::new(Self {
+            encoder,
+            framer,
+            format: FormatId::unique(),
+        })
+    }
+}
+
+impl Render for Renderer {
+    fn format(&self) -> FormatId {
+        self.format
+    }
+
+    fn render(&self, publication: &Publication) -> Bytes {
+        self.framer.frame_text(&self.encoder.encode(publication))
+    }
+}

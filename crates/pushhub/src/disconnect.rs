@@ -1,0 +1,87 @@
+//! Why a connection ends: one vocabulary shared by every transport and dialect.
+//!
+//! Codes follow RFC 6455 where one fits; pushhub's own codes split in two ranges so a
+//! client library knows what to do without reading the reason:
+//! - 4000–4499: transient. Reconnect (with backoff) and resume.
+//! - 4500–4999: terminal. Reconnecting with the same request fails the same way.
+//!
+//! The table in docs/protocol.md lists every code; keep the two in step.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// A close code and a human-readable reason (at most 123 bytes on the wire).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disconnect {
+    /// WebSocket close code.
+    pub code: u16,
+    /// Why, for people and logs.
+    pub reason: Cow<'static, str>,
+}
+
+impl Disconnect {
+    /// A disconnect with a reason computed at run time.
+    pub fn new(code: u16, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    const fn fixed(code: u16, reason: &'static str) -> Self {
+        Self {
+            code,
+            reason: Cow::Borrowed(reason),
+        }
+    }
+
+    /// The client closed normally.
+    pub const NORMAL: Self = Self::fixed(1000, "normal closure");
+    /// The server is shutting down; reconnect to another node or later.
+    pub const SHUTDOWN: Self = Self::fixed(1001, "server shutting down");
+    /// The client broke the WebSocket framing rules.
+    pub const PROTOCOL_ERROR: Self = Self::fixed(1002, "websocket protocol error");
+    /// The client sent a binary frame where text is expected.
+    pub const BINARY_NOT_SUPPORTED: Self = Self::fixed(1003, "binary frames are not supported");
+    /// The client went away without a close frame (never sent on the wire).
+    pub const ABNORMAL: Self = Self::fixed(1006, "connection lost");
+    /// The client sent a text frame that is not UTF-8.
+    pub const INVALID_UTF8: Self = Self::fixed(1007, "text frame is not valid UTF-8");
+    /// The client sent a message larger than `max_frame_bytes`.
+    pub const TOO_BIG: Self = Self::fixed(1009, "message too big");
+    /// Something failed inside the server.
+    pub const INTERNAL: Self = Self::fixed(1011, "internal server error");
+    /// Nothing arrived from the client for `idle_timeout` seconds.
+    pub const IDLE_TIMEOUT: Self = Self::fixed(4000, "idle timeout: no traffic from client");
+    /// The client did not read its messages fast enough; its queue overflowed.
+    pub const SLOW_CONSUMER: Self = Self::fixed(4001, "slow consumer: send queue overflowed");
+    /// The server is at its connection limit.
+    pub const SERVER_FULL: Self = Self::fixed(4002, "server at connection limit");
+    /// The engine (broker/presence) failed; a later attempt may work.
+    pub const ENGINE_UNAVAILABLE: Self = Self::fixed(4003, "engine unavailable, retry later");
+    /// The request was malformed (missing or invalid user, bad init frame).
+    pub const BAD_REQUEST: Self = Self::fixed(4500, "bad request");
+    /// The app does not exist.
+    pub const UNKNOWN_APP: Self = Self::fixed(4501, "unknown app");
+    /// A jdserver client sent something other than `init` as its first frame.
+    pub const EXPECTED_INIT: Self = Self::fixed(4502, "first frame must be {\"ac\":\"init\",...}");
+    /// A jdserver client sent `init` a second time.
+    pub const ALREADY_INITIALIZED: Self =
+        Self::fixed(4503, "init was already received on this connection");
+
+    /// The same code with a more specific reason.
+    pub fn with_reason(&self, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(self.code, reason)
+    }
+
+    /// True when a client should reconnect after this close.
+    pub fn should_reconnect(&self) -> bool {
+        !(4500..5000).contains(&self.code)
+    }
+}
+
+impl fmt::Display for Disconnect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.reason, self.code)
+    }
+}

@@ -1,0 +1,70 @@
+//! The one error shape of every HTTP answer: status + `{"error":{"code","message"}}`.
+//!
+//! Bad input is the client's business and is not logged; internal failures are logged
+//! with their detail and shown to the client only as a generic message.
+
+use std::borrow::Cow;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::hub::HubError;
+
+/// An HTTP error answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code (snake_case), documented in docs/api.md.
+    pub code: &'static str,
+    /// What went wrong, for people.
+    pub message: Cow<'static, str>,
+}
+
+impl ApiError {
+    /// An error with the given status, code and message.
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 with `code`.
+    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<HubError> for ApiError {
+    fn from(error: HubError) -> Self {
+        let message = error.to_string();
+        match error {
+            HubError::UnknownApp(_) => Self::new(StatusCode::NOT_FOUND, "unknown_app", message),
+            HubError::InvalidApp(_) => Self::bad_request("invalid_app", message),
+            HubError::InvalidUser(_) => Self::bad_request("invalid_user", message),
+            HubError::InvalidTarget(_) => Self::bad_request("invalid_target", message),
+            HubError::Engine(error) => {
+                tracing::error!(%error, "engine failure while serving an API request");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "engine_unavailable",
+                    "the engine is unavailable; retry later",
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Apps: the tenants of a server. Each has its own users, channels and policy.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{names, HubError};
+use crate::engine::memory::lock;
+
+/// How clients of an app prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Clients say who they are and are believed: for development, and for jdserver users
+    /// migrating as they were. The server warns about it at start.
+    #[default]
+    None,
+}
+
+/// The policy of one app, resolved from configuration defaults and its own overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSettings {
+    /// The app's name, as it appears in channel names.
+    pub name: Arc<str>,
+    /// Client authentication.
+    pub auth: AuthMode,
+    /// How often the server pings an idle connection.
+    pub heartbeat: Duration,
+    /// How long a connection may stay silent before it is closed.
+    pub idle_timeout: Duration,
+    /// Largest client message accepted.
+    pub max_frame_bytes: usize,
+}
+
+/// Most apps created on first use; a guard against a client inventing names without end.
+pub const MAX_DYNAMIC_APPS: usize = 10_000;
+
+/// The apps a server knows: those declared, plus (when enabled) development apps created
+/// the first time a client or backend names them, as jdserver did.
+#[derive(Debug)]
+pub struct Apps {
+    declared: HashMap<String, Arc<AppSettings>>,
+    dynamic_template: Option<AppSettings>,
+    created: Mutex<HashMap<String, Arc<AppSettings>>>,
+}
+
+impl Apps {
+    /// `declared` apps, and `dynamic_template` as the policy of apps created on first use
+    /// (`None` disables that).
+    pub fn new(declared: Vec<AppSettings>, dynamic_template: Option<AppSettings>) -> Self {
+        Self {
+            declared: declared
+                .into_iter()
+                .map(|a| (a.name.to_string(), Arc::new(a)))
+                .collect(),
+            dynamic_template,
+            created: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The app called `name`, creating it if dynamic apps are enabled.
+    pub fn get(&self, name: &str) -> Result<Arc<AppSettings>, HubError> {
+        if let Some(app) = self.declared.get(name) {
+            return Ok(app.clone());
+        }
+        let Some(template) = &self.dynamic_template else {
+            names::check_app(name)?;
+            return Err(HubError::UnknownApp(name.to_owned()));
+        };
+        names::check_app(name)?;
+        let mut created = lock(&self.created);
+        if let Some(app) = created.get(name) {
+            return Ok(app.clone());
+        }
+        if created.len() >= MAX_DYNAMIC_APPS {
+            return Err(HubError::UnknownApp(name.to_owned()));
+        }
+        tracing::warn!(
+            app = name,
+            "created development app on first use (auth = \"none\")"
+        );
+        let app = Arc::new(AppSettings {
+            name: name.into(),
+            ..template.clone()
+        });
+        created.insert(name.to_owned(), app.clone());
+        Ok(app)
+    }
+
+    /// The app called `name` if it exists now, without creating it.
+    pub fn existing(&self, name: &str) -> Option<Arc<AppSettings>> {
+        self.declared
+            .get(name)
+            .cloned()
+            .or_else(|| lock(&self.created).get(name).cloned())
+    }
+}

@@ -1,0 +1,60 @@
+//! Channel names (DESIGN.md principle 2): every push is a publish to channels.
+//!
+//! - user `100` of app `wms` → `wms:user:100`
+//! - everyone → `wms:all`
+//! - group `group1` (users `group1/…`) → `wms:group:group1`
+//!
+//! A user id `a/b/c` belongs to groups `a` and `a/b`: every proper prefix ending before a `/`.
+
+use std::sync::Arc;
+
+/// The channel of one user.
+pub fn user(app: &str, user: &str) -> Arc<str> {
+    format!("{app}:user:{user}").into()
+}
+
+/// The channel every connection of an app is in.
+pub fn all(app: &str) -> Arc<str> {
+    format!("{app}:all").into()
+}
+
+/// The channel of one group.
+pub fn group(app: &str, group: &str) -> Arc<str> {
+    format!("{app}:group:{group}").into()
+}
+
+/// Groups a user id belongs to, shortest first: `a/b/c` → `a`, `a/b`.
+pub fn groups_of(user: &str) -> impl Iterator<Item = &str> {
+    user.match_indices('/')
+        .map(move |(i, _)| &user[..i])
+        .filter(|g| !g.is_empty())
+}
+
+/// Every channel a connection of `user` in `app` subscribes to at connect.
+pub fn channels_for(app: &str, user_id: &str) -> Vec<Arc<str>> {
+    let mut channels = vec![user(app, user_id), all(app)];
+    channels.extend(groups_of(user_id).map(|g| group(app, g)));
+    channels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_every_slash_prefix() {
+        assert_eq!(groups_of("a/b/c").collect::<Vec<_>>(), ["a", "a/b"]);
+        assert_eq!(groups_of("100").count(), 0);
+        assert_eq!(groups_of("group1/7").collect::<Vec<_>>(), ["group1"]);
+        assert_eq!(groups_of("/x").count(), 0);
+    }
+
+    #[test]
+    fn connection_channels() {
+        let names: Vec<String> = channels_for("wms", "g/1")
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(names, ["wms:user:g/1", "wms:all", "wms:group:g"]);
+    }
+}

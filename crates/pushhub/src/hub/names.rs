@@ -1,0 +1,73 @@
+//! Validation of app names and user ids, the identifiers every channel name is built from.
+
+use super::HubError;
+
+/// Longest user id accepted, in bytes.
+pub const MAX_USER_BYTES: usize = 256;
+/// Longest app name accepted, in bytes.
+pub const MAX_APP_BYTES: usize = 64;
+
+/// Check an app name: 1–64 characters from `A–Z a–z 0–9 _ - .`.
+///
+/// Kept narrow because app names appear in channel names, config keys and URLs.
+pub fn check_app(app: &str) -> Result<(), HubError> {
+    let ok = !app.is_empty()
+        && app.len() <= MAX_APP_BYTES
+        && app
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(HubError::InvalidApp(app.chars().take(80).collect()))
+    }
+}
+
+/// Check a user id: 1–256 bytes, no control characters, no `,` or `*` (they are target
+/// syntax), and no empty group segment at the end (`a/`).
+pub fn check_user(user: &str) -> Result<(), HubError> {
+    let reason = if user.is_empty() {
+        Some("is empty")
+    } else if user.len() > MAX_USER_BYTES {
+        Some("is longer than 256 bytes")
+    } else if user.chars().any(|c| c.is_control()) {
+        Some("contains a control character")
+    } else if user.contains(',') || user.contains('*') {
+        Some("contains ',' or '*', which are target syntax")
+    } else if user.ends_with('/') {
+        Some("ends with '/'")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(why) => Err(HubError::InvalidUser(format!(
+            "user id {:?} {why}",
+            user.chars().take(80).collect::<String>()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apps() {
+        assert!(check_app("wms").is_ok());
+        assert!(check_app("my-app_2.0").is_ok());
+        for bad in ["", "a b", "a:b", "é", &"x".repeat(65)] {
+            assert!(check_app(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn users() {
+        for good in ["100", "group1/1", "a/b/c", "张三", "a:b"] {
+            assert!(check_user(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a,b", "*", "g/*", "a\nb", "a/", &"x".repeat(257)] {
+            assert!(check_user(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Server-wide counters, shared by the hub and the transports.
+//!
+//! Plain relaxed atomics: each counter is independent and read only for reporting, so no
+//! ordering between them is promised or needed.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+/// Counters every part of the server bumps; one instance per server.
+#[derive(Debug, Default)]
+pub struct Stats {
+    connections: AtomicU64,
+    connections_total: AtomicU64,
+    messages_published: AtomicU64,
+    deliveries: AtomicU64,
+    frames_in: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    slow_consumers: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`], as `GET /v1/stats` shows it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Connections attached to the hub now.
+    pub connections: u64,
+    /// Connections attached since start.
+    pub connections_total: u64,
+    /// Messages published (one per push per target channel).
+    pub messages_published: u64,
+    /// Messages queued to connections.
+    pub deliveries: u64,
+    /// Frames received from clients.
+    pub frames_in: u64,
+    /// Bytes received from clients after the handshake.
+    pub bytes_in: u64,
+    /// Bytes written to clients after the handshake.
+    pub bytes_out: u64,
+    /// Connections closed because they could not keep up.
+    pub slow_consumers: u64,
+}
+
+impl Stats {
+    /// A connection attached to the hub.
+    pub fn connection_opened(&self) {
+        self.connections.fetch_add(1, Relaxed);
+        self.connections_total.fetch_add(1, Relaxed);
+    }
+
+    /// A connection left the hub.
+    pub fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Relaxed);
+    }
+
+    /// Connections attached now.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Relaxed)
+    }
+
+    /// One message was published to one channel and queued to `deliveries` connections.
+    pub fn published(&self, deliveries: u64) {
+        self.messages_published.fetch_add(1, Relaxed);
+        self.deliveries.fetch_add(deliveries, Relaxed);
+    }
+
+    /// A client frame of `bytes` bytes arrived.
+    pub fn frame_in(&self) {
+        self.frames_in.fetch_add(1, Relaxed);
+    }
+
+    /// `bytes` arrived from a client.
+    pub fn bytes_in(&self, bytes: usize) {
+        self.bytes_in.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// `bytes` were written to a client.
+    pub fn bytes_out(&self, bytes: usize) {
+        self.bytes_out.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// A connection was cut off for falling behind.
+    pub fn slow_consumer(&self) {
+        self.slow_consumers.fetch_add(1, Relaxed);
+    }
+
+    /// Copy every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            connections: self.connections.load(Relaxed),
+            connections_total: self.connections_total.load(Relaxed),
+            messages_published: self.messages_published.load(Relaxed),
+            deliveries: self.deliveries.load(Relaxed),
+            frames_in: self.frames_in.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            slow_consumers: self.slow_consumers.load(Relaxed),
+        }
+    }
+}

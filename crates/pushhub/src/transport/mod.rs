@@ -1,0 +1,102 @@
+//! Transports: bytes in and out of client connections, with no business rules.
+//!
+//! A transport frames what a dialect wants to say ([`Framer`]), delivers a client's decoded
+//! text messages to the dialect's [`ClientHandler`], and enforces connection mechanics:
+//! frame size, heartbeat pings, idle timeout, write timeout, slow-consumer cut-off and
+//! graceful close. It never looks inside a message.
+
+pub mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::disconnect::Disconnect;
+use crate::hub::Outbox;
+
+/// Puts one text payload in this transport's framing (a WebSocket text frame, an SSE
+/// event, a length prefix...).
+pub trait Framer: Send + Sync + 'static {
+    /// The framed bytes of `payload`.
+    fn frame_text(&self, payload: &[u8]) -> Bytes;
+}
+
+/// The dialect's way to talk to its client: queue text, framed for this transport.
+pub struct Link {
+    outbox: Arc<Outbox>,
+    framer: &'static dyn Framer,
+}
+
+impl Link {
+    /// A link writing into `outbox` through `framer`.
+    pub fn new(outbox: Arc<Outbox>, framer: &'static dyn Framer) -> Self {
+        Self { outbox, framer }
+    }
+
+    /// Queue one text message. False when the queue overflowed (the connection is closing).
+    pub fn send_text(&self, payload: &[u8]) -> bool {
+        self.outbox.push(self.framer.frame_text(payload))
+    }
+
+    /// The connection's send queue, for attaching to the hub.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+}
+
+/// Connection mechanics a transport enforces; a dialect may change them once it knows the
+/// connection's app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    /// Ping the client after this long without sending it anything.
+    pub heartbeat: Duration,
+    /// Close the connection after this long without hearing from the client.
+    pub idle_timeout: Duration,
+    /// Largest message accepted from the client.
+    pub max_message_bytes: usize,
+}
+
+/// A dialect's side of one client connection.
+#[async_trait]
+pub trait ClientHandler: Send {
+    /// The connection is open. Send a greeting or attach to the hub; an error closes it.
+    async fn on_open(&mut self, link: &Link) -> Result<(), Disconnect>;
+
+    /// One complete text message arrived. An error closes the connection with that reason.
+    async fn on_text(&mut self, text: &str, link: &Link) -> Result<(), Disconnect>;
+
+    /// The mechanics to enforce now; asked again after every call above.
+    fn liveness(&self) -> Liveness;
+
+    /// The connection ended for `reason`; release what it held.
+    async fn on_close(&mut self, reason: &Disconnect);
+}
+
+/// A handler that closes the connection right after the handshake with a reason: how
+/// refusals reach browser clients, which cannot read an HTTP error on a failed upgrade but
+/// do see a close code and reason.
+pub struct Refuse {
+    /// Why.
+    pub reason: Disconnect,
+    /// Mechanics while closing.
+    pub liveness: Liveness,
+}
+
+#[async_trait]
+impl ClientHandler for Refuse {
+    async fn on_open(&mut self, _link: &Link) -> Result<(), Disconnect> {
+        Err(self.reason.clone())
+    }
+
+    async fn on_text(&mut self, _text: &str, _link: &Link) -> Result<(), Disconnect> {
+        Err(self.reason.clone())
+    }
+
+    fn liveness(&self) -> Liveness {
+        self.liveness
+    }
+
+    async fn on_close(&mut self, _reason: &Disconnect) {}
+}

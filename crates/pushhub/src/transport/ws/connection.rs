@@ -1,0 +1,242 @@
+//! One WebSocket connection's task: read client frames, write queued frames, keep the
+//! heartbeat, and close with a reason.
+//!
+//! One task per connection selects over four things: the shutdown token, the outbox, the
+//! socket, and one timer (next heartbeat ping or idle deadline, whichever is first).
+//! Everything queued is written in one vectored write.
+
+use std::io::IoSlice;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::codec::{self, FrameReader, Inbound, Step};
+use super::WS_FRAMER;
+use crate::disconnect::Disconnect;
+use crate::hub::Outbox;
+use crate::stats::Stats;
+use crate::transport::{ClientHandler, Link};
+
+/// A read buffer that empties releases its memory once it has grown past this.
+const KEEP_READ_CAPACITY: usize = 4096;
+/// How much to ask the socket for when no frame size is known yet.
+const READ_CHUNK: usize = 4096;
+/// How long to wait for the client's side of the close handshake.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Server-wide settings of WebSocket connections.
+#[derive(Debug, Clone, Copy)]
+pub struct WsSettings {
+    /// A write that cannot finish within this is treated as a slow consumer.
+    pub write_timeout: Duration,
+}
+
+/// Run one connection until it ends. `leftover` is what the HTTP layer had already read
+/// past the handshake.
+pub async fn run<S, H>(
+    mut stream: S,
+    leftover: Bytes,
+    mut handler: H,
+    outbox: Arc<Outbox>,
+    settings: WsSettings,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: ClientHandler,
+{
+    let link = Link::new(outbox.clone(), &WS_FRAMER);
+    let mut conn = Conn {
+        stream: &mut stream,
+        buf: BytesMut::from(&leftover[..]),
+        reader: FrameReader::new(),
+        outbox,
+        settings,
+        stats,
+        batch: Vec::new(),
+    };
+    let reason = match handler.on_open(&link).await {
+        Ok(()) => conn.serve(&mut handler, &link, &shutdown).await,
+        Err(reason) => reason,
+    };
+    if reason.code == Disconnect::SLOW_CONSUMER.code {
+        conn.stats.slow_consumer();
+        tracing::info!(code = reason.code, %reason, "closing slow consumer");
+    } else {
+        tracing::debug!(code = reason.code, %reason, "closing connection");
+    }
+    handler.on_close(&reason).await;
+    conn.close(&reason).await;
+}
+
+struct Conn<'s, S> {
+    stream: &'s mut S,
+    buf: BytesMut,
+    reader: FrameReader,
+    outbox: Arc<Outbox>,
+    settings: WsSettings,
+    stats: Arc<Stats>,
+    batch: Vec<Bytes>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
+    /// The connection's main loop; returns why it ended.
+    async fn serve<H: ClientHandler>(
+        &mut self,
+        handler: &mut H,
+        link: &Link,
+        shutdown: &CancellationToken,
+    ) -> Disconnect {
+        let mut liveness = handler.liveness();
+        let mut last_heard = Instant::now();
+        let mut next_ping = last_heard + liveness.heartbeat;
+        loop {
+            let want = loop {
+                match self.reader.next(&mut self.buf, liveness.max_message_bytes) {
+                    Ok(Step::Frame(frame)) => {
+                        self.stats.frame_in();
+                        match frame {
+                            Inbound::Text(text) => {
+                                if let Err(reason) = handler.on_text(&text, link).await {
+                                    return reason;
+                                }
+                                liveness = handler.liveness();
+                            }
+                            Inbound::Ping(payload) => {
+                                self.outbox.push(codec::pong_frame(&payload));
+                            }
+                            Inbound::Pong => {}
+                            Inbound::Close(code) => {
+                                return match code {
+                                    None | Some(1000) | Some(1001) => Disconnect::NORMAL,
+                                    Some(code) => Disconnect::new(code, "closed by client"),
+                                };
+                            }
+                        }
+                    }
+                    Ok(Step::NeedMore(want)) => break want,
+                    Err(reason) => return reason,
+                }
+            };
+            if self.buf.is_empty() && self.buf.capacity() > KEEP_READ_CAPACITY {
+                self.buf = BytesMut::new();
+            }
+            if !self.buf.is_empty() || self.reader.in_message() {
+                self.buf
+                    .reserve(want.saturating_sub(self.buf.len()).max(READ_CHUNK));
+            }
+            let idle_deadline = last_heard + liveness.idle_timeout;
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Disconnect::SHUTDOWN,
+                _ = self.outbox.ready() => {
+                    if let Err(reason) = self.flush().await {
+                        return reason;
+                    }
+                }
+                read = self.stream.read_buf(&mut self.buf) => match read {
+                    Ok(0) | Err(_) => return Disconnect::ABNORMAL,
+                    Ok(n) => {
+                        self.stats.bytes_in(n);
+                        last_heard = Instant::now();
+                    }
+                },
+                _ = sleep_until(next_ping.min(idle_deadline)) => {
+                    let now = Instant::now();
+                    if now >= idle_deadline {
+                        return Disconnect::IDLE_TIMEOUT;
+                    }
+                    self.outbox.push(codec::ping_frame());
+                    next_ping = now + liveness.heartbeat;
+                }
+            }
+        }
+    }
+
+    /// Write everything queued, in as few syscalls as the socket allows.
+    async fn flush(&mut self) -> Result<(), Disconnect> {
+        if self.outbox.drain(&mut self.batch).is_err() {
+            return Err(Disconnect::SLOW_CONSUMER);
+        }
+        let written = timeout(
+            self.settings.write_timeout,
+            write_all_vectored(self.stream, &mut self.batch),
+        )
+        .await;
+        match written {
+            Ok(Ok(bytes)) => {
+                self.stats.bytes_out(bytes);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(Disconnect::ABNORMAL),
+            Err(_) => Err(Disconnect::SLOW_CONSUMER.with_reason("slow consumer: write timed out")),
+        }
+    }
+
+    /// Send what is still queued (on a clean close) and a close frame, then wait briefly
+    /// for the client to close its side so the close frame is not lost to a reset.
+    async fn close(mut self, reason: &Disconnect) {
+        if reason.code == Disconnect::ABNORMAL.code {
+            return;
+        }
+        if reason.code != Disconnect::SLOW_CONSUMER.code {
+            let _ = self.outbox.drain(&mut self.batch);
+        } else {
+            self.batch.clear();
+        }
+        self.batch
+            .push(codec::close_frame(reason.code, &reason.reason));
+        let linger = async {
+            write_all_vectored(self.stream, &mut self.batch).await?;
+            self.stream.shutdown().await?;
+            let mut sink = [0u8; 512];
+            while self.stream.read(&mut sink).await? > 0 {}
+            std::io::Result::Ok(())
+        };
+        let _ = timeout(CLOSE_LINGER, linger).await;
+    }
+}
+
+/// Write all of `frames` with vectored writes, emptying the vector. Returns bytes written.
+async fn write_all_vectored<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    frames: &mut Vec<Bytes>,
+) -> std::io::Result<usize> {
+    const MAX_SLICES: usize = 64;
+    let mut total = 0;
+    let mut first = 0;
+    while first < frames.len() {
+        let slices: Vec<IoSlice<'_>> = frames[first..]
+            .iter()
+            .take(MAX_SLICES)
+            .map(|f| IoSlice::new(f))
+            .collect();
+        let mut n = stream.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        total += n;
+        while n > 0 {
+            let frame = &mut frames[first];
+            let take = n.min(frame.len());
+            frame.advance(take);
+            n -= take;
+            if frame.is_empty() {
+                first += 1;
+            }
+        }
+        while first < frames.len() && frames[first].is_empty() {
+            first += 1;
+        }
+    }
+    frames.clear();
+    if frames.capacity() > 256 {
+        *frames = Vec::new();
+    }
+    stream.flush().await?;
+    Ok(total)
+}

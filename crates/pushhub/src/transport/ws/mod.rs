@@ -1,0 +1,116 @@
+//! WebSocket transport (RFC 6455), server side.
+//!
+//! Writes follow DESIGN.md principle 4: server frames are unmasked, so one text frame is
+//! built once per message and its bytes are shared by every recipient ([`WS_FRAMER`]).
+//! Reads parse client frames with tungstenite's header parser into a read buffer that is
+//! released whenever it empties, so an idle connection holds almost no memory.
+
+pub mod codec;
+pub mod connection;
+pub mod handshake;
+
+use bytes::Bytes;
+
+use super::Framer;
+
+/// WebSocket text framing.
+pub struct WsFramer;
+
+/// The one WebSocket framer; its frames are plain bytes any connection may write.
+pub static WS_FRAMER: WsFramer = WsFramer;
+
+impl Framer for WsFramer {
+    fn frame_text(&self, payload: &[u8]) -> Bytes {
+        codec::text_frame(payload)
+    }
+}
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::hub::Outbox;
+use crate::stats::Stats;
+use crate::transport::ClientHandler;
+
+/// What every WebSocket connection of a server shares.
+#[derive(Clone)]
+pub struct WsContext {
+    /// Connection settings.
+    pub settings: connection::WsSettings,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Fires when the server shuts down.
+    pub shutdown: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+/// Answer an upgrade request and run the connection with `handler` in a tracked task.
+/// A request that is not a valid handshake gets a 4xx JSON error instead.
+pub fn upgrade<H>(mut request: Request, handler: H, outbox: Arc<Outbox>, ctx: WsContext) -> Response
+where
+    H: ClientHandler + 'static,
+{
+    let response = match handshake::accept(request.method(), request.headers()) {
+        Ok(response) => response,
+        Err(error) => {
+            let status = match error {
+                handshake::HandshakeError::BadVersion => axum::http::StatusCode::UPGRADE_REQUIRED,
+                _ => axum::http::StatusCode::BAD_REQUEST,
+            };
+            return crate::http_error::ApiError::new(status, "not_websocket", error.to_string())
+                .into_response();
+        }
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    ctx.tracker.clone().spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "websocket upgrade failed");
+                return;
+            }
+        };
+        let WsContext {
+            settings,
+            stats,
+            shutdown,
+            ..
+        } = ctx;
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let stream = parts.io.into_inner();
+                connection::run(
+                    stream,
+                    parts.read_buf,
+                    handler,
+                    outbox,
+                    settings,
+                    stats,
+                    shutdown,
+                )
+                .await
+            }
+            Err(upgraded) => {
+                let stream = TokioIo::new(upgraded);
+                connection::run(
+                    stream,
+                    Bytes::new(),
+                    handler,
+                    outbox,
+                    settings,
+                    stats,
+                    shutdown,
+                )
+                .await
+            }
+        }
+    });
+    response
+}
