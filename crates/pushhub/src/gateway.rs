@@ -46,8 +46,8 @@ impl GatewayState {
             outbox,
             defaults: liveness(defaults),
             max_connections,
-            native_ws: Renderer::new(&NATIVE, &WS_FRAMER),
-            jdserver_ws: Renderer::new(&JDSERVER, &WS_FRAMER),
+            native_ws: Renderer::shared(&NATIVE, &WS_FRAMER),
+            jdserver_ws: Renderer::shared(&JDSERVER, &WS_FRAMER),
         }
     }
 

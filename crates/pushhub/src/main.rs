@@ -154,7 +154,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the client listener on {}", config.listen))?;
     let client_addr = client.local_addr()?;
-    let api = if config.api_listen == config.listen {
+    let single_port = config.api_listen == config.listen && config.listen.port() != 0;
+    let api = if single_port {
         None
     } else {
         Some(

@@ -26,14 +26,25 @@ pub fn syntax_errors(source: &str, text: &str) -> Vec<super::ConfigError> {
         .collect()
 }
 
-/// A type or unknown-key error from deserializing `text`, with its position.
+/// A type or unknown-key error from deserializing `text`, with its position and the line
+/// it is on (toml's message alone does not name the key).
 pub fn type_error(source: &str, text: &str, error: &toml::de::Error) -> super::ConfigError {
+    let message = error.message().trim();
+    let Some(span) = error.span() else {
+        return super::ConfigError {
+            location: source.to_owned(),
+            key: String::new(),
+            message: message.to_owned(),
+        };
+    };
+    let start = text[..span.start.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("").trim();
     super::ConfigError {
-        location: error
-            .span()
-            .map_or_else(|| source.to_owned(), |s| position(source, text, s.start)),
+        location: position(source, text, span.start),
         key: String::new(),
-        message: error.message().trim().to_owned(),
+        message: format!("{message} (in `{line}`)"),
     }
 }
 

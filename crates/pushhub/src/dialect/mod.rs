@@ -30,7 +30,7 @@ pub struct Renderer {
 
 impl Renderer {
     /// The format of `encoder` over `framer`. Create each pair once per server and share it.
-    pub fn new(encoder: &'static dyn Encode, framer: &'static dyn Framer) -> Arc<dyn Render> {
+    pub fn shared(encoder: &'static dyn Encode, framer: &'static dyn Framer) -> Arc<dyn Render> {
         Arc::new(Self {
             encoder,
             framer,

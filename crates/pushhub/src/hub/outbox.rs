@@ -34,6 +34,7 @@ struct State {
 pub struct Outbox {
     state: Mutex<State>,
     ready: Notify,
+    overflow: Notify,
     limits: OutboxLimits,
 }
 
@@ -47,6 +48,7 @@ impl Outbox {
         Self {
             state: Mutex::new(State::default()),
             ready: Notify::new(),
+            overflow: Notify::new(),
             limits,
         }
     }
@@ -66,6 +68,7 @@ impl Outbox {
             state.bytes = 0;
             drop(state);
             self.ready.notify_one();
+            self.overflow.notify_one();
             return false;
         }
         let was_empty = state.frames.is_empty();
@@ -81,6 +84,12 @@ impl Outbox {
     /// Wait until something was queued (or the queue overflowed) since the last drain.
     pub async fn ready(&self) {
         self.ready.notified().await
+    }
+
+    /// Wait until the queue overflows: lets a connection blocked in a long write notice
+    /// that it is being cut off without waiting for the write to finish.
+    pub async fn overflowed(&self) {
+        self.overflow.notified().await
     }
 
     /// Move every queued frame into `into`, oldest first.

@@ -31,10 +31,12 @@ pub struct Subscriber {
 }
 
 type Members = HashMap<ConnId, Arc<Subscriber>>;
+/// One shard: channel name → its members in this shard.
+type Shard = Mutex<HashMap<Arc<str>, Members>>;
 
 /// Connections per channel, sharded by user.
 pub struct Registry {
-    shards: Box<[Mutex<HashMap<Arc<str>, Members>>]>,
+    shards: Box<[Shard]>,
 }
 
 /// A stable hash for sharding; not for security.
@@ -60,7 +62,7 @@ impl Registry {
         hash_str(app) ^ hash_str(user).rotate_left(17)
     }
 
-    fn shard(&self, home: u64) -> &Mutex<HashMap<Arc<str>, Members>> {
+    fn shard(&self, home: u64) -> &Shard {
         &self.shards[(home % SHARDS as u64) as usize]
     }
 
@@ -91,7 +93,7 @@ impl Registry {
     /// Call `f` for each local member of `channel`. With `home`, only that user's shard is
     /// visited (user channels); without, every shard, one lock at a time.
     pub fn for_each(&self, channel: &str, home: Option<u64>, mut f: impl FnMut(&Arc<Subscriber>)) {
-        let mut visit = |shard: &Mutex<HashMap<Arc<str>, Members>>| {
+        let mut visit = |shard: &Shard| {
             let shard = lock(shard);
             if let Some(members) = shard.get(channel) {
                 members.values().for_each(&mut f);

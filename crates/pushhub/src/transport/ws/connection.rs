@@ -139,7 +139,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                     }
                 }
                 read = self.stream.read_buf(&mut self.buf) => match read {
-                    Ok(0) | Err(_) => return Disconnect::ABNORMAL,
+                    Ok(0) => return Disconnect::ABNORMAL.with_reason("client closed the socket without a close frame"),
+                    Err(error) => return Disconnect::ABNORMAL.with_reason(format!("read failed: {error}")),
                     Ok(n) => {
                         self.stats.bytes_in(n);
                         last_heard = Instant::now();
@@ -162,17 +163,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         if self.outbox.drain(&mut self.batch).is_err() {
             return Err(Disconnect::SLOW_CONSUMER);
         }
-        let written = timeout(
-            self.settings.write_timeout,
-            write_all_vectored(self.stream, &mut self.batch),
-        )
-        .await;
+        let written = tokio::select! {
+            written = timeout(self.settings.write_timeout, write_all_vectored(self.stream, &mut self.batch)) => written,
+            _ = self.outbox.overflowed() => return Err(Disconnect::SLOW_CONSUMER),
+        };
         match written {
             Ok(Ok(bytes)) => {
                 self.stats.bytes_out(bytes);
                 Ok(())
             }
-            Ok(Err(_)) => Err(Disconnect::ABNORMAL),
+            Ok(Err(error)) => {
+                Err(Disconnect::ABNORMAL.with_reason(format!("write failed: {error}")))
+            }
             Err(_) => Err(Disconnect::SLOW_CONSUMER.with_reason("slow consumer: write timed out")),
         }
     }

@@ -1,0 +1,10 @@
+//! Integration tests: the real `pushhub` binary on port 0, real WebSocket and HTTP clients.
+
+mod bad_input;
+mod config_cli;
+mod fanout;
+mod jdserver;
+mod liveness;
+mod native_ws;
+mod shutdown;
+mod util;

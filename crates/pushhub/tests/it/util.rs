@@ -1,0 +1,298 @@
+//! A real `pushhub` binary on port 0, and clients that talk to it through real sockets.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running server process with its own data directory; killed on drop.
+pub struct TestServer {
+    child: Child,
+    /// Client listener.
+    pub client: SocketAddr,
+    /// API listener.
+    pub api: SocketAddr,
+    log: Arc<Mutex<String>>,
+    _data: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl TestServer {
+    /// The embedded default.
+    pub fn start() -> Self {
+        Self::start_with(&[], &[])
+    }
+
+    /// With extra command-line arguments and environment variables.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pushhub"));
+        command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(args)
+            .env("PUSHHUB_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn pushhub");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening client=").nth(1) {
+                    let _ = tx.send(rest.to_owned());
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let line = match rx.recv_timeout(WAIT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        let mut parts = line.split_whitespace();
+        let client = parts
+            .next()
+            .and_then(|a| a.parse().ok())
+            .expect("client addr");
+        let api = parts
+            .next()
+            .and_then(|a| a.strip_prefix("api="))
+            .and_then(|a| a.parse().ok())
+            .expect("api addr");
+        Self {
+            child,
+            client,
+            api,
+            log,
+            _data: data,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Send SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server did not exit:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `http://API` + `path`.
+    pub fn api_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.api, path)
+    }
+
+    /// POST JSON to the API.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(self.http.post(self.api_url(path)).json(body))
+            .await
+    }
+
+    /// POST a raw body with a content type.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: &str) -> (u16, Value) {
+        let request = self
+            .http
+            .post(self.api_url(path))
+            .header("content-type", content_type)
+            .body(body.to_owned());
+        self.send(request).await
+    }
+
+    /// GET from the API.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.get(self.api_url(path))).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = tokio::time::timeout(WAIT, request.send())
+            .await
+            .expect("request timed out")
+            .expect("request failed");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    /// Push through the native API, expecting success; returns `delivered`.
+    pub async fn push(&self, to: &str, data: Value) -> u64 {
+        let (status, body) = self
+            .post_json(
+                "/v1/push",
+                &serde_json::json!({"app": "demo", "to": to, "event": "e", "data": data}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["delivered"].as_u64().expect("delivered")
+    }
+
+    /// A native WebSocket client, after its welcome frame.
+    pub async fn native(&self, app: &str, user: &str) -> (Client, Value) {
+        let mut client = self.ws(&format!("/v1/ws?app={app}&user={user}")).await;
+        let welcome = client.json().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        (client, welcome)
+    }
+
+    /// A jdserver client that has sent its init frame.
+    pub async fn jdserver(&self, app: &str, user: Value) -> Client {
+        let mut client = self.ws("/").await;
+        client
+            .send(&serde_json::json!({"ac": "init", "app": app, "user": user}).to_string())
+            .await;
+        client
+    }
+
+    /// A raw WebSocket client on the client listener.
+    pub async fn ws(&self, path: &str) -> Client {
+        let url = format!("ws://{}{}", self.client, path);
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect timed out")
+            .expect("connect failed");
+        Client { ws }
+    }
+
+    /// Wait until the server reports `n` connections (attachment is asynchronous to the
+    /// client's view of the handshake).
+    pub async fn wait_connections(&self, n: u64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (_, stats) = self.get("/v1/stats").await;
+            if stats["connections"] == n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "expected {n} connections, stats: {stats}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A WebSocket client under test.
+pub struct Client {
+    /// The underlying socket, for tests that need raw access.
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What a client saw next.
+#[derive(Debug, PartialEq)]
+pub enum Event {
+    /// A text frame.
+    Text(String),
+    /// A close frame with code and reason.
+    Close(u16, String),
+    /// The connection ended without a close frame.
+    Ended,
+}
+
+impl Client {
+    /// Send a text frame.
+    pub async fn send(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// The next text frame or close, skipping pings and pongs.
+    pub async fn next(&mut self) -> Event {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("no frame within the wait");
+            match message {
+                Some(Ok(Message::Text(text))) => return Event::Text(text.to_string()),
+                Some(Ok(Message::Close(frame))) => {
+                    return match frame {
+                        Some(f) => Event::Close(u16::from(f.code), f.reason.to_string()),
+                        None => Event::Close(u16::from(CloseCode::Status), String::new()),
+                    }
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Event::Ended,
+            }
+        }
+    }
+
+    /// The next text frame, which must exist.
+    pub async fn text(&mut self) -> String {
+        match self.next().await {
+            Event::Text(text) => text,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// The next text frame as JSON.
+    pub async fn json(&mut self) -> Value {
+        let text = self.text().await;
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    /// The close code and reason the server sends next (after any text frames, which fail).
+    pub async fn closed(&mut self) -> (u16, String) {
+        match self.next().await {
+            Event::Close(code, reason) => (code, reason),
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+
+    /// True if nothing arrives within `wait`.
+    pub async fn silent_for(&mut self, wait: Duration) -> bool {
+        loop {
+            match tokio::time::timeout(wait, self.ws.next()).await {
+                Err(_) => return true,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(_) => return false,
+            }
+        }
+    }
+}
