@@ -12,11 +12,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::disconnect::Disconnect;
 use crate::engine;
 use crate::gateway::{self, GatewayState};
 use crate::http_error::ApiError;
 use crate::hub::{Apps, Hub};
 use crate::stats::Stats;
+use crate::transport::connections::Connections;
 use crate::transport::ws::connection::WsSettings;
 use crate::transport::ws::WsContext;
 
@@ -51,12 +53,24 @@ pub async fn serve(
         stats.clone(),
     );
     let tracker = TaskTracker::new();
+    let connections = Connections::default();
+    tracker.spawn({
+        let (connections, shutdown) = (connections.clone(), shutdown.clone());
+        async move {
+            shutdown.cancelled().await;
+            tracing::info!(
+                connections = connections.len(),
+                "closing every client connection"
+            );
+            connections.close_all(Disconnect::SHUTDOWN);
+        }
+    });
     let ws = WsContext {
         settings: WsSettings {
             write_timeout: config.limits.write_timeout,
         },
         stats,
-        shutdown: shutdown.clone(),
+        connections: connections.clone(),
         tracker: tracker.clone(),
     };
     let gateway = gateway::router(GatewayState::new(

@@ -2,8 +2,10 @@
 //!
 //! Fan-out pushes already-encoded frames here without waiting; the connection's own task
 //! drains everything queued and writes it in one go. When a consumer falls behind past the
-//! bounds, the queue stops accepting and reports overflow so the connection is closed with
-//! a reason: one slow client never holds up a publish or grows memory without bound.
+//! bounds, the queue stops accepting, drops what it held and asks the connection to close
+//! as a slow consumer: one slow client never holds up a publish or grows memory without
+//! bound. The same path closes a connection for any other reason (server shutdown, a kick):
+//! the connection task only ever waits on its outbox and its socket.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -11,6 +13,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::disconnect::Disconnect;
 use crate::engine::memory::lock;
 
 /// Bounds of one queue.
@@ -26,7 +29,7 @@ pub struct OutboxLimits {
 struct State {
     frames: VecDeque<Bytes>,
     bytes: usize,
-    overflowed: bool,
+    closing: Option<Disconnect>,
 }
 
 /// One connection's queue of frames to write. Many producers, one consumer.
@@ -34,13 +37,9 @@ struct State {
 pub struct Outbox {
     state: Mutex<State>,
     ready: Notify,
-    overflow: Notify,
+    cut_off: Notify,
     limits: OutboxLimits,
 }
-
-/// Why [`Outbox::drain`] returned nothing more to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Overflowed;
 
 impl Outbox {
     /// An empty queue with the given bounds. Costs no heap memory for frames until used.
@@ -48,27 +47,27 @@ impl Outbox {
         Self {
             state: Mutex::new(State::default()),
             ready: Notify::new(),
-            overflow: Notify::new(),
+            cut_off: Notify::new(),
             limits,
         }
     }
 
-    /// Queue `frame`. Returns false when the queue has overflowed (now or earlier); the
-    /// frame is then dropped and the consumer is woken to close the connection.
+    /// Queue `frame`. Returns false when the connection is closing (the frame is dropped);
+    /// overflowing the bounds starts closing it as a slow consumer.
     pub fn push(&self, frame: Bytes) -> bool {
         let mut state = lock(&self.state);
-        if state.overflowed {
+        if state.closing.is_some() {
             return false;
         }
         let over = state.frames.len() >= self.limits.max_messages
             || state.bytes + frame.len() > self.limits.max_bytes;
         if over {
-            state.overflowed = true;
-            state.frames.clear();
+            state.closing = Some(Disconnect::SLOW_CONSUMER);
+            state.frames = VecDeque::new();
             state.bytes = 0;
             drop(state);
             self.ready.notify_one();
-            self.overflow.notify_one();
+            self.cut_off.notify_one();
             return false;
         }
         let was_empty = state.frames.is_empty();
@@ -81,7 +80,18 @@ impl Outbox {
         true
     }
 
-    /// Wait until something was queued (or the queue overflowed) since the last drain.
+    /// Ask the connection to close with `reason` after writing what is already queued.
+    /// The first reason given wins.
+    pub fn close(&self, reason: Disconnect) {
+        let mut state = lock(&self.state);
+        if state.closing.is_none() {
+            state.closing = Some(reason);
+            drop(state);
+            self.ready.notify_one();
+        }
+    }
+
+    /// Wait until something was queued, or closing began, since the last drain.
     pub async fn ready(&self) {
         self.ready.notified().await
     }
@@ -89,21 +99,19 @@ impl Outbox {
     /// Wait until the queue overflows: lets a connection blocked in a long write notice
     /// that it is being cut off without waiting for the write to finish.
     pub async fn overflowed(&self) {
-        self.overflow.notified().await
+        self.cut_off.notified().await
     }
 
-    /// Move every queued frame into `into`, oldest first.
-    pub fn drain(&self, into: &mut Vec<Bytes>) -> Result<(), Overflowed> {
+    /// Move every queued frame into `into`, oldest first. Returns the reason to close, once
+    /// closing has begun.
+    pub fn drain(&self, into: &mut Vec<Bytes>) -> Option<Disconnect> {
         let mut state = lock(&self.state);
-        if state.overflowed {
-            return Err(Overflowed);
-        }
         state.bytes = 0;
         into.extend(state.frames.drain(..));
         if state.frames.capacity() > 64 {
             state.frames = VecDeque::new();
         }
-        Ok(())
+        state.closing.clone()
     }
 }
 
@@ -124,40 +132,57 @@ mod tests {
         assert!(q.push(Bytes::from_static(b"a")));
         assert!(q.push(Bytes::from_static(b"b")));
         let mut out = Vec::new();
-        q.drain(&mut out).unwrap();
+        assert_eq!(q.drain(&mut out), None);
         assert_eq!(out, [Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
         out.clear();
-        q.drain(&mut out).unwrap();
+        assert_eq!(q.drain(&mut out), None);
         assert!(out.is_empty());
     }
 
     #[test]
-    fn overflow_by_count_and_by_bytes_is_sticky() {
+    fn overflow_by_count_and_by_bytes_is_sticky_and_drops_the_backlog() {
         let q = outbox(2, 100);
         assert!(q.push(Bytes::from_static(b"a")));
         assert!(q.push(Bytes::from_static(b"b")));
         assert!(!q.push(Bytes::from_static(b"c")));
-        assert_eq!(q.drain(&mut Vec::new()), Err(Overflowed));
+        let mut out = Vec::new();
+        assert_eq!(q.drain(&mut out), Some(Disconnect::SLOW_CONSUMER));
+        assert!(out.is_empty());
         let q = outbox(10, 3);
         assert!(q.push(Bytes::from_static(b"ab")));
         assert!(!q.push(Bytes::from_static(b"cd")));
         assert!(!q.push(Bytes::from_static(b"")));
     }
 
+    #[test]
+    fn close_keeps_what_was_queued_and_refuses_more() {
+        let q = outbox(10, 100);
+        assert!(q.push(Bytes::from_static(b"last words")));
+        q.close(Disconnect::SHUTDOWN);
+        q.close(Disconnect::IDLE_TIMEOUT);
+        assert!(!q.push(Bytes::from_static(b"too late")));
+        let mut out = Vec::new();
+        assert_eq!(q.drain(&mut out), Some(Disconnect::SHUTDOWN));
+        assert_eq!(out, [Bytes::from_static(b"last words")]);
+    }
+
     #[tokio::test]
-    async fn push_wakes_the_consumer() {
+    async fn push_and_close_wake_the_consumer() {
         let q = std::sync::Arc::new(outbox(10, 100));
         let waiter = tokio::spawn({
             let q = q.clone();
             async move {
                 q.ready().await;
                 let mut out = Vec::new();
-                q.drain(&mut out).unwrap();
-                out.len()
+                q.drain(&mut out);
+                q.ready().await;
+                (out.len(), q.drain(&mut out))
             }
         });
         tokio::task::yield_now().await;
         q.push(Bytes::from_static(b"x"));
-        assert_eq!(waiter.await.unwrap(), 1);
+        tokio::task::yield_now().await;
+        q.close(Disconnect::SHUTDOWN);
+        assert_eq!(waiter.await.unwrap(), (1, Some(Disconnect::SHUTDOWN)));
     }
 }

@@ -5,6 +5,7 @@
 //! frame size, heartbeat pings, idle timeout, write timeout, slow-consumer cut-off and
 //! graceful close. It never looks inside a message.
 
+pub mod connections;
 pub mod ws;
 
 use std::sync::Arc;

@@ -1,8 +1,10 @@
 //! One WebSocket connection's task: read client frames, write queued frames, keep the
 //! heartbeat, and close with a reason.
 //!
-//! One task per connection selects over four things: the shutdown token, the outbox, the
-//! socket, and one timer (next heartbeat ping or idle deadline, whichever is first).
+//! One task per connection selects over three things: its outbox (frames to write, or a
+//! reason to close), its socket, and one timer (next heartbeat ping or idle deadline,
+//! whichever is first). The timer is reset only when its deadline moves, so a connection
+//! that only receives broadcasts touches no shared timer or waiter list per message.
 //! Everything queued is written in one vectored write.
 
 use std::io::IoSlice;
@@ -12,7 +14,6 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
-use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, FrameReader, Inbound, Step};
 use super::WS_FRAMER;
@@ -44,7 +45,6 @@ pub async fn run<S, H>(
     outbox: Arc<Outbox>,
     settings: WsSettings,
     stats: Arc<Stats>,
-    shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
     H: ClientHandler,
@@ -60,7 +60,7 @@ pub async fn run<S, H>(
         batch: Vec::new(),
     };
     let reason = match handler.on_open(&link).await {
-        Ok(()) => conn.serve(&mut handler, &link, &shutdown).await,
+        Ok(()) => conn.serve(&mut handler, &link).await,
         Err(reason) => reason,
     };
     if reason.code == Disconnect::SLOW_CONSUMER.code {
@@ -85,15 +85,12 @@ struct Conn<'s, S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     /// The connection's main loop; returns why it ended.
-    async fn serve<H: ClientHandler>(
-        &mut self,
-        handler: &mut H,
-        link: &Link,
-        shutdown: &CancellationToken,
-    ) -> Disconnect {
+    async fn serve<H: ClientHandler>(&mut self, handler: &mut H, link: &Link) -> Disconnect {
         let mut liveness = handler.liveness();
         let mut last_heard = Instant::now();
         let mut next_ping = last_heard + liveness.heartbeat;
+        let timer = sleep_until(next_ping);
+        tokio::pin!(timer);
         loop {
             let want = loop {
                 match self.reader.next(&mut self.buf, liveness.max_message_bytes) {
@@ -130,9 +127,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                     .reserve(want.saturating_sub(self.buf.len()).max(READ_CHUNK));
             }
             let idle_deadline = last_heard + liveness.idle_timeout;
+            let deadline = next_ping.min(idle_deadline);
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return Disconnect::SHUTDOWN,
                 _ = self.outbox.ready() => {
                     if let Err(reason) = self.flush().await {
                         return reason;
@@ -146,7 +146,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                         last_heard = Instant::now();
                     }
                 },
-                _ = sleep_until(next_ping.min(idle_deadline)) => {
+                _ = &mut timer => {
                     let now = Instant::now();
                     if now >= idle_deadline {
                         return Disconnect::IDLE_TIMEOUT;
@@ -158,10 +158,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         }
     }
 
-    /// Write everything queued, in as few syscalls as the socket allows.
+    /// Write everything queued, in as few syscalls as the socket allows. An error is the
+    /// reason to close: the outbox asked for it, or the socket failed or stalled.
     async fn flush(&mut self) -> Result<(), Disconnect> {
-        if self.outbox.drain(&mut self.batch).is_err() {
-            return Err(Disconnect::SLOW_CONSUMER);
+        if let Some(reason) = self.outbox.drain(&mut self.batch) {
+            return Err(reason);
         }
         let written = tokio::select! {
             written = timeout(self.settings.write_timeout, write_all_vectored(self.stream, &mut self.batch)) => written,
@@ -179,21 +180,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         }
     }
 
-    /// Send what is still queued (on a clean close) and a close frame, then wait briefly
-    /// for the client to close its side so the close frame is not lost to a reset.
+    /// Send what is still queued (unless the client is being cut off as too slow) and a
+    /// close frame, then wait briefly for the client to close its side so the close frame
+    /// is not lost to a reset.
     async fn close(mut self, reason: &Disconnect) {
         if reason.code == Disconnect::ABNORMAL.code {
             return;
         }
-        if reason.code != Disconnect::SLOW_CONSUMER.code {
-            let _ = self.outbox.drain(&mut self.batch);
-        } else {
+        if reason.code == Disconnect::SLOW_CONSUMER.code {
             self.batch.clear();
+        } else {
+            self.outbox.drain(&mut self.batch);
         }
         self.batch
             .push(codec::close_frame(reason.code, &reason.reason));
         let linger = async {
-            write_all_vectored(self.stream, &mut self.batch).await?;
+            let bytes = write_all_vectored(self.stream, &mut self.batch).await?;
+            self.stats.bytes_out(bytes);
             self.stream.shutdown().await?;
             let mut sink = [0u8; 512];
             while self.stream.read(&mut sink).await? > 0 {}

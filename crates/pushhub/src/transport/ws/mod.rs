@@ -31,11 +31,11 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::Outbox;
 use crate::stats::Stats;
+use crate::transport::connections::Connections;
 use crate::transport::ClientHandler;
 
 /// What every WebSocket connection of a server shares.
@@ -45,8 +45,8 @@ pub struct WsContext {
     pub settings: connection::WsSettings,
     /// Counters.
     pub stats: Arc<Stats>,
-    /// Fires when the server shuts down.
-    pub shutdown: CancellationToken,
+    /// Every live connection, so shutdown can close them.
+    pub connections: Connections,
     /// Tracks connection tasks so shutdown can wait for them.
     pub tracker: TaskTracker,
 }
@@ -80,35 +80,18 @@ where
         let WsContext {
             settings,
             stats,
-            shutdown,
+            connections,
             ..
         } = ctx;
+        let _registration = connections.register(&outbox);
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let stream = parts.io.into_inner();
-                connection::run(
-                    stream,
-                    parts.read_buf,
-                    handler,
-                    outbox,
-                    settings,
-                    stats,
-                    shutdown,
-                )
-                .await
+                connection::run(stream, parts.read_buf, handler, outbox, settings, stats).await
             }
             Err(upgraded) => {
                 let stream = TokioIo::new(upgraded);
-                connection::run(
-                    stream,
-                    Bytes::new(),
-                    handler,
-                    outbox,
-                    settings,
-                    stats,
-                    shutdown,
-                )
-                .await
+                connection::run(stream, Bytes::new(), handler, outbox, settings, stats).await
             }
         }
     });
