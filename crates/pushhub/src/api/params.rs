@@ -269,3 +269,20 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any query string or body decodes or fails with a 4xx, never panics.
+        #[test]
+        fn arbitrary_params(query in "[a-z\\[\\]=&%0-9+]{0,200}", body in proptest::collection::vec(any::<u8>(), 0..200), json in any::<bool>()) {
+            let content_type = if json { "application/json" } else { "application/x-www-form-urlencoded" };
+            if let Err(error) = collect(Some(&query), Some(content_type), &body) {
+                prop_assert!(error.status.is_client_error());
+            }
+        }
+    }
+}

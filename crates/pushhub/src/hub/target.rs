@@ -95,3 +95,24 @@ mod tests {
         assert!(parse(&many.join(",")).is_err());
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any expression parses into valid targets or is refused, never panics.
+        #[test]
+        fn arbitrary_expressions(expr in "[a-z0-9/*, \\x00-\\x1f]{0,60}") {
+            if let Ok(targets) = parse(&expr) {
+                prop_assert!(!targets.is_empty());
+                for target in targets {
+                    if let Target::User(u) | Target::Group(u) = target {
+                        prop_assert!(names::check_user(&u).is_ok());
+                    }
+                }
+            }
+        }
+    }
+}

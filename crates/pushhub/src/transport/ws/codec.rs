@@ -332,3 +332,27 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary bytes from a client never panic the parser, and every step either
+        /// consumes bytes, asks for more than it has, or fails with a close code.
+        #[test]
+        fn arbitrary_client_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512), max in 0usize..300) {
+            let mut buf = BytesMut::from(&bytes[..]);
+            let mut reader = FrameReader::new();
+            for _ in 0..600 {
+                let before = buf.len();
+                match reader.next(&mut buf, max) {
+                    Ok(Step::Frame(_)) => prop_assert!(buf.len() < before),
+                    Ok(Step::NeedMore(want)) => { prop_assert!(want > buf.len()); break; }
+                    Err(reason) => { prop_assert!(reason.code >= 1000); break; }
+                }
+            }
+        }
+    }
+}
