@@ -150,8 +150,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "dynamic apps are on: any app name is accepted on first use with auth = \"none\""
         );
     }
-    let client = TcpListener::bind(config.listen)
-        .await
+    let client = bind(config.listen)
         .with_context(|| format!("binding the client listener on {}", config.listen))?;
     let client_addr = client.local_addr()?;
     let single_port = config.api_listen == config.listen && config.listen.port() != 0;
@@ -159,8 +158,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         None
     } else {
         Some(
-            TcpListener::bind(config.api_listen)
-                .await
+            bind(config.api_listen)
                 .with_context(|| format!("binding the API listener on {}", config.api_listen))?,
         )
     };
@@ -178,6 +176,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     server::serve(config, Listeners { client, api }, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Pending connections the kernel may queue per listener: a burst of reconnecting
+/// clients (after a restart, a network blip) must not overflow the accept queue.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Bind a listener with a deep accept queue and address reuse (restarts do not wait for
+/// TIME_WAIT sockets).
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Cancel `shutdown` on SIGTERM or SIGINT.

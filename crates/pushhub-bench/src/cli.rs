@@ -1,0 +1,171 @@
+//! Command-line interface: one subcommand per role of the binary.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::relay::RelayArgs;
+use crate::scenario::{LoadConfig, Traffic};
+use crate::suite::SuiteArgs;
+use crate::worker::WorkerArgs;
+
+/// Benchmarks for pushhub: a reference relay, a load generator, and a suite comparing both.
+#[derive(Parser, Debug)]
+#[command(name = "pushhub-bench", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The roles of the binary.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the reference WebSocket fan-out relay (the baseline server).
+    Relay(RelayArgs),
+    /// Connect N idle clients and measure server memory per connection.
+    Idle(IdleArgs),
+    /// Publish M messages to everyone (`to:"*"`) with N clients connected.
+    Broadcast(TrafficArgs),
+    /// Publish M messages, each to one user (round-robin), with N clients connected.
+    Unicast(TrafficArgs),
+    /// Run idle/broadcast/unicast against the relay and pushhub, print a comparison table.
+    Suite(SuiteArgs),
+    /// Internal: one process worth of clients, driven by a parent generator.
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// Where the server under test is and how to drive it.
+#[derive(Args, Debug, Clone)]
+pub struct TargetArgs {
+    /// WebSocket endpoint of the server.
+    #[arg(long, default_value = "ws://127.0.0.1:9081/v1/ws")]
+    pub ws_url: String,
+    /// Base URL of the server's HTTP API.
+    #[arg(long, default_value = "http://127.0.0.1:9082")]
+    pub api_url: String,
+    /// Server process id, for CPU (/proc/PID/stat) and RSS (/proc/PID/status).
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// App the clients join and messages are published to.
+    #[arg(long, default_value = "demo")]
+    pub app: String,
+    /// Worker processes [default: ceil(conns / 8000)].
+    #[arg(long)]
+    pub procs: Option<usize>,
+    /// Spread client sockets over source addresses 127.0.0.2..=127.0.0.(1+K); 0 = no bind.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(0..=253))]
+    pub src_addrs: u8,
+    /// Connection attempts in flight at once, over all workers.
+    #[arg(long, default_value_t = 200)]
+    pub connect_concurrency: usize,
+    /// Give up if not every client settled within this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub connect_timeout_secs: u64,
+    /// Pin the worker processes (the simulated clients) to this CPU.
+    #[arg(long)]
+    pub worker_cpu: Option<usize>,
+    /// Bearer token sent with each push request.
+    #[arg(long)]
+    pub api_token: Option<String>,
+    /// Also print the result as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TargetArgs {
+    /// The scenario configuration these flags describe.
+    pub fn load_config(&self) -> LoadConfig {
+        LoadConfig {
+            ws_url: self.ws_url.clone(),
+            api_url: self.api_url.clone(),
+            pid: self.pid,
+            app: self.app.clone(),
+            procs: self.procs,
+            src_addrs: self.src_addrs,
+            concurrency: self.connect_concurrency,
+            token: self.api_token.clone(),
+            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+            server_label: None,
+            worker_cpu: self.worker_cpu,
+        }
+    }
+}
+
+/// Arguments of `idle`.
+#[derive(Args, Debug, Clone)]
+pub struct IdleArgs {
+    /// Target server.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Number of clients (users u0..uN).
+    #[arg(long)]
+    pub conns: u64,
+    /// Seconds to wait after the last welcome before reading RSS.
+    #[arg(long, default_value_t = 2.0)]
+    pub settle_secs: f64,
+}
+
+/// Arguments of `broadcast` and `unicast`.
+#[derive(Args, Debug, Clone)]
+pub struct TrafficArgs {
+    /// Target server.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Number of clients (users u0..uN).
+    #[arg(long)]
+    pub conns: u64,
+    /// Messages to publish.
+    #[arg(long, default_value_t = 20)]
+    pub messages: u64,
+    /// Messages per second.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Seconds to wait for outstanding deliveries after the last publish.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain_secs: f64,
+}
+
+impl TrafficArgs {
+    /// The traffic these flags describe.
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            messages: self.messages,
+            rate: self.rate,
+            drain: Duration::from_secs_f64(self.drain_secs.max(0.0)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_broadcast() {
+        let cli = Cli::try_parse_from([
+            "pushhub-bench",
+            "broadcast",
+            "--conns",
+            "1000",
+            "--pid",
+            "42",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Broadcast(a) = cli.command else {
+            panic!("wrong subcommand")
+        };
+        assert_eq!(a.conns, 1000);
+        assert_eq!(a.messages, 20);
+        assert_eq!(a.target.pid, Some(42));
+        assert!(a.target.json);
+    }
+}
