@@ -111,3 +111,101 @@ impl Default for Registry {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{FormatId, OutboxLimits, Publication};
+    use bytes::Bytes;
+
+    struct Plain(FormatId);
+
+    impl Render for Plain {
+        fn format(&self) -> FormatId {
+            self.0
+        }
+        fn render(&self, _: &Publication) -> Bytes {
+            Bytes::new()
+        }
+    }
+
+    fn subscriber(id: ConnId) -> Arc<Subscriber> {
+        Arc::new(Subscriber {
+            id,
+            outbox: Arc::new(Outbox::new(OutboxLimits {
+                max_messages: 1,
+                max_bytes: 1,
+            })),
+            renderer: Arc::new(Plain(FormatId::unique())),
+        })
+    }
+
+    #[test]
+    fn members_per_channel_and_cleanup() {
+        let registry = Registry::new();
+        let all: Arc<str> = "a:all".into();
+        let (u1, u2): (Arc<str>, Arc<str>) = ("a:user:1".into(), "a:user:2".into());
+        let (h1, h2) = (Registry::home("a", "1"), Registry::home("a", "2"));
+        registry.subscribe(h1, &[u1.clone(), all.clone()], &subscriber(1));
+        registry.subscribe(h1, &[u1.clone(), all.clone()], &subscriber(2));
+        registry.subscribe(h2, &[u2.clone(), all.clone()], &subscriber(3));
+        let members = |channel: &str, home| {
+            let mut ids = Vec::new();
+            registry.for_each(channel, home, |s| ids.push(s.id));
+            ids.sort();
+            ids
+        };
+        assert_eq!(members("a:all", None), [1, 2, 3]);
+        assert_eq!(members("a:user:1", Some(h1)), [1, 2]);
+        registry.unsubscribe(h1, &[u1.clone(), all.clone()], 1);
+        registry.unsubscribe(h1, &[u1.clone(), all.clone()], 2);
+        assert!(members("a:user:1", Some(h1)).is_empty());
+        assert_eq!(members("a:all", None), [3]);
+        let shard = lock(registry.shard(h1));
+        assert!(
+            !shard.contains_key("a:user:1"),
+            "empty channels are forgotten"
+        );
+    }
+
+    /// A broadcast visits one shard at a time, so connects to the other shards proceed
+    /// while it runs: the broadcast here waits, mid-walk, for a connect to finish.
+    #[test]
+    fn broadcast_does_not_block_connects_to_other_shards() {
+        let registry = Arc::new(Registry::new());
+        let all: Arc<str> = "a:all".into();
+        let users: Vec<u64> = (0..200)
+            .map(|u| Registry::home("a", &u.to_string()))
+            .collect();
+        for (id, home) in users.iter().enumerate() {
+            registry.subscribe(*home, std::slice::from_ref(&all), &subscriber(id as ConnId));
+        }
+        let mut connected = false;
+        let mut visited = 0;
+        registry.for_each("a:all", None, |sub| {
+            visited += 1;
+            if connected {
+                return;
+            }
+            let busy_shard = users[sub.id as usize] % SHARDS as u64;
+            let Some(home) = (0..)
+                .map(|u: u64| Registry::home("b", &u.to_string()))
+                .find(|h| h % SHARDS as u64 != busy_shard)
+            else {
+                return;
+            };
+            let registry = registry.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                registry.subscribe(home, &["b:user:x".into()], &subscriber(10_000));
+                let _ = tx.send(());
+            });
+            connected = rx.recv_timeout(std::time::Duration::from_secs(5)).is_ok();
+        });
+        assert!(
+            connected,
+            "a connect to another shard waited for the broadcast"
+        );
+        assert_eq!(visited, 200);
+    }
+}
