@@ -3,9 +3,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
-use axum::serve::ListenerExt;
 use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -131,15 +135,58 @@ fn with_fallbacks(router: Router) -> Router {
         })
 }
 
+/// How long a client may take to send a request's headers (slowloris protection).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accept HTTP/1.1 connections (with upgrades) until `shutdown`, then wait for requests in
+/// flight. Upgraded connections leave hyper at the upgrade and are not waited for here.
+///
+/// Served with hyper directly rather than `axum::serve` so an upgraded connection is the
+/// plain `TcpStream` it started as, and so header reads have a deadline.
 async fn run_listener(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let requests = TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed; retrying shortly");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(
+                TokioIo::new(stream),
+                TowerToHyperService::new(router.clone()),
+            )
+            .with_upgrades();
+        let shutdown = shutdown.clone();
+        requests.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, "http connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    requests.close();
+    requests.wait().await;
+    Ok(())
 }

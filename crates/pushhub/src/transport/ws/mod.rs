@@ -90,6 +90,7 @@ where
                 connection::run(stream, parts.read_buf, handler, outbox, settings, stats).await
             }
             Err(upgraded) => {
+                tracing::debug!("upgraded stream is not a plain TcpStream; writing through hyper");
                 let stream = TokioIo::new(upgraded);
                 connection::run(stream, Bytes::new(), handler, outbox, settings, stats).await
             }
