@@ -50,9 +50,12 @@ pub async fn run<S, H>(
     H: ClientHandler,
 {
     let link = Link::new(outbox.clone(), &WS_FRAMER);
+    // Copy, then release: `leftover` may be a view into the HTTP layer's whole read buffer.
+    let buf = BytesMut::from(&leftover[..]);
+    drop(leftover);
     let mut conn = Conn {
         stream: &mut stream,
-        buf: BytesMut::from(&leftover[..]),
+        buf,
         reader: FrameReader::new(),
         outbox,
         settings,
