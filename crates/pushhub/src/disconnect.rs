@@ -49,14 +49,15 @@ impl Disconnect {
     pub const INVALID_UTF8: Self = Self::fixed(1007, "text frame is not valid UTF-8");
     /// The client sent a message larger than `max_frame_bytes`.
     pub const TOO_BIG: Self = Self::fixed(1009, "message too big");
-    /// Something failed inside the server.
-    pub const INTERNAL: Self = Self::fixed(1011, "internal server error");
     /// Nothing arrived from the client for `idle_timeout` seconds.
     pub const IDLE_TIMEOUT: Self = Self::fixed(4000, "idle timeout: no traffic from client");
     /// The client did not read its messages fast enough; its queue overflowed.
     pub const SLOW_CONSUMER: Self = Self::fixed(4001, "slow consumer: send queue overflowed");
     /// The server is at its connection limit.
     pub const SERVER_FULL: Self = Self::fixed(4002, "server at connection limit");
+    /// The client did not finish its handshake (jdserver: send `init`) in time.
+    pub const HANDSHAKE_TIMEOUT: Self =
+        Self::fixed(4004, "handshake timeout: no init frame in time");
     /// The engine (broker/presence) failed; a later attempt may work.
     pub const ENGINE_UNAVAILABLE: Self = Self::fixed(4003, "engine unavailable, retry later");
     /// The request was malformed (missing or invalid user, bad init frame).

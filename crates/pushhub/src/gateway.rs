@@ -5,12 +5,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Query, Request, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
+use crate::config::Config;
 use crate::dialect::jdserver::{JdClient, JDSERVER};
 use crate::dialect::native::{refusal, NativeClient, NATIVE};
 use crate::dialect::Renderer;
@@ -26,26 +28,22 @@ pub struct GatewayState {
     ws: WsContext,
     outbox: OutboxLimits,
     defaults: Liveness,
+    handshake_timeout: Duration,
     max_connections: usize,
     native_ws: Arc<dyn Render>,
     jdserver_ws: Arc<dyn Render>,
 }
 
 impl GatewayState {
-    /// State for a server whose clients attach to `hub`.
-    pub fn new(
-        hub: Hub,
-        ws: WsContext,
-        outbox: OutboxLimits,
-        defaults: &AppSettings,
-        max_connections: usize,
-    ) -> Self {
+    /// State for a server configured by `config` whose clients attach to `hub`.
+    pub fn new(hub: Hub, ws: WsContext, config: &Config) -> Self {
         Self {
             hub,
             ws,
-            outbox,
-            defaults: liveness(defaults),
-            max_connections,
+            outbox: config.limits.outbox,
+            defaults: liveness(&config.defaults),
+            handshake_timeout: config.limits.handshake_timeout,
+            max_connections: config.limits.max_connections,
             native_ws: Renderer::shared(&NATIVE, &WS_FRAMER),
             jdserver_ws: Renderer::shared(&JDSERVER, &WS_FRAMER),
         }
@@ -56,9 +54,9 @@ impl GatewayState {
     }
 
     /// Why a new connection must be refused before any dialect sees it, if it must.
+    /// Every live connection counts, attached to the hub or still in its handshake.
     fn admission(&self) -> Option<Disconnect> {
-        (self.max_connections > 0
-            && self.hub.stats().connections() as usize >= self.max_connections)
+        (self.max_connections > 0 && self.ws.connections.len() >= self.max_connections)
             .then_some(Disconnect::SERVER_FULL)
     }
 
@@ -80,6 +78,7 @@ pub fn liveness(app: &AppSettings) -> Liveness {
         heartbeat: app.heartbeat,
         idle_timeout: app.idle_timeout,
         max_message_bytes: app.max_frame_bytes,
+        handshake_deadline: None,
     }
 }
 
@@ -122,6 +121,10 @@ async fn jdserver_ws(State(state): State<GatewayState>, request: Request) -> Res
     if let Some(reason) = state.admission() {
         return state.upgrade(request, state.refuse(reason));
     }
-    let client = JdClient::new(state.hub.clone(), state.jdserver_ws.clone(), state.defaults);
+    let before_init = Liveness {
+        handshake_deadline: Some(tokio::time::Instant::now() + state.handshake_timeout),
+        ..state.defaults
+    };
+    let client = JdClient::new(state.hub.clone(), state.jdserver_ws.clone(), before_init);
     state.upgrade(request, client)
 }

@@ -112,21 +112,30 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Raise the soft open-file limit to the hard one; returns how many client connections
-/// that leaves room for.
+/// Raise the soft open-file limit to the hard one and return the limit now in force.
 fn raise_fd_limit() -> u64 {
-    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
-    limit.saturating_sub(RESERVED_FDS).max(1)
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "could not raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    }
 }
 
 fn run(mut config: Config) -> anyhow::Result<()> {
-    let room = raise_fd_limit();
-    if config.limits.max_connections == 0 || config.limits.max_connections as u64 > room {
-        config.limits.max_connections = room as usize;
-    }
+    let fd_limit = raise_fd_limit();
+    let room = fd_limit.saturating_sub(RESERVED_FDS).max(1) as usize;
+    let configured = config.limits.max_connections;
+    config.limits.max_connections = if configured == 0 {
+        room
+    } else {
+        configured.min(room)
+    };
     tracing::info!(
+        fd_limit,
         max_connections = config.limits.max_connections,
-        "open-file limit raised; this process can hold up to {} client connections",
+        "open-file limit {fd_limit} leaves room for {room} client connections; accepting up to {}",
         config.limits.max_connections
     );
     tokio::runtime::Builder::new_multi_thread()
@@ -173,7 +182,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone()));
-    server::serve(config, Listeners { client, api }, shutdown).await?;
+    server::serve(config, Listeners { client, api }, shutdown).await;
     tracing::info!("stopped");
     Ok(())
 }

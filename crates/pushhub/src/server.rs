@@ -34,21 +34,11 @@ pub struct Listeners {
     pub api: Option<TcpListener>,
 }
 
-/// Why the server stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// A listener failed.
-    #[error("listener failed: {0}")]
-    Listener(#[from] std::io::Error),
-}
-
-/// Serve until `shutdown` fires, then close every client with 1001 (going away) and wait up
-/// to the configured grace period for them.
-pub async fn serve(
-    config: Config,
-    listeners: Listeners,
-    shutdown: CancellationToken,
-) -> Result<(), ServeError> {
+/// Serve until `shutdown` fires; then stop accepting, close every client with 1001 (going
+/// away), and give clients and in-flight API requests up to `shutdown_grace` in all.
+/// Accept errors (such as running out of file descriptors) are logged and retried, so
+/// serving itself never fails.
+pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationToken) {
     let stats = Arc::new(Stats::default());
     let engine = engine::from_config(config.engine);
     let hub = Hub::new(
@@ -58,17 +48,6 @@ pub async fn serve(
     );
     let tracker = TaskTracker::new();
     let connections = Connections::default();
-    tracker.spawn({
-        let (connections, shutdown) = (connections.clone(), shutdown.clone());
-        async move {
-            shutdown.cancelled().await;
-            tracing::info!(
-                connections = connections.len(),
-                "closing every client connection"
-            );
-            connections.close_all(Disconnect::SHUTDOWN);
-        }
-    });
     let ws = WsContext {
         settings: WsSettings {
             write_timeout: config.limits.write_timeout,
@@ -77,44 +56,46 @@ pub async fn serve(
         connections: connections.clone(),
         tracker: tracker.clone(),
     };
-    let gateway = gateway::router(GatewayState::new(
-        hub.clone(),
-        ws,
-        config.limits.outbox,
-        &config.defaults,
-        config.limits.max_connections,
-    ));
+    let gateway = gateway::router(GatewayState::new(hub.clone(), ws, &config));
     let api = api::router(ApiState {
         hub: hub.clone(),
         max_body_bytes: config.limits.max_body_bytes,
         started: Instant::now(),
     });
-    let result = match listeners.api {
-        Some(api_listener) => {
-            let client = run_listener(listeners.client, with_fallbacks(gateway), shutdown.clone());
-            let api = run_listener(api_listener, with_fallbacks(api), shutdown.clone());
-            tokio::try_join!(client, api).map(|_| ())
-        }
-        None => {
-            run_listener(
-                listeners.client,
-                with_fallbacks(gateway.merge(api)),
-                shutdown.clone(),
-            )
-            .await
-        }
+    let routers = match listeners.api {
+        Some(api_listener) => vec![
+            (listeners.client, with_fallbacks(gateway)),
+            (api_listener, with_fallbacks(api)),
+        ],
+        None => vec![(listeners.client, with_fallbacks(gateway.merge(api)))],
     };
+    let mut accepting: Vec<_> = routers
+        .into_iter()
+        .map(|(listener, router)| tokio::spawn(run_listener(listener, router, shutdown.clone())))
+        .collect();
+
+    shutdown.cancelled().await;
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+    tracing::info!(
+        connections = connections.len(),
+        "closing every client connection"
+    );
+    connections.close_all(Disconnect::SHUTDOWN);
     tracker.close();
-    if tokio::time::timeout(config.shutdown_grace, tracker.wait())
-        .await
-        .is_err()
-    {
+    let drained = tokio::time::timeout_at(deadline, async {
+        for listener in &mut accepting {
+            let _ = listener.await;
+        }
+        tracker.wait().await;
+    })
+    .await;
+    if drained.is_err() {
         tracing::warn!(
-            remaining = tracker.len(),
-            "shutdown grace period ended with connections still closing"
+            connections = tracker.len(),
+            "shutdown grace period ended with connections or requests still open"
         );
+        accepting.iter().for_each(|listener| listener.abort());
     }
-    result.map_err(ServeError::from)
 }
 
 fn with_fallbacks(router: Router) -> Router {
@@ -143,11 +124,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// Served with hyper directly rather than `axum::serve` so an upgraded connection is the
 /// plain `TcpStream` it started as, and so header reads have a deadline.
-async fn run_listener(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
+async fn run_listener(listener: TcpListener, router: Router, shutdown: CancellationToken) {
     let requests = TaskTracker::new();
     loop {
         let stream = tokio::select! {
@@ -188,5 +165,4 @@ async fn run_listener(
     drop(listener);
     requests.close();
     requests.wait().await;
-    Ok(())
 }

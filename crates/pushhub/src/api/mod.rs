@@ -8,7 +8,7 @@ pub mod jdserver;
 pub mod native;
 pub mod params;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -41,15 +41,26 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Read a whole request body, refusing more than `limit` bytes with a JSON 413.
+/// How long a client may take to send a request body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Read a whole request body, refusing more than `limit` bytes with a JSON 413 and a body
+/// that trickles in for longer than 30 s with a 408.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await;
+    match read {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!("request body is larger than {limit} bytes or could not be read"),
-        )
-    })
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "request body did not arrive within 30 s",
+        )),
+    }
 }
 
 /// The request's Content-Type, if it is readable text.

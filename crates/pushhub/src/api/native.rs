@@ -1,5 +1,6 @@
 //! Native API endpoints: `/v1/push`, `/v1/apps/{app}/users`, `/v1/stats`, `/healthz`.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -59,8 +60,9 @@ pub async fn push(
 /// `GET /v1/apps/{app}/users`: online users with their connection counts.
 pub async fn users(
     State(state): State<ApiState>,
-    Path(app): Path<String>,
+    app: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Path(app) = app.map_err(|e| ApiError::bad_request("invalid_app", e.body_text()))?;
     let users = state.hub.users(&app).await?;
     let connections: usize = users.iter().map(|(_, c)| c).sum();
     let list: Vec<_> = users

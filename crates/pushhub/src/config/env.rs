@@ -1,67 +1,120 @@
 //! `PUSHHUB_*` environment variables over the configuration file.
 //!
 //! Every top-level key has a variable (`PUSHHUB_HEARTBEAT`, `PUSHHUB_API_LISTEN`) and every
-//! key of `[limits]` one with a `LIMITS_` infix (`PUSHHUB_LIMITS_MAX_FRAME_BYTES`).
-//! Variables that name no key (`PUSHHUB_LOG`, `PUSHHUB_CONFIG`, ...) are left to whoever
-//! reads them. Values are read as integers or booleans when they look like one.
+//! key of `[limits]` one with a `LIMITS_` infix (`PUSHHUB_LIMITS_MAX_FRAME_BYTES`). A value
+//! is read as the type its key has (a number stays text where the key is text). A
+//! `PUSHHUB_*` variable that names no key is an error, so a misspelling never goes unseen.
 
 use toml::{Table, Value};
 
 use super::{ConfigError, RawConfig};
 
-fn parse_value(raw: &str) -> Value {
-    if let Ok(i) = raw.parse::<i64>() {
-        Value::Integer(i)
-    } else if let Ok(b) = raw.parse::<bool>() {
-        Value::Boolean(b)
-    } else {
-        Value::String(raw.to_owned())
+/// `PUSHHUB_*` variables that other parts of the program read.
+const NOT_CONFIG_KEYS: &[&str] = &[
+    "PUSHHUB_LOG",
+    "PUSHHUB_CONFIG",
+    "PUSHHUB_PUSHSERVE_PASSWORD",
+];
+
+/// One variable that was applied: the key path it set and the variable's name.
+pub type Applied = (Vec<String>, String);
+
+fn typed(like: Option<&Value>, raw: &str) -> Result<Value, String> {
+    match like {
+        Some(Value::Integer(_)) => raw
+            .trim()
+            .parse()
+            .map(Value::Integer)
+            .map_err(|_| format!("{raw:?} is not a whole number")),
+        Some(Value::Boolean(_)) | None => raw
+            .trim()
+            .parse()
+            .map(Value::Boolean)
+            .map_err(|_| format!("{raw:?} is not true or false")),
+        Some(_) => Ok(Value::String(raw.to_owned())),
     }
 }
 
-/// Apply the `PUSHHUB_*` variables among `vars` to `table`.
+/// Apply the `PUSHHUB_*` variables among `vars` to `table`; returns what was applied.
 pub fn apply(
     table: &mut Table,
     vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), Vec<ConfigError>> {
+) -> Result<Vec<Applied>, Vec<ConfigError>> {
     let defaults = Table::try_from(RawConfig::default()).unwrap_or_default();
-    let limits: Vec<String> = defaults
+    let no_limits = Table::new();
+    let default_limits = defaults
         .get("limits")
         .and_then(Value::as_table)
-        .map(|t| t.keys().cloned().collect())
-        .unwrap_or_default();
-    let top: Vec<String> = defaults
-        .keys()
-        .filter(|k| *k != "limits" && *k != "apps")
-        .cloned()
-        .chain(["dynamic_apps".to_owned()])
-        .collect();
+        .unwrap_or(&no_limits);
+    let mut applied = Vec::new();
+    let mut errors = Vec::new();
     for (name, raw) in vars {
-        let Some(key) = name.strip_prefix("PUSHHUB_").map(str::to_ascii_lowercase) else {
+        if !name.starts_with("PUSHHUB_") || NOT_CONFIG_KEYS.contains(&name.as_str()) {
             continue;
+        }
+        let key = name["PUSHHUB_".len()..].to_ascii_lowercase();
+        let path: Vec<String> = match key.strip_prefix("limits_") {
+            Some(limit) if default_limits.contains_key(limit) => {
+                vec!["limits".into(), limit.into()]
+            }
+            _ if key == "dynamic_apps"
+                || (defaults.contains_key(&key) && key != "limits" && key != "apps") =>
+            {
+                vec![key.clone()]
+            }
+            _ => {
+                errors.push(ConfigError {
+                    location: name.clone(),
+                    key: String::new(),
+                    message: "unknown PUSHHUB_* variable: no configuration key has this name (see pushhub.example.toml)".into(),
+                });
+                continue;
+            }
         };
-        if let Some(limit) = key
-            .strip_prefix("limits_")
-            .filter(|k| limits.iter().any(|l| l == k))
-        {
-            let section = table
-                .entry("limits")
-                .or_insert_with(|| Value::Table(Table::new()));
-            match section.as_table_mut() {
-                Some(section) => {
-                    section.insert(limit.to_owned(), parse_value(&raw));
-                }
-                None => {
-                    return Err(vec![ConfigError {
-                        location: name,
-                        key: "limits".into(),
-                        message: "must be a table".into(),
-                    }])
+        let like = match path.as_slice() {
+            [limits, limit] if limits == "limits" => default_limits.get(limit),
+            [top] => defaults.get(top),
+            _ => None,
+        };
+        let value = match typed(like, &raw) {
+            Ok(value) => value,
+            Err(message) => {
+                errors.push(ConfigError {
+                    location: name.clone(),
+                    key: path.join("."),
+                    message,
+                });
+                continue;
+            }
+        };
+        match path.as_slice() {
+            [section, key] => {
+                let entry = table
+                    .entry(section.clone())
+                    .or_insert_with(|| Value::Table(Table::new()));
+                match entry.as_table_mut() {
+                    Some(inner) => {
+                        inner.insert(key.clone(), value);
+                    }
+                    None => {
+                        errors.push(ConfigError {
+                            location: name.clone(),
+                            key: section.clone(),
+                            message: "must be a table".into(),
+                        });
+                        continue;
+                    }
                 }
             }
-        } else if top.contains(&key) {
-            table.insert(key, parse_value(&raw));
+            _ => {
+                table.insert(path.join("."), value);
+            }
         }
+        applied.push((path, name));
     }
-    Ok(())
+    if errors.is_empty() {
+        Ok(applied)
+    } else {
+        Err(errors)
+    }
 }

@@ -36,7 +36,7 @@ pub struct RawConfig {
     pub dynamic_apps: Option<bool>,
     /// Engine for channel streams and presence: "memory" (single node).
     pub engine: EngineKind,
-    /// Seconds between server pings on a quiet connection.
+    /// Seconds between the server's WebSocket pings to each client.
     pub heartbeat: u64,
     /// Seconds of client silence after which a connection is closed. Must exceed `heartbeat`.
     pub idle_timeout: u64,
@@ -64,6 +64,8 @@ pub struct RawLimits {
     pub max_body_bytes: usize,
     /// Most client connections at once; 0 = as many as the open-file limit allows.
     pub max_connections: usize,
+    /// Seconds a client may take to finish its handshake (jdserver: send `init`).
+    pub handshake_timeout: u64,
 }
 
 /// One app's settings; unset fields take the server-wide value.
@@ -110,6 +112,7 @@ impl Default for RawLimits {
             write_timeout: 10,
             max_body_bytes: 1024 * 1024,
             max_connections: 0,
+            handshake_timeout: 10,
         }
     }
 }
@@ -125,6 +128,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Most client connections; 0 until resolved from the open-file limit at start.
     pub max_connections: usize,
+    /// Deadline for a client's dialect handshake.
+    pub handshake_timeout: Duration,
 }
 
 /// The validated configuration the server runs with.
@@ -219,7 +224,7 @@ impl Config {
                 &source, &text, &error,
             )]));
         }
-        env::apply(&mut table, vars).map_err(ConfigErrors)?;
+        let from_env = env::apply(&mut table, vars).map_err(ConfigErrors)?;
         let mut raw = RawConfig::deserialize(table).map_err(|error| {
             ConfigErrors(vec![ConfigError {
                 location: "environment (PUSHHUB_*)".into(),
@@ -237,12 +242,19 @@ impl Config {
             raw.data_dir = dir.clone();
         }
         let embedded = file.is_none();
-        validate(raw, embedded, &|key| locate::key(&source, &text, key)).map(|mut config| {
+        let locate = |path: &[&str]| match from_env.iter().find(|(p, _)| p.iter().eq(path.iter())) {
+            Some((_, variable)) => variable.clone(),
+            None => locate::key(&source, &text, path),
+        };
+        validate(raw, embedded, &locate).map(|mut config| {
             config.source = source;
             config
         })
     }
 }
+
+/// Bytes a message's frame may add to its pushed data (frame header, channel, ids).
+const FRAME_OVERHEAD: usize = 4096;
 
 /// The demo app of the embedded default.
 pub const DEMO_APP: &str = "demo";
@@ -293,10 +305,18 @@ fn validate(
             "must be at least 1".into(),
         );
     }
-    if limits.max_queue_bytes < limits.max_frame_bytes.max(1024) {
+    if limits.max_queue_bytes < limits.max_body_bytes + FRAME_OVERHEAD {
         error(
             &["limits", "max_queue_bytes"],
-            "must be at least 1024 and at least limits.max_frame_bytes".into(),
+            format!(
+                "must be at least limits.max_body_bytes + {FRAME_OVERHEAD}: a message as large as the largest push must fit one connection's queue, or every recipient is cut off as a slow consumer"
+            ),
+        );
+    }
+    if limits.handshake_timeout == 0 {
+        error(
+            &["limits", "handshake_timeout"],
+            "must be at least 1 second".into(),
         );
     }
     if limits.write_timeout == 0 {
@@ -332,12 +352,14 @@ fn validate(
             );
         }
         let resolved = settings(name, Some(app));
-        check_liveness(
-            &mut error,
-            &key,
-            resolved.heartbeat.as_secs(),
-            resolved.idle_timeout.as_secs(),
-        );
+        if app.heartbeat.is_some() || app.idle_timeout.is_some() {
+            check_liveness(
+                &mut error,
+                &key,
+                resolved.heartbeat.as_secs(),
+                resolved.idle_timeout.as_secs(),
+            );
+        }
         if let Some(bytes) = app.max_frame_bytes {
             check_frame_bytes(&mut error, &["apps", name, "max_frame_bytes"], bytes);
         }
@@ -345,6 +367,13 @@ fn validate(
     }
     if embedded && !raw.apps.contains_key(DEMO_APP) {
         apps.push(settings(DEMO_APP, None));
+    }
+    let dynamic = raw.dynamic_apps.unwrap_or(embedded);
+    if apps.is_empty() && !dynamic {
+        error(
+            &["apps"],
+            "no app is declared and dynamic_apps is false: no client could connect; add an [apps.NAME] table".into(),
+        );
     }
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
@@ -367,6 +396,7 @@ fn validate(
             write_timeout: Duration::from_secs(limits.write_timeout),
             max_body_bytes: limits.max_body_bytes,
             max_connections: limits.max_connections,
+            handshake_timeout: Duration::from_secs(limits.handshake_timeout),
         },
         defaults: settings("", None),
         apps,
@@ -430,6 +460,7 @@ mod tests {
         assert_eq!(config.apps[0].heartbeat, Duration::from_secs(5));
         assert!(config.dynamic_apps.is_none());
         let config = load_text("dynamic_apps = true\n", &[]).unwrap();
+        assert!(config.apps.is_empty());
         assert!(config.dynamic_apps.is_some());
     }
 
@@ -437,7 +468,11 @@ mod tests {
     fn env_and_flags_override_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:1000\"\nheartbeat = 5\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1000\"\nheartbeat = 5\ndynamic_apps = true\n",
+        )
+        .unwrap();
         let vars = [
             ("PUSHHUB_HEARTBEAT".to_string(), "7".to_string()),
             ("PUSHHUB_LISTEN".to_string(), "127.0.0.1:2000".to_string()),
@@ -491,6 +526,68 @@ mod tests {
         assert!(errors[0].message.contains("auth"), "{errors:?}");
         let errors = load_text("lisen = \"x\"\n", &[]).unwrap_err().0;
         assert!(errors[0].message.contains("lisen"), "{errors:?}");
+    }
+
+    #[test]
+    fn env_values_take_their_key_type_and_errors_name_the_variable() {
+        let vars = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let config = Config::load(
+            None,
+            vars(&[("PUSHHUB_DATA_DIR", "2024")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("2024"));
+        let errors = Config::load(
+            None,
+            vars(&[("PUSHHUB_HEARTBEAT", "soon")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errors[0].location, "PUSHHUB_HEARTBEAT");
+        let errors = Config::load(
+            None,
+            vars(&[("PUSHHUB_HEARTBAET", "5")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .0;
+        assert!(errors[0].message.contains("unknown"), "{errors:?}");
+        let errors = Config::load(
+            None,
+            vars(&[("PUSHHUB_IDLE_TIMEOUT", "5")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(
+            (errors[0].location.as_str(), errors[0].key.as_str()),
+            ("PUSHHUB_IDLE_TIMEOUT", "idle_timeout")
+        );
+        assert_eq!(errors.len(), 1, "one error, not one per app: {errors:?}");
+    }
+
+    #[test]
+    fn a_file_must_leave_some_app_to_connect_to() {
+        let errors = load_text("heartbeat = 5\n", &[]).unwrap_err().0;
+        assert_eq!(errors[0].key, "apps");
+    }
+
+    #[test]
+    fn queue_must_hold_the_largest_push() {
+        let errors = load_text(
+            "[limits]\nmax_body_bytes = 8000000\n[apps.a]\nauth = \"none\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errors[0].key, "limits.max_queue_bytes");
     }
 
     #[test]

@@ -53,17 +53,18 @@ fn user_id(value: Option<&Value>) -> Option<String> {
 pub struct JdClient {
     hub: Hub,
     renderer: Arc<dyn Render>,
-    defaults: Liveness,
+    before_init: Liveness,
     session: Option<Session>,
 }
 
 impl JdClient {
-    /// A client that has not sent `init` yet; `defaults` apply until it has.
-    pub fn new(hub: Hub, renderer: Arc<dyn Render>, defaults: Liveness) -> Self {
+    /// A client that has not sent `init` yet; `before_init` applies until it has (its
+    /// handshake deadline is when the client must have sent it).
+    pub fn new(hub: Hub, renderer: Arc<dyn Render>, before_init: Liveness) -> Self {
         Self {
             hub,
             renderer,
-            defaults,
+            before_init,
             session: None,
         }
     }
@@ -122,9 +123,10 @@ impl ClientHandler for JdClient {
                     heartbeat: app.heartbeat,
                     idle_timeout: app.idle_timeout,
                     max_message_bytes: app.max_frame_bytes,
+                    handshake_deadline: None,
                 }
             }
-            None => self.defaults,
+            None => self.before_init,
         }
     }
 

@@ -229,6 +229,7 @@ impl ClientHandler for NativeClient {
             heartbeat: self.app.heartbeat,
             idle_timeout: self.app.idle_timeout,
             max_message_bytes: self.app.max_frame_bytes,
+            handshake_deadline: None,
         }
     }
 

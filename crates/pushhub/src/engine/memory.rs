@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{Broker, EngineError, Presence, PresenceStats, StreamPosition};
+use super::{Broker, DeliverLocal, EngineError, Presence, StreamPosition};
 use crate::hub::message::Message;
 
 /// Number of independently locked stream maps, so publishes to different channels from
@@ -74,6 +74,7 @@ impl Broker for MemoryBroker {
         &self,
         channel: &str,
         _message: &Message,
+        deliver: DeliverLocal<'_>,
     ) -> Result<StreamPosition, EngineError> {
         let mut streams = self.shard(channel);
         let stream = streams.entry(channel.to_owned()).or_insert_with(|| Stream {
@@ -81,10 +82,12 @@ impl Broker for MemoryBroker {
             offset: 0,
         });
         stream.offset += 1;
-        Ok(StreamPosition {
+        let position = StreamPosition {
             epoch: stream.epoch.clone(),
             offset: stream.offset,
-        })
+        };
+        deliver(&position);
+        Ok(position)
     }
 
     async fn position(&self, channel: &str) -> Result<StreamPosition, EngineError> {
@@ -145,17 +148,6 @@ impl Presence for MemoryPresence {
             .map(|users| users.iter().map(|(u, c)| (u.clone(), *c)).collect())
             .unwrap_or_default())
     }
-
-    async fn stats(&self, app: &str) -> Result<PresenceStats, EngineError> {
-        let apps = lock(&self.apps);
-        Ok(apps
-            .get(app)
-            .map(|users| PresenceStats {
-                users: users.len(),
-                connections: users.values().sum(),
-            })
-            .unwrap_or_default())
-    }
 }
 
 #[cfg(test)]
@@ -167,9 +159,12 @@ mod tests {
     async fn offsets_grow_by_one_per_channel_and_epoch_is_stable() {
         let broker = MemoryBroker::new();
         let msg = Message::for_test("x");
-        let a1 = broker.publish("a", &msg).await.unwrap();
-        let a2 = broker.publish("a", &msg).await.unwrap();
-        let b1 = broker.publish("b", &msg).await.unwrap();
+        let mut delivered = Vec::new();
+        let mut deliver = |p: &StreamPosition| delivered.push(p.offset);
+        let a1 = broker.publish("a", &msg, &mut deliver).await.unwrap();
+        let a2 = broker.publish("a", &msg, &mut deliver).await.unwrap();
+        let b1 = broker.publish("b", &msg, &mut deliver).await.unwrap();
+        assert_eq!(delivered, [1, 2, 1]);
         assert_eq!((a1.offset, a2.offset, b1.offset), (1, 2, 1));
         assert_eq!(a1.epoch, a2.epoch);
         assert_eq!(broker.position("a").await.unwrap(), a2);
@@ -189,11 +184,8 @@ mod tests {
         presence.leave("app", "u1", 1).await.unwrap();
         presence.leave("app", "u1", 2).await.unwrap();
         assert_eq!(
-            presence.stats("app").await.unwrap(),
-            PresenceStats {
-                users: 1,
-                connections: 1
-            }
+            presence.users("app").await.unwrap(),
+            vec![("u2".to_owned(), 1)]
         );
         presence.leave("app", "u2", 3).await.unwrap();
         assert!(presence.users("app").await.unwrap().is_empty());

@@ -38,14 +38,21 @@ pub enum EngineError {
     Unavailable(String),
 }
 
+/// Called by [`Broker::publish`] with the position it assigned, while no later publish to
+/// the same channel can be assigned one: the publishing node delivers locally from here,
+/// so local subscribers see a channel's messages in offset order.
+pub type DeliverLocal<'a> = &'a mut (dyn FnMut(&StreamPosition) + Send);
+
 /// Channel streams: ordering, offsets and delivery across nodes.
 ///
 /// Contract every implementation keeps:
 /// - `publish` assigns the next offset of `channel` and, atomically with that, appends the
 ///   message to the channel's history (when the engine keeps history) and hands it to the
 ///   other nodes. Offsets of one channel are strictly increasing by one within an epoch.
-/// - The publishing node delivers to its own local subscribers itself, with the position
-///   `publish` returned; the broker never delivers a node's own publications back to it.
+/// - `publish` calls `deliver` exactly once with the assigned position, before any later
+///   publish to the same channel calls its own: local delivery follows offset order. The
+///   callback must not block or call back into the broker.
+/// - The broker never delivers a node's own publications back to it.
 /// - A channel that was never published to has offset 0 and an epoch that stays stable
 ///   until its state is lost.
 #[async_trait]
@@ -53,24 +60,17 @@ pub trait Broker: Send + Sync {
     /// Short name for logs and metrics ("memory", "redis").
     fn kind(&self) -> &'static str;
 
-    /// Publish `message` to `channel` and return the position it was given.
+    /// Publish `message` to `channel`, deliver it locally through `deliver`, and return the
+    /// position it was given.
     async fn publish(
         &self,
         channel: &str,
         message: &Message,
+        deliver: DeliverLocal<'_>,
     ) -> Result<StreamPosition, EngineError>;
 
     /// The current top position of `channel`, without publishing.
     async fn position(&self, channel: &str) -> Result<StreamPosition, EngineError>;
-}
-
-/// Per-app counts that presence keeps.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PresenceStats {
-    /// Distinct users with at least one connection.
-    pub users: usize,
-    /// Connections in all.
-    pub connections: usize,
 }
 
 /// Who is online: users of an app and how many connections each holds.
@@ -91,9 +91,6 @@ pub trait Presence: Send + Sync {
 
     /// Online users of `app` with their connection counts, sorted by user id.
     async fn users(&self, app: &str) -> Result<Vec<(String, usize)>, EngineError>;
-
-    /// Counts for `app`.
-    async fn stats(&self, app: &str) -> Result<PresenceStats, EngineError>;
 }
 
 /// The pair of engines a hub runs on.

@@ -89,11 +89,19 @@ impl Apps {
         Ok(app)
     }
 
-    /// The app called `name` if it exists now, without creating it.
-    pub fn existing(&self, name: &str) -> Option<Arc<AppSettings>> {
-        self.declared
-            .get(name)
-            .cloned()
-            .or_else(|| lock(&self.created).get(name).cloned())
+    /// The app called `name` if it exists now, without creating it: `Ok(None)` for a valid
+    /// name that dynamic apps would accept but nobody has used yet.
+    pub fn lookup(&self, name: &str) -> Result<Option<Arc<AppSettings>>, HubError> {
+        if let Some(app) = self.declared.get(name) {
+            return Ok(Some(app.clone()));
+        }
+        names::check_app(name)?;
+        if let Some(app) = lock(&self.created).get(name) {
+            return Ok(Some(app.clone()));
+        }
+        match self.dynamic_template {
+            Some(_) => Ok(None),
+            None => Err(HubError::UnknownApp(name.to_owned())),
+        }
     }
 }

@@ -28,7 +28,7 @@ pub use registry::ConnId;
 pub use render::{FormatId, Render};
 pub use target::Target;
 
-use crate::engine::{Engine, EngineError, PresenceStats};
+use crate::engine::{Engine, EngineError, StreamPosition};
 use crate::stats::Stats;
 use registry::{Registry, Subscriber};
 use render::RenderCache;
@@ -206,13 +206,19 @@ impl Hub {
                     Some(Registry::home(&app.name, u)),
                 ),
             };
-            let position = self.inner.engine.broker.publish(&channel, &message).await?;
-            let publication = Publication {
-                channel,
-                position,
-                message: message.clone(),
+            let mut deliver = |position: &StreamPosition| {
+                let publication = Publication {
+                    channel: channel.clone(),
+                    position: position.clone(),
+                    message: message.clone(),
+                };
+                delivered += self.deliver_local(&publication, home, seen.as_mut());
             };
-            delivered += self.deliver_local(&publication, home, seen.as_mut());
+            self.inner
+                .engine
+                .broker
+                .publish(&channel, &message, &mut deliver)
+                .await?;
         }
         Ok(PublishReceipt {
             id: message.id.clone(),
@@ -245,16 +251,13 @@ impl Hub {
         delivered
     }
 
-    /// Online users of `app` with their connection counts.
+    /// Online users of `app` with their connection counts. Asking about a development
+    /// app nobody has used yet answers with nobody, without creating it.
     pub async fn users(&self, app: &str) -> Result<Vec<(String, usize)>, HubError> {
-        let app = self.app(app)?;
-        Ok(self.inner.engine.presence.users(&app.name).await?)
-    }
-
-    /// User and connection counts of `app`.
-    pub async fn presence_stats(&self, app: &str) -> Result<PresenceStats, HubError> {
-        let app = self.app(app)?;
-        Ok(self.inner.engine.presence.stats(&app.name).await?)
+        match self.inner.apps.lookup(app)? {
+            Some(app) => Ok(self.inner.engine.presence.users(&app.name).await?),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Which engines the hub runs on, for logs.

@@ -32,6 +32,8 @@ pub fn check_user(user: &str) -> Result<(), HubError> {
         Some("is longer than 256 bytes")
     } else if user.chars().any(|c| c.is_control()) {
         Some("contains a control character")
+    } else if user.trim() != user {
+        Some("starts or ends with white space")
     } else if user.contains(',') || user.contains('*') {
         Some("contains ',' or '*', which are target syntax")
     } else if user.ends_with('/') {

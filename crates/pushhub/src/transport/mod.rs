@@ -57,6 +57,9 @@ pub struct Liveness {
     pub idle_timeout: Duration,
     /// Largest message accepted from the client.
     pub max_message_bytes: usize,
+    /// When a client that has not finished its dialect's handshake (jdserver's `init`) is
+    /// closed with [`Disconnect::HANDSHAKE_TIMEOUT`], however lively its socket.
+    pub handshake_deadline: Option<tokio::time::Instant>,
 }
 
 /// A dialect's side of one client connection.

@@ -215,3 +215,44 @@ async fn api_errors_are_specific() {
     assert_eq!(body["error"]["code"], "not_websocket");
     assert!(!server.log().contains("panicked"));
 }
+
+#[tokio::test]
+async fn jdserver_client_without_init_is_closed_at_the_handshake_deadline() {
+    let server = TestServer::start_with(
+        &[],
+        &[
+            ("PUSHHUB_LIMITS_HANDSHAKE_TIMEOUT", "1"),
+            ("PUSHHUB_HEARTBEAT", "1"),
+            ("PUSHHUB_IDLE_TIMEOUT", "30"),
+        ],
+    );
+    let mut lingering = server.ws("/").await;
+    let started = std::time::Instant::now();
+    // `next` keeps reading, so pings are answered: the socket is lively, but no init came.
+    let (code, reason) = lingering.closed().await;
+    assert_eq!(code, 4004, "{reason}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn connection_limit_counts_connections_still_in_their_handshake() {
+    let server = TestServer::start_with(&[], &[("PUSHHUB_LIMITS_MAX_CONNECTIONS", "2")]);
+    let _a = server.ws("/").await;
+    let _b = server.ws("/").await;
+    let mut third = server.ws("/v1/ws?app=demo&user=3").await;
+    let (code, _) = third.closed().await;
+    assert_eq!(code, 4002);
+}
+
+#[tokio::test]
+async fn invalid_path_segment_gets_a_json_error() {
+    let server = TestServer::start();
+    let (status, body) = server.get("/v1/apps/%FF/users").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_app"))
+    );
+    let (status, body) = server.get("/v1/apps/never-used/users").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["users"], json!([]));
+}

@@ -12,6 +12,7 @@ async fn slow_consumer_is_cut_off_and_others_get_everything() {
         &[],
         &[
             ("PUSHHUB_LIMITS_MAX_QUEUE_BYTES", "262144"),
+            ("PUSHHUB_LIMITS_MAX_BODY_BYTES", "131072"),
             ("PUSHHUB_LIMITS_MAX_QUEUE_MESSAGES", "64"),
         ],
     );

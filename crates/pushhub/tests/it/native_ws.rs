@@ -129,3 +129,26 @@ async fn data_bytes_pass_through_unchanged() {
     assert!(text.contains(r#""data":{"b":1,"a":[1.50,"é"]}"#), "{text}");
     assert!(!text.contains("\"event\""), "no event given: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pushes_arrive_in_offset_order() {
+    let server = std::sync::Arc::new(TestServer::start());
+    let (mut client, _) = server.native("demo", "1").await;
+    let publishers: Vec<_> = (0..8)
+        .map(|p| {
+            let server = server.clone();
+            tokio::spawn(async move {
+                for i in 0..150 {
+                    server.push("1", json!([p, i])).await;
+                }
+            })
+        })
+        .collect();
+    for offset in 1..=1200u64 {
+        let msg = client.json().await;
+        assert_eq!(msg["off"], offset, "{msg}");
+    }
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+}

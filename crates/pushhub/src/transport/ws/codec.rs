@@ -133,9 +133,13 @@ fn close_code(payload: &[u8]) -> Result<Inbound, Disconnect> {
             if std::str::from_utf8(&payload[2..]).is_err() {
                 return Err(Disconnect::INVALID_UTF8);
             }
-            Ok(Inbound::Close(Some(u16::from_be_bytes([
-                payload[0], payload[1],
-            ]))))
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            if !tungstenite::protocol::frame::coding::CloseCode::from(code).is_allowed() {
+                return Err(
+                    Disconnect::PROTOCOL_ERROR.with_reason(format!("invalid close code {code}"))
+                );
+            }
+            Ok(Inbound::Close(Some(code)))
         }
     }
 }
@@ -297,6 +301,13 @@ mod tests {
         assert_eq!(code(client_frame(0x09, b"")), 1002);
         assert_eq!(code(client_frame(0x80, b"x")), 1002);
         assert_eq!(code(client_frame(0x88, &[3])), 1002);
+        assert_eq!(
+            code(client_frame(0x88, &[0x03, 0xED])),
+            1002,
+            "1005 must not be sent"
+        );
+        assert_eq!(code(client_frame(0x88, &[0, 0])), 1002);
+        assert_eq!(code(client_frame(0x88, &[0x03, 0xE8, 0xff])), 1007);
         assert_eq!(code(vec![0x81, 0x01, b'x']), 1002);
         let mut oversize_control = client_frame(0x89, &[0; 126]);
         oversize_control.truncate(20);

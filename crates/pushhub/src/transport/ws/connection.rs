@@ -130,7 +130,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                     .reserve(want.saturating_sub(self.buf.len()).max(READ_CHUNK));
             }
             let idle_deadline = last_heard + liveness.idle_timeout;
-            let deadline = next_ping.min(idle_deadline);
+            let mut deadline = next_ping.min(idle_deadline);
+            if let Some(handshake) = liveness.handshake_deadline {
+                deadline = deadline.min(handshake);
+            }
             if timer.deadline() != deadline {
                 timer.as_mut().reset(deadline);
             }
@@ -151,6 +154,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 },
                 _ = &mut timer => {
                     let now = Instant::now();
+                    if liveness.handshake_deadline.is_some_and(|d| now >= d) {
+                        return Disconnect::HANDSHAKE_TIMEOUT;
+                    }
                     if now >= idle_deadline {
                         return Disconnect::IDLE_TIMEOUT;
                     }

@@ -64,8 +64,14 @@ where
                 handshake::HandshakeError::BadVersion => axum::http::StatusCode::UPGRADE_REQUIRED,
                 _ => axum::http::StatusCode::BAD_REQUEST,
             };
-            return crate::http_error::ApiError::new(status, "not_websocket", error.to_string())
-                .into_response();
+            let mut response =
+                crate::http_error::ApiError::new(status, "not_websocket", error.to_string())
+                    .into_response();
+            response.headers_mut().insert(
+                axum::http::header::SEC_WEBSOCKET_VERSION,
+                axum::http::HeaderValue::from_static("13"),
+            );
+            return response;
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut request);
