@@ -17,7 +17,7 @@ use crate::dialect::jdserver::{JdClient, JDSERVER};
 use crate::dialect::native::{refusal, NativeClient, NATIVE};
 use crate::dialect::Renderer;
 use crate::disconnect::Disconnect;
-use crate::hub::{AppSettings, Hub, Outbox, OutboxLimits, Render};
+use crate::hub::{AppSettings, Cursor, Hub, Outbox, OutboxLimits, Render};
 use crate::transport::ws::{self, WsContext, WS_FRAMER};
 use crate::transport::{ClientHandler, Liveness, Refuse};
 
@@ -103,12 +103,24 @@ async fn native_ws(
             Disconnect::BAD_REQUEST.with_reason("missing app: connect with ?app=APP&user=USER");
         return state.upgrade(request, state.refuse(reason));
     };
+    let since = match query
+        .get("since")
+        .map(|text| Cursor::parse(text))
+        .transpose()
+    {
+        Ok(since) => since,
+        Err(error) => {
+            let reason = Disconnect::BAD_REQUEST.with_reason(error.to_string());
+            return state.upgrade(request, state.refuse(reason));
+        }
+    };
     match state.hub.app(app_name) {
         Ok(app) => {
             let client = NativeClient::new(
                 state.hub.clone(),
                 app,
                 query.get("user").cloned(),
+                since,
                 state.native_ws.clone(),
             );
             state.upgrade(request, client)

@@ -40,13 +40,13 @@ pub struct Listeners {
 /// serving itself never fails.
 pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationToken) {
     let stats = Arc::new(Stats::default());
-    let engine = engine::from_config(config.engine);
+    let tracker = TaskTracker::new();
+    let engine = engine::from_config(config.engine, &tracker, shutdown.clone());
     let hub = Hub::new(
         Apps::new(config.apps.clone(), config.dynamic_apps.clone()),
         engine,
         stats.clone(),
     );
-    let tracker = TaskTracker::new();
     let connections = Connections::default();
     let ws = WsContext {
         settings: WsSettings {

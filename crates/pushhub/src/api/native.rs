@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use super::{read_body, ApiState};
 use crate::http_error::ApiError;
-use crate::hub::target;
+use crate::hub::{target, PublishReceipt};
 
 /// Body of `POST /v1/push`.
 #[derive(Debug, Deserialize)]
@@ -30,6 +30,45 @@ pub struct PushResponse {
     pub id: String,
     /// Connections on this node the message was queued to.
     pub delivered: u64,
+    /// The message's offset, when the push had a single target channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub off: Option<u64>,
+    /// Each target channel and the message's position there.
+    pub channels: Vec<ChannelPosition>,
+}
+
+/// A message's position in one channel.
+#[derive(Debug, Serialize)]
+pub struct ChannelPosition {
+    /// The channel.
+    pub ch: String,
+    /// Its epoch.
+    pub epoch: String,
+    /// The message's offset there.
+    pub off: u64,
+}
+
+impl From<PublishReceipt> for PushResponse {
+    fn from(receipt: PublishReceipt) -> Self {
+        let off = match receipt.positions.as_slice() {
+            [(_, position)] => Some(position.offset),
+            _ => None,
+        };
+        Self {
+            id: receipt.id.to_string(),
+            delivered: receipt.delivered,
+            off,
+            channels: receipt
+                .positions
+                .into_iter()
+                .map(|(channel, position)| ChannelPosition {
+                    ch: channel.to_string(),
+                    epoch: position.epoch.to_string(),
+                    off: position.offset,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// `POST /v1/push`: publish to users, groups or everyone of an app.
@@ -51,10 +90,7 @@ pub async fn push(
         .hub
         .publish(&push.app, &targets, push.event, data)
         .await?;
-    Ok(Json(PushResponse {
-        id: receipt.id.to_string(),
-        delivered: receipt.delivered,
-    }))
+    Ok(Json(receipt.into()))
 }
 
 /// `GET /v1/apps/{app}/users`: online users with their connection counts.
@@ -90,6 +126,7 @@ pub async fn stats(State(state): State<ApiState>) -> Json<serde_json::Value> {
             "engine".into(),
             json!({"broker": broker, "presence": presence}),
         );
+        object.insert("broker".into(), json!(state.hub.broker_stats()));
     }
     Json(body)
 }

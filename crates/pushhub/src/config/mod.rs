@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::EngineKind;
+use crate::engine::{EngineKind, HistoryPolicy};
 use crate::hub::{names, AppSettings, AuthMode, OutboxLimits};
 
 /// The configuration file's shape, before validation.
@@ -42,6 +42,11 @@ pub struct RawConfig {
     pub idle_timeout: u64,
     /// Seconds to let connections close cleanly on shutdown before exiting anyway.
     pub shutdown_grace: u64,
+    /// Messages each channel keeps for clients that resume; 0 keeps none.
+    pub history_size: usize,
+    /// Seconds a message stays in history; 0 keeps none. A channel silent this long is
+    /// forgotten (its next message starts a new epoch).
+    pub history_ttl: u64,
     /// Resource limits.
     pub limits: RawLimits,
     /// Apps by name.
@@ -84,6 +89,12 @@ pub struct RawApp {
     /// Overrides `limits.max_frame_bytes`.
     #[serde(default)]
     pub max_frame_bytes: Option<usize>,
+    /// Overrides the server's `history_size`.
+    #[serde(default)]
+    pub history_size: Option<usize>,
+    /// Overrides the server's `history_ttl`.
+    #[serde(default)]
+    pub history_ttl: Option<u64>,
 }
 
 impl Default for RawConfig {
@@ -97,6 +108,8 @@ impl Default for RawConfig {
             heartbeat: 25,
             idle_timeout: 60,
             shutdown_grace: 10,
+            history_size: 100,
+            history_ttl: 600,
             limits: RawLimits::default(),
             apps: BTreeMap::new(),
         }
@@ -341,6 +354,10 @@ fn validate(
         max_frame_bytes: app
             .and_then(|a| a.max_frame_bytes)
             .unwrap_or(limits.max_frame_bytes),
+        history: HistoryPolicy {
+            size: app.and_then(|a| a.history_size).unwrap_or(raw.history_size),
+            ttl: Duration::from_secs(app.and_then(|a| a.history_ttl).unwrap_or(raw.history_ttl)),
+        },
     };
     let mut apps = Vec::new();
     for (name, app) in &raw.apps {

@@ -83,6 +83,7 @@ impl JdClient {
             user,
             outbox: link.outbox().clone(),
             renderer: self.renderer.clone(),
+            since: None,
         };
         let session = self
             .hub
@@ -118,7 +119,7 @@ impl ClientHandler for JdClient {
     fn liveness(&self) -> Liveness {
         match &self.session {
             Some(session) => {
-                let app = &session.info().app;
+                let app = session.app();
                 Liveness {
                     heartbeat: app.heartbeat,
                     idle_timeout: app.idle_timeout,

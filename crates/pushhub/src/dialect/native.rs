@@ -8,7 +8,9 @@ use serde_json::value::RawValue;
 
 use super::Encode;
 use crate::disconnect::Disconnect;
-use crate::hub::{AppSettings, ConnectRequest, Hub, HubError, Publication, Render, Session};
+use crate::hub::{
+    AppSettings, ConnInfo, ConnectRequest, Cursor, Hub, HubError, Publication, Render, Session,
+};
 use crate::transport::{ClientHandler, Link, Liveness};
 
 /// Encodes publications as native `msg` frames.
@@ -68,7 +70,43 @@ struct Welcome<'a> {
     heartbeat: u64,
     idle_timeout: u64,
     max_frame_bytes: usize,
-    channels: &'a [Arc<str>],
+    recovered: bool,
+    cursor: String,
+    channels: Vec<ChannelFrame<'a>>,
+}
+
+#[derive(Serialize)]
+struct ChannelFrame<'a> {
+    ch: &'a str,
+    epoch: &'a str,
+    off: u64,
+    recovered: bool,
+}
+
+impl<'a> Welcome<'a> {
+    fn new(info: &'a ConnInfo) -> Self {
+        Welcome {
+            kind: "welcome",
+            conn: format!("{:x}", info.id),
+            app: &info.app.name,
+            user: &info.user,
+            heartbeat: info.app.heartbeat.as_secs(),
+            idle_timeout: info.app.idle_timeout.as_secs(),
+            max_frame_bytes: info.app.max_frame_bytes,
+            recovered: info.recovered,
+            cursor: info.cursor().to_string(),
+            channels: info
+                .channels
+                .iter()
+                .map(|c| ChannelFrame {
+                    ch: &c.channel,
+                    epoch: &c.position.epoch,
+                    off: c.position.offset,
+                    recovered: c.recovered,
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -114,22 +152,26 @@ pub struct NativeClient {
     hub: Hub,
     app: Arc<AppSettings>,
     user: Option<String>,
+    since: Option<Cursor>,
     renderer: Arc<dyn Render>,
     session: Option<Session>,
 }
 
 impl NativeClient {
-    /// A client of `app` claiming to be `user` (trusted only for `auth = "none"` apps).
+    /// A client of `app` claiming to be `user` (trusted only for `auth = "none"` apps),
+    /// resuming from `since` if given.
     pub fn new(
         hub: Hub,
         app: Arc<AppSettings>,
         user: Option<String>,
+        since: Option<Cursor>,
         renderer: Arc<dyn Render>,
     ) -> Self {
         Self {
             hub,
             app,
             user,
+            since,
             renderer,
             session: None,
         }
@@ -147,21 +189,12 @@ impl ClientHandler for NativeClient {
             user,
             outbox: link.outbox().clone(),
             renderer: self.renderer.clone(),
+            since: self.since.take(),
         };
         let session = self
             .hub
             .connect(request, |info| {
-                let welcome = Welcome {
-                    kind: "welcome",
-                    conn: format!("{:x}", info.id),
-                    app: &info.app.name,
-                    user: &info.user,
-                    heartbeat: info.app.heartbeat.as_secs(),
-                    idle_timeout: info.app.idle_timeout.as_secs(),
-                    max_frame_bytes: info.app.max_frame_bytes,
-                    channels: &info.channels,
-                };
-                link.send_text(&serde_json::to_vec(&welcome).unwrap_or_default());
+                link.send_text(&serde_json::to_vec(&Welcome::new(info)).unwrap_or_default());
             })
             .await
             .map_err(|e| refusal(&e))?;

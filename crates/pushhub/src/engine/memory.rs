@@ -1,27 +1,124 @@
 //! The in-memory engine: the default, single node only (use a Redis engine to scale out).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::time::Instant;
 
-use super::{Broker, DeliverLocal, EngineError, Presence, StreamPosition};
-use crate::hub::message::Message;
+use super::{
+    Broker, BrokerStats, DeliverLocal, EngineError, HistoryPolicy, Presence, Recovery,
+    StreamPosition,
+};
+use crate::hub::message::{Message, Publication};
 
 /// Number of independently locked stream maps, so publishes to different channels from
 /// different threads rarely contend.
 const STREAM_SHARDS: usize = 16;
 
+/// How long a channel without history keeps its epoch and offset after its last publish.
+const STREAM_IDLE_WITHOUT_HISTORY: Duration = Duration::from_secs(300);
+
+/// How often expired history and idle streams are dropped.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 struct Stream {
     epoch: Arc<str>,
     offset: u64,
+    history: VecDeque<(Instant, Arc<Publication>)>,
+    last_publish: Instant,
+    keep_for: Duration,
+    ttl: Duration,
 }
 
-/// Channel streams held in this process. Offsets live as long as the process; a restart
+impl Stream {
+    fn new(now: Instant) -> Self {
+        Self {
+            epoch: new_epoch(),
+            offset: 0,
+            history: VecDeque::new(),
+            last_publish: now,
+            keep_for: STREAM_IDLE_WITHOUT_HISTORY,
+            ttl: Duration::ZERO,
+        }
+    }
+
+    /// A stream idle past its keep time is forgotten, swept or not.
+    fn expired(&self, now: Instant) -> bool {
+        now.duration_since(self.last_publish) >= self.keep_for
+    }
+
+    fn trim(&mut self, now: Instant) {
+        while self
+            .history
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) >= self.ttl)
+        {
+            self.history.pop_front();
+        }
+    }
+
+    fn position(&self) -> StreamPosition {
+        StreamPosition {
+            epoch: self.epoch.clone(),
+            offset: self.offset,
+        }
+    }
+
+    /// What a client at `since` lacks, if the history still covers it.
+    fn recover(&self, since: Option<&StreamPosition>) -> Recovery {
+        let top = self.position();
+        let Some(since) = since else {
+            return Recovery {
+                top,
+                missed: Vec::new(),
+                complete: true,
+            };
+        };
+        let from = if since.epoch.is_empty() && since.offset == 0 {
+            0
+        } else if since.epoch == self.epoch {
+            since.offset
+        } else {
+            return incomplete(top);
+        };
+        if from > top.offset {
+            return incomplete(top);
+        }
+        let oldest = self
+            .history
+            .front()
+            .map_or(top.offset + 1, |(_, p)| p.position.offset);
+        if oldest > from + 1 {
+            return incomplete(top);
+        }
+        Recovery {
+            missed: self
+                .history
+                .iter()
+                .filter(|(_, p)| p.position.offset > from)
+                .map(|(_, p)| p.clone())
+                .collect(),
+            top,
+            complete: true,
+        }
+    }
+}
+
+fn incomplete(top: StreamPosition) -> Recovery {
+    Recovery {
+        top,
+        missed: Vec::new(),
+        complete: false,
+    }
+}
+
+/// Channel streams held in this process: offsets, epochs and bounded histories. A restart
 /// starts every channel in a new epoch, which is exactly what clients need to know.
 pub struct MemoryBroker {
-    shards: Box<[Mutex<HashMap<String, Stream>>]>,
+    shards: Box<[Mutex<HashMap<Arc<str>, Stream>>]>,
 }
 
 impl MemoryBroker {
@@ -35,15 +132,40 @@ impl MemoryBroker {
     }
 
     /// The shard holding `channel`. A std mutex is right here: nothing awaits while it is held.
-    fn shard(&self, channel: &str) -> MutexGuard<'_, HashMap<String, Stream>> {
+    fn shard(&self, channel: &str) -> MutexGuard<'_, HashMap<Arc<str>, Stream>> {
         let index = crate::hub::registry::hash_str(channel) as usize % self.shards.len();
         lock(&self.shards[index])
+    }
+
+    /// Drop expired history entries and forget idle streams.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        for shard in self.shards.iter() {
+            lock(shard).retain(|_, stream| {
+                stream.trim(now);
+                !stream.expired(now)
+            });
+        }
     }
 }
 
 impl Default for MemoryBroker {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Sweep `broker` every second until `shutdown` fires.
+pub async fn sweep_periodically(
+    broker: Arc<MemoryBroker>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => broker.sweep(),
+            _ = shutdown.cancelled() => return,
+        }
     }
 }
 
@@ -72,34 +194,76 @@ impl Broker for MemoryBroker {
 
     async fn publish(
         &self,
-        channel: &str,
-        _message: &Message,
+        channel: &Arc<str>,
+        message: &Arc<Message>,
+        history: HistoryPolicy,
         deliver: DeliverLocal<'_>,
-    ) -> Result<StreamPosition, EngineError> {
+    ) -> Result<Arc<Publication>, EngineError> {
+        let now = Instant::now();
         let mut streams = self.shard(channel);
-        let stream = streams.entry(channel.to_owned()).or_insert_with(|| Stream {
-            epoch: new_epoch(),
-            offset: 0,
-        });
+        let stream = streams
+            .entry(channel.clone())
+            .or_insert_with(|| Stream::new(now));
+        if stream.expired(now) {
+            *stream = Stream::new(now);
+        }
         stream.offset += 1;
-        let position = StreamPosition {
-            epoch: stream.epoch.clone(),
-            offset: stream.offset,
-        };
-        deliver(&position);
-        Ok(position)
+        let publication = Arc::new(Publication {
+            channel: channel.clone(),
+            position: stream.position(),
+            message: message.clone(),
+        });
+        stream.last_publish = now;
+        if history.is_off() {
+            stream.history.clear();
+            stream.keep_for = STREAM_IDLE_WITHOUT_HISTORY;
+        } else {
+            stream.ttl = history.ttl;
+            stream.keep_for = history.ttl;
+            stream.history.push_back((now, publication.clone()));
+            while stream.history.len() > history.size {
+                stream.history.pop_front();
+            }
+            stream.trim(now);
+        }
+        deliver(&publication);
+        Ok(publication)
     }
 
-    async fn position(&self, channel: &str) -> Result<StreamPosition, EngineError> {
+    async fn recover(
+        &self,
+        channel: &str,
+        since: Option<&StreamPosition>,
+    ) -> Result<Recovery, EngineError> {
+        let now = Instant::now();
         let mut streams = self.shard(channel);
-        let stream = streams.entry(channel.to_owned()).or_insert_with(|| Stream {
-            epoch: new_epoch(),
-            offset: 0,
-        });
-        Ok(StreamPosition {
-            epoch: stream.epoch.clone(),
-            offset: stream.offset,
+        if streams.get(channel).is_some_and(|s| s.expired(now)) {
+            streams.remove(channel);
+        }
+        Ok(match streams.get_mut(channel) {
+            Some(stream) => {
+                stream.trim(now);
+                stream.recover(since)
+            }
+            None => {
+                let nothing_seen = since.is_none_or(|p| p.offset == 0 && p.epoch.is_empty());
+                Recovery {
+                    top: StreamPosition::empty(),
+                    missed: Vec::new(),
+                    complete: nothing_seen,
+                }
+            }
         })
+    }
+
+    fn stats(&self) -> BrokerStats {
+        let mut stats = BrokerStats::default();
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            stats.streams += shard.len() as u64;
+            stats.history_messages += shard.values().map(|s| s.history.len() as u64).sum::<u64>();
+        }
+        stats
     }
 }
 
@@ -153,22 +317,152 @@ impl Presence for MemoryPresence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::message::Message;
+
+    const KEEP: HistoryPolicy = HistoryPolicy {
+        size: 3,
+        ttl: Duration::from_secs(60),
+    };
+
+    async fn publish(
+        broker: &MemoryBroker,
+        channel: &str,
+        policy: HistoryPolicy,
+    ) -> Arc<Publication> {
+        let message = Arc::new(Message::for_test("x"));
+        broker
+            .publish(&Arc::from(channel), &message, policy, &mut |_| {})
+            .await
+            .unwrap()
+    }
+
+    fn offsets(recovery: &Recovery) -> Vec<u64> {
+        recovery.missed.iter().map(|p| p.position.offset).collect()
+    }
 
     #[tokio::test]
-    async fn offsets_grow_by_one_per_channel_and_epoch_is_stable() {
+    async fn offsets_grow_by_one_per_channel_and_delivery_follows_them() {
         let broker = MemoryBroker::new();
-        let msg = Message::for_test("x");
+        let message = Arc::new(Message::for_test("x"));
         let mut delivered = Vec::new();
-        let mut deliver = |p: &StreamPosition| delivered.push(p.offset);
-        let a1 = broker.publish("a", &msg, &mut deliver).await.unwrap();
-        let a2 = broker.publish("a", &msg, &mut deliver).await.unwrap();
-        let b1 = broker.publish("b", &msg, &mut deliver).await.unwrap();
+        let mut deliver = |p: &Arc<Publication>| delivered.push(p.position.offset);
+        for channel in ["a", "a", "b"] {
+            broker
+                .publish(&Arc::from(channel), &message, KEEP, &mut deliver)
+                .await
+                .unwrap();
+        }
         assert_eq!(delivered, [1, 2, 1]);
-        assert_eq!((a1.offset, a2.offset, b1.offset), (1, 2, 1));
-        assert_eq!(a1.epoch, a2.epoch);
-        assert_eq!(broker.position("a").await.unwrap(), a2);
-        assert_eq!(broker.position("never").await.unwrap().offset, 0);
+        let top = broker.recover("a", None).await.unwrap().top;
+        assert_eq!(top.offset, 2);
+        assert_eq!(
+            broker.recover("never", None).await.unwrap().top,
+            StreamPosition::empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn recovery_is_exact_bounded_by_size_and_knows_its_epoch() {
+        let broker = MemoryBroker::new();
+        let first = publish(&broker, "c", KEEP).await;
+        for _ in 0..4 {
+            publish(&broker, "c", KEEP).await;
+        }
+        let epoch = first.position.epoch.clone();
+        let at = |offset| StreamPosition {
+            epoch: epoch.clone(),
+            offset,
+        };
+        let r = broker.recover("c", Some(&at(2))).await.unwrap();
+        assert!(r.complete);
+        assert_eq!(offsets(&r), [3, 4, 5]);
+        let r = broker.recover("c", Some(&at(5))).await.unwrap();
+        assert!(r.complete && r.missed.is_empty());
+        let r = broker.recover("c", Some(&at(1))).await.unwrap();
+        assert!(!r.complete, "offset 2 fell out of a 3-message history");
+        let r = broker.recover("c", Some(&at(9))).await.unwrap();
+        assert!(!r.complete, "a position from the future is not trusted");
+        let other = StreamPosition {
+            epoch: "other".into(),
+            offset: 4,
+        };
+        assert!(!broker.recover("c", Some(&other)).await.unwrap().complete);
+        let r = broker
+            .recover("fresh", Some(&StreamPosition::empty()))
+            .await
+            .unwrap();
+        assert!(r.complete);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_saw_nothing_gets_everything_still_kept() {
+        let broker = MemoryBroker::new();
+        publish(&broker, "d", KEEP).await;
+        publish(&broker, "d", KEEP).await;
+        let r = broker
+            .recover("d", Some(&StreamPosition::empty()))
+            .await
+            .unwrap();
+        assert!(r.complete);
+        assert_eq!(offsets(&r), [1, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn history_expires_and_idle_streams_are_forgotten() {
+        let broker = MemoryBroker::new();
+        let short = HistoryPolicy {
+            size: 10,
+            ttl: Duration::from_secs(5),
+        };
+        let first = publish(&broker, "e", short).await;
+        tokio::time::advance(Duration::from_secs(3)).await;
+        publish(&broker, "e", short).await;
+        tokio::time::advance(Duration::from_secs(3)).await;
+        broker.sweep();
+        assert_eq!(
+            broker.stats(),
+            BrokerStats {
+                streams: 1,
+                history_messages: 1
+            }
+        );
+        let r = broker.recover("e", Some(&first.position)).await.unwrap();
+        assert!(r.complete, "offset 2 is still kept");
+        assert_eq!(offsets(&r), [2]);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        broker.sweep();
+        assert_eq!(broker.stats(), BrokerStats::default());
+        let r = broker.recover("e", Some(&first.position)).await.unwrap();
+        assert!(!r.complete);
+        let again = publish(&broker, "e", short).await;
+        assert_eq!(again.position.offset, 1);
+        assert_ne!(
+            again.position.epoch, first.position.epoch,
+            "a forgotten stream starts a new epoch"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_history_offsets_still_count() {
+        let broker = MemoryBroker::new();
+        let off = HistoryPolicy {
+            size: 0,
+            ttl: Duration::from_secs(60),
+        };
+        publish(&broker, "f", off).await;
+        let second = publish(&broker, "f", off).await;
+        assert_eq!(second.position.offset, 2);
+        assert_eq!(broker.stats().history_messages, 0);
+        let r = broker
+            .recover(
+                "f",
+                Some(&StreamPosition {
+                    epoch: second.position.epoch.clone(),
+                    offset: 1,
+                }),
+            )
+            .await
+            .unwrap();
+        assert!(!r.complete);
     }
 
     #[tokio::test]

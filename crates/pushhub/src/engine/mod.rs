@@ -11,12 +11,16 @@
 pub mod memory;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::hub::message::Message;
+use crate::hub::message::{Message, Publication};
 
 /// Where a message sits in a channel's stream.
+///
+/// The empty position (epoch `""`, offset 0) stands for "before anything was published":
+/// a client holding it has seen nothing, whatever epoch the stream later gets.
 ///
 /// `offset` grows by one per message published to the channel. `epoch` names one unbroken
 /// life of the stream: when history is lost (a restart of a memory engine, eviction of an
@@ -30,6 +34,16 @@ pub struct StreamPosition {
     pub offset: u64,
 }
 
+impl StreamPosition {
+    /// The position before anything was published.
+    pub fn empty() -> Self {
+        Self {
+            epoch: "".into(),
+            offset: 0,
+        }
+    }
+}
+
 /// Failures every engine may report; callers act on the variant.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -38,39 +52,89 @@ pub enum EngineError {
     Unavailable(String),
 }
 
-/// Called by [`Broker::publish`] with the position it assigned, while no later publish to
-/// the same channel can be assigned one: the publishing node delivers locally from here,
-/// so local subscribers see a channel's messages in offset order.
-pub type DeliverLocal<'a> = &'a mut (dyn FnMut(&StreamPosition) + Send);
+/// How much history a channel keeps; comes from the channel's app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryPolicy {
+    /// Most messages kept per channel; 0 keeps none.
+    pub size: usize,
+    /// How long a message is kept; zero keeps none. A channel with no publish for this long
+    /// is forgotten entirely (its next publish starts a new epoch).
+    pub ttl: Duration,
+}
 
-/// Channel streams: ordering, offsets and delivery across nodes.
+impl HistoryPolicy {
+    /// True when nothing is kept.
+    pub fn is_off(&self) -> bool {
+        self.size == 0 || self.ttl.is_zero()
+    }
+}
+
+/// What a channel's stream says about a client's last known position.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// The channel's current top position. When nothing was ever published (or the
+    /// stream was forgotten) this is the empty position: epoch `""`, offset 0.
+    pub top: StreamPosition,
+    /// Messages after the client's position, oldest first (empty unless `complete`).
+    pub missed: Vec<Arc<Publication>>,
+    /// True when `missed` is exactly what the client lacks: same epoch and the history
+    /// still reaches back to its position (or it gave none).
+    pub complete: bool,
+}
+
+/// Counts a broker reports about what it holds, for `/v1/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BrokerStats {
+    /// Channel streams held.
+    pub streams: u64,
+    /// Messages held in histories.
+    pub history_messages: u64,
+}
+
+/// Called by [`Broker::publish`] with the publication it made, while no later publish to
+/// the same channel can be made: the publishing node delivers locally from here, so local
+/// subscribers see a channel's messages in offset order.
+pub type DeliverLocal<'a> = &'a mut (dyn FnMut(&Arc<Publication>) + Send);
+
+/// Channel streams: ordering, offsets, history and delivery across nodes.
 ///
 /// Contract every implementation keeps:
 /// - `publish` assigns the next offset of `channel` and, atomically with that, appends the
-///   message to the channel's history (when the engine keeps history) and hands it to the
-///   other nodes. Offsets of one channel are strictly increasing by one within an epoch.
-/// - `publish` calls `deliver` exactly once with the assigned position, before any later
-///   publish to the same channel calls its own: local delivery follows offset order. The
-///   callback must not block or call back into the broker.
+///   publication to the channel's history (as `history` allows) and hands it to the other
+///   nodes. Offsets of one channel are strictly increasing by one within an epoch.
+/// - `publish` calls `deliver` exactly once, before any later publish to the same channel
+///   calls its own: local delivery follows offset order. The callback must not block or
+///   call back into the broker.
 /// - The broker never delivers a node's own publications back to it.
-/// - A channel that was never published to has offset 0 and an epoch that stays stable
-///   until its state is lost.
+/// - `recover` answers from the same state `publish` appends to: a publication is either
+///   in a recovery's `missed` (or at or below its `top`), or delivered by a later `publish`,
+///   never neither.
+/// - When a stream's history is lost, its epoch changes; a channel never published to (or
+///   forgotten) has the empty position.
 #[async_trait]
 pub trait Broker: Send + Sync {
     /// Short name for logs and metrics ("memory", "redis").
     fn kind(&self) -> &'static str;
 
     /// Publish `message` to `channel`, deliver it locally through `deliver`, and return the
-    /// position it was given.
+    /// publication it became.
     async fn publish(
         &self,
-        channel: &str,
-        message: &Message,
+        channel: &Arc<str>,
+        message: &Arc<Message>,
+        history: HistoryPolicy,
         deliver: DeliverLocal<'_>,
-    ) -> Result<StreamPosition, EngineError>;
+    ) -> Result<Arc<Publication>, EngineError>;
 
-    /// The current top position of `channel`, without publishing.
-    async fn position(&self, channel: &str) -> Result<StreamPosition, EngineError>;
+    /// What `channel` holds after `since` (the client's last seen position, if any).
+    async fn recover(
+        &self,
+        channel: &str,
+        since: Option<&StreamPosition>,
+    ) -> Result<Recovery, EngineError>;
+
+    /// Counts of what is held.
+    fn stats(&self) -> BrokerStats;
 }
 
 /// Who is online: users of an app and how many connections each holds.
@@ -111,12 +175,21 @@ pub enum EngineKind {
     Memory,
 }
 
-/// Build the engines the configuration asks for.
-pub fn from_config(kind: EngineKind) -> Engine {
+/// Build the engines the configuration asks for; their background upkeep runs on
+/// `tracker` until `shutdown` fires.
+pub fn from_config(
+    kind: EngineKind,
+    tracker: &tokio_util::task::TaskTracker,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Engine {
     match kind {
-        EngineKind::Memory => Engine {
-            broker: Arc::new(memory::MemoryBroker::new()),
-            presence: Arc::new(memory::MemoryPresence::default()),
-        },
+        EngineKind::Memory => {
+            let broker = Arc::new(memory::MemoryBroker::new());
+            tracker.spawn(memory::sweep_periodically(broker.clone(), shutdown));
+            Engine {
+                broker,
+                presence: Arc::new(memory::MemoryPresence::default()),
+            }
+        }
     }
 }

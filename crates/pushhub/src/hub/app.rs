@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{names, HubError};
 use crate::engine::memory::lock;
+use crate::engine::HistoryPolicy;
 
 /// How clients of an app prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -32,6 +33,8 @@ pub struct AppSettings {
     pub idle_timeout: Duration,
     /// Largest client message accepted.
     pub max_frame_bytes: usize,
+    /// How much history each of the app's channels keeps, for resume.
+    pub history: HistoryPolicy,
 }
 
 /// Most apps created on first use; a guard against a client inventing names without end.

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod channel;
+pub mod cursor;
 pub mod message;
 pub mod names;
 pub mod outbox;
@@ -22,6 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::value::RawValue;
 
 pub use app::{AppSettings, Apps, AuthMode};
+pub use cursor::Cursor;
 pub use message::{Message, Publication};
 pub use outbox::{Outbox, OutboxLimits};
 pub use registry::ConnId;
@@ -64,6 +66,20 @@ pub struct ConnectRequest {
     pub outbox: Arc<Outbox>,
     /// Its wire format.
     pub renderer: Arc<dyn Render>,
+    /// Where the client left off, to resume from; `None` for only new messages.
+    pub since: Option<Cursor>,
+}
+
+/// One channel of a connection and where it stood when the connection attached.
+#[derive(Debug, Clone)]
+pub struct ChannelState {
+    /// The channel.
+    pub channel: Arc<str>,
+    /// Its top position once the replay is queued: the client's position from then on.
+    pub position: StreamPosition,
+    /// False when the client asked to resume this channel and its history could not cover
+    /// the gap (or the epoch changed): the client should refetch what it shows.
+    pub recovered: bool,
 }
 
 /// What the hub decided about a connection, for its greeting.
@@ -75,8 +91,21 @@ pub struct ConnInfo {
     pub app: Arc<AppSettings>,
     /// The user id.
     pub user: Arc<str>,
-    /// The channels it was subscribed to, user channel first.
-    pub channels: Vec<Arc<str>>,
+    /// Its channels, user channel first.
+    pub channels: Vec<ChannelState>,
+    /// True unless some channel the client asked to resume could not be.
+    pub recovered: bool,
+}
+
+impl ConnInfo {
+    /// The positions as a cursor (what a client that saw the replay holds).
+    pub fn cursor(&self) -> Cursor {
+        let mut cursor = Cursor::default();
+        for state in &self.channels {
+            cursor.set(state.channel.clone(), state.position.clone());
+        }
+        cursor
+    }
 }
 
 /// The result of one push.
@@ -86,6 +115,8 @@ pub struct PublishReceipt {
     pub id: Arc<str>,
     /// Connections on this node it was queued to (each counted once).
     pub delivered: u64,
+    /// Each target channel and the position the message got there.
+    pub positions: Vec<(Arc<str>, StreamPosition)>,
 }
 
 struct HubInner {
@@ -137,8 +168,10 @@ impl Hub {
         &self.inner.stats
     }
 
-    /// Attach a connection: record presence, call `greet` (so a greeting is queued before
-    /// any message can be), then subscribe it to its user, `all` and group channels.
+    /// Attach a connection: record presence, subscribe it to its user, `all` and group
+    /// channels, read what it missed since `request.since`, call `greet` (so the greeting
+    /// is queued first), queue the missed messages in order, then go live. A message
+    /// published at any moment during this reaches the connection exactly once.
     pub async fn connect(
         &self,
         request: ConnectRequest,
@@ -152,29 +185,68 @@ impl Hub {
             .presence
             .join(&app.name, &request.user, id)
             .await?;
-        let info = ConnInfo {
-            id,
-            channels: channel::channels_for(&app.name, &request.user),
-            user: request.user.into(),
-            app,
-        };
-        greet(&info);
-        let home = Registry::home(&info.app.name, &info.user);
-        let subscriber = Arc::new(Subscriber {
-            id,
-            outbox: request.outbox,
-            renderer: request.renderer,
-        });
-        self.inner
-            .registry
-            .subscribe(home, &info.channels, &subscriber);
+        let user: Arc<str> = request.user.into();
+        let channels = channel::channels_for(&app.name, &user);
+        let home = Registry::home(&app.name, &user);
+        let subscriber = Arc::new(Subscriber::new(id, request.outbox, request.renderer));
+        self.inner.registry.subscribe(home, &channels, &subscriber);
         self.inner.stats.connection_opened();
-        Ok(Session {
+        let session = Session {
             hub: self.clone(),
-            info,
+            id,
+            app: app.clone(),
+            user: user.clone(),
+            channels: channels.clone(),
             home,
             attached: true,
-        })
+        };
+
+        let mut states = Vec::with_capacity(channels.len());
+        let mut missed = Vec::new();
+        for channel in &channels {
+            let since = request.since.as_ref().and_then(|c| c.get(channel));
+            let recovery = self.inner.engine.broker.recover(channel, since).await?;
+            missed.extend(recovery.missed);
+            states.push(ChannelState {
+                channel: channel.clone(),
+                position: recovery.top,
+                recovered: since.is_none() || recovery.complete,
+            });
+        }
+        missed.sort_by(|a, b| {
+            (a.message.ts_ms, &a.channel, a.position.offset).cmp(&(
+                b.message.ts_ms,
+                &b.channel,
+                b.position.offset,
+            ))
+        });
+        let mut replayed = HashSet::new();
+        missed.retain(|p| replayed.insert(p.message.id.clone()));
+        let info = ConnInfo {
+            id,
+            app,
+            user,
+            recovered: states.iter().all(|s| s.recovered),
+            channels: states,
+        };
+        greet(&info);
+        for publication in &missed {
+            subscriber.replay(publication);
+        }
+        subscriber.go_live(|publication| {
+            let top = info
+                .channels
+                .iter()
+                .find(|s| s.channel == publication.channel)
+                .map(|s| &s.position);
+            match top {
+                Some(top) if top.epoch == publication.position.epoch => {
+                    publication.position.offset > top.offset
+                }
+                _ => true,
+            }
+        });
+        Ok(session)
     }
 
     /// Publish `data` (JSON text) with an optional `event` to every target of `app`.
@@ -197,6 +269,7 @@ impl Hub {
         });
         let mut seen = (targets.len() > 1).then(HashSet::new);
         let mut delivered = 0;
+        let mut positions = Vec::with_capacity(targets.len());
         for target in targets {
             let (channel, home) = match target {
                 Target::All => (channel::all(&app.name), None),
@@ -206,30 +279,28 @@ impl Hub {
                     Some(Registry::home(&app.name, u)),
                 ),
             };
-            let mut deliver = |position: &StreamPosition| {
-                let publication = Publication {
-                    channel: channel.clone(),
-                    position: position.clone(),
-                    message: message.clone(),
-                };
-                delivered += self.deliver_local(&publication, home, seen.as_mut());
+            let mut deliver = |publication: &Arc<Publication>| {
+                delivered += self.deliver_local(publication, home, seen.as_mut());
             };
-            self.inner
+            let publication = self
+                .inner
                 .engine
                 .broker
-                .publish(&channel, &message, &mut deliver)
+                .publish(&channel, &message, app.history, &mut deliver)
                 .await?;
+            positions.push((channel, publication.position.clone()));
         }
         Ok(PublishReceipt {
             id: message.id.clone(),
             delivered,
+            positions,
         })
     }
 
     /// Queue `publication` to this node's members of its channel, each format rendered once.
     fn deliver_local(
         &self,
-        publication: &Publication,
+        publication: &Arc<Publication>,
         home: Option<u64>,
         mut seen: Option<&mut HashSet<ConnId>>,
     ) -> u64 {
@@ -243,7 +314,7 @@ impl Hub {
                         return;
                     }
                 }
-                if sub.outbox.push(cache.get(sub.renderer.as_ref())) {
+                if sub.offer(publication, &mut cache) {
                     delivered += 1;
                 }
             });
@@ -260,6 +331,11 @@ impl Hub {
         }
     }
 
+    /// What the broker holds (streams, history), for `/v1/stats`.
+    pub fn broker_stats(&self) -> crate::engine::BrokerStats {
+        self.inner.engine.broker.stats()
+    }
+
     /// Which engines the hub runs on, for logs.
     pub fn engine_kinds(&self) -> (&'static str, &'static str) {
         (
@@ -273,15 +349,18 @@ impl Hub {
 /// without that still unsubscribes it, and finishes presence in the background.
 pub struct Session {
     hub: Hub,
-    info: ConnInfo,
+    id: ConnId,
+    app: Arc<AppSettings>,
+    user: Arc<str>,
+    channels: Vec<Arc<str>>,
     home: u64,
     attached: bool,
 }
 
 impl Session {
-    /// What the hub decided about this connection.
-    pub fn info(&self) -> &ConnInfo {
-        &self.info
+    /// The app this connection belongs to.
+    pub fn app(&self) -> &Arc<AppSettings> {
+        &self.app
     }
 
     fn detach_local(&mut self) -> bool {
@@ -291,7 +370,7 @@ impl Session {
         let inner = &self.hub.inner;
         inner
             .registry
-            .unsubscribe(self.home, &self.info.channels, self.info.id);
+            .unsubscribe(self.home, &self.channels, self.id);
         inner.stats.connection_closed();
         true
     }
@@ -299,15 +378,9 @@ impl Session {
     /// Leave every channel and presence.
     pub async fn close(mut self) {
         if self.detach_local() {
-            let result = self
-                .hub
-                .inner
-                .engine
-                .presence
-                .leave(&self.info.app.name, &self.info.user, self.info.id)
-                .await;
-            if let Err(error) = result {
-                tracing::warn!(%error, conn = self.info.id, "presence leave failed");
+            let presence = &self.hub.inner.engine.presence;
+            if let Err(error) = presence.leave(&self.app.name, &self.user, self.id).await {
+                tracing::warn!(%error, conn = self.id, "presence leave failed");
             }
         }
     }
@@ -317,15 +390,10 @@ impl Drop for Session {
     fn drop(&mut self) {
         if self.detach_local() {
             let hub = self.hub.clone();
-            let info = self.info.clone();
+            let (app, user, id) = (self.app.name.clone(), self.user.clone(), self.id);
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
-                    let _ = hub
-                        .inner
-                        .engine
-                        .presence
-                        .leave(&info.app.name, &info.user, info.id)
-                        .await;
+                    let _ = hub.inner.engine.presence.leave(&app, &user, id).await;
                 });
             }
         }

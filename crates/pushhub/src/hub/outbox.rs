@@ -8,11 +8,12 @@
 //! the connection task only ever waits on its outbox and its socket.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use super::message::Publication;
 use crate::disconnect::Disconnect;
 use crate::engine::memory::lock;
 
@@ -25,9 +26,28 @@ pub struct OutboxLimits {
     pub max_bytes: usize,
 }
 
+/// One thing to write: its bytes, and the publication they carry if they carry one, for
+/// transports whose framing names a position (SSE event ids, long-poll cursors).
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Ready-to-write bytes, shared by every connection of the same format.
+    pub bytes: Bytes,
+    /// The publication rendered into `bytes`, if any.
+    pub publication: Option<Arc<Publication>>,
+}
+
+impl From<Bytes> for Frame {
+    fn from(bytes: Bytes) -> Self {
+        Self {
+            bytes,
+            publication: None,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    frames: VecDeque<Bytes>,
+    frames: VecDeque<Frame>,
     bytes: usize,
     closing: Option<Disconnect>,
 }
@@ -54,13 +74,14 @@ impl Outbox {
 
     /// Queue `frame`. Returns false when the connection is closing (the frame is dropped);
     /// overflowing the bounds starts closing it as a slow consumer.
-    pub fn push(&self, frame: Bytes) -> bool {
+    pub fn push(&self, frame: impl Into<Frame>) -> bool {
+        let frame = frame.into();
         let mut state = lock(&self.state);
         if state.closing.is_some() {
             return false;
         }
         let over = state.frames.len() >= self.limits.max_messages
-            || state.bytes + frame.len() > self.limits.max_bytes;
+            || state.bytes + frame.bytes.len() > self.limits.max_bytes;
         if over {
             state.closing = Some(Disconnect::SLOW_CONSUMER);
             state.frames = VecDeque::new();
@@ -71,7 +92,7 @@ impl Outbox {
             return false;
         }
         let was_empty = state.frames.is_empty();
-        state.bytes += frame.len();
+        state.bytes += frame.bytes.len();
         state.frames.push_back(frame);
         drop(state);
         if was_empty {
@@ -91,6 +112,11 @@ impl Outbox {
         }
     }
 
+    /// The bounds this queue was made with.
+    pub fn limits(&self) -> OutboxLimits {
+        self.limits
+    }
+
     /// Wait until something was queued, or closing began, since the last drain.
     pub async fn ready(&self) {
         self.ready.notified().await
@@ -104,7 +130,7 @@ impl Outbox {
 
     /// Move every queued frame into `into`, oldest first. Returns the reason to close, once
     /// closing has begun.
-    pub fn drain(&self, into: &mut Vec<Bytes>) -> Option<Disconnect> {
+    pub fn drain(&self, into: &mut Vec<Frame>) -> Option<Disconnect> {
         let mut state = lock(&self.state);
         state.bytes = 0;
         into.extend(state.frames.drain(..));
@@ -133,7 +159,8 @@ mod tests {
         assert!(q.push(Bytes::from_static(b"b")));
         let mut out = Vec::new();
         assert_eq!(q.drain(&mut out), None);
-        assert_eq!(out, [Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+        let bytes: Vec<Bytes> = out.iter().map(|f| f.bytes.clone()).collect();
+        assert_eq!(bytes, [Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
         out.clear();
         assert_eq!(q.drain(&mut out), None);
         assert!(out.is_empty());
@@ -163,7 +190,7 @@ mod tests {
         assert!(!q.push(Bytes::from_static(b"too late")));
         let mut out = Vec::new();
         assert_eq!(q.drain(&mut out), Some(Disconnect::SHUTDOWN));
-        assert_eq!(out, [Bytes::from_static(b"last words")]);
+        assert_eq!(out[0].bytes, Bytes::from_static(b"last words"));
     }
 
     #[tokio::test]

@@ -7,10 +7,13 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::outbox::Outbox;
-use super::render::Render;
+use super::message::Publication;
+use super::outbox::{Frame, Outbox};
+use super::render::{Render, RenderCache};
+use crate::disconnect::Disconnect;
 use crate::engine::memory::lock;
 
 /// Identity of one connection on this node.
@@ -20,7 +23,13 @@ pub type ConnId = u64;
 /// walk over all of them is cheap.
 const SHARDS: usize = 32;
 
-/// What fan-out needs of a connection: where to queue, and in which format.
+/// What fan-out needs of a connection: where to queue, in which format, and whether it is
+/// still catching up.
+///
+/// A subscriber starts out *recovering*: live publications are held back while the hub
+/// reads what the connection missed, then [`Subscriber::go_live`] queues the held ones
+/// that the replay did not cover. Holding and going live share one lock, so no publication
+/// slips between replay and live, and none arrives twice.
 pub struct Subscriber {
     /// The connection's id.
     pub id: ConnId,
@@ -28,6 +37,61 @@ pub struct Subscriber {
     pub outbox: Arc<Outbox>,
     /// Its wire format.
     pub renderer: Arc<dyn Render>,
+    recovering: AtomicBool,
+    held: Mutex<Option<Vec<Arc<Publication>>>>,
+}
+
+impl Subscriber {
+    /// A subscriber that holds live publications until [`Subscriber::go_live`].
+    pub fn new(id: ConnId, outbox: Arc<Outbox>, renderer: Arc<dyn Render>) -> Self {
+        Self {
+            id,
+            outbox,
+            renderer,
+            recovering: AtomicBool::new(true),
+            held: Mutex::new(Some(Vec::new())),
+        }
+    }
+
+    /// Hand a live publication over: queued (rendered through `cache`), or held while the
+    /// connection recovers. False when the connection is closing.
+    pub fn offer(&self, publication: &Arc<Publication>, cache: &mut RenderCache<'_>) -> bool {
+        if self.recovering.load(Ordering::Acquire) {
+            let mut held = lock(&self.held);
+            if let Some(held) = held.as_mut() {
+                if held.len() >= self.outbox.limits().max_messages {
+                    self.outbox.close(Disconnect::SLOW_CONSUMER);
+                    return false;
+                }
+                held.push(publication.clone());
+                return true;
+            }
+        }
+        self.outbox.push(Frame {
+            bytes: cache.get(self.renderer.as_ref()),
+            publication: Some(publication.clone()),
+        })
+    }
+
+    /// Queue `publication` now, rendered for this connection alone (replay).
+    pub fn replay(&self, publication: &Arc<Publication>) -> bool {
+        self.outbox.push(Frame {
+            bytes: self.renderer.render(publication),
+            publication: Some(publication.clone()),
+        })
+    }
+
+    /// Stop holding: queue the held publications for which `wanted` is true, in order,
+    /// then deliver live ones directly.
+    pub fn go_live(&self, wanted: impl Fn(&Publication) -> bool) {
+        let mut held = lock(&self.held);
+        for publication in held.take().unwrap_or_default() {
+            if wanted(&publication) {
+                self.replay(&publication);
+            }
+        }
+        self.recovering.store(false, Ordering::Release);
+    }
 }
 
 type Members = HashMap<ConnId, Arc<Subscriber>>;
@@ -115,7 +179,7 @@ impl Default for Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::{FormatId, OutboxLimits, Publication};
+    use crate::hub::{FormatId, OutboxLimits};
     use bytes::Bytes;
 
     struct Plain(FormatId);
@@ -130,14 +194,14 @@ mod tests {
     }
 
     fn subscriber(id: ConnId) -> Arc<Subscriber> {
-        Arc::new(Subscriber {
+        Arc::new(Subscriber::new(
             id,
-            outbox: Arc::new(Outbox::new(OutboxLimits {
+            Arc::new(Outbox::new(OutboxLimits {
                 max_messages: 1,
                 max_bytes: 1,
             })),
-            renderer: Arc::new(Plain(FormatId::unique())),
-        })
+            Arc::new(Plain(FormatId::unique())),
+        ))
     }
 
     #[test]

@@ -11,7 +11,13 @@ async fn welcome_then_messages_with_positions() {
     assert_eq!(welcome["app"], "demo");
     assert_eq!(welcome["user"], "100");
     assert_eq!(welcome["heartbeat"], 25);
-    assert_eq!(welcome["channels"], json!(["demo:user:100", "demo:all"]));
+    assert_eq!(
+        welcome["channels"],
+        json!([{"ch": "demo:user:100", "epoch": "", "off": 0, "recovered": true},
+               {"ch": "demo:all", "epoch": "", "off": 0, "recovered": true}])
+    );
+    assert_eq!(welcome["recovered"], true);
+    assert_eq!(welcome["cursor"], "demo:all@:0,demo:user:100@:0");
     assert!(welcome["conn"].as_str().is_some_and(|c| !c.is_empty()));
 
     assert_eq!(server.push("100", json!({"order": 10})).await, 1);

@@ -18,6 +18,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use super::codec::{self, FrameReader, Inbound, Step};
 use super::WS_FRAMER;
 use crate::disconnect::Disconnect;
+use crate::hub::outbox::Frame;
 use crate::hub::Outbox;
 use crate::stats::Stats;
 use crate::transport::{ClientHandler, Link};
@@ -83,7 +84,7 @@ struct Conn<'s, S> {
     outbox: Arc<Outbox>,
     settings: WsSettings,
     stats: Arc<Stats>,
-    batch: Vec<Bytes>,
+    batch: Vec<Frame>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
@@ -202,7 +203,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             self.outbox.drain(&mut self.batch);
         }
         self.batch
-            .push(codec::close_frame(reason.code, &reason.reason));
+            .push(codec::close_frame(reason.code, &reason.reason).into());
         let linger = async {
             let bytes = write_all_vectored(self.stream, &mut self.batch).await?;
             self.stats.bytes_out(bytes);
@@ -218,7 +219,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
 /// Write all of `frames` with vectored writes, emptying the vector. Returns bytes written.
 async fn write_all_vectored<S: AsyncWrite + Unpin>(
     stream: &mut S,
-    frames: &mut Vec<Bytes>,
+    frames: &mut Vec<Frame>,
 ) -> std::io::Result<usize> {
     const MAX_SLICES: usize = 64;
     let mut total = 0;
@@ -227,7 +228,7 @@ async fn write_all_vectored<S: AsyncWrite + Unpin>(
         let slices: Vec<IoSlice<'_>> = frames[first..]
             .iter()
             .take(MAX_SLICES)
-            .map(|f| IoSlice::new(f))
+            .map(|f| IoSlice::new(&f.bytes))
             .collect();
         let mut n = stream.write_vectored(&slices).await?;
         if n == 0 {
@@ -235,7 +236,7 @@ async fn write_all_vectored<S: AsyncWrite + Unpin>(
         }
         total += n;
         while n > 0 {
-            let frame = &mut frames[first];
+            let frame = &mut frames[first].bytes;
             let take = n.min(frame.len());
             frame.advance(take);
             n -= take;
@@ -243,7 +244,7 @@ async fn write_all_vectored<S: AsyncWrite + Unpin>(
                 first += 1;
             }
         }
-        while first < frames.len() && frames[first].is_empty() {
+        while first < frames.len() && frames[first].bytes.is_empty() {
             first += 1;
         }
     }

@@ -75,7 +75,10 @@ where
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut request);
+    // Counted from the moment the handshake is answered, so admission sees it at once.
+    let registration = ctx.connections.register(&outbox);
     ctx.tracker.clone().spawn(async move {
+        let _registration = registration;
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(error) => {
@@ -84,12 +87,8 @@ where
             }
         };
         let WsContext {
-            settings,
-            stats,
-            connections,
-            ..
+            settings, stats, ..
         } = ctx;
-        let _registration = connections.register(&outbox);
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let stream = parts.io.into_inner();
