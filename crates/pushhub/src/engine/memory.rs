@@ -118,8 +118,11 @@ fn incomplete(top: StreamPosition) -> Recovery {
 /// Channel streams held in this process: offsets, epochs and bounded histories. A restart
 /// starts every channel in a new epoch, which is exactly what clients need to know.
 pub struct MemoryBroker {
-    shards: Box<[Mutex<HashMap<Arc<str>, Stream>>]>,
+    shards: Box<[Mutex<Streams>]>,
 }
+
+/// One shard of streams by channel name.
+type Streams = HashMap<Arc<str>, Stream>;
 
 impl MemoryBroker {
     /// An empty broker.
@@ -132,7 +135,7 @@ impl MemoryBroker {
     }
 
     /// The shard holding `channel`. A std mutex is right here: nothing awaits while it is held.
-    fn shard(&self, channel: &str) -> MutexGuard<'_, HashMap<Arc<str>, Stream>> {
+    fn shard(&self, channel: &str) -> MutexGuard<'_, Streams> {
         let index = crate::hub::registry::hash_str(channel) as usize % self.shards.len();
         lock(&self.shards[index])
     }
