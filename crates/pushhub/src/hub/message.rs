@@ -24,6 +24,9 @@ pub struct Message {
     pub data: Box<RawValue>,
     /// When the hub accepted the push, in milliseconds since the Unix epoch.
     pub ts_ms: u64,
+    /// Order of acceptance on the node that accepted it: breaks ties between messages
+    /// stamped in the same millisecond.
+    pub serial: u64,
 }
 
 impl Message {
@@ -37,6 +40,7 @@ impl Message {
             data: RawValue::from_string(serde_json::to_string(text).unwrap_or_default())
                 .unwrap_or_else(|_| RawValue::NULL.to_owned()),
             ts_ms: 0,
+            serial: 0,
         }
     }
 }

@@ -202,26 +202,18 @@ impl Hub {
         };
 
         let mut states = Vec::with_capacity(channels.len());
-        let mut missed = Vec::new();
+        let mut missed = Vec::with_capacity(channels.len());
         for channel in &channels {
             let since = request.since.as_ref().and_then(|c| c.get(channel));
             let recovery = self.inner.engine.broker.recover(channel, since).await?;
-            missed.extend(recovery.missed);
+            missed.push(recovery.missed);
             states.push(ChannelState {
                 channel: channel.clone(),
                 position: recovery.top,
                 recovered: since.is_none() || recovery.complete,
             });
         }
-        missed.sort_by(|a, b| {
-            (a.message.ts_ms, &a.channel, a.position.offset).cmp(&(
-                b.message.ts_ms,
-                &b.channel,
-                b.position.offset,
-            ))
-        });
-        let mut replayed = HashSet::new();
-        missed.retain(|p| replayed.insert(p.message.id.clone()));
+        let missed = merge_by_time(missed);
         let info = ConnInfo {
             id,
             app,
@@ -266,6 +258,7 @@ impl Hub {
             event: event.map(String::into_boxed_str),
             data,
             ts_ms: now_ms(),
+            serial,
         });
         let mut seen = (targets.len() > 1).then(HashSet::new);
         let mut delivered = 0;
@@ -345,6 +338,31 @@ impl Hub {
     }
 }
 
+/// Merge per-channel replays into one sequence in publish-time order, keeping each
+/// channel's own offset order (a later offset never goes first, even if its message was
+/// stamped earlier), and sending a message reached through several channels once.
+fn merge_by_time(lists: Vec<Vec<Arc<Publication>>>) -> Vec<Arc<Publication>> {
+    let total = lists.iter().map(Vec::len).sum();
+    let mut merged = Vec::with_capacity(total);
+    let mut next = vec![0; lists.len()];
+    let mut sent = HashSet::new();
+    loop {
+        let earliest = (0..lists.len())
+            .filter(|&i| next[i] < lists[i].len())
+            .min_by_key(|&i| {
+                let message = &lists[i][next[i]].message;
+                (message.ts_ms, message.serial)
+            });
+        let Some(i) = earliest else { break };
+        let publication = lists[i][next[i]].clone();
+        next[i] += 1;
+        if sent.insert(publication.message.id.clone()) {
+            merged.push(publication);
+        }
+    }
+    merged
+}
+
 /// A connection attached to the hub. Call [`Session::close`] when it ends; dropping it
 /// without that still unsubscribes it, and finishes presence in the background.
 pub struct Session {
@@ -397,5 +415,41 @@ impl Drop for Session {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::StreamPosition;
+
+    fn publication(channel: &str, offset: u64, ts_ms: u64, id: &str) -> Arc<Publication> {
+        Arc::new(Publication {
+            channel: channel.into(),
+            position: StreamPosition {
+                epoch: "e".into(),
+                offset,
+            },
+            message: Arc::new(Message {
+                id: id.into(),
+                ts_ms,
+                ..Message::for_test("x")
+            }),
+        })
+    }
+
+    #[test]
+    fn replay_merges_by_time_but_never_reorders_a_channel() {
+        let a = vec![publication("a", 5, 20, "a5"), publication("a", 6, 10, "a6")];
+        let b = vec![
+            publication("b", 1, 15, "b1"),
+            publication("b", 2, 30, "shared"),
+        ];
+        let c = vec![publication("c", 9, 25, "shared")];
+        let order: Vec<String> = merge_by_time(vec![a, b, c])
+            .iter()
+            .map(|p| format!("{}{}", p.channel, p.position.offset))
+            .collect();
+        assert_eq!(order, ["b1", "a5", "a6", "c9"]);
     }
 }

@@ -6,5 +6,6 @@ mod fanout;
 mod jdserver;
 mod liveness;
 mod native_ws;
+mod resume;
 mod shutdown;
 mod util;
