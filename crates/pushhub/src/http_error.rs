@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::disconnect::Disconnect;
 use crate::hub::HubError;
 
 /// An HTTP error answer.
@@ -46,6 +47,24 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
         (self.status, Json(body)).into_response()
+    }
+}
+
+/// A connection refusal told over plain HTTP (SSE, long-poll), where there is no close
+/// frame to carry it.
+impl From<&Disconnect> for ApiError {
+    fn from(reason: &Disconnect) -> Self {
+        let (status, code) = match reason.code {
+            c if c == Disconnect::UNKNOWN_APP.code => (StatusCode::NOT_FOUND, "unknown_app"),
+            c if c == Disconnect::SERVER_FULL.code => {
+                (StatusCode::SERVICE_UNAVAILABLE, "server_full")
+            }
+            c if c == Disconnect::ENGINE_UNAVAILABLE.code => {
+                (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable")
+            }
+            _ => (StatusCode::BAD_REQUEST, "bad_request"),
+        };
+        Self::new(status, code, reason.reason.to_string())
     }
 }
 

@@ -11,17 +11,22 @@ use super::{content_type, params, read_body, ApiState};
 use crate::http_error::ApiError;
 use crate::hub::target;
 
-async fn request_params(
-    state: &ApiState,
+/// Every parameter of a jdserver-style request (query, form or JSON body), bodies up to
+/// `max_body_bytes`.
+pub(crate) async fn request_params(
+    max_body_bytes: usize,
     request: Request,
 ) -> Result<Map<String, Value>, ApiError> {
     let (parts, body) = request.into_parts();
-    let body = read_body(body, state.max_body_bytes).await?;
+    let body = read_body(body, max_body_bytes).await?;
     params::collect(parts.uri.query(), content_type(&parts.headers), &body)
 }
 
 /// A parameter that must be a string (numbers are taken as their text, as PHP would).
-fn text_param(params: &Map<String, Value>, name: &'static str) -> Result<String, ApiError> {
+pub(crate) fn text_param(
+    params: &Map<String, Value>,
+    name: &'static str,
+) -> Result<String, ApiError> {
     match params.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),
@@ -41,7 +46,7 @@ pub async fn push(
     State(state): State<ApiState>,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let params = request_params(&state, request).await?;
+    let params = request_params(state.max_body_bytes, request).await?;
     let app = text_param(&params, "app")?;
     let user = text_param(&params, "user")?;
     let msg = params
@@ -61,7 +66,7 @@ pub async fn get_users(
     State(state): State<ApiState>,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let params = request_params(&state, request).await?;
+    let params = request_params(state.max_body_bytes, request).await?;
     let app = text_param(&params, "app")?;
     let users = state.hub.users(&app).await?;
     Ok(Json(Value::Array(

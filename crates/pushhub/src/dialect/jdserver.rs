@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::native::refusal;
 use super::Encode;
 use crate::disconnect::Disconnect;
-use crate::hub::{ConnectRequest, Hub, Publication, Render, Session};
-use crate::transport::{ClientHandler, Link, Liveness};
+use crate::hub::{ConnectRequest, Cursor, Hub, Publication, Render, Session};
+use crate::transport::{ClientHandler, Link, Liveness, StreamStart};
 
 /// Encodes publications the way jdserver sent `msg`.
 pub struct JdEncoder;
@@ -54,7 +54,15 @@ pub struct JdClient {
     hub: Hub,
     renderer: Arc<dyn Render>,
     before_init: Liveness,
+    given: Option<Given>,
     session: Option<Session>,
+}
+
+/// An app, user and resume cursor given with the request (getMsg) instead of an `init`.
+struct Given {
+    app: String,
+    user: String,
+    since: Option<Cursor>,
 }
 
 impl JdClient {
@@ -65,7 +73,24 @@ impl JdClient {
             hub,
             renderer,
             before_init,
+            given: None,
             session: None,
+        }
+    }
+
+    /// A client whose app and user came with its request (jdserver's `getMsg`): attached
+    /// at open, resuming from `since` when given.
+    pub fn given(
+        hub: Hub,
+        renderer: Arc<dyn Render>,
+        liveness: Liveness,
+        app: String,
+        user: String,
+        since: Option<Cursor>,
+    ) -> Self {
+        Self {
+            given: Some(Given { app, user, since }),
+            ..Self::new(hub, renderer, liveness)
         }
     }
 
@@ -77,17 +102,32 @@ impl JdClient {
             .ok_or_else(|| bad("\"app\" must be a string"))?;
         let user = user_id(frame.get("user"))
             .ok_or_else(|| bad("\"user\" must be a string or a number"))?;
+        self.attach(app, user, None, link).await
+    }
+
+    async fn attach(
+        &mut self,
+        app: &str,
+        user: String,
+        since: Option<Cursor>,
+        link: &Link,
+    ) -> Result<(), Disconnect> {
         let app = self.hub.app(app).map_err(|e| refusal(&e))?;
         let request = ConnectRequest {
             app,
             user,
             outbox: link.outbox().clone(),
             renderer: self.renderer.clone(),
-            since: None,
+            since,
         };
         let session = self
             .hub
-            .connect(request, |_| {})
+            .connect(request, |info| {
+                link.attached(StreamStart {
+                    cursor: info.start_cursor(),
+                    recovered: info.recovered,
+                })
+            })
             .await
             .map_err(|e| refusal(&e))?;
         self.session = Some(session);
@@ -97,8 +137,11 @@ impl JdClient {
 
 #[async_trait]
 impl ClientHandler for JdClient {
-    async fn on_open(&mut self, _link: &Link) -> Result<(), Disconnect> {
-        Ok(())
+    async fn on_open(&mut self, link: &Link) -> Result<(), Disconnect> {
+        match self.given.take() {
+            Some(Given { app, user, since }) => self.attach(&app, user, since, link).await,
+            None => Ok(()),
+        }
     }
 
     async fn on_text(&mut self, text: &str, link: &Link) -> Result<(), Disconnect> {

@@ -11,7 +11,7 @@ use crate::disconnect::Disconnect;
 use crate::hub::{
     AppSettings, ConnInfo, ConnectRequest, Cursor, Hub, HubError, Publication, Render, Session,
 };
-use crate::transport::{ClientHandler, Link, Liveness};
+use crate::transport::{ClientHandler, Link, Liveness, StreamStart};
 
 /// Encodes publications as native `msg` frames.
 pub struct NativeEncoder;
@@ -94,7 +94,7 @@ impl<'a> Welcome<'a> {
             idle_timeout: info.app.idle_timeout.as_secs(),
             max_frame_bytes: info.app.max_frame_bytes,
             recovered: info.recovered,
-            cursor: info.cursor().to_string(),
+            cursor: info.start_cursor().to_string(),
             channels: info
                 .channels
                 .iter()
@@ -195,6 +195,10 @@ impl ClientHandler for NativeClient {
             .hub
             .connect(request, |info| {
                 link.send_text(&serde_json::to_vec(&Welcome::new(info)).unwrap_or_default());
+                link.attached(StreamStart {
+                    cursor: info.start_cursor(),
+                    recovered: info.recovered,
+                });
             })
             .await
             .map_err(|e| refusal(&e))?;

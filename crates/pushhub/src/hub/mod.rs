@@ -75,7 +75,10 @@ pub struct ConnectRequest {
 pub struct ChannelState {
     /// The channel.
     pub channel: Arc<str>,
-    /// Its top position once the replay is queued: the client's position from then on.
+    /// Where the client stands before the replay that follows the greeting: its own
+    /// position when resumed, else the top.
+    pub start: StreamPosition,
+    /// The channel's top position: where the client stands once the replay has arrived.
     pub position: StreamPosition,
     /// False when the client asked to resume this channel and its history could not cover
     /// the gap (or the epoch changed): the client should refetch what it shows.
@@ -98,11 +101,12 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    /// The positions as a cursor (what a client that saw the replay holds).
-    pub fn cursor(&self) -> Cursor {
+    /// Where the client stands at the greeting, before the replay: a client that keeps
+    /// this and advances it with each message it receives can always resume exactly.
+    pub fn start_cursor(&self) -> Cursor {
         let mut cursor = Cursor::default();
         for state in &self.channels {
-            cursor.set(state.channel.clone(), state.position.clone());
+            cursor.set(state.channel.clone(), state.start.clone());
         }
         cursor
     }
@@ -207,8 +211,13 @@ impl Hub {
             let since = request.since.as_ref().and_then(|c| c.get(channel));
             let recovery = self.inner.engine.broker.recover(channel, since).await?;
             missed.push(recovery.missed);
+            let start = match since {
+                Some(since) if recovery.complete => since.clone(),
+                _ => recovery.top.clone(),
+            };
             states.push(ChannelState {
                 channel: channel.clone(),
+                start,
                 position: recovery.top,
                 recovered: since.is_none() || recovery.complete,
             });

@@ -6,16 +6,33 @@
 //! graceful close. It never looks inside a message.
 
 pub mod connections;
+pub mod feed;
+pub mod poll;
+pub mod sse;
 pub mod ws;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::disconnect::Disconnect;
-use crate::hub::Outbox;
+use crate::engine::memory::lock;
+use crate::hub::{Cursor, Outbox};
+
+/// Leaves a payload as it is: for transports that frame a whole response themselves
+/// (long-poll), where one message's bytes are a piece of a larger body.
+pub struct RawFramer;
+
+/// The one raw framer.
+pub static RAW_FRAMER: RawFramer = RawFramer;
+
+impl Framer for RawFramer {
+    fn frame_text(&self, payload: &[u8]) -> Bytes {
+        Bytes::copy_from_slice(payload)
+    }
+}
 
 /// Puts one text payload in this transport's framing (a WebSocket text frame, an SSE
 /// event, a length prefix...).
@@ -28,12 +45,37 @@ pub trait Framer: Send + Sync + 'static {
 pub struct Link {
     outbox: Arc<Outbox>,
     framer: &'static dyn Framer,
+    start: Mutex<Option<StreamStart>>,
+}
+
+/// Where an attached client's stream starts, for transports whose framing carries a
+/// position (SSE event ids, long-poll cursors).
+#[derive(Debug, Clone)]
+pub struct StreamStart {
+    /// The client's positions before anything queued after the greeting.
+    pub cursor: Cursor,
+    /// False when the client asked to resume and some channel could not be.
+    pub recovered: bool,
 }
 
 impl Link {
     /// A link writing into `outbox` through `framer`.
     pub fn new(outbox: Arc<Outbox>, framer: &'static dyn Framer) -> Self {
-        Self { outbox, framer }
+        Self {
+            outbox,
+            framer,
+            start: Mutex::new(None),
+        }
+    }
+
+    /// The dialect attached the client to the hub: record where its stream starts.
+    pub fn attached(&self, start: StreamStart) {
+        *lock(&self.start) = Some(start);
+    }
+
+    /// Where the client's stream starts, once the dialect has attached it.
+    pub fn stream_start(&self) -> Option<StreamStart> {
+        lock(&self.start).clone()
     }
 
     /// Queue one text message. False when the queue overflowed (the connection is closing).

@@ -3,6 +3,7 @@
 mod bad_input;
 mod config_cli;
 mod fanout;
+mod http_clients;
 mod jdserver;
 mod liveness;
 mod native_ws;

@@ -1,25 +1,32 @@
 //! The client listener: which path speaks which dialect over which transport.
 //!
-//! - `GET /v1/ws?app=&user=`: native dialect over WebSocket.
+//! - `GET /v1/ws?app=&user=[&since=]`: native dialect over WebSocket.
+//! - `GET /v1/sse?app=&user=[&since=]`: native dialect over Server-Sent Events.
+//! - `GET /v1/poll?app=&user=[&since=][&timeout=]`: native long-poll.
 //! - `GET /` with a WebSocket upgrade: jdserver dialect (first frame `{"ac":"init",...}`).
+//! - `/getMsg?app=&user=[&timeout=][&cursor=]`: jdserver long-poll.
+
+mod http;
+mod websocket;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::Request;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 
 use crate::config::Config;
-use crate::dialect::jdserver::{JdClient, JDSERVER};
+use crate::dialect::jdserver::JDSERVER;
 use crate::dialect::native::{refusal, NativeClient, NATIVE};
 use crate::dialect::Renderer;
 use crate::disconnect::Disconnect;
 use crate::hub::{AppSettings, Cursor, Hub, Outbox, OutboxLimits, Render};
+use crate::transport::sse::SSE_FRAMER;
 use crate::transport::ws::{self, WsContext, WS_FRAMER};
-use crate::transport::{ClientHandler, Liveness, Refuse};
+use crate::transport::{ClientHandler, Liveness, Refuse, RAW_FRAMER};
 
 /// What the client listener's handlers share.
 #[derive(Clone)]
@@ -30,8 +37,12 @@ pub struct GatewayState {
     defaults: Liveness,
     handshake_timeout: Duration,
     max_connections: usize,
+    max_request_bytes: usize,
     native_ws: Arc<dyn Render>,
+    native_sse: Arc<dyn Render>,
+    native_raw: Arc<dyn Render>,
     jdserver_ws: Arc<dyn Render>,
+    jdserver_raw: Arc<dyn Render>,
 }
 
 impl GatewayState {
@@ -44,8 +55,12 @@ impl GatewayState {
             defaults: liveness(&config.defaults),
             handshake_timeout: config.limits.handshake_timeout,
             max_connections: config.limits.max_connections,
+            max_request_bytes: config.limits.max_body_bytes,
             native_ws: Renderer::shared(&NATIVE, &WS_FRAMER),
+            native_sse: Renderer::shared(&NATIVE, &SSE_FRAMER),
+            native_raw: Renderer::shared(&NATIVE, &RAW_FRAMER),
             jdserver_ws: Renderer::shared(&JDSERVER, &WS_FRAMER),
+            jdserver_raw: Renderer::shared(&JDSERVER, &RAW_FRAMER),
         }
     }
 
@@ -85,58 +100,36 @@ pub fn liveness(app: &AppSettings) -> Liveness {
 /// The client listener's routes.
 pub fn router(state: GatewayState) -> Router {
     Router::new()
-        .route("/v1/ws", get(native_ws))
-        .route("/", get(jdserver_ws))
+        .route("/v1/ws", get(websocket::native))
+        .route("/", get(websocket::jdserver))
+        .route("/v1/sse", get(http::native_sse))
+        .route("/v1/poll", get(http::native_poll))
+        .route("/getMsg", any(http::jdserver_get_msg))
         .with_state(state)
 }
 
-async fn native_ws(
-    State(state): State<GatewayState>,
-    Query(query): Query<HashMap<String, String>>,
-    request: Request,
-) -> Response {
-    if let Some(reason) = state.admission() {
-        return state.upgrade(request, state.refuse(reason));
-    }
-    let Some(app_name) = query.get("app") else {
-        let reason =
-            Disconnect::BAD_REQUEST.with_reason("missing app: connect with ?app=APP&user=USER");
-        return state.upgrade(request, state.refuse(reason));
-    };
-    let since = match query
-        .get("since")
-        .map(|text| Cursor::parse(text))
+/// A native client from the request's `app`, `user` and `since` (a `Last-Event-ID`, when
+/// the transport has one, stands in for `since`).
+fn native_client(
+    state: &GatewayState,
+    query: &HashMap<String, String>,
+    last_event_id: Option<&str>,
+    renderer: &Arc<dyn Render>,
+) -> Result<NativeClient, Disconnect> {
+    let app = query.get("app").ok_or_else(|| {
+        Disconnect::BAD_REQUEST.with_reason("missing app: connect with ?app=APP&user=USER")
+    })?;
+    let since = last_event_id
+        .or(query.get("since").map(String::as_str))
+        .map(Cursor::parse)
         .transpose()
-    {
-        Ok(since) => since,
-        Err(error) => {
-            let reason = Disconnect::BAD_REQUEST.with_reason(error.to_string());
-            return state.upgrade(request, state.refuse(reason));
-        }
-    };
-    match state.hub.app(app_name) {
-        Ok(app) => {
-            let client = NativeClient::new(
-                state.hub.clone(),
-                app,
-                query.get("user").cloned(),
-                since,
-                state.native_ws.clone(),
-            );
-            state.upgrade(request, client)
-        }
-        Err(error) => state.upgrade(request, state.refuse(refusal(&error))),
-    }
-}
-
-async fn jdserver_ws(State(state): State<GatewayState>, request: Request) -> Response {
-    if let Some(reason) = state.admission() {
-        return state.upgrade(request, state.refuse(reason));
-    }
-    let before_init = Liveness {
-        handshake_deadline: Some(tokio::time::Instant::now() + state.handshake_timeout),
-        ..state.defaults
-    };
-    let client = JdClient::new(state.hub.clone(), state.jdserver_ws.clone(), before_init);
-    state.upgrade(request, client)
+        .map_err(|error| Disconnect::BAD_REQUEST.with_reason(error.to_string()))?;
+    let app = state.hub.app(app).map_err(|error| refusal(&error))?;
+    Ok(NativeClient::new(
+        state.hub.clone(),
+        app,
+        query.get("user").cloned(),
+        since,
+        renderer.clone(),
+    ))
 }

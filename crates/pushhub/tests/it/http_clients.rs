@@ -1,0 +1,273 @@
+//! SSE and long-poll clients (native and jdserver getMsg): same messages, same no-loss
+//! guarantee, over plain HTTP.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::util::{TestServer, WAIT};
+
+/// One SSE event as the browser would see it.
+#[derive(Debug, Default, Clone)]
+struct SseEvent {
+    id: Option<String>,
+    data: String,
+    comment: bool,
+}
+
+/// Reads a `text/event-stream` response event by event.
+struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+    last_id: Option<String>,
+}
+
+impl EventStream {
+    async fn open(server: &TestServer, query: &str, last_event_id: Option<&str>) -> Self {
+        let mut request =
+            reqwest::Client::new().get(format!("http://{}/v1/sse?{query}", server.client));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Self {
+            response,
+            buffer: String::new(),
+            last_id: None,
+        }
+    }
+
+    async fn next(&mut self) -> SseEvent {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent::default();
+                for line in block.lines() {
+                    if let Some(id) = line.strip_prefix("id: ") {
+                        event.id = Some(id.to_owned());
+                        self.last_id = Some(id.to_owned());
+                    } else if let Some(data) = line.strip_prefix("data: ") {
+                        event.data.push_str(data);
+                    } else if line.starts_with(':') {
+                        event.comment = true;
+                    }
+                }
+                return event;
+            }
+            let chunk = tokio::time::timeout(WAIT, self.response.chunk())
+                .await
+                .expect("sse chunk timed out")
+                .unwrap();
+            let chunk = chunk.expect("stream ended");
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// The next event that carries data, as JSON.
+    async fn json(&mut self) -> Value {
+        loop {
+            let event = self.next().await;
+            if !event.data.is_empty() {
+                return serde_json::from_str(&event.data).unwrap();
+            }
+        }
+    }
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn client_get(server: &TestServer, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let response = tokio::time::timeout(
+        WAIT,
+        reqwest::get(format!("http://{}{path}", server.client)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn sse_streams_messages_and_resumes_with_last_event_id() {
+    let server = TestServer::start();
+    let mut stream = EventStream::open(&server, "app=demo&user=5", None).await;
+    let preamble = stream.next().await;
+    assert!(
+        preamble.id.is_some() && preamble.data.is_empty(),
+        "{preamble:?}"
+    );
+    let welcome = stream.json().await;
+    assert_eq!(welcome["type"], "welcome");
+    server.wait_connections(1).await;
+    server.push("5", json!("one")).await;
+    let msg = stream.json().await;
+    assert_eq!(
+        (msg["type"].as_str(), msg["data"].as_str()),
+        (Some("msg"), Some("one"))
+    );
+    let last_id = stream.last_id.clone().unwrap();
+    assert!(last_id.contains("demo:user:5@"), "{last_id}");
+    drop(stream);
+    server.wait_connections(0).await;
+
+    server.push("5", json!("two")).await;
+    server.push("*", json!("three")).await;
+    let mut stream = EventStream::open(&server, "app=demo&user=5", Some(&last_id)).await;
+    assert_eq!(stream.json().await["recovered"], true);
+    assert_eq!(stream.json().await["data"], "two");
+    assert_eq!(stream.json().await["data"], "three");
+    server.push("5", json!("four")).await;
+    assert_eq!(stream.json().await["data"], "four");
+}
+
+#[tokio::test]
+async fn sse_heartbeats_are_comments_and_refusals_are_http_errors() {
+    let server = TestServer::start_with(
+        &[],
+        &[("PUSHHUB_HEARTBEAT", "1"), ("PUSHHUB_IDLE_TIMEOUT", "5")],
+    );
+    let mut stream = EventStream::open(&server, "app=demo&user=6", None).await;
+    let mut comments = 0;
+    let until = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while tokio::time::Instant::now() < until && comments == 0 {
+        if stream.next().await.comment {
+            comments += 1;
+        }
+    }
+    assert!(comments >= 1);
+    let (status, _, body) = client_get(&server, "/v1/sse?app=demo&user=a,b").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = client_get(&server, "/v1/sse?app=demo&user=1&since=garbage").await;
+    assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test]
+async fn native_poll_waits_returns_batches_and_cursors_lose_nothing() {
+    let server = TestServer::start();
+    let (status, _, body) = client_get(&server, "/v1/poll?app=demo&user=7&timeout=0.2").await;
+    assert_eq!(status, 200);
+    let first: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(first["messages"], json!([]));
+    let cursor = first["cursor"].as_str().unwrap().to_owned();
+
+    server.push("7", json!("a")).await;
+    server.push("*", json!("b")).await;
+    let (_, _, body) = client_get(
+        &server,
+        &format!(
+            "/v1/poll?app=demo&user=7&timeout=5&since={}",
+            encode(&cursor)
+        ),
+    )
+    .await;
+    let batch: Value = serde_json::from_str(&body).unwrap();
+    let data: Vec<&Value> = batch["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["data"])
+        .collect();
+    assert_eq!(data, [&json!("a"), &json!("b")]);
+    assert_eq!(batch["recovered"], true);
+    let cursor = batch["cursor"].as_str().unwrap().to_owned();
+
+    // A waiting poll is a connection: it is online, and a push wakes it.
+    let waiting = {
+        let url = format!(
+            "http://{}/v1/poll?app=demo&user=7&timeout=10&since={}",
+            server.client,
+            encode(&cursor)
+        );
+        tokio::spawn(async move {
+            reqwest::get(url)
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    server.wait_connections(1).await;
+    assert_eq!(
+        server.get("/v1/apps/demo/users").await.1["users"][0]["user"],
+        "7"
+    );
+    let started = std::time::Instant::now();
+    server.push("7", json!("c")).await;
+    let woken = waiting.await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(woken["messages"][0]["data"], "c");
+    server.wait_connections(0).await;
+}
+
+#[tokio::test]
+async fn jdserver_get_msg_returns_one_raw_message_and_a_cursor() {
+    let server = TestServer::start();
+    let waiting = {
+        let url = format!(
+            "http://{}/getMsg?app=wms&user=100&timeout=10",
+            server.client
+        );
+        tokio::spawn(async move {
+            let response = reqwest::get(url).await.unwrap();
+            let cursor = response.headers()["x-pushhub-cursor"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (cursor, response.text().await.unwrap())
+        })
+    };
+    server.wait_connections(1).await;
+    let (status, _) = server
+        .get("/push?app=wms&user=100&msg[id]=1&msg[text]=hi")
+        .await;
+    assert_eq!(status, 200);
+    let (cursor, body) = waiting.await.unwrap();
+    assert_eq!(body, r#"{"id":"1","text":"hi"}"#);
+
+    // Between polls nothing is lost when the cursor is passed back.
+    server.get("/push?app=wms&user=100&msg=second").await;
+    server.get("/push?app=wms&user=*&msg=third").await;
+    let (_, headers, body) = client_get(
+        &server,
+        &format!(
+            "/getMsg?app=wms&user=100&timeout=5&cursor={}",
+            encode(&cursor)
+        ),
+    )
+    .await;
+    assert_eq!(body, "second");
+    let cursor = headers["x-pushhub-cursor"].to_str().unwrap().to_owned();
+    let (_, headers, body) = client_get(
+        &server,
+        &format!(
+            "/getMsg?app=wms&user=100&timeout=5&cursor={}",
+            encode(&cursor)
+        ),
+    )
+    .await;
+    assert_eq!(body, "third");
+    assert!(headers.contains_key("access-control-allow-origin"));
+
+    // Without a cursor, only new messages: nothing comes within the timeout.
+    let (status, _, body) = client_get(&server, "/getMsg?app=wms&user=100&timeout=0.3").await;
+    assert_eq!((status, body.as_str()), (200, ""));
+
+    let (status, _, body) = client_get(&server, "/getMsg?app=wms&timeout=1").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = client_get(&server, "/getMsg?app=wms&user=1&timeout=soon").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = client_get(&server, "/getMsg?app=wms&user=1&cursor=bad").await;
+    assert_eq!(status, 400, "{body}");
+}
