@@ -55,9 +55,10 @@ impl Disconnect {
     pub const SLOW_CONSUMER: Self = Self::fixed(4001, "slow consumer: send queue overflowed");
     /// The server is at its connection limit.
     pub const SERVER_FULL: Self = Self::fixed(4002, "server at connection limit");
-    /// The client did not finish its handshake (jdserver: send `init`) in time.
+    /// The client did not finish its handshake (jdserver: send `init`; raw TCP: send
+    /// `connect`) in time.
     pub const HANDSHAKE_TIMEOUT: Self =
-        Self::fixed(4004, "handshake timeout: no init frame in time");
+        Self::fixed(4004, "handshake timeout: no init/connect frame in time");
     /// The engine (broker/presence) failed; a later attempt may work.
     pub const ENGINE_UNAVAILABLE: Self = Self::fixed(4003, "engine unavailable, retry later");
     /// The request was malformed (missing or invalid user, bad init frame).
@@ -66,6 +67,12 @@ impl Disconnect {
     pub const UNKNOWN_APP: Self = Self::fixed(4501, "unknown app");
     /// A jdserver client sent something other than `init` as its first frame.
     pub const EXPECTED_INIT: Self = Self::fixed(4502, "first frame must be {\"ac\":\"init\",...}");
+    /// A raw TCP client's first frame was not `{"type":"connect",...}` (the same code as
+    /// [`Self::EXPECTED_INIT`]: the first frame was not the dialect's handshake).
+    pub const EXPECTED_CONNECT: Self = Self::fixed(
+        4502,
+        "first frame must be {\"type\":\"connect\",\"app\":...,\"user\":...}",
+    );
     /// A jdserver client sent `init` a second time.
     pub const ALREADY_INITIALIZED: Self =
         Self::fixed(4503, "init was already received on this connection");
@@ -73,6 +80,31 @@ impl Disconnect {
     /// The same code with a more specific reason.
     pub fn with_reason(&self, reason: impl Into<Cow<'static, str>>) -> Self {
         Self::new(self.code, reason)
+    }
+
+    /// A short machine-readable name for the code, for transports that report a close in
+    /// a frame rather than a close code (the `code` of raw TCP's closing `error` frame).
+    /// docs/protocol.md lists them next to the codes.
+    pub fn name(&self) -> &'static str {
+        match self.code {
+            1000 => "normal",
+            1001 => "shutdown",
+            1002 => "protocol_error",
+            1003 => "unsupported_data",
+            1006 => "connection_lost",
+            1007 => "invalid_utf8",
+            1009 => "too_big",
+            4000 => "idle_timeout",
+            4001 => "slow_consumer",
+            4002 => "server_full",
+            4003 => "engine_unavailable",
+            4004 => "handshake_timeout",
+            4500 => "bad_request",
+            4501 => "unknown_app",
+            4502 => "expected_handshake",
+            4503 => "already_initialized",
+            _ => "closed",
+        }
     }
 
     /// True when a client should reconnect after this close.
@@ -84,5 +116,40 @@ impl Disconnect {
 impl fmt::Display for Disconnect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.reason, self.code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_reason_has_its_own_name() {
+        let all = [
+            Disconnect::NORMAL,
+            Disconnect::SHUTDOWN,
+            Disconnect::PROTOCOL_ERROR,
+            Disconnect::BINARY_NOT_SUPPORTED,
+            Disconnect::ABNORMAL,
+            Disconnect::INVALID_UTF8,
+            Disconnect::TOO_BIG,
+            Disconnect::IDLE_TIMEOUT,
+            Disconnect::SLOW_CONSUMER,
+            Disconnect::SERVER_FULL,
+            Disconnect::HANDSHAKE_TIMEOUT,
+            Disconnect::ENGINE_UNAVAILABLE,
+            Disconnect::BAD_REQUEST,
+            Disconnect::UNKNOWN_APP,
+            Disconnect::EXPECTED_INIT,
+            Disconnect::ALREADY_INITIALIZED,
+        ];
+        let names: std::collections::HashSet<&str> = all.iter().map(Disconnect::name).collect();
+        assert_eq!(names.len(), all.len());
+        assert!(!names.contains("closed"));
+        assert_eq!(
+            Disconnect::EXPECTED_CONNECT.name(),
+            Disconnect::EXPECTED_INIT.name()
+        );
+        assert_eq!(Disconnect::new(3000, "app-defined").name(), "closed");
     }
 }

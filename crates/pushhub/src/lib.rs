@@ -1,6 +1,6 @@
 //! pushhub: a self-hosted real-time push server.
 //!
-//! Clients hold a connection (WebSocket today; SSE, long-poll and raw TCP next); backends
+//! Clients hold a connection (WebSocket, SSE, long-poll or raw TCP); backends
 //! push to users, groups or everyone through an HTTP API. The architecture is in
 //! DESIGN.md; in short, bytes flow one way through these layers:
 //!

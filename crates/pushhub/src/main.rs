@@ -93,8 +93,12 @@ fn init_tracing() {
 fn check_config(file: &std::path::Path) -> ExitCode {
     match Config::load(Some(file), std::iter::empty(), &Overrides::default()) {
         Ok(config) => {
+            let tcp = config
+                .tcp_listen
+                .map(|addr| format!(", raw TCP listener {addr} ({})", config.tcp_framing))
+                .unwrap_or_default();
             println!(
-                "{}: ok ({} app(s), client listener {}, API listener {})",
+                "{}: ok ({} app(s), client listener {}, API listener {}{tcp})",
                 file.display(),
                 config.apps.len(),
                 config.listen,
@@ -175,14 +179,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Some(listener) => listener.local_addr()?,
         None => client_addr,
     };
+    let tcp = match config.tcp_listen {
+        Some(addr) => {
+            Some(bind(addr).with_context(|| format!("binding the raw TCP listener on {addr}"))?)
+        }
+        None => None,
+    };
+    // Appended only when on, so the line reads the same as before for everyone else.
+    let tcp_addr = match &tcp {
+        Some(listener) => format!(" tcp={}", listener.local_addr()?),
+        None => String::new(),
+    };
     tracing::info!(
         config = %config.source,
         apps = config.apps.len(),
-        "listening client={client_addr} api={api_addr}"
+        "listening client={client_addr} api={api_addr}{tcp_addr}"
     );
+    if tcp.is_some() {
+        tracing::info!(
+            framing = %config.tcp_framing,
+            "raw TCP clients speak the native dialect, first frame {{\"type\":\"connect\",...}}"
+        );
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone()));
-    server::serve(config, Listeners { client, api }, shutdown).await;
+    server::serve(config, Listeners { client, api, tcp }, shutdown).await;
     tracing::info!("stopped");
     Ok(())
 }

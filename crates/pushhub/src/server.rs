@@ -1,4 +1,4 @@
-//! Running a server: the hub, both listeners, and graceful shutdown.
+//! Running a server: the hub, its listeners, and graceful shutdown.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,11 +18,12 @@ use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::disconnect::Disconnect;
 use crate::engine;
-use crate::gateway::{self, GatewayState};
+use crate::gateway::{self, GatewayState, TcpGateway};
 use crate::http_error::ApiError;
 use crate::hub::{Apps, Hub};
 use crate::stats::Stats;
 use crate::transport::connections::Connections;
+use crate::transport::tcp::{self, TcpContext};
 use crate::transport::ws::connection::WsSettings;
 use crate::transport::ws::WsContext;
 
@@ -32,6 +33,8 @@ pub struct Listeners {
     pub client: TcpListener,
     /// API listener; `None` serves the API on the client listener (single-port mode).
     pub api: Option<TcpListener>,
+    /// Raw TCP listener (native dialect); `None` when `tcp_listen` is unset.
+    pub tcp: Option<TcpListener>,
 }
 
 /// Serve until `shutdown` fires; then stop accepting, close every client with 1001 (going
@@ -52,11 +55,13 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         settings: WsSettings {
             write_timeout: config.limits.write_timeout,
         },
-        stats,
+        stats: stats.clone(),
         connections: connections.clone(),
         tracker: tracker.clone(),
     };
-    let gateway = gateway::router(GatewayState::new(hub.clone(), ws, &config));
+    let gateway_state = GatewayState::new(hub.clone(), ws.clone(), &config);
+    let tcp_gateway = TcpGateway::new(gateway_state.clone(), config.tcp_framing);
+    let gateway = gateway::router(gateway_state);
     let api = api::router(ApiState {
         hub: hub.clone(),
         max_body_bytes: config.limits.max_body_bytes,
@@ -73,6 +78,24 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         .into_iter()
         .map(|(listener, router)| tokio::spawn(run_listener(listener, router, shutdown.clone())))
         .collect();
+    if let Some(listener) = listeners.tcp {
+        let ctx = TcpContext {
+            framing: config.tcp_framing,
+            control: TcpGateway::control(),
+            settings: ws.settings,
+            outbox: config.limits.outbox,
+            stats,
+            connections: connections.clone(),
+            tracker: tracker.clone(),
+        };
+        let accept = move || tcp_gateway.client();
+        accepting.push(tokio::spawn(tcp::serve(
+            listener,
+            ctx,
+            shutdown.clone(),
+            accept,
+        )));
+    }
 
     shutdown.cancelled().await;
     let deadline = tokio::time::Instant::now() + config.shutdown_grace;
@@ -126,19 +149,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// plain `TcpStream` it started as, and so header reads have a deadline.
 async fn run_listener(listener: TcpListener, router: Router, shutdown: CancellationToken) {
     let requests = TaskTracker::new();
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed; retrying shortly");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some(stream) = tcp::next_socket(&listener, &shutdown).await {
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)

@@ -19,6 +19,16 @@ const NOT_CONFIG_KEYS: &[&str] = &[
 /// One variable that was applied: the key path it set and the variable's name.
 pub type Applied = (Vec<String>, String);
 
+/// Top-level keys that are unset by default, so the table of defaults lacks them, with a
+/// value of their type to read a variable as.
+fn unset_by_default(key: &str) -> Option<Value> {
+    match key {
+        "dynamic_apps" => Some(Value::Boolean(false)),
+        "tcp_listen" => Some(Value::String(String::new())),
+        _ => None,
+    }
+}
+
 fn typed(like: Option<&Value>, raw: &str) -> Result<Value, String> {
     match like {
         Some(Value::Integer(_)) => raw
@@ -57,7 +67,7 @@ pub fn apply(
             Some(limit) if default_limits.contains_key(limit) => {
                 vec!["limits".into(), limit.into()]
             }
-            _ if key == "dynamic_apps"
+            _ if unset_by_default(&key).is_some()
                 || (defaults.contains_key(&key) && key != "limits" && key != "apps") =>
             {
                 vec![key.clone()]
@@ -72,11 +82,11 @@ pub fn apply(
             }
         };
         let like = match path.as_slice() {
-            [limits, limit] if limits == "limits" => default_limits.get(limit),
-            [top] => defaults.get(top),
+            [limits, limit] if limits == "limits" => default_limits.get(limit).cloned(),
+            [top] => defaults.get(top).cloned().or_else(|| unset_by_default(top)),
             _ => None,
         };
-        let value = match typed(like, &raw) {
+        let value = match typed(like.as_ref(), &raw) {
             Ok(value) => value,
             Err(message) => {
                 errors.push(ConfigError {

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{EngineKind, HistoryPolicy};
 use crate::hub::{names, AppSettings, AuthMode, OutboxLimits};
+use crate::transport::tcp::Framing;
 
 /// The configuration file's shape, before validation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,6 +30,12 @@ pub struct RawConfig {
     pub listen: String,
     /// API listener: backends and operators. Loopback only until API keys are configured.
     pub api_listen: String,
+    /// Raw TCP listener for native apps and devices (native frames on a plain socket, first
+    /// frame `connect`). Unset (the default): no raw TCP.
+    pub tcp_listen: Option<String>,
+    /// How frames are delimited on the raw TCP listener: "lines" (newline-delimited JSON)
+    /// or "length" (4-byte big-endian length prefix).
+    pub tcp_framing: Framing,
     /// Where durable state lives (timers, cron, optional history).
     pub data_dir: PathBuf,
     /// Accept any valid app name on first use as a development app with `auth = "none"`.
@@ -69,7 +76,8 @@ pub struct RawLimits {
     pub max_body_bytes: usize,
     /// Most client connections at once; 0 = as many as the open-file limit allows.
     pub max_connections: usize,
-    /// Seconds a client may take to finish its handshake (jdserver: send `init`).
+    /// Seconds a client may take to finish its handshake (jdserver: send `init`; raw TCP:
+    /// send `connect`).
     pub handshake_timeout: u64,
 }
 
@@ -102,6 +110,8 @@ impl Default for RawConfig {
         Self {
             listen: "127.0.0.1:8081".into(),
             api_listen: "127.0.0.1:8082".into(),
+            tcp_listen: None,
+            tcp_framing: Framing::Lines,
             data_dir: "./data".into(),
             dynamic_apps: None,
             engine: EngineKind::Memory,
@@ -152,6 +162,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// API listener address (may equal `listen`: single-port mode).
     pub api_listen: SocketAddr,
+    /// Raw TCP listener address, when raw TCP is on.
+    pub tcp_listen: Option<SocketAddr>,
+    /// The raw TCP listener's framing.
+    pub tcp_framing: Framing,
     /// Durable state directory.
     pub data_dir: PathBuf,
     /// Engine kind.
@@ -297,6 +311,20 @@ fn validate(
     };
     let listen = address("listen", &raw.listen);
     let api_listen = address("api_listen", &raw.api_listen);
+    let tcp_listen = raw
+        .tcp_listen
+        .as_deref()
+        .and_then(|tcp| address("tcp_listen", tcp));
+    if let Some(tcp) = tcp_listen.filter(|tcp| tcp.port() != 0) {
+        if Some(tcp) == listen || Some(tcp) == api_listen {
+            error(
+                &["tcp_listen"],
+                format!(
+                    "{tcp} is already the client or API listener: raw TCP needs a port of its own"
+                ),
+            );
+        }
+    }
     if let Some(api) = api_listen {
         if !api.ip().is_loopback() {
             error(
@@ -402,6 +430,8 @@ fn validate(
     Ok(Config {
         listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8081))),
         api_listen: api_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8082))),
+        tcp_listen,
+        tcp_framing: raw.tcp_framing,
         data_dir: raw.data_dir.clone(),
         engine: raw.engine,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace),
@@ -605,6 +635,60 @@ mod tests {
         .unwrap_err()
         .0;
         assert_eq!(errors[0].key, "limits.max_queue_bytes");
+    }
+
+    #[test]
+    fn raw_tcp_is_off_by_default_and_set_from_file_or_env() {
+        let config = Config::load(None, [], &Overrides::default()).unwrap();
+        assert_eq!(
+            (config.tcp_listen, config.tcp_framing),
+            (None, Framing::Lines)
+        );
+        let config = load_text(
+            "dynamic_apps = true\ntcp_listen = \"0.0.0.0:8083\"\ntcp_framing = \"length\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.tcp_listen.unwrap().to_string(), "0.0.0.0:8083");
+        assert_eq!(config.tcp_framing, Framing::Length);
+        let vars = [
+            (
+                "PUSHHUB_TCP_LISTEN".to_string(),
+                "127.0.0.1:9000".to_string(),
+            ),
+            ("PUSHHUB_TCP_FRAMING".to_string(), "length".to_string()),
+        ];
+        let config = Config::load(None, vars, &Overrides::default()).unwrap();
+        assert_eq!(config.tcp_listen.unwrap().to_string(), "127.0.0.1:9000");
+        assert_eq!(config.tcp_framing, Framing::Length);
+    }
+
+    #[test]
+    fn raw_tcp_settings_are_checked() {
+        let errors = load_text(
+            "dynamic_apps = true\nlisten = \"127.0.0.1:8081\"\ntcp_listen = \"127.0.0.1:8081\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errors[0].key, "tcp_listen");
+        assert!(
+            errors[0].location.ends_with(":3:1"),
+            "{}",
+            errors[0].location
+        );
+        let vars = [("PUSHHUB_TCP_LISTEN".to_string(), "8083".to_string())];
+        let errors = Config::load(None, vars, &Overrides::default())
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            (errors[0].location.as_str(), errors[0].key.as_str()),
+            ("PUSHHUB_TCP_LISTEN", "tcp_listen")
+        );
+        let errors = load_text("dynamic_apps = true\ntcp_framing = \"json\"\n", &[])
+            .unwrap_err()
+            .0;
+        assert!(errors[0].message.contains("lines"), "{errors:?}");
     }
 
     #[test]

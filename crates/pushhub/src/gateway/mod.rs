@@ -5,9 +5,15 @@
 //! - `GET /v1/poll?app=&user=[&since=][&timeout=]`: native long-poll.
 //! - `GET /` with a WebSocket upgrade: jdserver dialect (first frame `{"ac":"init",...}`).
 //! - `/getMsg?app=&user=[&timeout=][&cursor=]`: jdserver long-poll.
+//!
+//! The raw TCP listener (`tcp_listen`) has no paths: its sockets are native clients whose
+//! first frame is `{"type":"connect",...}` ([`TcpGateway`]).
 
 mod http;
+mod tcp;
 mod websocket;
+
+pub use tcp::TcpGateway;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -79,6 +85,15 @@ impl GatewayState {
         Refuse {
             reason,
             liveness: self.defaults,
+        }
+    }
+
+    /// The mechanics for a client that has yet to name its app in a first frame (jdserver's
+    /// `init`, raw TCP's `connect`): server defaults, and a deadline for that frame.
+    fn before_handshake(&self) -> Liveness {
+        Liveness {
+            handshake_deadline: Some(tokio::time::Instant::now() + self.handshake_timeout),
+            ..self.defaults
         }
     }
 

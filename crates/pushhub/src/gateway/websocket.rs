@@ -7,7 +7,6 @@ use axum::response::Response;
 
 use super::{native_client, GatewayState};
 use crate::dialect::jdserver::JdClient;
-use crate::transport::Liveness;
 
 /// `GET /v1/ws`: the native dialect. Refusals become a close code after the handshake,
 /// the only way a browser learns why.
@@ -31,10 +30,10 @@ pub async fn jdserver(State(state): State<GatewayState>, request: Request) -> Re
     if let Some(reason) = state.admission() {
         return state.upgrade(request, state.refuse(reason));
     }
-    let before_init = Liveness {
-        handshake_deadline: Some(tokio::time::Instant::now() + state.handshake_timeout),
-        ..state.defaults
-    };
-    let client = JdClient::new(state.hub.clone(), state.jdserver_ws.clone(), before_init);
+    let client = JdClient::new(
+        state.hub.clone(),
+        state.jdserver_ws.clone(),
+        state.before_handshake(),
+    );
     state.upgrade(request, client)
 }

@@ -9,6 +9,8 @@ pub mod connections;
 pub mod feed;
 pub mod poll;
 pub mod sse;
+pub mod stream;
+pub mod tcp;
 pub mod ws;
 
 use std::sync::{Arc, Mutex};
@@ -145,4 +147,25 @@ impl ClientHandler for Refuse {
     }
 
     async fn on_close(&mut self, _reason: &Disconnect) {}
+}
+
+/// A handler chosen at run time (a refusal or a client, say), for transports whose
+/// accept path decides per connection.
+#[async_trait]
+impl<H: ClientHandler + ?Sized> ClientHandler for Box<H> {
+    async fn on_open(&mut self, link: &Link) -> Result<(), Disconnect> {
+        (**self).on_open(link).await
+    }
+
+    async fn on_text(&mut self, text: &str, link: &Link) -> Result<(), Disconnect> {
+        (**self).on_text(text, link).await
+    }
+
+    fn liveness(&self) -> Liveness {
+        (**self).liveness()
+    }
+
+    async fn on_close(&mut self, reason: &Disconnect) {
+        (**self).on_close(reason).await
+    }
 }

@@ -3,10 +3,12 @@
 mod bad_input;
 mod config_cli;
 mod fanout;
+mod history;
 mod http_clients;
 mod jdserver;
 mod liveness;
 mod native_ws;
 mod resume;
 mod shutdown;
+mod tcp;
 mod util;

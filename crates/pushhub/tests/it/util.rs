@@ -23,6 +23,8 @@ pub struct TestServer {
     pub client: SocketAddr,
     /// API listener.
     pub api: SocketAddr,
+    /// Raw TCP listener, when `PUSHHUB_TCP_LISTEN` turned it on.
+    pub tcp: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
     _data: tempfile::TempDir,
     http: reqwest::Client,
@@ -83,14 +85,30 @@ impl TestServer {
             .and_then(|a| a.strip_prefix("api="))
             .and_then(|a| a.parse().ok())
             .expect("api addr");
+        let tcp = parts
+            .next()
+            .and_then(|a| a.strip_prefix("tcp="))
+            .map(|a| a.parse().expect("tcp addr"));
         Self {
             child,
             client,
             api,
+            tcp,
             log,
             _data: data,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// The server's resident memory, in KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// Everything the server logged so far.

@@ -1,0 +1,51 @@
+//! The raw TCP listener's clients: the native dialect, which names its app and user in a
+//! first `connect` frame since a socket has no URL.
+
+use std::sync::Arc;
+
+use super::GatewayState;
+use crate::dialect::native::{self, NativeClient, NATIVE};
+use crate::dialect::Renderer;
+use crate::hub::Render;
+use crate::transport::tcp::{Control, Framing};
+use crate::transport::ClientHandler;
+
+/// What the raw TCP listener asks of the gateway for each socket it accepts.
+#[derive(Clone)]
+pub struct TcpGateway {
+    state: GatewayState,
+    native: Arc<dyn Render>,
+}
+
+impl TcpGateway {
+    /// Native clients over `framing`, admitted under `state`'s connection limit.
+    pub fn new(state: GatewayState, framing: Framing) -> Self {
+        Self {
+            state,
+            native: Renderer::shared(&NATIVE, framing.framer()),
+        }
+    }
+
+    /// The native dialect's heartbeat and closing frame, which raw TCP sends where
+    /// WebSocket has control frames.
+    pub fn control() -> Control {
+        Control {
+            ping: native::PING,
+            goodbye: native::closing_frame,
+        }
+    }
+
+    /// The handler for a socket just accepted: a refusal when the server is full (an error
+    /// frame, then close), otherwise a native client that must send `connect` within the
+    /// handshake timeout.
+    pub fn client(&self) -> Box<dyn ClientHandler> {
+        if let Some(reason) = self.state.admission() {
+            return Box::new(self.state.refuse(reason));
+        }
+        Box::new(NativeClient::awaiting_connect(
+            self.state.hub.clone(),
+            self.native.clone(),
+            self.state.before_handshake(),
+        ))
+    }
+}

@@ -1,0 +1,108 @@
+//! Raw TCP transport, for native apps and devices that do not want WebSocket: the native
+//! dialect's JSON frames on a plain socket, newline-delimited or length-prefixed (one
+//! [`Framing`] per listener), with the same heartbeat, limits, slow-consumer handling and
+//! graceful close as WebSocket (the connection task is [`crate::transport::stream`]'s).
+//!
+//! Raw TCP has no URL, so which client a socket is only becomes known from its first
+//! frame; this module accepts sockets and leaves that to the dialect's handler.
+
+pub mod connection;
+pub mod framing;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use framing::Framing;
+
+use crate::disconnect::Disconnect;
+use crate::hub::{Outbox, OutboxLimits};
+use crate::stats::Stats;
+use crate::transport::connections::Connections;
+use crate::transport::stream::StreamSettings;
+use crate::transport::ClientHandler;
+
+/// What the carried dialect says where WebSocket would use control frames. Supplied by
+/// whoever wires the listener to a dialect, so this transport stays dialect-free.
+#[derive(Clone, Copy)]
+pub struct Control {
+    /// The heartbeat payload sent every `heartbeat`.
+    pub ping: &'static [u8],
+    /// The last payload before the server shuts a connection down, naming why.
+    pub goodbye: fn(&Disconnect) -> Vec<u8>,
+}
+
+/// What every raw TCP connection of a listener shares.
+#[derive(Clone)]
+pub struct TcpContext {
+    /// This listener's framing.
+    pub framing: Framing,
+    /// The dialect's ping and goodbye.
+    pub control: Control,
+    /// Connection settings (write timeout).
+    pub settings: StreamSettings,
+    /// Bounds of each connection's send queue.
+    pub outbox: OutboxLimits,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Every live connection, so shutdown can close them (and admission can count them).
+    pub connections: Connections,
+    /// Tracks connection tasks so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+/// The next accepted socket (with Nagle off: pushes should leave at once), or `None` once
+/// `shutdown` fires. Accept errors (such as running out of file descriptors) are logged
+/// and retried shortly, so a listener never stops serving by itself.
+pub async fn next_socket(
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+) -> Option<TcpStream> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => {
+                    let _ = socket.set_nodelay(true);
+                    return Some(socket);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed; retrying shortly");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.cancelled() => return None,
+        }
+    }
+}
+
+/// Accept connections until `shutdown`, running each with the handler `accept` gives for
+/// it (a refusal, such as a full server, is a handler that closes at once with a reason).
+pub async fn serve<F, H>(
+    listener: TcpListener,
+    ctx: TcpContext,
+    shutdown: CancellationToken,
+    mut accept: F,
+) where
+    F: FnMut() -> H,
+    H: ClientHandler + 'static,
+{
+    let shared = connection::Shared {
+        framing: ctx.framing,
+        ping: ctx.framing.framer().frame_text(ctx.control.ping),
+        control: ctx.control,
+    };
+    while let Some(socket) = next_socket(&listener, &shutdown).await {
+        // The handler first: admission counts the connections live before this one.
+        let handler = accept();
+        let outbox = Arc::new(Outbox::new(ctx.outbox));
+        let registration = ctx.connections.register(&outbox);
+        let (shared, settings, stats) = (shared.clone(), ctx.settings, ctx.stats.clone());
+        ctx.tracker.spawn(async move {
+            let _registration = registration;
+            connection::run(socket, handler, outbox, shared, settings, stats).await;
+        });
+    }
+}
