@@ -10,6 +10,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::hub::HubError;
+
 /// A close code and a human-readable reason (at most 123 bytes on the wire).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disconnect {
@@ -116,6 +118,17 @@ impl Disconnect {
 impl fmt::Display for Disconnect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.reason, self.code)
+    }
+}
+
+/// The close a hub refusal turns into.
+impl From<&HubError> for Disconnect {
+    fn from(error: &HubError) -> Self {
+        match error {
+            HubError::UnknownApp(_) => Disconnect::UNKNOWN_APP.with_reason(error.to_string()),
+            HubError::Engine(_) => Disconnect::ENGINE_UNAVAILABLE,
+            _ => Disconnect::BAD_REQUEST.with_reason(error.to_string()),
+        }
     }
 }
 

@@ -10,11 +10,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::native::refusal;
 use super::Encode;
 use crate::disconnect::Disconnect;
-use crate::hub::{ConnectRequest, Cursor, Hub, Publication, Render, Session};
-use crate::transport::{ClientHandler, Link, Liveness, StreamStart};
+use crate::hub::{Cursor, Hub, Publication, Render, Session};
+use crate::transport::{ClientHandler, Link, Liveness};
 
 /// Encodes publications the way jdserver sent `msg`.
 pub struct JdEncoder;
@@ -112,24 +111,9 @@ impl JdClient {
         since: Option<Cursor>,
         link: &Link,
     ) -> Result<(), Disconnect> {
-        let app = self.hub.app(app).map_err(|e| refusal(&e))?;
-        let request = ConnectRequest {
-            app,
-            user,
-            outbox: link.outbox().clone(),
-            renderer: self.renderer.clone(),
-            since,
-        };
-        let session = self
-            .hub
-            .connect(request, |info| {
-                link.attached(StreamStart {
-                    cursor: info.start_cursor(),
-                    recovered: info.recovered,
-                })
-            })
-            .await
-            .map_err(|e| refusal(&e))?;
+        let app = self.hub.app(app).map_err(|e| Disconnect::from(&e))?;
+        let session =
+            super::attach(&self.hub, link, &self.renderer, app, user, since, |_| {}).await?;
         self.session = Some(session);
         Ok(())
     }

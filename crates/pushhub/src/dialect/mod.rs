@@ -12,8 +12,41 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::hub::{FormatId, Publication, Render};
-use crate::transport::Framer;
+use crate::disconnect::Disconnect;
+use crate::hub::{
+    AppSettings, ConnInfo, ConnectRequest, Cursor, FormatId, Hub, Publication, Render, Session,
+};
+use crate::transport::{Framer, Link, StreamStart};
+
+/// Attach a client to the hub through `link`: `greet` queues the dialect's greeting before
+/// anything else, and the transport learns where the client's stream starts. A refusal
+/// is the reason to close.
+pub async fn attach(
+    hub: &Hub,
+    link: &Link,
+    renderer: &Arc<dyn Render>,
+    app: Arc<AppSettings>,
+    user: String,
+    since: Option<Cursor>,
+    greet: impl FnOnce(&ConnInfo),
+) -> Result<Session, Disconnect> {
+    let request = ConnectRequest {
+        app,
+        user,
+        outbox: link.outbox().clone(),
+        renderer: renderer.clone(),
+        since,
+    };
+    hub.connect(request, |info| {
+        greet(info);
+        link.attached(StreamStart {
+            cursor: info.start_cursor(),
+            recovered: info.recovered,
+        });
+    })
+    .await
+    .map_err(|e| Disconnect::from(&e))
+}
 
 /// Encodes a publication as this dialect's message payload (before transport framing).
 pub trait Encode: Send + Sync + 'static {

@@ -13,10 +13,8 @@ use serde_json::value::RawValue;
 
 use super::Encode;
 use crate::disconnect::Disconnect;
-use crate::hub::{
-    AppSettings, ConnInfo, ConnectRequest, Cursor, Hub, HubError, Publication, Render, Session,
-};
-use crate::transport::{ClientHandler, Link, Liveness, StreamStart};
+use crate::hub::{AppSettings, ConnInfo, Cursor, Hub, Publication, Render, Session};
+use crate::transport::{ClientHandler, Link, Liveness};
 
 /// Encodes publications as native `msg` frames.
 pub struct NativeEncoder;
@@ -178,15 +176,6 @@ pub fn closing_frame(reason: &Disconnect) -> Vec<u8> {
     serde_json::to_vec(&frame).unwrap_or_default()
 }
 
-/// The close a hub refusal turns into.
-pub fn refusal(error: &HubError) -> Disconnect {
-    match error {
-        HubError::UnknownApp(_) => Disconnect::UNKNOWN_APP.with_reason(error.to_string()),
-        HubError::Engine(_) => Disconnect::ENGINE_UNAVAILABLE,
-        _ => Disconnect::BAD_REQUEST.with_reason(error.to_string()),
-    }
-}
-
 /// Who a client said it is in its request, to attach as when the connection opens.
 struct FromRequest {
     app: Arc<AppSettings>,
@@ -257,24 +246,18 @@ impl NativeClient {
         since: Option<Cursor>,
         link: &Link,
     ) -> Result<(), Disconnect> {
-        let request = ConnectRequest {
-            app: app.clone(),
+        let session = super::attach(
+            &self.hub,
+            link,
+            &self.renderer,
+            app.clone(),
             user,
-            outbox: link.outbox().clone(),
-            renderer: self.renderer.clone(),
             since,
-        };
-        let session = self
-            .hub
-            .connect(request, |info| {
+            |info| {
                 link.send_text(&serde_json::to_vec(&Welcome::new(info)).unwrap_or_default());
-                link.attached(StreamStart {
-                    cursor: info.start_cursor(),
-                    recovered: info.recovered,
-                });
-            })
-            .await
-            .map_err(|e| refusal(&e))?;
+            },
+        )
+        .await?;
         self.liveness = app_liveness(&app);
         self.session = Some(session);
         Ok(())
@@ -296,7 +279,7 @@ impl NativeClient {
             .map(Cursor::parse)
             .transpose()
             .map_err(|error| Disconnect::BAD_REQUEST.with_reason(error.to_string()))?;
-        let app = self.hub.app(&frame.app).map_err(|e| refusal(&e))?;
+        let app = self.hub.app(&frame.app).map_err(|e| Disconnect::from(&e))?;
         self.attach(app, frame.user, since, link).await
     }
 }

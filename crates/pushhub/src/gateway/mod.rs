@@ -26,7 +26,7 @@ use axum::Router;
 
 use crate::config::Config;
 use crate::dialect::jdserver::JDSERVER;
-use crate::dialect::native::{refusal, NativeClient, NATIVE};
+use crate::dialect::native::{NativeClient, NATIVE};
 use crate::dialect::Renderer;
 use crate::disconnect::Disconnect;
 use crate::hub::{AppSettings, Cursor, Hub, Outbox, OutboxLimits, Render};
@@ -139,7 +139,10 @@ fn native_client(
         .map(Cursor::parse)
         .transpose()
         .map_err(|error| Disconnect::BAD_REQUEST.with_reason(error.to_string()))?;
-    let app = state.hub.app(app).map_err(|error| refusal(&error))?;
+    let app = state
+        .hub
+        .app(app)
+        .map_err(|error| Disconnect::from(&error))?;
     Ok(NativeClient::new(
         state.hub.clone(),
         app,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{TestServer, WAIT};
+use crate::util::{encode, TestServer, WAIT};
 
 /// One SSE event as the browser would see it.
 #[derive(Debug, Default, Clone)]
@@ -74,15 +74,6 @@ impl EventStream {
             }
         }
     }
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn client_get(server: &TestServer, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
@@ -239,24 +230,20 @@ async fn jdserver_get_msg_returns_one_raw_message_and_a_cursor() {
     // Between polls nothing is lost when the cursor is passed back.
     server.get("/push?app=wms&user=100&msg=second").await;
     server.get("/push?app=wms&user=*&msg=third").await;
-    let (_, headers, body) = client_get(
-        &server,
-        &format!(
-            "/getMsg?app=wms&user=100&timeout=5&cursor={}",
-            encode(&cursor)
-        ),
-    )
-    .await;
+    let get_msg = |cursor: String| {
+        let server = &server;
+        async move {
+            let path = format!(
+                "/getMsg?app=wms&user=100&timeout=5&cursor={}",
+                encode(&cursor)
+            );
+            client_get(server, &path).await
+        }
+    };
+    let (_, headers, body) = get_msg(cursor).await;
     assert_eq!(body, "second");
     let cursor = headers["x-pushhub-cursor"].to_str().unwrap().to_owned();
-    let (_, headers, body) = client_get(
-        &server,
-        &format!(
-            "/getMsg?app=wms&user=100&timeout=5&cursor={}",
-            encode(&cursor)
-        ),
-    )
-    .await;
+    let (_, headers, body) = get_msg(cursor).await;
     assert_eq!(body, "third");
     assert!(headers.contains_key("access-control-allow-origin"));
 

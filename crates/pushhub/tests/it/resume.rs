@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{Client, Event, TestServer};
+use crate::util::{encode, Client, Event, TestServer};
 
 /// What a native client knows: its position in each channel.
 #[derive(Default, Clone)]
@@ -35,15 +35,6 @@ impl Positions {
             .collect();
         entries.join(",")
     }
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn resume(server: &TestServer, user: &str, positions: &Positions) -> (Client, Value) {

@@ -238,6 +238,16 @@ impl Drop for TestServer {
     }
 }
 
+/// Percent-encode `text` for a query string (cursors hold `:`, `@`, `,` and `/`).
+pub fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A WebSocket client under test.
 pub struct Client {
     /// The underlying socket, for tests that need raw access.
