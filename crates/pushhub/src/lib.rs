@@ -21,4 +21,5 @@ pub mod http_error;
 pub mod hub;
 pub mod server;
 pub mod stats;
+pub mod sync;
 pub mod transport;

@@ -12,6 +12,7 @@ use super::{
     StreamPosition,
 };
 use crate::hub::message::{Message, Publication};
+use crate::sync::lock;
 
 /// Number of independently locked stream maps, so publishes to different channels from
 /// different threads rarely contend.
@@ -179,14 +180,6 @@ fn new_epoch() -> Arc<str> {
         .map(|_| alphabet[fastrand::usize(..alphabet.len())] as char)
         .collect::<String>()
         .into()
-}
-
-/// Lock a mutex, recovering the data if another thread panicked while holding it: the maps
-/// here stay consistent at every step, so a poisoned lock carries no broken invariant.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[async_trait]

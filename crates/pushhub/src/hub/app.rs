@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{names, HubError};
-use crate::engine::memory::lock;
 use crate::engine::HistoryPolicy;
+use crate::sync::lock;
 
 /// How clients of an app prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use super::message::Publication;
 use crate::disconnect::Disconnect;
-use crate::engine::memory::lock;
+use crate::sync::lock;
 
 /// Bounds of one queue.
 #[derive(Debug, Clone, Copy)]

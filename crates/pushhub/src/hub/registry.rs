@@ -14,7 +14,7 @@ use super::message::Publication;
 use super::outbox::{Frame, Outbox};
 use super::render::{Render, RenderCache};
 use crate::disconnect::Disconnect;
-use crate::engine::memory::lock;
+use crate::sync::lock;
 
 /// Identity of one connection on this node.
 pub type ConnId = u64;

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use slab::Slab;
 
 use crate::disconnect::Disconnect;
-use crate::engine::memory::lock;
 use crate::hub::Outbox;
+use crate::sync::lock;
 
 #[derive(Default)]
 struct Inner {

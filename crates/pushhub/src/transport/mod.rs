@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::disconnect::Disconnect;
-use crate::engine::memory::lock;
 use crate::hub::{Cursor, Outbox};
+use crate::sync::lock;
 
 /// Leaves a payload as it is: for transports that frame a whole response themselves
 /// (long-poll), where one message's bytes are a piece of a larger body.
