@@ -204,11 +204,11 @@ impl Broker for MemoryBroker {
             *stream = Stream::new(now);
         }
         stream.offset += 1;
-        let publication = Arc::new(Publication {
-            channel: channel.clone(),
-            position: stream.position(),
-            message: message.clone(),
-        });
+        let publication = Arc::new(Publication::new(
+            channel.clone(),
+            stream.position(),
+            message.clone(),
+        ));
         stream.last_publish = now;
         if history.is_off() {
             stream.history.clear();

@@ -1,11 +1,14 @@
 //! What a push becomes inside the hub: a [`Message`] (once per push) and one
 //! [`Publication`] per target channel (the message at its position in that channel).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use serde_json::value::RawValue;
 
+use super::render::{FormatId, Render};
 use crate::engine::StreamPosition;
+use crate::sync::lock;
 
 /// One push, shared by every channel and connection it reaches.
 ///
@@ -46,7 +49,7 @@ impl Message {
 }
 
 /// A message at its position in one channel: what a connection receives.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Publication {
     /// The channel, e.g. `wms:user:100`.
     pub channel: Arc<str>,
@@ -54,4 +57,31 @@ pub struct Publication {
     pub position: StreamPosition,
     /// The message itself.
     pub message: Arc<Message>,
+    rendered: Mutex<Vec<(FormatId, Bytes)>>,
+}
+
+impl Publication {
+    /// `message` at `position` in `channel`.
+    pub fn new(channel: Arc<str>, position: StreamPosition, message: Arc<Message>) -> Self {
+        Self {
+            channel,
+            position,
+            message,
+            rendered: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// This publication in `renderer`'s format, rendered on first use and kept with it
+    /// (for as long as history keeps it), so live fan-out and every later replay to any
+    /// number of reconnecting clients share one encoding.
+    pub fn rendered(&self, renderer: &dyn Render) -> Bytes {
+        let format = renderer.format();
+        let mut rendered = lock(&self.rendered);
+        if let Some((_, bytes)) = rendered.iter().find(|(f, _)| *f == format) {
+            return bytes.clone();
+        }
+        let bytes = renderer.render(self);
+        rendered.push((format, bytes.clone()));
+        bytes
+    }
 }

@@ -433,18 +433,18 @@ mod tests {
     use crate::engine::StreamPosition;
 
     fn publication(channel: &str, offset: u64, ts_ms: u64, id: &str) -> Arc<Publication> {
-        Arc::new(Publication {
-            channel: channel.into(),
-            position: StreamPosition {
+        Arc::new(Publication::new(
+            channel.into(),
+            StreamPosition {
                 epoch: "e".into(),
                 offset,
             },
-            message: Arc::new(Message {
+            Arc::new(Message {
                 id: id.into(),
                 ts_ms,
                 ..Message::for_test("x")
             }),
-        })
+        ))
     }
 
     #[test]

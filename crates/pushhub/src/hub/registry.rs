@@ -73,10 +73,11 @@ impl Subscriber {
         })
     }
 
-    /// Queue `publication` now, rendered for this connection alone (replay).
+    /// Queue `publication` now (replay), in the encoding every connection of this format
+    /// shares.
     pub fn replay(&self, publication: &Arc<Publication>) -> bool {
         self.outbox.push(Frame {
-            bytes: self.renderer.render(publication),
+            bytes: publication.rendered(self.renderer.as_ref()),
             publication: Some(publication.clone()),
         })
     }
@@ -271,5 +272,41 @@ mod tests {
             "a connect to another shard waited for the broadcast"
         );
         assert_eq!(visited, 200);
+    }
+
+    struct Counting(FormatId, std::sync::atomic::AtomicUsize);
+
+    impl Render for Counting {
+        fn format(&self) -> FormatId {
+            self.0
+        }
+        fn render(&self, _: &Publication) -> Bytes {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            Bytes::from_static(b"frame")
+        }
+    }
+
+    /// A replay to thousands of reconnecting clients encodes each message once per format.
+    #[test]
+    fn replay_and_live_share_one_encoding_per_format() {
+        let renderer = Arc::new(Counting(FormatId::unique(), Default::default()));
+        let publication = Arc::new(Publication::new(
+            "a:all".into(),
+            crate::engine::StreamPosition::empty(),
+            Arc::new(crate::hub::Message::for_test("x")),
+        ));
+        let limits = OutboxLimits {
+            max_messages: 10,
+            max_bytes: 1000,
+        };
+        let subscribers: Vec<Subscriber> = (0..5)
+            .map(|id| Subscriber::new(id, Arc::new(Outbox::new(limits)), renderer.clone()))
+            .collect();
+        for subscriber in &subscribers {
+            assert!(subscriber.replay(&publication));
+            subscriber.go_live(|_| true);
+            assert!(subscriber.offer(&publication, &mut RenderCache::new(&publication)));
+        }
+        assert_eq!(renderer.1.load(Ordering::Relaxed), 1);
     }
 }

@@ -31,7 +31,8 @@ pub trait Render: Send + Sync {
     fn render(&self, publication: &Publication) -> Bytes;
 }
 
-/// Rendered bytes of one publication, per format, for the length of one fan-out.
+/// Rendered bytes of one publication, per format, held locally for the length of one
+/// fan-out so the publication's own (locked) cache is consulted once per format.
 pub struct RenderCache<'a> {
     publication: &'a Publication,
     rendered: Vec<(FormatId, Bytes)>,
@@ -46,19 +47,15 @@ impl<'a> RenderCache<'a> {
         }
     }
 
-    /// The bytes for `renderer`'s format, rendering them on first use.
+    /// The bytes for `renderer`'s format: from this fan-out's own list without locking,
+    /// else from the publication (which renders each format once, ever).
     pub fn get(&mut self, renderer: &dyn Render) -> Bytes {
         let format = renderer.format();
         if let Some((_, bytes)) = self.rendered.iter().find(|(f, _)| *f == format) {
             return bytes.clone();
         }
-        let bytes = renderer.render(self.publication);
+        let bytes = self.publication.rendered(renderer);
         self.rendered.push((format, bytes.clone()));
         bytes
-    }
-
-    /// How many formats were rendered (each exactly once).
-    pub fn renders(&self) -> usize {
-        self.rendered.len()
     }
 }
