@@ -61,6 +61,12 @@ impl Disconnect {
     /// `connect`) in time.
     pub const HANDSHAKE_TIMEOUT: Self =
         Self::fixed(4004, "handshake timeout: no init/connect frame in time");
+    /// The client is owed more missed messages than fit in one go: it got the first part
+    /// and should reconnect at once from its new position for the rest.
+    pub const REPLAY_CONTINUES: Self = Self::fixed(
+        4005,
+        "more missed messages to replay: reconnect from your new position",
+    );
     /// The engine (broker/presence) failed; a later attempt may work.
     pub const ENGINE_UNAVAILABLE: Self = Self::fixed(4003, "engine unavailable, retry later");
     /// The request was malformed (missing or invalid user, bad init frame).

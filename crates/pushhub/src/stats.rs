@@ -18,6 +18,7 @@ pub struct Stats {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     slow_consumers: AtomicU64,
+    replayed: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`], as `GET /v1/stats` shows it.
@@ -39,6 +40,8 @@ pub struct StatsSnapshot {
     pub bytes_out: u64,
     /// Connections closed because they could not keep up.
     pub slow_consumers: u64,
+    /// Missed messages sent to resuming clients.
+    pub replayed: u64,
 }
 
 impl Stats {
@@ -84,6 +87,11 @@ impl Stats {
         self.slow_consumers.fetch_add(1, Relaxed);
     }
 
+    /// `count` missed messages were queued to a resuming client.
+    pub fn replayed(&self, count: u64) {
+        self.replayed.fetch_add(count, Relaxed);
+    }
+
     /// Copy every counter.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
@@ -95,6 +103,7 @@ impl Stats {
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
             slow_consumers: self.slow_consumers.load(Relaxed),
+            replayed: self.replayed.load(Relaxed),
         }
     }
 }

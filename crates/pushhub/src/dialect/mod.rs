@@ -36,6 +36,7 @@ pub async fn attach(
         outbox: link.outbox().clone(),
         renderer: renderer.clone(),
         since,
+        max_replay: link.replay_limit(),
     };
     hub.connect(request, |info| {
         greet(info);

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, BytesMut};
+use serde_json::Value;
 
 use super::{native_client, GatewayState};
 use crate::api::jdserver::{request_params, text_param};
@@ -20,13 +21,15 @@ use crate::hub::Cursor;
 use crate::transport::{poll, sse};
 
 /// Seconds a poll waits when the client does not say.
-const DEFAULT_WAIT_SECS: u64 = 25;
+const DEFAULT_WAIT_SECS: f64 = 25.0;
 /// Longest wait a client may ask for, in seconds.
-const MAX_WAIT_SECS: u64 = 120;
+const MAX_WAIT_SECS: f64 = 120.0;
 /// Most messages one native poll returns; the rest come with the next poll.
 const MAX_BATCH: usize = 100;
 /// The response header carrying the cursor for the next `getMsg`.
 const CURSOR_HEADER: &str = "x-pushhub-cursor";
+/// The response header saying whether a `getMsg` resume covered the gap.
+const RECOVERED_HEADER: &str = "x-pushhub-recovered";
 
 fn cors(mut response: Response) -> Response {
     let headers = response.headers_mut();
@@ -36,16 +39,36 @@ fn cors(mut response: Response) -> Response {
     );
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(CURSOR_HEADER),
+        HeaderValue::from_static("x-pushhub-cursor, x-pushhub-recovered"),
     );
     response
 }
 
+/// `OPTIONS` on a client HTTP endpoint: the CORS preflight a browser sends before a
+/// cross-origin POST with a JSON body.
+pub async fn preflight() -> Response {
+    let mut response = cors(StatusCode::NO_CONTENT.into_response());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type, last-event-id"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    response
+}
+
+/// How long a poll may wait: `timeout` seconds (fractions allowed), capped.
 fn wait(timeout: Option<&str>) -> Result<Duration, ApiError> {
-    let seconds = match timeout {
+    let seconds = match timeout.map(str::trim) {
         None | Some("") => DEFAULT_WAIT_SECS,
         Some(text) => text
-            .trim()
             .parse::<f64>()
             .ok()
             .filter(|s| s.is_finite() && *s >= 0.0)
@@ -54,9 +77,46 @@ fn wait(timeout: Option<&str>) -> Result<Duration, ApiError> {
                     "invalid_param",
                     format!("timeout {text:?} is not a number of seconds"),
                 )
-            })? as u64,
+            })?,
     };
-    Ok(Duration::from_secs(seconds.min(MAX_WAIT_SECS)))
+    Ok(Duration::from_secs_f64(seconds.min(MAX_WAIT_SECS)))
+}
+
+/// A cursor as a header value: percent-encoded outside printable ASCII (user ids may be
+/// any text), so a client can put it in a URL as it is.
+fn cursor_header(cursor: &Cursor) -> HeaderValue {
+    let text: String = cursor
+        .to_string()
+        .bytes()
+        .map(|b| match b {
+            b'%' => "%25".to_owned(),
+            0x21..=0x7e => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The cursor as [`cursor_header`] wrote it, whether the client passed the header's value
+/// as it is or URL-encoded it once more.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
 }
 
 /// `GET /v1/sse`: the native dialect as an event stream. `Last-Event-ID` (sent by the
@@ -72,13 +132,8 @@ pub async fn native_sse(
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let response = match native_client(&state, &query, last_event_id, &state.native_sse) {
         Ok(client) => {
-            sse::respond(
-                client,
-                state.new_outbox(),
-                &state.ws.connections,
-                state.hub.stats().clone(),
-            )
-            .await
+            let stats = state.hub.stats().clone();
+            sse::respond(client, state.new_outbox(), &state.ws.connections, stats).await
         }
         Err(reason) => ApiError::from(&reason).into_response(),
     };
@@ -90,14 +145,11 @@ pub async fn native_poll(
     State(state): State<GatewayState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    cors(
-        native_poll_inner(state, query)
-            .await
-            .unwrap_or_else(IntoResponse::into_response),
-    )
+    let answer = native_poll_answer(state, query).await;
+    cors(answer.unwrap_or_else(IntoResponse::into_response))
 }
 
-async fn native_poll_inner(
+async fn native_poll_answer(
     state: GatewayState,
     query: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
@@ -105,8 +157,8 @@ async fn native_poll_inner(
         return Err(ApiError::from(&reason));
     }
     let wait = wait(query.get("timeout").map(String::as_str))?;
-    let client =
-        native_client(&state, &query, None, &state.native_raw).map_err(|r| ApiError::from(&r))?;
+    let client = native_client(&state, &query, None, &state.native_raw)
+        .map_err(|reason| ApiError::from(&reason))?;
     let polled = poll::poll(
         client,
         state.new_outbox(),
@@ -115,10 +167,10 @@ async fn native_poll_inner(
         MAX_BATCH,
     )
     .await
-    .map_err(|r| ApiError::from(&r))?;
+    .map_err(|reason| ApiError::from(&reason))?;
     let cursor = serde_json::to_string(&polled.cursor.to_string()).unwrap_or_default();
-    let mut body =
-        BytesMut::with_capacity(64 + polled.messages.iter().map(|m| m.len() + 1).sum::<usize>());
+    let size = 64 + cursor.len() + polled.messages.iter().map(|m| m.len() + 1).sum::<usize>();
+    let mut body = BytesMut::with_capacity(size);
     body.put_slice(b"{\"messages\":[");
     for (i, message) in polled.messages.iter().enumerate() {
         if i > 0 {
@@ -126,29 +178,35 @@ async fn native_poll_inner(
         }
         body.put_slice(message);
     }
-    body.put_slice(
-        format!("],\"cursor\":{cursor},\"recovered\":{}}}", polled.recovered).as_bytes(),
-    );
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.freeze(),
-    )
-        .into_response())
+    body.put_slice(b"],\"cursor\":");
+    body.put_slice(cursor.as_bytes());
+    body.put_slice(if polled.recovered {
+        b",\"recovered\":true}"
+    } else {
+        b",\"recovered\":false}"
+    });
+    state.hub.stats().bytes_out(body.len());
+    let content_type = HeaderValue::from_static("application/json");
+    Ok(([(header::CONTENT_TYPE, content_type)], body.freeze()).into_response())
 }
 
 /// `/getMsg?app=&user=&timeout=`: jdserver's long-poll. Waits up to `timeout` seconds for
 /// a push to the user and answers it exactly as a jdserver WebSocket client receives it
 /// (an empty body when none came). The `X-Pushhub-Cursor` header carries where the client
-/// now stands; passing it back as `cursor=` makes consecutive polls lose nothing.
+/// now stands; passing it back as `cursor=` makes consecutive polls lose nothing, and
+/// `X-Pushhub-Recovered: false` says a resume could not cover the gap.
 pub async fn jdserver_get_msg(State(state): State<GatewayState>, request: Request) -> Response {
-    cors(
-        get_msg(state, request)
-            .await
-            .unwrap_or_else(IntoResponse::into_response),
-    )
+    let answer = get_msg(state, request).await;
+    cors(answer.unwrap_or_else(IntoResponse::into_response))
+}
+
+/// A parameter given as text or a number, as its text.
+fn text_or_number(params: &serde_json::Map<String, Value>, name: &str) -> Option<String> {
+    match params.get(name)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiError> {
@@ -158,22 +216,13 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
     let params = request_params(state.max_request_bytes, request).await?;
     let app = text_param(&params, "app")?;
     let user = text_param(&params, "user")?;
-    let wait = wait(
-        params
-            .get("timeout")
-            .and_then(|t| match t {
-                serde_json::Value::String(s) => Some(s.clone()),
-                serde_json::Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-            .as_deref(),
-    )?;
-    let since = match params.get("cursor") {
-        Some(serde_json::Value::String(text)) if !text.is_empty() => Some(
-            Cursor::parse(text)
+    let wait = wait(text_or_number(&params, "timeout").as_deref())?;
+    let since = match text_or_number(&params, "cursor").filter(|c| !c.is_empty()) {
+        Some(text) => Some(
+            Cursor::parse(&percent_decoded(&text))
                 .map_err(|e| ApiError::bad_request("invalid_cursor", e.to_string()))?,
         ),
-        _ => None,
+        None => None,
     };
     let client = JdClient::given(
         state.hub.clone(),
@@ -185,20 +234,40 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
     );
     let polled = poll::poll(client, state.new_outbox(), &state.ws.connections, wait, 1)
         .await
-        .map_err(|r| ApiError::from(&r))?;
-    let cursor = HeaderValue::from_str(&polled.cursor.to_string()).map_err(|_| {
-        ApiError::bad_request("invalid_cursor", "cursor is not a valid header value")
-    })?;
+        .map_err(|reason| ApiError::from(&reason))?;
     let body = polled.messages.into_iter().next().unwrap_or_default();
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            ),
-            (HeaderName::from_static(CURSOR_HEADER), cursor),
-        ],
-        body,
-    )
-        .into_response())
+    state.hub.stats().bytes_out(body.len());
+    let recovered = HeaderValue::from_static(if polled.recovered { "true" } else { "false" });
+    let headers = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        ),
+        (
+            HeaderName::from_static(CURSOR_HEADER),
+            cursor_header(&polled.cursor),
+        ),
+        (HeaderName::from_static(RECOVERED_HEADER), recovered),
+    ];
+    Ok((headers, body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_headers_are_ascii_and_decode_back() {
+        let cursor = Cursor::parse("wms:user:张三@ab12:3,wms:user:50%@:0").unwrap();
+        let header = cursor_header(&cursor);
+        let text = header.to_str().unwrap();
+        assert!(text.is_ascii());
+        assert_eq!(Cursor::parse(&percent_decoded(text)).unwrap(), cursor);
+        assert_eq!(percent_decoded("a%2"), "a%2");
+        assert_eq!(
+            percent_decoded("%ff%fe"),
+            "%ff%fe",
+            "not UTF-8: left as given"
+        );
+    }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::extract::Request;
 use axum::response::Response;
-use axum::routing::{any, get};
+use axum::routing::get;
 use axum::Router;
 
 use crate::config::Config;
@@ -117,9 +117,14 @@ pub fn router(state: GatewayState) -> Router {
     Router::new()
         .route("/v1/ws", get(websocket::native))
         .route("/", get(websocket::jdserver))
-        .route("/v1/sse", get(http::native_sse))
-        .route("/v1/poll", get(http::native_poll))
-        .route("/getMsg", any(http::jdserver_get_msg))
+        .route("/v1/sse", get(http::native_sse).options(http::preflight))
+        .route("/v1/poll", get(http::native_poll).options(http::preflight))
+        .route(
+            "/getMsg",
+            get(http::jdserver_get_msg)
+                .post(http::jdserver_get_msg)
+                .options(http::preflight),
+        )
         .with_state(state)
 }
 

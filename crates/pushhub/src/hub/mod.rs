@@ -30,6 +30,7 @@ pub use registry::ConnId;
 pub use render::{FormatId, Render};
 pub use target::Target;
 
+use crate::disconnect::Disconnect;
 use crate::engine::{Engine, EngineError, StreamPosition};
 use crate::stats::Stats;
 use registry::{Registry, Subscriber};
@@ -68,6 +69,9 @@ pub struct ConnectRequest {
     pub renderer: Arc<dyn Render>,
     /// Where the client left off, to resume from; `None` for only new messages.
     pub since: Option<Cursor>,
+    /// Most missed messages the client takes at once (a long-poll's batch); `None` for as
+    /// many as fit comfortably in its send queue.
+    pub max_replay: Option<usize>,
 }
 
 /// One channel of a connection and where it stood when the connection attached.
@@ -222,7 +226,10 @@ impl Hub {
                 recovered: since.is_none() || recovery.complete,
             });
         }
-        let missed = merge_by_time(missed);
+        let mut missed = merge_by_time(missed);
+        let cut = replay_budget(&missed, &subscriber, request.max_replay);
+        let more_to_replay = cut < missed.len();
+        missed.truncate(cut);
         let info = ConnInfo {
             id,
             app,
@@ -233,6 +240,12 @@ impl Hub {
         greet(&info);
         for publication in &missed {
             subscriber.replay(publication);
+        }
+        self.inner.stats.replayed(missed.len() as u64);
+        if more_to_replay {
+            // The rest would overflow the queue: send this part, then have the client come
+            // back from its new position for the next, rather than lose any of it.
+            subscriber.outbox.close(Disconnect::REPLAY_CONTINUES);
         }
         subscriber.go_live(|publication| {
             let top = info
@@ -345,6 +358,27 @@ impl Hub {
             self.inner.engine.presence.kind(),
         )
     }
+}
+
+/// How many of `missed` (in order) to replay now: at most half of the subscriber's queue
+/// by count and by bytes (so live messages still fit behind them), and at most `max`.
+fn replay_budget(
+    missed: &[Arc<Publication>],
+    subscriber: &Subscriber,
+    max: Option<usize>,
+) -> usize {
+    let limits = subscriber.outbox.limits();
+    let count = (limits.max_messages / 2)
+        .max(1)
+        .min(max.unwrap_or(usize::MAX));
+    let mut bytes = 0;
+    for (taken, publication) in missed.iter().enumerate() {
+        bytes += publication.rendered(subscriber.renderer.as_ref()).len();
+        if taken >= count || (taken > 0 && bytes > limits.max_bytes / 2) {
+            return taken;
+        }
+    }
+    missed.len()
 }
 
 /// Merge per-channel replays into one sequence in publish-time order, keeping each

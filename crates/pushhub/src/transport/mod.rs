@@ -48,6 +48,7 @@ pub struct Link {
     outbox: Arc<Outbox>,
     framer: &'static dyn Framer,
     start: Mutex<Option<StreamStart>>,
+    replay_limit: Option<usize>,
 }
 
 /// Where an attached client's stream starts, for transports whose framing carries a
@@ -67,7 +68,20 @@ impl Link {
             outbox,
             framer,
             start: Mutex::new(None),
+            replay_limit: None,
         }
+    }
+
+    /// The same link for a client that takes at most `limit` missed messages at once (a
+    /// long-poll batch); the rest wait for its next request.
+    pub fn with_replay_limit(mut self, limit: usize) -> Self {
+        self.replay_limit = Some(limit);
+        self
+    }
+
+    /// Most missed messages the client takes at once, if the transport limits it.
+    pub fn replay_limit(&self) -> Option<usize> {
+        self.replay_limit
     }
 
     /// The dialect attached the client to the hub: record where its stream starts.

@@ -37,7 +37,7 @@ pub async fn poll<H: ClientHandler>(
     max: usize,
 ) -> Result<Polled, Disconnect> {
     let _registration = connections.register(&outbox);
-    let link = Link::new(outbox.clone(), &RAW_FRAMER);
+    let link = Link::new(outbox.clone(), &RAW_FRAMER).with_replay_limit(max);
     if let Err(reason) = handler.on_open(&link).await {
         handler.on_close(&reason).await;
         return Err(reason);

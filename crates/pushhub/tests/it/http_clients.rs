@@ -258,3 +258,68 @@ async fn jdserver_get_msg_returns_one_raw_message_and_a_cursor() {
     let (status, _, body) = client_get(&server, "/getMsg?app=wms&user=1&cursor=bad").await;
     assert_eq!(status, 400, "{body}");
 }
+
+#[tokio::test]
+async fn a_long_poll_backlog_comes_in_batches() {
+    let server = TestServer::start_with(&[], &[("PUSHHUB_HISTORY_SIZE", "500")]);
+    let (_, _, body) = client_get(&server, "/v1/poll?app=demo&user=9&timeout=0").await;
+    let mut cursor = serde_json::from_str::<Value>(&body).unwrap()["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for n in 0..150 {
+        server.push("9", json!(n)).await;
+    }
+    let mut seen = Vec::new();
+    for expected in [100, 50] {
+        let (_, _, body) = client_get(
+            &server,
+            &format!(
+                "/v1/poll?app=demo&user=9&timeout=1&since={}",
+                encode(&cursor)
+            ),
+        )
+        .await;
+        let batch: Value = serde_json::from_str(&body).unwrap();
+        let messages = batch["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), expected);
+        seen.extend(messages.iter().map(|m| m["data"].as_u64().unwrap()));
+        cursor = batch["cursor"].as_str().unwrap().to_owned();
+    }
+    assert_eq!(seen, (0..150).collect::<Vec<u64>>());
+}
+
+#[tokio::test]
+async fn get_msg_answers_preflights_and_carries_non_ascii_cursors() {
+    let server = TestServer::start();
+    let response = reqwest::Client::new()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("http://{}/getMsg?app=wms&user=1", server.client),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(response.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+
+    let user = encode("张三");
+    let (_, headers, body) =
+        client_get(&server, &format!("/getMsg?app=wms&user={user}&timeout=0")).await;
+    assert_eq!(body, "");
+    let cursor = headers["x-pushhub-cursor"].to_str().unwrap().to_owned();
+    assert!(cursor.is_ascii() && cursor.contains("%E5"), "{cursor}");
+    server
+        .get(&format!("/push?app=wms&user={user}&msg=hello"))
+        .await;
+    let (_, headers, body) = client_get(
+        &server,
+        &format!("/getMsg?app=wms&user={user}&timeout=2&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(body, "hello");
+    assert_eq!(headers["x-pushhub-recovered"], "true");
+}

@@ -246,3 +246,47 @@ async fn no_loss_and_no_duplicates_under_random_reconnects() {
         "too few reconnects to mean anything: {total_reconnects}"
     );
 }
+
+/// A gap larger than a connection's queue is replayed in parts: each connection gets what
+/// fits and a 4005 close, and the client comes back from its new position for the rest.
+#[tokio::test]
+async fn a_large_gap_is_replayed_in_parts_without_loss() {
+    let server = TestServer::start_with(&[], &[("PUSHHUB_LIMITS_MAX_QUEUE_MESSAGES", "20")]);
+    let (client, welcome) = server.native("demo", "big").await;
+    let mut positions = Positions::from_welcome(&welcome);
+    drop(client);
+    server.wait_connections(0).await;
+    for n in 0..35 {
+        server.push("big", json!(n)).await;
+    }
+    let mut received = Vec::new();
+    let mut parts = 0;
+    loop {
+        let (mut client, welcome) = resume(&server, "big", &positions).await;
+        assert_eq!(welcome["recovered"], true);
+        parts += 1;
+        loop {
+            match client.next().await {
+                Event::Text(text) => {
+                    let msg: Value = serde_json::from_str(&text).unwrap();
+                    positions.see(&msg);
+                    received.push(msg["data"].as_u64().unwrap());
+                }
+                Event::Close(code, _) => {
+                    assert_eq!(code, 4005);
+                    break;
+                }
+                Event::Ended => panic!("connection ended without a close frame"),
+            }
+            if received.len() == 35 {
+                break;
+            }
+        }
+        if received.len() == 35 {
+            break;
+        }
+        assert!(parts < 10, "no progress: {received:?}");
+    }
+    assert_eq!(received, (0..35).collect::<Vec<u64>>());
+    assert!(parts >= 4, "35 messages at 10 per part: {parts} parts");
+}
