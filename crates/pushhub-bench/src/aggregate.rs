@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::hist::LatencyHist;
 use crate::ipc::{ReadyInfo, WorkerReport};
+use crate::resume_tally::ResumeTally;
 use crate::seq::SeqTally;
 
 /// Totals over all workers of a run.
@@ -24,6 +25,21 @@ pub struct Aggregate {
     pub disconnects: u64,
     /// Frames that were not valid protocol JSON.
     pub malformed: u64,
+    /// Resume accounting, when the workers sent any.
+    pub resume: Option<ResumeAggregate>,
+}
+
+/// Resume results over all workers.
+#[derive(Debug, Default)]
+pub struct ResumeAggregate {
+    /// Summed counters.
+    pub tally: ResumeTally,
+    /// Merged per-client recovery times (µs).
+    pub recovery: LatencyHist,
+    /// Earliest reconnect attempt over all workers (wall clock µs).
+    pub first_attempt_us: Option<u64>,
+    /// Latest moment a client completed its recovery (wall clock µs).
+    pub last_recovered_us: Option<u64>,
 }
 
 impl Aggregate {
@@ -39,6 +55,15 @@ impl Aggregate {
             agg.last_delivery_us = agg.last_delivery_us.max(r.last_delivery_us);
             agg.disconnects += r.disconnects;
             agg.malformed += r.malformed;
+            if let Some(res) = &r.resume {
+                let a = agg.resume.get_or_insert_with(ResumeAggregate::default);
+                a.tally.merge(&res.tally);
+                let h = LatencyHist::decode(&res.recovery_hist_b64)
+                    .with_context(|| format!("recovery histogram of worker {i}"))?;
+                a.recovery.merge(&h)?;
+                a.first_attempt_us = min_opt(a.first_attempt_us, res.first_attempt_us);
+                a.last_recovered_us = a.last_recovered_us.max(res.last_recovered_us);
+            }
         }
         Ok(agg)
     }
@@ -107,6 +132,7 @@ mod tests {
             last_delivery_us: Some(last),
             disconnects: 1,
             malformed: 0,
+            resume: None,
         }
     }
 
@@ -129,6 +155,41 @@ mod tests {
         let s = agg.hist.summary();
         assert!((s.max_ms - 50.0).abs() < 0.1);
         assert!((s.p50_ms - 2.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn merges_resume_reports() {
+        use crate::resume_tally::ResumeReport;
+        let mut h = LatencyHist::new();
+        h.record(2000);
+        let res = |first, last, lost| ResumeReport {
+            tally: ResumeTally {
+                clients: 2,
+                reconnected: 2,
+                missed_lost: lost,
+                ..ResumeTally::default()
+            },
+            recovery_hist_b64: h.encode().unwrap(),
+            first_attempt_us: first,
+            last_recovered_us: last,
+        };
+        let a = WorkerReport {
+            resume: Some(res(Some(100), Some(900), 1)),
+            ..report(&[], 0, 0, 0)
+        };
+        let b = WorkerReport {
+            resume: Some(res(Some(50), Some(700), 0)),
+            ..report(&[], 0, 0, 0)
+        };
+        let agg = Aggregate::from_reports(&[a, b]).unwrap();
+        let r = agg.resume.unwrap();
+        assert_eq!(r.tally.clients, 4);
+        assert_eq!(r.tally.missed_lost, 1);
+        assert_eq!(r.recovery.len(), 2);
+        assert_eq!(r.first_attempt_us, Some(50));
+        assert_eq!(r.last_recovered_us, Some(900));
+        let plain = Aggregate::from_reports(&[report(&[1], 0, 0, 0)]).unwrap();
+        assert!(plain.resume.is_none());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::relay::RelayArgs;
-use crate::scenario::{LoadConfig, Traffic};
+use crate::scenario::{LoadConfig, ResumeParams, Traffic};
 use crate::suite::SuiteArgs;
 use crate::worker::WorkerArgs;
 
@@ -29,7 +29,11 @@ pub enum Command {
     Broadcast(TrafficArgs),
     /// Publish M messages, each to one user (round-robin), with N clients connected.
     Unicast(TrafficArgs),
-    /// Run idle/broadcast/unicast against the relay and pushhub, print a comparison table.
+    /// N clients disconnect, M broadcasts are published, all reconnect with their cursor
+    /// and must recover exactly the M missed messages (needs a server with history).
+    Resume(ResumeArgs),
+    /// Run idle/broadcast/unicast against the relay and pushhub, then resume and history
+    /// off/on against pushhub; print the comparison tables.
     Suite(SuiteArgs),
     /// Internal: one process worth of clients, driven by a parent generator.
     #[command(hide = true)]
@@ -138,6 +142,51 @@ impl TrafficArgs {
     }
 }
 
+/// Arguments of `resume`.
+#[derive(Args, Debug, Clone)]
+pub struct ResumeArgs {
+    /// Target server.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Number of clients (users u0..uN).
+    #[arg(long)]
+    pub conns: u64,
+    /// Broadcasts published while every client is disconnected (M).
+    #[arg(long, default_value_t = 10)]
+    pub missed: u64,
+    /// Broadcasts published before the disconnect, while everyone is connected, so every
+    /// cursor carries a real epoch and offset (0: cursors stay at `CHANNEL@:0`).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u64,
+    /// Publish rate of the warm-up and missed messages, per second.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds to wait for the warm-up deliveries, and for the recovery after every
+    /// reconnect settled.
+    #[arg(long, default_value_t = 30.0)]
+    pub drain_secs: f64,
+    /// Seconds to keep listening after the recovery, to catch late duplicates.
+    #[arg(long, default_value_t = 1.0)]
+    pub grace_secs: f64,
+    /// Disconnect by dropping the TCP connections instead of sending close frames.
+    #[arg(long)]
+    pub abrupt: bool,
+}
+
+impl ResumeArgs {
+    /// The resume parameters these flags describe.
+    pub fn params(&self) -> ResumeParams {
+        ResumeParams {
+            warmup: self.warmup,
+            missed: self.missed,
+            rate: self.rate,
+            drain: Duration::from_secs_f64(self.drain_secs.max(0.0)),
+            grace: Duration::from_secs_f64(self.grace_secs.max(0.0)),
+            abrupt: self.abrupt,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +216,24 @@ mod tests {
         assert_eq!(a.messages, 20);
         assert_eq!(a.target.pid, Some(42));
         assert!(a.target.json);
+    }
+
+    #[test]
+    fn parses_resume() {
+        let cli = Cli::try_parse_from([
+            "pushhub-bench",
+            "resume",
+            "--conns",
+            "10000",
+            "--missed",
+            "10",
+        ])
+        .unwrap();
+        let Command::Resume(a) = cli.command else {
+            panic!("wrong subcommand")
+        };
+        let p = a.params();
+        assert_eq!((a.conns, p.missed, p.warmup), (10000, 10, 1));
+        assert!(!p.abrupt);
     }
 }

@@ -3,13 +3,23 @@
 //! One process may hold at most 20,000 descriptors, so clients are spread over
 //! worker processes. Workers write one JSON [`WorkerEvent`] per line on stdout;
 //! the parent writes [`STOP`] on a worker's stdin to end it (EOF means the same).
+//! In the resume scenario the parent also writes [`DISCONNECT`] and then
+//! [`RECONNECT`], one line each, to move every worker through the phases.
 
 use serde::{Deserialize, Serialize};
 
+use crate::resume_tally::ResumeReport;
 use crate::seq::SeqTally;
 
 /// Line the parent writes to a worker's stdin to make it report and exit.
 pub const STOP: &str = "stop";
+
+/// Resume scenario: close every client connection (answered by [`WorkerEvent::Disconnected`]).
+pub const DISCONNECT: &str = "disconnect";
+
+/// Resume scenario: reconnect every client with its cursor (answered by
+/// [`WorkerEvent::Resumed`], then [`WorkerEvent::Recovered`]).
+pub const RECONNECT: &str = "reconnect";
 
 /// One line of worker output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -17,10 +27,27 @@ pub const STOP: &str = "stop";
 pub enum WorkerEvent {
     /// Every client of the worker finished connecting (or gave up).
     Ready(ReadyInfo),
-    /// Every connected client received everything the plan expects for it.
+    /// Every connected client received everything the plan expects for it (resume:
+    /// every warm-up message).
     Complete,
+    /// Resume: every client's connection is closed (after [`DISCONNECT`]).
+    Disconnected(DisconnectInfo),
+    /// Resume: every client's reconnect settled (after [`RECONNECT`]); same fields as
+    /// the first connect phase, seconds counted from the command.
+    Resumed(ReadyInfo),
+    /// Resume: every reconnected client has every missed message.
+    Recovered,
     /// Final counts, sent after [`STOP`].
-    Report(WorkerReport),
+    Report(Box<WorkerReport>),
+}
+
+/// Outcome of a worker's disconnect phase.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DisconnectInfo {
+    /// Connections this worker closed.
+    pub closed: u64,
+    /// Seconds from the command until the last one was closed.
+    pub secs: f64,
 }
 
 /// Outcome of a worker's connect phase.
@@ -55,6 +82,9 @@ pub struct WorkerReport {
     pub disconnects: u64,
     /// Frames that were not valid protocol JSON.
     pub malformed: u64,
+    /// Resume accounting (resume scenario only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ResumeReport>,
 }
 
 #[cfg(test)]
@@ -73,10 +103,26 @@ mod tests {
                 first_error: Some("refused".into()),
             }),
             WorkerEvent::Complete,
-            WorkerEvent::Report(WorkerReport {
+            WorkerEvent::Disconnected(DisconnectInfo {
+                closed: 4,
+                secs: 0.1,
+            }),
+            WorkerEvent::Resumed(ReadyInfo {
+                connected: 4,
+                ..ReadyInfo::default()
+            }),
+            WorkerEvent::Recovered,
+            WorkerEvent::Report(Box::new(WorkerReport {
                 last_delivery_us: Some(7),
                 ..WorkerReport::default()
-            }),
+            })),
+            WorkerEvent::Report(Box::new(WorkerReport {
+                resume: Some(ResumeReport {
+                    last_recovered_us: Some(9),
+                    ..ResumeReport::default()
+                }),
+                ..WorkerReport::default()
+            })),
         ];
         for e in events {
             let line = serde_json::to_string(&e).unwrap();

@@ -6,6 +6,7 @@ mod affinity;
 mod aggregate;
 mod cli;
 mod clock;
+mod cursor;
 mod hist;
 mod http;
 mod ipc;
@@ -17,6 +18,7 @@ mod proc_stats;
 mod publisher;
 mod relay;
 mod report;
+mod resume_tally;
 mod scenario;
 mod seq;
 mod suite;
@@ -54,6 +56,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Unicast(args) => {
             let cfg = args.target.load_config();
             let r = scenario::run_traffic(&cfg, Mode::Unicast, args.conns, args.traffic()).await?;
+            print_result(&r, args.target.json);
+            Ok(())
+        }
+        Command::Resume(args) => {
+            let cfg = args.target.load_config();
+            let r = scenario::run_resume(&cfg, args.conns, args.params()).await?;
             print_result(&r, args.target.json);
             Ok(())
         }

@@ -16,6 +16,8 @@ pub enum Mode {
     Broadcast,
     /// Message `i` goes to user `u{i % conns}` only.
     Unicast,
+    /// Broadcasts; clients disconnect, miss some, and resume with their cursor.
+    Resume,
 }
 
 impl Mode {
@@ -25,6 +27,7 @@ impl Mode {
             Mode::Idle => "idle",
             Mode::Broadcast => "broadcast",
             Mode::Unicast => "unicast",
+            Mode::Resume => "resume",
         }
     }
 }
@@ -41,7 +44,8 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The user index message `seq` is addressed to, or `None` for a broadcast.
+    /// The user index message `seq` is addressed to, or `None` for a broadcast
+    /// (resume publishes broadcasts too).
     pub fn recipient(&self, seq: u64) -> Option<u64> {
         match self.mode {
             Mode::Unicast if self.conns > 0 => Some(seq % self.conns),
@@ -56,7 +60,7 @@ impl Plan {
         }
         match self.mode {
             Mode::Idle => false,
-            Mode::Broadcast => true,
+            Mode::Broadcast | Mode::Resume => true,
             Mode::Unicast => seq % self.conns == user,
         }
     }
@@ -68,7 +72,7 @@ impl Plan {
         }
         match self.mode {
             Mode::Idle => 0,
-            Mode::Broadcast => self.messages,
+            Mode::Broadcast | Mode::Resume => self.messages,
             Mode::Unicast => {
                 self.messages / self.conns + u64::from(user < self.messages % self.conns)
             }
@@ -79,7 +83,7 @@ impl Plan {
     pub fn expected_total(&self) -> u64 {
         match self.mode {
             Mode::Idle => 0,
-            Mode::Broadcast => self.conns * self.messages,
+            Mode::Broadcast | Mode::Resume => self.conns * self.messages,
             Mode::Unicast if self.conns > 0 => self.messages,
             Mode::Unicast => 0,
         }

@@ -13,7 +13,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::ipc::{ReadyInfo, WorkerEvent, WorkerReport, STOP};
+use crate::ipc::{DisconnectInfo, ReadyInfo, WorkerEvent, WorkerReport, STOP};
 use crate::plan::Plan;
 
 /// Clients per worker process used to pick the default process count.
@@ -57,6 +57,10 @@ pub struct PoolConfig {
     pub concurrency: usize,
     /// Pin every worker to this CPU.
     pub cpu: Option<usize>,
+    /// Resume: how many of the plan's messages are published before the disconnect.
+    pub warmup: u64,
+    /// Resume: disconnect by dropping TCP connections instead of close frames.
+    pub abrupt: bool,
 }
 
 /// What the parent knows about one worker.
@@ -64,6 +68,9 @@ pub struct PoolConfig {
 struct WorkerState {
     ready: Option<ReadyInfo>,
     complete: bool,
+    disconnected: Option<DisconnectInfo>,
+    resumed: Option<ReadyInfo>,
+    recovered: bool,
     report: Option<WorkerReport>,
     exited: bool,
 }
@@ -106,6 +113,8 @@ impl Pool {
                 .args(["--messages", &cfg.plan.messages.to_string()])
                 .args(["--src-addrs", &cfg.src_addrs.to_string()])
                 .args(["--concurrency", &per_worker_concurrency.to_string()])
+                .args(["--warmup", &cfg.warmup.to_string()])
+                .args(cfg.abrupt.then_some("--abrupt"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -146,7 +155,10 @@ impl Pool {
                 match ev {
                     WorkerEvent::Ready(r) => st.ready = Some(r),
                     WorkerEvent::Complete => st.complete = true,
-                    WorkerEvent::Report(r) => st.report = Some(r),
+                    WorkerEvent::Disconnected(d) => st.disconnected = Some(d),
+                    WorkerEvent::Resumed(r) => st.resumed = Some(r),
+                    WorkerEvent::Recovered => st.recovered = true,
+                    WorkerEvent::Report(r) => st.report = Some(*r),
                 }
                 true
             }
@@ -180,6 +192,75 @@ impl Pool {
     pub async fn wait_complete(&mut self, deadline: Instant) -> bool {
         while self.states.iter().any(|s| !s.complete) {
             if self.states.iter().any(|s| s.exited && !s.complete) || !self.pump(deadline).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Process ids of the workers still running, for CPU accounting.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(Child::id).collect()
+    }
+
+    /// Writes one command line to every worker.
+    pub async fn command(&mut self, line: &str) -> Result<()> {
+        for (i, stdin) in self.stdins.iter_mut().enumerate() {
+            let s = stdin
+                .as_mut()
+                .with_context(|| format!("worker {i} stdin"))?;
+            s.write_all(format!("{line}\n").as_bytes())
+                .await
+                .with_context(|| format!("writing to worker {i}"))?;
+            s.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Resume: waits until every worker closed its clients' connections.
+    pub async fn wait_disconnected(&mut self, timeout: Duration) -> Result<Vec<DisconnectInfo>> {
+        let deadline = Instant::now() + timeout;
+        while self.states.iter().any(|s| s.disconnected.is_none()) {
+            if self
+                .states
+                .iter()
+                .any(|s| s.exited && s.disconnected.is_none())
+            {
+                bail!("a worker exited before disconnecting its clients");
+            }
+            if !self.pump(deadline).await {
+                bail!("clients not disconnected after {timeout:?}");
+            }
+        }
+        Ok(self
+            .states
+            .iter()
+            .filter_map(|s| s.disconnected.clone())
+            .collect())
+    }
+
+    /// Resume: waits until every worker's reconnects settled.
+    pub async fn wait_resumed(&mut self, timeout: Duration) -> Result<Vec<ReadyInfo>> {
+        let deadline = Instant::now() + timeout;
+        while self.states.iter().any(|s| s.resumed.is_none()) {
+            if self.states.iter().any(|s| s.exited && s.resumed.is_none()) {
+                bail!("a worker exited before reconnecting its clients");
+            }
+            if !self.pump(deadline).await {
+                bail!("clients not reconnected after {timeout:?}");
+            }
+        }
+        Ok(self
+            .states
+            .iter()
+            .filter_map(|s| s.resumed.clone())
+            .collect())
+    }
+
+    /// Resume: waits until every reconnected client has every missed message; false on deadline.
+    pub async fn wait_recovered(&mut self, deadline: Instant) -> bool {
+        while self.states.iter().any(|s| !s.recovered) {
+            if self.states.iter().any(|s| s.exited && !s.recovered) || !self.pump(deadline).await {
                 return false;
             }
         }

@@ -3,6 +3,7 @@
 //! Each message carries `{"seq":i,"t":<unix µs at send>}` so that every
 //! receiving client can compute end-to-end latency and detect loss/duplicates.
 
+use std::ops::Range;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -56,8 +57,8 @@ struct PushAnswer {
     delivered: u64,
 }
 
-/// Sends `plan.messages` messages following `plan`'s routing.
-pub async fn publish(cfg: &PublishConfig, plan: &Plan) -> Result<PublishStats> {
+/// Sends messages `seqs` (usually `0..plan.messages`) following `plan`'s routing.
+pub async fn publish(cfg: &PublishConfig, plan: &Plan, seqs: Range<u64>) -> Result<PublishStats> {
     let mut conn = HttpConn::connect(cfg.api.addr, &cfg.api.authority)
         .await
         .context("publisher connect")?;
@@ -67,10 +68,11 @@ pub async fn publish(cfg: &PublishConfig, plan: &Plan) -> Result<PublishStats> {
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut stats = PublishStats::default();
     let mut rtt = LatencyHist::new();
-    for seq in 0..plan.messages {
+    let first = seqs.start;
+    for seq in seqs {
         ticker.tick().await;
         let t = unix_micros();
-        if seq == 0 {
+        if seq == first {
             stats.first_send_us = t;
         }
         stats.last_send_us = t;

@@ -72,9 +72,66 @@ pub struct RunResult {
     pub server_rss_after_bytes: Option<u64>,
     /// (RSS after - RSS before) / connected clients, bytes.
     pub rss_bytes_per_conn: Option<f64>,
+    /// User-mode part of `server_cpu_ms`.
+    pub server_cpu_user_ms: Option<f64>,
+    /// Kernel-mode part of `server_cpu_ms`.
+    pub server_cpu_sys_ms: Option<f64>,
+    /// Wall-clock length of the window the CPU figures cover, seconds.
+    pub window_secs: f64,
+    /// CPU used by the load generator (parent + worker processes) in the same window, ms.
+    pub generator_cpu_ms: Option<f64>,
+    /// Share of the machine's CPU time that was idle in the same window, percent.
+    pub machine_idle_pct: Option<f64>,
+    /// Messages the server held in channel histories at the end (`broker.history_messages`
+    /// of pushhub's `/v1/stats`; set by the suite).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_history_messages: Option<u64>,
+    /// Resume scenario results.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ResumeSummary>,
     /// First error seen (connect or publish).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
+}
+
+/// What the resume scenario measured (the reconnect phase unless said otherwise).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ResumeSummary {
+    /// Broadcasts published while every client was connected (seq `0..W`).
+    pub warmup: u64,
+    /// Broadcasts published while every client was disconnected (seq `W..W+M`).
+    pub missed: u64,
+    /// Every warm-up message reached every client before the disconnect.
+    pub warmup_complete: bool,
+    /// Connections the clients closed.
+    pub disconnected: u64,
+    /// Seconds from the disconnect command until the server's `/v1/stats` said
+    /// `connections: 0` (`None`: the server has no such endpoint, or never got there).
+    pub server_saw_disconnect_secs: Option<f64>,
+    /// Sum of `delivered` over the missed messages' publishes (should be 0: nobody online).
+    pub delivered_while_offline: u64,
+    /// Failed publishes of missed messages.
+    pub missed_publish_errors: u64,
+    /// Counters over all clients.
+    pub tally: crate::resume_tally::ResumeTally,
+    /// Seconds from the reconnect command until every reconnect settled.
+    pub reconnect_secs: f64,
+    /// Reconnect attempts beyond the first.
+    pub reconnect_retries: u64,
+    /// Every reconnected client had every missed message before the deadline.
+    pub complete: bool,
+    /// Seconds from the first reconnect attempt to the moment the last client had all
+    /// missed messages.
+    pub full_recovery_secs: Option<f64>,
+    /// Per-client recovery time: the client's first reconnect attempt (after waiting for
+    /// the connect concurrency gate) → its last missed message.
+    pub recovery: LatencySummary,
+    /// Server CPU over the reconnect phase, ms (user + system).
+    pub server_cpu_ms: Option<f64>,
+    /// Highest server RSS seen during the reconnect phase (sampled every 10 ms), bytes.
+    pub server_peak_rss_bytes: Option<u64>,
+    /// Server RSS just before the reconnect command, bytes.
+    pub server_rss_before_bytes: Option<u64>,
 }
 
 /// Bytes as MiB with one decimal.
@@ -124,20 +181,42 @@ impl RunResult {
                 self.malformed,
                 if self.complete { "" } else { " (INCOMPLETE: drain timeout)" }
             );
-            let _ = writeln!(
-                s,
-                "throughput: {:.0} deliveries/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-                self.deliveries_per_sec,
-                self.latency.p50_ms,
-                self.latency.p99_ms,
-                self.latency.max_ms
-            );
+            if self.resume.is_some() {
+                let _ = writeln!(
+                    s,
+                    "warm-up (live) latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                    self.latency.p50_ms, self.latency.p99_ms, self.latency.max_ms
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "throughput: {:.0} deliveries/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                    self.deliveries_per_sec,
+                    self.latency.p50_ms,
+                    self.latency.p99_ms,
+                    self.latency.max_ms
+                );
+            }
+        }
+        if let Some(r) = &self.resume {
+            resume_lines(&mut s, self, r);
         }
         if let (Some(cpu), Some(per_k)) = (self.server_cpu_ms, self.server_cpu_us_per_1k_deliveries)
         {
             let _ = writeln!(
                 s,
                 "server cpu: {cpu:.0} ms total, {per_k:.1} µs per 1,000 deliveries"
+            );
+        }
+        if let (Some(user), Some(sys)) = (self.server_cpu_user_ms, self.server_cpu_sys_ms) {
+            let _ = writeln!(
+                s,
+                "cpu window {:.2} s: server {user:.0} ms user + {sys:.0} ms system; generator {}; machine idle {}",
+                self.window_secs,
+                self.generator_cpu_ms
+                    .map_or_else(|| "?".to_string(), |g| format!("{g:.0} ms")),
+                self.machine_idle_pct
+                    .map_or_else(|| "?".to_string(), |i| format!("{i:.0} %")),
             );
         }
         if let (Some(before), Some(after)) =
@@ -166,6 +245,69 @@ impl RunResult {
     }
 }
 
+/// The resume block of [`RunResult::human`].
+fn resume_lines(s: &mut String, run: &RunResult, r: &ResumeSummary) {
+    let t = &r.tally;
+    let _ = writeln!(
+        s,
+        "disconnect: {} closed; server saw 0 connections after {}; {} missed msgs published ({} errors, server said delivered {})",
+        r.disconnected,
+        r.server_saw_disconnect_secs
+            .map_or_else(|| "?".to_string(), |x| format!("{x:.2} s")),
+        r.missed,
+        r.missed_publish_errors,
+        r.delivered_while_offline
+    );
+    let _ = writeln!(
+        s,
+        "reconnect: {} of {} reconnected ({} failed, {} retries) in {:.2} s; welcome recovered=true {}, false {}, missing {}; {} extra reconnects for replay parts (4005)",
+        t.reconnected,
+        t.clients,
+        t.reconnect_failed,
+        r.reconnect_retries,
+        r.reconnect_secs,
+        t.recovered_flag_true,
+        t.recovered_flag_false,
+        t.recovered_flag_missing,
+        t.replay_parts
+    );
+    let _ = writeln!(
+        s,
+        "recovered: {} of {} clients fully recovered; missed msgs {} of {} received, lost {}; whole run lost {}, duplicated {}, out of order {}, offset gaps {}, stale {}, epoch changes {}{}",
+        t.fully_recovered,
+        run.conns,
+        t.missed_received,
+        t.missed_expected,
+        t.missed_lost,
+        run.lost,
+        run.duplicated,
+        t.out_of_order,
+        t.offset_gaps,
+        t.offset_stale,
+        t.epoch_changes,
+        if r.complete { "" } else { " (INCOMPLETE: deadline)" }
+    );
+    let _ = writeln!(
+        s,
+        "time to full recovery: {}; per client p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        r.full_recovery_secs
+            .map_or_else(|| "-".to_string(), |x| format!("{x:.3} s")),
+        r.recovery.p50_ms,
+        r.recovery.p99_ms,
+        r.recovery.max_ms
+    );
+    if let Some(peak) = r.server_peak_rss_bytes {
+        let _ = writeln!(
+            s,
+            "reconnect phase server: cpu {}, peak rss {:.1} MiB (before {:.1} MiB)",
+            r.server_cpu_ms
+                .map_or_else(|| "?".to_string(), |c| format!("{c:.0} ms")),
+            mib(peak),
+            mib(r.server_rss_before_bytes.unwrap_or(0))
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +331,32 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&j).unwrap();
         assert_eq!(v["lost"], 3);
         assert!(v.get("server").is_none());
+        assert!(v.get("resume").is_none());
+    }
+
+    #[test]
+    fn resume_block() {
+        let r = RunResult {
+            scenario: "resume".into(),
+            conns: 10,
+            resume: Some(ResumeSummary {
+                missed: 10,
+                complete: true,
+                full_recovery_secs: Some(1.5),
+                tally: crate::resume_tally::ResumeTally {
+                    clients: 10,
+                    reconnected: 10,
+                    fully_recovered: 10,
+                    ..Default::default()
+                },
+                ..ResumeSummary::default()
+            }),
+            ..RunResult::default()
+        };
+        let h = r.human();
+        assert!(h.contains("10 of 10 clients fully recovered"), "{h}");
+        assert!(h.contains("time to full recovery: 1.500 s"), "{h}");
+        let v: serde_json::Value = serde_json::from_str(&r.json_line()).unwrap();
+        assert_eq!(v["resume"]["tally"]["fully_recovered"], 10);
     }
 }

@@ -1,20 +1,24 @@
-//! Running one load scenario (idle, broadcast, unicast) end to end.
+//! Running one load scenario (idle, broadcast, unicast, resume) end to end.
 //!
 //! Order of a run: sample the server, spawn workers and wait until every
 //! client is welcomed, then either settle (idle) or publish and wait for the
 //! deliveries to drain, sample the server again, stop the workers, aggregate.
+//! Resume adds a disconnect, an offline publish and a reconnect in between.
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use hyper::Method;
 use tokio::time::Instant;
 
 use crate::aggregate::{Aggregate, ConnectTotals};
+use crate::http::HttpConn;
+use crate::ipc::{DISCONNECT, RECONNECT};
 use crate::plan::{Mode, Plan};
 use crate::pool::{default_procs, Pool, PoolConfig};
-use crate::proc_stats::{self, ProcSample};
-use crate::publisher::{publish, PublishConfig};
-use crate::report::RunResult;
+use crate::proc_stats::{self, ProcSample, SystemSample};
+use crate::publisher::{publish, PublishConfig, PublishStats};
+use crate::report::{ResumeSummary, RunResult};
 use crate::target::ApiTarget;
 
 /// Where the server is and how to drive it; shared by all scenarios.
@@ -55,6 +59,31 @@ pub struct Traffic {
     pub drain: Duration,
 }
 
+/// Parameters of a resume run.
+#[derive(Clone, Copy, Debug)]
+pub struct ResumeParams {
+    /// Broadcasts published while connected, so cursors carry a real epoch and offset.
+    pub warmup: u64,
+    /// Broadcasts published while every client is disconnected (M).
+    pub missed: u64,
+    /// Publish rate of both batches, messages per second.
+    pub rate: f64,
+    /// How long to wait for the warm-up deliveries, and for the recovery once every
+    /// reconnect settled.
+    pub drain: Duration,
+    /// Extra wait after the recovery, to catch late duplicates.
+    pub grace: Duration,
+    /// Disconnect by dropping TCP connections instead of sending close frames.
+    pub abrupt: bool,
+}
+
+/// Worker settings that only some scenarios use.
+#[derive(Clone, Copy, Debug, Default)]
+struct WorkerOpts {
+    warmup: u64,
+    abrupt: bool,
+}
+
 /// Clients connected and the server state before any traffic.
 struct Connected {
     pool: Pool,
@@ -68,7 +97,7 @@ fn sample(pid: Option<u32>) -> Result<Option<ProcSample>> {
 }
 
 /// Spawns workers and waits for every client's welcome frame.
-async fn connect(cfg: &LoadConfig, plan: Plan) -> Result<Connected> {
+async fn connect(cfg: &LoadConfig, plan: Plan, opts: WorkerOpts) -> Result<Connected> {
     crate::limits::raise_nofile()?;
     let baseline = sample(cfg.pid)?;
     let procs = cfg
@@ -85,6 +114,8 @@ async fn connect(cfg: &LoadConfig, plan: Plan) -> Result<Connected> {
         src_addrs: cfg.src_addrs,
         concurrency: cfg.concurrency,
         cpu: cfg.worker_cpu,
+        warmup: opts.warmup,
+        abrupt: opts.abrupt,
     })?;
     let ready = pool.wait_ready(cfg.connect_timeout).await?;
     let totals = ConnectTotals::from_ready(&ready);
@@ -126,7 +157,7 @@ pub async fn run_idle(cfg: &LoadConfig, conns: u64, settle: Duration) -> Result<
         pool,
         mut result,
         baseline,
-    } = connect(cfg, plan).await?;
+    } = connect(cfg, plan, WorkerOpts::default()).await?;
     tokio::time::sleep(settle).await;
     let after = sample(cfg.pid)?;
     let reports = pool.finish(Duration::from_secs(30)).await?;
@@ -162,8 +193,8 @@ pub async fn run_traffic(
         mut pool,
         mut result,
         ..
-    } = connect(cfg, plan).await?;
-    let before = sample(cfg.pid)?;
+    } = connect(cfg, plan, WorkerOpts::default()).await?;
+    let window = Window::start(cfg.pid, &pool)?;
     let published = publish(
         &PublishConfig {
             api,
@@ -172,10 +203,11 @@ pub async fn run_traffic(
             token: cfg.token.clone(),
         },
         &plan,
+        0..plan.messages,
     )
     .await?;
     let complete = pool.wait_complete(Instant::now() + traffic.drain).await;
-    let after = sample(cfg.pid)?;
+    let after = window.finish(cfg.pid, &pool, &mut result)?;
     let reports = pool.finish(Duration::from_secs(30)).await?;
     let agg = Aggregate::from_reports(&reports)?;
 
@@ -204,14 +236,283 @@ pub async fn run_traffic(
     if result.first_error.is_none() {
         result.first_error = published.first_error;
     }
-    if let (Some(b), Some(a)) = (before, after) {
-        let cpu_us = a.cpu_micros.saturating_sub(b.cpu_micros) as f64;
-        result.server_cpu_ms = Some(cpu_us / 1000.0);
+    if let (Some(cpu_ms), Some(a)) = (result.server_cpu_ms, after) {
         if result.deliveries > 0 {
             result.server_cpu_us_per_1k_deliveries =
-                Some(cpu_us / result.deliveries as f64 * 1000.0);
+                Some(cpu_ms * 1000.0 / result.deliveries as f64 * 1000.0);
         }
         result.server_rss_after_bytes = Some(a.rss_bytes);
     }
     Ok(result)
+}
+
+/// Readings at the start of a measured window: server, generator, machine.
+struct Window {
+    started: Instant,
+    server: Option<ProcSample>,
+    generator_us: u64,
+    system: Option<SystemSample>,
+}
+
+/// CPU of this process and every worker process, µs (workers that are gone count 0).
+fn generator_cpu_us(pool: &Pool) -> u64 {
+    std::iter::once(std::process::id())
+        .chain(pool.pids())
+        .filter_map(proc_stats::cpu_micros)
+        .sum()
+}
+
+impl Window {
+    fn start(pid: Option<u32>, pool: &Pool) -> Result<Self> {
+        Ok(Self {
+            started: Instant::now(),
+            server: sample(pid)?,
+            generator_us: generator_cpu_us(pool),
+            system: proc_stats::system_sample(),
+        })
+    }
+
+    /// Fills the window's CPU fields of `result`; returns the closing server sample.
+    fn finish(
+        self,
+        pid: Option<u32>,
+        pool: &Pool,
+        result: &mut RunResult,
+    ) -> Result<Option<ProcSample>> {
+        let after = sample(pid)?;
+        result.window_secs = self.started.elapsed().as_secs_f64();
+        let gen = generator_cpu_us(pool).saturating_sub(self.generator_us);
+        result.generator_cpu_ms = Some(gen as f64 / 1000.0);
+        result.machine_idle_pct = self
+            .system
+            .zip(proc_stats::system_sample())
+            .and_then(|(b, a)| a.idle_pct_since(&b));
+        if let (Some(b), Some(a)) = (self.server, after) {
+            let ms = |a: u64, b: u64| a.saturating_sub(b) as f64 / 1000.0;
+            result.server_cpu_ms = Some(ms(a.cpu_micros, b.cpu_micros));
+            result.server_cpu_user_ms = Some(ms(a.user_micros, b.user_micros));
+            result.server_cpu_sys_ms = Some(ms(a.sys_micros, b.sys_micros));
+        }
+        Ok(after)
+    }
+}
+
+/// Samples `pid`'s RSS every 10 ms until stopped; yields the highest value seen.
+struct RssPeak {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Option<u64>>,
+}
+
+impl RssPeak {
+    fn start(pid: Option<u32>) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let pid = pid?;
+            let mut peak = proc_stats::rss_bytes(pid).ok();
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped.changed() => break,
+                }
+                if let Ok(rss) = proc_stats::rss_bytes(pid) {
+                    peak = peak.max(Some(rss));
+                }
+            }
+            if let Ok(rss) = proc_stats::rss_bytes(pid) {
+                peak = peak.max(Some(rss));
+            }
+            peak
+        });
+        Self { stop, task }
+    }
+
+    async fn finish(self) -> Option<u64> {
+        let _ = self.stop.send(true);
+        self.task.await.ok().flatten()
+    }
+}
+
+/// The server's `GET /v1/stats` answer (pushhub only; the relay has no such endpoint).
+pub async fn server_stats(api_url: &str, token: Option<&str>) -> Result<serde_json::Value> {
+    let api = ApiTarget::resolve(api_url).await?;
+    let mut conn = HttpConn::connect(api.addr, &api.authority).await?;
+    let (status, body) = conn
+        .request(Method::GET, &api.path("/v1/stats"), None, token)
+        .await?;
+    if !status.is_success() {
+        anyhow::bail!("GET /v1/stats answered {status}");
+    }
+    serde_json::from_slice(&body).context("/v1/stats JSON")
+}
+
+/// `connections` from the server's `GET /v1/stats`.
+async fn stats_connections(
+    conn: &mut HttpConn,
+    api: &ApiTarget,
+    token: Option<&str>,
+) -> Result<u64> {
+    let (status, body) = conn
+        .request(Method::GET, &api.path("/v1/stats"), None, token)
+        .await?;
+    if !status.is_success() {
+        anyhow::bail!("GET /v1/stats answered {status}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).context("/v1/stats JSON")?;
+    v.get("connections")
+        .and_then(serde_json::Value::as_u64)
+        .context("/v1/stats without a number `connections`")
+}
+
+/// Polls `/v1/stats` every 20 ms until `connections` is 0; the seconds since
+/// `since`, or `None` if the endpoint is missing or the count stays above 0 for `limit`.
+async fn wait_server_idle(
+    api: &ApiTarget,
+    token: Option<&str>,
+    since: Instant,
+    limit: Duration,
+) -> Option<f64> {
+    let deadline = Instant::now() + limit;
+    let mut conn = HttpConn::connect(api.addr, &api.authority).await.ok()?;
+    loop {
+        match stats_connections(&mut conn, api, token).await {
+            Ok(0) => return Some(since.elapsed().as_secs_f64()),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("resume: cannot read /v1/stats ({e:#}); not waiting for the server");
+                return None;
+            }
+        }
+        if Instant::now() > deadline {
+            eprintln!("resume: server still reports connections after {limit:?}");
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Resume: connect, warm up, disconnect everyone, publish M broadcasts while nobody
+/// is online, reconnect everyone with its cursor, check every client got exactly the
+/// M missed messages, and time the recovery.
+pub async fn run_resume(cfg: &LoadConfig, conns: u64, p: ResumeParams) -> Result<RunResult> {
+    let plan = Plan {
+        mode: Mode::Resume,
+        conns,
+        messages: p.warmup + p.missed,
+    };
+    let api = ApiTarget::resolve(&cfg.api_url).await?;
+    let opts = WorkerOpts {
+        warmup: p.warmup,
+        abrupt: p.abrupt,
+    };
+    let Connected {
+        mut pool,
+        mut result,
+        ..
+    } = connect(cfg, plan, opts).await?;
+    let publish_cfg = PublishConfig {
+        api: api.clone(),
+        app: cfg.app.clone(),
+        rate: p.rate,
+        token: cfg.token.clone(),
+    };
+
+    // Warm-up: live broadcasts, so every cursor names a real epoch and offset.
+    let warm = publish(&publish_cfg, &plan, 0..p.warmup).await?;
+    let warmup_complete = pool.wait_complete(Instant::now() + p.drain).await;
+
+    // Everybody leaves; wait until the server has seen every connection go.
+    let disconnect_at = Instant::now();
+    pool.command(DISCONNECT).await?;
+    let closed: u64 = pool
+        .wait_disconnected(Duration::from_secs(60))
+        .await?
+        .iter()
+        .map(|d| d.closed)
+        .sum();
+    let server_saw_disconnect_secs = wait_server_idle(
+        &api,
+        cfg.token.as_deref(),
+        disconnect_at,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // The messages everybody misses.
+    let missed = publish(&publish_cfg, &plan, p.warmup..plan.messages).await?;
+
+    // Everybody comes back at once.
+    let rss_before = sample(cfg.pid)?.map(|s| s.rss_bytes);
+    let window = Window::start(cfg.pid, &pool)?;
+    let peak = RssPeak::start(cfg.pid);
+    let reconnect_at = Instant::now();
+    pool.command(RECONNECT).await?;
+    let resumed = pool
+        .wait_resumed(cfg.connect_timeout)
+        .await
+        .context("reconnect phase")?;
+    let reconnect_secs = reconnect_at.elapsed().as_secs_f64();
+    let complete = pool.wait_recovered(Instant::now() + p.drain).await;
+    tokio::time::sleep(p.grace).await;
+    let after = window.finish(cfg.pid, &pool, &mut result)?;
+    let server_peak_rss_bytes = peak.finish().await;
+    let reports = pool.finish(Duration::from_secs(30)).await?;
+    let agg = Aggregate::from_reports(&reports)?;
+
+    fill_publish(&mut result, &[&warm, &missed], p.rate);
+    result.complete = warmup_complete && complete;
+    result.deliveries = agg.tally.received;
+    result.lost = agg.tally.lost;
+    result.duplicated = agg.tally.duplicated;
+    result.unexpected = agg.tally.unexpected;
+    result.disconnects = agg.disconnects;
+    result.malformed = agg.malformed;
+    result.latency = agg.hist.summary();
+    result.server_rss_after_bytes = after.map(|a| a.rss_bytes);
+    let res = agg.resume.unwrap_or_default();
+    let full_recovery_secs = match (res.first_attempt_us, res.last_recovered_us) {
+        (Some(first), Some(last)) if complete => Some(last.saturating_sub(first) as f64 / 1e6),
+        _ => None,
+    };
+    result.resume = Some(ResumeSummary {
+        warmup: p.warmup,
+        missed: p.missed,
+        warmup_complete,
+        disconnected: closed,
+        server_saw_disconnect_secs,
+        delivered_while_offline: missed.server_delivered,
+        missed_publish_errors: missed.errors,
+        tally: res.tally,
+        reconnect_secs,
+        reconnect_retries: resumed.iter().map(|r| r.retries).sum(),
+        complete,
+        full_recovery_secs,
+        recovery: res.recovery.summary(),
+        server_cpu_ms: result.server_cpu_ms,
+        server_peak_rss_bytes,
+        server_rss_before_bytes: rss_before,
+    });
+    if result.first_error.is_none() {
+        result.first_error = resumed
+            .iter()
+            .find_map(|r| r.first_error.clone())
+            .or(warm.first_error)
+            .or(missed.first_error);
+    }
+    Ok(result)
+}
+
+/// Publish totals over several batches.
+fn fill_publish(result: &mut RunResult, batches: &[&PublishStats], rate: f64) {
+    result.rate = rate;
+    result.publish_errors = batches.iter().map(|b| b.errors).sum();
+    result.server_reported_delivered = batches.iter().map(|b| b.server_delivered).sum();
+    result.publish_secs = batches
+        .iter()
+        .map(|b| b.last_send_us.saturating_sub(b.first_send_us) as f64 / 1e6)
+        .sum();
+    result.publish_p50_ms = batches
+        .iter()
+        .map(|b| b.request_latency.p50_ms)
+        .fold(0.0, f64::max);
 }

@@ -33,10 +33,18 @@ impl WsTarget {
 
     /// The URL a client of `app`/`user` connects to.
     pub fn client_url(&self, app: &str, user: &str) -> String {
-        let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("app", app)
-            .append_pair("user", user)
-            .finish();
+        self.resume_url(app, user, None)
+    }
+
+    /// The URL a client of `app`/`user` connects to, resuming from `since` (a cursor,
+    /// URL-encoded here) when given.
+    pub fn resume_url(&self, app: &str, user: &str, since: Option<&str>) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("app", app).append_pair("user", user);
+        if let Some(since) = since {
+            query.append_pair("since", since);
+        }
+        let query = query.finish();
         let sep = if self.url.contains('?') { '&' } else { '?' };
         format!("{}{sep}{query}", self.url)
     }
@@ -114,6 +122,23 @@ mod tests {
             .await
             .unwrap();
         assert!(t.client_url("a", "b").ends_with("?token=x&app=a&user=b"));
+    }
+
+    #[tokio::test]
+    async fn since_is_url_encoded() {
+        let t = WsTarget::resolve("ws://127.0.0.1:8081/v1/ws")
+            .await
+            .unwrap();
+        let url = t.resume_url("demo", "u1", Some("demo:all@k0x:7,demo:user:u1@:0"));
+        assert_eq!(
+            url,
+            "ws://127.0.0.1:8081/v1/ws?app=demo&user=u1&since=demo%3Aall%40k0x%3A7%2Cdemo%3Auser%3Au1%40%3A0"
+        );
+        let back: Vec<(String, String)> =
+            form_urlencoded::parse(url.split_once('?').unwrap().1.as_bytes())
+                .into_owned()
+                .collect();
+        assert_eq!(back[2].1, "demo:all@k0x:7,demo:user:u1@:0");
     }
 
     #[tokio::test]

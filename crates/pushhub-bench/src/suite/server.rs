@@ -55,12 +55,14 @@ fn free_ports() -> Result<(u16, u16)> {
     Ok((a.local_addr()?.port(), b.local_addr()?.port()))
 }
 
-/// Starts `kind` with logs in `log_dir/<tag>.log` (pinned to `cpu` if given) and waits for `/healthz`.
+/// Starts `kind` with logs in `log_dir/<tag>.log` (pinned to `cpu` if given, with the
+/// environment changes `env`: `Some` sets, `None` removes) and waits for `/healthz`.
 pub async fn start(
     kind: &ServerKind,
     log_dir: &Path,
     tag: &str,
     cpu: Option<usize>,
+    env: &[(&str, Option<&str>)],
 ) -> Result<RunningServer> {
     let (ws_port, api_port) = free_ports()?;
     let listen = format!("127.0.0.1:{ws_port}");
@@ -86,6 +88,12 @@ pub async fn start(
     };
     if let Some(cpu) = cpu {
         crate::affinity::pin_command(&mut cmd, cpu);
+    }
+    for (key, value) in env {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
     }
     let child = cmd
         .stdin(Stdio::null())

@@ -57,6 +57,18 @@ pub struct Connected {
     pub ws: WsStream,
     /// Attempts used (1 = no retry).
     pub attempts: u32,
+    /// What the welcome frame said about resuming.
+    pub welcome: WelcomeInfo,
+}
+
+/// The resume-related fields of a welcome frame (absent on servers without history,
+/// such as the relay).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WelcomeInfo {
+    /// Where the client stands at the greeting (`CHANNEL@EPOCH:OFFSET,...`).
+    pub cursor: Option<String>,
+    /// False when a resume was asked for and the history could not cover the gap.
+    pub recovered: Option<bool>,
 }
 
 /// Connects `url` through `target`, retrying transient failures.
@@ -70,10 +82,11 @@ pub async fn connect_client(
     let mut last = anyhow!("no attempt made");
     for attempt in 1..=policy.attempts.max(1) {
         match tokio::time::timeout(policy.attempt_timeout, connect_once(target, url, src)).await {
-            Ok(Ok(ws)) => {
+            Ok(Ok((ws, welcome))) => {
                 return Ok(Connected {
                     ws,
                     attempts: attempt,
+                    welcome,
                 })
             }
             Ok(Err(e)) if !is_transient(&e) => return Err(e),
@@ -88,7 +101,11 @@ pub async fn connect_client(
 }
 
 /// One attempt: bind, connect, upgrade, read the welcome frame.
-async fn connect_once(target: &WsTarget, url: &str, src: Option<Ipv4Addr>) -> Result<WsStream> {
+async fn connect_once(
+    target: &WsTarget,
+    url: &str,
+    src: Option<Ipv4Addr>,
+) -> Result<(WsStream, WelcomeInfo)> {
     let socket = if target.addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -106,8 +123,8 @@ async fn connect_once(target: &WsTarget, url: &str, src: Option<Ipv4Addr>) -> Re
     let config = WebSocketConfig::default().read_buffer_size(4096);
     let (mut ws, _response) =
         tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
-    wait_welcome(&mut ws).await?;
-    Ok(ws)
+    let welcome = wait_welcome(&mut ws).await?;
+    Ok((ws, welcome))
 }
 
 /// Sets `IP_BIND_ADDRESS_NO_PORT`: `bind(ip:0)` then only fixes the address and
@@ -139,10 +156,14 @@ fn defer_port_choice(socket: &TcpSocket) -> std::io::Result<()> {
 struct Welcome<'a> {
     #[serde(rename = "type", borrow)]
     kind: &'a str,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    recovered: Option<bool>,
 }
 
 /// Reads frames until the first text frame, which must be `{"type":"welcome",...}`.
-async fn wait_welcome(ws: &mut WsStream) -> Result<()> {
+async fn wait_welcome(ws: &mut WsStream) -> Result<WelcomeInfo> {
     loop {
         let msg = ws
             .next()
@@ -155,7 +176,10 @@ async fn wait_welcome(ws: &mut WsStream) -> Result<()> {
                 if w.kind != "welcome" {
                     bail!(WelcomeError(format!("first frame has type {:?}", w.kind)));
                 }
-                return Ok(());
+                return Ok(WelcomeInfo {
+                    cursor: w.cursor,
+                    recovered: w.recovered,
+                });
             }
             Message::Close(_) => return Err(tungstenite::Error::ConnectionClosed.into()),
             _ => {}
@@ -206,6 +230,20 @@ mod tests {
         assert_eq!(source_addr(0, 8), Some(Ipv4Addr::new(127, 0, 0, 2)));
         assert_eq!(source_addr(7, 8), Some(Ipv4Addr::new(127, 0, 0, 9)));
         assert_eq!(source_addr(8, 8), Some(Ipv4Addr::new(127, 0, 0, 2)));
+    }
+
+    #[test]
+    fn welcome_fields_are_optional() {
+        let w: Welcome = serde_json::from_str(
+            r#"{"type":"welcome","conn":"4","recovered":true,"cursor":"demo:all@k0:3,demo:user:u1@:0","channels":[{"ch":"demo:all","epoch":"k0","off":3,"recovered":true}]}"#,
+        )
+        .unwrap();
+        assert_eq!(w.cursor.as_deref(), Some("demo:all@k0:3,demo:user:u1@:0"));
+        assert_eq!(w.recovered, Some(true));
+        let relay: Welcome =
+            serde_json::from_str(r#"{"type":"welcome","conn":"1","app":"demo","user":"u1"}"#)
+                .unwrap();
+        assert_eq!((relay.cursor, relay.recovered), (None, None));
     }
 
     #[test]

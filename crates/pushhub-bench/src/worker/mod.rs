@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod connect;
+pub mod resume;
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
@@ -56,11 +57,20 @@ pub struct WorkerArgs {
     /// Connection attempts in flight at once in this worker.
     #[arg(long, default_value_t = 200)]
     pub concurrency: usize,
+    /// Resume: how many of `messages` (the first ones) are published while connected.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// Resume: drop the TCP connection instead of sending a close frame.
+    #[arg(long)]
+    pub abrupt: bool,
 }
 
 /// Runs a worker until the parent says stop (or closes stdin).
 pub async fn run(args: WorkerArgs) -> Result<()> {
     crate::limits::raise_nofile()?;
+    if args.mode == Mode::Resume {
+        return resume::run(args).await;
+    }
     let started = Instant::now();
     let target = Arc::new(WsTarget::resolve(&args.ws_url).await?);
     let plan = Plan {
@@ -132,7 +142,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
 
     let _ = stop_tx.send(true);
     let report = final_report(&mut tasks, &shared).await?;
-    emit(&WorkerEvent::Report(report))?;
+    emit(&WorkerEvent::Report(Box::new(report)))?;
     Ok(())
 }
 
@@ -199,11 +209,12 @@ async fn final_report(
         last_delivery_us: (last != 0).then_some(last),
         disconnects,
         malformed: shared.malformed.load(Ordering::Acquire),
+        resume: None,
     })
 }
 
 /// Writes one event line to stdout, flushed so the parent sees it immediately.
-fn emit(event: &WorkerEvent) -> Result<()> {
+pub(crate) fn emit(event: &WorkerEvent) -> Result<()> {
     let line = serde_json::to_string(event)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;
