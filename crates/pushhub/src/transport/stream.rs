@@ -205,7 +205,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin, W: Wire> Conn<'_, S, W> {
         if let Some(reason) = self.outbox.drain(&mut self.batch) {
             return Err(reason);
         }
+        // The write first: it usually completes at once, and then the overflow watch is
+        // never registered.
         let written = tokio::select! {
+            biased;
             written = timeout(self.settings.write_timeout, write_all_vectored(self.stream, &mut self.batch)) => written,
             _ = self.outbox.overflowed() => return Err(Disconnect::SLOW_CONSUMER),
         };
