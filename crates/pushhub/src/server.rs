@@ -66,6 +66,7 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         hub: hub.clone(),
         max_body_bytes: config.limits.max_body_bytes,
         started: Instant::now(),
+        keys: Arc::new(crate::api::auth::ApiKeys::new(&config.apps)),
     });
     let routers = match listeners.api {
         Some(api_listener) => vec![

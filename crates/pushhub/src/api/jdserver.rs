@@ -46,8 +46,10 @@ pub async fn push(
     State(state): State<ApiState>,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
+    let headers = request.headers().clone();
     let params = request_params(state.max_body_bytes, request).await?;
     let app = text_param(&params, "app")?;
+    state.keys.check(&headers, &app)?;
     let user = text_param(&params, "user")?;
     let msg = params
         .get("msg")
@@ -66,8 +68,10 @@ pub async fn get_users(
     State(state): State<ApiState>,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
+    let headers = request.headers().clone();
     let params = request_params(state.max_body_bytes, request).await?;
     let app = text_param(&params, "app")?;
+    state.keys.check(&headers, &app)?;
     let users = state.hub.users(&app).await?;
     Ok(Json(Value::Array(
         users

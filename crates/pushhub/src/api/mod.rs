@@ -4,10 +4,12 @@
 //! [`native`], the jdserver-compatible ones in [`jdserver`]. Every error is an
 //! [`ApiError`](crate::http_error::ApiError).
 
+pub mod auth;
 pub mod jdserver;
 pub mod native;
 pub mod params;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -27,6 +29,8 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// When the server started, for `uptime_secs`.
     pub started: Instant,
+    /// Which key may act for which app.
+    pub keys: Arc<auth::ApiKeys>,
 }
 
 /// The API listener's routes.

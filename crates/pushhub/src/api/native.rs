@@ -2,6 +2,7 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
+use axum::http::HeaderMap;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -76,7 +77,8 @@ pub async fn push(
     State(state): State<ApiState>,
     request: Request,
 ) -> Result<Json<PushResponse>, ApiError> {
-    let body = read_body(request.into_body(), state.max_body_bytes).await?;
+    let (parts, body) = request.into_parts();
+    let body = read_body(body, state.max_body_bytes).await?;
     let push: PushRequest = serde_json::from_slice(&body).map_err(|error| {
         if error.is_syntax() || error.is_eof() {
             ApiError::bad_request("bad_json", format!("body is not valid JSON: {error}"))
@@ -84,6 +86,7 @@ pub async fn push(
             ApiError::bad_request("invalid_request", format!("invalid push request: {error}"))
         }
     })?;
+    state.keys.check(&parts.headers, &push.app)?;
     let targets = target::parse(&push.to)?;
     let data = push.data.unwrap_or_else(|| RawValue::NULL.to_owned());
     let receipt = state
@@ -97,8 +100,10 @@ pub async fn push(
 pub async fn users(
     State(state): State<ApiState>,
     app: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Path(app) = app.map_err(|e| ApiError::bad_request("invalid_app", e.body_text()))?;
+    state.keys.check(&headers, &app)?;
     let users = state.hub.users(&app).await?;
     let connections: usize = users.iter().map(|(_, c)| c).sum();
     let list: Vec<_> = users
@@ -114,7 +119,11 @@ pub async fn users(
 }
 
 /// `GET /v1/stats`: server counters.
-pub async fn stats(State(state): State<ApiState>) -> Json<serde_json::Value> {
+pub async fn stats(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.keys.check_any(&headers)?;
     let (broker, presence) = state.hub.engine_kinds();
     let mut body = serde_json::to_value(state.hub.stats().snapshot()).unwrap_or_else(|_| json!({}));
     if let Some(object) = body.as_object_mut() {
@@ -128,7 +137,7 @@ pub async fn stats(State(state): State<ApiState>) -> Json<serde_json::Value> {
         );
         object.insert("broker".into(), json!(state.hub.broker_stats()));
     }
-    Json(body)
+    Ok(Json(body))
 }
 
 /// `GET /healthz`: the process is up and serving.

@@ -97,6 +97,11 @@ pub struct RawApp {
     /// Overrides `limits.max_frame_bytes`.
     #[serde(default)]
     pub max_frame_bytes: Option<usize>,
+    /// Keys a backend presents as `Authorization: Bearer KEY` to use the API for this app.
+    /// Several may be valid at once, so keys rotate without downtime. An app without keys
+    /// is reachable only while the API listens on loopback.
+    #[serde(default)]
+    pub api_keys: Vec<String>,
     /// Overrides the server's `history_size`.
     #[serde(default)]
     pub history_size: Option<usize>,
@@ -283,6 +288,9 @@ impl Config {
 /// Bytes a message's frame may add to its pushed data (frame header, channel, ids).
 const FRAME_OVERHEAD: usize = 4096;
 
+/// Shortest API key accepted: long enough that guessing is hopeless.
+const MIN_API_KEY_BYTES: usize = 16;
+
 /// The demo app of the embedded default.
 pub const DEMO_APP: &str = "demo";
 
@@ -325,12 +333,53 @@ fn validate(
             );
         }
     }
+    let dynamic = raw.dynamic_apps.unwrap_or(embedded);
     if let Some(api) = api_listen {
-        if !api.ip().is_loopback() {
-            error(
-                &["api_listen"],
-                format!("{api} is not a loopback address: the API has no keys configured, so it may only listen on 127.0.0.1 or ::1"),
-            );
+        let exposed = if listen == Some(api) && api.port() != 0 {
+            Some("the API shares the client listener")
+        } else if !api.ip().is_loopback() {
+            Some("the API listens beyond loopback")
+        } else {
+            None
+        };
+        if let Some(why) = exposed {
+            if dynamic {
+                error(
+                    &["dynamic_apps"],
+                    format!("{why} ({api}), so every app needs API keys, and apps created on first use have none: set dynamic_apps = false"),
+                );
+            }
+            if embedded && !raw.apps.contains_key(DEMO_APP) {
+                error(
+                    &["api_listen"],
+                    format!("{why} ({api}), so every app needs API keys: the embedded app \"demo\" has none; use a config file with [apps.NAME] api_keys"),
+                );
+            }
+            for (name, app) in &raw.apps {
+                if app.api_keys.is_empty() {
+                    error(
+                        &["apps", name, "api_keys"],
+                        format!("{why} ({api}), so this app needs at least one API key"),
+                    );
+                }
+            }
+        }
+    }
+    let mut seen_keys = std::collections::HashMap::new();
+    for (name, app) in &raw.apps {
+        for key in &app.api_keys {
+            if key.len() < MIN_API_KEY_BYTES {
+                error(
+                    &["apps", name, "api_keys"],
+                    format!("an API key must be at least {MIN_API_KEY_BYTES} characters"),
+                );
+            }
+            if let Some(other) = seen_keys.insert(key.as_str(), name.as_str()) {
+                error(
+                    &["apps", name, "api_keys"],
+                    format!("this key is also a key of app {other:?}: a key names exactly one app"),
+                );
+            }
         }
     }
     check_liveness(&mut error, &[], raw.heartbeat, raw.idle_timeout);
@@ -386,6 +435,9 @@ fn validate(
             size: app.and_then(|a| a.history_size).unwrap_or(raw.history_size),
             ttl: Duration::from_secs(app.and_then(|a| a.history_ttl).unwrap_or(raw.history_ttl)),
         },
+        api_keys: app
+            .map(|a| a.api_keys.iter().map(|k| Arc::from(k.as_str())).collect())
+            .unwrap_or_default(),
     };
     let mut apps = Vec::new();
     for (name, app) in &raw.apps {
@@ -413,7 +465,6 @@ fn validate(
     if embedded && !raw.apps.contains_key(DEMO_APP) {
         apps.push(settings(DEMO_APP, None));
     }
-    let dynamic = raw.dynamic_apps.unwrap_or(embedded);
     if apps.is_empty() && !dynamic {
         error(
             &["apps"],
@@ -692,10 +743,38 @@ mod tests {
     }
 
     #[test]
-    fn api_must_stay_on_loopback_without_keys() {
-        let errors = load_text("api_listen = \"0.0.0.0:8082\"\n", &[])
-            .unwrap_err()
-            .0;
-        assert_eq!(errors[0].key, "api_listen");
+    fn an_exposed_api_needs_keys_for_every_app() {
+        let errors = load_text(
+            "api_listen = \"0.0.0.0:8082\"\n[apps.wms]\nauth = \"none\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errors[0].key, "apps.wms.api_keys");
+        let keyed = "api_listen = \"0.0.0.0:8082\"\n[apps.wms]\nauth = \"none\"\napi_keys = [\"0123456789abcdef\"]\n";
+        assert!(load_text(keyed, &[]).is_ok());
+        let errors = Config::load(
+            None,
+            vec![("PUSHHUB_API_LISTEN".into(), "0.0.0.0:8082".into())],
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["dynamic_apps", "api_listen"]);
+        let single_port = "listen = \"127.0.0.1:9000\"\napi_listen = \"127.0.0.1:9000\"\n[apps.wms]\nauth = \"none\"\n";
+        assert_eq!(
+            load_text(single_port, &[]).unwrap_err().0[0].key,
+            "apps.wms.api_keys"
+        );
+    }
+
+    #[test]
+    fn api_keys_are_long_and_name_one_app() {
+        let text = "[apps.a]\nauth = \"none\"\napi_keys = [\"short\", \"0123456789abcdef\"]\n[apps.b]\nauth = \"none\"\napi_keys = [\"0123456789abcdef\"]\n";
+        let errors = load_text(text, &[]).unwrap_err().0;
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].message.contains("at least 16"));
+        assert!(errors[1].message.contains("also a key of app"));
     }
 }

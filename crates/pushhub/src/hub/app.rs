@@ -35,6 +35,8 @@ pub struct AppSettings {
     pub max_frame_bytes: usize,
     /// How much history each of the app's channels keeps, for resume.
     pub history: HistoryPolicy,
+    /// Keys that let a backend use the API for this app; empty: loopback only.
+    pub api_keys: Vec<Arc<str>>,
 }
 
 /// Most apps created on first use; a guard against a client inventing names without end.

@@ -28,7 +28,9 @@ fn check_config_reports_every_error_with_its_line() {
     let file = path.display().to_string();
     assert!(stderr.contains(&format!("{file}:1:1: listen:")), "{stderr}");
     assert!(
-        stderr.contains(&format!("{file}:2:1: api_listen:")),
+        stderr.contains(&format!(
+            "{file}:4:7: apps.wms.api_keys: the API listens beyond loopback"
+        )),
         "{stderr}"
     );
     assert!(

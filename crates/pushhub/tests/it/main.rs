@@ -1,5 +1,6 @@
 //! Integration tests: the real `pushhub` binary on port 0, real WebSocket and HTTP clients.
 
+mod api_keys;
 mod bad_input;
 mod config_cli;
 mod fanout;
