@@ -81,6 +81,16 @@ impl Disconnect {
         4502,
         "first frame must be {\"type\":\"connect\",\"app\":...,\"user\":...}",
     );
+    /// The client's token has expired: fetch a fresh one and reconnect.
+    pub const TOKEN_EXPIRED: Self =
+        Self::fixed(4006, "token expired: reconnect with a fresh token");
+    /// The app requires a token and the client sent none.
+    pub const MISSING_TOKEN: Self = Self::fixed(
+        4510,
+        "this app requires a token: pass token=JWT or send it in the first frame",
+    );
+    /// The client's token is malformed, wrongly signed, or for another app.
+    pub const INVALID_TOKEN: Self = Self::fixed(4511, "invalid token");
     /// A jdserver client sent `init` a second time.
     pub const ALREADY_INITIALIZED: Self =
         Self::fixed(4503, "init was already received on this connection");
@@ -107,6 +117,10 @@ impl Disconnect {
             4002 => "server_full",
             4003 => "engine_unavailable",
             4004 => "handshake_timeout",
+            4005 => "replay_continues",
+            4006 => "token_expired",
+            4510 => "missing_token",
+            4511 => "invalid_token",
             4500 => "bad_request",
             4501 => "unknown_app",
             4502 => "expected_handshake",

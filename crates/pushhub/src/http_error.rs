@@ -56,6 +56,9 @@ impl From<&Disconnect> for ApiError {
     fn from(reason: &Disconnect) -> Self {
         let (status, code) = match reason.code {
             c if c == Disconnect::UNKNOWN_APP.code => (StatusCode::NOT_FOUND, "unknown_app"),
+            c if c == Disconnect::MISSING_TOKEN.code => (StatusCode::UNAUTHORIZED, "missing_token"),
+            c if c == Disconnect::INVALID_TOKEN.code => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            c if c == Disconnect::TOKEN_EXPIRED.code => (StatusCode::UNAUTHORIZED, "token_expired"),
             c if c == Disconnect::SERVER_FULL.code => {
                 (StatusCode::SERVICE_UNAVAILABLE, "server_full")
             }

@@ -12,6 +12,7 @@
 //! - [`config`], [`server`]: configuration and running it all, with graceful shutdown.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod dialect;
 pub mod disconnect;

@@ -44,12 +44,100 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Print a client token (JWT, HS256) for development: a backend mints its own the
+    /// same way (see docs/security.md).
+    Token {
+        /// The app the token is for.
+        #[arg(long)]
+        app: String,
+        /// The user id (the token's `sub`).
+        #[arg(long)]
+        user: String,
+        /// How long it is valid: seconds, or with a unit: 90s, 30m, 12h, 7d.
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: u64,
+        /// Extra groups, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// The secret to sign with; default: the app's first `token_secrets` entry in
+        /// the configuration file.
+        #[arg(long)]
+        secret: Option<String>,
+        /// The configuration file to read the secret from.
+        #[arg(long, env = "PUSHHUB_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Seconds from `90`, `90s`, `30m`, `12h` or `7d`.
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: use seconds or a unit s, m, h, d")),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|s| *s > 0)
+        .ok_or_else(|| format!("{text:?} is not a positive duration"))
+}
+
+fn token(
+    app: &str,
+    user: &str,
+    ttl: u64,
+    groups: &[String],
+    secret: Option<String>,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
+    let secret = match (secret, config) {
+        (Some(secret), _) => secret,
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let raw: pushhub::config::RawConfig =
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            raw.apps
+                .get(app)
+                .and_then(|a| a.token_secrets.first().cloned())
+                .with_context(|| {
+                    format!("app {app:?} has no token_secrets in {}", path.display())
+                })?
+        }
+        (None, None) => anyhow::bail!("give --secret, or --config with the app's token_secrets"),
+    };
+    Ok(pushhub::auth::token::mint(&secret, app, user, groups, ttl)?)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
+        Command::Token {
+            app,
+            user,
+            ttl,
+            groups,
+            secret,
+            config,
+        } => match token(&app, &user, ttl, &groups, secret, config.as_deref()) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("pushhub token: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve {
             config,
             listen,

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::token::TokenKeys;
 use crate::engine::{EngineKind, HistoryPolicy};
 use crate::hub::{names, AppSettings, AuthMode, OutboxLimits};
 use crate::transport::tcp::Framing;
@@ -102,6 +103,13 @@ pub struct RawApp {
     /// is reachable only while the API listens on loopback.
     #[serde(default)]
     pub api_keys: Vec<String>,
+    /// HS256 secrets that sign this app's client tokens (`auth = "token"`), 32+ characters;
+    /// several at once for rotation.
+    #[serde(default)]
+    pub token_secrets: Vec<String>,
+    /// RS256/ES256 public keys (PEM text) that verify this app's client tokens.
+    #[serde(default)]
+    pub token_public_keys: Vec<String>,
     /// Overrides the server's `history_size`.
     #[serde(default)]
     pub history_size: Option<usize>,
@@ -288,6 +296,9 @@ impl Config {
 /// Bytes a message's frame may add to its pushed data (frame header, channel, ids).
 const FRAME_OVERHEAD: usize = 4096;
 
+/// Shortest HS256 token secret accepted (256 bits of text).
+const MIN_TOKEN_SECRET_BYTES: usize = 32;
+
 /// Shortest API key accepted: long enough that guessing is hopeless.
 const MIN_API_KEY_BYTES: usize = 16;
 
@@ -365,6 +376,30 @@ fn validate(
             }
         }
     }
+    for (name, app) in &raw.apps {
+        let key = ["apps", name.as_str(), "token_secrets"];
+        if app
+            .token_secrets
+            .iter()
+            .any(|s| s.len() < MIN_TOKEN_SECRET_BYTES)
+        {
+            error(
+                &key,
+                format!("a token secret must be at least {MIN_TOKEN_SECRET_BYTES} characters"),
+            );
+        }
+        if let Err(e) = TokenKeys::new(&[], &app.token_public_keys) {
+            error(&["apps", name, "token_public_keys"], e.to_string());
+        }
+        let has_keys = !app.token_secrets.is_empty() || !app.token_public_keys.is_empty();
+        if app.auth == AuthMode::Token && !has_keys {
+            error(
+                &key,
+                "auth = \"token\" needs token_secrets or token_public_keys to verify tokens with"
+                    .into(),
+            );
+        }
+    }
     let mut seen_keys = std::collections::HashMap::new();
     for (name, app) in &raw.apps {
         for key in &app.api_keys {
@@ -438,6 +473,10 @@ fn validate(
         api_keys: app
             .map(|a| a.api_keys.iter().map(|k| Arc::from(k.as_str())).collect())
             .unwrap_or_default(),
+        token_keys: Arc::new(
+            app.and_then(|a| TokenKeys::new(&a.token_secrets, &a.token_public_keys).ok())
+                .unwrap_or_default(),
+        ),
     };
     let mut apps = Vec::new();
     for (name, app) in &raw.apps {

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::Encode;
+use crate::auth::authenticate;
 use crate::disconnect::Disconnect;
 use crate::hub::{Cursor, Hub, Publication, Render, Session};
 use crate::transport::{ClientHandler, Link, Liveness};
@@ -61,6 +62,7 @@ pub struct JdClient {
 struct Given {
     app: String,
     user: String,
+    token: Option<String>,
     since: Option<Cursor>,
 }
 
@@ -85,10 +87,16 @@ impl JdClient {
         liveness: Liveness,
         app: String,
         user: String,
+        token: Option<String>,
         since: Option<Cursor>,
     ) -> Self {
         Self {
-            given: Some(Given { app, user, since }),
+            given: Some(Given {
+                app,
+                user,
+                token,
+                since,
+            }),
             ..Self::new(hub, renderer, liveness)
         }
     }
@@ -99,21 +107,42 @@ impl JdClient {
             .get("app")
             .and_then(Value::as_str)
             .ok_or_else(|| bad("\"app\" must be a string"))?;
-        let user = user_id(frame.get("user"))
-            .ok_or_else(|| bad("\"user\" must be a string or a number"))?;
-        self.attach(app, user, None, link).await
+        let user = match frame.get("user") {
+            None => None,
+            given => {
+                Some(user_id(given).ok_or_else(|| bad("\"user\" must be a string or a number"))?)
+            }
+        };
+        let token = match frame.get("token") {
+            None => None,
+            Some(Value::String(token)) => Some(token.clone()),
+            Some(_) => return Err(bad("\"token\" must be a string")),
+        };
+        self.attach(app, user, token, None, link).await
     }
 
+    /// Authenticate as the app's `auth` mode says (jdserver had none: `auth = "none"`
+    /// apps take the user id as given; token apps take it from `token`), then attach.
     async fn attach(
         &mut self,
         app: &str,
-        user: String,
+        user: Option<String>,
+        token: Option<String>,
         since: Option<Cursor>,
         link: &Link,
     ) -> Result<(), Disconnect> {
         let app = self.hub.app(app).map_err(|e| Disconnect::from(&e))?;
-        let session =
-            super::attach(&self.hub, link, &self.renderer, app, user, since, |_| {}).await?;
+        let identity = authenticate(&app, user, token.as_deref())?;
+        let session = super::attach(
+            &self.hub,
+            link,
+            &self.renderer,
+            app,
+            identity,
+            since,
+            |_| {},
+        )
+        .await?;
         self.session = Some(session);
         Ok(())
     }
@@ -123,7 +152,12 @@ impl JdClient {
 impl ClientHandler for JdClient {
     async fn on_open(&mut self, link: &Link) -> Result<(), Disconnect> {
         match self.given.take() {
-            Some(Given { app, user, since }) => self.attach(&app, user, since, link).await,
+            Some(Given {
+                app,
+                user,
+                token,
+                since,
+            }) => self.attach(&app, Some(user), token, since, link).await,
             None => Ok(()),
         }
     }

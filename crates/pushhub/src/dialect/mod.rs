@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::auth::Identity;
 use crate::disconnect::Disconnect;
 use crate::hub::{
     AppSettings, ConnInfo, ConnectRequest, Cursor, FormatId, Hub, Publication, Render, Session,
@@ -26,13 +27,14 @@ pub async fn attach(
     link: &Link,
     renderer: &Arc<dyn Render>,
     app: Arc<AppSettings>,
-    user: String,
+    identity: Identity,
     since: Option<Cursor>,
     greet: impl FnOnce(&ConnInfo),
 ) -> Result<Session, Disconnect> {
     let request = ConnectRequest {
         app,
-        user,
+        user: identity.user,
+        groups: identity.groups,
         outbox: link.outbox().clone(),
         renderer: renderer.clone(),
         since,

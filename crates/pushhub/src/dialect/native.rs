@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::Encode;
+use crate::auth::authenticate;
 use crate::disconnect::Disconnect;
-use crate::hub::{AppSettings, ConnInfo, Cursor, Hub, Publication, Render, Session};
+use crate::hub::{AppSettings, AuthMode, ConnInfo, Cursor, Hub, Publication, Render, Session};
 use crate::transport::{ClientHandler, Link, Liveness};
 
 /// Encodes publications as native `msg` frames.
@@ -71,7 +72,10 @@ enum ClientFrame {
 #[derive(Debug, Deserialize)]
 struct ConnectFrame {
     app: String,
-    user: String,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
     /// A cursor, as the WebSocket `since` query parameter.
     #[serde(default)]
     since: Option<String>,
@@ -180,16 +184,28 @@ pub fn closing_frame(reason: &Disconnect) -> Vec<u8> {
 struct FromRequest {
     app: Arc<AppSettings>,
     user: Option<String>,
+    token: Option<String>,
     since: Option<Cursor>,
 }
 
-/// One native client: attached at open with the app and user from the request, or on its
-/// `connect` frame where there is no request.
+/// The first frame of a client that authenticates in-band: `{"type":"auth","token":...}`.
+#[derive(Debug, Deserialize)]
+struct AuthFrame {
+    token: String,
+    #[serde(default)]
+    since: Option<String>,
+}
+
+/// One native client: attached at open with the app, user and token from the request; or
+/// on its first frame, where the request has no token for an app that needs one (`auth`)
+/// or there is no request at all (`connect`, raw TCP).
 pub struct NativeClient {
     hub: Hub,
     renderer: Arc<dyn Render>,
-    /// `None` for a client that names itself in a `connect` frame.
+    /// What the request said, until the connection opens.
     request: Option<FromRequest>,
+    /// An app whose client must still send its token in an `auth` frame.
+    awaiting_auth: Option<(Arc<AppSettings>, Option<Cursor>)>,
     /// The mechanics in force: the app's once it is known.
     liveness: Liveness,
     session: Option<Session>,
@@ -205,53 +221,73 @@ fn app_liveness(app: &AppSettings) -> Liveness {
     }
 }
 
+fn parse_since(since: Option<&str>) -> Result<Option<Cursor>, Disconnect> {
+    since
+        .map(Cursor::parse)
+        .transpose()
+        .map_err(|error| Disconnect::BAD_REQUEST.with_reason(error.to_string()))
+}
+
 impl NativeClient {
-    /// A client of `app` claiming to be `user` (trusted only for `auth = "none"` apps),
-    /// resuming from `since` if given.
+    /// A client of `app` that named `user` and `token` in its request (which of them counts
+    /// is the app's `auth` mode), resuming from `since` if given. `before_attach` applies
+    /// until it is attached; its handshake deadline bounds the wait for an `auth` frame.
     pub fn new(
         hub: Hub,
         app: Arc<AppSettings>,
         user: Option<String>,
+        token: Option<String>,
         since: Option<Cursor>,
         renderer: Arc<dyn Render>,
+        before_attach: Liveness,
     ) -> Self {
         Self {
             hub,
             renderer,
-            liveness: app_liveness(&app),
-            request: Some(FromRequest { app, user, since }),
+            liveness: before_attach,
+            request: Some(FromRequest {
+                app,
+                user,
+                token,
+                since,
+            }),
+            awaiting_auth: None,
             session: None,
         }
     }
 
-    /// A client that names its app and user in its first frame,
-    /// `{"type":"connect","app":...,"user":...,"since":...}`: for transports without a
-    /// request (raw TCP). `before_connect` applies until then; its handshake deadline is
-    /// when the frame must have arrived.
+    /// A client that names its app, user or token in its first frame,
+    /// `{"type":"connect","app":...,"user":...,"token":...,"since":...}`: for transports
+    /// without a request (raw TCP). `before_connect` applies until then; its handshake
+    /// deadline is when the frame must have arrived.
     pub fn awaiting_connect(hub: Hub, renderer: Arc<dyn Render>, before_connect: Liveness) -> Self {
         Self {
             hub,
             renderer,
             request: None,
+            awaiting_auth: None,
             liveness: before_connect,
             session: None,
         }
     }
 
-    /// Attach to the hub and queue the `welcome`; a refusal is the reason to close.
+    /// Authenticate, attach to the hub and queue the `welcome`; a refusal is the reason
+    /// to close.
     async fn attach(
         &mut self,
         app: Arc<AppSettings>,
-        user: String,
+        user: Option<String>,
+        token: Option<&str>,
         since: Option<Cursor>,
         link: &Link,
     ) -> Result<(), Disconnect> {
+        let identity = authenticate(&app, user, token)?;
         let session = super::attach(
             &self.hub,
             link,
             &self.renderer,
             app.clone(),
-            user,
+            identity,
             since,
             |info| {
                 link.send_text(&serde_json::to_vec(&Welcome::new(info)).unwrap_or_default());
@@ -263,42 +299,67 @@ impl NativeClient {
         Ok(())
     }
 
-    /// The first frame of a client awaiting `connect`: anything else closes it.
-    async fn on_connect_frame(&mut self, text: &str, link: &Link) -> Result<(), Disconnect> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|_| Disconnect::EXPECTED_CONNECT)?;
-        if value.get("type").and_then(|t| t.as_str()) != Some("connect") {
-            return Err(Disconnect::EXPECTED_CONNECT);
+    /// The first frame of a client not attached yet: `auth` when its app awaits a token,
+    /// `connect` when it came without a request; anything else closes it.
+    async fn on_first_frame(&mut self, text: &str, link: &Link) -> Result<(), Disconnect> {
+        let expected = if self.awaiting_auth.is_some() {
+            Disconnect::EXPECTED_CONNECT
+                .with_reason("first frame must be {\"type\":\"auth\",\"token\":...}")
+        } else {
+            Disconnect::EXPECTED_CONNECT
+        };
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|_| expected.clone())?;
+        let kind = value
+            .get("type")
+            .and_then(|t| t.as_str())
+            .map(str::to_owned);
+        let invalid = |error: serde_json::Error| {
+            Disconnect::BAD_REQUEST.with_reason(format!("invalid first frame: {error}"))
+        };
+        match (self.awaiting_auth.take(), kind.as_deref()) {
+            (Some((app, since)), Some("auth")) => {
+                let frame: AuthFrame = serde_json::from_value(value).map_err(invalid)?;
+                let since = match parse_since(frame.since.as_deref())? {
+                    Some(given) => Some(given),
+                    None => since,
+                };
+                self.attach(app, None, Some(&frame.token), since, link)
+                    .await
+            }
+            (None, Some("connect")) => {
+                let frame: ConnectFrame = serde_json::from_value(value).map_err(invalid)?;
+                let since = parse_since(frame.since.as_deref())?;
+                let app = self.hub.app(&frame.app).map_err(|e| Disconnect::from(&e))?;
+                self.attach(app, frame.user, frame.token.as_deref(), since, link)
+                    .await
+            }
+            _ => Err(expected),
         }
-        let frame: ConnectFrame = serde_json::from_value(value).map_err(|error| {
-            Disconnect::BAD_REQUEST.with_reason(format!("invalid connect frame: {error}"))
-        })?;
-        let since = frame
-            .since
-            .as_deref()
-            .map(Cursor::parse)
-            .transpose()
-            .map_err(|error| Disconnect::BAD_REQUEST.with_reason(error.to_string()))?;
-        let app = self.hub.app(&frame.app).map_err(|e| Disconnect::from(&e))?;
-        self.attach(app, frame.user, since, link).await
     }
 }
 
 #[async_trait]
 impl ClientHandler for NativeClient {
     async fn on_open(&mut self, link: &Link) -> Result<(), Disconnect> {
-        let Some(FromRequest { app, user, since }) = self.request.take() else {
+        let Some(request) = self.request.take() else {
             return Ok(());
         };
-        let user = user.ok_or_else(|| {
-            Disconnect::BAD_REQUEST.with_reason("missing user: connect with ?app=APP&user=USER")
-        })?;
-        self.attach(app, user, since, link).await
+        if request.app.auth == AuthMode::Token && request.token.is_none() {
+            self.awaiting_auth = Some((request.app, request.since));
+            return Ok(());
+        }
+        let FromRequest {
+            app,
+            user,
+            token,
+            since,
+        } = request;
+        self.attach(app, user, token.as_deref(), since, link).await
     }
 
     async fn on_text(&mut self, text: &str, link: &Link) -> Result<(), Disconnect> {
         if self.session.is_none() {
-            return self.on_connect_frame(text, link).await;
+            return self.on_first_frame(text, link).await;
         }
         let value: serde_json::Value = match serde_json::from_str(text) {
             Ok(value) => value,

@@ -130,7 +130,7 @@ pub async fn native_sse(
         return cors(ApiError::from(&reason).into_response());
     }
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let response = match native_client(&state, &query, last_event_id, &state.native_sse) {
+    let response = match native_client(&state, &query, last_event_id, &state.native_sse, false) {
         Ok(client) => {
             let stats = state.hub.stats().clone();
             sse::respond(client, state.new_outbox(), &state.ws.connections, stats).await
@@ -157,7 +157,7 @@ async fn native_poll_answer(
         return Err(ApiError::from(&reason));
     }
     let wait = wait(query.get("timeout").map(String::as_str))?;
-    let client = native_client(&state, &query, None, &state.native_raw)
+    let client = native_client(&state, &query, None, &state.native_raw, false)
         .map_err(|reason| ApiError::from(&reason))?;
     let polled = poll::poll(
         client,
@@ -230,6 +230,7 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
         state.defaults,
         app,
         user,
+        text_or_number(&params, "token"),
         since,
     );
     let polled = poll::poll(client, state.new_outbox(), &state.ws.connections, wait, 1)

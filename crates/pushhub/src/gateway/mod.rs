@@ -29,7 +29,7 @@ use crate::dialect::jdserver::JDSERVER;
 use crate::dialect::native::{NativeClient, NATIVE};
 use crate::dialect::Renderer;
 use crate::disconnect::Disconnect;
-use crate::hub::{AppSettings, Cursor, Hub, Outbox, OutboxLimits, Render};
+use crate::hub::{AppSettings, AuthMode, Cursor, Hub, Outbox, OutboxLimits, Render};
 use crate::transport::sse::SSE_FRAMER;
 use crate::transport::ws::{self, WsContext, WS_FRAMER};
 use crate::transport::{ClientHandler, Liveness, Refuse, RAW_FRAMER};
@@ -128,13 +128,16 @@ pub fn router(state: GatewayState) -> Router {
         .with_state(state)
 }
 
-/// A native client from the request's `app`, `user` and `since` (a `Last-Event-ID`, when
-/// the transport has one, stands in for `since`).
+/// A native client from the request's `app`, `user`, `token` and `since` (a
+/// `Last-Event-ID`, when the transport has one, stands in for `since`). A client that can
+/// send frames may bring its token in a first `auth` frame instead; one that cannot
+/// (SSE, long-poll) is refused at once without one.
 fn native_client(
     state: &GatewayState,
     query: &HashMap<String, String>,
     last_event_id: Option<&str>,
     renderer: &Arc<dyn Render>,
+    can_send_frames: bool,
 ) -> Result<NativeClient, Disconnect> {
     let app = query.get("app").ok_or_else(|| {
         Disconnect::BAD_REQUEST.with_reason("missing app: connect with ?app=APP&user=USER")
@@ -148,11 +151,19 @@ fn native_client(
         .hub
         .app(app)
         .map_err(|error| Disconnect::from(&error))?;
+    let token = query.get("token").cloned();
+    if app.auth == AuthMode::Token && token.is_none() && !can_send_frames {
+        return Err(
+            Disconnect::MISSING_TOKEN.with_reason("this app requires a token: pass token=JWT")
+        );
+    }
     Ok(NativeClient::new(
         state.hub.clone(),
         app,
         query.get("user").cloned(),
+        token,
         since,
         renderer.clone(),
+        state.before_handshake(),
     ))
 }

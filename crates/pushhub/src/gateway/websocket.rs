@@ -18,7 +18,7 @@ pub async fn native(
     if let Some(reason) = state.admission() {
         return state.upgrade(request, state.refuse(reason));
     }
-    match native_client(&state, &query, None, &state.native_ws) {
+    match native_client(&state, &query, None, &state.native_ws, true) {
         Ok(client) => state.upgrade(request, client),
         Err(reason) => state.upgrade(request, state.refuse(reason)),
     }

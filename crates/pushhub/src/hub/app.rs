@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{names, HubError};
+use crate::auth::token::TokenKeys;
 use crate::engine::HistoryPolicy;
 use crate::sync::lock;
 
@@ -18,10 +19,13 @@ pub enum AuthMode {
     /// migrating as they were. The server warns about it at start.
     #[default]
     None,
+    /// Clients present a JWT signed with one of the app's token secrets or keys; its `sub`
+    /// is the user id.
+    Token,
 }
 
 /// The policy of one app, resolved from configuration defaults and its own overrides.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AppSettings {
     /// The app's name, as it appears in channel names.
     pub name: Arc<str>,
@@ -37,6 +41,8 @@ pub struct AppSettings {
     pub history: HistoryPolicy,
     /// Keys that let a backend use the API for this app; empty: loopback only.
     pub api_keys: Vec<Arc<str>>,
+    /// Keys that verify the app's client tokens (`auth = "token"`).
+    pub token_keys: Arc<TokenKeys>,
 }
 
 /// Most apps created on first use; a guard against a client inventing names without end.

@@ -63,6 +63,8 @@ pub struct ConnectRequest {
     pub app: Arc<AppSettings>,
     /// Its user id (already authenticated by the dialect's auth step).
     pub user: String,
+    /// Groups granted by its credential, beyond those its user id implies.
+    pub groups: Vec<String>,
     /// Where fan-out queues its frames.
     pub outbox: Arc<Outbox>,
     /// Its wire format.
@@ -194,7 +196,14 @@ impl Hub {
             .join(&app.name, &request.user, id)
             .await?;
         let user: Arc<str> = request.user.into();
-        let channels = channel::channels_for(&app.name, &user);
+        let mut channels = channel::channels_for(&app.name, &user);
+        for group in &request.groups {
+            names::check_user(group)?;
+            let channel = channel::group(&app.name, group);
+            if !channels.contains(&channel) {
+                channels.push(channel);
+            }
+        }
         let home = Registry::home(&app.name, &user);
         let subscriber = Arc::new(Subscriber::new(id, request.outbox, request.renderer));
         self.inner.registry.subscribe(home, &channels, &subscriber);

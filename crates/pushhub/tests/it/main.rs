@@ -12,4 +12,5 @@ mod native_ws;
 mod resume;
 mod shutdown;
 mod tcp;
+mod tokens;
 mod util;

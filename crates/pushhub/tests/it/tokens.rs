@@ -1,0 +1,169 @@
+//! Client tokens: `auth = "token"` apps take the user id from a signed JWT, given in the
+//! URL or in a first `auth` frame; bad tokens are refused before the welcome.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::util::TestServer;
+
+const SECRET: &str = "secure-app-secret-0123456789abcdef";
+
+const CONFIG: &str = r#"
+[apps.secure]
+auth = "token"
+token_secrets = ["secure-app-secret-0123456789abcdef"]
+
+[apps.other]
+auth = "token"
+token_secrets = ["other-app-secret-0123456789abcdefg"]
+"#;
+
+/// A token minted by the real CLI, as a developer would.
+fn mint(app: &str, user: &str, secret: &str, extra: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_pushhub"))
+        .args([
+            "token", "--app", app, "--user", user, "--secret", secret, "--ttl", "10m",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+fn server() -> (TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.toml");
+    std::fs::write(&path, CONFIG).unwrap();
+    (
+        TestServer::start_with(&["--config", path.to_str().unwrap()], &[]),
+        dir,
+    )
+}
+
+#[tokio::test]
+async fn a_token_in_the_url_or_in_the_first_frame_names_the_user() {
+    let (server, _dir) = server();
+    let token = mint("secure", "42", SECRET, &["--groups", "vip"]);
+    let mut by_url = server.ws(&format!("/v1/ws?app=secure&token={token}")).await;
+    let welcome = by_url.json().await;
+    assert_eq!(
+        (welcome["type"].as_str(), welcome["user"].as_str()),
+        (Some("welcome"), Some("42"))
+    );
+    let channels: Vec<&str> = welcome["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["ch"].as_str().unwrap())
+        .collect();
+    assert!(channels.contains(&"secure:group:vip"), "{channels:?}");
+
+    let mut by_frame = server.ws("/v1/ws?app=secure").await;
+    by_frame
+        .send(&json!({"type": "auth", "token": mint("secure", "43", SECRET, &[])}).to_string())
+        .await;
+    assert_eq!(by_frame.json().await["user"], "43");
+
+    // The user claimed in the URL does not count: the token's `sub` does.
+    let mut claimed = server
+        .ws(&format!("/v1/ws?app=secure&user=admin&token={token}"))
+        .await;
+    assert_eq!(claimed.json().await["user"], "42");
+
+    let (status, _) = server
+        .post_json(
+            "/v1/push",
+            &json!({"app": "secure", "to": "vip/*", "data": "hi"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(by_url.json().await["data"], "hi");
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_before_the_welcome() {
+    let (server, _dir) = server();
+    let wrong_app = mint("other", "1", "other-app-secret-0123456789abcdefg", &[]);
+    let mut refused = server
+        .ws(&format!("/v1/ws?app=secure&token={wrong_app}"))
+        .await;
+    assert_eq!(refused.closed().await.0, 4511);
+    let forged = mint("secure", "1", "a-secret-nobody-configured-0123456", &[]);
+    let mut refused = server
+        .ws(&format!("/v1/ws?app=secure&token={forged}"))
+        .await;
+    assert_eq!(refused.closed().await.0, 4511);
+    let mut refused = server.ws("/v1/ws?app=secure&token=garbage").await;
+    assert_eq!(refused.closed().await.0, 4511);
+    let mut refused = server.ws("/v1/ws?app=secure&user=1").await;
+    refused.send(r#"{"type":"ping"}"#).await;
+    assert_eq!(refused.closed().await.0, 4502);
+
+    let response = reqwest::get(format!("http://{}/v1/sse?app=secure&user=1", server.client))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "missing_token");
+
+    let mut jd = server.ws("/").await;
+    jd.send(&json!({"ac": "init", "app": "secure", "user": "1"}).to_string())
+        .await;
+    assert_eq!(
+        jd.closed().await.0,
+        4510,
+        "a jdserver init without token for a token app"
+    );
+    let mut jd = server.ws("/").await;
+    jd.send(
+        &json!({"ac": "init", "app": "secure", "token": mint("secure", "7", SECRET, &[])})
+            .to_string(),
+    )
+    .await;
+    server.wait_connections(1).await;
+    server
+        .post_json(
+            "/v1/push",
+            &json!({"app": "secure", "to": "7", "data": "for seven"}),
+        )
+        .await;
+    assert_eq!(jd.text().await, "for seven");
+}
+
+#[test]
+fn the_token_cli_reads_the_secret_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.toml");
+    std::fs::write(&path, CONFIG).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_pushhub"))
+        .args([
+            "token",
+            "--app",
+            "secure",
+            "--user",
+            "5",
+            "--config",
+            path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).matches('.').count(),
+        2,
+        "a JWT"
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_pushhub"))
+        .args([
+            "token", "--app", "secure", "--user", "5", "--ttl", "soon", "--secret", SECRET,
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+}
