@@ -556,3 +556,31 @@ async fn sigterm_closes_tcp_clients_with_1001_and_exits_zero() {
     assert_eq!((code.as_str(), close), ("shutdown", 1001));
     assert!(message.contains("shutting down"), "{message}");
 }
+
+#[tokio::test]
+async fn a_token_app_takes_its_user_from_the_connect_frame_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    let secret = "tcp-token-secret-0123456789abcdefgh";
+    std::fs::write(&path, format!("tcp_listen = \"127.0.0.1:0\"\n[apps.secure]\nauth = \"token\"\ntoken_secrets = [\"{secret}\"]\n")).unwrap();
+    let server = TestServer::start_with(&["--config", path.to_str().unwrap()], &[]);
+    let token = pushhub::auth::token::mint(secret, "secure", "device-9", &[], 600).unwrap();
+    let mut tcp = Tcp::open(&server, Framing::Lines).await;
+    tcp.send(&json!({"type": "connect", "app": "secure", "token": token}).to_string())
+        .await;
+    let welcome: Value = serde_json::from_str(&tcp.next_text().await.unwrap()).unwrap();
+    assert_eq!(
+        (welcome["type"].as_str(), welcome["user"].as_str()),
+        (Some("welcome"), Some("device-9"))
+    );
+
+    let mut refused = Tcp::open(&server, Framing::Lines).await;
+    refused
+        .send(&json!({"type": "connect", "app": "secure", "user": "x"}).to_string())
+        .await;
+    let error: Value = serde_json::from_str(&refused.next_text().await.unwrap()).unwrap();
+    assert_eq!(
+        (error["code"].as_str(), error["close"].as_u64()),
+        (Some("missing_token"), Some(4510))
+    );
+}
