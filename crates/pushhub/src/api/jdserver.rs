@@ -41,15 +41,25 @@ pub(crate) fn text_param(
     }
 }
 
+/// The parameters of a request about one app, once its API key (if the app has keys) is
+/// checked; the app's name comes with them.
+async fn app_request(
+    state: &ApiState,
+    request: Request,
+) -> Result<(Map<String, Value>, String), ApiError> {
+    let headers = request.headers().clone();
+    let params = request_params(state.max_body_bytes, request).await?;
+    let app = text_param(&params, "app")?;
+    state.keys.check(&headers, &app)?;
+    Ok((params, app))
+}
+
 /// `/push?app=&user=&msg=`: push `msg` to `user` (`100`, `100,101`, `*`, `group1/*`).
 pub async fn push(
     State(state): State<ApiState>,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let headers = request.headers().clone();
-    let params = request_params(state.max_body_bytes, request).await?;
-    let app = text_param(&params, "app")?;
-    state.keys.check(&headers, &app)?;
+    let (params, app) = app_request(&state, request).await?;
     let user = text_param(&params, "user")?;
     let msg = params
         .get("msg")
@@ -68,10 +78,7 @@ pub async fn get_users(
     State(state): State<ApiState>,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let headers = request.headers().clone();
-    let params = request_params(state.max_body_bytes, request).await?;
-    let app = text_param(&params, "app")?;
-    state.keys.check(&headers, &app)?;
+    let (_, app) = app_request(&state, request).await?;
     let users = state.hub.users(&app).await?;
     Ok(Json(Value::Array(
         users
