@@ -12,7 +12,7 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use serde::{Deserialize, Serialize};
 
 /// Seconds a token may be past `exp` and still pass, for clock skew.
-const LEEWAY_SECS: u64 = 5;
+pub const LEEWAY_SECS: u64 = 5;
 
 /// The claims pushhub reads.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -56,6 +56,8 @@ pub struct JdClient {
     before_init: Liveness,
     given: Option<Given>,
     session: Option<Session>,
+    /// When its token expires (token apps; jdserver clients cannot refresh).
+    credential_expiry: Option<tokio::time::Instant>,
 }
 
 /// An app, user and resume cursor given with the request (getMsg) instead of an `init`.
@@ -76,6 +78,7 @@ impl JdClient {
             before_init,
             given: None,
             session: None,
+            credential_expiry: None,
         }
     }
 
@@ -133,6 +136,7 @@ impl JdClient {
     ) -> Result<(), Disconnect> {
         let app = self.hub.app(app).map_err(|e| Disconnect::from(&e))?;
         let identity = authenticate(&app, user, token.as_deref())?;
+        self.credential_expiry = identity.expiry();
         let session = super::attach(
             &self.hub,
             link,
@@ -186,6 +190,7 @@ impl ClientHandler for JdClient {
                     idle_timeout: app.idle_timeout,
                     max_message_bytes: app.max_frame_bytes,
                     handshake_deadline: None,
+                    credential_expiry: self.credential_expiry,
                 }
             }
             None => self.before_init,

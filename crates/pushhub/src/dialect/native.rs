@@ -66,6 +66,21 @@ enum ClientFrame {
     Pong {},
     /// Raw TCP's first frame; anywhere else it is answered with an error.
     Connect {},
+    /// A fresh token for the same user, before the current one expires.
+    Refresh {
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+        token: String,
+    },
+}
+
+#[derive(Serialize)]
+struct Refreshed<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a serde_json::Value>,
+    expires: u64,
 }
 
 /// Raw TCP's first frame: who the client is, and where it left off.
@@ -93,6 +108,9 @@ struct Welcome<'a> {
     max_frame_bytes: usize,
     recovered: bool,
     cursor: String,
+    /// When the connection's token expires (Unix seconds): refresh before then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires: Option<u64>,
     channels: Vec<ChannelFrame<'a>>,
 }
 
@@ -105,7 +123,7 @@ struct ChannelFrame<'a> {
 }
 
 impl<'a> Welcome<'a> {
-    fn new(info: &'a ConnInfo) -> Self {
+    fn new(info: &'a ConnInfo, expires: Option<u64>) -> Self {
         Welcome {
             kind: "welcome",
             conn: format!("{:x}", info.id),
@@ -116,6 +134,7 @@ impl<'a> Welcome<'a> {
             max_frame_bytes: info.app.max_frame_bytes,
             recovered: info.recovered,
             cursor: info.start_cursor().to_string(),
+            expires,
             channels: info
                 .channels
                 .iter()
@@ -218,6 +237,7 @@ fn app_liveness(app: &AppSettings) -> Liveness {
         idle_timeout: app.idle_timeout,
         max_message_bytes: app.max_frame_bytes,
         handshake_deadline: None,
+        credential_expiry: None,
     }
 }
 
@@ -282,6 +302,7 @@ impl NativeClient {
         link: &Link,
     ) -> Result<(), Disconnect> {
         let identity = authenticate(&app, user, token)?;
+        let (expires, expiry) = (identity.expires, identity.expiry());
         let session = super::attach(
             &self.hub,
             link,
@@ -290,13 +311,42 @@ impl NativeClient {
             identity,
             since,
             |info| {
-                link.send_text(&serde_json::to_vec(&Welcome::new(info)).unwrap_or_default());
+                let welcome = Welcome::new(info, expires);
+                link.send_text(&serde_json::to_vec(&welcome).unwrap_or_default());
             },
         )
         .await?;
-        self.liveness = app_liveness(&app);
+        self.liveness = Liveness {
+            credential_expiry: expiry,
+            ..app_liveness(&app)
+        };
         self.session = Some(session);
         Ok(())
+    }
+
+    /// Take a fresh token for the same user: the connection then lives until its expiry.
+    /// A refusal is an error frame; the connection keeps its current expiry.
+    fn refresh(&mut self, token: &str, id: Option<&serde_json::Value>, link: &Link) {
+        let Some(session) = &self.session else { return };
+        let refused = |code: &str, message: &str| send_error(link, id, code, message);
+        if session.app().auth != AuthMode::Token {
+            return refused("not_a_token_app", "this app does not use tokens");
+        }
+        match crate::auth::verify(session.app(), token) {
+            Ok(claims) if claims.sub.as_str() != &**session.user() => {
+                refused("wrong_user", "the new token is for another user")
+            }
+            Ok(claims) => {
+                self.liveness.credential_expiry = crate::auth::expiry_instant(claims.exp);
+                let refreshed = Refreshed {
+                    kind: "refreshed",
+                    id,
+                    expires: claims.exp,
+                };
+                link.send_text(&serde_json::to_vec(&refreshed).unwrap_or_default());
+            }
+            Err(reason) => refused(reason.name(), &reason.reason),
+        }
     }
 
     /// The first frame of a client not attached yet: `auth` when its app awaits a token,
@@ -396,6 +446,7 @@ impl ClientHandler for NativeClient {
                 link.send_text(&serde_json::to_vec(&pong).unwrap_or_default());
             }
             Ok(ClientFrame::Pong {}) => {}
+            Ok(ClientFrame::Refresh { id, token }) => self.refresh(&token, id.as_ref(), link),
             Ok(ClientFrame::Connect {}) => {
                 send_error(
                     link,

@@ -109,6 +109,7 @@ pub fn liveness(app: &AppSettings) -> Liveness {
         idle_timeout: app.idle_timeout,
         max_message_bytes: app.max_frame_bytes,
         handshake_deadline: None,
+        credential_expiry: None,
     }
 }
 

@@ -433,6 +433,11 @@ impl Session {
         &self.app
     }
 
+    /// The user this connection belongs to.
+    pub fn user(&self) -> &Arc<str> {
+        &self.user
+    }
+
     fn detach_local(&mut self) -> bool {
         if !std::mem::take(&mut self.attached) {
             return false;

@@ -118,6 +118,9 @@ pub struct Liveness {
     /// When a client that has not finished its dialect's handshake (jdserver's `init`) is
     /// closed with [`Disconnect::HANDSHAKE_TIMEOUT`], however lively its socket.
     pub handshake_deadline: Option<tokio::time::Instant>,
+    /// When the client's credential expires: the connection is closed then with
+    /// [`Disconnect::TOKEN_EXPIRED`] unless the dialect has moved it (a token refresh).
+    pub credential_expiry: Option<tokio::time::Instant>,
 }
 
 /// A dialect's side of one client connection.

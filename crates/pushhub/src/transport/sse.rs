@@ -50,6 +50,8 @@ struct Stream<H> {
     feed: Feed,
     heartbeat: std::time::Duration,
     next_ping: Instant,
+    /// When the client's credential expires; the stream ends then.
+    expiry: Option<Instant>,
     preamble: Option<Bytes>,
     stats: Arc<Stats>,
     _registration: Registration,
@@ -77,13 +79,15 @@ where
         return ApiError::from(&Disconnect::BAD_REQUEST.with_reason("the client was not attached"))
             .into_response();
     };
-    let heartbeat = handler.liveness().heartbeat;
+    let liveness = handler.liveness();
+    let heartbeat = liveness.heartbeat;
     let preamble = Bytes::from(format!("retry: {RETRY_MS}\nid: {}\n\n", start.cursor));
     let stream = Stream {
         feed: Feed::new(outbox, start.cursor),
         handler,
         heartbeat,
         next_ping: Instant::now() + heartbeat,
+        expiry: liveness.credential_expiry,
         preamble: Some(preamble),
         stats,
         _registration: registration,
@@ -116,7 +120,10 @@ impl<H: ClientHandler> Stream<H> {
         if let Some(preamble) = self.preamble.take() {
             return Some(preamble);
         }
-        match self.feed.next(self.next_ping).await {
+        let deadline = self
+            .expiry
+            .map_or(self.next_ping, |e| e.min(self.next_ping));
+        match self.feed.next(deadline).await {
             Next::Frame { bytes, moved: true } => {
                 let id = format!("id: {}\n", self.feed.cursor());
                 let mut chunk = BytesMut::with_capacity(id.len() + bytes.len());
@@ -128,6 +135,10 @@ impl<H: ClientHandler> Stream<H> {
                 bytes,
                 moved: false,
             } => Some(bytes),
+            Next::Timeout if self.expiry.is_some_and(|e| Instant::now() >= e) => {
+                self.handler.on_close(&Disconnect::TOKEN_EXPIRED).await;
+                None
+            }
             Next::Timeout => {
                 self.next_ping = Instant::now() + self.heartbeat;
                 Some(Bytes::from_static(b": ping\n\n"))

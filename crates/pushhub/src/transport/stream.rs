@@ -163,8 +163,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin, W: Wire> Conn<'_, S, W> {
             }
             let idle_deadline = last_heard + liveness.idle_timeout;
             let mut deadline = next_ping.min(idle_deadline);
-            if let Some(handshake) = liveness.handshake_deadline {
-                deadline = deadline.min(handshake);
+            for limit in [liveness.handshake_deadline, liveness.credential_expiry]
+                .into_iter()
+                .flatten()
+            {
+                deadline = deadline.min(limit);
             }
             if timer.deadline() != deadline {
                 timer.as_mut().reset(deadline);
@@ -188,6 +191,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin, W: Wire> Conn<'_, S, W> {
                     let now = Instant::now();
                     if liveness.handshake_deadline.is_some_and(|d| now >= d) {
                         return Disconnect::HANDSHAKE_TIMEOUT;
+                    }
+                    if liveness.credential_expiry.is_some_and(|d| now >= d) {
+                        return Disconnect::TOKEN_EXPIRED;
                     }
                     if now >= idle_deadline {
                         return Disconnect::IDLE_TIMEOUT;

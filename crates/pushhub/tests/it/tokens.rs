@@ -167,3 +167,46 @@ fn the_token_cli_reads_the_secret_from_the_config() {
         .unwrap();
     assert!(!output.status.success());
 }
+
+/// A connection lives as long as its token: refreshed in time it goes on, otherwise it is
+/// closed with 4006 (a few seconds of clock skew allowed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_expire_on_live_connections_unless_refreshed() {
+    let (server, _dir) = server();
+    let short = |user: &str| pushhub::auth::token::mint(SECRET, "secure", user, &[], 1).unwrap();
+    let mut lapsing = server
+        .ws(&format!("/v1/ws?app=secure&token={}", short("a")))
+        .await;
+    let welcome = lapsing.json().await;
+    assert!(welcome["expires"].as_u64().is_some(), "{welcome}");
+    let mut refreshing = server
+        .ws(&format!("/v1/ws?app=secure&token={}", short("b")))
+        .await;
+    refreshing.json().await;
+    let fresh = pushhub::auth::token::mint(SECRET, "secure", "b", &[], 600).unwrap();
+    let someone_else = pushhub::auth::token::mint(SECRET, "secure", "c", &[], 600).unwrap();
+    refreshing
+        .send(&json!({"type": "refresh", "id": 1, "token": someone_else}).to_string())
+        .await;
+    assert_eq!(refreshing.json().await["code"], "wrong_user");
+    refreshing
+        .send(&json!({"type": "refresh", "id": 2, "token": fresh}).to_string())
+        .await;
+    let refreshed = refreshing.json().await;
+    assert_eq!(
+        (refreshed["type"].as_str(), refreshed["id"].as_i64()),
+        (Some("refreshed"), Some(2))
+    );
+
+    let started = std::time::Instant::now();
+    let (code, _) = lapsing.closed().await;
+    assert_eq!(code, 4006);
+    assert!(started.elapsed() < std::time::Duration::from_secs(9));
+    server
+        .post_json(
+            "/v1/push",
+            &json!({"app": "secure", "to": "b", "data": "still here"}),
+        )
+        .await;
+    assert_eq!(refreshing.json().await["data"], "still here");
+}
