@@ -67,6 +67,7 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         max_body_bytes: config.limits.max_body_bytes,
         started: Instant::now(),
         keys: Arc::new(crate::api::auth::ApiKeys::new(&config.apps)),
+        pushserve: config.pushserve.clone().map(Arc::new),
     });
     let routers = match listeners.api {
         Some(api_listener) => vec![

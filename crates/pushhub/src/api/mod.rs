@@ -8,11 +8,13 @@ pub mod auth;
 pub mod jdserver;
 pub mod native;
 pub mod params;
+pub mod pushserve;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{any, get, post};
 use axum::Router;
@@ -31,6 +33,8 @@ pub struct ApiState {
     pub started: Instant,
     /// Which key may act for which app.
     pub keys: Arc<auth::ApiKeys>,
+    /// push-serve compatibility, when enabled.
+    pub pushserve: Option<Arc<crate::config::PushServe>>,
 }
 
 /// The API listener's routes.
@@ -40,9 +44,24 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/push", post(native::push))
         .route("/v1/apps/{app}/users", get(native::users))
         .route("/v1/stats", get(native::stats))
-        .route("/push", any(jdserver::push))
+        .route("/push", any(push))
+        .route("/access", get(pushserve::access))
         .route("/getUsers", any(jdserver::get_users))
         .with_state(state)
+}
+
+/// `/push` is jdserver's, or push-serve's when it names `uid` and `password` (the two
+/// share the path, as their users' code does).
+async fn push(
+    State(state): State<ApiState>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if pushserve::is_pushserve(request.uri().query()) {
+        pushserve::push(state, request).await
+    } else {
+        jdserver::push(State(state), request).await.into_response()
+    }
 }
 
 /// How long a client may take to send a request body.

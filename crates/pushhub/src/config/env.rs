@@ -13,7 +13,7 @@ use super::{ConfigError, RawConfig};
 const NOT_CONFIG_KEYS: &[&str] = &[
     "PUSHHUB_LOG",
     "PUSHHUB_CONFIG",
-    "PUSHHUB_PUSHSERVE_PASSWORD",
+    super::PUSHSERVE_PASSWORD_VAR,
 ];
 
 /// One variable that was applied: the key path it set and the variable's name.

@@ -59,6 +59,38 @@ pub struct RawConfig {
     pub limits: RawLimits,
     /// Apps by name.
     pub apps: BTreeMap<String, RawApp>,
+    /// push-serve compatibility (seed 004): off unless this table is present (or, without
+    /// a file, `PUSHHUB_PUSHSERVE_PASSWORD` is set, for app `demo`).
+    pub pushserve: Option<RawPushServe>,
+}
+
+/// push-serve compatibility: which app its endpoints serve and the backend password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPushServe {
+    /// The app push-serve's `/access`, `/ws` and `/push` act for.
+    pub app: String,
+    /// The backend password (push-serve's `conf.yaml` `password`); also the key that signs
+    /// access keys, so changing it revokes every key handed out.
+    pub password: String,
+    /// Seconds an access key stays valid.
+    #[serde(default = "default_access_key_ttl")]
+    pub access_key_ttl: u64,
+}
+
+fn default_access_key_ttl() -> u64 {
+    86_400
+}
+
+/// push-serve compatibility, validated.
+#[derive(Debug, Clone)]
+pub struct PushServe {
+    /// The app it serves.
+    pub app: Arc<str>,
+    /// The backend password and access-key signing key.
+    pub password: Arc<str>,
+    /// How long an access key stays valid.
+    pub access_key_ttl: Duration,
 }
 
 /// Resource limits, server-wide.
@@ -135,6 +167,7 @@ impl Default for RawConfig {
             history_ttl: 600,
             limits: RawLimits::default(),
             apps: BTreeMap::new(),
+            pushserve: None,
         }
     }
 }
@@ -193,6 +226,8 @@ pub struct Config {
     pub dynamic_apps: Option<AppSettings>,
     /// Connection mechanics before a client's app is known.
     pub defaults: AppSettings,
+    /// push-serve compatibility, when enabled.
+    pub pushserve: Option<PushServe>,
     /// Where the configuration came from, for the start-up log.
     pub source: String,
 }
@@ -242,6 +277,11 @@ impl Config {
         vars: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Config, ConfigErrors> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let pushserve_password = vars
+            .iter()
+            .find(|(name, _)| name == PUSHSERVE_PASSWORD_VAR)
+            .map(|(_, value)| value.clone());
         let (text, source) = match file {
             Some(path) => match std::fs::read_to_string(path) {
                 Ok(text) => (text, path.display().to_string()),
@@ -281,6 +321,13 @@ impl Config {
         if let Some(dir) = &overrides.data_dir {
             raw.data_dir = dir.clone();
         }
+        if let (None, Some(password)) = (file, pushserve_password) {
+            raw.pushserve.get_or_insert(RawPushServe {
+                app: DEMO_APP.into(),
+                password,
+                access_key_ttl: default_access_key_ttl(),
+            });
+        }
         let embedded = file.is_none();
         let locate = |path: &[&str]| match from_env.iter().find(|(p, _)| p.iter().eq(path.iter())) {
             Some((_, variable)) => variable.clone(),
@@ -301,6 +348,9 @@ const MIN_TOKEN_SECRET_BYTES: usize = 32;
 
 /// Shortest API key accepted: long enough that guessing is hopeless.
 const MIN_API_KEY_BYTES: usize = 16;
+
+/// The variable that enables push-serve compatibility in the embedded default.
+pub const PUSHSERVE_PASSWORD_VAR: &str = "PUSHHUB_PUSHSERVE_PASSWORD";
 
 /// The demo app of the embedded default.
 pub const DEMO_APP: &str = "demo";
@@ -397,6 +447,28 @@ fn validate(
                 &key,
                 "auth = \"token\" needs token_secrets or token_public_keys to verify tokens with"
                     .into(),
+            );
+        }
+    }
+    if let Some(pushserve) = &raw.pushserve {
+        let declared =
+            raw.apps.contains_key(&pushserve.app) || (embedded && pushserve.app == DEMO_APP);
+        if !declared {
+            error(
+                &["pushserve", "app"],
+                format!("app {:?} is not declared in [apps]", pushserve.app),
+            );
+        }
+        if pushserve.password.len() < 8 {
+            error(
+                &["pushserve", "password"],
+                "must be at least 8 characters".into(),
+            );
+        }
+        if pushserve.access_key_ttl == 0 {
+            error(
+                &["pushserve", "access_key_ttl"],
+                "must be at least 1 second".into(),
             );
         }
     }
@@ -538,6 +610,11 @@ fn validate(
         defaults: settings("", None),
         apps,
         dynamic_apps: dynamic,
+        pushserve: raw.pushserve.as_ref().map(|p| PushServe {
+            app: p.app.as_str().into(),
+            password: p.password.as_str().into(),
+            access_key_ttl: Duration::from_secs(p.access_key_ttl),
+        }),
         source: String::new(),
     })
 }

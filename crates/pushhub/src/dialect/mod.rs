@@ -7,6 +7,7 @@
 
 pub mod jdserver;
 pub mod native;
+pub mod pushserve;
 
 use std::sync::Arc;
 

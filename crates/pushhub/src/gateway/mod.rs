@@ -24,9 +24,10 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
-use crate::config::Config;
+use crate::config::{Config, PushServe};
 use crate::dialect::jdserver::JDSERVER;
 use crate::dialect::native::{NativeClient, NATIVE};
+use crate::dialect::pushserve::PUSHSERVE;
 use crate::dialect::Renderer;
 use crate::disconnect::Disconnect;
 use crate::hub::{AppSettings, AuthMode, Cursor, Hub, Outbox, OutboxLimits, Render};
@@ -49,6 +50,8 @@ pub struct GatewayState {
     native_raw: Arc<dyn Render>,
     jdserver_ws: Arc<dyn Render>,
     jdserver_raw: Arc<dyn Render>,
+    pushserve_ws: Arc<dyn Render>,
+    pushserve: Option<Arc<PushServe>>,
 }
 
 impl GatewayState {
@@ -67,6 +70,8 @@ impl GatewayState {
             native_raw: Renderer::shared(&NATIVE, &RAW_FRAMER),
             jdserver_ws: Renderer::shared(&JDSERVER, &WS_FRAMER),
             jdserver_raw: Renderer::shared(&JDSERVER, &RAW_FRAMER),
+            pushserve_ws: Renderer::shared(&PUSHSERVE, &WS_FRAMER),
+            pushserve: config.pushserve.clone().map(Arc::new),
         }
     }
 
@@ -118,6 +123,7 @@ pub fn router(state: GatewayState) -> Router {
     Router::new()
         .route("/v1/ws", get(websocket::native))
         .route("/", get(websocket::jdserver))
+        .route("/ws", get(websocket::pushserve))
         .route("/v1/sse", get(http::native_sse).options(http::preflight))
         .route("/v1/poll", get(http::native_poll).options(http::preflight))
         .route(

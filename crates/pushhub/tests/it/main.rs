@@ -9,6 +9,7 @@ mod http_clients;
 mod jdserver;
 mod liveness;
 mod native_ws;
+mod pushserve;
 mod resume;
 mod shutdown;
 mod tcp;

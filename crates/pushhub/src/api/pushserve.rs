@@ -1,0 +1,122 @@
+//! push-serve-compatible API endpoints (seed 004): `/access` and `/push?uid=&password=`.
+//!
+//! Answers keep push-serve's shape, `{"topic":…,"contents":…}`, errors included, and its
+//! status (200), since its clients read the body and nothing else.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, value::RawValue};
+use subtle::ConstantTimeEq;
+
+use super::{read_body, ApiState};
+use crate::dialect::pushserve::access_key;
+use crate::hub::Target;
+
+/// A push-serve error answer: `{"topic":"error","contents":…}`.
+struct Refusal(String);
+
+impl Refusal {
+    fn new(contents: impl Into<String>) -> Self {
+        Self(contents.into())
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        Json(json!({"topic": "error", "contents": self.0})).into_response()
+    }
+}
+
+/// The push-serve configuration, if the request's password is right.
+fn authorized<'a>(
+    state: &'a ApiState,
+    query: &HashMap<String, String>,
+) -> Result<&'a crate::config::PushServe, Refusal> {
+    let Some(config) = state.pushserve.as_deref() else {
+        return Err(Refusal::new(
+            "push-serve compatibility is not enabled on this server",
+        ));
+    };
+    match query.get("password") {
+        Some(given) if bool::from(given.as_bytes().ct_eq(config.password.as_bytes())) => Ok(config),
+        Some(_) => Err(Refusal::new("密码错误")),
+        None => Err(Refusal::new("缺少参数 password")),
+    }
+}
+
+fn uid(query: &HashMap<String, String>) -> Result<&str, Refusal> {
+    query
+        .get("uid")
+        .map(String::as_str)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| Refusal::new("缺少参数 uid"))
+}
+
+/// `GET /access?uid=&password=`: an access key for `uid`, for the backend to hand to that
+/// logged-in user's client.
+pub async fn access(
+    State(state): State<ApiState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let answer = authorized(&state, &query).and_then(|config| {
+        let key = access_key(config, uid(&query)?);
+        Ok(Json(json!({"topic": "_access", "contents": key})).into_response())
+    });
+    answer.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+struct PushBody {
+    topic: String,
+    contents: Box<RawValue>,
+}
+
+/// True when a `/push` request is push-serve's (it names `uid` and `password`), not
+/// jdserver's.
+pub fn is_pushserve(query: Option<&str>) -> bool {
+    let mut uid = false;
+    let mut password = false;
+    for (key, _) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        uid |= key == "uid";
+        password |= key == "password";
+    }
+    uid && password
+}
+
+/// `POST /push?uid=&password=` with `{"topic":…,"contents":…}`: push to that user.
+/// Success only when the user is online, as push-serve answered; the message is kept in
+/// history either way.
+pub async fn push(state: ApiState, request: Request) -> Response {
+    push_answer(state, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn push_answer(state: ApiState, request: Request) -> Result<Response, Refusal> {
+    let query: HashMap<String, String> =
+        form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let config = authorized(&state, &query)?;
+    let uid = uid(&query)?.to_owned();
+    let body: Bytes = read_body(request.into_body(), state.max_body_bytes)
+        .await
+        .map_err(|e| Refusal::new(e.message))?;
+    let push: PushBody =
+        serde_json::from_slice(&body).map_err(|e| Refusal::new(format!("消息体格式错误: {e}")))?;
+    let targets = [Target::User(uid)];
+    let receipt = state
+        .hub
+        .publish(&config.app, &targets, Some(push.topic), push.contents)
+        .await
+        .map_err(|e| Refusal::new(e.to_string()))?;
+    if receipt.delivered == 0 {
+        return Err(Refusal::new("此用户不在线"));
+    }
+    Ok(Json(json!({"topic": "success", "number": 1, "contents": "推送成功"})).into_response())
+}
