@@ -91,6 +91,12 @@ impl Disconnect {
     );
     /// The client's token is malformed, wrongly signed, or for another app.
     pub const INVALID_TOKEN: Self = Self::fixed(4511, "invalid token");
+    /// A newer connection of the same user took this one's place (the app allows a user
+    /// only so many connections and keeps the newest). Terminal: reconnecting would push
+    /// the newer one out in turn.
+    pub const REPLACED: Self = Self::fixed(4512, "replaced by a newer connection of the same user");
+    /// The user already holds as many connections as the app allows, and keeps the oldest.
+    pub const USER_FULL: Self = Self::fixed(4513, "too many connections for this user");
     /// A jdserver client sent `init` a second time.
     pub const ALREADY_INITIALIZED: Self =
         Self::fixed(4503, "init was already received on this connection");
@@ -121,6 +127,8 @@ impl Disconnect {
             4006 => "token_expired",
             4510 => "missing_token",
             4511 => "invalid_token",
+            4512 => "replaced",
+            4513 => "user_full",
             4500 => "bad_request",
             4501 => "unknown_app",
             4502 => "expected_handshake",
@@ -147,6 +155,7 @@ impl From<&HubError> for Disconnect {
         match error {
             HubError::UnknownApp(_) => Disconnect::UNKNOWN_APP.with_reason(error.to_string()),
             HubError::Engine(_) => Disconnect::ENGINE_UNAVAILABLE,
+            HubError::UserFull(_) => Disconnect::USER_FULL.with_reason(error.to_string()),
             _ => Disconnect::BAD_REQUEST.with_reason(error.to_string()),
         }
     }

@@ -59,6 +59,7 @@ impl From<&Disconnect> for ApiError {
             c if c == Disconnect::MISSING_TOKEN.code => (StatusCode::UNAUTHORIZED, "missing_token"),
             c if c == Disconnect::INVALID_TOKEN.code => (StatusCode::UNAUTHORIZED, "invalid_token"),
             c if c == Disconnect::TOKEN_EXPIRED.code => (StatusCode::UNAUTHORIZED, "token_expired"),
+            c if c == Disconnect::USER_FULL.code => (StatusCode::TOO_MANY_REQUESTS, "user_full"),
             c if c == Disconnect::SERVER_FULL.code => {
                 (StatusCode::SERVICE_UNAVAILABLE, "server_full")
             }
@@ -79,6 +80,7 @@ impl From<HubError> for ApiError {
             HubError::InvalidApp(_) => Self::bad_request("invalid_app", message),
             HubError::InvalidUser(_) => Self::bad_request("invalid_user", message),
             HubError::InvalidTarget(_) => Self::bad_request("invalid_target", message),
+            HubError::UserFull(_) => Self::new(StatusCode::TOO_MANY_REQUESTS, "user_full", message),
             HubError::Engine(error) => {
                 tracing::error!(%error, "engine failure while serving an API request");
                 Self::new(

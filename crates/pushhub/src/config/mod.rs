@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::token::TokenKeys;
 use crate::engine::{EngineKind, HistoryPolicy};
+use crate::hub::registry::UserLimit;
 use crate::hub::{names, AppSettings, AuthMode, OutboxLimits};
 use crate::transport::tcp::Framing;
 
@@ -62,6 +63,17 @@ pub struct RawConfig {
     /// push-serve compatibility (seed 004): off unless this table is present (or, without
     /// a file, `PUSHHUB_PUSHSERVE_PASSWORD` is set, for app `demo`).
     pub pushserve: Option<RawPushServe>,
+}
+
+/// What happens to a user's connection beyond `max_connections_per_user`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserLimitPolicy {
+    /// The oldest connection is closed (4512) to make room.
+    #[default]
+    KickOldest,
+    /// The newest connection is refused (4513).
+    RefuseNewest,
 }
 
 /// push-serve compatibility: which app its endpoints serve and the backend password.
@@ -142,6 +154,13 @@ pub struct RawApp {
     /// RS256/ES256 public keys (PEM text) that verify this app's client tokens.
     #[serde(default)]
     pub token_public_keys: Vec<String>,
+    /// Most connections one user may hold on this node; 0 (the default): no limit.
+    #[serde(default)]
+    pub max_connections_per_user: usize,
+    /// What happens to a connection beyond that limit: `"kick_oldest"` (the default, as the
+    /// seeds did: the newest takes the oldest's place) or `"refuse_newest"`.
+    #[serde(default)]
+    pub on_user_limit: UserLimitPolicy,
     /// Overrides the server's `history_size`.
     #[serde(default)]
     pub history_size: Option<usize>,
@@ -545,6 +564,12 @@ fn validate(
         api_keys: app
             .map(|a| a.api_keys.iter().map(|k| Arc::from(k.as_str())).collect())
             .unwrap_or_default(),
+        user_limit: app
+            .filter(|a| a.max_connections_per_user > 0)
+            .map(|a| UserLimit {
+                max: a.max_connections_per_user,
+                kick_oldest: a.on_user_limit == UserLimitPolicy::KickOldest,
+            }),
         token_keys: Arc::new(
             app.and_then(|a| TokenKeys::new(&a.token_secrets, &a.token_public_keys).ok())
                 .unwrap_or_default(),

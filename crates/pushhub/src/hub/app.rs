@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::registry::UserLimit;
 use super::{names, HubError};
 use crate::auth::token::TokenKeys;
 use crate::engine::HistoryPolicy;
@@ -41,6 +42,8 @@ pub struct AppSettings {
     pub history: HistoryPolicy,
     /// Keys that let a backend use the API for this app; empty: loopback only.
     pub api_keys: Vec<Arc<str>>,
+    /// Most connections per user on one node, and what happens beyond it; `None`: no limit.
+    pub user_limit: Option<UserLimit>,
     /// Keys that verify the app's client tokens (`auth = "token"`).
     pub token_keys: Arc<TokenKeys>,
 }

@@ -52,6 +52,9 @@ pub enum HubError {
     /// The target expression is not valid.
     #[error("invalid target: {0}")]
     InvalidTarget(String),
+    /// The user holds as many connections as the app allows, and newcomers are refused.
+    #[error("user {0:?} has as many connections as this app allows")]
+    UserFull(String),
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -206,7 +209,21 @@ impl Hub {
         }
         let home = Registry::home(&app.name, &user);
         let subscriber = Arc::new(Subscriber::new(id, request.outbox, request.renderer));
-        self.inner.registry.subscribe(home, &channels, &subscriber);
+        let subscribed =
+            self.inner
+                .registry
+                .subscribe_within(home, &channels, &subscriber, app.user_limit);
+        let Ok(pushed_out) = subscribed else {
+            self.inner
+                .engine
+                .presence
+                .leave(&app.name, &user, id)
+                .await?;
+            return Err(HubError::UserFull(user.to_string()));
+        };
+        for old in pushed_out {
+            old.outbox.close(Disconnect::REPLACED);
+        }
         self.inner.stats.connection_opened();
         let session = Session {
             hub: self.clone(),

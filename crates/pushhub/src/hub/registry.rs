@@ -96,6 +96,20 @@ impl Subscriber {
 }
 
 type Members = HashMap<ConnId, Arc<Subscriber>>;
+
+/// How many connections one user may hold on this node, and what happens to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserLimit {
+    /// Most connections at once (at least 1).
+    pub max: usize,
+    /// True: the oldest connection makes room for the newest (one device per user, as
+    /// the seeds did); false: the newest is refused.
+    pub kick_oldest: bool,
+}
+
+/// The user already holds as many connections as its limit allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserFull;
 /// One shard: channel name → its members in this shard.
 type Shard = Mutex<HashMap<Arc<str>, Members>>;
 
@@ -140,6 +154,44 @@ impl Registry {
                 .or_default()
                 .insert(sub.id, sub.clone());
         }
+    }
+
+    /// Like [`Registry::subscribe`], but first hold the user to `limit` connections on this
+    /// node, counted in its user channel (`channels[0]`), atomically with subscribing.
+    /// Returns the connections pushed out to make room (kick-oldest), or `Err` when the
+    /// newcomer must be refused.
+    pub fn subscribe_within(
+        &self,
+        home: u64,
+        channels: &[Arc<str>],
+        sub: &Arc<Subscriber>,
+        limit: Option<UserLimit>,
+    ) -> Result<Vec<Arc<Subscriber>>, UserFull> {
+        let mut shard = lock(self.shard(home));
+        let mut pushed_out = Vec::new();
+        if let (Some(limit), Some(user_channel)) = (limit, channels.first()) {
+            if let Some(members) = shard.get(user_channel) {
+                if members.len() >= limit.max {
+                    if !limit.kick_oldest {
+                        return Err(UserFull);
+                    }
+                    let mut ids: Vec<ConnId> = members.keys().copied().collect();
+                    ids.sort_unstable();
+                    let excess = members.len() + 1 - limit.max;
+                    pushed_out = ids[..excess]
+                        .iter()
+                        .filter_map(|id| members.get(id).cloned())
+                        .collect();
+                }
+            }
+        }
+        for channel in channels {
+            shard
+                .entry(channel.clone())
+                .or_default()
+                .insert(sub.id, sub.clone());
+        }
+        Ok(pushed_out)
     }
 
     /// Take connection `id` out of `channels`; empty channels are forgotten.

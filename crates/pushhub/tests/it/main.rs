@@ -7,6 +7,7 @@ mod fanout;
 mod history;
 mod http_clients;
 mod jdserver;
+mod limits;
 mod liveness;
 mod native_ws;
 mod pushserve;

@@ -1,0 +1,65 @@
+//! Per-user connection limits: kick the oldest (as the seeds did) or refuse the newest.
+
+use serde_json::json;
+
+use crate::util::TestServer;
+
+const CONFIG: &str = r#"
+[apps.single]
+auth = "none"
+max_connections_per_user = 1
+
+[apps.pair]
+auth = "none"
+max_connections_per_user = 2
+on_user_limit = "refuse_newest"
+"#;
+
+fn server() -> (TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("limits.toml");
+    std::fs::write(&path, CONFIG).unwrap();
+    (
+        TestServer::start_with(&["--config", path.to_str().unwrap()], &[]),
+        dir,
+    )
+}
+
+#[tokio::test]
+async fn the_newest_connection_replaces_the_oldest() {
+    let (server, _dir) = server();
+    let (mut old, _) = server.native("single", "1").await;
+    let (mut new, _) = server.native("single", "1").await;
+    let (code, reason) = old.closed().await;
+    assert_eq!(code, 4512, "{reason}");
+    let (_other, other_user) = server.native("single", "2").await;
+    assert_eq!(other_user["user"], "2", "other users are not affected");
+    server.wait_connections(2).await;
+    let (_, reply) = server
+        .post_json(
+            "/v1/push",
+            &json!({"app": "single", "to": "1", "data": "hi"}),
+        )
+        .await;
+    assert_eq!(reply["delivered"], 1);
+    assert_eq!(new.json().await["data"], "hi");
+}
+
+#[tokio::test]
+async fn or_the_newest_is_refused() {
+    let (server, _dir) = server();
+    let (_a, _) = server.native("pair", "1").await;
+    let (_b, _) = server.native("pair", "1").await;
+    let mut third = server.ws("/v1/ws?app=pair&user=1").await;
+    let (code, reason) = third.closed().await;
+    assert_eq!(code, 4513, "{reason}");
+    let (_, users) = server.get("/v1/apps/pair/users").await;
+    assert_eq!(users["users"], json!([{"user": "1", "connections": 2}]));
+    let response = reqwest::get(format!(
+        "http://{}/v1/poll?app=pair&user=1&timeout=0",
+        server.client
+    ))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 429);
+}
