@@ -97,6 +97,8 @@ impl Disconnect {
     pub const REPLACED: Self = Self::fixed(4512, "replaced by a newer connection of the same user");
     /// The user already holds as many connections as the app allows, and keeps the oldest.
     pub const USER_FULL: Self = Self::fixed(4513, "too many connections for this user");
+    /// The page that opened the connection is not among the app's allowed origins.
+    pub const ORIGIN_NOT_ALLOWED: Self = Self::fixed(4514, "origin not allowed for this app");
     /// A jdserver client sent `init` a second time.
     pub const ALREADY_INITIALIZED: Self =
         Self::fixed(4503, "init was already received on this connection");
@@ -129,6 +131,7 @@ impl Disconnect {
             4511 => "invalid_token",
             4512 => "replaced",
             4513 => "user_full",
+            4514 => "origin_not_allowed",
             4500 => "bad_request",
             4501 => "unknown_app",
             4502 => "expected_handshake",

@@ -60,6 +60,9 @@ impl From<&Disconnect> for ApiError {
             c if c == Disconnect::INVALID_TOKEN.code => (StatusCode::UNAUTHORIZED, "invalid_token"),
             c if c == Disconnect::TOKEN_EXPIRED.code => (StatusCode::UNAUTHORIZED, "token_expired"),
             c if c == Disconnect::USER_FULL.code => (StatusCode::TOO_MANY_REQUESTS, "user_full"),
+            c if c == Disconnect::ORIGIN_NOT_ALLOWED.code => {
+                (StatusCode::FORBIDDEN, "origin_not_allowed")
+            }
             c if c == Disconnect::SERVER_FULL.code => {
                 (StatusCode::SERVICE_UNAVAILABLE, "server_full")
             }

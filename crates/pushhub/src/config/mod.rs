@@ -154,6 +154,11 @@ pub struct RawApp {
     /// RS256/ES256 public keys (PEM text) that verify this app's client tokens.
     #[serde(default)]
     pub token_public_keys: Vec<String>,
+    /// Web origins (`https://app.example.com`) whose pages may connect; empty (the
+    /// default): any. Requests without an `Origin` header (apps, devices, servers) are
+    /// not browser pages and are not held to it.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
     /// Most connections one user may hold on this node; 0 (the default): no limit.
     #[serde(default)]
     pub max_connections_per_user: usize,
@@ -563,6 +568,14 @@ fn validate(
         },
         api_keys: app
             .map(|a| a.api_keys.iter().map(|k| Arc::from(k.as_str())).collect())
+            .unwrap_or_default(),
+        allowed_origins: app
+            .map(|a| {
+                a.allowed_origins
+                    .iter()
+                    .map(|o| Arc::from(o.trim_end_matches('/')))
+                    .collect()
+            })
             .unwrap_or_default(),
         user_limit: app
             .filter(|a| a.max_connections_per_user > 0)

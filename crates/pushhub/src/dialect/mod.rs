@@ -32,6 +32,20 @@ pub async fn attach(
     since: Option<Cursor>,
     greet: impl FnOnce(&ConnInfo),
 ) -> Result<Session, Disconnect> {
+    if let Some(origin) = link.origin() {
+        let origin = origin.trim_end_matches('/');
+        if !app.allowed_origins.is_empty()
+            && !app
+                .allowed_origins
+                .iter()
+                .any(|o| &**o == origin || &**o == "*")
+        {
+            return Err(Disconnect::ORIGIN_NOT_ALLOWED.with_reason(format!(
+                "origin {origin:?} may not connect to app {:?}",
+                app.name
+            )));
+        }
+    }
     let request = ConnectRequest {
         app,
         user: identity.user,

@@ -133,7 +133,14 @@ pub async fn native_sse(
     let response = match native_client(&state, &query, last_event_id, &state.native_sse, false) {
         Ok(client) => {
             let stats = state.hub.stats().clone();
-            sse::respond(client, state.new_outbox(), &state.ws.connections, stats).await
+            sse::respond(
+                client,
+                headers.get(header::ORIGIN),
+                state.new_outbox(),
+                &state.ws.connections,
+                stats,
+            )
+            .await
         }
         Err(reason) => ApiError::from(&reason).into_response(),
     };
@@ -144,14 +151,16 @@ pub async fn native_sse(
 pub async fn native_poll(
     State(state): State<GatewayState>,
     Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
-    let answer = native_poll_answer(state, query).await;
+    let answer = native_poll_answer(state, query, headers.get(header::ORIGIN)).await;
     cors(answer.unwrap_or_else(IntoResponse::into_response))
 }
 
 async fn native_poll_answer(
     state: GatewayState,
     query: HashMap<String, String>,
+    origin: Option<&HeaderValue>,
 ) -> Result<Response, ApiError> {
     if let Some(reason) = state.admission() {
         return Err(ApiError::from(&reason));
@@ -161,6 +170,7 @@ async fn native_poll_answer(
         .map_err(|reason| ApiError::from(&reason))?;
     let polled = poll::poll(
         client,
+        origin,
         state.new_outbox(),
         &state.ws.connections,
         wait,
@@ -213,6 +223,7 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
     if let Some(reason) = state.admission() {
         return Err(ApiError::from(&reason));
     }
+    let origin = request.headers().get(header::ORIGIN).cloned();
     let params = request_params(state.max_request_bytes, request).await?;
     let app = text_param(&params, "app")?;
     let user = text_param(&params, "user")?;
@@ -233,9 +244,16 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
         text_or_number(&params, "token"),
         since,
     );
-    let polled = poll::poll(client, state.new_outbox(), &state.ws.connections, wait, 1)
-        .await
-        .map_err(|reason| ApiError::from(&reason))?;
+    let polled = poll::poll(
+        client,
+        origin.as_ref(),
+        state.new_outbox(),
+        &state.ws.connections,
+        wait,
+        1,
+    )
+    .await
+    .map_err(|reason| ApiError::from(&reason))?;
     let body = polled.messages.into_iter().next().unwrap_or_default();
     state.hub.stats().bytes_out(body.len());
     let recovered = HeaderValue::from_static(if polled.recovered { "true" } else { "false" });

@@ -42,6 +42,8 @@ pub struct AppSettings {
     pub history: HistoryPolicy,
     /// Keys that let a backend use the API for this app; empty: loopback only.
     pub api_keys: Vec<Arc<str>>,
+    /// Web origins whose pages may connect; empty: any.
+    pub allowed_origins: Vec<Arc<str>>,
     /// Most connections per user on one node, and what happens beyond it; `None`: no limit.
     pub user_limit: Option<UserLimit>,
     /// Keys that verify the app's client tokens (`auth = "token"`).

@@ -49,6 +49,7 @@ pub struct Link {
     framer: &'static dyn Framer,
     start: Mutex<Option<StreamStart>>,
     replay_limit: Option<usize>,
+    origin: Option<String>,
 }
 
 /// Where an attached client's stream starts, for transports whose framing carries a
@@ -69,7 +70,20 @@ impl Link {
             framer,
             start: Mutex::new(None),
             replay_limit: None,
+            origin: None,
         }
+    }
+
+    /// The same link for a client whose request came with this `Origin` header (browsers
+    /// send it), so the dialect can hold it to the app's allowed origins.
+    pub fn with_origin(mut self, origin: Option<&axum::http::HeaderValue>) -> Self {
+        self.origin = origin.and_then(|o| o.to_str().ok()).map(str::to_owned);
+        self
+    }
+
+    /// The `Origin` the client's request came with, if any.
+    pub fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
     }
 
     /// The same link for a client that takes at most `limit` missed messages at once (a

@@ -31,13 +31,16 @@ pub struct Polled {
 /// else is already queued, up to `max` messages. A refusal is returned as the reason.
 pub async fn poll<H: ClientHandler>(
     mut handler: H,
+    origin: Option<&axum::http::HeaderValue>,
     outbox: Arc<Outbox>,
     connections: &Connections,
     wait: Duration,
     max: usize,
 ) -> Result<Polled, Disconnect> {
     let _registration = connections.register(&outbox);
-    let link = Link::new(outbox.clone(), &RAW_FRAMER).with_replay_limit(max);
+    let link = Link::new(outbox.clone(), &RAW_FRAMER)
+        .with_replay_limit(max)
+        .with_origin(origin);
     if let Err(reason) = handler.on_open(&link).await {
         handler.on_close(&reason).await;
         return Err(reason);

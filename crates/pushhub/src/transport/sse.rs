@@ -61,6 +61,7 @@ struct Stream<H> {
 /// dialect refuses it.
 pub async fn respond<H>(
     mut handler: H,
+    origin: Option<&axum::http::HeaderValue>,
     outbox: Arc<Outbox>,
     connections: &Connections,
     stats: Arc<Stats>,
@@ -69,7 +70,7 @@ where
     H: ClientHandler + 'static,
 {
     let registration = connections.register(&outbox);
-    let link = Link::new(outbox.clone(), &SSE_FRAMER);
+    let link = Link::new(outbox.clone(), &SSE_FRAMER).with_origin(origin);
     if let Err(reason) = handler.on_open(&link).await {
         handler.on_close(&reason).await;
         return ApiError::from(&reason).into_response();

@@ -13,6 +13,10 @@ max_connections_per_user = 1
 auth = "none"
 max_connections_per_user = 2
 on_user_limit = "refuse_newest"
+
+[apps.site]
+auth = "none"
+allowed_origins = ["https://app.example.com"]
 "#;
 
 fn server() -> (TestServer, tempfile::TempDir) {
@@ -62,4 +66,44 @@ async fn or_the_newest_is_refused() {
     .await
     .unwrap();
     assert_eq!(response.status(), 429);
+}
+
+#[tokio::test]
+async fn only_allowed_origins_may_connect_from_a_page() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let (server, _dir) = server();
+    let connect = |origin: Option<&'static str>| {
+        let url = format!("ws://{}/v1/ws?app=site&user=1", server.client);
+        async move {
+            let mut request = url.into_client_request().unwrap();
+            if let Some(origin) = origin {
+                request
+                    .headers_mut()
+                    .insert("origin", origin.parse().unwrap());
+            }
+            let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+            crate::util::Client { ws }
+        }
+    };
+    let mut allowed = connect(Some("https://app.example.com")).await;
+    assert_eq!(allowed.json().await["type"], "welcome");
+    let mut not_a_page = connect(None).await;
+    assert_eq!(
+        not_a_page.json().await["type"],
+        "welcome",
+        "no Origin: not a browser page"
+    );
+    let mut evil = connect(Some("https://evil.example.net")).await;
+    let (code, reason) = evil.closed().await;
+    assert_eq!(code, 4514, "{reason}");
+    let response = reqwest::Client::new()
+        .get(format!(
+            "http://{}/v1/poll?app=site&user=1&timeout=0",
+            server.client
+        ))
+        .header("origin", "https://evil.example.net")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
 }

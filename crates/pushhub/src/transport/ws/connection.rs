@@ -7,9 +7,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::codec::{self, FrameReader, Inbound, Step};
-use super::WS_FRAMER;
 use crate::disconnect::Disconnect;
-use crate::hub::Outbox;
 use crate::stats::Stats;
 use crate::transport::stream::{self, Next, StreamSettings, Wire};
 use crate::transport::{ClientHandler, Link};
@@ -23,14 +21,13 @@ pub async fn run<S, H>(
     mut stream: S,
     leftover: Bytes,
     handler: H,
-    outbox: Arc<Outbox>,
+    link: Link,
     settings: WsSettings,
     stats: Arc<Stats>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
     H: ClientHandler,
 {
-    let link = Link::new(outbox, &WS_FRAMER);
     // Copy, then release: `leftover` may be a view into the HTTP layer's whole read buffer.
     let buf = BytesMut::from(&leftover[..]);
     drop(leftover);

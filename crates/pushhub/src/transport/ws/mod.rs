@@ -36,7 +36,7 @@ use tokio_util::task::TaskTracker;
 use crate::hub::Outbox;
 use crate::stats::Stats;
 use crate::transport::connections::Connections;
-use crate::transport::ClientHandler;
+use crate::transport::{ClientHandler, Link};
 
 /// What every WebSocket connection of a server shares.
 #[derive(Clone)]
@@ -74,6 +74,8 @@ where
             return response;
         }
     };
+    let link = Link::new(outbox.clone(), &WS_FRAMER)
+        .with_origin(request.headers().get(axum::http::header::ORIGIN));
     let on_upgrade = hyper::upgrade::on(&mut request);
     // Counted from the moment the handshake is answered, so admission sees it at once.
     let registration = ctx.connections.register(&outbox);
@@ -92,12 +94,12 @@ where
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let stream = parts.io.into_inner();
-                connection::run(stream, parts.read_buf, handler, outbox, settings, stats).await
+                connection::run(stream, parts.read_buf, handler, link, settings, stats).await
             }
             Err(upgraded) => {
                 tracing::debug!("upgraded stream is not a plain TcpStream; writing through hyper");
                 let stream = TokioIo::new(upgraded);
-                connection::run(stream, Bytes::new(), handler, outbox, settings, stats).await
+                connection::run(stream, Bytes::new(), handler, link, settings, stats).await
             }
         }
     });
