@@ -102,6 +102,19 @@ impl GatewayState {
         }
     }
 
+    /// Answer a WebSocket request: with the client `make` builds, or, when the server is
+    /// full or `make` refuses, with a connection that closes at once with the reason.
+    fn open<H: ClientHandler + 'static>(
+        &self,
+        request: Request,
+        make: impl FnOnce() -> Result<H, Disconnect>,
+    ) -> Response {
+        match self.admission().map_or_else(make, Err) {
+            Ok(client) => self.upgrade(request, client),
+            Err(reason) => self.upgrade(request, self.refuse(reason)),
+        }
+    }
+
     fn upgrade(&self, request: Request, handler: impl ClientHandler + 'static) -> Response {
         ws::upgrade(request, handler, self.new_outbox(), self.ws.clone())
     }

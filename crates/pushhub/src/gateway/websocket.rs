@@ -17,27 +17,22 @@ pub async fn native(
     Query(query): Query<HashMap<String, String>>,
     request: Request,
 ) -> Response {
-    if let Some(reason) = state.admission() {
-        return state.upgrade(request, state.refuse(reason));
-    }
-    match native_client(&state, &query, None, &state.native_ws, true) {
-        Ok(client) => state.upgrade(request, client),
-        Err(reason) => state.upgrade(request, state.refuse(reason)),
-    }
+    state.open(request, || {
+        native_client(&state, &query, None, &state.native_ws, true)
+    })
 }
 
 /// `GET /` with an upgrade: the jdserver dialect, which names its app and user in an
 /// `init` frame that must arrive before the handshake deadline.
 pub async fn jdserver(State(state): State<GatewayState>, request: Request) -> Response {
-    if let Some(reason) = state.admission() {
-        return state.upgrade(request, state.refuse(reason));
-    }
-    let client = JdClient::new(
-        state.hub.clone(),
-        state.jdserver_ws.clone(),
-        state.before_handshake(),
-    );
-    state.upgrade(request, client)
+    state.open(request, || {
+        let renderer = state.jdserver_ws.clone();
+        Ok(JdClient::new(
+            state.hub.clone(),
+            renderer,
+            state.before_handshake(),
+        ))
+    })
 }
 
 /// `GET /ws?uid=&access_key=`: the push-serve dialect. The access key must have been
@@ -47,32 +42,32 @@ pub async fn pushserve(
     Query(query): Query<HashMap<String, String>>,
     request: Request,
 ) -> Response {
-    if let Some(reason) = state.admission() {
-        return state.upgrade(request, state.refuse(reason));
-    }
-    let Some(config) = state.pushserve.clone() else {
-        let reason = Disconnect::BAD_REQUEST.with_reason("push-serve compatibility is not enabled");
-        return state.upgrade(request, state.refuse(reason));
-    };
+    state.open(request, || pushserve_client(&state, &query))
+}
+
+fn pushserve_client(
+    state: &GatewayState,
+    query: &HashMap<String, String>,
+) -> Result<PushServeClient, Disconnect> {
+    let config = state.pushserve.clone().ok_or_else(|| {
+        Disconnect::BAD_REQUEST.with_reason("push-serve compatibility is not enabled")
+    })?;
     let (Some(uid), Some(key)) = (query.get("uid"), query.get("access_key")) else {
-        let reason = Disconnect::BAD_REQUEST.with_reason("connect with ?uid=UID&access_key=KEY");
-        return state.upgrade(request, state.refuse(reason));
+        return Err(Disconnect::BAD_REQUEST.with_reason("connect with ?uid=UID&access_key=KEY"));
     };
     if !access_key_valid(&config, uid, key) {
-        let reason =
-            Disconnect::INVALID_TOKEN.with_reason("invalid or expired access_key for this uid");
-        return state.upgrade(request, state.refuse(reason));
+        return Err(
+            Disconnect::INVALID_TOKEN.with_reason("invalid or expired access_key for this uid")
+        );
     }
-    match state.hub.app(&config.app) {
-        Ok(app) => {
-            let client = PushServeClient::new(
-                state.hub.clone(),
-                app,
-                uid.clone(),
-                state.pushserve_ws.clone(),
-            );
-            state.upgrade(request, client)
-        }
-        Err(error) => state.upgrade(request, state.refuse(Disconnect::from(&error))),
-    }
+    let app = state
+        .hub
+        .app(&config.app)
+        .map_err(|e| Disconnect::from(&e))?;
+    Ok(PushServeClient::new(
+        state.hub.clone(),
+        app,
+        uid.clone(),
+        state.pushserve_ws.clone(),
+    ))
 }
