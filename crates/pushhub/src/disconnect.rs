@@ -53,6 +53,8 @@ impl Disconnect {
     pub const TOO_BIG: Self = Self::fixed(1009, "message too big");
     /// Nothing arrived from the client for `idle_timeout` seconds.
     pub const IDLE_TIMEOUT: Self = Self::fixed(4000, "idle timeout: no traffic from client");
+    /// The client sent frames faster than its app allows (`max_frames_per_second`).
+    pub const RATE_LIMITED: Self = Self::fixed(1008, "rate limit: too many frames per second");
     /// The client did not read its messages fast enough; its queue overflowed.
     pub const SLOW_CONSUMER: Self = Self::fixed(4001, "slow consumer: send queue overflowed");
     /// The server is at its connection limit.
@@ -119,6 +121,7 @@ impl Disconnect {
             1003 => "unsupported_data",
             1006 => "connection_lost",
             1007 => "invalid_utf8",
+            1008 => "rate_limited",
             1009 => "too_big",
             4000 => "idle_timeout",
             4001 => "slow_consumer",

@@ -90,6 +90,10 @@ pub struct RawPushServe {
     pub access_key_ttl: u64,
 }
 
+fn default_max_frames_per_second() -> u32 {
+    50
+}
+
 fn default_access_key_ttl() -> u64 {
     86_400
 }
@@ -154,6 +158,9 @@ pub struct RawApp {
     /// RS256/ES256 public keys (PEM text) that verify this app's client tokens.
     #[serde(default)]
     pub token_public_keys: Vec<String>,
+    /// Most frames a client may send per second (bursts up to twice that); 0: no limit.
+    #[serde(default = "default_max_frames_per_second")]
+    pub max_frames_per_second: u32,
     /// Web origins (`https://app.example.com`) whose pages may connect; empty (the
     /// default): any. Requests without an `Origin` header (apps, devices, servers) are
     /// not browser pages and are not held to it.
@@ -569,6 +576,8 @@ fn validate(
         api_keys: app
             .map(|a| a.api_keys.iter().map(|k| Arc::from(k.as_str())).collect())
             .unwrap_or_default(),
+        max_frames_per_second: app
+            .map_or(default_max_frames_per_second(), |a| a.max_frames_per_second),
         allowed_origins: app
             .map(|a| {
                 a.allowed_origins

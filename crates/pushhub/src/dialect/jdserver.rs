@@ -190,6 +190,7 @@ impl ClientHandler for JdClient {
                     idle_timeout: app.idle_timeout,
                     max_message_bytes: app.max_frame_bytes,
                     handshake_deadline: None,
+                    max_frames_per_second: app.max_frames_per_second,
                     credential_expiry: self.credential_expiry,
                 }
             }

@@ -237,6 +237,7 @@ fn app_liveness(app: &AppSettings) -> Liveness {
         idle_timeout: app.idle_timeout,
         max_message_bytes: app.max_frame_bytes,
         handshake_deadline: None,
+        max_frames_per_second: app.max_frames_per_second,
         credential_expiry: None,
     }
 }

@@ -145,6 +145,7 @@ impl ClientHandler for PushServeClient {
             idle_timeout: self.app.idle_timeout,
             max_message_bytes: self.app.max_frame_bytes,
             handshake_deadline: None,
+            max_frames_per_second: self.app.max_frames_per_second,
             credential_expiry: None,
         }
     }

@@ -42,6 +42,8 @@ pub struct AppSettings {
     pub history: HistoryPolicy,
     /// Keys that let a backend use the API for this app; empty: loopback only.
     pub api_keys: Vec<Arc<str>>,
+    /// Most frames a client may send per second; 0: no limit.
+    pub max_frames_per_second: u32,
     /// Web origins whose pages may connect; empty: any.
     pub allowed_origins: Vec<Arc<str>>,
     /// Most connections per user on one node, and what happens beyond it; `None`: no limit.

@@ -132,6 +132,9 @@ pub struct Liveness {
     /// When a client that has not finished its dialect's handshake (jdserver's `init`) is
     /// closed with [`Disconnect::HANDSHAKE_TIMEOUT`], however lively its socket.
     pub handshake_deadline: Option<tokio::time::Instant>,
+    /// Most frames a client may send per second (sustained; bursts up to twice that);
+    /// 0: no limit. Beyond it the connection is closed with [`Disconnect::RATE_LIMITED`].
+    pub max_frames_per_second: u32,
     /// When the client's credential expires: the connection is closed then with
     /// [`Disconnect::TOKEN_EXPIRED`] unless the dialect has moved it (a token refresh).
     pub credential_expiry: Option<tokio::time::Instant>,

@@ -75,6 +75,38 @@ pub trait Wire: Send {
     fn end_of_stream(&self) -> Disconnect;
 }
 
+/// A token bucket over a client's frames: refills at the allowed rate, holds two seconds'
+/// worth, so short bursts pass and a sustained flood does not.
+struct FrameBudget {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl FrameBudget {
+    fn new(now: Instant) -> Self {
+        Self {
+            tokens: f64::MAX,
+            refilled: now,
+        }
+    }
+
+    /// Take one frame's token; false when none is left. `per_second == 0`: no limit.
+    fn spend(&mut self, per_second: u32, now: Instant) -> bool {
+        if per_second == 0 {
+            return true;
+        }
+        let capacity = 2.0 * f64::from(per_second);
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens.min(capacity) + elapsed * f64::from(per_second)).min(capacity);
+        self.refilled = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
 /// Run one connection until it ends: open the dialect's side, serve, close with a reason.
 /// `buf` holds bytes already read from the client (such as what followed an HTTP upgrade).
 pub async fn run<S, W, H>(
@@ -127,6 +159,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, W: Wire> Conn<'_, S, W> {
     /// The connection's main loop; returns why it ended.
     async fn serve<H: ClientHandler>(&mut self, handler: &mut H, link: &Link) -> Disconnect {
         let mut liveness = handler.liveness();
+        let mut budget = FrameBudget::new(Instant::now());
         let mut last_heard = Instant::now();
         let mut next_ping = last_heard + liveness.heartbeat;
         let timer = sleep_until(next_ping);
@@ -137,6 +170,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin, W: Wire> Conn<'_, S, W> {
                     Ok(Next::NeedMore(want)) => break want,
                     Ok(next) => {
                         self.stats.frame_in();
+                        if !budget.spend(liveness.max_frames_per_second, Instant::now()) {
+                            return Disconnect::RATE_LIMITED;
+                        }
                         match next {
                             Next::Text(text) => {
                                 if let Err(reason) = handler.on_text(&text, link).await {
@@ -293,4 +329,25 @@ async fn write_all_vectored<S: AsyncWrite + Unpin>(
     }
     stream.flush().await?;
     Ok(total)
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn bursts_pass_floods_do_not_and_time_refills() {
+        let start = Instant::now();
+        let mut budget = FrameBudget::new(start);
+        let passed = (0..100).filter(|_| budget.spend(10, start)).count();
+        assert_eq!(passed, 20, "a burst of twice the rate");
+        assert!(!budget.spend(10, start + Duration::from_millis(50)));
+        assert!(
+            budget.spend(10, start + Duration::from_millis(200)),
+            "refilled after 0.1 s"
+        );
+        let mut unlimited = FrameBudget::new(start);
+        assert!((0..10_000).all(|_| unlimited.spend(0, start)));
+    }
 }

@@ -17,6 +17,10 @@ on_user_limit = "refuse_newest"
 [apps.site]
 auth = "none"
 allowed_origins = ["https://app.example.com"]
+
+[apps.slow]
+auth = "none"
+max_frames_per_second = 5
 "#;
 
 fn server() -> (TestServer, tempfile::TempDir) {
@@ -106,4 +110,25 @@ async fn only_allowed_origins_may_connect_from_a_page() {
         .await
         .unwrap();
     assert_eq!(response.status(), 403);
+}
+
+#[tokio::test]
+async fn a_client_flooding_frames_is_cut_off_alone() {
+    let (server, _dir) = server();
+    let (mut calm, _) = server.native("slow", "calm").await;
+    let (mut flood, _) = server.native("slow", "flood").await;
+    for _ in 0..30 {
+        flood.send(r#"{"type":"ping"}"#).await;
+    }
+    let mut code = 0;
+    while code == 0 {
+        match flood.next().await {
+            crate::util::Event::Close(c, _) => code = c,
+            crate::util::Event::Text(_) => {}
+            crate::util::Event::Ended => panic!("ended without a close frame"),
+        }
+    }
+    assert_eq!(code, 1008);
+    calm.send(r#"{"type":"ping","id":1}"#).await;
+    assert_eq!(calm.json().await["type"], "pong");
 }
