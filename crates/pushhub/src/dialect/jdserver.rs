@@ -183,17 +183,10 @@ impl ClientHandler for JdClient {
 
     fn liveness(&self) -> Liveness {
         match &self.session {
-            Some(session) => {
-                let app = session.app();
-                Liveness {
-                    heartbeat: app.heartbeat,
-                    idle_timeout: app.idle_timeout,
-                    max_message_bytes: app.max_frame_bytes,
-                    handshake_deadline: None,
-                    max_frames_per_second: app.max_frames_per_second,
-                    credential_expiry: self.credential_expiry,
-                }
-            }
+            Some(session) => Liveness {
+                credential_expiry: self.credential_expiry,
+                ..super::liveness(session.app())
+            },
             None => self.before_init,
         }
     }

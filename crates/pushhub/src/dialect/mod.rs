@@ -18,7 +18,19 @@ use crate::disconnect::Disconnect;
 use crate::hub::{
     AppSettings, ConnInfo, ConnectRequest, Cursor, FormatId, Hub, Publication, Render, Session,
 };
-use crate::transport::{Framer, Link, StreamStart};
+use crate::transport::{Framer, Link, Liveness, StreamStart};
+
+/// The connection mechanics an app asks for, once a client is known to belong to it.
+pub fn liveness(app: &AppSettings) -> Liveness {
+    Liveness {
+        heartbeat: app.heartbeat,
+        idle_timeout: app.idle_timeout,
+        max_message_bytes: app.max_frame_bytes,
+        max_frames_per_second: app.max_frames_per_second,
+        handshake_deadline: None,
+        credential_expiry: None,
+    }
+}
 
 /// Attach a client to the hub through `link`: `greet` queues the dialect's greeting before
 /// anything else, and the transport learns where the client's stream starts. A refusal

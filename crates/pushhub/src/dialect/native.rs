@@ -230,18 +230,6 @@ pub struct NativeClient {
     session: Option<Session>,
 }
 
-/// The mechanics an app asks for.
-fn app_liveness(app: &AppSettings) -> Liveness {
-    Liveness {
-        heartbeat: app.heartbeat,
-        idle_timeout: app.idle_timeout,
-        max_message_bytes: app.max_frame_bytes,
-        handshake_deadline: None,
-        max_frames_per_second: app.max_frames_per_second,
-        credential_expiry: None,
-    }
-}
-
 fn parse_since(since: Option<&str>) -> Result<Option<Cursor>, Disconnect> {
     since
         .map(Cursor::parse)
@@ -319,7 +307,7 @@ impl NativeClient {
         .await?;
         self.liveness = Liveness {
             credential_expiry: expiry,
-            ..app_liveness(&app)
+            ..super::liveness(&app)
         };
         self.session = Some(session);
         Ok(())

@@ -140,14 +140,7 @@ impl ClientHandler for PushServeClient {
     }
 
     fn liveness(&self) -> Liveness {
-        Liveness {
-            heartbeat: self.app.heartbeat,
-            idle_timeout: self.app.idle_timeout,
-            max_message_bytes: self.app.max_frame_bytes,
-            handshake_deadline: None,
-            max_frames_per_second: self.app.max_frames_per_second,
-            credential_expiry: None,
-        }
+        super::liveness(&self.app)
     }
 
     async fn on_close(&mut self, _reason: &Disconnect) {

@@ -30,7 +30,7 @@ use crate::dialect::native::{NativeClient, NATIVE};
 use crate::dialect::pushserve::PUSHSERVE;
 use crate::dialect::Renderer;
 use crate::disconnect::Disconnect;
-use crate::hub::{AppSettings, AuthMode, Cursor, Hub, Outbox, OutboxLimits, Render};
+use crate::hub::{AuthMode, Cursor, Hub, Outbox, OutboxLimits, Render};
 use crate::transport::sse::SSE_FRAMER;
 use crate::transport::ws::{self, WsContext, WS_FRAMER};
 use crate::transport::{ClientHandler, Liveness, Refuse, RAW_FRAMER};
@@ -61,7 +61,7 @@ impl GatewayState {
             hub,
             ws,
             outbox: config.limits.outbox,
-            defaults: liveness(&config.defaults),
+            defaults: crate::dialect::liveness(&config.defaults),
             handshake_timeout: config.limits.handshake_timeout,
             max_connections: config.limits.max_connections,
             max_request_bytes: config.limits.max_body_bytes,
@@ -117,18 +117,6 @@ impl GatewayState {
 
     fn upgrade(&self, request: Request, handler: impl ClientHandler + 'static) -> Response {
         ws::upgrade(request, handler, self.new_outbox(), self.ws.clone())
-    }
-}
-
-/// The transport mechanics an app asks for.
-pub fn liveness(app: &AppSettings) -> Liveness {
-    Liveness {
-        heartbeat: app.heartbeat,
-        idle_timeout: app.idle_timeout,
-        max_message_bytes: app.max_frame_bytes,
-        handshake_deadline: None,
-        max_frames_per_second: app.max_frames_per_second,
-        credential_expiry: None,
     }
 }
 
