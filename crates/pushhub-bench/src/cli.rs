@@ -32,6 +32,9 @@ pub enum Command {
     /// N clients disconnect, M broadcasts are published, all reconnect with their cursor
     /// and must recover exactly the M missed messages (needs a server with history).
     Resume(ResumeArgs),
+    /// pushhub's durable timers: creates per second through the API, fire lateness at a
+    /// steady rate against a local HTTP sink, memory with many pending, restart after kill -9.
+    Timers(crate::timers::TimersArgs),
     /// Run idle/broadcast/unicast against the relay and pushhub, then resume and history
     /// off/on against pushhub; print the comparison tables.
     Suite(SuiteArgs),

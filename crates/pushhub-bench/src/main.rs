@@ -23,6 +23,7 @@ mod scenario;
 mod seq;
 mod suite;
 mod target;
+mod timers;
 mod worker;
 
 use std::time::Duration;
@@ -40,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Relay(args) => relay::run(args).await,
         Command::Worker(args) => worker::run(args).await,
         Command::Suite(args) => suite::run(args).await,
+        Command::Timers(args) => timers::run(args).await,
         Command::Idle(args) => {
             let settle = Duration::from_secs_f64(args.settle_secs.max(0.0));
             let r = scenario::run_idle(&args.target.load_config(), args.conns, settle).await?;

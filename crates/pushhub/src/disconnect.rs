@@ -86,6 +86,21 @@ impl Disconnect {
     /// The client's token has expired: fetch a fresh one and reconnect.
     pub const TOKEN_EXPIRED: Self =
         Self::fixed(4006, "token expired: reconnect with a fresh token");
+    /// The app's auth backend (`auth = "webhook"`) failed, was too slow, or answered
+    /// garbage; a later attempt may work.
+    pub const AUTH_UNAVAILABLE: Self = Self::fixed(4007, "auth backend unavailable, retry later");
+    /// The app's backend disconnected the client through the API (`POST /v1/disconnect`);
+    /// it may reconnect (a backend that wants it gone for good says so: 4516).
+    pub const KICKED: Self = Self::fixed(4009, "disconnected by the server");
+    /// The app's backend disconnected the client and asked it not to reconnect.
+    pub const KICKED_FOR_GOOD: Self =
+        Self::fixed(4516, "disconnected by the server: do not reconnect");
+    /// The client's address holds as many connections as `limits.max_connections_per_ip`
+    /// allows; one of them must end first.
+    pub const ADDRESS_FULL: Self = Self::fixed(4008, "too many connections from this address");
+    /// The app's auth backend answered that the credential is not valid (HTTP 401/403).
+    pub const CREDENTIAL_REJECTED: Self =
+        Self::fixed(4515, "credential rejected by the app's auth backend");
     /// The app requires a token and the client sent none.
     pub const MISSING_TOKEN: Self = Self::fixed(
         4510,
@@ -130,11 +145,16 @@ impl Disconnect {
             4004 => "handshake_timeout",
             4005 => "replay_continues",
             4006 => "token_expired",
+            4007 => "auth_unavailable",
+            4008 => "address_full",
+            4009 => "kicked",
             4510 => "missing_token",
             4511 => "invalid_token",
             4512 => "replaced",
             4513 => "user_full",
             4514 => "origin_not_allowed",
+            4515 => "credential_rejected",
+            4516 => "kicked_for_good",
             4500 => "bad_request",
             4501 => "unknown_app",
             4502 => "expected_handshake",
@@ -190,6 +210,18 @@ mod tests {
             Disconnect::UNKNOWN_APP,
             Disconnect::EXPECTED_INIT,
             Disconnect::ALREADY_INITIALIZED,
+            Disconnect::TOKEN_EXPIRED,
+            Disconnect::AUTH_UNAVAILABLE,
+            Disconnect::ADDRESS_FULL,
+            Disconnect::MISSING_TOKEN,
+            Disconnect::INVALID_TOKEN,
+            Disconnect::REPLACED,
+            Disconnect::USER_FULL,
+            Disconnect::ORIGIN_NOT_ALLOWED,
+            Disconnect::CREDENTIAL_REJECTED,
+            Disconnect::RATE_LIMITED,
+            Disconnect::KICKED,
+            Disconnect::KICKED_FOR_GOOD,
         ];
         let names: std::collections::HashSet<&str> = all.iter().map(Disconnect::name).collect();
         assert_eq!(names.len(), all.len());

@@ -69,6 +69,15 @@ impl From<&Disconnect> for ApiError {
             c if c == Disconnect::ENGINE_UNAVAILABLE.code => {
                 (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable")
             }
+            c if c == Disconnect::AUTH_UNAVAILABLE.code => {
+                (StatusCode::SERVICE_UNAVAILABLE, "auth_unavailable")
+            }
+            c if c == Disconnect::CREDENTIAL_REJECTED.code => {
+                (StatusCode::FORBIDDEN, "credential_rejected")
+            }
+            c if c == Disconnect::ADDRESS_FULL.code => {
+                (StatusCode::TOO_MANY_REQUESTS, "address_full")
+            }
             _ => (StatusCode::BAD_REQUEST, "bad_request"),
         };
         Self::new(status, code, reason.reason.to_string())
@@ -83,6 +92,7 @@ impl From<HubError> for ApiError {
             HubError::InvalidApp(_) => Self::bad_request("invalid_app", message),
             HubError::InvalidUser(_) => Self::bad_request("invalid_user", message),
             HubError::InvalidTarget(_) => Self::bad_request("invalid_target", message),
+            HubError::InvalidRoom(_) => Self::bad_request("invalid_room", message),
             HubError::UserFull(_) => Self::new(StatusCode::TOO_MANY_REQUESTS, "user_full", message),
             HubError::Engine(error) => {
                 tracing::error!(%error, "engine failure while serving an API request");
@@ -93,5 +103,23 @@ impl From<HubError> for ApiError {
                 )
             }
         }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        if let crate::store::StoreError::Closed = error {
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the server is shutting down; retry later",
+            );
+        }
+        tracing::error!(%error, "timer store failure while serving an API request");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the timer store is unavailable; retry later",
+        )
     }
 }

@@ -10,9 +10,12 @@
 //! - [`engine`]: channel streams and presence behind traits (memory by default).
 //! - [`api`]: the HTTP server API; [`gateway`]: the client listener's routes.
 //! - [`config`], [`server`]: configuration and running it all, with graceful shutdown.
+//! - [`store`], [`scheduler`]: durable timers (delayed HTTP callbacks) and their execution.
+//! - [`tls`]: `wss://` and `https://` without a proxy in front, reloadable certificates.
 
 pub mod api;
 pub mod auth;
+pub mod backend;
 pub mod config;
 pub mod dialect;
 pub mod disconnect;
@@ -20,7 +23,11 @@ pub mod engine;
 pub mod gateway;
 pub mod http_error;
 pub mod hub;
+pub mod outbound;
+pub mod scheduler;
 pub mod server;
 pub mod stats;
+pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod transport;

@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pushhub::config::{Config, Overrides};
 use pushhub::hub::AuthMode;
 use pushhub::server::{self, Listeners};
+use pushhub::tls::Tls;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -185,8 +187,13 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 .tcp_listen
                 .map(|addr| format!(", raw TCP listener {addr} ({})", config.tcp_framing))
                 .unwrap_or_default();
+            let tls = config
+                .tls
+                .as_ref()
+                .map(|t| format!(", TLS on {}", tls_listeners(t)))
+                .unwrap_or_default();
             println!(
-                "{}: ok ({} app(s), client listener {}, API listener {}{tcp})",
+                "{}: ok ({} app(s), client listener {}, API listener {}{tcp}{tls})",
                 file.display(),
                 config.apps.len(),
                 config.listen,
@@ -289,9 +296,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "raw TCP clients speak the native dialect, first frame {{\"type\":\"connect\",...}}"
         );
     }
+    let tls = match &config.tls {
+        Some(settings) => {
+            let tls =
+                Tls::load(&settings.cert, &settings.key).context("loading the TLS certificate")?;
+            tracing::info!(
+                cert = %tls.cert_path().display(),
+                sha256 = %tls.fingerprint(),
+                "TLS on {} (wss://, https://); SIGHUP reloads the certificate",
+                tls_listeners(settings)
+            );
+            Some(Arc::new(tls))
+        }
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone()));
-    server::serve(config, Listeners { client, api, tcp }, shutdown).await;
+    tokio::spawn(on_sighup(tls.clone(), shutdown.clone()));
+    let listeners = Listeners {
+        client,
+        api,
+        tcp,
+        tls,
+    };
+    server::serve(config, listeners, shutdown)
+        .await
+        .context("starting the timer service")?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -311,6 +341,57 @@ fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// Which listeners `[tls]` covers, in words, for the log and `check-config`.
+fn tls_listeners(tls: &pushhub::config::RawTls) -> String {
+    [(tls.client, "client"), (tls.api, "api"), (tls.tcp, "tcp")]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// On each SIGHUP until `shutdown`, read the TLS certificate and key again: new handshakes
+/// get the new pair, established connections keep theirs; a pair that does not load (a
+/// half-written renewal, a key that does not match) is logged and the old one stays.
+/// Without TLS there is nothing to reload; the signal is logged and does not stop the
+/// server (its default action would).
+async fn on_sighup(tls: Option<Arc<Tls>>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler");
+        return;
+    };
+    loop {
+        tokio::select! {
+            received = hangup.recv() => if received.is_none() { return },
+            _ = shutdown.cancelled() => return,
+        }
+        let Some(tls) = tls.clone() else {
+            tracing::info!("SIGHUP: no [tls] is configured; nothing to reload");
+            continue;
+        };
+        // File reads: off the runtime's worker threads.
+        let reloaded = tokio::task::spawn_blocking(move || {
+            let result = tls.reload();
+            (result, tls)
+        })
+        .await;
+        match reloaded {
+            Ok((Ok(sha256), tls)) => tracing::info!(
+                cert = %tls.cert_path().display(),
+                %sha256,
+                "SIGHUP: reloaded the TLS certificate; new connections use it"
+            ),
+            Ok((Err(error), _)) => tracing::error!(
+                tls_key = error.field(),
+                "SIGHUP: could not reload the TLS certificate, keeping the current one: {error}"
+            ),
+            Err(error) => tracing::error!(%error, "SIGHUP: the TLS reload failed"),
+        }
+    }
 }
 
 /// Cancel `shutdown` on SIGTERM or SIGINT.

@@ -1,18 +1,21 @@
-//! Running a server: the hub, its listeners, and graceful shutdown.
+//! Running a server: the hub, its listeners (plain or TLS), and graceful shutdown.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
@@ -21,7 +24,10 @@ use crate::engine;
 use crate::gateway::{self, GatewayState, TcpGateway};
 use crate::http_error::ApiError;
 use crate::hub::{Apps, Hub};
+use crate::scheduler::{StartError, Timers};
 use crate::stats::Stats;
+use crate::store::StoreError;
+use crate::tls::Tls;
 use crate::transport::connections::Connections;
 use crate::transport::tcp::{self, TcpContext};
 use crate::transport::ws::connection::WsSettings;
@@ -35,13 +41,22 @@ pub struct Listeners {
     pub api: Option<TcpListener>,
     /// Raw TCP listener (native dialect); `None` when `tcp_listen` is unset.
     pub tcp: Option<TcpListener>,
+    /// The certificate of the listeners that `config.tls` puts under TLS; `None` when TLS
+    /// is off. Shared with whoever reloads it (SIGHUP), so new handshakes see a new one.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// Serve until `shutdown` fires; then stop accepting, close every client with 1001 (going
-/// away), and give clients and in-flight API requests up to `shutdown_grace` in all.
+/// away), and give clients, in-flight API requests and timer calls up to `shutdown_grace`.
 /// Accept errors (such as running out of file descriptors) are logged and retried, so
-/// serving itself never fails.
-pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationToken) {
+/// serving fails only at start, when the timer store in `data_dir` cannot be opened.
+pub async fn serve(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let timers = start_timers(&config).await?;
+    let timers_done = tokio::spawn(timers.clone().run(shutdown.clone(), config.shutdown_grace));
     let stats = Arc::new(Stats::default());
     let tracker = TaskTracker::new();
     let engine = engine::from_config(config.engine, &tracker, shutdown.clone());
@@ -50,7 +65,13 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         engine,
         stats.clone(),
     );
-    let connections = Connections::default();
+    // Lifecycle webhooks outlive the connections, so the disconnects that shutdown
+    // causes are sent too: they stop once every connection has ended.
+    let (events_tracker, events_stop) = (TaskTracker::new(), CancellationToken::new());
+    for events in config.apps.iter().filter_map(|app| app.events.as_ref()) {
+        events.start(&events_tracker, events_stop.clone());
+    }
+    let connections = Connections::with_address_limit(config.limits.max_connections_per_ip);
     let ws = WsContext {
         settings: WsSettings {
             write_timeout: config.limits.write_timeout,
@@ -68,17 +89,40 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         started: Instant::now(),
         keys: Arc::new(crate::api::auth::ApiKeys::new(&config.apps)),
         pushserve: config.pushserve.clone().map(Arc::new),
+        timers,
     });
+    // Which listeners speak TLS (single-port mode: the client listener's choice, which
+    // the configuration check made equal to the API's).
+    let tls_on = |on: fn(&crate::config::RawTls) -> bool| {
+        config
+            .tls
+            .as_ref()
+            .filter(|t| on(t))
+            .and(listeners.tls.clone())
+    };
     let routers = match listeners.api {
-        Some(api_listener) => vec![
-            (listeners.client, with_fallbacks(gateway)),
-            (api_listener, with_fallbacks(api)),
-        ],
-        None => vec![(listeners.client, with_fallbacks(gateway.merge(api)))],
+        Some(api_listener) => {
+            let api = with_fallbacks(api);
+            vec![
+                (
+                    listeners.client,
+                    with_fallbacks(gateway),
+                    tls_on(|t| t.client),
+                ),
+                (api_listener, api, tls_on(|t| t.api)),
+            ]
+        }
+        None => vec![(
+            listeners.client,
+            with_fallbacks(gateway.merge(api)),
+            tls_on(|t| t.client),
+        )],
     };
     let mut accepting: Vec<_> = routers
         .into_iter()
-        .map(|(listener, router)| tokio::spawn(run_listener(listener, router, shutdown.clone())))
+        .map(|(listener, router, tls)| {
+            tokio::spawn(run_listener(listener, router, tls, shutdown.clone()))
+        })
         .collect();
     if let Some(listener) = listeners.tcp {
         let ctx = TcpContext {
@@ -89,13 +133,17 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
             stats,
             connections: connections.clone(),
             tracker: tracker.clone(),
+            tls: tls_on(|t| t.tcp),
         };
+        let refusals = tcp_gateway.clone();
         let accept = move || tcp_gateway.client();
+        let refuse = move |reason| refusals.refusal(reason);
         accepting.push(tokio::spawn(tcp::serve(
             listener,
             ctx,
             shutdown.clone(),
             accept,
+            refuse,
         )));
     }
 
@@ -121,6 +169,28 @@ pub async fn serve(config: Config, listeners: Listeners, shutdown: CancellationT
         );
         accepting.iter().for_each(|listener| listener.abort());
     }
+    events_stop.cancel();
+    events_tracker.close();
+    let _ = tokio::time::timeout_at(deadline + EVENTS_FLUSH, events_tracker.wait()).await;
+    let _ = timers_done.await;
+    Ok(())
+}
+
+/// Open the timer store in `data_dir` (off the runtime: opening after a crash repairs
+/// the file) and schedule its pending timers.
+async fn start_timers(config: &Config) -> Result<Timers, StartError> {
+    let dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || crate::store::open(&dir))
+        .await
+        .map_err(|e| StoreError::Backend(format!("opening the store: {e}")))??;
+    let timers = Timers::start(store, config.timers.clone(), &config.data_dir).await?;
+    let pending = timers.snapshot().pending;
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        pending,
+        "timer store open; {pending} pending timer(s) scheduled"
+    );
+    Ok(timers)
 }
 
 fn with_fallbacks(router: Router) -> Router {
@@ -141,41 +211,92 @@ fn with_fallbacks(router: Router) -> Router {
         })
 }
 
+/// A request as hyper hands it to the service.
+type IncomingRequest = hyper::Request<hyper::body::Incoming>;
+
+/// How long the last lifecycle events may take to send once connections have ended.
+const EVENTS_FLUSH: Duration = Duration::from_secs(2);
+
 /// How long a client may take to send a request's headers (slowloris protection).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accept HTTP/1.1 connections (with upgrades) until `shutdown`, then wait for requests in
 /// flight. Upgraded connections leave hyper at the upgrade and are not waited for here.
+/// With `tls`, each socket first completes a TLS handshake in its own task, within
+/// [`crate::tls::HANDSHAKE_TIMEOUT`]; a failed one (a plain HTTP client, a port scanner, an
+/// untrusted certificate) is logged at debug level and dropped.
 ///
 /// Served with hyper directly rather than `axum::serve` so an upgraded connection is the
-/// plain `TcpStream` it started as, and so header reads have a deadline.
-async fn run_listener(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+/// `TcpStream` (or TLS stream) it started as, and so header reads have a deadline.
+async fn run_listener(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<Tls>>,
+    shutdown: CancellationToken,
+) {
     let requests = TaskTracker::new();
     while let Some(stream) = tcp::next_socket(&listener, &shutdown).await {
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(router.clone()),
-            )
-            .with_upgrades();
-        let shutdown = shutdown.clone();
-        requests.spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(error) = result {
-                tracing::debug!(%error, "http connection ended with an error");
+        let (router, shutdown) = (router.clone(), shutdown.clone());
+        // Handlers see the socket's peer as `ConnectInfo`, for per-address limits.
+        let peer = stream.peer_addr().ok();
+        let router = router.map_request(move |mut request: IncomingRequest| {
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(ConnectInfo(peer));
             }
+            request
+        });
+        // Plain sockets go to hyper as they are: the TLS path costs them nothing.
+        let Some(tls) = tls.clone() else {
+            requests.spawn(serve_http(stream, router, shutdown));
+            continue;
+        };
+        requests.spawn(async move {
+            let stream = tokio::select! {
+                handshake = tls.accept_http(stream) => match handshake {
+                    Ok(stream) => stream,
+                    Err(error) => {
+                        tracing::debug!(%error, "TLS handshake failed");
+                        return;
+                    }
+                },
+                _ = shutdown.cancelled() => return,
+            };
+            serve_http(stream, router, shutdown).await;
         });
     }
     drop(listener);
     requests.close();
     requests.wait().await;
+}
+
+/// Serve HTTP/1.1 requests (and upgrades) on one connection until it ends, or finish the
+/// request in flight and stop once `shutdown` fires.
+async fn serve_http<S, R>(stream: S, router: R, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: tower::Service<
+            IncomingRequest,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    R::Future: Send + 'static,
+{
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
+        .with_upgrades();
+    let mut connection = std::pin::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "http connection ended with an error");
+    }
 }

@@ -64,12 +64,25 @@ pub async fn start(
     cpu: Option<usize>,
     env: &[(&str, Option<&str>)],
 ) -> Result<RunningServer> {
-    let (ws_port, api_port) = free_ports()?;
-    let listen = format!("127.0.0.1:{ws_port}");
-    let api_listen = format!("127.0.0.1:{api_port}");
     let data_dir = tempfile::Builder::new()
         .prefix("pushhub-bench-data-")
         .tempdir()?;
+    start_in(kind, log_dir, tag, cpu, env, data_dir).await
+}
+
+/// [`start`] on an existing data directory: a restart of a server that was
+/// [killed](RunningServer::kill).
+pub async fn start_in(
+    kind: &ServerKind,
+    log_dir: &Path,
+    tag: &str,
+    cpu: Option<usize>,
+    env: &[(&str, Option<&str>)],
+    data_dir: TempDir,
+) -> Result<RunningServer> {
+    let (ws_port, api_port) = free_ports()?;
+    let listen = format!("127.0.0.1:{ws_port}");
+    let api_listen = format!("127.0.0.1:{api_port}");
     let log_path = log_dir.join(format!("{tag}.log"));
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
@@ -153,6 +166,23 @@ impl RunningServer {
         let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self._data_dir.path()
+    }
+
+    /// SIGKILL, as a crash: no shutdown at all. Hands back the data directory, for
+    /// [`start_in`].
+    pub async fn kill(self) -> Result<TempDir> {
+        let RunningServer {
+            mut child,
+            _data_dir,
+            ..
+        } = self;
+        child.kill().await?;
+        Ok(_data_dir)
     }
 
     /// SIGTERM, then SIGKILL if it is still running after 10 s.

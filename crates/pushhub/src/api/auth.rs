@@ -73,6 +73,18 @@ impl ApiKeys {
         }
     }
 
+    /// The app whose key the request presents, if it presents one; an unknown key or a
+    /// malformed header is refused.
+    pub fn app_of(&self, headers: &HeaderMap) -> Result<Option<Arc<str>>, ApiError> {
+        match Self::presented(headers)? {
+            Some(key) => match self.owner.get(key) {
+                Some(app) => Ok(Some(app.clone())),
+                None => Err(unknown_key()),
+            },
+            None => Ok(None),
+        }
+    }
+
     /// May this request see server-wide information? With keys configured, any app's
     /// key will do; without, the loopback-only API is open.
     pub fn check_any(&self, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -155,6 +167,15 @@ mod tests {
             "invalid_authorization"
         );
         assert!(keys.check_any(&bearer("key-b")).is_ok());
+        assert_eq!(
+            keys.app_of(&bearer("key-a-2")).unwrap().as_deref(),
+            Some("a")
+        );
+        assert_eq!(keys.app_of(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(
+            keys.app_of(&bearer("nope")).unwrap_err().code,
+            "invalid_api_key"
+        );
         assert_eq!(
             keys.check_any(&HeaderMap::new()).unwrap_err().code,
             "missing_api_key"

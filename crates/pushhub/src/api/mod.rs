@@ -9,6 +9,8 @@ pub mod jdserver;
 pub mod native;
 pub mod params;
 pub mod pushserve;
+pub mod rooms;
+pub mod timers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +37,8 @@ pub struct ApiState {
     pub keys: Arc<auth::ApiKeys>,
     /// push-serve compatibility, when enabled.
     pub pushserve: Option<Arc<crate::config::PushServe>>,
+    /// Delayed HTTP callbacks.
+    pub timers: crate::scheduler::Timers,
 }
 
 /// The API listener's routes.
@@ -42,8 +46,18 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(native::healthz))
         .route("/v1/push", post(native::push))
+        .route("/v1/disconnect", post(native::disconnect))
+        .route("/v1/apps/{app}/rooms/{room}", get(rooms::members))
+        .route("/v1/apps/{app}/rooms/{room}/members", post(rooms::add))
+        .route(
+            "/v1/apps/{app}/rooms/{room}/members/{user}",
+            axum::routing::delete(rooms::remove),
+        )
         .route("/v1/apps/{app}/users", get(native::users))
         .route("/v1/stats", get(native::stats))
+        .route("/v1/timers", post(timers::create).get(timers::list))
+        .route("/v1/timers/{id}", get(timers::get).delete(timers::cancel))
+        .route("/setTimeout", any(jdserver::set_timeout))
         .route("/push", any(push))
         .route("/access", get(pushserve::access))
         .route("/getUsers", any(jdserver::get_users))
@@ -62,6 +76,23 @@ async fn push(
     } else {
         jdserver::push(State(state), request).await.into_response()
     }
+}
+
+/// Read a JSON body into `T`: `400 bad_json` when it is not JSON, `400 invalid_request`
+/// (naming `what`) when a field is missing, mistyped or unknown.
+pub async fn json_body<T: serde::de::DeserializeOwned>(
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> Result<T, ApiError> {
+    let bytes = read_body(body, limit).await?;
+    serde_json::from_slice(&bytes).map_err(|error| {
+        if error.is_syntax() || error.is_eof() {
+            ApiError::bad_request("bad_json", format!("body is not valid JSON: {error}"))
+        } else {
+            ApiError::bad_request("invalid_request", format!("invalid {what}: {error}"))
+        }
+    })
 }
 
 /// How long a client may take to send a request body.

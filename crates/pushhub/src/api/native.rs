@@ -1,4 +1,5 @@
-//! Native API endpoints: `/v1/push`, `/v1/apps/{app}/users`, `/v1/stats`, `/healthz`.
+//! Native API endpoints: `/v1/push`, `/v1/disconnect`, `/v1/apps/{app}/users`, `/v1/stats`,
+//! `/healthz`.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
@@ -8,16 +9,23 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::{read_body, ApiState};
+use super::{json_body, ApiState};
+use crate::disconnect::Disconnect;
 use crate::http_error::ApiError;
-use crate::hub::{target, PublishReceipt};
+use crate::hub::target::{self, Target};
+use crate::hub::{names, PublishReceipt};
 
 /// Body of `POST /v1/push`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PushRequest {
     app: String,
-    to: String,
+    /// Users, groups or everyone, in the target grammar.
+    #[serde(default)]
+    to: Option<String>,
+    /// A room, instead of `to`.
+    #[serde(default)]
+    room: Option<String>,
     #[serde(default)]
     event: Option<String>,
     #[serde(default)]
@@ -78,22 +86,91 @@ pub async fn push(
     request: Request,
 ) -> Result<Json<PushResponse>, ApiError> {
     let (parts, body) = request.into_parts();
-    let body = read_body(body, state.max_body_bytes).await?;
-    let push: PushRequest = serde_json::from_slice(&body).map_err(|error| {
-        if error.is_syntax() || error.is_eof() {
-            ApiError::bad_request("bad_json", format!("body is not valid JSON: {error}"))
-        } else {
-            ApiError::bad_request("invalid_request", format!("invalid push request: {error}"))
-        }
-    })?;
+    let push: PushRequest = json_body(body, state.max_body_bytes, "push request").await?;
     state.keys.check(&parts.headers, &push.app)?;
-    let targets = target::parse(&push.to)?;
+    let targets = match (push.to.as_deref(), push.room) {
+        (Some(to), None) => target::parse(to)?,
+        (None, Some(room)) => {
+            names::check_room(&room)?;
+            vec![Target::Room(room)]
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "give either \"to\" (users, groups, everyone) or \"room\"",
+            ))
+        }
+    };
     let data = push.data.unwrap_or_else(|| RawValue::NULL.to_owned());
     let receipt = state
         .hub
         .publish(&push.app, &targets, push.event, data)
         .await?;
     Ok(Json(receipt.into()))
+}
+
+/// Body of `POST /v1/disconnect`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisconnectRequest {
+    app: String,
+    user: String,
+    /// One connection (the `conn` of its `welcome`); absent: all of the user's.
+    #[serde(default)]
+    conn: Option<String>,
+    /// What the client is told (the close reason); absent: the code's own text.
+    #[serde(default)]
+    reason: Option<String>,
+    /// False asks the client not to reconnect (close 4516 instead of 4009).
+    #[serde(default = "reconnect_by_default")]
+    reconnect: bool,
+}
+
+fn reconnect_by_default() -> bool {
+    true
+}
+
+/// Longest custom close reason: a WebSocket close reason holds 123 bytes.
+const MAX_REASON_BYTES: usize = 120;
+
+/// `POST /v1/disconnect`: close a user's connections (or one of them) with a reason the
+/// client sees, e.g. on logout or a ban.
+pub async fn disconnect(
+    State(state): State<ApiState>,
+    request: Request,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (parts, body) = request.into_parts();
+    let kick: DisconnectRequest =
+        json_body(body, state.max_body_bytes, "disconnect request").await?;
+    state.keys.check(&parts.headers, &kick.app)?;
+    let conn = match kick.conn.as_deref() {
+        None => None,
+        Some(text) => Some(u64::from_str_radix(text, 16).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_conn",
+                format!("conn {text:?} is not a connection id from a welcome frame"),
+            )
+        })?),
+    };
+    let code = if kick.reconnect {
+        Disconnect::KICKED
+    } else {
+        Disconnect::KICKED_FOR_GOOD
+    };
+    let reason = match kick.reason {
+        Some(text) if text.len() > MAX_REASON_BYTES || text.chars().any(char::is_control) => {
+            return Err(ApiError::bad_request(
+                "invalid_reason",
+                format!(
+                    "reason must be at most {MAX_REASON_BYTES} bytes without control characters"
+                ),
+            ))
+        }
+        Some(text) => code.with_reason(text),
+        None => code,
+    };
+    let closed = state.hub.disconnect(&kick.app, &kick.user, conn, &reason)?;
+    Ok(Json(json!({ "disconnected": closed })))
 }
 
 /// `GET /v1/apps/{app}/users`: online users with their connection counts.
@@ -136,6 +213,7 @@ pub async fn stats(
             json!({"broker": broker, "presence": presence}),
         );
         object.insert("broker".into(), json!(state.hub.broker_stats()));
+        object.insert("timers".into(), json!(state.timers.snapshot()));
     }
     Ok(Json(body))
 }

@@ -115,13 +115,14 @@ fn split_key(key: &str) -> (&str, Vec<&str>) {
     }
 }
 
-fn next_index(entries: &[(String, Node)]) -> String {
+/// The key `[]` appends at; `None` past the largest index, where PHP drops the value.
+fn next_index(entries: &[(String, Node)]) -> Option<String> {
     entries
         .iter()
         .filter_map(|(k, _)| k.parse::<u64>().ok())
         .max()
-        .map_or(0, |m| m + 1)
-        .to_string()
+        .map_or(Some(0), |m| m.checked_add(1))
+        .map(|i| i.to_string())
 }
 
 fn insert(entries: &mut Vec<(String, Node)>, path: &[&str], value: String) {
@@ -129,7 +130,10 @@ fn insert(entries: &mut Vec<(String, Node)>, path: &[&str], value: String) {
         return;
     };
     let key = if first.is_empty() {
-        next_index(entries)
+        let Some(key) = next_index(entries) else {
+            return;
+        };
+        key
     } else {
         (*first).to_owned()
     };
@@ -186,10 +190,89 @@ pub fn form(input: &[u8]) -> Result<Map<String, Value>, ApiError> {
     Ok(root.into_iter().map(|(k, v)| (k, v.into_value())).collect())
 }
 
+/// Encode an object or list the way PHP's `http_build_query` does, so a body built from
+/// parameters jdserver's backends sent reads back as PHP would have written it: nested keys
+/// in brackets (`a[b]=1`), list positions as keys (`a[0]=x`), `true`/`false` as `1`/`0`,
+/// nulls left out, and `urlencode` escaping (space as `+`, everything but ASCII letters,
+/// digits and `-_.` as `%XX`, brackets in keys included).
+pub fn php_query(value: &Value) -> String {
+    fn walk(key: &str, value: &Value, pairs: &mut Vec<String>) {
+        let scalar = match value {
+            Value::Null => return,
+            Value::Bool(b) => if *b { "1" } else { "0" }.to_owned(),
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.clone(),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(&format!("{key}[{i}]"), item, pairs);
+                }
+                return;
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    walk(&format!("{key}[{k}]"), item, pairs);
+                }
+                return;
+            }
+        };
+        pairs.push(format!("{}={}", php_urlencode(key), php_urlencode(&scalar)));
+    }
+    let mut pairs = Vec::new();
+    match value {
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                walk(&i.to_string(), item, &mut pairs);
+            }
+        }
+        Value::Object(map) => {
+            for (k, item) in map {
+                walk(k, item, &mut pairs);
+            }
+        }
+        _ => {}
+    }
+    pairs.join("&")
+}
+
+/// PHP's `urlencode`.
+fn php_urlencode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => out.push(byte as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn php_query_matches_http_build_query() {
+        assert_eq!(php_query(&json!({"c": 3, "d": 4})), "c=3&d=4");
+        assert_eq!(php_query(&json!({"c": "3", "d": "4"})), "c=3&d=4");
+        assert_eq!(
+            php_query(&json!({"a": {"b": [1, 2]}, "t": true, "f": false, "n": null})),
+            "a%5Bb%5D%5B0%5D=1&a%5Bb%5D%5B1%5D=2&t=1&f=0"
+        );
+        assert_eq!(
+            php_query(&json!({"text": "订单 10*~"})),
+            "text=%E8%AE%A2%E5%8D%95+10%2A%7E"
+        );
+        assert_eq!(php_query(&json!(["x", "y"])), "0=x&1=y");
+        assert_eq!(php_query(&json!({})), "");
+        // What a form decodes to encodes back to the same form.
+        let form = "c=3&d=4&e%5Bx%5D=1";
+        assert_eq!(
+            php_query(&Value::Object(super::form(form.as_bytes()).unwrap())),
+            form
+        );
+    }
 
     fn parsed(input: &str) -> Value {
         Value::Object(form(input.as_bytes()).unwrap())
@@ -215,6 +298,16 @@ mod tests {
         assert_eq!(parsed("a+b=c+d"), json!({"a b": "c d"}));
         assert_eq!(parsed(""), json!({}));
         assert_eq!(parsed("[x]=1&=2"), json!({}));
+    }
+
+    /// Found by fuzzing: appending after the largest index overflowed (a panic in debug
+    /// builds, a wrapped `0` key in release).
+    #[test]
+    fn appending_after_the_largest_index_drops_the_value() {
+        assert_eq!(
+            parsed("a[18446744073709551615]=x&a[]=y&b[]=z"),
+            json!({"a": {"18446744073709551615": "x"}, "b": ["z"]})
+        );
     }
 
     #[test]

@@ -1,15 +1,101 @@
 //! Who a client is: the identity a dialect attaches a connection as.
 //!
 //! An app's `auth` mode decides it: `"none"` believes the user id the client names (for
-//! development and trusted networks), `"token"` takes it from a signed JWT
-//! ([`token`]). Dialects call [`authenticate`] and never look inside a credential.
+//! development and trusted networks), `"token"` takes it from a signed JWT ([`token`]),
+//! `"webhook"` asks the app's backend about an opaque credential ([`webhook`]). Dialects
+//! gather what the client presented and call [`authenticate`]; they never look inside a
+//! credential.
 
 pub mod token;
+pub mod webhook;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::Serialize;
+
 use crate::disconnect::Disconnect;
 use crate::hub::{AppSettings, AuthMode};
+
+/// Where a client's credential came from. Backends may treat them differently (a web
+/// session cookie and an app token are different things), so a webhook is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialSource {
+    /// A query parameter of the connect request (`?token=`, or the webhook's `query_param`).
+    Query,
+    /// A frame: the native `auth` frame, the raw TCP `connect` frame, jdserver's `init`.
+    Frame,
+    /// A cookie of the connect request (webhook apps that name one).
+    Cookie,
+}
+
+/// A credential as a client presented it: a JWT for token apps, anything the app's
+/// backend understands for webhook apps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The credential's text.
+    pub value: String,
+    /// Where it came from.
+    pub source: CredentialSource,
+}
+
+impl Credential {
+    /// `value` as it arrived from `source`.
+    pub fn new(value: impl Into<String>, source: CredentialSource) -> Self {
+        Self {
+            value: value.into(),
+            source,
+        }
+    }
+}
+
+/// Everything a client presented when it connected; which parts count is the app's
+/// `auth` mode.
+#[derive(Debug, Clone, Default)]
+pub struct Presented {
+    /// The user id the client named (believed only by `auth = "none"` apps).
+    pub user: Option<String>,
+    /// The credential from the request's query or the client's first frame.
+    pub credential: Option<Credential>,
+    /// The request's `Cookie` header, for webhook apps that take a session cookie.
+    pub cookies: Option<String>,
+}
+
+impl Presented {
+    /// The credential that counts for `app`: none for `auth = "none"`; the query or frame
+    /// credential for tokens; for webhooks the app's cookie when it names one and the
+    /// request carries it, else the query or frame credential.
+    pub fn credential_for(&self, app: &AppSettings) -> Option<Credential> {
+        match app.auth {
+            AuthMode::None => None,
+            AuthMode::Token => self.credential.clone(),
+            AuthMode::Webhook => app
+                .webhook
+                .as_ref()
+                .and_then(|webhook| webhook.settings().cookie.as_deref())
+                .and_then(|name| cookie_value(self.cookies.as_deref()?, name))
+                .map(|value| Credential::new(value, CredentialSource::Cookie))
+                .or_else(|| self.credential.clone()),
+        }
+    }
+}
+
+/// The query parameter `app`'s clients put their credential in: `token`, or what the
+/// app's auth webhook names (seed 003's web clients sent `ukey`).
+pub fn query_param(app: &AppSettings) -> &str {
+    match &app.webhook {
+        Some(webhook) if app.auth == AuthMode::Webhook => &webhook.settings().query_param,
+        _ => "token",
+    }
+}
+
+/// The value of cookie `name` in a `Cookie` header (`a=1; b=2`), quotes removed.
+pub fn cookie_value(header: &str, name: &str) -> Option<String> {
+    header.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        (key == name).then(|| value.trim_matches('"').to_owned())
+    })
+}
 
 /// Who a client is, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +104,12 @@ pub struct Identity {
     pub user: String,
     /// Groups granted by the credential, beyond those the user id implies.
     pub groups: Vec<String>,
+    /// Rooms the credential lets the user join (from a token's `rooms` claim or a
+    /// webhook's answer).
+    pub rooms: Vec<String>,
+    /// What else the credential says about the user (a token's `info` claim, a webhook's
+    /// `info`: a nickname, a role), passed on to the backend with each RPC call.
+    pub info: Option<serde_json::Value>,
     /// When the credential expires, in seconds since the Unix epoch (tokens only).
     pub expires: Option<u64>,
 }
@@ -40,34 +132,68 @@ pub fn expiry_instant(expires: u64) -> Option<tokio::time::Instant> {
     Some(tokio::time::Instant::now() + Duration::from_secs(left))
 }
 
-/// Authenticate a client of `app` that named `user` and presented `token` (either may be
-/// absent). A refusal is the close reason.
-pub fn authenticate(
-    app: &AppSettings,
-    user: Option<String>,
-    token: Option<&str>,
-) -> Result<Identity, Disconnect> {
+/// Authenticate a client of `app` from what it `presented`. A refusal is the close reason.
+pub async fn authenticate(app: &AppSettings, presented: Presented) -> Result<Identity, Disconnect> {
     match app.auth {
         AuthMode::None => {
-            let user = user.ok_or_else(|| {
+            let user = presented.user.ok_or_else(|| {
                 Disconnect::BAD_REQUEST.with_reason("missing user: connect with ?app=APP&user=USER")
             })?;
             Ok(Identity {
                 user,
                 groups: Vec::new(),
+                rooms: Vec::new(),
+                info: None,
                 expires: None,
             })
         }
         AuthMode::Token => {
-            let token = token.ok_or(Disconnect::MISSING_TOKEN)?;
-            let claims = verify(app, token)?;
+            let token = presented
+                .credential_for(app)
+                .ok_or_else(|| missing_credential(app, true))?;
+            let claims = verify(app, &token.value)?;
             Ok(Identity {
                 user: claims.sub,
                 groups: claims.groups,
+                rooms: claims.rooms,
+                info: claims.info,
                 expires: Some(claims.exp),
             })
         }
+        AuthMode::Webhook => {
+            let credential = presented
+                .credential_for(app)
+                .ok_or_else(|| missing_credential(app, true))?;
+            match &app.webhook {
+                Some(webhook) => webhook.check(&app.name, &credential).await,
+                None => Err(Disconnect::AUTH_UNAVAILABLE.with_reason("no auth backend configured")),
+            }
+        }
     }
+}
+
+/// The refusal for a client that presented no credential to an app that needs one, naming
+/// the ways it could have (`can_send_frames`: whether its transport carries an `auth` frame).
+pub fn missing_credential(app: &AppSettings, can_send_frames: bool) -> Disconnect {
+    let mut ways = match (&app.auth, &app.webhook) {
+        (AuthMode::Webhook, Some(webhook)) => {
+            let settings = webhook.settings();
+            let mut ways = vec![format!("{}=...", settings.query_param)];
+            ways.extend(settings.cookie.as_ref().map(|c| format!("the {c} cookie")));
+            ways
+        }
+        _ => vec!["token=JWT".to_owned()],
+    };
+    if can_send_frames {
+        ways.push("an auth frame".into());
+    }
+    let what = if app.auth == AuthMode::Webhook {
+        "a credential"
+    } else {
+        "a token"
+    };
+    let reason = format!("this app requires {what}: pass {}", ways.join(" or "));
+    Disconnect::MISSING_TOKEN.with_reason(reason)
 }
 
 /// The claims of `token` for `app`, or the close reason.

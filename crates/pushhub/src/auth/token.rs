@@ -1,7 +1,7 @@
 //! Client tokens: JWTs signed with an app's secret (HS256) or private key (RS256, ES256).
 //!
 //! Claims: `sub` (the user id, required), `exp` (required), and optionally `app` (must be
-//! this app when present) and `groups` (extra group channels). Several secrets and keys may
+//! this app when present), `groups` (extra group channels) and `rooms` (rooms it may join). Several secrets and keys may
 //! be valid at once, so they rotate without downtime. Verification allows no clock leeway
 //! beyond 5 seconds: an expired token is refused with its own close code so the client
 //! knows to fetch a fresh one.
@@ -27,6 +27,13 @@ pub struct Claims {
     /// Extra groups the user belongs to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// Rooms the user may join (MSwoole's room code).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rooms: Vec<String>,
+    /// Anything else about the user (MSwoole's auth carried type and nickname), passed on
+    /// to the backend with RPC calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<serde_json::Value>,
 }
 
 /// Why a token was refused.
@@ -129,6 +136,8 @@ pub fn mint(
         exp: now + ttl_secs,
         app: Some(app.to_owned()),
         groups: groups.to_vec(),
+        rooms: Vec::new(),
+        info: None,
     };
     encode(
         &Header::new(Algorithm::HS256),
@@ -186,6 +195,8 @@ mod tests {
             exp: 1,
             app: None,
             groups: vec![],
+            rooms: vec![],
+            info: None,
         };
         let expired = encode(
             &Header::new(Algorithm::HS256),

@@ -1,13 +1,17 @@
 //! `PUSHHUB_*` environment variables over the configuration file.
 //!
 //! Every top-level key has a variable (`PUSHHUB_HEARTBEAT`, `PUSHHUB_API_LISTEN`) and every
-//! key of `[limits]` one with a `LIMITS_` infix (`PUSHHUB_LIMITS_MAX_FRAME_BYTES`). A value
-//! is read as the type its key has (a number stays text where the key is text). A
+//! key of `[limits]` one with a `LIMITS_` infix (`PUSHHUB_LIMITS_MAX_FRAME_BYTES`), and of
+//! `[timers]` with `TIMERS_` (`PUSHHUB_TIMERS_CONCURRENCY`). A value
+//! is read as the type its key has (a number stays text where the key is text; a list is
+//! comma-separated: `PUSHHUB_LIMITS_TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8`). A
 //! `PUSHHUB_*` variable that names no key is an error, so a misspelling never goes unseen.
+//! The keys of `[tls]` have a `TLS_` infix the same way (`PUSHHUB_TLS_CERT`), although the
+//! table itself is absent by default.
 
 use toml::{Table, Value};
 
-use super::{ConfigError, RawConfig};
+use super::{ConfigError, RawConfig, RawTls};
 
 /// `PUSHHUB_*` variables that other parts of the program read.
 const NOT_CONFIG_KEYS: &[&str] = &[
@@ -41,6 +45,13 @@ fn typed(like: Option<&Value>, raw: &str) -> Result<Value, String> {
             .parse()
             .map(Value::Boolean)
             .map_err(|_| format!("{raw:?} is not true or false")),
+        Some(Value::Array(_)) => Ok(Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| Value::String(item.to_owned()))
+                .collect(),
+        )),
         Some(_) => Ok(Value::String(raw.to_owned())),
     }
 }
@@ -56,6 +67,19 @@ pub fn apply(
         .get("limits")
         .and_then(Value::as_table)
         .unwrap_or(&no_limits);
+    let default_timers = defaults
+        .get("timers")
+        .and_then(Value::as_table)
+        .unwrap_or(&no_limits);
+    // `[tls]` is unset by default; its keys, typed, from a table with every key set.
+    let tls_keys = Table::try_from(RawTls {
+        cert: "cert.pem".into(),
+        key: "key.pem".into(),
+        client: true,
+        api: false,
+        tcp: false,
+    })
+    .unwrap_or_default();
     let mut applied = Vec::new();
     let mut errors = Vec::new();
     for (name, raw) in vars {
@@ -67,8 +91,21 @@ pub fn apply(
             Some(limit) if default_limits.contains_key(limit) => {
                 vec!["limits".into(), limit.into()]
             }
+            _ if key
+                .strip_prefix("timers_")
+                .is_some_and(|k| default_timers.contains_key(k)) =>
+            {
+                vec!["timers".into(), key["timers_".len()..].into()]
+            }
+            _ if key
+                .strip_prefix("tls_")
+                .is_some_and(|k| tls_keys.contains_key(k)) =>
+            {
+                vec!["tls".into(), key["tls_".len()..].into()]
+            }
             _ if unset_by_default(&key).is_some()
-                || (defaults.contains_key(&key) && key != "limits" && key != "apps") =>
+                || (defaults.contains_key(&key)
+                    && !matches!(key.as_str(), "limits" | "apps" | "timers")) =>
             {
                 vec![key.clone()]
             }
@@ -83,6 +120,8 @@ pub fn apply(
         };
         let like = match path.as_slice() {
             [limits, limit] if limits == "limits" => default_limits.get(limit).cloned(),
+            [timers, key] if timers == "timers" => default_timers.get(key).cloned(),
+            [tls, tls_key] if tls == "tls" => tls_keys.get(tls_key).cloned(),
             [top] => defaults.get(top).cloned().or_else(|| unset_by_default(top)),
             _ => None,
         };

@@ -11,7 +11,9 @@ mod env;
 mod locate;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +21,19 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::token::TokenKeys;
+use crate::auth::webhook::{WebhookAuth, WebhookSettings};
+use crate::backend::call::{BackendClient, Question};
+use crate::backend::events::{EventSettings, EventSink};
+use crate::backend::rooms::RoomPolicy;
+use crate::backend::rpc::{RpcProxy, RpcSettings};
+use crate::backend::send::SendPolicy;
 use crate::engine::{EngineKind, HistoryPolicy};
+use crate::gateway::TrustedProxies;
 use crate::hub::registry::UserLimit;
 use crate::hub::{names, AppSettings, AuthMode, OutboxLimits};
+use crate::scheduler::log::Rotation;
+use crate::scheduler::TimerSettings;
+use crate::store::RetryPolicy;
 use crate::transport::tcp::Framing;
 
 /// The configuration file's shape, before validation.
@@ -63,6 +75,86 @@ pub struct RawConfig {
     /// push-serve compatibility (seed 004): off unless this table is present (or, without
     /// a file, `PUSHHUB_PUSHSERVE_PASSWORD` is set, for app `demo`).
     pub pushserve: Option<RawPushServe>,
+    /// MSwoole compatibility (seed 001): off unless this table is present.
+    pub mswoole: Option<RawMSwoole>,
+    /// TLS in pushhub itself (`wss://`, `https://`), for running without nginx: off unless
+    /// this table is present (or `PUSHHUB_TLS_CERT` and `PUSHHUB_TLS_KEY` are set).
+    pub tls: Option<RawTls>,
+    /// Delayed HTTP callbacks (jdserver's `/setTimeout`, `/v1/timers`).
+    pub timers: RawTimers,
+}
+
+/// `[timers]`: how timers' HTTP calls are made, retried, kept and logged. Timers live in
+/// `data_dir` (`timers.redb`, and the result log `timers.log`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTimers {
+    /// Calls in flight at once, over all timers; due timers wait for a free slot, in due
+    /// order.
+    pub concurrency: usize,
+    /// Seconds one call may take (connecting, the answer and the first 1 KiB of its
+    /// body) before it counts as failed; a timer may ask for less or more (`timeout_ms`).
+    pub request_timeout: u64,
+    /// Attempts a native timer makes, the first included, when it does not say
+    /// (jdserver's `/setTimeout` makes one, as jdserver did).
+    pub max_attempts: u32,
+    /// Milliseconds before the first retry; each further retry may wait twice as long
+    /// (a random wait up to that: full jitter).
+    pub retry_base_ms: u64,
+    /// Longest wait before a retry, in milliseconds.
+    pub retry_max_ms: u64,
+    /// Longest delay a timer may be set for, in seconds.
+    pub max_delay: u64,
+    /// Seconds a finished timer (succeeded, failed, cancelled) stays queryable before it
+    /// is deleted.
+    pub retention: u64,
+    /// Size in bytes at which `timers.log` (one JSON line per call) is rotated; 0 turns
+    /// the log off.
+    pub log_max_bytes: u64,
+    /// Rotated logs kept: `timers.log.1` (newest) to `timers.log.N`.
+    pub log_files: usize,
+}
+
+impl Default for RawTimers {
+    fn default() -> Self {
+        Self {
+            concurrency: 256,
+            request_timeout: 30,
+            max_attempts: 5,
+            retry_base_ms: 1000,
+            retry_max_ms: 300_000,
+            max_delay: 366 * 86_400,
+            retention: 7 * 86_400,
+            log_max_bytes: 64 * 1024 * 1024,
+            log_files: 5,
+        }
+    }
+}
+
+/// `[tls]`: the certificate pushhub presents and which listeners use it. The files are
+/// read again on SIGHUP, so a renewed certificate takes effect without a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain, end-entity certificate first (certbot's `fullchain.pem`).
+    /// A relative path is taken from the working directory.
+    pub cert: PathBuf,
+    /// PEM private key of that certificate (certbot's `privkey.pem`).
+    pub key: PathBuf,
+    /// TLS on the client listener (`wss://`, `https://` for SSE and long-poll).
+    #[serde(default = "default_true")]
+    pub client: bool,
+    /// TLS on the API listener. Off by default: the API normally listens on loopback for
+    /// backends on the same host; turn it on when backends call it across a network.
+    #[serde(default)]
+    pub api: bool,
+    /// TLS on the raw TCP listener (`tcp_listen`).
+    #[serde(default)]
+    pub tcp: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// What happens to a user's connection beyond `max_connections_per_user`.
@@ -98,6 +190,37 @@ fn default_access_key_ttl() -> u64 {
     86_400
 }
 
+/// MSwoole compatibility (seed 001): which app its WebSocket endpoint serves, and where.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMSwoole {
+    /// The app MSwoole clients belong to; it must take credentials (`auth = "token"` or
+    /// `"webhook"`): clients present one in `?auth=`.
+    pub app: String,
+    /// The WebSocket path on the client listener (MSwoole's clients used `/live` or `/`;
+    /// `/` is jdserver's here).
+    #[serde(default = "default_mswoole_path")]
+    pub path: String,
+}
+
+fn default_mswoole_path() -> String {
+    "/mswoole".into()
+}
+
+/// Paths the client listener serves already, which the MSwoole endpoint may not take.
+const RESERVED_CLIENT_PATHS: &[&str] = &[
+    "/", "/ws", "/v1/ws", "/v1/sse", "/v1/poll", "/getMsg", "/demo",
+];
+
+/// MSwoole compatibility, validated.
+#[derive(Debug, Clone)]
+pub struct MSwoole {
+    /// The app it serves.
+    pub app: Arc<str>,
+    /// Its WebSocket path.
+    pub path: String,
+}
+
 /// push-serve compatibility, validated.
 #[derive(Debug, Clone)]
 pub struct PushServe {
@@ -125,6 +248,13 @@ pub struct RawLimits {
     pub max_body_bytes: usize,
     /// Most client connections at once; 0 = as many as the open-file limit allows.
     pub max_connections: usize,
+    /// Most client connections one address may hold at once (beyond: 4008 / HTTP 429);
+    /// 0 (the default): no limit. Behind a proxy, list it in `trusted_proxies`, or every
+    /// client counts as the proxy's address.
+    pub max_connections_per_ip: usize,
+    /// Proxies (addresses or networks, `127.0.0.1`, `10.0.0.0/8`) whose `X-Forwarded-For`
+    /// / `X-Real-IP` headers name the real client address.
+    pub trusted_proxies: Vec<String>,
     /// Seconds a client may take to finish its handshake (jdserver: send `init`; raw TCP:
     /// send `connect`).
     pub handshake_timeout: u64,
@@ -179,6 +309,191 @@ pub struct RawApp {
     /// Overrides the server's `history_ttl`.
     #[serde(default)]
     pub history_ttl: Option<u64>,
+    /// Overrides `limits.handshake_timeout` for this app's clients: how long they may take
+    /// to present a credential (an `auth` frame, the auth webhook's answer).
+    #[serde(default)]
+    pub handshake_timeout: Option<u64>,
+    /// The backend that checks client credentials; required by `auth = "webhook"`.
+    #[serde(default)]
+    pub auth_webhook: Option<RawAuthWebhook>,
+    /// Signs every request pushhub makes to this app's backend (RPC calls), 32+
+    /// characters: the `X-Pushhub-Signature` header lets the backend trust who the caller
+    /// is. Required with `rpc`.
+    #[serde(default)]
+    pub backend_secret: Option<String>,
+    /// Where clients' `rpc` frames go; unset: the app takes none.
+    #[serde(default)]
+    pub rpc: Option<RawRpc>,
+    /// Who may join rooms: `"open"` (any connected client), `"credential"` (the rooms its
+    /// token's `rooms` claim or auth webhook answer lists; `"*"` there: any) or
+    /// `"webhook"` (ask `room_webhook`). Default: `"open"` for `auth = "none"` apps,
+    /// `"credential"` otherwise.
+    #[serde(default)]
+    pub join_rooms: Option<JoinRooms>,
+    /// The backend asked about each join when `join_rooms = "webhook"`.
+    #[serde(default)]
+    pub room_webhook: Option<RawQuestion>,
+    /// Whether clients may `send` events to other users of the app: `"off"` (the
+    /// default: it lets any client reach any user), `"open"`, or `"webhook"` (the backend
+    /// vets each message at `send_webhook`).
+    #[serde(default)]
+    pub client_send: ClientSend,
+    /// The backend that vets each `send` when `client_send = "webhook"`.
+    #[serde(default)]
+    pub send_webhook: Option<RawQuestion>,
+    /// Where the app's lifecycle events (connect, disconnect, room join and leave) are
+    /// POSTed in batches; unset: nowhere.
+    #[serde(default)]
+    pub events: Option<RawEvents>,
+}
+
+/// An app's lifecycle webhook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    /// Where pushhub POSTs `{"app","events":[...]}` (signed with `backend_secret`).
+    pub url: String,
+    /// Most events in one request.
+    #[serde(default = "default_events_batch")]
+    pub max_batch: usize,
+    /// Milliseconds an event may wait for its batch to fill.
+    #[serde(default = "default_events_delay_ms")]
+    pub max_delay_ms: u64,
+    /// Most events waiting to be sent (while the backend is slow or down); more are
+    /// dropped and counted.
+    #[serde(default = "default_events_queue")]
+    pub queue: usize,
+    /// Milliseconds one request may take.
+    #[serde(default = "default_rpc_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Attempts per batch (with exponential backoff between them) before it is dropped.
+    #[serde(default = "default_events_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_events_batch() -> usize {
+    100
+}
+
+fn default_events_delay_ms() -> u64 {
+    1000
+}
+
+fn default_events_queue() -> usize {
+    10_000
+}
+
+fn default_events_attempts() -> u32 {
+    5
+}
+
+/// Client-to-user message policies, as configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientSend {
+    /// Refused.
+    #[default]
+    Off,
+    /// Allowed.
+    Open,
+    /// Vetted by the backend.
+    Webhook,
+}
+
+/// Room join policies, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JoinRooms {
+    /// Any connected client.
+    Open,
+    /// The rooms the client's credential lists.
+    Credential,
+    /// Ask the backend.
+    Webhook,
+}
+
+/// A backend asked yes or no (room joins, client messages).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuestion {
+    /// Where pushhub POSTs the question (signed); 2xx allows, 401/403 refuses.
+    pub url: String,
+    /// Milliseconds the backend may take before the request fails as unavailable.
+    #[serde(default = "default_webhook_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+/// An app's RPC backend: one URL for every method, or one per method prefix.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRpc {
+    /// The URL every method is POSTed to.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Method prefix → URL (`"live." = "http://..."`); the longest matching prefix wins.
+    #[serde(default)]
+    pub routes: BTreeMap<String, String>,
+    /// Milliseconds one call may take (waiting for a free slot included) before the caller
+    /// gets `rpc_timeout`.
+    #[serde(default = "default_rpc_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Most calls one connection may have in flight; more fail at once with `rpc_busy`.
+    #[serde(default = "default_rpc_per_connection")]
+    pub max_in_flight_per_connection: usize,
+    /// Most calls the app may have in flight; more wait their turn within `timeout_ms`.
+    #[serde(default = "default_rpc_in_flight")]
+    pub max_in_flight: usize,
+}
+
+fn default_rpc_timeout_ms() -> u64 {
+    5000
+}
+
+fn default_rpc_per_connection() -> usize {
+    8
+}
+
+fn default_rpc_in_flight() -> usize {
+    256
+}
+
+/// An app's auth backend (`auth = "webhook"`, seed 003's login against the main site).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthWebhook {
+    /// Where pushhub POSTs `{"app","credential","source"}`; it answers 200
+    /// `{"user":"100","groups":[...],"rooms":[...]}` to accept, 401/403 to reject.
+    pub url: String,
+    /// The query parameter a client's credential arrives in.
+    #[serde(default = "default_credential_param")]
+    pub query_param: String,
+    /// A cookie that carries the credential (a web session), checked before the query
+    /// parameter; unset: cookies are not read.
+    #[serde(default)]
+    pub cookie: Option<String>,
+    /// Milliseconds one check may take before the client is refused (4007, retryable).
+    #[serde(default = "default_webhook_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Seconds an answer is reused for the same credential; 0 (the default): ask every
+    /// time. A few seconds turn a reconnect storm into one request per user.
+    #[serde(default)]
+    pub cache_seconds: u64,
+    /// Most checks in flight at once for this app; more wait their turn (within
+    /// `timeout_ms`).
+    #[serde(default = "default_webhook_concurrency")]
+    pub max_concurrency: usize,
+}
+
+fn default_credential_param() -> String {
+    "token".into()
+}
+
+fn default_webhook_timeout_ms() -> u64 {
+    3000
+}
+
+fn default_webhook_concurrency() -> usize {
+    64
 }
 
 impl Default for RawConfig {
@@ -199,6 +514,9 @@ impl Default for RawConfig {
             limits: RawLimits::default(),
             apps: BTreeMap::new(),
             pushserve: None,
+            mswoole: None,
+            tls: None,
+            timers: RawTimers::default(),
         }
     }
 }
@@ -212,6 +530,8 @@ impl Default for RawLimits {
             write_timeout: 10,
             max_body_bytes: 1024 * 1024,
             max_connections: 0,
+            max_connections_per_ip: 0,
+            trusted_proxies: Vec::new(),
             handshake_timeout: 10,
         }
     }
@@ -228,6 +548,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Most client connections; 0 until resolved from the open-file limit at start.
     pub max_connections: usize,
+    /// Most client connections per client address; 0: no limit.
+    pub max_connections_per_ip: usize,
     /// Deadline for a client's dialect handshake.
     pub handshake_timeout: Duration,
 }
@@ -253,12 +575,20 @@ pub struct Config {
     pub limits: Limits,
     /// Declared apps.
     pub apps: Vec<AppSettings>,
+    /// Proxies whose forwarding headers name the client's address.
+    pub trusted_proxies: TrustedProxies,
     /// Policy of apps created on first use, when enabled.
     pub dynamic_apps: Option<AppSettings>,
     /// Connection mechanics before a client's app is known.
     pub defaults: AppSettings,
     /// push-serve compatibility, when enabled.
     pub pushserve: Option<PushServe>,
+    /// MSwoole compatibility, when enabled.
+    pub mswoole: Option<MSwoole>,
+    /// TLS, when on; its files loaded and matched when the configuration was checked.
+    pub tls: Option<RawTls>,
+    /// Timers.
+    pub timers: TimerSettings,
     /// Where the configuration came from, for the start-up log.
     pub source: String,
 }
@@ -480,6 +810,64 @@ fn validate(
                     .into(),
             );
         }
+        check_auth_webhook(&mut error, name, app);
+        check_rpc(&mut error, name, app);
+        check_events(&mut error, name, app);
+        let rooms = app.join_rooms == Some(JoinRooms::Webhook);
+        let room_webhook = app.room_webhook.as_ref();
+        check_question(
+            &mut error,
+            name,
+            app,
+            ("room_webhook", room_webhook, rooms, "join_rooms"),
+        );
+        let send = app.client_send == ClientSend::Webhook;
+        let send_webhook = app.send_webhook.as_ref();
+        check_question(
+            &mut error,
+            name,
+            app,
+            ("send_webhook", send_webhook, send, "client_send"),
+        );
+        if app.handshake_timeout == Some(0) {
+            error(
+                &["apps", name, "handshake_timeout"],
+                "must be at least 1 second".into(),
+            );
+        }
+    }
+    if let Some(mswoole) = &raw.mswoole {
+        match raw.apps.get(&mswoole.app) {
+            None => error(
+                &["mswoole", "app"],
+                format!("app {:?} is not declared in [apps]", mswoole.app),
+            ),
+            Some(app) if app.auth == AuthMode::None => error(
+                &["mswoole", "app"],
+                format!(
+                    "app {:?} has auth = \"none\": MSwoole clients present a credential in ?auth=, so the app needs auth = \"token\" or \"webhook\"",
+                    mswoole.app
+                ),
+            ),
+            Some(_) => {}
+        }
+        let taken = RESERVED_CLIENT_PATHS.contains(&mswoole.path.as_str());
+        let valid = mswoole.path.starts_with('/')
+            && mswoole.path.len() > 1
+            && mswoole
+                .path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'));
+        if taken || !valid {
+            error(
+                &["mswoole", "path"],
+                format!(
+                    "{:?} must be a path like \"/live\" that no other endpoint uses ({})",
+                    mswoole.path,
+                    RESERVED_CLIENT_PATHS.join(", ")
+                ),
+            );
+        }
     }
     if let Some(pushserve) = &raw.pushserve {
         let declared =
@@ -503,6 +891,15 @@ fn validate(
             );
         }
     }
+    if let Some(tls) = &raw.tls {
+        check_tls(
+            &mut error,
+            tls,
+            listen,
+            api_listen,
+            raw.tcp_listen.is_some(),
+        );
+    }
     let mut seen_keys = std::collections::HashMap::new();
     for (name, app) in &raw.apps {
         for key in &app.api_keys {
@@ -521,6 +918,7 @@ fn validate(
         }
     }
     check_liveness(&mut error, &[], raw.heartbeat, raw.idle_timeout);
+    check_timers(&mut error, &raw.timers);
     check_frame_bytes(
         &mut error,
         &["limits", "max_frame_bytes"],
@@ -541,6 +939,19 @@ fn validate(
             ),
         );
     }
+    let mut trusted_proxies = Vec::new();
+    for proxy in &limits.trusted_proxies {
+        match proxy
+            .parse::<IpNet>()
+            .or_else(|_| proxy.parse::<IpAddr>().map(IpNet::from))
+        {
+            Ok(net) => trusted_proxies.push(net),
+            Err(_) => error(
+                &["limits", "trusted_proxies"],
+                format!("{proxy:?} is not an address or network like 10.0.0.0/8"),
+            ),
+        }
+    }
     if limits.handshake_timeout == 0 {
         error(
             &["limits", "handshake_timeout"],
@@ -559,6 +970,25 @@ fn validate(
             "must be at least 1024".into(),
         );
     }
+    let outbound = match raw.apps.values().any(|a| {
+        a.auth_webhook.is_some()
+            || a.rpc.is_some()
+            || a.room_webhook.is_some()
+            || a.send_webhook.is_some()
+            || a.events.is_some()
+    }) {
+        true => match crate::outbound::client() {
+            Ok(client) => Some(client),
+            Err(e) => {
+                error(
+                    &["apps"],
+                    format!("cannot make an HTTP client for app backends: {e}"),
+                );
+                None
+            }
+        },
+        false => None,
+    };
     let settings = |name: &str, app: Option<&RawApp>| AppSettings {
         name: Arc::from(name),
         auth: app.map(|a| a.auth).unwrap_or(AuthMode::None),
@@ -595,6 +1025,18 @@ fn validate(
         token_keys: Arc::new(
             app.and_then(|a| TokenKeys::new(&a.token_secrets, &a.token_public_keys).ok())
                 .unwrap_or_default(),
+        ),
+        webhook: app
+            .filter(|a| a.auth == AuthMode::Webhook)
+            .and_then(|a| a.auth_webhook.as_ref())
+            .and_then(|w| auth_webhook(w, outbound.as_ref()?)),
+        rpc: app.and_then(|a| rpc_proxy(a, outbound.as_ref()?)),
+        rooms: room_policy(app, outbound.as_ref()),
+        send: send_policy(app, outbound.as_ref()),
+        events: app.and_then(|a| event_sink(name, a, outbound.as_ref()?)),
+        handshake_timeout: Duration::from_secs(
+            app.and_then(|a| a.handshake_timeout)
+                .unwrap_or(limits.handshake_timeout),
         ),
     };
     let mut apps = Vec::new();
@@ -636,6 +1078,7 @@ fn validate(
         .dynamic_apps
         .unwrap_or(embedded)
         .then(|| settings("", None));
+    let timers = timer_settings(&raw.timers, &apps);
     Ok(Config {
         listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8081))),
         api_listen: api_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8082))),
@@ -652,8 +1095,10 @@ fn validate(
             write_timeout: Duration::from_secs(limits.write_timeout),
             max_body_bytes: limits.max_body_bytes,
             max_connections: limits.max_connections,
+            max_connections_per_ip: limits.max_connections_per_ip,
             handshake_timeout: Duration::from_secs(limits.handshake_timeout),
         },
+        trusted_proxies: TrustedProxies::new(trusted_proxies),
         defaults: settings("", None),
         apps,
         dynamic_apps: dynamic,
@@ -662,8 +1107,372 @@ fn validate(
             password: p.password.as_str().into(),
             access_key_ttl: Duration::from_secs(p.access_key_ttl),
         }),
+        mswoole: raw.mswoole.as_ref().map(|m| MSwoole {
+            app: m.app.as_str().into(),
+            path: m.path.clone(),
+        }),
+        tls: raw.tls.clone(),
+        timers,
         source: String::new(),
     })
+}
+
+/// `[timers]` within bounds that keep the server sane.
+fn check_timers(error: &mut impl FnMut(&[&str], String), timers: &RawTimers) {
+    let mut out_of = |key: &'static str, ok: bool, bounds: &str| {
+        if !ok {
+            error(&["timers", key], format!("must be {bounds}"));
+        }
+    };
+    out_of(
+        "concurrency",
+        (1..=65_536).contains(&timers.concurrency),
+        "between 1 and 65536",
+    );
+    out_of(
+        "request_timeout",
+        (1..=3600).contains(&timers.request_timeout),
+        "between 1 and 3600 seconds",
+    );
+    out_of(
+        "max_attempts",
+        (1..=100).contains(&timers.max_attempts),
+        "between 1 and 100",
+    );
+    out_of(
+        "retry_base_ms",
+        timers.retry_base_ms >= 1,
+        "at least 1 millisecond",
+    );
+    out_of(
+        "retry_max_ms",
+        timers.retry_max_ms >= timers.retry_base_ms && timers.retry_max_ms <= 86_400_000,
+        "at least retry_base_ms and at most 86400000 (a day)",
+    );
+    out_of(
+        "max_delay",
+        (1..=10 * 366 * 86_400).contains(&timers.max_delay),
+        "between 1 second and 10 years",
+    );
+    out_of(
+        "log_max_bytes",
+        timers.log_max_bytes == 0 || timers.log_max_bytes >= 4096,
+        "0 (no log) or at least 4096 bytes",
+    );
+    out_of(
+        "log_files",
+        (1..=100).contains(&timers.log_files),
+        "between 1 and 100",
+    );
+}
+
+/// The validated `[timers]` table; `apps` are the declared apps, whose only member (if
+/// there is one) is the app of jdserver `/setTimeout` calls that name none.
+fn timer_settings(raw: &RawTimers, apps: &[AppSettings]) -> TimerSettings {
+    TimerSettings {
+        concurrency: raw.concurrency,
+        request_timeout: Duration::from_secs(raw.request_timeout),
+        retry: RetryPolicy {
+            max_attempts: raw.max_attempts,
+            base_ms: raw.retry_base_ms,
+            max_ms: raw.retry_max_ms,
+        },
+        max_delay: Duration::from_secs(raw.max_delay),
+        retention: Duration::from_secs(raw.retention),
+        log: Rotation {
+            max_bytes: raw.log_max_bytes,
+            files: raw.log_files,
+        },
+        default_app: match apps {
+            [only] => Some(only.name.to_string()),
+            _ => None,
+        },
+    }
+}
+
+/// The validated backend check of `raw`, or `None` when its URL is invalid (reported).
+fn auth_webhook(raw: &RawAuthWebhook, client: &reqwest::Client) -> Option<Arc<WebhookAuth>> {
+    let settings = WebhookSettings {
+        url: reqwest::Url::parse(&raw.url).ok()?,
+        query_param: raw.query_param.as_str().into(),
+        cookie: raw.cookie.as_deref().map(Arc::from),
+        timeout: Duration::from_millis(raw.timeout_ms),
+        cache_ttl: Duration::from_secs(raw.cache_seconds),
+        max_concurrency: raw.max_concurrency,
+    };
+    Some(Arc::new(WebhookAuth::new(settings, client.clone())))
+}
+
+/// The RPC proxy of `app`, when it has a valid `rpc` table and `backend_secret`
+/// (anything invalid is reported by [`check_rpc`]).
+fn rpc_proxy(app: &RawApp, client: &reqwest::Client) -> Option<Arc<RpcProxy>> {
+    let rpc = app.rpc.as_ref()?;
+    let secret = app.backend_secret.as_deref()?;
+    let mut routes = Vec::new();
+    if let Some(url) = &rpc.url {
+        routes.push((String::new(), reqwest::Url::parse(url).ok()?));
+    }
+    for (prefix, url) in &rpc.routes {
+        routes.push((prefix.clone(), reqwest::Url::parse(url).ok()?));
+    }
+    routes.sort_by_key(|route| std::cmp::Reverse(route.0.len()));
+    let settings = RpcSettings {
+        routes,
+        timeout: Duration::from_millis(rpc.timeout_ms),
+        max_in_flight_per_connection: rpc.max_in_flight_per_connection,
+        max_in_flight: rpc.max_in_flight,
+    };
+    let backend = BackendClient::new(client.clone(), secret.into());
+    Some(Arc::new(RpcProxy::new(settings, backend)))
+}
+
+/// The question `raw` describes, asked through `client` and signed with `app`'s
+/// `backend_secret`; `None` when something is missing or invalid (reported by
+/// [`check_question`]).
+fn question(
+    app: &RawApp,
+    raw: Option<&RawQuestion>,
+    client: Option<&reqwest::Client>,
+) -> Option<Question> {
+    let raw = raw?;
+    Some(Question {
+        url: reqwest::Url::parse(&raw.url).ok()?,
+        timeout: Duration::from_millis(raw.timeout_ms),
+        backend: BackendClient::new(client?.clone(), app.backend_secret.as_deref()?.into()),
+    })
+}
+
+/// The room policy of `app` (the embedded default's apps and dynamic apps are
+/// `auth = "none"`: open).
+fn room_policy(app: Option<&RawApp>, client: Option<&reqwest::Client>) -> RoomPolicy {
+    let Some(app) = app else {
+        return RoomPolicy::Open;
+    };
+    let kind = app.join_rooms.unwrap_or(match app.auth {
+        AuthMode::None => JoinRooms::Open,
+        _ => JoinRooms::Credential,
+    });
+    match kind {
+        JoinRooms::Open => RoomPolicy::Open,
+        JoinRooms::Credential => RoomPolicy::Credential,
+        // Without a valid question (reported by check_question) nobody may join.
+        JoinRooms::Webhook => question(app, app.room_webhook.as_ref(), client)
+            .map_or(RoomPolicy::Credential, RoomPolicy::Webhook),
+    }
+}
+
+/// The lifecycle event sink of app `name`, when it has a valid `events` table and
+/// `backend_secret` (anything invalid is reported by [`check_events`]).
+fn event_sink(name: &str, app: &RawApp, client: &reqwest::Client) -> Option<Arc<EventSink>> {
+    let events = app.events.as_ref()?;
+    let settings = EventSettings {
+        url: reqwest::Url::parse(&events.url).ok()?,
+        max_batch: events.max_batch,
+        max_delay: Duration::from_millis(events.max_delay_ms),
+        queue: events.queue,
+        timeout: Duration::from_millis(events.timeout_ms),
+        max_attempts: events.max_attempts,
+    };
+    let backend = BackendClient::new(client.clone(), app.backend_secret.as_deref()?.into());
+    Some(Arc::new(EventSink::new(name.into(), settings, backend)))
+}
+
+fn check_events(error: &mut impl FnMut(&[&str], String), name: &str, app: &RawApp) {
+    let Some(events) = &app.events else { return };
+    let path = |key: &'static str| ["apps", name, "events", key];
+    if !is_http_url(&events.url) {
+        error(
+            &path("url"),
+            format!("{:?} is not an http:// or https:// URL", events.url),
+        );
+    }
+    if app.backend_secret.is_none() {
+        error(
+            &["apps", name, "backend_secret"],
+            "events needs a backend_secret to sign its requests with".into(),
+        );
+    }
+    if !(1..=10_000).contains(&events.max_batch) {
+        error(&path("max_batch"), "must be between 1 and 10000".into());
+    }
+    if events.max_delay_ms > 60_000 {
+        error(&path("max_delay_ms"), "must be at most 60000".into());
+    }
+    if events.queue == 0 {
+        error(&path("queue"), "must be at least 1".into());
+    }
+    if !(1..=300_000).contains(&events.timeout_ms) {
+        error(&path("timeout_ms"), "must be between 1 and 300000".into());
+    }
+    if events.max_attempts == 0 {
+        error(&path("max_attempts"), "must be at least 1".into());
+    }
+}
+
+/// The `send` policy of `app`.
+fn send_policy(app: Option<&RawApp>, client: Option<&reqwest::Client>) -> SendPolicy {
+    match app.map(|a| (a, a.client_send)) {
+        None | Some((_, ClientSend::Off)) => SendPolicy::Off,
+        Some((_, ClientSend::Open)) => SendPolicy::Open,
+        // Without a valid question (reported by check_question) nothing may be sent.
+        Some((app, ClientSend::Webhook)) => question(app, app.send_webhook.as_ref(), client)
+            .map_or(SendPolicy::Off, SendPolicy::Webhook),
+    }
+}
+
+/// Check a yes-or-no backend table `key` of app `name`, needed when `wanted` (its policy
+/// is `"webhook"`, which `policy` names).
+fn check_question(
+    error: &mut impl FnMut(&[&str], String),
+    name: &str,
+    app: &RawApp,
+    (key, raw, wanted, policy): (&str, Option<&RawQuestion>, bool, &str),
+) {
+    match raw {
+        None if wanted => error(
+            &["apps", name, policy],
+            format!(
+                "{policy} = \"webhook\" needs a [apps.NAME.{key}] table with the backend's url"
+            ),
+        ),
+        Some(_) if !wanted => error(
+            &["apps", name, key],
+            format!("is used only by {policy} = \"webhook\""),
+        ),
+        Some(question) => {
+            if !is_http_url(&question.url) {
+                error(
+                    &["apps", name, key, "url"],
+                    format!("{:?} is not an http:// or https:// URL", question.url),
+                );
+            }
+            if !(1..=60_000).contains(&question.timeout_ms) {
+                error(
+                    &["apps", name, key, "timeout_ms"],
+                    "must be between 1 and 60000".into(),
+                );
+            }
+            if app.backend_secret.is_none() {
+                error(
+                    &["apps", name, "backend_secret"],
+                    format!("{key} needs a backend_secret to sign its questions with"),
+                );
+            }
+        }
+        None => {}
+    }
+}
+
+fn check_rpc(error: &mut impl FnMut(&[&str], String), name: &str, app: &RawApp) {
+    if let Some(secret) = &app.backend_secret {
+        if secret.len() < MIN_TOKEN_SECRET_BYTES {
+            error(
+                &["apps", name, "backend_secret"],
+                format!("must be at least {MIN_TOKEN_SECRET_BYTES} characters"),
+            );
+        }
+    }
+    let Some(rpc) = &app.rpc else { return };
+    if app.backend_secret.is_none() {
+        error(
+            &["apps", name, "backend_secret"],
+            "rpc needs a backend_secret to sign calls with, so the backend can trust who the caller is".into(),
+        );
+    }
+    if rpc.url.is_none() == rpc.routes.is_empty() {
+        error(
+            &["apps", name, "rpc"],
+            "give either url (every method) or routes (method prefix = URL), not both".into(),
+        );
+    }
+    let urls = rpc
+        .url
+        .iter()
+        .map(|u| ("url", u))
+        .chain(rpc.routes.values().map(|u| ("routes", u)));
+    for (key, url) in urls {
+        if !is_http_url(url) {
+            error(
+                &["apps", name, "rpc", key],
+                format!("{url:?} is not an http:// or https:// URL"),
+            );
+        }
+    }
+    if rpc.routes.contains_key("") {
+        error(
+            &["apps", name, "rpc", "routes"],
+            "a route prefix must not be empty: use url for a catch-all".into(),
+        );
+    }
+    if !(1..=300_000).contains(&rpc.timeout_ms) {
+        error(
+            &["apps", name, "rpc", "timeout_ms"],
+            "must be between 1 and 300000".into(),
+        );
+    }
+    if rpc.max_in_flight_per_connection == 0 || rpc.max_in_flight == 0 {
+        error(
+            &["apps", name, "rpc"],
+            "max_in_flight and max_in_flight_per_connection must be at least 1".into(),
+        );
+    }
+}
+
+fn is_http_url(text: &str) -> bool {
+    reqwest::Url::parse(text)
+        .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+}
+
+fn check_auth_webhook(error: &mut impl FnMut(&[&str], String), name: &str, app: &RawApp) {
+    let path = |last: &'static str| ["apps", name, "auth_webhook", last];
+    let Some(webhook) = &app.auth_webhook else {
+        if app.auth == AuthMode::Webhook {
+            error(
+                &["apps", name, "auth"],
+                "auth = \"webhook\" needs an [apps.NAME.auth_webhook] table with the backend's url"
+                    .into(),
+            );
+        }
+        return;
+    };
+    if app.auth != AuthMode::Webhook {
+        error(
+            &["apps", name, "auth_webhook"],
+            "is used only by auth = \"webhook\"".into(),
+        );
+    }
+    if !is_http_url(&webhook.url) {
+        error(
+            &path("url"),
+            format!("{:?} is not an http:// or https:// URL", webhook.url),
+        );
+    }
+    if !is_http_token(&webhook.query_param) {
+        error(
+            &path("query_param"),
+            "must be a non-empty name of letters, digits, '_', '-' or '.'".into(),
+        );
+    }
+    if webhook.cookie.as_deref().is_some_and(|c| !is_http_token(c)) {
+        error(
+            &path("cookie"),
+            "must be a non-empty name of letters, digits, '_', '-' or '.'".into(),
+        );
+    }
+    if !(1..=60_000).contains(&webhook.timeout_ms) {
+        error(&path("timeout_ms"), "must be between 1 and 60000".into());
+    }
+    if webhook.max_concurrency == 0 {
+        error(&path("max_concurrency"), "must be at least 1".into());
+    }
+}
+
+/// A name safe as a query parameter or cookie name without escaping.
+fn is_http_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 fn check_liveness(
@@ -682,6 +1491,38 @@ fn check_liveness(
             format!(
                 "must be longer than heartbeat ({heartbeat} s), or healthy clients are cut off"
             ),
+        );
+    }
+}
+
+/// The `[tls]` files load and match, and the table puts some listener under TLS.
+fn check_tls(
+    error: &mut impl FnMut(&[&str], String),
+    tls: &RawTls,
+    listen: Option<SocketAddr>,
+    api_listen: Option<SocketAddr>,
+    has_tcp: bool,
+) {
+    if let Err(e) = crate::tls::load(&tls.cert, &tls.key) {
+        error(&["tls", e.field()], e.to_string());
+    }
+    if !tls.client && !tls.api && !tls.tcp {
+        error(
+            &["tls"],
+            "no listener uses it: set client, api or tcp = true, or remove [tls]".into(),
+        );
+    }
+    if tls.tcp && !has_tcp {
+        error(
+            &["tls", "tcp"],
+            "tcp_listen is not set: there is no raw TCP listener to put under TLS".into(),
+        );
+    }
+    let single_port = listen.is_some_and(|l| Some(l) == api_listen && l.port() != 0);
+    if single_port && tls.api != tls.client {
+        error(
+            &["tls", "api"],
+            "the API shares the client listener (single-port mode), so one port is either TLS or not: make api equal client".into(),
         );
     }
 }
@@ -705,6 +1546,55 @@ mod tests {
     }
 
     #[test]
+    fn timers_have_defaults_env_overrides_and_bounds() {
+        let config = Config::load(None, [], &Overrides::default()).unwrap();
+        assert_eq!(config.timers.concurrency, 256);
+        assert_eq!(config.timers.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.timers.retry.max_attempts, 5);
+        assert_eq!(config.timers.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(config.timers.default_app.as_deref(), Some(DEMO_APP));
+        let vars = [
+            ("PUSHHUB_TIMERS_CONCURRENCY".to_string(), "8".to_string()),
+            ("PUSHHUB_TIMERS_LOG_MAX_BYTES".to_string(), "0".to_string()),
+        ];
+        let config = Config::load(None, vars, &Overrides::default()).unwrap();
+        assert_eq!(config.timers.concurrency, 8);
+        assert_eq!(config.timers.log.max_bytes, 0);
+        let config = load_text(
+            "[timers]\nmax_attempts = 3\nretention = 60\n[apps.a]\nauth = \"none\"\n[apps.b]\nauth = \"none\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.timers.retry.max_attempts, 3);
+        assert_eq!(config.timers.retention, Duration::from_secs(60));
+        assert_eq!(config.timers.default_app, None, "two apps: no default");
+        let errors = load_text(
+            "dynamic_apps = true\n[timers]\nconcurrency = 0\nretry_base_ms = 10\nretry_max_ms = 5\nlog_max_bytes = 10\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "timers.concurrency",
+                "timers.retry_max_ms",
+                "timers.log_max_bytes"
+            ]
+        );
+        assert!(
+            errors[0].location.ends_with(":3:1"),
+            "{}",
+            errors[0].location
+        );
+        let errors = load_text("dynamic_apps = true\n[timers]\nconcurency = 1\n", &[])
+            .unwrap_err()
+            .0;
+        assert!(errors[0].message.contains("concurency"), "{errors:?}");
+    }
+
+    #[test]
     fn embedded_default_has_demo_and_dynamic_apps() {
         let config = Config::load(None, [], &Overrides::default()).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8081");
@@ -712,6 +1602,68 @@ mod tests {
         assert_eq!(config.apps.len(), 1);
         assert_eq!(&*config.apps[0].name, "demo");
         assert!(config.dynamic_apps.is_some());
+    }
+
+    #[test]
+    fn backend_features_are_checked_together() {
+        let errors = load_text(
+            r#"
+[limits]
+trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "nope"]
+
+[apps.hook]
+auth = "webhook"
+
+[apps.calls]
+auth = "none"
+backend_secret = "short"
+join_rooms = "webhook"
+[apps.calls.rpc]
+url = "ftp://x"
+routes = { "a." = "http://127.0.0.1:1/" }
+timeout_ms = 0
+
+[apps.extra]
+auth = "none"
+[apps.extra.auth_webhook]
+url = "http://127.0.0.1:1/auth"
+"#,
+            &[],
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        for key in [
+            "limits.trusted_proxies",
+            "apps.hook.auth",
+            "apps.calls.backend_secret",
+            "apps.calls.rpc",
+            "apps.calls.rpc.url",
+            "apps.calls.rpc.timeout_ms",
+            "apps.calls.join_rooms",
+            "apps.extra.auth_webhook",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {keys:?}");
+        }
+
+        let config = load_text(
+            r#"
+[limits]
+max_connections_per_ip = 3
+[apps.live]
+auth = "token"
+token_secrets = ["live-token-secret-0123456789abcdefgh"]
+backend_secret = "live-backend-secret-0123456789abcdef"
+[apps.live.rpc]
+routes = { "live." = "http://127.0.0.1:9000/live", "live.admin." = "http://127.0.0.1:9000/admin" }
+"#,
+            &[("PUSHHUB_LIMITS_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")],
+        )
+        .unwrap();
+        assert_eq!(config.limits.max_connections_per_ip, 3);
+        let live = &config.apps[0];
+        let routes = &live.rpc.as_ref().unwrap().settings().routes;
+        assert_eq!(routes[0].0, "live.admin.", "longest prefix first");
+        assert!(matches!(live.rooms, RoomPolicy::Credential));
     }
 
     #[test]

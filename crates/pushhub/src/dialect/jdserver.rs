@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::Encode;
-use crate::auth::authenticate;
+use crate::auth::{authenticate, Credential, CredentialSource, Presented};
 use crate::disconnect::Disconnect;
 use crate::hub::{Cursor, Hub, Publication, Render, Session};
 use crate::transport::{ClientHandler, Link, Liveness};
@@ -121,21 +121,28 @@ impl JdClient {
             Some(Value::String(token)) => Some(token.clone()),
             Some(_) => return Err(bad("\"token\" must be a string")),
         };
-        self.attach(app, user, token, None, link).await
+        let credential = token.map(|token| Credential::new(token, CredentialSource::Frame));
+        self.attach(app, user, credential, None, link).await
     }
 
     /// Authenticate as the app's `auth` mode says (jdserver had none: `auth = "none"`
-    /// apps take the user id as given; token apps take it from `token`), then attach.
+    /// apps take the user id as given; token and webhook apps take it from the credential:
+    /// `token`, or for webhooks the app's cookie when the request carries it), then attach.
     async fn attach(
         &mut self,
         app: &str,
         user: Option<String>,
-        token: Option<String>,
+        credential: Option<Credential>,
         since: Option<Cursor>,
         link: &Link,
     ) -> Result<(), Disconnect> {
         let app = self.hub.app(app).map_err(|e| Disconnect::from(&e))?;
-        let identity = authenticate(&app, user, token.as_deref())?;
+        let presented = Presented {
+            user,
+            credential,
+            cookies: link.cookies().map(str::to_owned),
+        };
+        let identity = authenticate(&app, presented).await?;
         self.credential_expiry = identity.expiry();
         let session = super::attach(
             &self.hub,
@@ -161,7 +168,10 @@ impl ClientHandler for JdClient {
                 user,
                 token,
                 since,
-            }) => self.attach(&app, Some(user), token, since, link).await,
+            }) => {
+                let credential = token.map(|token| Credential::new(token, CredentialSource::Query));
+                self.attach(&app, Some(user), credential, since, link).await
+            }
             None => Ok(()),
         }
     }
@@ -191,9 +201,9 @@ impl ClientHandler for JdClient {
         }
     }
 
-    async fn on_close(&mut self, _reason: &Disconnect) {
+    async fn on_close(&mut self, reason: &Disconnect) {
         if let Some(session) = self.session.take() {
-            session.close().await;
+            session.close(reason).await;
         }
     }
 }

@@ -5,7 +5,9 @@
 //! [`Renderer`] joins a dialect's [`Encode`] with a transport's [`Framer`] into the hub's
 //! [`Render`], one per (dialect, transport) pair, so fan-out renders each pair once.
 
+pub mod calls;
 pub mod jdserver;
+pub mod mswoole;
 pub mod native;
 pub mod pushserve;
 

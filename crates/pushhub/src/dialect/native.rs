@@ -11,10 +11,15 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::calls::Calls;
 use super::Encode;
-use crate::auth::authenticate;
+use crate::auth::{authenticate, Credential, CredentialSource, Presented};
+use crate::backend::rooms::JoinRequest;
+use crate::backend::send::SendRequest;
 use crate::disconnect::Disconnect;
-use crate::hub::{AppSettings, AuthMode, ConnInfo, Cursor, Hub, Publication, Render, Session};
+use crate::hub::{
+    AppSettings, AuthMode, ConnInfo, Cursor, Hub, HubError, Publication, Render, Session,
+};
 use crate::transport::{ClientHandler, Link, Liveness};
 
 /// Encodes publications as native `msg` frames.
@@ -33,6 +38,9 @@ struct MsgFrame<'a> {
     id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     event: Option<&'a str>,
+    /// The sending user, for a client's `send` (absent on backend pushes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'a str>,
     data: &'a RawValue,
     ts: u64,
 }
@@ -46,6 +54,7 @@ impl Encode for NativeEncoder {
             off: p.position.offset,
             id: &p.message.id,
             event: p.message.event.as_deref(),
+            from: p.message.from.as_deref(),
             data: &p.message.data,
             ts: p.message.ts_ms,
         };
@@ -66,6 +75,36 @@ enum ClientFrame {
     Pong {},
     /// Raw TCP's first frame; anywhere else it is answered with an error.
     Connect {},
+    /// An event for another user of the app (when the app allows it), answered with
+    /// `sent`.
+    Send {
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+        to: String,
+        #[serde(default)]
+        event: Option<String>,
+        #[serde(default)]
+        data: serde_json::Value,
+    },
+    /// A call to the app's backend, answered with `reply` or `error` carrying the same id.
+    Rpc {
+        id: serde_json::Value,
+        method: String,
+        #[serde(default)]
+        data: serde_json::Value,
+    },
+    /// Join a room, answered with `joined` (or an `error` with the same id).
+    Join {
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+        room: String,
+    },
+    /// Leave a room, answered with `left`.
+    Leave {
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+        room: String,
+    },
     /// A fresh token for the same user, before the current one expires.
     Refresh {
         #[serde(default)]
@@ -126,7 +165,7 @@ impl<'a> Welcome<'a> {
     fn new(info: &'a ConnInfo, expires: Option<u64>) -> Self {
         Welcome {
             kind: "welcome",
-            conn: format!("{:x}", info.id),
+            conn: crate::hub::conn_name(info.id),
             app: &info.app.name,
             user: &info.user,
             heartbeat: info.app.heartbeat.as_secs(),
@@ -163,6 +202,46 @@ struct ErrorFrame<'a> {
 }
 
 #[derive(Serialize)]
+struct Joined<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a serde_json::Value>,
+    room: &'a str,
+    ch: &'a str,
+    epoch: &'a str,
+    off: u64,
+}
+
+#[derive(Serialize)]
+struct Sent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a serde_json::Value>,
+    ch: &'a str,
+    epoch: &'a str,
+    off: u64,
+}
+
+#[derive(Serialize)]
+struct Left<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a serde_json::Value>,
+    room: &'a str,
+}
+
+#[derive(Serialize)]
+struct Reply<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a serde_json::Value,
+    data: &'a RawValue,
+}
+
+#[derive(Serialize)]
 struct Pong<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
@@ -172,6 +251,10 @@ struct Pong<'a> {
 
 /// Queue an `error` frame; the connection stays open.
 fn send_error(link: &Link, id: Option<&serde_json::Value>, code: &str, message: &str) {
+    link.send_text(&error_frame(id, code, message));
+}
+
+fn error_frame(id: Option<&serde_json::Value>, code: &str, message: &str) -> Vec<u8> {
     let frame = ErrorFrame {
         kind: "error",
         id,
@@ -179,7 +262,7 @@ fn send_error(link: &Link, id: Option<&serde_json::Value>, code: &str, message: 
         close: None,
         message,
     };
-    link.send_text(&serde_json::to_vec(&frame).unwrap_or_default());
+    serde_json::to_vec(&frame).unwrap_or_default()
 }
 
 /// The server's heartbeat on transports without a ping of their own (raw TCP).
@@ -202,8 +285,7 @@ pub fn closing_frame(reason: &Disconnect) -> Vec<u8> {
 /// Who a client said it is in its request, to attach as when the connection opens.
 struct FromRequest {
     app: Arc<AppSettings>,
-    user: Option<String>,
-    token: Option<String>,
+    presented: Presented,
     since: Option<Cursor>,
 }
 
@@ -228,6 +310,11 @@ pub struct NativeClient {
     /// The mechanics in force: the app's once it is known.
     liveness: Liveness,
     session: Option<Session>,
+    /// What the credential said about the user beyond its id, for RPC calls.
+    info: Option<Arc<serde_json::Value>>,
+    /// The rooms the credential lets the user join.
+    granted_rooms: Vec<String>,
+    calls: Calls,
 }
 
 fn parse_since(since: Option<&str>) -> Result<Option<Cursor>, Disconnect> {
@@ -238,14 +325,14 @@ fn parse_since(since: Option<&str>) -> Result<Option<Cursor>, Disconnect> {
 }
 
 impl NativeClient {
-    /// A client of `app` that named `user` and `token` in its request (which of them counts
-    /// is the app's `auth` mode), resuming from `since` if given. `before_attach` applies
-    /// until it is attached; its handshake deadline bounds the wait for an `auth` frame.
+    /// A client of `app` that `presented` a user id and perhaps a credential with its
+    /// request (which counts is the app's `auth` mode), resuming from `since` if given.
+    /// `before_attach` applies until it is attached; its handshake deadline bounds the wait
+    /// for an `auth` frame.
     pub fn new(
         hub: Hub,
         app: Arc<AppSettings>,
-        user: Option<String>,
-        token: Option<String>,
+        presented: Presented,
         since: Option<Cursor>,
         renderer: Arc<dyn Render>,
         before_attach: Liveness,
@@ -256,12 +343,14 @@ impl NativeClient {
             liveness: before_attach,
             request: Some(FromRequest {
                 app,
-                user,
-                token,
+                presented,
                 since,
             }),
             awaiting_auth: None,
             session: None,
+            info: None,
+            granted_rooms: Vec::new(),
+            calls: Calls::default(),
         }
     }
 
@@ -277,6 +366,9 @@ impl NativeClient {
             awaiting_auth: None,
             liveness: before_connect,
             session: None,
+            info: None,
+            granted_rooms: Vec::new(),
+            calls: Calls::default(),
         }
     }
 
@@ -285,12 +377,13 @@ impl NativeClient {
     async fn attach(
         &mut self,
         app: Arc<AppSettings>,
-        user: Option<String>,
-        token: Option<&str>,
+        presented: Presented,
         since: Option<Cursor>,
         link: &Link,
     ) -> Result<(), Disconnect> {
-        let identity = authenticate(&app, user, token)?;
+        let mut identity = authenticate(&app, presented).await?;
+        self.info = identity.info.take().map(Arc::new);
+        self.granted_rooms = std::mem::take(&mut identity.rooms);
         let (expires, expiry) = (identity.expires, identity.expiry());
         let session = super::attach(
             &self.hub,
@@ -311,6 +404,146 @@ impl NativeClient {
         };
         self.session = Some(session);
         Ok(())
+    }
+
+    /// Join `room` if the app's policy lets this client: `joined` with where the room's
+    /// stream stands, or an `error`. A policy that asks the backend holds this
+    /// connection's later frames until it answers (within its timeout), so a `leave` sent
+    /// right after a `join` is handled after it.
+    async fn join(&mut self, room: &str, id: Option<&serde_json::Value>, link: &Link) {
+        let Some(session) = &self.session else { return };
+        if let Err(error) = crate::hub::names::check_room(room) {
+            return send_error(link, id, "invalid_room", &error.to_string());
+        }
+        let conn = session.conn();
+        let request = JoinRequest {
+            app: &session.app().name,
+            user: session.user(),
+            conn: &conn,
+            room,
+            info: self.info.as_deref(),
+        };
+        if let Err(refused) = session
+            .app()
+            .rooms
+            .may_join(&request, &self.granted_rooms)
+            .await
+        {
+            return send_error(link, id, refused.code(), &refused.to_string());
+        }
+        match session.join_room(room).await {
+            Ok(state) => {
+                let joined = Joined {
+                    kind: "joined",
+                    id,
+                    room,
+                    ch: &state.channel,
+                    epoch: &state.position.epoch,
+                    off: state.position.offset,
+                };
+                link.send_text(&serde_json::to_vec(&joined).unwrap_or_default());
+            }
+            Err(error) => {
+                let reason = Disconnect::from(&error);
+                send_error(link, id, reason.name(), &reason.reason);
+            }
+        }
+    }
+
+    /// Send an event to user `to`, if the app's policy lets this client: `sent` with the
+    /// message's position in `to`'s channel, or an `error`.
+    async fn send(
+        &mut self,
+        to: &str,
+        event: Option<String>,
+        data: Box<RawValue>,
+        id: Option<&serde_json::Value>,
+        link: &Link,
+    ) {
+        let Some(session) = &self.session else { return };
+        let conn = session.conn();
+        let request = SendRequest {
+            app: &session.app().name,
+            from: session.user(),
+            conn: &conn,
+            to,
+            event: event.as_deref(),
+            data: &data,
+        };
+        if let Err(refused) = session.app().send.may_send(&request).await {
+            return send_error(link, id, refused.code(), &refused.to_string());
+        }
+        let sent = self
+            .hub
+            .send(&session.app().name, session.user(), to, event, data)
+            .await;
+        match sent {
+            Ok(receipt) => {
+                let Some((channel, position)) = receipt.positions.first() else {
+                    return;
+                };
+                let sent = Sent {
+                    kind: "sent",
+                    id,
+                    ch: channel,
+                    epoch: &position.epoch,
+                    off: position.offset,
+                };
+                link.send_text(&serde_json::to_vec(&sent).unwrap_or_default());
+            }
+            Err(HubError::InvalidUser(why)) => send_error(link, id, "invalid_user", &why),
+            Err(error) => {
+                let reason = Disconnect::from(&error);
+                send_error(link, id, reason.name(), &reason.reason);
+            }
+        }
+    }
+
+    /// Leave `room`; `left` either way (leaving a room one is not in changes nothing).
+    async fn leave(&mut self, room: &str, id: Option<&serde_json::Value>, link: &Link) {
+        let Some(session) = &self.session else { return };
+        match session.leave_room(room).await {
+            Ok(_) => {
+                let left = Left {
+                    kind: "left",
+                    id,
+                    room,
+                };
+                link.send_text(&serde_json::to_vec(&left).unwrap_or_default());
+            }
+            Err(HubError::InvalidRoom(why)) => send_error(link, id, "invalid_room", &why),
+            Err(error) => {
+                let reason = Disconnect::from(&error);
+                send_error(link, id, reason.name(), &reason.reason);
+            }
+        }
+    }
+
+    /// Carry an `rpc` frame to the app's backend in a task of its own, so the connection
+    /// keeps reading (and other calls run) while it waits; the answer comes back as a
+    /// `reply` or `error` frame with the call's id.
+    fn rpc(&mut self, id: serde_json::Value, method: String, data: Box<RawValue>, link: &Link) {
+        let Some(session) = &self.session else { return };
+        let reply_id = id.clone();
+        let started = self.calls.start(
+            session,
+            self.info.clone(),
+            method,
+            data,
+            link.sender(),
+            move |answer| match answer {
+                Ok(data) => serde_json::to_vec(&Reply {
+                    kind: "reply",
+                    id: &reply_id,
+                    data: &data,
+                })
+                .unwrap_or_default(),
+                Err(error) => error_frame(Some(&reply_id), error.code(), &error.to_string()),
+            },
+        );
+        if let Err(error) = started {
+            send_error(link, Some(&id), error.code(), &error.to_string());
+        }
     }
 
     /// Take a fresh token for the same user: the connection then lives until its expiry.
@@ -362,15 +595,24 @@ impl NativeClient {
                     Some(given) => Some(given),
                     None => since,
                 };
-                self.attach(app, None, Some(&frame.token), since, link)
-                    .await
+                let presented = Presented {
+                    credential: Some(Credential::new(frame.token, CredentialSource::Frame)),
+                    ..Presented::default()
+                };
+                self.attach(app, presented, since, link).await
             }
             (None, Some("connect")) => {
                 let frame: ConnectFrame = serde_json::from_value(value).map_err(invalid)?;
                 let since = parse_since(frame.since.as_deref())?;
                 let app = self.hub.app(&frame.app).map_err(|e| Disconnect::from(&e))?;
-                self.attach(app, frame.user, frame.token.as_deref(), since, link)
-                    .await
+                let presented = Presented {
+                    user: frame.user,
+                    credential: frame
+                        .token
+                        .map(|token| Credential::new(token, CredentialSource::Frame)),
+                    cookies: None,
+                };
+                self.attach(app, presented, since, link).await
             }
             _ => Err(expected),
         }
@@ -383,17 +625,16 @@ impl ClientHandler for NativeClient {
         let Some(request) = self.request.take() else {
             return Ok(());
         };
-        if request.app.auth == AuthMode::Token && request.token.is_none() {
-            self.awaiting_auth = Some((request.app, request.since));
-            return Ok(());
-        }
         let FromRequest {
             app,
-            user,
-            token,
+            presented,
             since,
         } = request;
-        self.attach(app, user, token.as_deref(), since, link).await
+        if app.auth != AuthMode::None && presented.credential_for(&app).is_none() {
+            self.awaiting_auth = Some((app, since));
+            return Ok(());
+        }
+        self.attach(app, presented, since, link).await
     }
 
     async fn on_text(&mut self, text: &str, link: &Link) -> Result<(), Disconnect> {
@@ -436,6 +677,23 @@ impl ClientHandler for NativeClient {
             }
             Ok(ClientFrame::Pong {}) => {}
             Ok(ClientFrame::Refresh { id, token }) => self.refresh(&token, id.as_ref(), link),
+            Ok(ClientFrame::Join { id, room }) => self.join(&room, id.as_ref(), link).await,
+            Ok(ClientFrame::Send {
+                id,
+                to,
+                event,
+                data,
+            }) => {
+                let data = serde_json::value::to_raw_value(&data)
+                    .unwrap_or_else(|_| RawValue::NULL.to_owned());
+                self.send(&to, event, data, id.as_ref(), link).await;
+            }
+            Ok(ClientFrame::Leave { id, room }) => self.leave(&room, id.as_ref(), link).await,
+            Ok(ClientFrame::Rpc { id, method, data }) => {
+                let data = serde_json::value::to_raw_value(&data)
+                    .unwrap_or_else(|_| RawValue::NULL.to_owned());
+                self.rpc(id, method, data, link);
+            }
             Ok(ClientFrame::Connect {}) => {
                 send_error(
                     link,
@@ -468,9 +726,10 @@ impl ClientHandler for NativeClient {
         self.liveness
     }
 
-    async fn on_close(&mut self, _reason: &Disconnect) {
+    async fn on_close(&mut self, reason: &Disconnect) {
+        self.calls.abandon();
         if let Some(session) = self.session.take() {
-            session.close().await;
+            session.close(reason).await;
         }
     }
 }

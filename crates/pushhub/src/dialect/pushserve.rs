@@ -23,6 +23,7 @@ use sha2::Sha256;
 
 use super::Encode;
 use crate::auth::Identity;
+use crate::backend::signature::hmac_sha256;
 use crate::config::PushServe;
 use crate::disconnect::Disconnect;
 use crate::hub::{AppSettings, Hub, Publication, Render, Session};
@@ -60,8 +61,7 @@ fn unix_now() -> u64 {
 }
 
 fn signature(password: &str, app: &str, uid: &str, expires: u64) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(password.as_bytes())
-        .unwrap_or_else(|_| Hmac::<Sha256>::new_from_slice(b"").expect("HMAC takes any key"));
+    let mut mac = hmac_sha256(password.as_bytes());
     mac.update(format!("{app}\n{uid}\n{expires}").as_bytes());
     mac
 }
@@ -118,6 +118,8 @@ impl ClientHandler for PushServeClient {
         let identity = Identity {
             user: uid,
             groups: Vec::new(),
+            rooms: Vec::new(),
+            info: None,
             expires: None,
         };
         let session = super::attach(
@@ -143,9 +145,9 @@ impl ClientHandler for PushServeClient {
         super::liveness(&self.app)
     }
 
-    async fn on_close(&mut self, _reason: &Disconnect) {
+    async fn on_close(&mut self, reason: &Disconnect) {
         if let Some(session) = self.session.take() {
-            session.close().await;
+            session.close(reason).await;
         }
     }
 }

@@ -5,16 +5,18 @@
 //! any origin, since they carry nothing a client could not get over WebSocket.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, Extensions, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, BytesMut};
 use serde_json::Value;
 
 use super::{native_client, GatewayState};
 use crate::api::jdserver::{request_params, text_param};
+use crate::auth;
 use crate::dialect::jdserver::JdClient;
 use crate::http_error::ApiError;
 use crate::hub::Cursor;
@@ -124,18 +126,28 @@ fn percent_decoded(text: &str) -> String {
 pub async fn native_sse(
     State(state): State<GatewayState>,
     Query(query): Query<HashMap<String, String>>,
+    extensions: Extensions,
     headers: HeaderMap,
 ) -> Response {
     if let Some(reason) = state.admission() {
         return cors(ApiError::from(&reason).into_response());
     }
+    let address = state.trusted_proxies.of_request(&extensions, &headers);
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let response = match native_client(&state, &query, last_event_id, &state.native_sse, false) {
+    let response = match native_client(
+        &state,
+        &query,
+        &headers,
+        last_event_id,
+        &state.native_sse,
+        false,
+    ) {
         Ok(client) => {
             let stats = state.hub.stats().clone();
             sse::respond(
                 client,
-                headers.get(header::ORIGIN),
+                &headers,
+                address,
                 state.new_outbox(),
                 &state.ws.connections,
                 stats,
@@ -151,26 +163,30 @@ pub async fn native_sse(
 pub async fn native_poll(
     State(state): State<GatewayState>,
     Query(query): Query<HashMap<String, String>>,
+    extensions: Extensions,
     headers: HeaderMap,
 ) -> Response {
-    let answer = native_poll_answer(state, query, headers.get(header::ORIGIN)).await;
+    let address = state.trusted_proxies.of_request(&extensions, &headers);
+    let answer = native_poll_answer(state, query, headers, address).await;
     cors(answer.unwrap_or_else(IntoResponse::into_response))
 }
 
 async fn native_poll_answer(
     state: GatewayState,
     query: HashMap<String, String>,
-    origin: Option<&HeaderValue>,
+    headers: HeaderMap,
+    address: Option<IpAddr>,
 ) -> Result<Response, ApiError> {
     if let Some(reason) = state.admission() {
         return Err(ApiError::from(&reason));
     }
     let wait = wait(query.get("timeout").map(String::as_str))?;
-    let client = native_client(&state, &query, None, &state.native_raw, false)
+    let client = native_client(&state, &query, &headers, None, &state.native_raw, false)
         .map_err(|reason| ApiError::from(&reason))?;
     let polled = poll::poll(
         client,
-        origin,
+        &headers,
+        address,
         state.new_outbox(),
         &state.ws.connections,
         wait,
@@ -223,11 +239,18 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
     if let Some(reason) = state.admission() {
         return Err(ApiError::from(&reason));
     }
-    let origin = request.headers().get(header::ORIGIN).cloned();
+    let headers = request.headers().clone();
+    let address = state
+        .trusted_proxies
+        .of_request(request.extensions(), &headers);
     let params = request_params(state.max_request_bytes, request).await?;
     let app = text_param(&params, "app")?;
     let user = text_param(&params, "user")?;
     let wait = wait(text_or_number(&params, "timeout").as_deref())?;
+    let credential_param = match state.hub.app(&app) {
+        Ok(settings) => auth::query_param(&settings).to_owned(),
+        Err(_) => "token".to_owned(),
+    };
     let since = match text_or_number(&params, "cursor").filter(|c| !c.is_empty()) {
         Some(text) => Some(
             Cursor::parse(&percent_decoded(&text))
@@ -241,12 +264,13 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
         state.defaults,
         app,
         user,
-        text_or_number(&params, "token"),
+        text_or_number(&params, &credential_param),
         since,
     );
     let polled = poll::poll(
         client,
-        origin.as_ref(),
+        &headers,
+        address,
         state.new_outbox(),
         &state.ws.connections,
         wait,

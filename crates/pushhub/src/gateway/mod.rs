@@ -5,27 +5,35 @@
 //! - `GET /v1/poll?app=&user=[&since=][&timeout=]`: native long-poll.
 //! - `GET /` with a WebSocket upgrade: jdserver dialect (first frame `{"ac":"init",...}`).
 //! - `/getMsg?app=&user=[&timeout=][&cursor=]`: jdserver long-poll.
+//! - `GET /ws?uid=&access_key=`: push-serve dialect.
+//! - `[mswoole] path` (default `/mswoole`) `?auth=`: MSwoole dialect.
 //!
 //! The raw TCP listener (`tcp_listen`) has no paths: its sockets are native clients whose
 //! first frame is `{"type":"connect",...}` ([`TcpGateway`]).
 
+mod address;
 mod http;
 mod tcp;
 mod websocket;
 
+pub use address::TrustedProxies;
 pub use tcp::TcpGateway;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
+use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
-use crate::config::{Config, PushServe};
+use crate::auth::{self, Credential, CredentialSource, Presented};
+use crate::config::{Config, MSwoole, PushServe};
 use crate::dialect::jdserver::JDSERVER;
+use crate::dialect::mswoole::MSWOOLE;
 use crate::dialect::native::{NativeClient, NATIVE};
 use crate::dialect::pushserve::PUSHSERVE;
 use crate::dialect::Renderer;
@@ -45,6 +53,7 @@ pub struct GatewayState {
     handshake_timeout: Duration,
     max_connections: usize,
     max_request_bytes: usize,
+    trusted_proxies: TrustedProxies,
     native_ws: Arc<dyn Render>,
     native_sse: Arc<dyn Render>,
     native_raw: Arc<dyn Render>,
@@ -52,6 +61,8 @@ pub struct GatewayState {
     jdserver_raw: Arc<dyn Render>,
     pushserve_ws: Arc<dyn Render>,
     pushserve: Option<Arc<PushServe>>,
+    mswoole_ws: Arc<dyn Render>,
+    mswoole: Option<Arc<MSwoole>>,
 }
 
 impl GatewayState {
@@ -65,6 +76,7 @@ impl GatewayState {
             handshake_timeout: config.limits.handshake_timeout,
             max_connections: config.limits.max_connections,
             max_request_bytes: config.limits.max_body_bytes,
+            trusted_proxies: config.trusted_proxies.clone(),
             native_ws: Renderer::shared(&NATIVE, &WS_FRAMER),
             native_sse: Renderer::shared(&NATIVE, &SSE_FRAMER),
             native_raw: Renderer::shared(&NATIVE, &RAW_FRAMER),
@@ -72,6 +84,8 @@ impl GatewayState {
             jdserver_raw: Renderer::shared(&JDSERVER, &RAW_FRAMER),
             pushserve_ws: Renderer::shared(&PUSHSERVE, &WS_FRAMER),
             pushserve: config.pushserve.clone().map(Arc::new),
+            mswoole_ws: Renderer::shared(&MSWOOLE, &WS_FRAMER),
+            mswoole: config.mswoole.clone().map(Arc::new),
         }
     }
 
@@ -102,27 +116,44 @@ impl GatewayState {
         }
     }
 
+    /// The address a request's client connects from (see [`TrustedProxies`]).
+    fn client_ip(&self, request: &Request) -> Option<IpAddr> {
+        self.trusted_proxies
+            .of_request(request.extensions(), request.headers())
+    }
+
     /// Answer a WebSocket request: with the client `make` builds, or, when the server is
-    /// full or `make` refuses, with a connection that closes at once with the reason.
+    /// full, the client's address holds its limit, or `make` refuses, with a connection
+    /// that closes at once with the reason.
     fn open<H: ClientHandler + 'static>(
         &self,
         request: Request,
         make: impl FnOnce() -> Result<H, Disconnect>,
     ) -> Response {
-        match self.admission().map_or_else(make, Err) {
-            Ok(client) => self.upgrade(request, client),
-            Err(reason) => self.upgrade(request, self.refuse(reason)),
+        let outbox = self.new_outbox();
+        let address = self.client_ip(&request);
+        let admitted = self.admission().map_or_else(make, Err).and_then(|client| {
+            let registration = self.ws.connections.register(&outbox, address)?;
+            Ok((client, registration))
+        });
+        let ws = self.ws.clone();
+        match admitted {
+            Ok((client, registration)) => ws::upgrade(request, client, outbox, registration, ws),
+            Err(reason) => {
+                let registration = self.ws.connections.register_refused(&outbox);
+                ws::upgrade(request, self.refuse(reason), outbox, registration, ws)
+            }
         }
-    }
-
-    fn upgrade(&self, request: Request, handler: impl ClientHandler + 'static) -> Response {
-        ws::upgrade(request, handler, self.new_outbox(), self.ws.clone())
     }
 }
 
 /// The client listener's routes.
 pub fn router(state: GatewayState) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    if let Some(mswoole) = &state.mswoole {
+        router = router.route(&mswoole.path, get(websocket::mswoole));
+    }
+    router
         .route("/v1/ws", get(websocket::native))
         .route("/", get(websocket::jdserver))
         .route("/ws", get(websocket::pushserve))
@@ -137,13 +168,14 @@ pub fn router(state: GatewayState) -> Router {
         .with_state(state)
 }
 
-/// A native client from the request's `app`, `user`, `token` and `since` (a
-/// `Last-Event-ID`, when the transport has one, stands in for `since`). A client that can
-/// send frames may bring its token in a first `auth` frame instead; one that cannot
-/// (SSE, long-poll) is refused at once without one.
+/// A native client from the request's `app`, `user`, credential (`token`, or the app's
+/// webhook parameter or cookie) and `since` (a `Last-Event-ID`, when the transport has one,
+/// stands in for `since`). A client that can send frames may bring its credential in a
+/// first `auth` frame instead; one that cannot (SSE, long-poll) is refused at once without.
 fn native_client(
     state: &GatewayState,
     query: &HashMap<String, String>,
+    headers: &HeaderMap,
     last_event_id: Option<&str>,
     renderer: &Arc<dyn Render>,
     can_send_frames: bool,
@@ -160,19 +192,29 @@ fn native_client(
         .hub
         .app(app)
         .map_err(|error| Disconnect::from(&error))?;
-    let token = query.get("token").cloned();
-    if app.auth == AuthMode::Token && token.is_none() && !can_send_frames {
-        return Err(
-            Disconnect::MISSING_TOKEN.with_reason("this app requires a token: pass token=JWT")
-        );
+    let presented = Presented {
+        user: query.get("user").cloned(),
+        credential: query
+            .get(auth::query_param(&app))
+            .map(|value| Credential::new(value.as_str(), CredentialSource::Query)),
+        cookies: headers
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
+    if app.auth != AuthMode::None && presented.credential_for(&app).is_none() && !can_send_frames {
+        return Err(auth::missing_credential(&app, false));
     }
+    let before_attach = Liveness {
+        handshake_deadline: Some(tokio::time::Instant::now() + app.handshake_timeout),
+        ..state.defaults
+    };
     Ok(NativeClient::new(
         state.hub.clone(),
         app,
-        query.get("user").cloned(),
-        token,
+        presented,
         since,
         renderer.clone(),
-        state.before_handshake(),
+        before_attach,
     ))
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::GatewayState;
 use crate::dialect::native::{self, NativeClient, NATIVE};
 use crate::dialect::Renderer;
+use crate::disconnect::Disconnect;
 use crate::hub::Render;
 use crate::transport::tcp::{Control, Framing};
 use crate::transport::ClientHandler;
@@ -33,6 +34,11 @@ impl TcpGateway {
             ping: native::PING,
             goodbye: native::closing_frame,
         }
+    }
+
+    /// A handler that sends `reason` in an error frame and closes.
+    pub fn refusal(&self, reason: Disconnect) -> Box<dyn ClientHandler> {
+        Box::new(self.state.refuse(reason))
     }
 
     /// The handler for a socket just accepted: a refusal when the server is full (an error

@@ -2,13 +2,19 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use axum::extract::{Query, Request, State};
-use axum::response::Response;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 
 use super::{native_client, GatewayState};
+use crate::auth::{authenticate, Credential, CredentialSource, Identity, Presented};
 use crate::dialect::jdserver::JdClient;
+use crate::dialect::mswoole::{self, MSwooleClient};
 use crate::dialect::pushserve::{access_key_valid, PushServeClient};
 use crate::disconnect::Disconnect;
+use crate::hub::AppSettings;
 
 /// `GET /v1/ws`: the native dialect. Refusals become a close code after the handshake,
 /// the only way a browser learns why.
@@ -17,8 +23,9 @@ pub async fn native(
     Query(query): Query<HashMap<String, String>>,
     request: Request,
 ) -> Response {
+    let headers = request.headers().clone();
     state.open(request, || {
-        native_client(&state, &query, None, &state.native_ws, true)
+        native_client(&state, &query, &headers, None, &state.native_ws, true)
     })
 }
 
@@ -33,6 +40,79 @@ pub async fn jdserver(State(state): State<GatewayState>, request: Request) -> Re
             state.before_handshake(),
         ))
     })
+}
+
+/// `GET {mswoole.path}?auth=CREDENTIAL`: the MSwoole dialect. The credential is checked
+/// before the upgrade: a missing or bad one is refused with 403 and an MSwoole frame as
+/// the body, as MSwoole did.
+pub async fn mswoole(
+    State(state): State<GatewayState>,
+    Query(query): Query<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    let identity = match mswoole_identity(&state, &query, request.headers()).await {
+        Ok(identity) => identity,
+        Err((app, reason)) => {
+            let body = mswoole::Frame {
+                status: 403,
+                info: &reason.reason,
+                param: &serde_json::value::RawValue::NULL.to_owned(),
+                event: "",
+            }
+            .to_vec();
+            tracing::debug!(app, %reason, "MSwoole handshake refused");
+            return (
+                StatusCode::FORBIDDEN,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response();
+        }
+    };
+    state.open(request, || {
+        let (app, identity) = identity;
+        Ok(MSwooleClient::new(
+            state.hub.clone(),
+            app,
+            identity,
+            state.mswoole_ws.clone(),
+        ))
+    })
+}
+
+/// Who an MSwoole client is, from its `auth` parameter (or the app's cookie, for a webhook
+/// app), or the app's name and why it may not connect.
+async fn mswoole_identity(
+    state: &GatewayState,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<(Arc<AppSettings>, Identity), (String, Disconnect)> {
+    let Some(config) = &state.mswoole else {
+        return Err((String::new(), Disconnect::UNKNOWN_APP));
+    };
+    let app = state
+        .hub
+        .app(&config.app)
+        .map_err(|e| (config.app.to_string(), Disconnect::from(&e)))?;
+    let presented = Presented {
+        user: None,
+        credential: query
+            .get("auth")
+            .map(|auth| Credential::new(auth.as_str(), CredentialSource::Query)),
+        cookies: headers
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
+    if presented.credential_for(&app).is_none() {
+        let reason = Disconnect::MISSING_TOKEN
+            .with_reason("permission denied: connect with ?auth=CREDENTIAL");
+        return Err((config.app.to_string(), reason));
+    }
+    let identity = authenticate(&app, presented)
+        .await
+        .map_err(|reason| (config.app.to_string(), reason))?;
+    Ok((app, identity))
 }
 
 /// `GET /ws?uid=&access_key=`: the push-serve dialect. The access key must have been

@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 use super::registry::UserLimit;
 use super::{names, HubError};
 use crate::auth::token::TokenKeys;
+use crate::auth::webhook::WebhookAuth;
+use crate::backend::events::EventSink;
+use crate::backend::rooms::RoomPolicy;
+use crate::backend::rpc::RpcProxy;
+use crate::backend::send::SendPolicy;
 use crate::engine::HistoryPolicy;
 use crate::sync::lock;
 
@@ -23,6 +28,9 @@ pub enum AuthMode {
     /// Clients present a JWT signed with one of the app's token secrets or keys; its `sub`
     /// is the user id.
     Token,
+    /// Clients present an opaque credential (a session cookie, seed 003's `ukey`) that the
+    /// app's backend checks and answers with the user id.
+    Webhook,
 }
 
 /// The policy of one app, resolved from configuration defaults and its own overrides.
@@ -50,6 +58,19 @@ pub struct AppSettings {
     pub user_limit: Option<UserLimit>,
     /// Keys that verify the app's client tokens (`auth = "token"`).
     pub token_keys: Arc<TokenKeys>,
+    /// The backend that checks client credentials (`auth = "webhook"`).
+    pub webhook: Option<Arc<WebhookAuth>>,
+    /// The backend that answers clients' `rpc` frames, when the app takes them.
+    pub rpc: Option<Arc<RpcProxy>>,
+    /// Who may join rooms.
+    pub rooms: RoomPolicy,
+    /// Whether clients may `send` to other users.
+    pub send: SendPolicy,
+    /// Where the app's lifecycle events (connect, disconnect, join, leave) go, if anywhere.
+    pub events: Option<Arc<EventSink>>,
+    /// How long a client may take to present its credential once its app is known (the
+    /// wait for an `auth` frame, an auth webhook's answer).
+    pub handshake_timeout: Duration,
 }
 
 /// Most apps created on first use; a guard against a client inventing names without end.

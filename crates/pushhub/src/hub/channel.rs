@@ -3,6 +3,7 @@
 //! - user `100` of app `wms` → `wms:user:100`
 //! - everyone → `wms:all`
 //! - group `group1` (users `group1/…`) → `wms:group:group1`
+//! - room `r1` (joined while connected) → `wms:room:r1`
 //!
 //! A user id `a/b/c` belongs to groups `a` and `a/b`: every proper prefix ending before a `/`.
 
@@ -21,6 +22,11 @@ pub fn all(app: &str) -> Arc<str> {
 /// The channel of one group.
 pub fn group(app: &str, group: &str) -> Arc<str> {
     format!("{app}:group:{group}").into()
+}
+
+/// The channel of one room: connections join and leave it while connected.
+pub fn room(app: &str, room: &str) -> Arc<str> {
+    format!("{app}:room:{room}").into()
 }
 
 /// Groups a user id belongs to, shortest first: `a/b/c` → `a`, `a/b`.

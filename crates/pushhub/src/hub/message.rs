@@ -23,6 +23,8 @@ pub struct Message {
     pub app: Arc<str>,
     /// Application-defined event name, if the publisher gave one.
     pub event: Option<Box<str>>,
+    /// The user who sent it, when a client did (a `send` frame) rather than a backend.
+    pub from: Option<Arc<str>>,
     /// The payload, as JSON text.
     pub data: Box<RawValue>,
     /// When the hub accepted the push, in milliseconds since the Unix epoch.
@@ -40,6 +42,7 @@ impl Message {
             id: "test".into(),
             app: "test".into(),
             event: None,
+            from: None,
             data: RawValue::from_string(serde_json::to_string(text).unwrap_or_default())
                 .unwrap_or_else(|_| RawValue::NULL.to_owned()),
             ts_ms: 0,

@@ -30,6 +30,7 @@ pub use registry::ConnId;
 pub use render::{FormatId, Render};
 pub use target::Target;
 
+use crate::backend::events::Event;
 use crate::disconnect::Disconnect;
 use crate::engine::{Engine, EngineError, StreamPosition};
 use crate::stats::Stats;
@@ -52,6 +53,9 @@ pub enum HubError {
     /// The target expression is not valid.
     #[error("invalid target: {0}")]
     InvalidTarget(String),
+    /// The room name is not valid.
+    #[error("{0}")]
+    InvalidRoom(String),
     /// The user holds as many connections as the app allows, and newcomers are refused.
     #[error("user {0:?} has as many connections as this app allows")]
     UserFull(String),
@@ -225,6 +229,13 @@ impl Hub {
             old.outbox.close(Disconnect::REPLACED);
         }
         self.inner.stats.connection_opened();
+        if let Some(events) = &app.events {
+            events.emit(Event::Connect {
+                user: user.clone(),
+                conn: conn_name(id),
+                ts: now_ms(),
+            });
+        }
         let session = Session {
             hub: self.clone(),
             id,
@@ -232,6 +243,8 @@ impl Hub {
             user: user.clone(),
             channels: channels.clone(),
             home,
+            subscriber: subscriber.clone(),
+            connected: std::time::Instant::now(),
             attached: true,
         };
 
@@ -298,12 +311,40 @@ impl Hub {
         event: Option<String>,
         data: Box<RawValue>,
     ) -> Result<PublishReceipt, HubError> {
+        self.publish_from(app, targets, event, data, None).await
+    }
+
+    /// Deliver a message user `from` sends to user `to` of `app` (a client's `send`):
+    /// published to `to`'s channel like any push, marked with its sender.
+    pub async fn send(
+        &self,
+        app: &str,
+        from: &str,
+        to: &str,
+        event: Option<String>,
+        data: Box<RawValue>,
+    ) -> Result<PublishReceipt, HubError> {
+        names::check_user(to)?;
+        let targets = [Target::User(to.to_owned())];
+        self.publish_from(app, &targets, event, data, Some(from.into()))
+            .await
+    }
+
+    async fn publish_from(
+        &self,
+        app: &str,
+        targets: &[Target],
+        event: Option<String>,
+        data: Box<RawValue>,
+        from: Option<Arc<str>>,
+    ) -> Result<PublishReceipt, HubError> {
         let app = self.app(app)?;
         let serial = self.inner.next_message.fetch_add(1, Ordering::Relaxed);
         let message = Arc::new(Message {
             id: format!("{}-{serial}", self.inner.id_prefix).into(),
             app: app.name.clone(),
             event: event.map(String::into_boxed_str),
+            from,
             data,
             ts_ms: now_ms(),
             serial,
@@ -315,6 +356,7 @@ impl Hub {
             let (channel, home) = match target {
                 Target::All => (channel::all(&app.name), None),
                 Target::Group(g) => (channel::group(&app.name, g), None),
+                Target::Room(r) => (channel::room(&app.name, r), None),
                 Target::User(u) => (
                     channel::user(&app.name, u),
                     Some(Registry::home(&app.name, u)),
@@ -368,6 +410,109 @@ impl Hub {
     pub async fn users(&self, app: &str) -> Result<Vec<(String, usize)>, HubError> {
         match self.inner.apps.lookup(app)? {
             Some(app) => Ok(self.inner.engine.presence.users(&app.name).await?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Close `user`'s connections to `app` on this node (only connection `conn` when given)
+    /// with `reason`, through their send queues so frames already queued go out first.
+    /// Returns how many were closed; a user who is not connected is not an error.
+    pub fn disconnect(
+        &self,
+        app: &str,
+        user: &str,
+        conn: Option<ConnId>,
+        reason: &Disconnect,
+    ) -> Result<usize, HubError> {
+        names::check_user(user)?;
+        let Some(app) = self.inner.apps.lookup(app)? else {
+            return Ok(0);
+        };
+        let mut chosen = Vec::new();
+        self.inner.registry.for_each(
+            &channel::user(&app.name, user),
+            Some(Registry::home(&app.name, user)),
+            |subscriber| {
+                if conn.is_none_or(|id| id == subscriber.id) {
+                    chosen.push(subscriber.outbox.clone());
+                }
+            },
+        );
+        for outbox in &chosen {
+            outbox.close(reason.clone());
+        }
+        Ok(chosen.len())
+    }
+
+    /// Put every connection `user` of `app` has on this node in room `room` (server-side
+    /// join); returns how many joined. The user's later connections do not join by
+    /// themselves: the room is presence, not a standing grant.
+    pub async fn add_to_room(&self, app: &str, user: &str, room: &str) -> Result<usize, HubError> {
+        self.change_room(app, user, room, true).await
+    }
+
+    /// Take every connection `user` of `app` has on this node out of room `room`; returns
+    /// how many left.
+    pub async fn remove_from_room(
+        &self,
+        app: &str,
+        user: &str,
+        room: &str,
+    ) -> Result<usize, HubError> {
+        self.change_room(app, user, room, false).await
+    }
+
+    async fn change_room(
+        &self,
+        app: &str,
+        user: &str,
+        room: &str,
+        join: bool,
+    ) -> Result<usize, HubError> {
+        names::check_user(user)?;
+        names::check_room(room)?;
+        let Some(app) = self.inner.apps.lookup(app)? else {
+            return Ok(0);
+        };
+        let home = Registry::home(&app.name, user);
+        let user_channel = channel::user(&app.name, user);
+        let channel = channel::room(&app.name, room);
+        let presence = &self.inner.engine.presence;
+        let changed = if join {
+            self.inner
+                .registry
+                .join_room_all(home, &user_channel, &channel)
+        } else {
+            self.inner
+                .registry
+                .leave_room_all(home, &user_channel, &channel)
+        };
+        let user: Arc<str> = user.into();
+        for id in &changed {
+            if join {
+                presence.join(&channel, &user, *id).await?;
+            } else {
+                presence.leave(&channel, &user, *id).await?;
+            }
+            room_event(&app, &user, *id, room, join);
+        }
+        Ok(changed.len())
+    }
+
+    /// Members of room `room` of `app` with their connection counts in it, sorted by user.
+    pub async fn room_members(
+        &self,
+        app: &str,
+        room: &str,
+    ) -> Result<Vec<(String, usize)>, HubError> {
+        names::check_room(room)?;
+        match self.inner.apps.lookup(app)? {
+            Some(app) => Ok(self
+                .inner
+                .engine
+                .presence
+                .users(&channel::room(&app.name, room))
+                .await?),
             None => Ok(Vec::new()),
         }
     }
@@ -441,6 +586,8 @@ pub struct Session {
     user: Arc<str>,
     channels: Vec<Arc<str>>,
     home: u64,
+    subscriber: Arc<Subscriber>,
+    connected: std::time::Instant,
     attached: bool,
 }
 
@@ -455,37 +602,146 @@ impl Session {
         &self.user
     }
 
-    fn detach_local(&mut self) -> bool {
-        if !std::mem::take(&mut self.attached) {
-            return false;
-        }
-        let inner = &self.hub.inner;
-        inner
-            .registry
-            .unsubscribe(self.home, &self.channels, self.id);
-        inner.stats.connection_closed();
-        true
+    /// The connection's id on this node.
+    pub fn id(&self) -> ConnId {
+        self.id
     }
 
-    /// Leave every channel and presence.
-    pub async fn close(mut self) {
-        if self.detach_local() {
-            let presence = &self.hub.inner.engine.presence;
-            if let Err(error) = presence.leave(&self.app.name, &self.user, self.id).await {
-                tracing::warn!(%error, conn = self.id, "presence leave failed");
-            }
+    /// The connection's name, as a `welcome` and the API show it.
+    pub fn conn(&self) -> String {
+        conn_name(self.id)
+    }
+
+    /// Join room `room`, answering where its stream stands. Whether the user may is the
+    /// caller's decision (the app's room policy); joining twice is harmless.
+    pub async fn join_room(&self, room: &str) -> Result<ChannelState, HubError> {
+        names::check_room(room)?;
+        let channel = channel::room(&self.app.name, room);
+        let inner = &self.hub.inner;
+        if inner
+            .registry
+            .join_room(self.home, &channel, &self.subscriber)
+        {
+            inner
+                .engine
+                .presence
+                .join(&channel, &self.user, self.id)
+                .await?;
+            room_event(&self.app, &self.user, self.id, room, true);
+        }
+        let top = inner.engine.broker.recover(&channel, None).await?.top;
+        Ok(ChannelState {
+            channel,
+            start: top.clone(),
+            position: top,
+            recovered: true,
+        })
+    }
+
+    /// Leave room `room`. False when the connection was not in it.
+    pub async fn leave_room(&self, room: &str) -> Result<bool, HubError> {
+        names::check_room(room)?;
+        let channel = channel::room(&self.app.name, room);
+        let inner = &self.hub.inner;
+        if !inner
+            .registry
+            .leave_room(self.home, &channel, &self.subscriber)
+        {
+            return Ok(false);
+        }
+        inner
+            .engine
+            .presence
+            .leave(&channel, &self.user, self.id)
+            .await?;
+        room_event(&self.app, &self.user, self.id, room, false);
+        Ok(true)
+    }
+
+    /// Leave every channel locally and tell the app's lifecycle webhook why; the scopes
+    /// (app, rooms) whose presence must be left follow, or `None` when this already
+    /// happened.
+    fn detach_local(&mut self, reason: &Disconnect) -> Option<Vec<Arc<str>>> {
+        if !std::mem::take(&mut self.attached) {
+            return None;
+        }
+        let inner = &self.hub.inner;
+        let rooms = inner
+            .registry
+            .unsubscribe(self.home, &self.channels, &self.subscriber);
+        inner.stats.connection_closed();
+        if let Some(events) = &self.app.events {
+            let prefix = channel::room(&self.app.name, "");
+            events.emit(Event::Disconnect {
+                user: self.user.clone(),
+                conn: conn_name(self.id),
+                ts: now_ms(),
+                code: reason.code,
+                reason: reason.reason.to_string(),
+                duration_ms: self.connected.elapsed().as_millis() as u64,
+                rooms: rooms
+                    .iter()
+                    .filter_map(|r| r.strip_prefix(&*prefix).map(str::to_owned))
+                    .collect(),
+            });
+        }
+        let mut scopes = vec![self.app.name.clone()];
+        scopes.extend(rooms);
+        Some(scopes)
+    }
+
+    /// Leave every channel, room and presence; the connection ended for `reason`.
+    pub async fn close(mut self, reason: &Disconnect) {
+        if let Some(scopes) = self.detach_local(reason) {
+            leave_presence(&self.hub, &scopes, &self.user, self.id).await;
+        }
+    }
+}
+
+/// The name of connection `id`, as clients and backends see it.
+pub fn conn_name(id: ConnId) -> String {
+    format!("{id:x}")
+}
+
+/// Tell `app`'s lifecycle webhook, if it has one, that connection `id` of `user` joined
+/// or left `room`.
+fn room_event(app: &AppSettings, user: &Arc<str>, id: ConnId, room: &str, joined: bool) {
+    let Some(events) = &app.events else { return };
+    let (user, conn, ts, room) = (user.clone(), conn_name(id), now_ms(), room.to_owned());
+    events.emit(if joined {
+        Event::Join {
+            user,
+            conn,
+            ts,
+            room,
+        }
+    } else {
+        Event::Leave {
+            user,
+            conn,
+            ts,
+            room,
+        }
+    });
+}
+
+/// Leave presence in each of `scopes` (the app, then its rooms) for connection `id`.
+async fn leave_presence(hub: &Hub, scopes: &[Arc<str>], user: &str, id: ConnId) {
+    for scope in scopes {
+        if let Err(error) = hub.inner.engine.presence.leave(scope, user, id).await {
+            tracing::warn!(%error, conn = id, scope = &**scope, "presence leave failed");
         }
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if self.detach_local() {
+        if let Some(scopes) = self.detach_local(&Disconnect::ABNORMAL) {
             let hub = self.hub.clone();
-            let (app, user, id) = (self.app.name.clone(), self.user.clone(), self.id);
+            let (user, id) = (self.user.clone(), self.id);
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
-                    let _ = hub.inner.engine.presence.leave(&app, &user, id).await;
+                    leave_presence(&hub, &scopes, &user, id).await;
                 });
             }
         }

@@ -23,6 +23,34 @@ pub fn check_app(app: &str) -> Result<(), HubError> {
     }
 }
 
+/// Longest room name accepted, in bytes.
+pub const MAX_ROOM_BYTES: usize = 128;
+
+/// Check a room name: 1–128 bytes, no control characters, no white space at either end,
+/// no `,` or `*` (kept free for target syntax).
+pub fn check_room(room: &str) -> Result<(), HubError> {
+    let reason = if room.is_empty() {
+        Some("is empty")
+    } else if room.len() > MAX_ROOM_BYTES {
+        Some("is longer than 128 bytes")
+    } else if room.chars().any(|c| c.is_control()) {
+        Some("contains a control character")
+    } else if room.trim() != room {
+        Some("starts or ends with white space")
+    } else if room.contains(',') || room.contains('*') {
+        Some("contains ',' or '*'")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(why) => Err(HubError::InvalidRoom(format!(
+            "room {:?} {why}",
+            room.chars().take(80).collect::<String>()
+        ))),
+    }
+}
+
 /// Check a user id: 1–256 bytes, no control characters, no `,` or `*` (they are target
 /// syntax), and no empty group segment at the end (`a/`).
 pub fn check_user(user: &str) -> Result<(), HubError> {

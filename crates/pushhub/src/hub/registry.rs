@@ -39,6 +39,9 @@ pub struct Subscriber {
     pub renderer: Arc<dyn Render>,
     recovering: AtomicBool,
     held: Mutex<Option<Vec<Arc<Publication>>>>,
+    /// Room channels the connection joined after connecting; changed only under its
+    /// user's shard lock, so a close and a server-side join never miss each other.
+    rooms: Mutex<Vec<Arc<str>>>,
 }
 
 impl Subscriber {
@@ -50,6 +53,7 @@ impl Subscriber {
             renderer,
             recovering: AtomicBool::new(true),
             held: Mutex::new(Some(Vec::new())),
+            rooms: Mutex::new(Vec::new()),
         }
     }
 
@@ -194,17 +198,86 @@ impl Registry {
         Ok(pushed_out)
     }
 
-    /// Take connection `id` out of `channels`; empty channels are forgotten.
-    pub fn unsubscribe(&self, home: u64, channels: &[Arc<str>], id: ConnId) {
+    /// Take `sub` out of `channels` and every room it joined; empty channels are
+    /// forgotten. Returns the rooms it was in.
+    pub fn unsubscribe(&self, home: u64, channels: &[Arc<str>], sub: &Subscriber) -> Vec<Arc<str>> {
         let mut shard = lock(self.shard(home));
-        for channel in channels {
-            if let Some(members) = shard.get_mut(channel) {
-                members.remove(&id);
-                if members.is_empty() {
-                    shard.remove(channel);
-                }
+        let rooms = std::mem::take(&mut *lock(&sub.rooms));
+        for channel in channels.iter().chain(&rooms) {
+            remove_member(&mut shard, channel, sub.id);
+        }
+        rooms
+    }
+
+    /// Put `sub` in room channel `room`. False when it already was.
+    pub fn join_room(&self, home: u64, room: &Arc<str>, sub: &Arc<Subscriber>) -> bool {
+        let mut shard = lock(self.shard(home));
+        let mut rooms = lock(&sub.rooms);
+        if rooms.contains(room) {
+            return false;
+        }
+        rooms.push(room.clone());
+        shard
+            .entry(room.clone())
+            .or_default()
+            .insert(sub.id, sub.clone());
+        true
+    }
+
+    /// Take `sub` out of room channel `room`. False when it was not in it.
+    pub fn leave_room(&self, home: u64, room: &Arc<str>, sub: &Subscriber) -> bool {
+        let mut shard = lock(self.shard(home));
+        let mut rooms = lock(&sub.rooms);
+        let Some(at) = rooms.iter().position(|r| r == room) else {
+            return false;
+        };
+        rooms.swap_remove(at);
+        remove_member(&mut shard, room, sub.id);
+        true
+    }
+
+    /// Put every connection in `user_channel` (one user's) in room channel `room`, at
+    /// once, so a connection closing meanwhile is either joined and then left, or never
+    /// joined. Returns the ids of those that were not in it yet.
+    pub fn join_room_all(&self, home: u64, user_channel: &str, room: &Arc<str>) -> Vec<ConnId> {
+        let mut shard = lock(self.shard(home));
+        let members: Vec<Arc<Subscriber>> = match shard.get(user_channel) {
+            Some(members) => members.values().cloned().collect(),
+            None => return Vec::new(),
+        };
+        let mut joined = Vec::new();
+        for sub in members {
+            let mut rooms = lock(&sub.rooms);
+            if !rooms.contains(room) {
+                rooms.push(room.clone());
+                joined.push(sub.id);
+                shard
+                    .entry(room.clone())
+                    .or_default()
+                    .insert(sub.id, sub.clone());
             }
         }
+        joined
+    }
+
+    /// Take every connection in `user_channel` out of room channel `room`. Returns the ids
+    /// of those that were in it.
+    pub fn leave_room_all(&self, home: u64, user_channel: &str, room: &Arc<str>) -> Vec<ConnId> {
+        let mut shard = lock(self.shard(home));
+        let members: Vec<Arc<Subscriber>> = match shard.get(user_channel) {
+            Some(members) => members.values().cloned().collect(),
+            None => return Vec::new(),
+        };
+        let mut left = Vec::new();
+        for sub in members {
+            let mut rooms = lock(&sub.rooms);
+            if let Some(at) = rooms.iter().position(|r| r == room) {
+                rooms.swap_remove(at);
+                left.push(sub.id);
+                remove_member(&mut shard, room, sub.id);
+            }
+        }
+        left
     }
 
     /// Call `f` for each local member of `channel`. With `home`, only that user's shard is
@@ -219,6 +292,16 @@ impl Registry {
         match home {
             Some(home) => visit(self.shard(home)),
             None => self.shards.iter().for_each(visit),
+        }
+    }
+}
+
+/// Take `id` out of `channel` in `shard`, forgetting the channel when it empties.
+fn remove_member(shard: &mut HashMap<Arc<str>, Members>, channel: &str, id: ConnId) {
+    if let Some(members) = shard.get_mut(channel) {
+        members.remove(&id);
+        if members.is_empty() {
+            shard.remove(channel);
         }
     }
 }
@@ -263,8 +346,9 @@ mod tests {
         let all: Arc<str> = "a:all".into();
         let (u1, u2): (Arc<str>, Arc<str>) = ("a:user:1".into(), "a:user:2".into());
         let (h1, h2) = (Registry::home("a", "1"), Registry::home("a", "2"));
-        registry.subscribe(h1, &[u1.clone(), all.clone()], &subscriber(1));
-        registry.subscribe(h1, &[u1.clone(), all.clone()], &subscriber(2));
+        let (s1, s2) = (subscriber(1), subscriber(2));
+        registry.subscribe(h1, &[u1.clone(), all.clone()], &s1);
+        registry.subscribe(h1, &[u1.clone(), all.clone()], &s2);
         registry.subscribe(h2, &[u2.clone(), all.clone()], &subscriber(3));
         let members = |channel: &str, home| {
             let mut ids = Vec::new();
@@ -274,8 +358,23 @@ mod tests {
         };
         assert_eq!(members("a:all", None), [1, 2, 3]);
         assert_eq!(members("a:user:1", Some(h1)), [1, 2]);
-        registry.unsubscribe(h1, &[u1.clone(), all.clone()], 1);
-        registry.unsubscribe(h1, &[u1.clone(), all.clone()], 2);
+        let room: Arc<str> = "a:room:r".into();
+        assert!(registry.join_room(h1, &room, &s1));
+        assert!(
+            !registry.join_room(h1, &room, &s1),
+            "joining twice is one join"
+        );
+        assert_eq!(registry.join_room_all(h1, "a:user:1", &room), [2]);
+        assert_eq!(members("a:room:r", None), [1, 2]);
+        assert!(registry.leave_room(h1, &room, &s2));
+        assert_eq!(members("a:room:r", None), [1]);
+        assert_eq!(
+            registry.unsubscribe(h1, &[u1.clone(), all.clone()], &s1),
+            std::slice::from_ref(&room),
+            "closing leaves the rooms too"
+        );
+        assert!(members("a:room:r", None).is_empty());
+        registry.unsubscribe(h1, &[u1.clone(), all.clone()], &s2);
         assert!(members("a:user:1", Some(h1)).is_empty());
         assert_eq!(members("a:all", None), [3]);
         let shard = lock(registry.shard(h1));

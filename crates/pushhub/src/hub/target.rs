@@ -15,6 +15,8 @@ pub enum Target {
     User(String),
     /// Every connection whose user id starts with `group/` (`group/*`).
     Group(String),
+    /// Every connection in a room (the API's `room` field; not part of the grammar).
+    Room(String),
 }
 
 /// Parse a target expression into its distinct items, in the order given.

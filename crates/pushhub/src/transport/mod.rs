@@ -50,6 +50,21 @@ pub struct Link {
     start: Mutex<Option<StreamStart>>,
     replay_limit: Option<usize>,
     origin: Option<String>,
+    cookies: Option<String>,
+}
+
+/// Queues text to one connection from anywhere; see [`Link::sender`].
+#[derive(Clone)]
+pub struct LinkSender {
+    outbox: Arc<Outbox>,
+    framer: &'static dyn Framer,
+}
+
+impl LinkSender {
+    /// Queue one text message. False when the queue overflowed or the connection closed.
+    pub fn send_text(&self, payload: &[u8]) -> bool {
+        self.outbox.push(self.framer.frame_text(payload))
+    }
 }
 
 /// Where an attached client's stream starts, for transports whose framing carries a
@@ -71,19 +86,33 @@ impl Link {
             start: Mutex::new(None),
             replay_limit: None,
             origin: None,
+            cookies: None,
         }
     }
 
-    /// The same link for a client whose request came with this `Origin` header (browsers
-    /// send it), so the dialect can hold it to the app's allowed origins.
-    pub fn with_origin(mut self, origin: Option<&axum::http::HeaderValue>) -> Self {
-        self.origin = origin.and_then(|o| o.to_str().ok()).map(str::to_owned);
+    /// The same link for a client whose request came with these headers: browsers send
+    /// `Origin` (held to the app's allowed origins) and cookies (a web session an auth
+    /// webhook may check). Only those two are kept.
+    pub fn with_request_headers(mut self, headers: &axum::http::HeaderMap) -> Self {
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        self.origin = text(axum::http::header::ORIGIN);
+        self.cookies = text(axum::http::header::COOKIE);
         self
     }
 
     /// The `Origin` the client's request came with, if any.
     pub fn origin(&self) -> Option<&str> {
         self.origin.as_deref()
+    }
+
+    /// The `Cookie` header the client's request came with, if any.
+    pub fn cookies(&self) -> Option<&str> {
+        self.cookies.as_deref()
     }
 
     /// The same link for a client that takes at most `limit` missed messages at once (a
@@ -111,6 +140,15 @@ impl Link {
     /// Queue one text message. False when the queue overflowed (the connection is closing).
     pub fn send_text(&self, payload: &[u8]) -> bool {
         self.outbox.push(self.framer.frame_text(payload))
+    }
+
+    /// A handle that queues text later, from another task (an RPC reply that arrives
+    /// after the frame that asked for it has been handled).
+    pub fn sender(&self) -> LinkSender {
+        LinkSender {
+            outbox: self.outbox.clone(),
+            framer: self.framer,
+        }
     }
 
     /// The connection's send queue, for attaching to the hub.

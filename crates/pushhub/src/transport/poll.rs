@@ -4,6 +4,7 @@
 //! A waiting poll is a connection like any other: attached to the hub, counted in stats
 //! and presence, closed by shutdown.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,16 +32,17 @@ pub struct Polled {
 /// else is already queued, up to `max` messages. A refusal is returned as the reason.
 pub async fn poll<H: ClientHandler>(
     mut handler: H,
-    origin: Option<&axum::http::HeaderValue>,
+    headers: &axum::http::HeaderMap,
+    address: Option<IpAddr>,
     outbox: Arc<Outbox>,
     connections: &Connections,
     wait: Duration,
     max: usize,
 ) -> Result<Polled, Disconnect> {
-    let _registration = connections.register(&outbox);
+    let _registration = connections.register(&outbox, address)?;
     let link = Link::new(outbox.clone(), &RAW_FRAMER)
         .with_replay_limit(max)
-        .with_origin(origin);
+        .with_request_headers(headers);
     if let Err(reason) = handler.on_open(&link).await {
         handler.on_close(&reason).await;
         return Err(reason);

@@ -6,6 +6,7 @@
 //! part of each event is framed once per message and shared by every SSE client; only the
 //! short `id:` line is written per client. Heartbeats are SSE comments.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -61,7 +62,8 @@ struct Stream<H> {
 /// dialect refuses it.
 pub async fn respond<H>(
     mut handler: H,
-    origin: Option<&axum::http::HeaderValue>,
+    headers: &axum::http::HeaderMap,
+    address: Option<IpAddr>,
     outbox: Arc<Outbox>,
     connections: &Connections,
     stats: Arc<Stats>,
@@ -69,8 +71,11 @@ pub async fn respond<H>(
 where
     H: ClientHandler + 'static,
 {
-    let registration = connections.register(&outbox);
-    let link = Link::new(outbox.clone(), &SSE_FRAMER).with_origin(origin);
+    let registration = match connections.register(&outbox, address) {
+        Ok(registration) => registration,
+        Err(reason) => return ApiError::from(&reason).into_response(),
+    };
+    let link = Link::new(outbox.clone(), &SSE_FRAMER).with_request_headers(headers);
     if let Err(reason) = handler.on_open(&link).await {
         handler.on_close(&reason).await;
         return ApiError::from(&reason).into_response();

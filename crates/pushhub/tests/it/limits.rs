@@ -1,4 +1,5 @@
-//! Per-user connection limits: kick the oldest (as the seeds did) or refuse the newest.
+//! Per-app limits: connections per user (kick the oldest, as the seeds did, or refuse the
+//! newest), allowed origins, frames per second, frame size and handshake time.
 
 use serde_json::json;
 
@@ -21,16 +22,19 @@ allowed_origins = ["https://app.example.com"]
 [apps.slow]
 auth = "none"
 max_frames_per_second = 5
+
+[apps.small]
+auth = "none"
+max_frame_bytes = 200
+
+[apps.hasty]
+auth = "token"
+token_secrets = ["hasty-app-secret-0123456789abcdefgh"]
+handshake_timeout = 1
 "#;
 
 fn server() -> (TestServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("limits.toml");
-    std::fs::write(&path, CONFIG).unwrap();
-    (
-        TestServer::start_with(&["--config", path.to_str().unwrap()], &[]),
-        dir,
-    )
+    TestServer::with_config(CONFIG)
 }
 
 #[tokio::test]
@@ -131,4 +135,114 @@ async fn a_client_flooding_frames_is_cut_off_alone() {
     assert_eq!(code, 1008);
     calm.send(r#"{"type":"ping","id":1}"#).await;
     assert_eq!(calm.json().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn each_app_sets_its_own_frame_size() {
+    let (server, _dir) = server();
+    let (mut small, _) = server.native("small", "1").await;
+    let (mut roomy, _) = server.native("slow", "1").await;
+    let frame = json!({"type": "ping", "id": "x".repeat(300)}).to_string();
+    roomy.send(&frame).await;
+    assert_eq!(roomy.json().await["type"], "pong");
+    small.send(&frame).await;
+    let (code, reason) = small.closed().await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1009, "message too big: limit is 200 bytes")
+    );
+}
+
+#[tokio::test]
+async fn each_app_sets_its_own_handshake_time() {
+    let (server, _dir) = server();
+    let started = std::time::Instant::now();
+    let mut silent = server.ws("/v1/ws?app=hasty").await;
+    assert_eq!(silent.closed().await.0, 4004);
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900)
+            && waited < std::time::Duration::from_secs(5),
+        "closed after {waited:?}, the app allows 1 s (the server 10 s)"
+    );
+}
+
+/// A server allowing two connections per client address, trusting 127.0.0.1 as a proxy.
+fn per_address_server() -> (TestServer, tempfile::TempDir) {
+    TestServer::with_config(
+        r#"
+tcp_listen = "127.0.0.1:0"
+[limits]
+max_connections_per_ip = 2
+trusted_proxies = ["127.0.0.1"]
+[apps.demo]
+auth = "none"
+"#,
+    )
+}
+
+/// A native WebSocket client whose request says it was forwarded for `client`.
+async fn forwarded_for(server: &TestServer, client: &str, user: &str) -> crate::util::Client {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/v1/ws?app=demo&user={user}", server.client)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("x-forwarded-for", client.parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    crate::util::Client { ws }
+}
+
+#[tokio::test]
+async fn one_address_holds_only_so_many_connections() {
+    let (server, _dir) = per_address_server();
+    let (_a, _) = server.native("demo", "1").await;
+    let (mut b, _) = server.native("demo", "2").await;
+    let mut third = server.ws("/v1/ws?app=demo&user=3").await;
+    assert_eq!(
+        third.closed().await,
+        (
+            4008,
+            "too many connections from this address (at most 2)".into()
+        )
+    );
+    let response = reqwest::get(format!("http://{}/v1/sse?app=demo&user=3", server.client))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "address_full");
+
+    // Clients behind the trusted proxy count by their forwarded address.
+    let mut behind = forwarded_for(&server, "203.0.113.9", "4").await;
+    assert_eq!(behind.json().await["type"], "welcome");
+
+    // Raw TCP is held to the same limit (an error frame, then close).
+    let tcp = server.tcp.unwrap();
+    let mut socket = tokio::net::TcpStream::connect(tcp).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(
+        crate::util::WAIT,
+        tokio::io::AsyncReadExt::read_to_string(&mut socket, &mut answer),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(answer.contains("\"code\":\"address_full\""), "{answer}");
+
+    // A slot comes back when a connection ends.
+    b.ws.close(None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + crate::util::WAIT;
+    loop {
+        let mut retry = server.ws("/v1/ws?app=demo&user=5").await;
+        if let crate::util::Event::Text(_) = retry.next().await {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -38,7 +38,21 @@ impl TestServer {
 
     /// With extra command-line arguments and environment variables.
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"), args, env)
+    }
+
+    /// With configuration file `text`; the directory holding it lives as long as the
+    /// returned guard.
+    pub fn with_config(text: &str) -> (Self, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("pushhub.toml");
+        std::fs::write(&path, text).expect("write config");
+        let path = path.to_str().expect("UTF-8 temp path");
+        (Self::start_with(&["--config", path], &[]), dir)
+    }
+
+    /// With extra arguments and environment, on an existing data directory (a restart).
+    pub fn start_in(data: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_pushhub"));
         command
             .arg("serve")
@@ -116,6 +130,39 @@ impl TestServer {
         self.log.lock().unwrap().clone()
     }
 
+    /// Send a signal by name (`HUP`, `USR1`...) without waiting for anything.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Wait until the log holds `text` `times` times or more; panics with the log after
+    /// [`WAIT`].
+    pub async fn wait_log(&self, text: &str, times: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.log().matches(text).count() < times {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "expected {text:?} {times} time(s) in the log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kill the process with SIGKILL (a crash: no shutdown at all; after
+    /// [`TestServer::terminate`], only reap it) and hand over its data directory, for
+    /// [`TestServer::start_in`].
+    pub fn crash(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self._data, placeholder)
+    }
+
     /// Send SIGTERM and wait for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -161,6 +208,11 @@ impl TestServer {
     /// GET from the API.
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.send(self.http.get(self.api_url(path))).await
+    }
+
+    /// DELETE on the API.
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.delete(self.api_url(path))).await
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {

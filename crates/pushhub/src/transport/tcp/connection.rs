@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::framing::{Decoded, Decoder, Framing};
 use super::Control;
@@ -28,15 +28,19 @@ pub struct Shared {
     pub control: Control,
 }
 
-/// Run one accepted connection until it ends.
-pub async fn run<H: ClientHandler>(
-    mut socket: TcpStream,
+/// Run one accepted connection until it ends. `socket` is the TCP socket itself or TLS
+/// over it; each kind is its own instance of the task (nothing boxed per write).
+pub async fn run<S, H>(
+    mut socket: S,
     handler: H,
     outbox: Arc<Outbox>,
     shared: Shared,
     settings: StreamSettings,
     stats: Arc<Stats>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: ClientHandler,
+{
     let framer = shared.framing.framer();
     let link = Link::new(outbox, framer);
     let wire = TcpWire {

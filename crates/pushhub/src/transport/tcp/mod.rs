@@ -3,6 +3,9 @@
 //! [`Framing`] per listener), with the same heartbeat, limits, slow-consumer handling and
 //! graceful close as WebSocket (the connection task is [`crate::transport::stream`]'s).
 //!
+//! With `[tls] tcp = true` each socket completes a TLS handshake (within
+//! [`crate::tls::HANDSHAKE_TIMEOUT`]) before its connection starts; the frames are the same.
+//!
 //! Raw TCP has no URL, so which client a socket is only becomes known from its first
 //! frame; this module accepts sockets and leaves that to the dialect's handler.
 
@@ -21,6 +24,7 @@ pub use framing::Framing;
 use crate::disconnect::Disconnect;
 use crate::hub::{Outbox, OutboxLimits};
 use crate::stats::Stats;
+use crate::tls::Tls;
 use crate::transport::connections::Connections;
 use crate::transport::stream::StreamSettings;
 use crate::transport::ClientHandler;
@@ -52,6 +56,8 @@ pub struct TcpContext {
     pub connections: Connections,
     /// Tracks connection tasks so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// The certificate when this listener speaks TLS; `None`: plain TCP.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// The next accepted socket (with Nagle off: pushes should leave at once), or `None` once
@@ -79,14 +85,17 @@ pub async fn next_socket(
 }
 
 /// Accept connections until `shutdown`, running each with the handler `accept` gives for
-/// it (a refusal, such as a full server, is a handler that closes at once with a reason).
-pub async fn serve<F, H>(
+/// it (a refusal, such as a full server, is a handler that closes at once with a reason),
+/// or the one `refuse` gives when its address holds as many connections as allowed.
+pub async fn serve<F, R, H>(
     listener: TcpListener,
     ctx: TcpContext,
     shutdown: CancellationToken,
     mut accept: F,
+    mut refuse: R,
 ) where
     F: FnMut() -> H,
+    R: FnMut(Disconnect) -> H,
     H: ClientHandler + 'static,
 {
     let shared = connection::Shared {
@@ -98,10 +107,34 @@ pub async fn serve<F, H>(
         // The handler first: admission counts the connections live before this one.
         let handler = accept();
         let outbox = Arc::new(Outbox::new(ctx.outbox));
-        let registration = ctx.connections.register(&outbox);
+        let peer = socket.peer_addr().ok().map(|addr| addr.ip());
+        let (registration, handler) = match ctx.connections.register(&outbox, peer) {
+            Ok(registration) => (registration, handler),
+            Err(reason) => (ctx.connections.register_refused(&outbox), refuse(reason)),
+        };
         let (shared, settings, stats) = (shared.clone(), ctx.settings, ctx.stats.clone());
+        let Some(tls) = ctx.tls.clone() else {
+            ctx.tracker.spawn(async move {
+                let _registration = registration;
+                connection::run(socket, handler, outbox, shared, settings, stats).await;
+            });
+            continue;
+        };
+        let shutdown = shutdown.clone();
         ctx.tracker.spawn(async move {
             let _registration = registration;
+            // The handshake in the connection's own task, so a slow one delays no other
+            // client; it counts as a connection meanwhile (it holds a descriptor).
+            let socket = tokio::select! {
+                handshake = tls.accept_raw(socket) => match handshake {
+                    Ok(socket) => socket,
+                    Err(error) => {
+                        tracing::debug!(%error, "raw TCP TLS handshake failed");
+                        return;
+                    }
+                },
+                _ = shutdown.cancelled() => return,
+            };
             connection::run(socket, handler, outbox, shared, settings, stats).await;
         });
     }

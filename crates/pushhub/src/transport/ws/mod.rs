@@ -35,7 +35,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::hub::Outbox;
 use crate::stats::Stats;
-use crate::transport::connections::Connections;
+use crate::tls::TlsStream;
+use crate::transport::connections::{Connections, Registration};
 use crate::transport::{ClientHandler, Link};
 
 /// What every WebSocket connection of a server shares.
@@ -51,9 +52,17 @@ pub struct WsContext {
     pub tracker: TaskTracker,
 }
 
-/// Answer an upgrade request and run the connection with `handler` in a tracked task.
-/// A request that is not a valid handshake gets a 4xx JSON error instead.
-pub fn upgrade<H>(mut request: Request, handler: H, outbox: Arc<Outbox>, ctx: WsContext) -> Response
+/// Answer an upgrade request and run the connection with `handler` in a tracked task,
+/// counted in the server's connections by `registration` (taken by the caller, which
+/// decides about per-address limits) until it ends. A request that is not a valid
+/// handshake gets a 4xx JSON error instead.
+pub fn upgrade<H>(
+    mut request: Request,
+    handler: H,
+    outbox: Arc<Outbox>,
+    registration: Registration,
+    ctx: WsContext,
+) -> Response
 where
     H: ClientHandler + 'static,
 {
@@ -74,11 +83,8 @@ where
             return response;
         }
     };
-    let link = Link::new(outbox.clone(), &WS_FRAMER)
-        .with_origin(request.headers().get(axum::http::header::ORIGIN));
+    let link = Link::new(outbox.clone(), &WS_FRAMER).with_request_headers(request.headers());
     let on_upgrade = hyper::upgrade::on(&mut request);
-    // Counted from the moment the handshake is answered, so admission sees it at once.
-    let registration = ctx.connections.register(&outbox);
     ctx.tracker.clone().spawn(async move {
         let _registration = registration;
         let upgraded = match on_upgrade.await {
@@ -91,13 +97,24 @@ where
         let WsContext {
             settings, stats, ..
         } = ctx;
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
+        // The socket the listener gave hyper, back in our hands: plain TCP (the common
+        // case, tried first) or TLS. Each is its own instance of the connection task, so
+        // neither pays for the other: no boxing, no dispatch per write.
+        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let stream = parts.io.into_inner();
+                return connection::run(stream, parts.read_buf, handler, link, settings, stats)
+                    .await;
+            }
+            Err(upgraded) => upgraded,
+        };
+        match upgraded.downcast::<TokioIo<TlsStream>>() {
             Ok(parts) => {
                 let stream = parts.io.into_inner();
                 connection::run(stream, parts.read_buf, handler, link, settings, stats).await
             }
             Err(upgraded) => {
-                tracing::debug!("upgraded stream is not a plain TcpStream; writing through hyper");
+                tracing::debug!("upgraded stream is neither TCP nor TLS; writing through hyper");
                 let stream = TokioIo::new(upgraded);
                 connection::run(stream, Bytes::new(), handler, link, settings, stats).await
             }

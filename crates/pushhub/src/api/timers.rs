@@ -1,0 +1,574 @@
+//! Native timer endpoints, and the checks every way of creating a timer shares.
+//!
+//! - `POST /v1/timers`: create (201), or return the timer with the same idempotency key (200).
+//! - `GET /v1/timers?app=&state=&limit=&cursor=`: an app's timers, in creation order.
+//! - `GET /v1/timers/{id}`: one timer, with its last attempt.
+//! - `DELETE /v1/timers/{id}`: cancel (409 once it has finished).
+//!
+//! A timer belongs to an app; the app's API keys guard it as they guard pushes. Another
+//! app's timer answers 404, as if it did not exist.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+
+use super::{read_body, ApiState};
+use crate::http_error::ApiError;
+use crate::scheduler::{unix_ms, TimerSettings};
+use crate::store::{
+    CallbackRequest, Cancel, ListQuery, NewTimer, RetryPolicy, Timer, TimerId, TimerState,
+};
+
+/// Longest URL accepted.
+const MAX_URL_BYTES: usize = 8192;
+/// Most headers a timer may send.
+const MAX_HEADERS: usize = 100;
+/// Longest idempotency key.
+const MAX_KEY_BYTES: usize = 256;
+/// Longest per-timer call timeout: an hour.
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
+/// Most timers in one page of a listing.
+const MAX_PAGE: usize = 1000;
+/// Timers in a page when the request does not say.
+const DEFAULT_PAGE: usize = 100;
+/// Methods a timer may use.
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+/// Headers the HTTP client sets itself, or pushhub does: a timer may not set them.
+const RESERVED_HEADERS: [&str; 9] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    crate::scheduler::executor::TIMER_ID_HEADER,
+    crate::scheduler::executor::ATTEMPT_HEADER,
+];
+
+/// When a timer fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// This many milliseconds from now.
+    Delay(i64),
+    /// At this Unix time in milliseconds (a past time fires at once).
+    At(i64),
+}
+
+/// A timer's request, as a caller gave it, before the checks.
+#[derive(Debug, Clone, Default)]
+pub struct Call {
+    /// The method.
+    pub method: String,
+    /// The URL.
+    pub url: String,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Option<String>,
+    /// The per-call timeout, in milliseconds (default: `request_timeout`).
+    pub timeout_ms: Option<u64>,
+}
+
+/// Check a caller's timer and make it ready to store.
+pub fn new_timer(
+    settings: &TimerSettings,
+    app: String,
+    call: Call,
+    when: When,
+    retry: RetryPolicy,
+    idempotency_key: Option<String>,
+) -> Result<NewTimer, ApiError> {
+    check_url(&call.url)?;
+    if !METHODS.contains(&call.method.as_str()) {
+        return Err(ApiError::bad_request(
+            "invalid_method",
+            format!(
+                "method {:?} is not one of {}",
+                call.method,
+                METHODS.join(", ")
+            ),
+        ));
+    }
+    if call.headers.len() > MAX_HEADERS {
+        return Err(ApiError::bad_request(
+            "invalid_header",
+            format!("more than {MAX_HEADERS} headers"),
+        ));
+    }
+    for (name, value) in &call.headers {
+        check_header(name, value)?;
+    }
+    let timeout_ms = call
+        .timeout_ms
+        .unwrap_or(u64::try_from(settings.request_timeout.as_millis()).unwrap_or(u64::MAX));
+    if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
+        return Err(ApiError::bad_request(
+            "invalid_timeout",
+            format!("timeout_ms must be between 1 and {MAX_TIMEOUT_MS}"),
+        ));
+    }
+    check_retry(&retry)?;
+    if let Some(key) = &idempotency_key {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(ApiError::bad_request(
+                "invalid_idempotency_key",
+                format!("idempotency_key must be 1 to {MAX_KEY_BYTES} bytes"),
+            ));
+        }
+    }
+    let now = unix_ms();
+    Ok(NewTimer {
+        app,
+        request: CallbackRequest {
+            method: call.method,
+            url: call.url,
+            headers: call.headers,
+            body: call.body,
+            timeout_ms,
+        },
+        due_ms: due(settings, when, now)?,
+        created_ms: now,
+        retry,
+        idempotency_key,
+    })
+}
+
+/// An absolute `http://` or `https://` URL with a host.
+fn check_url(url: &str) -> Result<(), ApiError> {
+    if url.len() > MAX_URL_BYTES {
+        return Err(ApiError::bad_request(
+            "invalid_url",
+            format!("the URL is longer than {MAX_URL_BYTES} bytes"),
+        ));
+    }
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ApiError::bad_request("invalid_url", format!("{url:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ApiError::bad_request(
+            "invalid_scheme",
+            format!(
+                "{url:?}: only http:// and https:// URLs are called, not {}://",
+                parsed.scheme()
+            ),
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request(
+            "invalid_url",
+            format!("{url:?} has no host"),
+        ));
+    }
+    Ok(())
+}
+
+/// A header a timer may send.
+pub fn check_header(name: &str, value: &str) -> Result<(), ApiError> {
+    let parsed = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_header",
+            format!("{name:?} is not a valid header name"),
+        )
+    })?;
+    if RESERVED_HEADERS.contains(&parsed.as_str()) {
+        return Err(ApiError::bad_request(
+            "invalid_header",
+            format!("header {name:?} is set by pushhub itself"),
+        ));
+    }
+    HeaderValue::from_str(value).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_header",
+            format!("the value of header {name:?} has characters a header may not hold"),
+        )
+    })?;
+    Ok(())
+}
+
+fn check_retry(retry: &RetryPolicy) -> Result<(), ApiError> {
+    let invalid = |message: &str| Err(ApiError::bad_request("invalid_retry", message.to_owned()));
+    if !(1..=100).contains(&retry.max_attempts) {
+        return invalid("retry.max_attempts must be between 1 and 100");
+    }
+    if retry.base_ms == 0 || retry.max_ms < retry.base_ms || retry.max_ms > 86_400_000 {
+        return invalid(
+            "retry.base_ms must be at least 1, and retry.max_ms between base_ms and 86400000",
+        );
+    }
+    Ok(())
+}
+
+/// The due time of `when`, within `max_delay` of `now`.
+fn due(settings: &TimerSettings, when: When, now: u64) -> Result<u64, ApiError> {
+    let max = u64::try_from(settings.max_delay.as_millis()).unwrap_or(u64::MAX);
+    let too_far = || {
+        ApiError::bad_request(
+            "invalid_delay",
+            format!(
+                "a timer may be set at most {} seconds ahead (timers.max_delay)",
+                settings.max_delay.as_secs()
+            ),
+        )
+    };
+    match when {
+        When::Delay(ms) if ms < 0 => Err(ApiError::bad_request(
+            "invalid_delay",
+            format!("the delay is negative ({ms} ms)"),
+        )),
+        When::Delay(ms) => {
+            let ms = ms.unsigned_abs();
+            if ms > max {
+                return Err(too_far());
+            }
+            Ok(now + ms)
+        }
+        When::At(ms) if ms < 0 => Err(ApiError::bad_request(
+            "invalid_delay",
+            format!("`at` is before 1970 ({ms})"),
+        )),
+        When::At(ms) => {
+            let at = ms.unsigned_abs();
+            if at.saturating_sub(now) > max {
+                return Err(too_far());
+            }
+            Ok(at)
+        }
+    }
+}
+
+/// A timer as the API shows it; `with_body` adds the request body (one timer, not lists).
+pub fn view(timer: &Timer, with_body: bool) -> Value {
+    let mut headers = Map::new();
+    for (name, value) in &timer.request.headers {
+        match headers.get_mut(name) {
+            Some(Value::String(joined)) => {
+                joined.push_str(", ");
+                joined.push_str(value);
+            }
+            _ => {
+                headers.insert(name.clone(), Value::String(value.clone()));
+            }
+        }
+    }
+    let mut out = json!({
+        "id": timer.id,
+        "app": timer.app,
+        "state": timer.state.name(),
+        "method": timer.request.method,
+        "url": timer.request.url,
+        "headers": headers,
+        "body_bytes": timer.request.body.as_ref().map_or(0, String::len),
+        "timeout_ms": timer.request.timeout_ms,
+        "due_ms": timer.due_ms,
+        "created_ms": timer.created_ms,
+        "finished_ms": timer.finished_ms,
+        "attempts": timer.attempts,
+        "retry": {
+            "max_attempts": timer.retry.max_attempts,
+            "base_ms": timer.retry.base_ms,
+            "max_ms": timer.retry.max_ms,
+        },
+        "idempotency_key": timer.idempotency_key,
+        "last_attempt": timer.last.as_ref().map(|a| json!({
+            "number": a.number,
+            "started_ms": a.started_ms,
+            "duration_ms": a.duration_ms,
+            "status": a.status,
+            "error": a.error,
+            "response": a.response,
+        })),
+    });
+    if with_body {
+        out["body"] = json!(timer.request.body);
+    }
+    out
+}
+
+/// Body of `POST /v1/timers`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTimer {
+    app: String,
+    url: String,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    headers: Option<Map<String, Value>>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    json: Option<Box<RawValue>>,
+    #[serde(default)]
+    form: Option<Map<String, Value>>,
+    #[serde(default)]
+    delay_ms: Option<i64>,
+    #[serde(default)]
+    at: Option<i64>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    retry: Option<RetryRequest>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+/// A timer's own retry policy; unset fields take the `[timers]` defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryRequest {
+    #[serde(default)]
+    max_attempts: Option<u32>,
+    #[serde(default)]
+    base_ms: Option<u64>,
+    #[serde(default)]
+    max_ms: Option<u64>,
+}
+
+/// `POST /v1/timers`.
+pub async fn create(State(state): State<ApiState>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let body = read_body(body, state.max_body_bytes).await?;
+    let create: CreateTimer = serde_json::from_slice(&body).map_err(|error| {
+        if error.is_syntax() || error.is_eof() {
+            ApiError::bad_request("bad_json", format!("body is not valid JSON: {error}"))
+        } else {
+            ApiError::bad_request("invalid_request", format!("invalid timer: {error}"))
+        }
+    })?;
+    state.keys.check(&parts.headers, &create.app)?;
+    state.hub.app(&create.app)?;
+    let settings = state.timers.settings();
+    let when = match (create.delay_ms, create.at) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_delay",
+                "give delay_ms or at, not both",
+            ))
+        }
+        (None, Some(at)) => When::At(at),
+        (delay, None) => When::Delay(delay.unwrap_or(0)),
+    };
+    let mut headers = Vec::new();
+    for (name, value) in create.headers.unwrap_or_default() {
+        match value {
+            Value::String(value) => headers.push((name, value)),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_header",
+                    format!("the value of header {name:?} must be a string"),
+                ))
+            }
+        }
+    }
+    let body = request_body(create.body, create.json, create.form, &mut headers)?;
+    let defaults = settings.retry;
+    let retry = create.retry.map_or(defaults, |r| RetryPolicy {
+        max_attempts: r.max_attempts.unwrap_or(defaults.max_attempts),
+        base_ms: r.base_ms.unwrap_or(defaults.base_ms),
+        max_ms: r.max_ms.unwrap_or(defaults.max_ms),
+    });
+    let method = create
+        .method
+        .map(|m| m.to_ascii_uppercase())
+        .unwrap_or_else(|| if body.is_some() { "POST" } else { "GET" }.into());
+    let call = Call {
+        method,
+        url: create.url,
+        headers,
+        body,
+        timeout_ms: create.timeout_ms,
+    };
+    let timer = new_timer(
+        settings,
+        create.app,
+        call,
+        when,
+        retry,
+        create.idempotency_key,
+    )?;
+    let created = state.timers.create(timer).await?;
+    let status = if created.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let location = format!("/v1/timers/{}", created.timer.id);
+    Ok((
+        status,
+        [(header::LOCATION, location)],
+        Json(view(&created.timer, true)),
+    )
+        .into_response())
+}
+
+/// The body of a native timer from exactly one of `body`, `json` and `form`; `json` and
+/// `form` add their Content-Type unless the headers have one.
+fn request_body(
+    body: Option<String>,
+    json: Option<Box<RawValue>>,
+    form: Option<Map<String, Value>>,
+    headers: &mut Vec<(String, String)>,
+) -> Result<Option<String>, ApiError> {
+    let (body, content_type) = match (body, json, form) {
+        (None, None, None) => return Ok(None),
+        (Some(body), None, None) => (body, None),
+        (None, Some(json), None) => (json.get().to_owned(), Some("application/json")),
+        (None, None, Some(form)) => {
+            let mut encoded = form_urlencoded::Serializer::new(String::new());
+            for (name, value) in &form {
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "invalid_body",
+                            format!("form field {name:?} must be a string, number or boolean"),
+                        ))
+                    }
+                };
+                encoded.append_pair(name, &text);
+            }
+            (encoded.finish(), Some("application/x-www-form-urlencoded"))
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "give one of body, json and form",
+            ))
+        }
+    };
+    let has_type = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    if let (Some(content_type), false) = (content_type, has_type) {
+        headers.push(("Content-Type".into(), content_type.into()));
+    }
+    Ok(Some(body))
+}
+
+/// The timer `id` names, if the request may see it: another app's timer is not found.
+async fn visible_timer(
+    state: &ApiState,
+    id: Result<Path<String>, PathRejection>,
+    headers: &HeaderMap,
+) -> Result<Timer, ApiError> {
+    let not_found = |id: &str| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "timer_not_found",
+            format!("no timer {id}"),
+        )
+    };
+    let Path(id) = id.map_err(|e| ApiError::bad_request("invalid_timer_id", e.body_text()))?;
+    let number: TimerId = id.parse().map_err(|_| {
+        ApiError::bad_request("invalid_timer_id", format!("{id:?} is not a timer id"))
+    })?;
+    let timer = state
+        .timers
+        .get(number)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    match state.keys.check(headers, &timer.app) {
+        Ok(()) => Ok(timer),
+        Err(error) if error.status == StatusCode::FORBIDDEN => Err(not_found(&id)),
+        Err(error) => Err(error),
+    }
+}
+
+/// `GET /v1/timers/{id}`.
+pub async fn get(
+    State(state): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let timer = visible_timer(&state, id, &headers).await?;
+    Ok(Json(view(&timer, true)))
+}
+
+/// `DELETE /v1/timers/{id}`: cancel.
+pub async fn cancel(
+    State(state): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let timer = visible_timer(&state, id, &headers).await?;
+    match state.timers.cancel(timer.id).await? {
+        Cancel::Cancelled { timer, .. } => Ok(Json(view(&timer, true))),
+        Cancel::Finished(timer) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "timer_finished",
+            format!(
+                "timer {} has finished ({}); nothing to cancel",
+                timer.id,
+                timer.state.name()
+            ),
+        )),
+        Cancel::NotFound => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "timer_not_found",
+            format!("no timer {}", timer.id),
+        )),
+    }
+}
+
+/// `GET /v1/timers?app=&state=&limit=&cursor=`.
+pub async fn list(
+    State(state): State<ApiState>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let query = request.uri().query().unwrap_or("");
+    let mut app = None;
+    let mut page = ListQuery {
+        limit: DEFAULT_PAGE,
+        ..ListQuery::default()
+    };
+    let invalid = |message: String| ApiError::bad_request("invalid_param", message);
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match &*name {
+            "app" => app = Some(value.into_owned()),
+            "state" => {
+                page.state = Some(
+                    TimerState::ALL
+                        .into_iter()
+                        .find(|s| s.name() == value)
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "state {value:?} is not one of pending, running, succeeded, failed, cancelled"
+                            ))
+                        })?,
+                )
+            }
+            "limit" => {
+                page.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| invalid(format!("limit must be between 1 and {MAX_PAGE}")))?
+            }
+            "cursor" => {
+                page.after = Some(value.parse().map_err(|_| {
+                    invalid(format!(
+                        "cursor {value:?} is not a cursor from a previous page"
+                    ))
+                })?)
+            }
+            _ => {}
+        }
+    }
+    let app =
+        app.ok_or_else(|| ApiError::bad_request("missing_param", "missing parameter \"app\""))?;
+    state.keys.check(request.headers(), &app)?;
+    crate::hub::names::check_app(&app)?;
+    page.app = app;
+    let listed = state.timers.list(page).await?;
+    Ok(Json(json!({
+        "timers": listed.timers.iter().map(|t| view(t, false)).collect::<Vec<_>>(),
+        "next_cursor": listed.next.map(|id| id.to_string()),
+    })))
+}

@@ -1,0 +1,267 @@
+//! Lifecycle webhooks: connects, disconnects (with reason and duration) and room joins and
+//! leaves, POSTed to the app's backend in batches.
+//!
+//! MSwoole ran `onClose` controllers inside the server and kept Redis sets to clean up
+//! after users who vanished; a backend that gets these events keeps its own view instead.
+//! Events never wait for the backend: they go into a bounded queue (full: new events are
+//! dropped and counted), a task per app sends them in batches (at most
+//! `max_batch` events, at most `max_delay` after the first), signed, and retries a failed
+//! batch with backoff while new events queue up behind it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::call::{BackendClient, CallError};
+use crate::sync::lock;
+
+/// One thing that happened to a connection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Event {
+    /// A connection attached.
+    Connect {
+        /// The user.
+        user: Arc<str>,
+        /// The connection (a `welcome`'s `conn`).
+        conn: String,
+        /// When, in milliseconds since the Unix epoch.
+        ts: u64,
+    },
+    /// A connection ended.
+    Disconnect {
+        /// The user.
+        user: Arc<str>,
+        /// The connection.
+        conn: String,
+        /// When.
+        ts: u64,
+        /// The close code (docs/protocol.md), e.g. 1000 when the client closed.
+        code: u16,
+        /// The close reason.
+        reason: String,
+        /// How long the connection was attached, in milliseconds.
+        duration_ms: u64,
+        /// The rooms it was in, and so left.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        rooms: Vec<String>,
+    },
+    /// A connection joined a room (by its own `join` or the API).
+    Join {
+        /// The user.
+        user: Arc<str>,
+        /// The connection.
+        conn: String,
+        /// When.
+        ts: u64,
+        /// The room.
+        room: String,
+    },
+    /// A connection left a room (by its own `leave` or the API).
+    Leave {
+        /// The user.
+        user: Arc<str>,
+        /// The connection.
+        conn: String,
+        /// When.
+        ts: u64,
+        /// The room.
+        room: String,
+    },
+}
+
+/// One app's lifecycle webhook, as configured.
+#[derive(Debug, Clone)]
+pub struct EventSettings {
+    /// Where batches are POSTed.
+    pub url: reqwest::Url,
+    /// Most events in one request.
+    pub max_batch: usize,
+    /// Longest an event waits for its batch to fill.
+    pub max_delay: Duration,
+    /// Most events waiting to be sent; beyond it the oldest are dropped.
+    pub queue: usize,
+    /// How long one request may take.
+    pub timeout: Duration,
+    /// Attempts per batch before it is dropped.
+    pub max_attempts: u32,
+}
+
+/// The body of one request.
+#[derive(Serialize)]
+struct Batch<'a> {
+    app: &'a str,
+    events: &'a [Event],
+}
+
+/// Counters of one app's events, for logs and stats.
+#[derive(Debug, Default)]
+pub struct EventCounters {
+    /// Events the backend accepted.
+    pub sent: AtomicU64,
+    /// Events dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Events dropped because their batch failed every attempt.
+    pub failed: AtomicU64,
+}
+
+/// Where an app's events go: a bounded queue, drained by [`EventSink::start`]'s task.
+pub struct EventSink {
+    app: Arc<str>,
+    settings: EventSettings,
+    backend: BackendClient,
+    sender: mpsc::Sender<Event>,
+    receiver: Mutex<Option<mpsc::Receiver<Event>>>,
+    counters: EventCounters,
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EventSink({})", self.settings.url)
+    }
+}
+
+impl EventSink {
+    /// A sink for `app`'s events as `settings` says, sent through `backend`.
+    pub fn new(app: Arc<str>, settings: EventSettings, backend: BackendClient) -> Self {
+        let (sender, receiver) = mpsc::channel(settings.queue.max(1));
+        Self {
+            app,
+            settings,
+            backend,
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+            counters: EventCounters::default(),
+        }
+    }
+
+    /// Queue `event` without waiting; a full queue drops it (counted, and logged once
+    /// per hundred drops), so a slow backend never slows a connection.
+    pub fn emit(&self, event: Event) {
+        if self.sender.try_send(event).is_err() {
+            let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped % 100 == 1 {
+                tracing::warn!(
+                    app = &*self.app,
+                    dropped,
+                    "lifecycle event queue full: dropping events"
+                );
+            }
+        }
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &EventCounters {
+        &self.counters
+    }
+
+    /// Start sending: one task, tracked by `tracker`, that ends when `stop` fires, after
+    /// one last attempt at what is queued (the server fires it once connections have
+    /// ended, so their disconnects go out too). Starting twice does nothing.
+    pub fn start(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
+        let Some(receiver) = lock(&self.receiver).take() else {
+            return;
+        };
+        let sink = self.clone();
+        tracker.spawn(async move { sink.run(receiver, shutdown).await });
+    }
+
+    async fn run(&self, mut receiver: mpsc::Receiver<Event>, shutdown: CancellationToken) {
+        let mut batch = Vec::with_capacity(self.settings.max_batch);
+        loop {
+            let first = tokio::select! {
+                event = receiver.recv() => event,
+                _ = shutdown.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            batch.push(first);
+            let deadline = tokio::time::Instant::now() + self.settings.max_delay;
+            while batch.len() < self.settings.max_batch {
+                tokio::select! {
+                    event = receiver.recv() => match event {
+                        Some(event) => batch.push(event),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+            self.deliver(&batch, &shutdown).await;
+            batch.clear();
+        }
+        // Stopping: every connection has ended (their disconnects are queued); one
+        // attempt for whatever is left.
+        while let Ok(event) = receiver.try_recv() {
+            batch.push(event);
+        }
+        for chunk in batch.chunks(self.settings.max_batch.max(1)) {
+            let _ = self.attempt(chunk).await;
+        }
+    }
+
+    /// Send `batch`, retrying with exponential backoff (and jitter) until it is accepted,
+    /// attempts run out, or the server shuts down.
+    async fn deliver(&self, batch: &[Event], shutdown: &CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        for attempt in 1..=self.settings.max_attempts {
+            match self.attempt(batch).await {
+                Ok(()) => return,
+                Err(why) => {
+                    tracing::warn!(app = &*self.app, attempt, events = batch.len(), %why, "lifecycle webhook failed")
+                }
+            }
+            if attempt == self.settings.max_attempts {
+                break;
+            }
+            let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
+            tokio::select! {
+                _ = tokio::time::sleep(backoff + jitter) => {}
+                _ = shutdown.cancelled() => break,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+        self.counters
+            .failed
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        tracing::error!(
+            app = &*self.app,
+            events = batch.len(),
+            "lifecycle events dropped after every attempt failed"
+        );
+    }
+
+    /// One request; `Err` says why it did not count as delivered.
+    async fn attempt(&self, batch: &[Event]) -> Result<(), String> {
+        let body = serde_json::to_vec(&Batch {
+            app: &self.app,
+            events: batch,
+        })
+        .map_err(|e| e.to_string())?;
+        let sent = tokio::time::timeout(
+            self.settings.timeout,
+            self.backend.post(&self.settings.url, body),
+        )
+        .await;
+        match sent {
+            Err(_) => Err(format!(
+                "no answer within {} ms",
+                self.settings.timeout.as_millis()
+            )),
+            Ok(Err(error @ (CallError::Unreachable | CallError::TooLarge))) => {
+                Err(error.to_string())
+            }
+            Ok(Ok((200..=299, _))) => {
+                self.counters
+                    .sent
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Ok((status, _))) => Err(format!("the backend answered HTTP {status}")),
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The MSwoole dialect (seed 001), for clients migrating from it: WebSocket frames
+//! `{"method":"module.controller.action", ...arguments}` are RPC calls to the app's
+//! backend, and every frame the server sends, replies, pushes and errors alike, is
+//! `{"status":Int,"info":String,"param":Mixed,"event":String}`.
+//!
+//! MSwoole authenticated with a DES-encrypted `auth` parameter holding the user id, type,
+//! room code and nickname; here `auth` is the app's credential (a pushhub token), checked
+//! before the upgrade (403, as MSwoole answered). Its room code became the token's `rooms`
+//! claim: the connection joins those rooms when it opens, as MSwoole put the user in its
+//! room.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use super::calls::Calls;
+use super::Encode;
+use crate::auth::Identity;
+use crate::backend::rpc::RpcError;
+use crate::disconnect::Disconnect;
+use crate::hub::{AppSettings, Hub, Publication, Render, Session};
+use crate::transport::{ClientHandler, Link, Liveness};
+
+/// Encodes publications as MSwoole frames: `param` is the push's data, `event` its event.
+pub struct MSwooleEncoder;
+
+/// The MSwoole encoder; stateless.
+pub static MSWOOLE: MSwooleEncoder = MSwooleEncoder;
+
+/// Every frame the server sends.
+#[derive(Serialize)]
+pub struct Frame<'a> {
+    /// 200 for pushes and answers; an HTTP-like error status otherwise.
+    pub status: u16,
+    /// A message for people.
+    pub info: &'a str,
+    /// The data.
+    pub param: &'a RawValue,
+    /// The push's event, or the method a reply answers.
+    pub event: &'a str,
+}
+
+impl Frame<'_> {
+    /// The frame as JSON text.
+    pub fn to_vec(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+impl Encode for MSwooleEncoder {
+    fn encode(&self, p: &Publication) -> Vec<u8> {
+        Frame {
+            status: 200,
+            info: "",
+            param: &p.message.data,
+            event: p.message.event.as_deref().unwrap_or(""),
+        }
+        .to_vec()
+    }
+}
+
+/// An error frame for `event` (the method, when there was one).
+fn error_frame(status: u16, info: &str, event: &str) -> Vec<u8> {
+    Frame {
+        status,
+        info,
+        param: &RawValue::NULL.to_owned(),
+        event,
+    }
+    .to_vec()
+}
+
+/// The status MSwoole clients see for an RPC failure.
+fn status_of(error: &RpcError) -> u16 {
+    match error {
+        RpcError::NotEnabled => 501,
+        RpcError::UnknownMethod(_) => 404,
+        RpcError::Busy(_) => 429,
+        RpcError::Timeout(_) => 504,
+        RpcError::Unavailable | RpcError::BadAnswer(_) => 502,
+        RpcError::Failed { status, .. } => *status,
+    }
+}
+
+/// The frame for a backend's `answer` to `method`: passed on as it is when the backend
+/// already speaks MSwoole (an object with `status` and `info`), else wrapped as `param`.
+fn reply_frame(method: &str, answer: Result<Box<RawValue>, RpcError>) -> Vec<u8> {
+    match answer {
+        Ok(answer) => {
+            let speaks_mswoole = serde_json::from_str::<Map<String, Value>>(answer.get())
+                .is_ok_and(|object| {
+                    object.get("status").is_some_and(Value::is_number)
+                        && object.get("info").is_some_and(Value::is_string)
+                });
+            if speaks_mswoole {
+                answer.get().as_bytes().to_vec()
+            } else {
+                Frame {
+                    status: 200,
+                    info: "success",
+                    param: &answer,
+                    event: method,
+                }
+                .to_vec()
+            }
+        }
+        Err(error) => error_frame(status_of(&error), &error.to_string(), method),
+    }
+}
+
+/// One MSwoole client, authenticated at the handshake.
+pub struct MSwooleClient {
+    hub: Hub,
+    renderer: Arc<dyn Render>,
+    app: Arc<AppSettings>,
+    identity: Option<Identity>,
+    info: Option<Arc<Value>>,
+    session: Option<Session>,
+    expiry: Option<tokio::time::Instant>,
+    calls: Calls,
+}
+
+impl MSwooleClient {
+    /// A client of `app` known as `identity`.
+    pub fn new(
+        hub: Hub,
+        app: Arc<AppSettings>,
+        identity: Identity,
+        renderer: Arc<dyn Render>,
+    ) -> Self {
+        Self {
+            hub,
+            renderer,
+            app,
+            expiry: identity.expiry(),
+            info: identity.info.clone().map(Arc::new),
+            identity: Some(identity),
+            session: None,
+            calls: Calls::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl ClientHandler for MSwooleClient {
+    async fn on_open(&mut self, link: &Link) -> Result<(), Disconnect> {
+        let Some(mut identity) = self.identity.take() else {
+            return Ok(());
+        };
+        let rooms = std::mem::take(&mut identity.rooms);
+        let session = super::attach(
+            &self.hub,
+            link,
+            &self.renderer,
+            self.app.clone(),
+            identity,
+            None,
+            |_| {},
+        )
+        .await?;
+        for room in rooms.iter().filter(|room| *room != "*") {
+            if let Err(error) = session.join_room(room).await {
+                tracing::warn!(%error, room, "MSwoole client could not join its token's room");
+            }
+        }
+        self.session = Some(session);
+        Ok(())
+    }
+
+    async fn on_text(&mut self, text: &str, link: &Link) -> Result<(), Disconnect> {
+        let Some(session) = &self.session else {
+            return Ok(());
+        };
+        let Ok(mut frame) = serde_json::from_str::<Map<String, Value>>(text) else {
+            link.send_text(&error_frame(
+                400,
+                "frame must be a JSON object with a string \"method\"",
+                "",
+            ));
+            return Ok(());
+        };
+        let Some(Value::String(method)) = frame.remove("method") else {
+            link.send_text(&error_frame(
+                400,
+                "frame must be a JSON object with a string \"method\"",
+                "",
+            ));
+            return Ok(());
+        };
+        let data =
+            serde_json::value::to_raw_value(&frame).unwrap_or_else(|_| RawValue::NULL.to_owned());
+        let (event, reply_event) = (method.clone(), method.clone());
+        let started = self.calls.start(
+            session,
+            self.info.clone(),
+            method,
+            data,
+            link.sender(),
+            move |answer| reply_frame(&reply_event, answer),
+        );
+        if let Err(error) = started {
+            link.send_text(&reply_frame(&event, Err(error)));
+        }
+        Ok(())
+    }
+
+    fn liveness(&self) -> Liveness {
+        Liveness {
+            credential_expiry: self.expiry,
+            ..super::liveness(&self.app)
+        }
+    }
+
+    async fn on_close(&mut self, reason: &Disconnect) {
+        self.calls.abandon();
+        if let Some(session) = self.session.take() {
+            session.close(reason).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn answers_are_wrapped_unless_they_already_speak_mswoole() {
+        let wrapped = reply_frame("live.user.like", Ok(raw(r#"{"likes":3}"#)));
+        assert_eq!(
+            String::from_utf8(wrapped).unwrap(),
+            r#"{"status":200,"info":"success","param":{"likes":3},"event":"live.user.like"}"#
+        );
+        let native = r#"{"status":1,"info":"执行完成","param":null,"event":"x"}"#;
+        assert_eq!(reply_frame("x", Ok(raw(native))), native.as_bytes());
+        let failed = reply_frame(
+            "a.b",
+            Err(RpcError::Failed {
+                status: 422,
+                message: "no".into(),
+            }),
+        );
+        assert_eq!(
+            String::from_utf8(failed).unwrap(),
+            r#"{"status":422,"info":"no","param":null,"event":"a.b"}"#
+        );
+        assert_eq!(status_of(&RpcError::Timeout(5)), 504);
+    }
+}

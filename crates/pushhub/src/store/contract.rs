@@ -1,0 +1,227 @@
+//! The behaviour every [`TimerStore`] must show, as one test run against each backend.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::*;
+
+fn new_timer(app: &str, due_ms: u64, key: Option<&str>) -> NewTimer {
+    NewTimer {
+        app: app.into(),
+        request: CallbackRequest {
+            method: "POST".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            headers: vec![("X-A".into(), "1".into())],
+            body: Some("a=1".into()),
+            timeout_ms: 1000,
+        },
+        due_ms,
+        created_ms: 1,
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_ms: 10,
+            max_ms: 100,
+        },
+        idempotency_key: key.map(Into::into),
+    }
+}
+
+fn attempt(number: u32, status: u16) -> Attempt {
+    Attempt {
+        number,
+        started_ms: 5,
+        duration_ms: 2,
+        status: Some(status),
+        error: None,
+        response: Some("ok".into()),
+    }
+}
+
+/// Run the whole contract against stores made by `open` in a fresh place (opening the
+/// same place again must find what the previous store committed).
+pub(crate) async fn check<F, Fut>(open: F)
+where
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Arc<dyn TimerStore>>,
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path().to_path_buf()).await;
+
+    // Create: ids increase; the record is as given, pending.
+    let a = store.create(new_timer("a", 100, None)).await.unwrap();
+    let b = store.create(new_timer("a", 50, Some("k"))).await.unwrap();
+    assert!(!a.existing && !b.existing);
+    assert!(b.timer.id > a.timer.id);
+    assert_eq!(a.timer.state, TimerState::Pending);
+    assert_eq!(a.timer.attempts, 0);
+    assert_eq!(store.get(a.timer.id).await.unwrap(), Some(a.timer.clone()));
+    assert_eq!(store.get(999_999).await.unwrap(), None);
+    assert_eq!(
+        store
+            .finish_attempt(999_999, attempt(1, 200), Next::Succeeded, 1)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Idempotency: per app.
+    let again = store.create(new_timer("a", 1, Some("k"))).await.unwrap();
+    assert!(again.existing);
+    assert_eq!(again.timer, b.timer);
+    let other_app = store.create(new_timer("b", 1, Some("k"))).await.unwrap();
+    assert!(!other_app.existing);
+
+    // Concurrent creates all land, with distinct ids.
+    let many = futures_util::future::join_all(
+        (0..50).map(|i| store.create(new_timer("c", 1000 + i, None))),
+    )
+    .await;
+    let mut ids: Vec<TimerId> = many.into_iter().map(|c| c.unwrap().timer.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 50);
+
+    // Attempts: pending → running; retry back to pending; success is final.
+    let running = store.begin_attempt(a.timer.id).await.unwrap().unwrap();
+    assert_eq!((running.state, running.attempts), (TimerState::Running, 1));
+    assert_eq!(store.begin_attempt(999_999).await.unwrap(), None);
+    let after = store
+        .finish_attempt(a.timer.id, attempt(1, 503), Next::Retry { due_ms: 200 }, 6)
+        .await
+        .unwrap();
+    assert_eq!(after, Some(TimerState::Pending));
+    let retried = store.get(a.timer.id).await.unwrap().unwrap();
+    assert_eq!(
+        (retried.state, retried.due_ms, retried.attempts),
+        (TimerState::Pending, 200, 1)
+    );
+    assert_eq!(retried.last, Some(attempt(1, 503)));
+    store.begin_attempt(a.timer.id).await.unwrap().unwrap();
+    let after = store
+        .finish_attempt(a.timer.id, attempt(2, 200), Next::Succeeded, 7)
+        .await
+        .unwrap();
+    assert_eq!(after, Some(TimerState::Succeeded));
+    let done = store.get(a.timer.id).await.unwrap().unwrap();
+    assert_eq!(
+        (done.state, done.attempts, done.finished_ms),
+        (TimerState::Succeeded, 2, Some(7))
+    );
+    assert_eq!(store.begin_attempt(a.timer.id).await.unwrap(), None);
+
+    // Cancel: pending or running; finished and unknown timers are reported.
+    assert!(matches!(
+        store.cancel(a.timer.id, 8).await.unwrap(),
+        Cancel::Finished(t) if t.state == TimerState::Succeeded
+    ));
+    assert_eq!(store.cancel(999_999, 8).await.unwrap(), Cancel::NotFound);
+    match store.cancel(other_app.timer.id, 8).await.unwrap() {
+        Cancel::Cancelled { timer, was } => {
+            assert_eq!(
+                (timer.state, was),
+                (TimerState::Cancelled, TimerState::Pending)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    store.begin_attempt(b.timer.id).await.unwrap().unwrap();
+    assert!(matches!(
+        store.cancel(b.timer.id, 9).await.unwrap(),
+        Cancel::Cancelled {
+            was: TimerState::Running,
+            ..
+        }
+    ));
+    let after = store
+        .finish_attempt(b.timer.id, attempt(1, 500), Next::Retry { due_ms: 300 }, 10)
+        .await
+        .unwrap();
+    assert_eq!(after, Some(TimerState::Cancelled));
+    let cancelled = store.get(b.timer.id).await.unwrap().unwrap();
+    assert_eq!(cancelled.state, TimerState::Cancelled, "a cancel sticks");
+    assert_eq!(cancelled.last, Some(attempt(1, 500)));
+
+    // Listing: one app, in id order, by state, in pages.
+    let page = store
+        .list(ListQuery {
+            app: "a".into(),
+            state: None,
+            after: None,
+            limit: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.timers.len(), 1);
+    assert_eq!(page.timers[0].id, a.timer.id);
+    let rest = store
+        .list(ListQuery {
+            app: "a".into(),
+            state: None,
+            after: page.next,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.timers.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [b.timer.id]
+    );
+    assert_eq!(rest.next, None);
+    let pending_c = store
+        .list(ListQuery {
+            app: "c".into(),
+            state: Some(TimerState::Pending),
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(pending_c.timers.len(), 50);
+    let succeeded_c = store
+        .list(ListQuery {
+            app: "c".into(),
+            state: Some(TimerState::Succeeded),
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert!(succeeded_c.timers.is_empty());
+
+    // Recovery: a running timer is pending again, with its due time; finished ones are
+    // not scheduled.
+    let first_c = ids[0];
+    store.begin_attempt(first_c).await.unwrap().unwrap();
+    let due = store.recover().await.unwrap();
+    assert_eq!(due.len(), 50, "the 50 timers of app c");
+    assert!(due.iter().any(|(_, id)| *id == first_c));
+    assert_eq!(
+        store.get(first_c).await.unwrap().unwrap().state,
+        TimerState::Pending
+    );
+
+    // Purge: finished before the cut, and their idempotency keys with them.
+    assert_eq!(store.purge(8, 100).await.unwrap(), 1, "a (finished at 7)");
+    assert_eq!(store.get(a.timer.id).await.unwrap(), None);
+    assert!(store.get(b.timer.id).await.unwrap().is_some());
+    assert_eq!(store.purge(100, 100).await.unwrap(), 2);
+    let fresh = store.create(new_timer("a", 1, Some("k"))).await.unwrap();
+    assert!(!fresh.existing, "the key is free once its timer is purged");
+
+    // Durability: a new store on the same place finds everything; ids keep increasing.
+    store.close().await.unwrap();
+    assert!(matches!(
+        store.get(fresh.timer.id).await,
+        Err(StoreError::Closed)
+    ));
+    let reopened = open(dir.path().to_path_buf()).await;
+    assert_eq!(
+        reopened.get(fresh.timer.id).await.unwrap(),
+        Some(fresh.timer.clone())
+    );
+    let later = reopened.create(new_timer("a", 1, None)).await.unwrap();
+    assert!(later.timer.id > fresh.timer.id);
+    assert_eq!(reopened.recover().await.unwrap().len(), 52);
+    reopened.close().await.unwrap();
+}

@@ -1,0 +1,228 @@
+//! Group commit: one thread applies every queued write in one transaction and one fsync.
+//!
+//! A commit costs an fsync (milliseconds on most disks) whatever it holds, so a writer
+//! that committed each create alone would cap creation at a few hundred per second.
+//! Here callers queue their writes on a channel; the thread takes everything queued (up to
+//! [`MAX_BATCH`]), applies it in order in one transaction, commits, and only then answers
+//! each caller. While it commits, new requests queue up for the next batch, so batches
+//! grow with load and throughput with them.
+//!
+//! Starting an attempt is not answered at all: the store answers it from a read and
+//! queues the change here (see [`super::TimerStore::begin_attempt`]), so an attempt never
+//! waits for a commit.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use redb::Database;
+use tokio::sync::oneshot;
+
+use super::embedded::{backend, Tables};
+use super::{Attempt, Cancel, Created, NewTimer, Next, StoreError, TimerId, TimerState};
+use crate::sync::lock;
+
+/// Most writes in one transaction: bounds how long one commit keeps the others waiting.
+const MAX_BATCH: usize = 4096;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One queued write and where its answer goes.
+pub(super) enum Op {
+    Create(NewTimer, Reply<Created>),
+    Begin(TimerId),
+    Finish {
+        id: TimerId,
+        attempt: Attempt,
+        next: Next,
+        now_ms: u64,
+        reply: Reply<Option<TimerState>>,
+    },
+    Cancel {
+        id: TimerId,
+        now_ms: u64,
+        reply: Reply<Cancel>,
+    },
+    Recover(Reply<Vec<(u64, TimerId)>>),
+    Purge {
+        before_ms: u64,
+        limit: usize,
+        reply: Reply<usize>,
+    },
+}
+
+impl Op {
+    /// Answer with `message` as a store failure, without applying.
+    fn fail(self, message: &str) {
+        fn error<T>(reply: Reply<T>, message: &str) {
+            let _ = reply.send(Err(StoreError::Backend(message.to_owned())));
+        }
+        match self {
+            Op::Create(_, reply) => error(reply, message),
+            Op::Begin(_) => {}
+            Op::Finish { reply, .. } => error(reply, message),
+            Op::Cancel { reply, .. } => error(reply, message),
+            Op::Recover(reply) => error(reply, message),
+            Op::Purge { reply, .. } => error(reply, message),
+        }
+    }
+}
+
+/// Sends a held-back answer, given the commit's failure if it failed.
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// An answer held back until the transaction it belongs to is committed.
+struct Deferred(Answer);
+
+impl Deferred {
+    fn new<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Self {
+        Self(Box::new(move |failed: Option<&str>| {
+            let answer = match failed {
+                Some(message) => Err(StoreError::Backend(message.to_owned())),
+                None => result,
+            };
+            let _ = reply.send(answer);
+        }))
+    }
+}
+
+/// The handle to the writer thread.
+pub(super) struct Writer {
+    queue: Mutex<Option<mpsc::Sender<Op>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    /// Start the thread; ids are handed out from `next_id` on.
+    pub(super) fn spawn(db: Arc<Database>, next_id: u64) -> std::io::Result<Self> {
+        let (queue, ops) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("pushhub-store".into())
+            .spawn(move || run(&db, &ops, next_id))?;
+        Ok(Self {
+            queue: Mutex::new(Some(queue)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queue a write.
+    pub(super) fn send(&self, op: Op) -> Result<(), StoreError> {
+        match &*lock(&self.queue) {
+            Some(queue) => queue.send(op).map_err(|_| StoreError::Closed),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    /// Stop taking writes, and wait until the thread has committed those queued.
+    pub(super) async fn close(&self) {
+        drop(lock(&self.queue).take());
+        let thread = lock(&self.thread).take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+/// Until every sender is gone: take a batch, apply, commit, answer.
+fn run(db: &Database, ops: &mpsc::Receiver<Op>, mut next_id: u64) {
+    while let Ok(first) = ops.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match ops.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        commit(db, batch, &mut next_id);
+    }
+}
+
+fn commit(db: &Database, batch: Vec<Op>, next_id: &mut u64) {
+    let txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(error) => {
+            let message = backend(error).to_string();
+            tracing::error!(%message, "timer store: cannot start a transaction");
+            batch.into_iter().for_each(|op| op.fail(&message));
+            return;
+        }
+    };
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut ops = batch.into_iter();
+    let failure = match Tables::open(&txn) {
+        Ok(mut tables) => apply_all(&mut tables, &mut ops, &mut answers, next_id),
+        Err(error) => Some(backend(error).to_string()),
+    };
+    let failure = match failure {
+        Some(message) => {
+            drop(txn);
+            Some(message)
+        }
+        None => txn.commit().err().map(|e| backend(e).to_string()),
+    };
+    if let Some(message) = &failure {
+        tracing::error!(%message, "timer store: a write batch failed");
+        ops.for_each(|op| op.fail(message));
+    }
+    for answer in answers {
+        (answer.0)(failure.as_deref());
+    }
+}
+
+/// Apply ops in order until one fails for a reason that spoils the transaction; return
+/// that reason. Answers that must wait for the commit go to `answers`.
+fn apply_all(
+    tables: &mut Tables<'_>,
+    ops: &mut impl Iterator<Item = Op>,
+    answers: &mut Vec<Deferred>,
+    next_id: &mut u64,
+) -> Option<String> {
+    for op in ops {
+        let failure = match op {
+            Op::Create(new, reply) => defer(answers, reply, tables.create(new, next_id)),
+            Op::Begin(id) => spoiled(&tables.begin_attempt(id)),
+            Op::Finish {
+                id,
+                attempt,
+                next,
+                now_ms,
+                reply,
+            } => defer(
+                answers,
+                reply,
+                tables.finish_attempt(id, attempt, next, now_ms),
+            ),
+            Op::Cancel { id, now_ms, reply } => defer(answers, reply, tables.cancel(id, now_ms)),
+            Op::Recover(reply) => defer(answers, reply, tables.recover()),
+            Op::Purge {
+                before_ms,
+                limit,
+                reply,
+            } => defer(answers, reply, tables.purge(before_ms, limit)),
+        };
+        if failure.is_some() {
+            return failure;
+        }
+    }
+    None
+}
+
+/// Hold `result` back until the commit; report whether it spoiled the transaction.
+fn defer<T: Send + 'static>(
+    answers: &mut Vec<Deferred>,
+    reply: Reply<T>,
+    result: Result<T, StoreError>,
+) -> Option<String> {
+    let failure = spoiled(&result);
+    answers.push(Deferred::new(reply, result));
+    failure
+}
+
+/// A storage failure leaves the transaction unusable; other errors (a record that does
+/// not decode) concern one write only.
+fn spoiled<T>(result: &Result<T, StoreError>) -> Option<String> {
+    match result {
+        Err(StoreError::Backend(message)) => Some(message.clone()),
+        _ => None,
+    }
+}

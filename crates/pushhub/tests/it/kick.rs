@@ -1,0 +1,84 @@
+//! `POST /v1/disconnect`: a backend closes a user's connections (or one of them) with a
+//! reason the client sees, and says whether it may come back.
+
+use serde_json::json;
+
+use crate::util::TestServer;
+
+#[tokio::test]
+async fn a_backend_disconnects_a_user_or_one_connection_with_a_reason() {
+    let server = TestServer::start();
+    let (mut phone, _) = server.native("demo", "1").await;
+    let (mut laptop, welcome) = server.native("demo", "1").await;
+    let (mut other, _) = server.native("demo", "2").await;
+    server.wait_connections(3).await;
+
+    let laptop_conn = welcome["conn"].as_str().unwrap();
+    let (status, body) = server
+        .post_json(
+            "/v1/disconnect",
+            &json!({"app": "demo", "user": "1", "conn": laptop_conn, "reconnect": false}),
+        )
+        .await;
+    assert_eq!((status, body), (200, json!({"disconnected": 1})));
+    assert_eq!(
+        laptop.closed().await,
+        (4516, "disconnected by the server: do not reconnect".into())
+    );
+
+    server.push("1,2", json!("before")).await;
+    let (status, body) = server
+        .post_json(
+            "/v1/disconnect",
+            &json!({"app": "demo", "user": "1", "reason": "logged out elsewhere"}),
+        )
+        .await;
+    assert_eq!((status, body), (200, json!({"disconnected": 1})));
+    assert_eq!(
+        phone.json().await["data"],
+        "before",
+        "what was queued goes out first"
+    );
+    assert_eq!(phone.closed().await, (4009, "logged out elsewhere".into()));
+
+    assert_eq!(other.json().await["data"], "before");
+    server.push("2", json!("after")).await;
+    assert_eq!(
+        other.json().await["data"],
+        "after",
+        "other users are untouched"
+    );
+
+    let (status, body) = server
+        .post_json("/v1/disconnect", &json!({"app": "demo", "user": "nobody"}))
+        .await;
+    assert_eq!((status, body), (200, json!({"disconnected": 0})));
+}
+
+#[tokio::test]
+async fn bad_disconnect_requests_get_clear_errors() {
+    let server = TestServer::start();
+    for (body, code) in [
+        (
+            json!({"app": "demo", "user": "1", "conn": "zz"}),
+            "invalid_conn",
+        ),
+        (
+            json!({"app": "demo", "user": "1", "reason": "x".repeat(200)}),
+            "invalid_reason",
+        ),
+        (
+            json!({"app": "demo", "user": "1", "reason": "a\nb"}),
+            "invalid_reason",
+        ),
+        (json!({"app": "demo"}), "invalid_request"),
+        (json!({"app": "demo", "user": "a,b"}), "invalid_user"),
+    ] {
+        let (status, answer) = server.post_json("/v1/disconnect", &body).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{body}"
+        );
+    }
+}
