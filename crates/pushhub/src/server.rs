@@ -102,7 +102,9 @@ pub async fn serve(
     };
     let routers = match listeners.api {
         Some(api_listener) => {
-            let api = with_fallbacks(api);
+            // The demo page on the client listener may call a loopback API (gateway/demo.rs).
+            let api =
+                gateway::allow_demo_origin(with_fallbacks(api), &listeners.client, &api_listener);
             vec![
                 (
                     listeners.client,

@@ -851,7 +851,8 @@ fn validate(
             ),
             Some(_) => {}
         }
-        let taken = RESERVED_CLIENT_PATHS.contains(&mswoole.path.as_str());
+        let taken = RESERVED_CLIENT_PATHS.contains(&mswoole.path.as_str())
+            || mswoole.path.starts_with("/demo/");
         let valid = mswoole.path.starts_with('/')
             && mswoole.path.len() > 1
             && mswoole
@@ -862,7 +863,7 @@ fn validate(
             error(
                 &["mswoole", "path"],
                 format!(
-                    "{:?} must be a path like \"/live\" that no other endpoint uses ({})",
+                    "{:?} must be a path like \"/live\" that no other endpoint uses ({}, /demo/...)",
                     mswoole.path,
                     RESERVED_CLIENT_PATHS.join(", ")
                 ),

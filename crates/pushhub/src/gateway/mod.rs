@@ -5,6 +5,8 @@
 //! - `GET /v1/poll?app=&user=[&since=][&timeout=]`: native long-poll.
 //! - `GET /` with a WebSocket upgrade: jdserver dialect (first frame `{"ac":"init",...}`).
 //! - `/getMsg?app=&user=[&timeout=][&cursor=]`: jdserver long-poll.
+//! - `GET /demo` (and `/demo/*.js`, `/demo/demo.css`): the demo page and the JavaScript SDK
+//!   it runs ([`demo`]).
 //! - `GET /ws?uid=&access_key=`: push-serve dialect.
 //! - `[mswoole] path` (default `/mswoole`) `?auth=`: MSwoole dialect.
 //!
@@ -12,11 +14,13 @@
 //! first frame is `{"type":"connect",...}` ([`TcpGateway`]).
 
 mod address;
+mod demo;
 mod http;
 mod tcp;
 mod websocket;
 
 pub use address::TrustedProxies;
+pub use demo::allow_demo_origin;
 pub use tcp::TcpGateway;
 
 use std::collections::HashMap;
@@ -165,6 +169,7 @@ pub fn router(state: GatewayState) -> Router {
                 .post(http::jdserver_get_msg)
                 .options(http::preflight),
         )
+        .merge(demo::routes())
         .with_state(state)
 }
 

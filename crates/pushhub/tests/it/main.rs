@@ -3,7 +3,10 @@
 mod api_keys;
 mod backend;
 mod bad_input;
+// The JavaScript SDK and demo page (clients/js): node --test, headless Chromium.
+mod browser;
 mod config_cli;
+mod demo;
 mod events;
 mod example_backend;
 mod fanout;

@@ -1,0 +1,208 @@
+// The SDK against the real pushhub binary (PUSHHUB_BIN, or a cargo build), in Node with
+// the `ws` package as its WebSocket: every transport, resume, restart, tokens, heartbeat.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+
+import { connect } from "../src/pushhub.js";
+import { binaryPath, missing, startServer, token, until } from "./helpers/server.js";
+
+const SECRET = "pushhub-js-tests-secret-0123456789abcdef";
+const CONFIG = `
+[apps.demo]
+auth = "none"
+client_send = "open"
+
+[apps.tok]
+auth = "token"
+token_secrets = ["${SECRET}"]
+`;
+
+let WebSocket = null;
+try {
+  ({ default: WebSocket } = await import("ws"));
+} catch {
+  // reported below
+}
+const skip = missing(
+  !binaryPath()
+    ? "no pushhub binary (set PUSHHUB_BIN or run cargo build)"
+    : !WebSocket
+      ? "the ws package is not installed (npm ci in clients/js)"
+      : null,
+);
+
+/** A client that records everything it reports (closed when its test ends, pass or fail). */
+function open(server, options = {}) {
+  const client = connect({
+    url: server.url,
+    app: "demo",
+    user: "100",
+    WebSocket,
+    reconnect: { min: 50, max: 400 },
+    ...options,
+  });
+  const seen = { message: [], connected: [], disconnected: [], error: [], recovered: [] };
+  for (const event of Object.keys(seen)) client.on(event, (value) => seen[event].push(value));
+  (server.clients ??= []).push(client);
+  return { client, seen, data: () => seen.message.map((m) => m.data) };
+}
+
+/** A test with a server of its own (tests run concurrently, and some push to everyone). */
+function serverTest(name, body) {
+  test(name, async () => {
+    const server = await startServer({ config: CONFIG });
+    try {
+      await body(server);
+    } finally {
+      for (const client of server.clients ?? []) client.close();
+      await server.stop();
+    }
+  });
+}
+
+describe("against a real server", { skip: skip ?? false, concurrency: true, timeout: 60000 }, () => {
+
+  serverTest("WebSocket: receive, rpc error, rooms, send", async (server) => {
+    const { client, seen, data } = open(server, { user: "ws-1" });
+    await until(() => client.state === "connected", "connected");
+    assert.equal(client.transport, "websocket");
+    await server.push({ to: "ws-1", event: "order", data: { id: 1 } });
+    await server.push({ to: "*", data: "everyone" });
+    await until(() => seen.message.length === 2, "two messages");
+    assert.deepEqual(data(), [{ id: 1 }, "everyone"]);
+    assert.equal(seen.message[0].event, "order");
+    assert.equal(seen.message[0].ch, "demo:user:ws-1");
+
+    await assert.rejects(client.rpc("shop.cart.add", { sku: 1 }), { code: "rpc_not_enabled" });
+
+    const joined = await client.join("lobby");
+    assert.equal(joined.ch, "demo:room:lobby");
+    await server.push({ room: "lobby", data: "room message" });
+    await until(() => seen.message.length === 3, "the room message");
+    assert.equal(seen.message[2].ch, "demo:room:lobby");
+    assert.deepEqual(await client.leave("lobby"), { room: "lobby" });
+    assert.deepEqual(client.rooms, []);
+
+    const sent = await client.send("ws-1", "note", { text: "to myself" });
+    assert.equal(sent.ch, "demo:user:ws-1");
+    await until(() => seen.message.length === 4, "the sent message");
+    assert.equal(seen.message[3].from, "ws-1");
+    assert.deepEqual(seen.message[3].data, { text: "to myself" });
+    client.close();
+  });
+
+  for (const transport of ["websocket", "sse", "poll"]) {
+    serverTest(`${transport}: kicked, resumes with everything once, in order`, async (server) => {
+      const user = `resume-${transport}`;
+      const { client, seen, data } = open(server, { user, transports: [transport], reconnect: { min: 300, max: 300, jitter: 0 } });
+      await until(() => client.state === "connected", "connected");
+      await server.push({ to: user, data: 1 });
+      await until(() => seen.message.length === 1, "message 1");
+      const kicked = await server.api("POST", "/v1/disconnect", { app: "demo", user });
+      assert.equal(kicked.status, 200);
+      // While it is away (300 ms): its own channel, everyone, and one push through both.
+      await server.push({ to: user, data: 2 });
+      await server.push({ to: "*", data: 3 });
+      await server.push({ to: `${user},*`, data: 4 });
+      await until(() => seen.message.length >= 4, "the missed messages");
+      await server.push({ to: user, data: 5 });
+      await until(() => seen.message.length >= 5, "five messages");
+      await new Promise((r) => setTimeout(r, 200)); // a duplicate would show up by now
+      assert.deepEqual(data(), [1, 2, 3, 4, 5]);
+      assert.ok(seen.recovered.every((r) => r.recovered), JSON.stringify(seen.recovered));
+      if (transport !== "poll") {
+        // Long-poll has no connection to cut between two requests; the others reconnected.
+        assert.deepEqual(seen.recovered, [{ recovered: true, lost: [] }]);
+        assert.equal(seen.disconnected[0].code, transport === "websocket" ? 4009 : 1006);
+      }
+      client.close();
+    });
+  }
+
+  serverTest("sse and poll refuse calls clearly", async (server) => {
+    const { client } = open(server, { user: "sse-calls", transports: ["sse"] });
+    await until(() => client.state === "connected", "connected");
+    await assert.rejects(client.rpc("a.b"), { code: "unsupported_transport", message: /rpc needs a WebSocket connection/ });
+    await assert.rejects(client.join("r"), { code: "unsupported_transport" });
+    await assert.rejects(client.send("x", "e", 1), { code: "unsupported_transport" });
+    client.close();
+  });
+
+  serverTest("an unknown app is terminal: no reconnect, an error", async (server) => {
+    for (const transport of ["websocket", "sse", "poll"]) {
+      const { client, seen } = open(server, { app: "nope", transports: [transport] });
+      await until(() => client.state === "closed", `${transport} gives up`);
+      assert.equal(seen.error.length, 1);
+      assert.match(seen.error[0].message, /unknown app "nope"/);
+      assert.ok(seen.error[0].closeCode === 4501 || seen.error[0].status === 404);
+    }
+  });
+
+  serverTest("token app: an expired token is replaced from getToken; refresh before expiry keeps the connection", async (server) => {
+    let calls = 0;
+    const getToken = async () => token(SECRET, "tok", "alice", ++calls === 1 ? 4 : 3600);
+    const { client, seen } = open(server, { app: "tok", user: undefined, token: token(SECRET, "tok", "alice", -60), getToken });
+    await until(() => client.state === "connected", "connected with a fresh token");
+    assert.equal(calls, 1, "the expired token was refused (4006) and a fresh one fetched");
+    assert.equal(client.session.user, "alice");
+    const conn = client.session.conn;
+    // That token lives 4 s (+5 s skew): the client refreshes it in-band before then.
+    await until(() => calls === 2, "a refresh", 8000);
+    await new Promise((r) => setTimeout(r, 6000));
+    assert.equal(client.session.conn, conn, "the same connection outlived the first token");
+    await server.push({ app: "tok", to: "alice", data: "still here" });
+    await until(() => seen.message.length === 1, "a message");
+    assert.deepEqual(seen.error, []);
+    client.close();
+  });
+});
+
+describe("against a server that dies", { skip: skip ?? false, concurrency: true, timeout: 60000 }, () => {
+  test("killed and restarted on the same ports: reconnects, recovered:false, new epoch read from its start", async () => {
+    let server = await startServer({ config: CONFIG });
+    const first = server;
+    try {
+      const { client, seen, data } = open(server, { user: "crash" });
+      await until(() => client.state === "connected", "connected");
+      await server.push({ to: "crash", data: "before 1" });
+      await server.push({ to: "*", data: "before 2" });
+      await until(() => seen.message.length === 2, "two messages");
+      await server.kill();
+      await until(() => client.state === "reconnecting", "noticed");
+      server = await server.restart();
+      // Pushed before the client is back: kept in the new epoch, which the client reads from offset 1.
+      await server.push({ to: "crash", data: "after 1" });
+      await until(() => seen.recovered.length === 1, "the resume");
+      await server.push({ to: "crash", data: "after 2" });
+      await until(() => seen.message.length === 4, "four messages");
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(data(), ["before 1", "before 2", "after 1", "after 2"]);
+      assert.equal(seen.recovered[0].recovered, false, "the old epochs' tail is unknowable");
+    } finally {
+      for (const client of first.clients) client.close();
+      await server.stop();
+    }
+  });
+
+  test("heartbeat: a frozen server (half-open link) is detected and left", async () => {
+    const server = await startServer({ config: CONFIG });
+    try {
+      const { client, seen } = open(server, { user: "frozen", heartbeat: { interval: 1, timeout: 0.5 } });
+      await until(() => client.state === "connected", "connected");
+      const started = Date.now();
+      process.kill(server.pid, "SIGSTOP");
+      try {
+        await until(() => seen.disconnected.length === 1, "the dead link", 5000);
+      } finally {
+        process.kill(server.pid, "SIGCONT");
+      }
+      const took = Date.now() - started;
+      assert.equal(seen.disconnected[0].reason, "heartbeat: no answer from the server");
+      assert.ok(took >= 1500 && took < 8000, `detected after ${took} ms (1 s + 2 × 0.5 s, and a loaded machine)`);
+      await until(() => client.state === "connected", "connected again");
+    } finally {
+      for (const client of server.clients ?? []) client.close();
+      await server.stop();
+    }
+  });
+});

@@ -1,0 +1,207 @@
+//! The demo page, `GET /demo` on the client listener: a page that drives the JavaScript
+//! SDK (`clients/js`) with forms, embedded in the binary, so it needs no files, no CDN and no
+//! build step. `/demo/pushhub.js` is the SDK itself, byte for byte.
+//!
+//! The page's push panel calls the API listener, which is another origin (another port).
+//! [`allow_demo_origin`] lets exactly that page do so, and only while the API listens on
+//! loopback: the one case where the browser showing the page already runs on the machine
+//! whose API it calls. Nothing here knows about apps, users or the hub.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+const INDEX: &str = include_str!("../../../../clients/js/demo/index.html");
+const SCRIPT: &str = include_str!("../../../../clients/js/demo/demo.js");
+const STYLE: &str = include_str!("../../../../clients/js/demo/demo.css");
+const SDK: &str = include_str!("../../../../clients/js/src/pushhub.js");
+
+/// Scripts and styles from the page's own origin only (the page shows pushed data with
+/// `textContent`; this is the second line of defence); connections to any pushhub
+/// transport or API; no framing.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self' http: https: ws: wss:; base-uri 'none'; form-action 'none'; \
+                   frame-ancestors 'none'";
+
+/// The demo's routes, for the client listener's router.
+pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route(
+            "/demo",
+            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
+        )
+        .route(
+            "/demo/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
+        )
+        .route(
+            "/demo/demo.js",
+            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+        )
+        .route(
+            "/demo/demo.css",
+            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+        .route(
+            "/demo/pushhub.js",
+            get(|| async { asset("text/javascript; charset=utf-8", SDK) }),
+        )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// API paths the demo's push panel calls: push, kick, online users and rooms, stats.
+fn demo_path(path: &str) -> bool {
+    matches!(path, "/v1/push" | "/v1/disconnect" | "/v1/stats") || path.starts_with("/v1/apps/")
+}
+
+/// The origins the demo page has when a browser on this machine opens it from the client
+/// listener on `client` (by IP or as `localhost`, plain or TLS); `None` unless `api`, the
+/// API listener, is on loopback.
+fn demo_origins(client: SocketAddr, api: SocketAddr) -> Option<Vec<HeaderValue>> {
+    if !api.ip().is_loopback() {
+        return None;
+    }
+    let port = client.port();
+    let mut origins = Vec::new();
+    for (scheme, default_port) in [("http", 80), ("https", 443)] {
+        for host in ["127.0.0.1", "localhost", "[::1]"] {
+            origins.push(format!("{scheme}://{host}:{port}"));
+            if port == default_port {
+                origins.push(format!("{scheme}://{host}"));
+            }
+        }
+    }
+    Some(
+        origins
+            .into_iter()
+            .filter_map(|o| HeaderValue::from_str(&o).ok())
+            .collect(),
+    )
+}
+
+/// Let the demo page on the `client` listener call the API router served on `api`: CORS
+/// for the page's own loopback origins (never `*`, never credentials) on the paths its push
+/// panel uses, and only when the API listens on loopback. The API's own checks (API keys)
+/// are unchanged; every other origin and path gets exactly what it got before.
+pub fn allow_demo_origin(router: Router, client: &TcpListener, api: &TcpListener) -> Router {
+    let (Ok(client), Ok(api)) = (client.local_addr(), api.local_addr()) else {
+        return router;
+    };
+    let Some(origins) = demo_origins(client, api) else {
+        return router;
+    };
+    let origins: Arc<[HeaderValue]> = origins.into();
+    router.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| {
+            let origins = origins.clone();
+            async move { cors(&origins, request, next).await }
+        },
+    ))
+}
+
+async fn cors(origins: &[HeaderValue], request: Request, next: Next) -> Response {
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .filter(|o| origins.contains(o) && demo_path(request.uri().path()))
+        .cloned();
+    let Some(origin) = origin else {
+        return next.run(request).await;
+    };
+    let preflight = request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, DELETE"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        response
+    } else {
+        next.run(request).await
+    };
+    allow(response.headers_mut(), origin);
+    response
+}
+
+fn allow(headers: &mut HeaderMap, origin: HeaderValue) {
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.append(header::VARY, HeaderValue::from_static("origin"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn only_a_loopback_api_lets_the_demo_in() {
+        assert!(demo_origins(addr("127.0.0.1:8081"), addr("0.0.0.0:8082")).is_none());
+        assert!(demo_origins(addr("127.0.0.1:8081"), addr("10.1.2.3:8082")).is_none());
+        let origins = demo_origins(addr("0.0.0.0:8081"), addr("[::1]:8082")).unwrap();
+        let texts: Vec<_> = origins.iter().map(|o| o.to_str().unwrap()).collect();
+        assert!(texts.contains(&"http://127.0.0.1:8081"));
+        assert!(texts.contains(&"http://localhost:8081"));
+        assert!(texts.contains(&"https://[::1]:8081"));
+        assert!(!texts
+            .iter()
+            .any(|o| o.ends_with(":8082") || !o.contains(":8081")));
+    }
+
+    #[test]
+    fn default_ports_have_origins_without_a_port() {
+        let origins = demo_origins(addr("127.0.0.1:443"), addr("127.0.0.1:8082")).unwrap();
+        assert!(origins.iter().any(|o| o == "https://localhost"));
+        assert!(!origins.iter().any(|o| o == "http://localhost"));
+    }
+
+    #[test]
+    fn only_the_panels_paths() {
+        for path in [
+            "/v1/push",
+            "/v1/disconnect",
+            "/v1/stats",
+            "/v1/apps/demo/users",
+        ] {
+            assert!(demo_path(path), "{path}");
+        }
+        for path in ["/push", "/v1/timers", "/access", "/metrics", "/v1/pushx"] {
+            assert!(!demo_path(path), "{path}");
+        }
+    }
+}

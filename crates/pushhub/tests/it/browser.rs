@@ -1,0 +1,131 @@
+//! The JavaScript SDK's own tests (`clients/js/test`), run from `cargo test` so that the one
+//! test command covers them: the SDK's logic on fake clocks, the SDK in Node against this
+//! build's binary, and the demo page in headless Chromium (playwright-core). `node --test`
+//! gets the binary as `PUSHHUB_BIN`.
+//!
+//! Outside CI a missing service (node, the npm packages, Chromium) skips them with a loud
+//! message; with `CI=true` it fails the run. `.ci/run` installs all three.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The whole JavaScript suite takes about a minute; past this something hangs.
+const LIMIT: Duration = Duration::from_secs(300);
+
+fn js_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../clients/js")
+}
+
+/// Straight to the terminal: libtest captures `eprintln!`, and a skip must be seen.
+fn loud(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+fn missing(what: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{what}: with CI=true a missing service fails the run (.ci/run installs it)");
+    }
+    loud(&format!(
+        "\n*** SKIPPED the JavaScript client tests: {what} ***\n"
+    ));
+}
+
+#[test]
+fn javascript_client_sdk_and_demo_page() {
+    let node = Command::new("node").arg("--version").output();
+    match node {
+        Ok(out) if out.status.success() => {
+            let version = String::from_utf8_lossy(&out.stdout);
+            let major: u32 = version
+                .trim()
+                .trim_start_matches('v')
+                .split('.')
+                .next()
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(0);
+            if major < 18 {
+                return missing(&format!("node {} is older than 18", version.trim()));
+            }
+        }
+        _ => return missing("node is not installed"),
+    }
+    let dir = js_dir();
+    if !dir.join("node_modules/playwright-core").exists() || !dir.join("node_modules/ws").exists() {
+        return missing("the npm packages are not installed (run `npm ci` in clients/js)");
+    }
+    let started = Instant::now();
+    let mut child = Command::new("node")
+        .args([
+            "--test",
+            "test/unit.test.js",
+            "test/server.test.js",
+            "test/browser.test.js",
+        ])
+        .current_dir(&dir)
+        .env("PUSHHUB_BIN", env!("CARGO_BIN_EXE_pushhub"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn node");
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let (out, err) = (read(Box::new(stdout)), read(Box::new(stderr)));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for node") {
+            break status;
+        }
+        if started.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "node --test ran longer than {LIMIT:?}:\n{}\n{}",
+                out.join().unwrap_or_default(),
+                err.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (out, err) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    assert!(
+        status.success(),
+        "node --test failed ({status}):\n{out}\n{err}"
+    );
+    // Skips inside the suite (no Chromium, say) are reported by the suite; pass them on.
+    let skips: Vec<&str> = out
+        .lines()
+        .chain(err.lines())
+        .filter(|l| l.contains("SKIPPED"))
+        .collect();
+    if !skips.is_empty() {
+        loud(&format!(
+            "\n*** JavaScript client tests skipped:\n{}\n",
+            skips.join("\n")
+        ));
+    }
+    let summary: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            ["# tests", "# pass", "# fail", "# skipped"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .map(|l| l.trim_start_matches("# "))
+        .collect();
+    loud(&format!(
+        "javascript client tests ({:.1} s): {}",
+        started.elapsed().as_secs_f64(),
+        summary.join(", ")
+    ));
+}
