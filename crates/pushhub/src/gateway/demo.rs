@@ -18,6 +18,8 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::http_error::ApiError;
+
 const INDEX: &str = include_str!("../../../../clients/js/demo/index.html");
 const SCRIPT: &str = include_str!("../../../../clients/js/demo/demo.js");
 const STYLE: &str = include_str!("../../../../clients/js/demo/demo.css");
@@ -103,7 +105,12 @@ fn demo_origins(client: SocketAddr, api: SocketAddr) -> Option<Vec<HeaderValue>>
 /// Let the demo page on the `client` listener call the API router served on `api`: CORS
 /// for the page's own loopback origins (never `*`, never credentials) on the paths its push
 /// panel uses, and only when the API listens on loopback. The API's own checks (API keys)
-/// are unchanged; every other origin and path gets exactly what it got before.
+/// are unchanged.
+///
+/// Any other request from a web page (one with an `Origin` header) is refused with 403
+/// `cross_origin`: a loopback API serves apps without keys, and a page on any site could
+/// otherwise make a visiting developer's browser push through it with a "simple" request
+/// (a form or `text/plain` POST needs no preflight). Backends send no `Origin`.
 pub fn allow_demo_origin(router: Router, client: &TcpListener, api: &TcpListener) -> Router {
     let (Ok(client), Ok(api)) = (client.local_addr(), api.local_addr()) else {
         return router;
@@ -121,14 +128,17 @@ pub fn allow_demo_origin(router: Router, client: &TcpListener, api: &TcpListener
 }
 
 async fn cors(origins: &[HeaderValue], request: Request, next: Next) -> Response {
-    let origin = request
-        .headers()
-        .get(header::ORIGIN)
-        .filter(|o| origins.contains(o) && demo_path(request.uri().path()))
-        .cloned();
-    let Some(origin) = origin else {
+    let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
         return next.run(request).await;
     };
+    if !(origins.contains(&origin) && demo_path(request.uri().path())) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "the API does not take requests from web pages (only the demo page may call it): call it from your backend",
+        )
+        .into_response();
+    }
     let preflight = request.method() == Method::OPTIONS
         && request
             .headers()

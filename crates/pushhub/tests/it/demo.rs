@@ -129,11 +129,12 @@ async fn the_demo_origin_may_call_a_loopback_api() {
 }
 
 #[tokio::test]
-async fn other_origins_and_paths_get_nothing_new() {
+async fn other_web_pages_may_not_call_the_api() {
     let server = TestServer::start();
     let demo_origin = format!("http://{}", server.client);
     let cases = [
         ("http://evil.example".to_owned(), "/v1/push"),
+        ("null".to_owned(), "/push"),
         (format!("http://{}", server.api), "/v1/push"),
         (
             format!("http://{}:{}", "192.168.1.2", server.client.port()),
@@ -148,24 +149,25 @@ async fn other_origins_and_paths_get_nothing_new() {
             ("origin", origin.as_str()),
             ("access-control-request-method", "POST"),
         ];
-        let (status, headers, _) = request(Method::OPTIONS, &url, &preflight).await;
-        // 405, or what the endpoint answers any method with (jdserver's /push: 400).
-        assert!(status == 405 || status == 400, "{origin} {path}: {status}");
+        let (status, headers, body) = request(Method::OPTIONS, &url, &preflight).await;
+        assert_eq!(status, 403, "{origin} {path}");
+        assert!(body.contains("\"cross_origin\""), "{body}");
         assert!(
             header(&headers, "access-control-allow-origin").is_none(),
             "{origin} {path}"
         );
-        let (_, headers, _) = request(
-            Method::GET,
-            &server.api_url("/v1/stats"),
-            &[("origin", origin.as_str())],
-        )
-        .await;
-        if origin != demo_origin {
-            assert!(
-                header(&headers, "access-control-allow-origin").is_none(),
-                "{origin}"
-            );
-        }
     }
+    // A "simple" cross-site POST (no preflight) pushes nothing.
+    let (_client, _) = server.native("demo", "1").await;
+    let response = reqwest::Client::new()
+        .post(server.api_url("/v1/push"))
+        .header("origin", "http://evil.example")
+        .header("content-type", "text/plain")
+        .body(r#"{"app":"demo","to":"*","data":"csrf"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let (_, stats) = server.get("/v1/stats").await;
+    assert_eq!(stats["messages_published"], 0, "{stats}");
 }
