@@ -10,12 +10,14 @@
 //! - [`engine`]: channel streams and presence behind traits (memory by default).
 //! - [`api`]: the HTTP server API; [`gateway`]: the client listener's routes.
 //! - [`config`], [`server`]: configuration and running it all, with graceful shutdown.
-//! - [`store`], [`scheduler`]: durable timers (delayed HTTP callbacks) and their execution.
+//! - [`store`], [`scheduler`]: durable timers (delayed HTTP callbacks) and cron jobs, and
+//!   their execution; [`cli`]: the `pushhub cron` and `pushhub timers` commands.
 //! - [`tls`]: `wss://` and `https://` without a proxy in front, reloadable certificates.
 
 pub mod api;
 pub mod auth;
 pub mod backend;
+pub mod cli;
 pub mod config;
 pub mod dialect;
 pub mod disconnect;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use pushhub::cli::{ApiClient, CliError, CronCommand, TimerCommand};
 use pushhub::config::{Config, Overrides};
 use pushhub::hub::AuthMode;
 use pushhub::server::{self, Listeners};
@@ -69,6 +70,131 @@ enum Command {
         #[arg(long, env = "PUSHHUB_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Cron jobs of a running server, through its API (swoole-push's `crontab`).
+    Cron {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        action: CronAction,
+    },
+    /// Timers of a running server, through its API.
+    Timers {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        action: TimerAction,
+    },
+}
+
+/// How `pushhub cron` and `pushhub timers` reach the server.
+#[derive(Args)]
+struct ApiArgs {
+    /// The server's API listener.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8082")]
+    api: String,
+    /// The app (default: the app of the API key, or the server's only app).
+    #[arg(long, global = true)]
+    app: Option<String>,
+    /// An API key of the app, needed when the app has keys.
+    #[arg(long, global = true, env = "PUSHHUB_API_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Print the API's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum CronAction {
+    /// Every job of the app: schedule, state, next run, last run and its result.
+    List,
+    /// One job in full.
+    Show {
+        /// The job's name.
+        name: String,
+    },
+    /// Stop the job's scheduled runs (a run in progress finishes).
+    Pause {
+        /// The job's name.
+        name: String,
+    },
+    /// Start the job's scheduled runs again, from its next fire time.
+    Resume {
+        /// The job's name.
+        name: String,
+    },
+    /// Run the job now (refused while it runs, if its overlap policy is skip).
+    Run {
+        /// The job's name.
+        name: String,
+    },
+    /// Delete the job.
+    Delete {
+        /// The job's name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TimerAction {
+    /// The app's timers, oldest first.
+    List {
+        /// Only timers in this state: pending, running, succeeded, failed, cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        /// Most timers shown (1-1000; default 100).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// One timer in full.
+    Show {
+        /// The timer's id.
+        id: u64,
+    },
+    /// Cancel a pending or running timer.
+    Cancel {
+        /// The timer's id.
+        id: u64,
+    },
+}
+
+/// Run one API command and print its answer: 0 on success, 1 when the server refused
+/// or could not be reached (the reason on stderr).
+fn operate<F, Fut>(args: ApiArgs, command: F) -> ExitCode
+where
+    F: FnOnce(ApiClient) -> Fut,
+    Fut: std::future::Future<Output = Result<(serde_json::Value, String), CliError>>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("pushhub: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let client = ApiClient::new(&args.api, args.app, args.key)?;
+        command(client).await
+    });
+    match result {
+        Ok((value, _)) if args.json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((_, text)) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("pushhub: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Seconds from `90`, `90s`, `30m`, `12h` or `7d`.
@@ -123,6 +249,25 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
+        Command::Cron { api, action } => {
+            let command = match action {
+                CronAction::List => CronCommand::List,
+                CronAction::Show { name } => CronCommand::Show(name),
+                CronAction::Pause { name } => CronCommand::Pause(name),
+                CronAction::Resume { name } => CronCommand::Resume(name),
+                CronAction::Run { name } => CronCommand::Run(name),
+                CronAction::Delete { name } => CronCommand::Delete(name),
+            };
+            operate(api, |client| async move { client.cron(&command).await })
+        }
+        Command::Timers { api, action } => {
+            let command = match action {
+                TimerAction::List { state, limit } => TimerCommand::List { state, limit },
+                TimerAction::Show { id } => TimerCommand::Show(id),
+                TimerAction::Cancel { id } => TimerCommand::Cancel(id),
+            };
+            operate(api, |client| async move { client.timers(&command).await })
+        }
         Command::Token {
             app,
             user,

@@ -15,10 +15,15 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// that identifies itself as pushhub and never follows redirects: a backend's redirect
 /// is an answer to report, not a place to send a credential on to.
 pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    builder().build()
+}
+
+/// The settings of [`client`], for a caller that adds its own (timers add a resolver
+/// that keeps to the allowed targets).
+pub fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("pushhub/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(CONNECT_TIMEOUT)
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
-        .build()
 }

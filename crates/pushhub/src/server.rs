@@ -179,7 +179,7 @@ pub async fn serve(
 }
 
 /// Open the timer store in `data_dir` (off the runtime: opening after a crash repairs
-/// the file) and schedule its pending timers.
+/// the file) and schedule its pending timers and cron jobs.
 async fn start_timers(config: &Config) -> Result<Timers, StartError> {
     let dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || crate::store::open(&dir))
@@ -187,10 +187,12 @@ async fn start_timers(config: &Config) -> Result<Timers, StartError> {
         .map_err(|e| StoreError::Backend(format!("opening the store: {e}")))??;
     let timers = Timers::start(store, config.timers.clone(), &config.data_dir).await?;
     let pending = timers.snapshot().pending;
+    let jobs = timers.cron_snapshot().jobs;
     tracing::info!(
         data_dir = %config.data_dir.display(),
         pending,
-        "timer store open; {pending} pending timer(s) scheduled"
+        jobs,
+        "timer store open; {pending} pending timer(s) scheduled, {jobs} cron job(s)"
     );
     Ok(timers)
 }

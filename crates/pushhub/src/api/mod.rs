@@ -5,6 +5,7 @@
 //! [`ApiError`](crate::http_error::ApiError).
 
 pub mod auth;
+pub mod cron;
 pub mod jdserver;
 pub mod native;
 pub mod params;
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use axum::Router;
 
 use crate::http_error::ApiError;
@@ -57,6 +58,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/stats", get(native::stats))
         .route("/v1/timers", post(timers::create).get(timers::list))
         .route("/v1/timers/{id}", get(timers::get).delete(timers::cancel))
+        .route("/v1/cron", get(cron::list))
+        .route(
+            "/v1/cron/{name}",
+            put(cron::put).get(cron::get).delete(cron::delete),
+        )
+        .route("/v1/cron/{name}/pause", post(cron::pause))
+        .route("/v1/cron/{name}/resume", post(cron::resume))
+        .route("/v1/cron/{name}/run", post(cron::run))
         .route("/setTimeout", any(jdserver::set_timeout))
         .route("/push", any(push))
         .route("/access", get(pushserve::access))

@@ -214,6 +214,7 @@ pub async fn stats(
         );
         object.insert("broker".into(), json!(state.hub.broker_stats()));
         object.insert("timers".into(), json!(state.timers.snapshot()));
+        object.insert("cron".into(), json!(state.timers.cron_snapshot()));
     }
     Ok(Json(body))
 }

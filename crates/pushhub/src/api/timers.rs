@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 
 use super::{read_body, ApiState};
 use crate::http_error::ApiError;
+use crate::scheduler::executor::OWN_HEADERS;
 use crate::scheduler::{unix_ms, TimerSettings};
 use crate::store::{
     CallbackRequest, Cancel, ListQuery, NewTimer, RetryPolicy, Timer, TimerId, TimerState,
@@ -38,8 +39,9 @@ const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
 /// Methods a timer may use.
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-/// Headers the HTTP client sets itself, or pushhub does: a timer may not set them.
-const RESERVED_HEADERS: [&str; 9] = [
+/// Headers the HTTP client sets itself (pushhub's own, [`OWN_HEADERS`], too): a timer
+/// or a cron job may not set them.
+const RESERVED_HEADERS: [&str; 7] = [
     "host",
     "content-length",
     "transfer-encoding",
@@ -47,8 +49,6 @@ const RESERVED_HEADERS: [&str; 9] = [
     "keep-alive",
     "upgrade",
     "te",
-    crate::scheduler::executor::TIMER_ID_HEADER,
-    crate::scheduler::executor::ATTEMPT_HEADER,
 ];
 
 /// When a timer fires.
@@ -60,7 +60,7 @@ pub enum When {
     At(i64),
 }
 
-/// A timer's request, as a caller gave it, before the checks.
+/// A timer's or cron job's request, as a caller gave it, before the checks.
 #[derive(Debug, Clone, Default)]
 pub struct Call {
     /// The method.
@@ -84,7 +84,35 @@ pub fn new_timer(
     retry: RetryPolicy,
     idempotency_key: Option<String>,
 ) -> Result<NewTimer, ApiError> {
-    check_url(&call.url)?;
+    let request = callback_request(settings, call)?;
+    check_retry(&retry)?;
+    if let Some(key) = &idempotency_key {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(ApiError::bad_request(
+                "invalid_idempotency_key",
+                format!("idempotency_key must be 1 to {MAX_KEY_BYTES} bytes"),
+            ));
+        }
+    }
+    let now = unix_ms();
+    Ok(NewTimer {
+        app,
+        request,
+        due_ms: due(settings, when, now)?,
+        created_ms: now,
+        retry,
+        idempotency_key,
+    })
+}
+
+/// Check a caller's request (URL and allowed target, method, headers, timeout) and make
+/// it ready to store, for a timer or a cron job.
+pub fn callback_request(settings: &TimerSettings, call: Call) -> Result<CallbackRequest, ApiError> {
+    let url = check_url(&call.url)?;
+    settings
+        .targets
+        .check_url(&url)
+        .map_err(|refused| ApiError::bad_request("target_not_allowed", refused.to_string()))?;
     if !METHODS.contains(&call.method.as_str()) {
         return Err(ApiError::bad_request(
             "invalid_method",
@@ -113,34 +141,17 @@ pub fn new_timer(
             format!("timeout_ms must be between 1 and {MAX_TIMEOUT_MS}"),
         ));
     }
-    check_retry(&retry)?;
-    if let Some(key) = &idempotency_key {
-        if key.is_empty() || key.len() > MAX_KEY_BYTES {
-            return Err(ApiError::bad_request(
-                "invalid_idempotency_key",
-                format!("idempotency_key must be 1 to {MAX_KEY_BYTES} bytes"),
-            ));
-        }
-    }
-    let now = unix_ms();
-    Ok(NewTimer {
-        app,
-        request: CallbackRequest {
-            method: call.method,
-            url: call.url,
-            headers: call.headers,
-            body: call.body,
-            timeout_ms,
-        },
-        due_ms: due(settings, when, now)?,
-        created_ms: now,
-        retry,
-        idempotency_key,
+    Ok(CallbackRequest {
+        method: call.method,
+        url: call.url,
+        headers: call.headers,
+        body: call.body,
+        timeout_ms,
     })
 }
 
 /// An absolute `http://` or `https://` URL with a host.
-fn check_url(url: &str) -> Result<(), ApiError> {
+fn check_url(url: &str) -> Result<reqwest::Url, ApiError> {
     if url.len() > MAX_URL_BYTES {
         return Err(ApiError::bad_request(
             "invalid_url",
@@ -164,7 +175,7 @@ fn check_url(url: &str) -> Result<(), ApiError> {
             format!("{url:?} has no host"),
         ));
     }
-    Ok(())
+    Ok(parsed)
 }
 
 /// A header a timer may send.
@@ -175,7 +186,7 @@ pub fn check_header(name: &str, value: &str) -> Result<(), ApiError> {
             format!("{name:?} is not a valid header name"),
         )
     })?;
-    if RESERVED_HEADERS.contains(&parsed.as_str()) {
+    if RESERVED_HEADERS.contains(&parsed.as_str()) || OWN_HEADERS.contains(&parsed.as_str()) {
         return Err(ApiError::bad_request(
             "invalid_header",
             format!("header {name:?} is set by pushhub itself"),
@@ -241,10 +252,11 @@ fn due(settings: &TimerSettings, when: When, now: u64) -> Result<u64, ApiError> 
     }
 }
 
-/// A timer as the API shows it; `with_body` adds the request body (one timer, not lists).
-pub fn view(timer: &Timer, with_body: bool) -> Value {
+/// A request's headers as the API shows them: name → value, repeated names joined with
+/// `, `.
+pub(crate) fn header_object(list: &[(String, String)]) -> Map<String, Value> {
     let mut headers = Map::new();
-    for (name, value) in &timer.request.headers {
+    for (name, value) in list {
         match headers.get_mut(name) {
             Some(Value::String(joined)) => {
                 joined.push_str(", ");
@@ -255,6 +267,12 @@ pub fn view(timer: &Timer, with_body: bool) -> Value {
             }
         }
     }
+    headers
+}
+
+/// A timer as the API shows it; `with_body` adds the request body (one timer, not lists).
+pub fn view(timer: &Timer, with_body: bool) -> Value {
+    let headers = header_object(&timer.request.headers);
     let mut out = json!({
         "id": timer.id,
         "app": timer.app,
@@ -353,18 +371,7 @@ pub async fn create(State(state): State<ApiState>, request: Request) -> Result<R
         (None, Some(at)) => When::At(at),
         (delay, None) => When::Delay(delay.unwrap_or(0)),
     };
-    let mut headers = Vec::new();
-    for (name, value) in create.headers.unwrap_or_default() {
-        match value {
-            Value::String(value) => headers.push((name, value)),
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_header",
-                    format!("the value of header {name:?} must be a string"),
-                ))
-            }
-        }
-    }
+    let mut headers = header_list(create.headers)?;
     let body = request_body(create.body, create.json, create.form, &mut headers)?;
     let defaults = settings.retry;
     let retry = create.retry.map_or(defaults, |r| RetryPolicy {
@@ -406,9 +413,28 @@ pub async fn create(State(state): State<ApiState>, request: Request) -> Result<R
         .into_response())
 }
 
-/// The body of a native timer from exactly one of `body`, `json` and `form`; `json` and
-/// `form` add their Content-Type unless the headers have one.
-fn request_body(
+/// The `headers` object of a native timer or cron job as a list: every value a string.
+pub(crate) fn header_list(
+    headers: Option<Map<String, Value>>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let mut list = Vec::new();
+    for (name, value) in headers.unwrap_or_default() {
+        match value {
+            Value::String(value) => list.push((name, value)),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_header",
+                    format!("the value of header {name:?} must be a string"),
+                ))
+            }
+        }
+    }
+    Ok(list)
+}
+
+/// The body of a native timer or cron job from exactly one of `body`, `json` and
+/// `form`; `json` and `form` add their Content-Type unless the headers have one.
+pub(crate) fn request_body(
     body: Option<String>,
     json: Option<Box<RawValue>>,
     form: Option<Map<String, Value>>,
@@ -517,6 +543,31 @@ pub async fn cancel(
     }
 }
 
+/// The app a request about an app's timers or cron jobs acts for: the one it names,
+/// else the app of the API key it presents, else the server's only app; once the
+/// request's key is checked for it.
+pub(crate) fn request_app(
+    state: &ApiState,
+    named: Option<String>,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
+    let app = match named {
+        Some(app) => app,
+        None => match state.keys.app_of(headers)? {
+            Some(app) => app.to_string(),
+            None => state.timers.settings().default_app.clone().ok_or_else(|| {
+                ApiError::bad_request(
+                    "missing_param",
+                    "missing parameter \"app\": this server has several apps; name one, or send the app's API key",
+                )
+            })?,
+        },
+    };
+    crate::hub::names::check_app(&app)?;
+    state.keys.check(headers, &app)?;
+    Ok(app)
+}
+
 /// `GET /v1/timers?app=&state=&limit=&cursor=`.
 pub async fn list(
     State(state): State<ApiState>,
@@ -561,11 +612,7 @@ pub async fn list(
             _ => {}
         }
     }
-    let app =
-        app.ok_or_else(|| ApiError::bad_request("missing_param", "missing parameter \"app\""))?;
-    state.keys.check(request.headers(), &app)?;
-    crate::hub::names::check_app(&app)?;
-    page.app = app;
+    page.app = request_app(&state, app, request.headers())?;
     let listed = state.timers.list(page).await?;
     Ok(Json(json!({
         "timers": listed.timers.iter().map(|t| view(t, false)).collect::<Vec<_>>(),

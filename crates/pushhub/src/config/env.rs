@@ -18,6 +18,8 @@ const NOT_CONFIG_KEYS: &[&str] = &[
     "PUSHHUB_LOG",
     "PUSHHUB_CONFIG",
     super::PUSHSERVE_PASSWORD_VAR,
+    // The API key of `pushhub cron` and `pushhub timers` (src/main.rs).
+    "PUSHHUB_API_KEY",
 ];
 
 /// One variable that was applied: the key path it set and the variable's name.

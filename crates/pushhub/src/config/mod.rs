@@ -32,6 +32,7 @@ use crate::gateway::TrustedProxies;
 use crate::hub::registry::UserLimit;
 use crate::hub::{names, AppSettings, AuthMode, OutboxLimits};
 use crate::scheduler::log::Rotation;
+use crate::scheduler::targets::TargetPolicy;
 use crate::scheduler::TimerSettings;
 use crate::store::RetryPolicy;
 use crate::transport::tcp::Framing;
@@ -113,6 +114,11 @@ pub struct RawTimers {
     pub log_max_bytes: u64,
     /// Rotated logs kept: `timers.log.1` (newest) to `timers.log.N`.
     pub log_files: usize,
+    /// What timers and cron jobs may call: host names (`api.example.com`), wildcards
+    /// (`*.example.com`), addresses and networks (`10.0.0.0/8`). Empty (the default):
+    /// any host except link-local and cloud metadata addresses and names; not empty:
+    /// only these (metadata addresses still only when an address or network lists them).
+    pub allow_hosts: Vec<String>,
 }
 
 impl Default for RawTimers {
@@ -127,6 +133,7 @@ impl Default for RawTimers {
             retention: 7 * 86_400,
             log_max_bytes: 64 * 1024 * 1024,
             log_files: 5,
+            allow_hosts: Vec::new(),
         }
     }
 }
@@ -1165,6 +1172,11 @@ fn check_timers(error: &mut impl FnMut(&[&str], String), timers: &RawTimers) {
         (1..=100).contains(&timers.log_files),
         "between 1 and 100",
     );
+    if let Err(problems) = TargetPolicy::new(&timers.allow_hosts) {
+        for problem in problems {
+            error(&["timers", "allow_hosts"], problem);
+        }
+    }
 }
 
 /// The validated `[timers]` table; `apps` are the declared apps, whose only member (if
@@ -1188,6 +1200,8 @@ fn timer_settings(raw: &RawTimers, apps: &[AppSettings]) -> TimerSettings {
             [only] => Some(only.name.to_string()),
             _ => None,
         },
+        // Checked by `check_timers`.
+        targets: Arc::new(TargetPolicy::new(&raw.allow_hosts).unwrap_or_default()),
     }
 }
 
@@ -1593,6 +1607,35 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(errors[0].message.contains("concurency"), "{errors:?}");
+    }
+
+    #[test]
+    fn timer_targets_come_from_allow_hosts_and_its_variable() {
+        let open = Config::load(None, [], &Overrides::default()).unwrap();
+        let metadata = reqwest::Url::parse("http://169.254.169.254/").unwrap();
+        let backend = reqwest::Url::parse("http://127.0.0.1:9000/").unwrap();
+        assert!(open.timers.targets.check_url(&metadata).is_err());
+        assert!(open.timers.targets.check_url(&backend).is_ok());
+        let vars = [(
+            "PUSHHUB_TIMERS_ALLOW_HOSTS".to_string(),
+            "10.0.0.0/8, api.example.com".to_string(),
+        )];
+        let listed = Config::load(None, vars, &Overrides::default()).unwrap();
+        assert!(listed.timers.targets.check_url(&backend).is_err());
+        let errors = load_text(
+            "dynamic_apps = true\n[timers]\nallow_hosts = [\"ok.example\", \"not a host\"]\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].key, "timers.allow_hosts");
+        assert!(errors[0].message.contains("not a host"), "{errors:?}");
+        let vars = [("PUSHHUB_API_KEY".to_string(), "k".to_string())];
+        assert!(
+            Config::load(None, vars, &Overrides::default()).is_ok(),
+            "the CLI's key is not a configuration key"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::backoff::{self, Verdict};
+use super::executor::{ATTEMPT_HEADER, TIMER_ID_HEADER};
 use super::log::LogLine;
 use super::{unix_ms, Inner};
 use crate::store::{Attempt, Next, StoreError, TimerId, TimerState};
@@ -85,10 +86,17 @@ async fn attempt(inner: Arc<Inner>, id: TimerId, _slot: OwnedSemaphorePermit) {
     inner.counters.attempts.fetch_add(1, Relaxed);
     inner.counters.running.fetch_add(1, Relaxed);
     let started_ms = unix_ms();
-    let result = inner.executor.call(&timer, timer.attempts).await;
+    let marks = [
+        (TIMER_ID_HEADER, id.to_string()),
+        (ATTEMPT_HEADER, timer.attempts.to_string()),
+    ];
+    let result = inner.executor.call(&timer.request, &marks).await;
     inner.counters.running.fetch_sub(1, Relaxed);
     let now = unix_ms();
-    let verdict = backoff::judge(result.status);
+    let verdict = match result.refused {
+        true => Verdict::Final,
+        false => backoff::judge(result.status),
+    };
     let next = backoff::next(&timer.retry, timer.attempts, verdict, now, fastrand::f64());
     let attempt_ms = u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX);
     let attempt = Attempt {
@@ -112,15 +120,16 @@ async fn attempt(inner: Arc<Inner>, id: TimerId, _slot: OwnedSemaphorePermit) {
     };
     inner.log.record(&LogLine {
         ts: started_ms,
-        timer: id,
+        timer: Some(id),
         app: &timer.app,
-        attempt: timer.attempts,
+        attempt: Some(timer.attempts),
         method: &timer.request.method,
         url: &timer.request.url,
         status: result.status,
         error: result.error.as_deref(),
         duration_ms: attempt_ms,
         next: label,
+        ..LogLine::default()
     });
     match stored {
         Ok(Some(TimerState::Succeeded)) => drop(inner.counters.succeeded.fetch_add(1, Relaxed)),

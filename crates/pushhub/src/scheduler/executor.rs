@@ -1,14 +1,20 @@
-//! Making a timer's HTTP request and summing up the answer.
+//! Making a timer's or a cron job's HTTP request and summing up the answer.
 //!
-//! Calls go through the server's shared outbound client ([`crate::outbound`]): pooled
-//! connections, a connect deadline, no redirects. Each call is bounded by the timer's
-//! timeout, body included, and reads at most [`SNIPPET_BYTES`] of the answer.
+//! Calls go through a client made like the server's other outbound clients
+//! ([`crate::outbound`]: pooled connections, a connect deadline, no redirects), plus the
+//! target guard ([`super::targets`]): the URL is checked before each call and every
+//! address a host name resolves to is checked before it is connected to. The client
+//! ignores `HTTP_PROXY` and friends: a proxy would resolve names itself, out of the
+//! guard's sight. Each call is bounded by its timeout, body included, and reads at most
+//! [`SNIPPET_BYTES`] of the answer.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderName, HeaderValue};
 
-use crate::store::Timer;
+use super::targets::{GuardedResolver, Refused, TargetPolicy};
+use crate::store::CallbackRequest;
 
 /// Most bytes of an answer kept for the API and the log.
 pub const SNIPPET_BYTES: usize = 1024;
@@ -19,6 +25,25 @@ pub const TIMER_ID_HEADER: &str = "x-pushhub-timer-id";
 
 /// The header that carries the attempt number (1 for the first).
 pub const ATTEMPT_HEADER: &str = "x-pushhub-attempt";
+
+/// The header that carries a cron job's name.
+pub const JOB_HEADER: &str = "x-pushhub-job";
+
+/// The header that carries a cron run's number (1 for the job's first run), so a target
+/// can recognise a run made again after a crash.
+pub const RUN_HEADER: &str = "x-pushhub-run";
+
+/// The header that says why a cron run happened: `schedule`, `manual` or `catch_up`.
+pub const TRIGGER_HEADER: &str = "x-pushhub-trigger";
+
+/// Every header pushhub sets on its calls: a timer or job may not set them itself.
+pub const OWN_HEADERS: [&str; 5] = [
+    TIMER_ID_HEADER,
+    ATTEMPT_HEADER,
+    JOB_HEADER,
+    RUN_HEADER,
+    TRIGGER_HEADER,
+];
 
 /// What one call came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,24 +56,45 @@ pub struct CallResult {
     pub response: Option<String>,
     /// How long the call took.
     pub duration: Duration,
+    /// The target guard refused the call (`error` says why): final, since trying again
+    /// would be refused again.
+    pub refused: bool,
 }
 
-/// Makes timers' calls.
+/// Why a call got no answer.
+enum Failure {
+    /// The guard refused the target.
+    Refused(String),
+    /// Anything else: connection, timeout, an invalid request.
+    Other(String),
+}
+
+/// Makes timers' and cron jobs' calls.
 #[derive(Debug, Clone)]
 pub struct Executor {
     client: reqwest::Client,
+    policy: Arc<TargetPolicy>,
 }
 
 impl Executor {
-    /// Calls through `client` (see [`crate::outbound::client`]).
-    pub fn new(client: reqwest::Client) -> Self {
-        Self { client }
+    /// Calls that keep to `policy`.
+    pub fn new(policy: Arc<TargetPolicy>) -> Result<Self, reqwest::Error> {
+        let client = crate::outbound::builder()
+            .no_proxy()
+            .dns_resolver(GuardedResolver::new(policy.clone()))
+            .build()?;
+        Ok(Self { client, policy })
     }
 
-    /// Make attempt number `attempt` of `timer`'s request.
-    pub async fn call(&self, timer: &Timer, attempt: u32) -> CallResult {
+    /// Make `request`, adding pushhub's own headers `marks` (a timer's id and attempt, a
+    /// job's name and run).
+    pub async fn call(
+        &self,
+        request: &CallbackRequest,
+        marks: &[(&'static str, String)],
+    ) -> CallResult {
         let started = Instant::now();
-        let outcome = self.send(timer, attempt).await;
+        let outcome = self.send(request, marks).await;
         let duration = started.elapsed();
         match outcome {
             Ok((status, response)) => CallResult {
@@ -56,23 +102,41 @@ impl Executor {
                 error: None,
                 response: Some(response),
                 duration,
+                refused: false,
             },
-            Err(error) => CallResult {
+            Err(Failure::Refused(error)) => CallResult {
                 status: None,
                 error: Some(error),
                 response: None,
                 duration,
+                refused: true,
+            },
+            Err(Failure::Other(error)) => CallResult {
+                status: None,
+                error: Some(error),
+                response: None,
+                duration,
+                refused: false,
             },
         }
     }
 
-    async fn send(&self, timer: &Timer, attempt: u32) -> Result<(u16, String), String> {
-        let spec = &timer.request;
+    async fn send(
+        &self,
+        spec: &CallbackRequest,
+        marks: &[(&'static str, String)],
+    ) -> Result<(u16, String), Failure> {
+        let url = reqwest::Url::parse(&spec.url)
+            .map_err(|e| Failure::Other(format!("invalid URL {:?}: {e}", spec.url)))?;
+        // Again at call time: the allowed targets may have changed since the create.
+        self.policy
+            .check_url(&url)
+            .map_err(|refused| Failure::Refused(refused.to_string()))?;
         let method = reqwest::Method::from_bytes(spec.method.as_bytes())
-            .map_err(|_| format!("invalid method {:?}", spec.method))?;
+            .map_err(|_| Failure::Other(format!("invalid method {:?}", spec.method)))?;
         let mut request = self
             .client
-            .request(method, &spec.url)
+            .request(method, url)
             .timeout(Duration::from_millis(spec.timeout_ms));
         for (name, value) in &spec.headers {
             // Validated when the timer was created.
@@ -83,16 +147,16 @@ impl Executor {
                 request = request.header(name, value);
             }
         }
-        request = request
-            .header(TIMER_ID_HEADER, timer.id)
-            .header(ATTEMPT_HEADER, attempt);
+        for (name, value) in marks {
+            request = request.header(*name, value);
+        }
         if let Some(body) = &spec.body {
             request = request.body(body.clone());
         }
-        let mut response = request
-            .send()
-            .await
-            .map_err(|e| describe(&e, spec.timeout_ms))?;
+        let mut response = request.send().await.map_err(|e| match refusal(&e) {
+            Some(refused) => Failure::Refused(refused.to_string()),
+            None => Failure::Other(describe(&e, spec.timeout_ms)),
+        })?;
         let status = response.status().as_u16();
         let mut snippet = Vec::new();
         while snippet.len() < SNIPPET_BYTES {
@@ -106,6 +170,18 @@ impl Executor {
         snippet.truncate(SNIPPET_BYTES);
         Ok((status, snippet_text(&snippet)))
     }
+}
+
+/// The guard's refusal behind a request error, if that is what it was.
+fn refusal(error: &reqwest::Error) -> Option<&Refused> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<Refused>() {
+            return Some(refused);
+        }
+        source = cause.source();
+    }
+    None
 }
 
 /// A request error in words: what happened, with the underlying cause.

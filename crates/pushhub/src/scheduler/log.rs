@@ -1,5 +1,6 @@
-//! The result log, `timers.log` in the data directory: one JSON line per attempt (what
-//! jdserver wrote to its trace.log), rotated by size.
+//! The result log, `timers.log` in the data directory: one JSON line per call, timers'
+//! attempts and cron jobs' runs alike (what jdserver wrote to its trace.log), rotated by
+//! size.
 //!
 //! Lines are written by a thread of their own, so a slow disk never holds up a timer; if
 //! it falls more than [`QUEUE_LINES`] lines behind, lines are dropped and counted.
@@ -24,17 +25,29 @@ pub const FILE_NAME: &str = "timers.log";
 /// Lines waiting to be written before new ones are dropped.
 const QUEUE_LINES: usize = 65_536;
 
-/// One attempt, as logged.
-#[derive(Debug, Serialize)]
+/// One call, as logged: a timer's attempt (`timer`, `attempt`) or a cron job's run
+/// (`job`, `run`, `trigger`).
+#[derive(Debug, Default, Serialize)]
 pub struct LogLine<'a> {
-    /// When the attempt started (Unix milliseconds).
+    /// When the call started (Unix milliseconds).
     pub ts: u64,
     /// The timer.
-    pub timer: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timer: Option<u64>,
+    /// The cron job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<&'a str>,
     /// Its app.
     pub app: &'a str,
-    /// 1 for the first attempt.
-    pub attempt: u32,
+    /// A timer's attempt: 1 for the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// A job's run number: 1 for its first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<u64>,
+    /// Why a job's run happened: `schedule`, `manual`, `catch_up`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<&'a str>,
     /// The request's method.
     pub method: &'a str,
     /// The request's URL.
@@ -48,7 +61,7 @@ pub struct LogLine<'a> {
     /// How long the attempt took.
     pub duration_ms: u64,
     /// What follows: `succeeded`, `retry`, `failed`, or `cancelled` when the timer was
-    /// cancelled while the attempt ran.
+    /// cancelled while the attempt ran; a job's run: `succeeded` or `failed`.
     pub next: &'a str,
 }
 
@@ -207,15 +220,15 @@ mod tests {
     fn line(timer: u64) -> LogLine<'static> {
         LogLine {
             ts: 1,
-            timer,
+            timer: Some(timer),
             app: "demo",
-            attempt: 1,
+            attempt: Some(1),
             method: "GET",
             url: "http://127.0.0.1:9/x",
             status: Some(200),
-            error: None,
             duration_ms: 3,
             next: "succeeded",
+            ..LogLine::default()
         }
     }
 
@@ -238,6 +251,7 @@ mod tests {
         assert_eq!(first["app"], "demo");
         assert_eq!(first["status"], 200);
         assert!(first.get("error").is_none());
+        assert!(first.get("job").is_none(), "a timer's line names no job");
         for name in ["timers.log", "timers.log.1", "timers.log.2"] {
             let text = read(name);
             assert!(

@@ -1,4 +1,5 @@
-//! Durable delayed HTTP callbacks: the schedule, the dispatcher, and the calls.
+//! Durable delayed HTTP callbacks and cron jobs: the schedules, the dispatchers, and
+//! the calls.
 //!
 //! [`Timers`] is what the API talks to: it writes a timer to the [`TimerStore`] (durably,
 //! before answering) and puts it in the in-memory [`Schedule`]. [`Timers::run`] is the
@@ -11,12 +12,18 @@
 //! Delivery is at least once: a crash or a shutdown that outlasts the grace period leaves
 //! attempts in flight `running` in the store, and they are made again after the restart.
 //! The `X-Pushhub-Timer-Id` header lets targets drop repeats.
+//!
+//! Cron jobs ([`cron`]) share the executor, the result log, the shutdown and the store
+//! file with timers, and have a dispatcher of their own. Every call, a timer's or a
+//! job's, keeps to the allowed targets ([`targets`]).
 
 pub mod backoff;
+pub mod cron;
 mod dispatch;
 pub mod executor;
 pub mod log;
 pub mod schedule;
+pub mod targets;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -26,15 +33,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::store::{
-    Cancel, Created, ListPage, ListQuery, NewTimer, RetryPolicy, StoreError, Timer, TimerId,
-    TimerStore,
+    Cancel, Created, ListPage, ListQuery, NewTimer, RetryPolicy, StoreError, Stores, Timer,
+    TimerId, TimerStore,
 };
 use crate::sync::lock;
 use executor::Executor;
 use log::{ResultLog, Rotation};
 use schedule::Schedule;
+use targets::TargetPolicy;
 
 /// Timer settings, validated from the `[timers]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +61,11 @@ pub struct TimerSettings {
     /// The result log's rotation.
     pub log: Rotation,
     /// The app jdserver's `/setTimeout` uses when a request names none and carries no
-    /// API key: the only declared app, when there is exactly one.
+    /// API key: the only declared app, when there is exactly one. Cron requests that
+    /// name no app use it too.
     pub default_app: Option<String>,
+    /// What timers and cron jobs may call (`allow_hosts`).
+    pub targets: Arc<TargetPolicy>,
 }
 
 /// Milliseconds since the Unix epoch: timers are due at wall-clock times, which survive
@@ -113,6 +125,9 @@ struct Inner {
     log: ResultLog,
     settings: TimerSettings,
     counters: Counters,
+    cron: cron::CronState,
+    /// Every call in flight, timers' and jobs', so shutdown can wait for them.
+    in_flight: TaskTracker,
 }
 
 /// The timer service: a cheap handle shared by the API and the dispatcher.
@@ -141,11 +156,11 @@ pub enum StartError {
 }
 
 impl Timers {
-    /// Recover `store` (attempts cut off by a crash go back to pending) and schedule every
-    /// pending timer; the result log goes to `data_dir`. Nothing fires before
-    /// [`run`](Self::run).
+    /// Recover `stores` (attempts cut off by a crash go back to pending; cron jobs that
+    /// missed their schedule get one catch-up run) and schedule every pending timer and
+    /// job; the result log goes to `data_dir`. Nothing fires before [`run`](Self::run).
     pub async fn start(
-        store: Arc<dyn TimerStore>,
+        stores: Stores,
         settings: TimerSettings,
         data_dir: &Path,
     ) -> Result<Self, StartError> {
@@ -153,21 +168,26 @@ impl Timers {
             dir: data_dir.display().to_string(),
             error,
         })?;
+        let store = stores.timers;
         let due = store.recover().await?;
         let mut schedule = Schedule::default();
         for (due_ms, id) in due {
             schedule.insert(due_ms, id);
         }
+        let jobs = stores.jobs.recover_jobs().await?;
+        let cron = cron::CronState::recover(stores.jobs, jobs, settings.concurrency, unix_ms());
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 schedule: Mutex::new(schedule),
                 wake: Notify::new(),
                 slots: Arc::new(Semaphore::new(settings.concurrency)),
-                executor: Executor::new(crate::outbound::client()?),
+                executor: Executor::new(settings.targets.clone())?,
                 log,
                 settings,
                 counters: Counters::default(),
+                cron,
+                in_flight: TaskTracker::new(),
             }),
         })
     }
@@ -227,15 +247,17 @@ impl Timers {
         }
     }
 
-    /// Fire timers until `shutdown`, purging finished ones past retention meanwhile.
-    /// Then give calls in flight up to `grace` to finish and record their results, close
-    /// the log and the store. Calls still in flight after that stay `running` in the store
-    /// and are made again after a restart.
+    /// Fire timers and cron jobs until `shutdown`, purging finished timers past
+    /// retention meanwhile. Then give calls in flight up to `grace` to finish and record
+    /// their results, close the log and the store. Calls still in flight after that stay
+    /// `running` in the store: timers' are made again after a restart, and a job's is
+    /// made up for by a catch-up run.
     pub async fn run(self, shutdown: CancellationToken, grace: Duration) {
-        let in_flight = tokio_util::task::TaskTracker::new();
+        let in_flight = self.inner.in_flight.clone();
         tokio::join!(
             dispatch::dispatch(self.inner.clone(), shutdown.clone(), in_flight.clone()),
             dispatch::purge(self.inner.clone(), shutdown.clone()),
+            cron::dispatch(self.inner.clone(), shutdown.clone()),
         );
         in_flight.close();
         if tokio::time::timeout(grace, in_flight.wait()).await.is_err() {

@@ -225,3 +225,219 @@ where
     assert_eq!(reopened.recover().await.unwrap().len(), 52);
     reopened.close().await.unwrap();
 }
+
+fn definition(app: &str, name: &str, schedule: &str) -> JobDefinition {
+    JobDefinition {
+        app: app.into(),
+        name: name.into(),
+        schedule: schedule.into(),
+        time_zone: "Europe/Paris".into(),
+        request: new_timer(app, 0, None).request,
+        overlap: Overlap::Skip,
+    }
+}
+
+fn job_run(number: u64, succeeded: bool) -> JobRun {
+    JobRun {
+        number,
+        trigger: Trigger::Schedule,
+        scheduled_ms: 1000,
+        started_ms: 1001,
+        duration_ms: 2,
+        status: Some(if succeeded { 200 } else { 503 }),
+        error: (!succeeded).then(|| "HTTP 503".into()),
+        response: Some("ok".into()),
+        succeeded,
+    }
+}
+
+/// Run the job contract against stores made by `open` in a fresh place; `open` gives the
+/// job store and the timer store of one backend (closing the latter closes both).
+pub(crate) async fn check_jobs<F, Fut>(open: F)
+where
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = (Arc<dyn JobStore>, Arc<dyn TimerStore>)>,
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (jobs, timers) = open(dir.path().to_path_buf()).await;
+
+    // Create: a new id, the definition as given, no history.
+    let put = jobs
+        .put_job(
+            definition("a", "b-job", "* * * * * *"),
+            false,
+            Some(5000),
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(put.created);
+    let first = put.job;
+    assert_eq!(
+        (
+            first.name.as_str(),
+            first.next_ms,
+            first.created_ms,
+            first.runs
+        ),
+        ("b-job", Some(5000), 10, 0)
+    );
+    assert_eq!(
+        jobs.get_job("a", "b-job").await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(jobs.get_job("a", "nope").await.unwrap(), None);
+    assert_eq!(
+        jobs.get_job("other", "b-job").await.unwrap(),
+        None,
+        "per app"
+    );
+    jobs.put_job(definition("a", "a-job", "0 * * * *"), false, None, 11)
+        .await
+        .unwrap();
+    jobs.put_job(definition("a.", "a-job", "0 * * * *"), false, None, 11)
+        .await
+        .unwrap();
+    jobs.put_job(definition("b", "z", "0 * * * *"), false, None, 11)
+        .await
+        .unwrap();
+    let names: Vec<String> = jobs
+        .list_jobs("a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.name)
+        .collect();
+    assert_eq!(names, ["a-job", "b-job"], "one app's jobs, in name order");
+    assert!(jobs.list_jobs("none").await.unwrap().is_empty());
+
+    // Changes: runs start, are skipped and finish; the id must match.
+    let started = jobs
+        .update_job(
+            "a",
+            "b-job",
+            first.id,
+            JobChange::Start {
+                next_ms: Some(6000),
+            },
+            5001,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (started.runs, started.running, started.next_ms),
+        (1, 1, Some(6000))
+    );
+    let skipped = jobs
+        .update_job(
+            "a",
+            "b-job",
+            first.id,
+            JobChange::Skip {
+                next_ms: Some(7000),
+            },
+            6001,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((skipped.skipped, skipped.last_skipped_ms), (1, Some(6001)));
+    assert_eq!(
+        jobs.update_job("a", "b-job", first.id + 1000, JobChange::Pause, 1)
+            .await
+            .unwrap(),
+        None,
+        "another job's id"
+    );
+    assert_eq!(
+        jobs.update_job("a", "nope", first.id, JobChange::Pause, 1)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Update: the definition changes, the history stays.
+    let mut changed = definition("a", "b-job", "*/5 * * * * *");
+    changed.overlap = Overlap::Allow;
+    let put = jobs.put_job(changed, true, None, 20).await.unwrap();
+    assert!(!put.created);
+    assert_eq!((put.job.paused, put.job.next_ms), (true, None));
+    assert_eq!(
+        (put.job.id, put.job.runs, put.job.skipped, put.job.running),
+        (first.id, 1, 1, 1)
+    );
+    assert_eq!(
+        (
+            put.job.schedule.as_str(),
+            put.job.overlap,
+            put.job.updated_ms
+        ),
+        ("*/5 * * * * *", Overlap::Allow, 20)
+    );
+
+    // Durability, and recovery of a run cut off by the stop.
+    timers.close().await.unwrap();
+    assert!(matches!(
+        jobs.get_job("a", "b-job").await,
+        Err(StoreError::Closed)
+    ));
+    let (jobs, timers) = open(dir.path().to_path_buf()).await;
+    let recovered = jobs.recover_jobs().await.unwrap();
+    assert_eq!(recovered.len(), 4);
+    let cut = recovered
+        .iter()
+        .find(|r| r.job.app == "a" && r.job.name == "b-job")
+        .unwrap();
+    assert_eq!((cut.interrupted, cut.job.running), (1, 0));
+    assert!(recovered
+        .iter()
+        .filter(|r| r.job.name != "b-job")
+        .all(|r| r.interrupted == 0));
+    assert_eq!(
+        jobs.get_job("a", "b-job").await.unwrap().unwrap().running,
+        0,
+        "recovery is stored"
+    );
+    let finished = jobs
+        .update_job(
+            "a",
+            "b-job",
+            first.id,
+            JobChange::Finish(job_run(1, false)),
+            8000,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (finished.failed, finished.last_run),
+        (1, Some(job_run(1, false)))
+    );
+
+    // Delete; a job created again under the name is another job.
+    let deleted = jobs.delete_job("a", "b-job").await.unwrap().unwrap();
+    assert_eq!(deleted.id, first.id);
+    assert_eq!(jobs.delete_job("a", "b-job").await.unwrap(), None);
+    let again = jobs
+        .put_job(definition("a", "b-job", "* * * * *"), false, None, 30)
+        .await
+        .unwrap();
+    assert!(again.created);
+    assert!(again.job.id > first.id);
+    assert_eq!(again.job.runs, 0);
+    assert_eq!(
+        jobs.update_job(
+            "a",
+            "b-job",
+            first.id,
+            JobChange::Finish(job_run(2, true)),
+            9000
+        )
+        .await
+        .unwrap(),
+        None,
+        "a run of the deleted job is not recorded on the new one"
+    );
+    timers.close().await.unwrap();
+}

@@ -1,4 +1,5 @@
-//! The embedded timer store: one redb file, `timers.redb`, in the data directory.
+//! The embedded store: one redb file, `timers.redb`, in the data directory, holding the
+//! timers and (tables in [`super::redb_jobs`]) the cron jobs.
 //!
 //! Why redb: it is pure Rust (no C toolchain, one static binary), crash-safe by design
 //! (copy-on-write B-trees, checksummed commits, fsync on commit), ACID with MVCC so reads
@@ -16,7 +17,11 @@
 //! | `finished` | (finished ms, id) → () | what [`purge`](TimerStore::purge) removes, oldest first |
 //! | `by_app` | (app, id) → () | listing an app's timers in id order |
 //! | `idempotency` | (app, key) → id | creates with an idempotency key |
-//! | `meta` | name → u64 | `format` (1) and `next_id` |
+//! | `meta` | name → u64 | `format` (1), `next_id` and `next_job_id` |
+//! | `jobs` | (app, name) → JSON [`Job`](super::Job) | cron jobs ([`super::redb_jobs`]) |
+//!
+//! The `jobs` table came after the first release of this layout: a file without it gets
+//! it at the next open, and an older pushhub ignores it, so the format stays 1.
 //!
 //! Writes go through one writer thread that commits whatever requests are queued in one
 //! transaction ([`super::writer`]), so concurrent creates share an fsync.
@@ -109,7 +114,7 @@ impl RedbStore {
     }
 
     /// Run a read on a blocking thread, so a cache miss never stalls the runtime.
-    async fn read<T: Send + 'static>(
+    pub(super) async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -120,7 +125,7 @@ impl RedbStore {
     }
 
     /// Queue a write and wait for its answer.
-    async fn write<T>(
+    pub(super) async fn write<T>(
         &self,
         op: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op,
     ) -> Result<T, StoreError> {
@@ -175,7 +180,8 @@ pub(super) struct Tables<'t> {
     finished: Table<'t, (u64, u64), ()>,
     by_app: Table<'t, (&'static str, u64), ()>,
     idempotency: Table<'t, (&'static str, &'static str), u64>,
-    meta: Table<'t, &'static str, u64>,
+    pub(super) meta: Table<'t, &'static str, u64>,
+    pub(super) jobs: Table<'t, (&'static str, &'static str), &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -188,6 +194,7 @@ impl<'t> Tables<'t> {
             by_app: txn.open_table(BY_APP)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
             meta: txn.open_table(META)?,
+            jobs: txn.open_table(super::redb_jobs::JOBS)?,
         })
     }
 

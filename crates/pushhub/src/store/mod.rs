@@ -9,8 +9,12 @@
 //! or back to `pending` with a later due time (a retry). `cancelled` is reachable from
 //! `pending` and `running`. Finished timers (succeeded, failed, cancelled) are kept until
 //! [`TimerStore::purge`] removes them.
+//!
+//! Cron jobs live in the same store behind a sibling contract, [`JobStore`] ([`jobs`]).
 
 mod embedded;
+pub mod jobs;
+mod redb_jobs;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +24,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use embedded::RedbStore;
+pub use jobs::{
+    Job, JobChange, JobDefinition, JobId, JobRun, JobStore, Overlap, PutJob, RecoveredJob, Trigger,
+};
 
 /// A timer's id: unique in its store, increasing in creation order, never reused.
 pub type TimerId = u64;
@@ -245,6 +252,18 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// A stored cron job does not decode.
+    #[error(
+        "cron job {name:?} of app {app:?} is stored in a form this version cannot read: {reason}"
+    )]
+    CorruptJob {
+        /// Its app.
+        app: String,
+        /// Its name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// The store was closed (the server is shutting down).
     #[error("the timer store is closed")]
     Closed,
@@ -311,10 +330,24 @@ pub trait TimerStore: Send + Sync {
     async fn close(&self) -> Result<(), StoreError>;
 }
 
+/// The stores a server runs with: timers and cron jobs, two views of one backend.
+/// Closing the timer store ([`TimerStore::close`]) closes both.
+#[derive(Clone)]
+pub struct Stores {
+    /// Timers.
+    pub timers: Arc<dyn TimerStore>,
+    /// Cron jobs.
+    pub jobs: Arc<dyn JobStore>,
+}
+
 /// Open the store configured for this server: the embedded one in `data_dir` (created if
 /// missing). Blocks while the file is opened and, after a crash, repaired.
-pub fn open(data_dir: &Path) -> Result<Arc<dyn TimerStore>, StoreError> {
-    Ok(Arc::new(RedbStore::open(data_dir)?))
+pub fn open(data_dir: &Path) -> Result<Stores, StoreError> {
+    let store = Arc::new(RedbStore::open(data_dir)?);
+    Ok(Stores {
+        timers: store.clone(),
+        jobs: store,
+    })
 }
 
 #[cfg(test)]

@@ -19,7 +19,10 @@ use redb::Database;
 use tokio::sync::oneshot;
 
 use super::embedded::{backend, Tables};
-use super::{Attempt, Cancel, Created, NewTimer, Next, StoreError, TimerId, TimerState};
+use super::{
+    Attempt, Cancel, Created, Job, JobChange, JobDefinition, JobId, NewTimer, Next, PutJob,
+    RecoveredJob, StoreError, TimerId, TimerState,
+};
 use crate::sync::lock;
 
 /// Most writes in one transaction: bounds how long one commit keeps the others waiting.
@@ -49,6 +52,27 @@ pub(super) enum Op {
         limit: usize,
         reply: Reply<usize>,
     },
+    PutJob {
+        definition: JobDefinition,
+        paused: bool,
+        next_ms: Option<u64>,
+        now_ms: u64,
+        reply: Reply<PutJob>,
+    },
+    UpdateJob {
+        app: String,
+        name: String,
+        id: JobId,
+        change: JobChange,
+        now_ms: u64,
+        reply: Reply<Option<Job>>,
+    },
+    DeleteJob {
+        app: String,
+        name: String,
+        reply: Reply<Option<Job>>,
+    },
+    RecoverJobs(Reply<Vec<RecoveredJob>>),
 }
 
 impl Op {
@@ -64,6 +88,10 @@ impl Op {
             Op::Cancel { reply, .. } => error(reply, message),
             Op::Recover(reply) => error(reply, message),
             Op::Purge { reply, .. } => error(reply, message),
+            Op::PutJob { reply, .. } => error(reply, message),
+            Op::UpdateJob { reply, .. } => error(reply, message),
+            Op::DeleteJob { reply, .. } => error(reply, message),
+            Op::RecoverJobs(reply) => error(reply, message),
         }
     }
 }
@@ -199,6 +227,33 @@ fn apply_all(
                 limit,
                 reply,
             } => defer(answers, reply, tables.purge(before_ms, limit)),
+            Op::PutJob {
+                definition,
+                paused,
+                next_ms,
+                now_ms,
+                reply,
+            } => defer(
+                answers,
+                reply,
+                tables.put_job(definition, paused, next_ms, now_ms),
+            ),
+            Op::UpdateJob {
+                app,
+                name,
+                id,
+                change,
+                now_ms,
+                reply,
+            } => defer(
+                answers,
+                reply,
+                tables.update_job(&app, &name, id, change, now_ms),
+            ),
+            Op::DeleteJob { app, name, reply } => {
+                defer(answers, reply, tables.delete_job(&app, &name))
+            }
+            Op::RecoverJobs(reply) => defer(answers, reply, tables.recover_jobs()),
         };
         if failure.is_some() {
             return failure;

@@ -6,6 +6,7 @@ mod bad_input;
 // The JavaScript SDK and demo page (clients/js): node --test, headless Chromium.
 mod browser;
 mod config_cli;
+mod cron;
 mod demo;
 mod events;
 mod example_backend;
