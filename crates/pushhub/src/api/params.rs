@@ -300,8 +300,8 @@ mod tests {
         assert_eq!(parsed("[x]=1&=2"), json!({}));
     }
 
-    /// Found by fuzzing: appending after the largest index overflowed (a panic in debug
-    /// builds, a wrapped `0` key in release).
+    /// Found with the params fuzz target: appending after the largest index overflowed (a
+    /// panic in debug builds, a wrapped `0` key in release).
     #[test]
     fn appending_after_the_largest_index_drops_the_value() {
         assert_eq!(

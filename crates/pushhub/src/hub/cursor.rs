@@ -15,8 +15,11 @@ use std::sync::Arc;
 
 use crate::engine::StreamPosition;
 
-/// Longest cursor accepted, in bytes; a cursor names a connection's few channels.
-pub const MAX_CURSOR_BYTES: usize = 8192;
+/// Longest cursor accepted, in bytes: room for every channel a connection can have (its
+/// user, `all`, [`MAX_GROUP_DEPTH`](super::names::MAX_GROUP_DEPTH) groups of its id and
+/// [`MAX_EXTRA_GROUPS`](super::MAX_EXTRA_GROUPS) granted ones) at their longest, so a
+/// cursor the server hands out is always one it takes back (a test checks).
+pub const MAX_CURSOR_BYTES: usize = 16 * 1024;
 
 /// Positions by channel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,6 +92,31 @@ impl fmt::Display for Cursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_cursor_a_connection_can_have_is_accepted() {
+        use crate::hub::{channel, names, MAX_EXTRA_GROUPS};
+        let app = "a".repeat(names::MAX_APP_BYTES);
+        let level = "u".repeat(names::MAX_USER_BYTES / (names::MAX_GROUP_DEPTH + 1) - 1);
+        let user = vec![level.as_str(); names::MAX_GROUP_DEPTH + 1].join("/");
+        assert!(names::check_user(&user).is_ok(), "{}", user.len());
+        let mut channels = channel::channels_for(&app, &user);
+        for n in 0..MAX_EXTRA_GROUPS {
+            let group = format!("{n}{}", "g".repeat(names::MAX_USER_BYTES - 3));
+            channels.push(channel::group(&app, &group));
+        }
+        let mut cursor = Cursor::default();
+        for ch in channels {
+            let position = StreamPosition {
+                epoch: "z".repeat(16).into(),
+                offset: u64::MAX,
+            };
+            cursor.set(ch, position);
+        }
+        let text = cursor.to_string();
+        assert!(text.len() <= MAX_CURSOR_BYTES, "{} bytes", text.len());
+        assert_eq!(Cursor::parse(&text).unwrap(), cursor);
+    }
     use proptest::prelude::*;
 
     #[test]

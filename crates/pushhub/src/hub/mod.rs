@@ -195,6 +195,11 @@ impl Hub {
         greet: impl FnOnce(&ConnInfo),
     ) -> Result<Session, HubError> {
         names::check_user(&request.user)?;
+        if request.groups.len() > MAX_EXTRA_GROUPS {
+            return Err(HubError::InvalidUser(format!(
+                "a credential may grant at most {MAX_EXTRA_GROUPS} groups"
+            )));
+        }
         let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let app = request.app;
         self.inner
@@ -697,6 +702,10 @@ impl Session {
         }
     }
 }
+
+/// Most groups a credential (a token's `groups`, an auth webhook's answer) may grant
+/// beyond those of the user id: each is a channel the connection's cursor names.
+pub const MAX_EXTRA_GROUPS: usize = 16;
 
 /// The name of connection `id`, as clients and backends see it.
 pub fn conn_name(id: ConnId) -> String {

@@ -23,6 +23,10 @@ pub fn check_app(app: &str) -> Result<(), HubError> {
     }
 }
 
+/// Most group levels (`/`) a user id may have: each is a channel of its own, and a
+/// connection's cursor names every channel, so ids may not make it grow without end.
+pub const MAX_GROUP_DEPTH: usize = 16;
+
 /// Longest room name accepted, in bytes.
 pub const MAX_ROOM_BYTES: usize = 128;
 
@@ -66,6 +70,8 @@ pub fn check_user(user: &str) -> Result<(), HubError> {
         Some("contains ',' or '*', which are target syntax")
     } else if user.ends_with('/') {
         Some("ends with '/'")
+    } else if user.matches('/').count() > MAX_GROUP_DEPTH {
+        Some("has more than 16 group levels ('/')")
     } else {
         None
     };

@@ -48,69 +48,71 @@ impl FrameReader {
     /// Take the next frame off the front of `buf`. Messages larger than `max_message`
     /// bytes (fragments counted together) are refused before their payload is buffered.
     pub fn next(&mut self, buf: &mut BytesMut, max_message: usize) -> Result<Step, Disconnect> {
-        let mut cursor = Cursor::new(&buf[..]);
-        let (header, length) = match FrameHeader::parse(&mut cursor) {
-            Ok(Some(parsed)) => parsed,
-            Ok(None) => return Ok(Step::NeedMore((buf.len() + 1).min(MAX_HEADER))),
-            Err(_) => return Err(Disconnect::PROTOCOL_ERROR),
-        };
-        let header_len = cursor.position() as usize;
-        if header.rsv1 || header.rsv2 || header.rsv3 {
-            return Err(Disconnect::PROTOCOL_ERROR.with_reason("reserved bits set"));
-        }
-        let Some(mask) = header.mask else {
-            return Err(Disconnect::PROTOCOL_ERROR.with_reason("client frames must be masked"));
-        };
-        let is_control = matches!(header.opcode, OpCode::Control(_));
-        if is_control && (!header.is_final || length > 125) {
-            return Err(Disconnect::PROTOCOL_ERROR.with_reason("invalid control frame"));
-        }
-        let so_far = self.fragments.as_ref().map_or(0, |f| f.len() as u64);
-        if !is_control && length.saturating_add(so_far) > max_message as u64 {
-            return Err(Disconnect::TOO_BIG
-                .with_reason(format!("message too big: limit is {max_message} bytes")));
-        }
-        let total = header_len + length as usize;
-        if buf.len() < total {
-            return Ok(Step::NeedMore(total));
-        }
-        let mut payload = buf.split_to(total);
-        payload.advance(header_len);
-        apply_mask(&mut payload, mask);
-        let inbound = match header.opcode {
-            OpCode::Data(Data::Text) => {
-                if self.fragments.is_some() {
-                    return Err(Disconnect::PROTOCOL_ERROR
-                        .with_reason("new message before the previous one ended"));
-                }
-                if !header.is_final {
-                    self.fragments = Some(payload);
-                    return self.next(buf, max_message);
-                }
-                text(payload)?
+        // A loop, not recursion per fragment: one read can hold thousands of fragments.
+        loop {
+            let mut cursor = Cursor::new(&buf[..]);
+            let (header, length) = match FrameHeader::parse(&mut cursor) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => return Ok(Step::NeedMore((buf.len() + 1).min(MAX_HEADER))),
+                Err(_) => return Err(Disconnect::PROTOCOL_ERROR),
+            };
+            let header_len = cursor.position() as usize;
+            if header.rsv1 || header.rsv2 || header.rsv3 {
+                return Err(Disconnect::PROTOCOL_ERROR.with_reason("reserved bits set"));
             }
-            OpCode::Data(Data::Continue) => {
-                let Some(mut fragments) = self.fragments.take() else {
-                    return Err(
-                        Disconnect::PROTOCOL_ERROR.with_reason("continuation without a message")
-                    );
-                };
-                fragments.extend_from_slice(&payload);
-                if !header.is_final {
-                    self.fragments = Some(fragments);
-                    return self.next(buf, max_message);
+            let Some(mask) = header.mask else {
+                return Err(Disconnect::PROTOCOL_ERROR.with_reason("client frames must be masked"));
+            };
+            let is_control = matches!(header.opcode, OpCode::Control(_));
+            if is_control && (!header.is_final || length > 125) {
+                return Err(Disconnect::PROTOCOL_ERROR.with_reason("invalid control frame"));
+            }
+            let so_far = self.fragments.as_ref().map_or(0, |f| f.len() as u64);
+            if !is_control && length.saturating_add(so_far) > max_message as u64 {
+                return Err(Disconnect::TOO_BIG
+                    .with_reason(format!("message too big: limit is {max_message} bytes")));
+            }
+            let total = header_len + length as usize;
+            if buf.len() < total {
+                return Ok(Step::NeedMore(total));
+            }
+            let mut payload = buf.split_to(total);
+            payload.advance(header_len);
+            apply_mask(&mut payload, mask);
+            let inbound = match header.opcode {
+                OpCode::Data(Data::Text) => {
+                    if self.fragments.is_some() {
+                        return Err(Disconnect::PROTOCOL_ERROR
+                            .with_reason("new message before the previous one ended"));
+                    }
+                    if !header.is_final {
+                        self.fragments = Some(payload);
+                        continue;
+                    }
+                    text(payload)?
                 }
-                text(fragments)?
-            }
-            OpCode::Data(Data::Binary) => return Err(Disconnect::BINARY_NOT_SUPPORTED),
-            OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
-                return Err(Disconnect::PROTOCOL_ERROR.with_reason("reserved opcode"))
-            }
-            OpCode::Control(Control::Ping) => Inbound::Ping(payload.freeze()),
-            OpCode::Control(Control::Pong) => Inbound::Pong,
-            OpCode::Control(Control::Close) => close_code(&payload)?,
-        };
-        Ok(Step::Frame(inbound))
+                OpCode::Data(Data::Continue) => {
+                    let Some(mut fragments) = self.fragments.take() else {
+                        return Err(Disconnect::PROTOCOL_ERROR
+                            .with_reason("continuation without a message"));
+                    };
+                    fragments.extend_from_slice(&payload);
+                    if !header.is_final {
+                        self.fragments = Some(fragments);
+                        continue;
+                    }
+                    text(fragments)?
+                }
+                OpCode::Data(Data::Binary) => return Err(Disconnect::BINARY_NOT_SUPPORTED),
+                OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
+                    return Err(Disconnect::PROTOCOL_ERROR.with_reason("reserved opcode"))
+                }
+                OpCode::Control(Control::Ping) => Inbound::Ping(payload.freeze()),
+                OpCode::Control(Control::Pong) => Inbound::Pong,
+                OpCode::Control(Control::Close) => close_code(&payload)?,
+            };
+            return Ok(Step::Frame(inbound));
+        }
     }
 
     /// True while a fragmented message is being assembled.
@@ -266,6 +268,25 @@ mod tests {
             parse_all(&bytes, 1000).unwrap(),
             [Inbound::Ping(Bytes::new()), Inbound::Text("abcdef".into())]
         );
+    }
+
+    /// Found with the ws_codec fuzz target (fuzz/seeds/ws_codec/regress_fragment_recursion):
+    /// each fragment used to recurse, so a read holding thousands of empty fragments
+    /// overflowed the stack of the task (2 MiB) and aborted the server.
+    #[test]
+    fn thousands_of_fragments_in_one_read_use_constant_stack() {
+        let mut bytes = client_frame(0x01, b"ab");
+        for _ in 0..100_000 {
+            bytes.extend(client_frame(0x00, b""));
+        }
+        bytes.extend(client_frame(0x80, b"c"));
+        let parsed = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || parse_all(&bytes, 1000))
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(parsed.unwrap(), [Inbound::Text("abc".into())]);
     }
 
     #[test]
