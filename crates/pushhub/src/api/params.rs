@@ -116,10 +116,16 @@ fn split_key(key: &str) -> (&str, Vec<&str>) {
 }
 
 /// The key `[]` appends at; `None` past the largest index, where PHP drops the value.
+/// `key` as an index, when PHP would take it as one: the canonical decimal form only
+/// (`5`, not `+5` or `05`), as PHP turns only such string keys into integers.
+fn php_index(key: &str) -> Option<u64> {
+    key.parse::<u64>().ok().filter(|n| n.to_string() == key)
+}
+
 fn next_index(entries: &[(String, Node)]) -> Option<String> {
     entries
         .iter()
-        .filter_map(|(k, _)| k.parse::<u64>().ok())
+        .filter_map(|(k, _)| php_index(k))
         .max()
         .map_or(Some(0), |m| m.checked_add(1))
         .map(|i| i.to_string())
@@ -302,6 +308,14 @@ mod tests {
 
     /// Found with the params fuzz target: appending after the largest index overflowed (a
     /// panic in debug builds, a wrapped `0` key in release).
+    #[test]
+    fn only_canonical_numbers_are_indexes_as_in_php() {
+        assert_eq!(
+            parsed("a[%2B5]=x&a[]=y&b[05]=x&b[]=y&c[5]=x&c[]=y"),
+            json!({"a": {"+5": "x", "0": "y"}, "b": {"05": "x", "0": "y"}, "c": {"5": "x", "6": "y"}})
+        );
+    }
+
     #[test]
     fn appending_after_the_largest_index_drops_the_value() {
         assert_eq!(

@@ -133,7 +133,7 @@ pub fn mint(
         .unwrap_or(0);
     let claims = Claims {
         sub: user.to_owned(),
-        exp: now + ttl_secs,
+        exp: now.saturating_add(ttl_secs),
         app: Some(app.to_owned()),
         groups: groups.to_vec(),
         rooms: Vec::new(),

@@ -70,6 +70,8 @@ pub fn check_user(user: &str) -> Result<(), HubError> {
         Some("contains ',' or '*', which are target syntax")
     } else if user.ends_with('/') {
         Some("ends with '/'")
+    } else if user.contains("//") {
+        Some("has an empty group level ('//')")
     } else if user.matches('/').count() > MAX_GROUP_DEPTH {
         Some("has more than 16 group levels ('/')")
     } else {
@@ -102,7 +104,18 @@ mod tests {
         for good in ["100", "group1/1", "a/b/c", "张三", "a:b"] {
             assert!(check_user(good).is_ok(), "{good}");
         }
-        for bad in ["", "a,b", "*", "g/*", "a\nb", "a/", &"x".repeat(257)] {
+        let deep = vec!["a"; MAX_GROUP_DEPTH + 2].join("/");
+        for bad in [
+            "",
+            "a,b",
+            "*",
+            "g/*",
+            "a\nb",
+            "a/",
+            "a//b",
+            &"x".repeat(257),
+            &deep,
+        ] {
             assert!(check_user(bad).is_err(), "{bad}");
         }
     }
