@@ -13,7 +13,8 @@
 //! they guard its timers.
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -81,6 +82,26 @@ fn path_name(name: Result<Path<String>, PathRejection>) -> Result<String, ApiErr
     let Path(name) = name.map_err(|e| ApiError::bad_request("invalid_job_name", e.body_text()))?;
     check_name(&name)?;
     Ok(name)
+}
+
+/// The job a request names: `{name}` in the path, of the app the request acts for (the
+/// `app` query parameter, else its API key's app, else the server's only app). Every
+/// per-job endpoint starts with this.
+pub struct JobRef {
+    /// The app.
+    pub app: String,
+    /// The job's name, checked.
+    pub name: String,
+}
+
+impl FromRequestParts<ApiState> for JobRef {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let name = path_name(Path::<String>::from_request_parts(parts, state).await)?;
+        let app = request_app(state, query_app(&parts.uri), &parts.headers)?;
+        Ok(Self { app, name })
+    }
 }
 
 /// The `app` query parameter, if any.
@@ -251,12 +272,8 @@ pub async fn list(
 /// `GET /v1/cron/{name}?app=`.
 pub async fn get(
     State(state): State<ApiState>,
-    name: Result<Path<String>, PathRejection>,
-    uri: Uri,
-    headers: HeaderMap,
+    JobRef { app, name }: JobRef,
 ) -> Result<Json<Value>, ApiError> {
-    let name = path_name(name)?;
-    let app = request_app(&state, query_app(&uri), &headers)?;
     let job = state.timers.get_job(&app, &name).await?;
     Ok(Json(view(&job, true)))
 }
@@ -264,12 +281,8 @@ pub async fn get(
 /// `POST /v1/cron/{name}/pause?app=`: no scheduled runs until resumed.
 pub async fn pause(
     State(state): State<ApiState>,
-    name: Result<Path<String>, PathRejection>,
-    uri: Uri,
-    headers: HeaderMap,
+    JobRef { app, name }: JobRef,
 ) -> Result<Json<Value>, ApiError> {
-    let name = path_name(name)?;
-    let app = request_app(&state, query_app(&uri), &headers)?;
     let job = state.timers.pause_job(&app, &name).await?;
     Ok(Json(view(&job, true)))
 }
@@ -277,12 +290,8 @@ pub async fn pause(
 /// `POST /v1/cron/{name}/resume?app=`: scheduled runs again, from the next fire time.
 pub async fn resume(
     State(state): State<ApiState>,
-    name: Result<Path<String>, PathRejection>,
-    uri: Uri,
-    headers: HeaderMap,
+    JobRef { app, name }: JobRef,
 ) -> Result<Json<Value>, ApiError> {
-    let name = path_name(name)?;
-    let app = request_app(&state, query_app(&uri), &headers)?;
     let job = state.timers.resume_job(&app, &name).await?;
     Ok(Json(view(&job, true)))
 }
@@ -291,12 +300,8 @@ pub async fn resume(
 /// overlap policy is `skip` (409 `job_running`).
 pub async fn run(
     State(state): State<ApiState>,
-    name: Result<Path<String>, PathRejection>,
-    uri: Uri,
-    headers: HeaderMap,
+    JobRef { app, name }: JobRef,
 ) -> Result<Response, ApiError> {
-    let name = path_name(name)?;
-    let app = request_app(&state, query_app(&uri), &headers)?;
     let job = state.timers.run_job(&app, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(view(&job, true))).into_response())
 }
@@ -304,12 +309,8 @@ pub async fn run(
 /// `DELETE /v1/cron/{name}?app=`: answers the job as it was.
 pub async fn delete(
     State(state): State<ApiState>,
-    name: Result<Path<String>, PathRejection>,
-    uri: Uri,
-    headers: HeaderMap,
+    JobRef { app, name }: JobRef,
 ) -> Result<Json<Value>, ApiError> {
-    let name = path_name(name)?;
-    let app = request_app(&state, query_app(&uri), &headers)?;
     let job = state.timers.delete_job(&app, &name).await?;
     Ok(Json(view(&job, true)))
 }
