@@ -142,7 +142,9 @@ pub async fn run<S, W, H>(
         tracing::debug!(code = reason.code, %reason, "closing connection");
     }
     handler.on_close(&reason).await;
-    conn.close(&reason).await;
+    // On the heap, and only once the connection ends: every live connection's task would
+    // otherwise carry room for its goodbye (see `Conn::close`).
+    Box::pin(conn.close(&reason)).await;
 }
 
 struct Conn<'s, S, W> {

@@ -25,6 +25,8 @@ impl Framer for WsFramer {
     }
 }
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::Request;
@@ -97,28 +99,62 @@ where
         let WsContext {
             settings, stats, ..
         } = ctx;
-        // The socket the listener gave hyper, back in our hands: plain TCP (the common
-        // case, tried first) or TLS. Each is its own instance of the connection task, so
-        // neither pays for the other: no boxing, no dispatch per write.
-        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                let stream = parts.io.into_inner();
-                return connection::run(stream, parts.read_buf, handler, link, settings, stats)
-                    .await;
-            }
-            Err(upgraded) => upgraded,
-        };
-        match upgraded.downcast::<TokioIo<TlsStream>>() {
-            Ok(parts) => {
-                let stream = parts.io.into_inner();
-                connection::run(stream, parts.read_buf, handler, link, settings, stats).await
-            }
-            Err(upgraded) => {
-                tracing::debug!("upgraded stream is neither TCP nor TLS; writing through hyper");
-                let stream = TokioIo::new(upgraded);
-                connection::run(stream, Bytes::new(), handler, link, settings, stats).await
-            }
-        }
+        connection_task(upgraded, handler, link, settings, stats).await;
     });
     response
+}
+
+/// The connection task for the socket the listener gave hyper, back in our hands: plain
+/// TCP (the common case, tried first), TLS, or whatever else hyper holds.
+///
+/// Boxed, and the handler too, because a task's future is as large as the largest state
+/// of everything it awaits, for its whole life: awaited inline, each kind of stream, and
+/// the handler once per layer it is passed through, would cost every idle connection
+/// several kilobytes.
+fn connection_task<H>(
+    upgraded: hyper::upgrade::Upgraded,
+    handler: H,
+    link: Link,
+    settings: connection::WsSettings,
+    stats: Arc<Stats>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
+where
+    H: ClientHandler + 'static,
+{
+    let handler = Box::new(handler);
+    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            return Box::pin(connection::run(
+                parts.io.into_inner(),
+                parts.read_buf,
+                handler,
+                link,
+                settings,
+                stats,
+            ));
+        }
+        Err(upgraded) => upgraded,
+    };
+    match upgraded.downcast::<TokioIo<TlsStream>>() {
+        Ok(parts) => Box::pin(connection::run(
+            parts.io.into_inner(),
+            parts.read_buf,
+            handler,
+            link,
+            settings,
+            stats,
+        )),
+        Err(upgraded) => {
+            tracing::debug!("upgraded stream is neither TCP nor TLS; writing through hyper");
+            let stream = TokioIo::new(upgraded);
+            Box::pin(connection::run(
+                stream,
+                Bytes::new(),
+                handler,
+                link,
+                settings,
+                stats,
+            ))
+        }
+    }
 }
