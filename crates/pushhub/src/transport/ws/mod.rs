@@ -87,33 +87,53 @@ where
     };
     let link = Link::new(outbox.clone(), &WS_FRAMER).with_request_headers(request.headers());
     let on_upgrade = hyper::upgrade::on(&mut request);
-    ctx.tracker.clone().spawn(async move {
-        let _registration = registration;
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(error) => {
-                tracing::debug!(%error, "websocket upgrade failed");
-                return;
-            }
-        };
-        let WsContext {
-            settings, stats, ..
-        } = ctx;
-        connection_task(upgraded, handler, link, settings, stats).await;
-    });
+    let task = after_upgrade(
+        on_upgrade,
+        registration,
+        Box::new(handler),
+        link,
+        ctx.clone(),
+    );
+    ctx.tracker.spawn(task);
     response
 }
 
-/// The connection task for the socket the listener gave hyper, back in our hands: plain
-/// TCP (the common case, tried first), TLS, or whatever else hyper holds.
+/// A WebSocket connection's task: wait for hyper to hand the socket over, then serve it.
 ///
-/// Boxed, and the handler too, because a task's future is as large as the largest state
-/// of everything it awaits, for its whole life: awaited inline, each kind of stream, and
-/// the handler once per layer it is passed through, would cost every idle connection
-/// several kilobytes.
+/// Everything here and in [`connection_task`] keeps this future small, because a task's
+/// future is as large as the largest state of everything it awaits, for its whole life: the
+/// handler comes boxed, and the connection itself runs in a box of its own size (see
+/// there). Its size is checked by a test.
+async fn after_upgrade<H>(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    registration: Registration,
+    handler: Box<H>,
+    link: Link,
+    ctx: WsContext,
+) where
+    H: ClientHandler + 'static,
+{
+    let _registration = registration;
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(error) => {
+            tracing::debug!(%error, "websocket upgrade failed");
+            return;
+        }
+    };
+    let WsContext {
+        settings, stats, ..
+    } = ctx;
+    connection_task(upgraded, handler, link, settings, stats).await;
+}
+
+/// The connection task for the socket the listener gave hyper, back in our hands: plain
+/// TCP (the common case, tried first), TLS, or whatever else hyper holds. Each kind is
+/// its own instance of the connection (no dispatch per write), and each is boxed, so a
+/// plain connection does not carry room for a TLS session's state.
 fn connection_task<H>(
     upgraded: hyper::upgrade::Upgraded,
-    handler: H,
+    handler: Box<H>,
     link: Link,
     settings: connection::WsSettings,
     stats: Arc<Stats>,
@@ -121,7 +141,6 @@ fn connection_task<H>(
 where
     H: ClientHandler + 'static,
 {
-    let handler = Box::new(handler);
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             return Box::pin(connection::run(
@@ -156,5 +175,80 @@ where
                 stats,
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::disconnect::Disconnect;
+    use crate::hub::OutboxLimits;
+    use crate::transport::{Liveness, Refuse};
+
+    /// Bytes of task state a connection may carry: the memory target is 8 KiB per idle
+    /// connection in all (docs/benchmarks.md), and the task once grew to 5 KiB unnoticed.
+    const MAX_TASK_BYTES: usize = 1024;
+    const MAX_CONNECTION_BYTES: usize = 2048;
+
+    fn handler() -> Box<Refuse> {
+        let liveness = Liveness {
+            heartbeat: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            max_message_bytes: 65536,
+            handshake_deadline: None,
+            max_frames_per_second: 0,
+            credential_expiry: None,
+        };
+        Box::new(Refuse {
+            reason: Disconnect::SHUTDOWN,
+            liveness,
+        })
+    }
+
+    fn link() -> Link {
+        let limits = OutboxLimits {
+            max_messages: 16,
+            max_bytes: 1 << 16,
+        };
+        Link::new(Arc::new(Outbox::new(limits)), &WS_FRAMER)
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_costs_little_task_state() {
+        let settings = connection::WsSettings {
+            write_timeout: Duration::from_secs(10),
+        };
+        let ctx = WsContext {
+            settings,
+            stats: Arc::default(),
+            connections: Connections::default(),
+            tracker: TaskTracker::new(),
+        };
+        let waiting = link();
+        let registration = ctx.connections.register_refused(waiting.outbox());
+        let mut request = Request::new(axum::body::Body::empty());
+        let on_upgrade = hyper::upgrade::on(&mut request);
+        let task = after_upgrade(on_upgrade, registration, handler(), waiting, ctx.clone());
+        let task_bytes = std::mem::size_of_val(&task);
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let connection = connection::run(
+            client,
+            Bytes::new(),
+            handler(),
+            link(),
+            settings,
+            ctx.stats.clone(),
+        );
+        let connection_bytes = std::mem::size_of_val(&connection);
+        assert!(
+            task_bytes <= MAX_TASK_BYTES && connection_bytes <= MAX_CONNECTION_BYTES,
+            "task future {task_bytes} bytes, connection future {connection_bytes} bytes"
+        );
     }
 }
