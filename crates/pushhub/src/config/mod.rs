@@ -667,10 +667,9 @@ impl Config {
             Ok(table) => table,
             Err(_) => return Err(ConfigErrors(locate::syntax_errors(&source, &text))),
         };
-        if let Err(error) = toml::from_str::<RawConfig>(&text) {
-            return Err(ConfigErrors(vec![locate::type_error(
-                &source, &text, &error,
-            )]));
+        let type_errors = locate::type_errors::<RawConfig>(&source, &text);
+        if !type_errors.is_empty() {
+            return Err(ConfigErrors(type_errors));
         }
         let from_env = env::apply(&mut table, vars).map_err(ConfigErrors)?;
         let mut raw = RawConfig::deserialize(table).map_err(|error| {
@@ -1783,6 +1782,32 @@ routes = { "live." = "http://127.0.0.1:9000/live", "live.admin." = "http://127.0
         assert!(errors[0].message.contains("auth"), "{errors:?}");
         let errors = load_text("lisen = \"x\"\n", &[]).unwrap_err().0;
         assert!(errors[0].message.contains("lisen"), "{errors:?}");
+    }
+
+    #[test]
+    fn every_type_and_unknown_key_error_is_reported_not_only_the_first() {
+        let text = "heartbeat = \"soon\"\nlisen = \"x\"\n\n[apps.wms]\nauth = \"none\"\nmax_frame_bytes = \"big\"\ncolour = \"blüe\"\n\n[apps.crm]\nauth = \"none\"\nidle_timeout = -5\n";
+        let errors = load_text(text, &[]).unwrap_err().0;
+        let lines: Vec<&str> = errors
+            .iter()
+            .map(|e| e.location.rsplit_once(".toml:").map_or("", |(_, at)| at))
+            .collect();
+        assert_eq!(lines, ["1:13", "2:1", "6:19", "7:1", "11:16"], "{errors:?}");
+        for (error, key) in errors.iter().zip([
+            "heartbeat",
+            "lisen",
+            "max_frame_bytes",
+            "colour",
+            "idle_timeout",
+        ]) {
+            assert!(error.message.contains(key), "{error:?} should name {key}");
+        }
+        let errors = load_text("[apps.wms]\nauth = 5\n", &[]).unwrap_err().0;
+        assert_eq!(
+            errors.len(),
+            1,
+            "a blanked key is not reported missing: {errors:?}"
+        );
     }
 
     #[test]

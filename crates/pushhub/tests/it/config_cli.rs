@@ -41,6 +41,32 @@ fn check_config_reports_every_error_with_its_line() {
 }
 
 #[test]
+fn check_config_reports_every_wrong_type_and_unknown_key_not_only_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("types.toml");
+    std::fs::write(
+        &path,
+        "heartbeat = \"soon\"\n\n[apps.wms]\nauth = \"none\"\nhistroy_size = 10\n\n[limits]\nmax_frame_bytes = true\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = pushhub(&["check-config", path.to_str().unwrap()]);
+    assert!(!ok);
+    let file = path.display().to_string();
+    for (at, key) in [
+        ("1:13", "heartbeat"),
+        ("5:1", "histroy_size"),
+        ("8:19", "max_frame_bytes"),
+    ] {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&format!("{file}:{at}")))
+            .unwrap_or_else(|| panic!("no error at {at}: {stderr}"));
+        assert!(line.contains(key), "{line}");
+    }
+    assert!(stderr.contains("3 error(s)"), "{stderr}");
+}
+
+#[test]
 fn check_config_accepts_the_shipped_example() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pushhub.example.toml");
     let (ok, stdout, stderr) = pushhub(&["check-config", example]);
