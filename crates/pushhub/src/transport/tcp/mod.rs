@@ -104,13 +104,18 @@ pub async fn serve<F, R, H>(
         control: ctx.control,
     };
     while let Some(socket) = next_socket(&listener, &shutdown).await {
-        // The handler first: admission counts the connections live before this one.
-        let handler = accept();
+        // The handler first: admission counts the connections live before this one. Boxed,
+        // so the task's future, which lives as long as the connection, does not hold it
+        // once per layer it is passed through.
+        let handler = Box::new(accept());
         let outbox = Arc::new(Outbox::new(ctx.outbox));
         let peer = socket.peer_addr().ok().map(|addr| addr.ip());
         let (registration, handler) = match ctx.connections.register(&outbox, peer) {
             Ok(registration) => (registration, handler),
-            Err(reason) => (ctx.connections.register_refused(&outbox), refuse(reason)),
+            Err(reason) => (
+                ctx.connections.register_refused(&outbox),
+                Box::new(refuse(reason)),
+            ),
         };
         let (shared, settings, stats) = (shared.clone(), ctx.settings, ctx.stats.clone());
         let Some(tls) = ctx.tls.clone() else {
