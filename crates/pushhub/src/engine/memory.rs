@@ -24,6 +24,13 @@ const STREAM_IDLE_WITHOUT_HISTORY: Duration = Duration::from_secs(300);
 /// How often expired history and idle streams are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// Whose turn it is to deliver on one channel: held by a publish from before it takes its
+/// offset until its local delivery is done, so deliveries follow offset order while the
+/// stream itself stays free for readers (a connecting client's recovery) and for other
+/// channels' publishes. An async lock: a publish waiting behind a large fan-out to the
+/// same channel parks its task, not a worker thread.
+type Turn = Arc<tokio::sync::Mutex<()>>;
+
 #[derive(Debug)]
 struct Stream {
     epoch: Arc<str>,
@@ -32,10 +39,15 @@ struct Stream {
     last_publish: Instant,
     keep_for: Duration,
     ttl: Duration,
+    turn: Turn,
 }
 
 impl Stream {
     fn new(now: Instant) -> Self {
+        Self::with_turn(now, Turn::default())
+    }
+
+    fn with_turn(now: Instant, turn: Turn) -> Self {
         Self {
             epoch: new_epoch(),
             offset: 0,
@@ -43,12 +55,19 @@ impl Stream {
             last_publish: now,
             keep_for: STREAM_IDLE_WITHOUT_HISTORY,
             ttl: Duration::ZERO,
+            turn,
         }
     }
 
     /// A stream idle past its keep time is forgotten, swept or not.
     fn expired(&self, now: Instant) -> bool {
         now.duration_since(self.last_publish) >= self.keep_for
+    }
+
+    /// Expired, and no publish is using or waiting for its turn: its entry may go (a
+    /// publish in flight keeps it, so one channel never has two turns).
+    fn forgettable(&self, now: Instant) -> bool {
+        self.expired(now) && Arc::strong_count(&self.turn) == 1
     }
 
     fn trim(&mut self, now: Instant) {
@@ -147,7 +166,7 @@ impl MemoryBroker {
         for shard in self.shards.iter() {
             lock(shard).retain(|_, stream| {
                 stream.trim(now);
-                !stream.expired(now)
+                !stream.forgettable(now)
             });
         }
     }
@@ -195,33 +214,48 @@ impl Broker for MemoryBroker {
         history: HistoryPolicy,
         deliver: DeliverLocal<'_>,
     ) -> Result<Arc<Publication>, EngineError> {
-        let now = Instant::now();
-        let mut streams = self.shard(channel);
-        let stream = streams
+        let turn = self
+            .shard(channel)
             .entry(channel.clone())
-            .or_insert_with(|| Stream::new(now));
-        if stream.expired(now) {
-            *stream = Stream::new(now);
-        }
-        stream.offset += 1;
-        let publication = Arc::new(Publication::new(
-            channel.clone(),
-            stream.position(),
-            message.clone(),
-        ));
-        stream.last_publish = now;
-        if history.is_off() {
-            stream.history.clear();
-            stream.keep_for = STREAM_IDLE_WITHOUT_HISTORY;
-        } else {
-            stream.ttl = history.ttl;
-            stream.keep_for = history.ttl;
-            stream.history.push_back((now, publication.clone()));
-            while stream.history.len() > history.size {
-                stream.history.pop_front();
+            .or_insert_with(|| Stream::new(Instant::now()))
+            .turn
+            .clone();
+        // Nothing below awaits: once it is this publish's turn, the offset, the history
+        // and the delivery happen together, even if the caller stops waiting.
+        let _turn = turn.lock().await;
+        let now = Instant::now();
+        let publication = {
+            let mut streams = self.shard(channel);
+            let stream = streams
+                .entry(channel.clone())
+                .or_insert_with(|| Stream::with_turn(now, turn.clone()));
+            if stream.expired(now) {
+                *stream = Stream::with_turn(now, turn.clone());
             }
-            stream.trim(now);
-        }
+            stream.offset += 1;
+            let publication = Arc::new(Publication::new(
+                channel.clone(),
+                stream.position(),
+                message.clone(),
+            ));
+            stream.last_publish = now;
+            if history.is_off() {
+                stream.history.clear();
+                stream.keep_for = STREAM_IDLE_WITHOUT_HISTORY;
+            } else {
+                stream.ttl = history.ttl;
+                stream.keep_for = history.ttl;
+                stream.history.push_back((now, publication.clone()));
+                while stream.history.len() > history.size {
+                    stream.history.pop_front();
+                }
+                stream.trim(now);
+            }
+            publication
+        };
+        // In the history (and at the top) before anyone gets it, and delivered while only
+        // this channel's turn is held: a client connecting now finds it in its recovery or
+        // gets it live, never neither, without waiting for the fan-out to finish.
         deliver(&publication);
         Ok(publication)
     }
@@ -233,7 +267,7 @@ impl Broker for MemoryBroker {
     ) -> Result<Recovery, EngineError> {
         let now = Instant::now();
         let mut streams = self.shard(channel);
-        if streams.get(channel).is_some_and(|s| s.expired(now)) {
+        if streams.get(channel).is_some_and(|s| s.forgettable(now)) {
             streams.remove(channel);
         }
         Ok(match streams.get_mut(channel) {
@@ -333,6 +367,67 @@ mod tests {
 
     fn offsets(recovery: &Recovery) -> Vec<u64> {
         recovery.missed.iter().map(|p| p.position.offset).collect()
+    }
+
+    /// A client connecting while a large fan-out runs reads the channel at once, and
+    /// already finds the message being delivered; a second publish to the channel waits
+    /// its turn, so local delivery keeps offset order.
+    #[test]
+    fn recovery_does_not_wait_for_a_delivery_in_progress() {
+        use std::future::Future as _;
+        let broker = Arc::new(MemoryBroker::new());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let fanout = std::thread::spawn({
+            let broker = broker.clone();
+            move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let message = Arc::new(Message::for_test("x"));
+                let mut deliver = move |_: &Arc<Publication>| {
+                    started_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                };
+                runtime.block_on(broker.publish(&Arc::from("a"), &message, KEEP, &mut deliver))
+            }
+        });
+        started.recv().unwrap();
+        let (read_tx, read) = std::sync::mpsc::channel();
+        std::thread::spawn({
+            let broker = broker.clone();
+            move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let recovery = runtime.block_on(broker.recover("a", None)).unwrap();
+                let _ = read_tx.send(recovery.top.offset);
+            }
+        });
+        let Ok(top) = read.recv_timeout(Duration::from_secs(5)) else {
+            release.send(()).unwrap();
+            panic!("the reader waited for the delivery");
+        };
+        assert_eq!(top, 1, "the message being delivered is already visible");
+        let mut second = std::pin::pin!(publish(&broker, "a", KEEP));
+        let waker = futures_util::task::noop_waker();
+        let waiting = second
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker))
+            .is_pending();
+        release.send(()).unwrap();
+        assert_eq!(fanout.join().unwrap().unwrap().position.offset, 1);
+        assert!(
+            waiting,
+            "a second publish overtook the delivery in progress"
+        );
+        assert_eq!(runtime.block_on(second).position.offset, 2);
     }
 
     #[tokio::test]

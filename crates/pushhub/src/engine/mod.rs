@@ -109,6 +109,8 @@ pub type DeliverLocal<'a> = &'a mut (dyn FnMut(&Arc<Publication>) + Send);
 /// - `recover` answers from the same state `publish` appends to: a publication is either
 ///   in a recovery's `missed` (or at or below its `top`), or delivered by a later `publish`,
 ///   never neither.
+/// - `recover` does not wait for a local delivery in progress: a connecting client must
+///   not wait for a broadcast to 100k connections to finish.
 /// - When a stream's history is lost, its epoch changes; a channel never published to (or
 ///   forgotten) has the empty position.
 #[async_trait]

@@ -291,19 +291,12 @@ impl Hub {
             // back from its new position for the next, rather than lose any of it.
             subscriber.outbox.close(Disconnect::REPLAY_CONTINUES);
         }
-        subscriber.go_live(|publication| {
-            let top = info
-                .channels
+        subscriber.go_live(
+            info.channels
                 .iter()
-                .find(|s| s.channel == publication.channel)
-                .map(|s| &s.position);
-            match top {
-                Some(top) if top.epoch == publication.position.epoch => {
-                    publication.position.offset > top.offset
-                }
-                _ => true,
-            }
-        });
+                .map(|s| (s.channel.clone(), s.position.clone()))
+                .collect(),
+        );
         Ok(session)
     }
 

@@ -3,17 +3,20 @@
 //! Sharded by user: all connections of one user live in one shard, so a push to a user
 //! locks one shard, while a push to `all` or a group visits the shards one at a time.
 //! A publish to 100k connections therefore never holds one lock for its whole duration,
-//! and a connect waits at most for one shard's share of a fan-out.
+//! and a connect waits at most for one shard's share of a fan-out. (The memory broker
+//! keeps its side of that promise too: a connecting client reads a channel's history
+//! while a delivery on it is still running; see `engine::memory`.)
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::message::Publication;
 use super::outbox::{Frame, Outbox};
 use super::render::{Render, RenderCache};
 use crate::disconnect::Disconnect;
+use crate::engine::StreamPosition;
 use crate::sync::lock;
 
 /// Identity of one connection on this node.
@@ -39,6 +42,11 @@ pub struct Subscriber {
     pub renderer: Arc<dyn Render>,
     recovering: AtomicBool,
     held: Mutex<Option<Vec<Arc<Publication>>>>,
+    /// Where the connection's recovery left each channel: a live publication at or below
+    /// that position was replayed to it already (or came before it connected), so it is
+    /// skipped. It can still arrive: a publication is in the history before its delivery
+    /// ends, and a client may recover in between.
+    recovered_to: OnceLock<Vec<(Arc<str>, StreamPosition)>>,
     /// Room channels the connection joined after connecting; changed only under its
     /// user's shard lock, so a close and a server-side join never miss each other.
     rooms: Mutex<Vec<Arc<str>>>,
@@ -53,12 +61,13 @@ impl Subscriber {
             renderer,
             recovering: AtomicBool::new(true),
             held: Mutex::new(Some(Vec::new())),
+            recovered_to: OnceLock::new(),
             rooms: Mutex::new(Vec::new()),
         }
     }
 
     /// Hand a live publication over: queued (rendered through `cache`), or held while the
-    /// connection recovers. False when the connection is closing.
+    /// connection recovers. False when the connection is closing or already had it.
     pub fn offer(&self, publication: &Arc<Publication>, cache: &mut RenderCache<'_>) -> bool {
         if self.recovering.load(Ordering::Acquire) {
             let mut held = lock(&self.held);
@@ -71,9 +80,23 @@ impl Subscriber {
                 return true;
             }
         }
+        if self.recovered(publication) {
+            return false;
+        }
         self.outbox.push(Frame {
             bytes: cache.get(self.renderer.as_ref()),
             publication: Some(publication.clone()),
+        })
+    }
+
+    /// True when the connection's recovery covered `publication`.
+    fn recovered(&self, publication: &Publication) -> bool {
+        self.recovered_to.get().is_some_and(|positions| {
+            positions.iter().any(|(channel, top)| {
+                publication.position.offset <= top.offset
+                    && *channel == publication.channel
+                    && top.epoch == publication.position.epoch
+            })
         })
     }
 
@@ -86,12 +109,14 @@ impl Subscriber {
         })
     }
 
-    /// Stop holding: queue the held publications for which `wanted` is true, in order,
-    /// then deliver live ones directly.
-    pub fn go_live(&self, wanted: impl Fn(&Publication) -> bool) {
+    /// Stop holding: the connection's recovery reached `recovered_to` (a position per
+    /// channel). Queue the held publications past it, in order, then deliver live ones
+    /// directly, skipping any the recovery covered.
+    pub fn go_live(&self, recovered_to: Vec<(Arc<str>, StreamPosition)>) {
+        let _ = self.recovered_to.set(recovered_to);
         let mut held = lock(&self.held);
         for publication in held.take().unwrap_or_default() {
-            if wanted(&publication) {
+            if !self.recovered(&publication) {
                 self.replay(&publication);
             }
         }
@@ -455,7 +480,7 @@ mod tests {
             .collect();
         for subscriber in &subscribers {
             assert!(subscriber.replay(&publication));
-            subscriber.go_live(|_| true);
+            subscriber.go_live(Vec::new());
             assert!(subscriber.offer(&publication, &mut RenderCache::new(&publication)));
         }
         assert_eq!(renderer.1.load(Ordering::Relaxed), 1);
