@@ -365,6 +365,15 @@ mod tests {
             .unwrap()
     }
 
+    /// Run `future` to completion on a runtime of the calling thread's own.
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
     fn offsets(recovery: &Recovery) -> Vec<u64> {
         recovery.missed.iter().map(|p| p.position.offset).collect()
     }
@@ -376,25 +385,17 @@ mod tests {
     fn recovery_does_not_wait_for_a_delivery_in_progress() {
         use std::future::Future as _;
         let broker = Arc::new(MemoryBroker::new());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
         let (started_tx, started) = std::sync::mpsc::channel();
         let (release, release_rx) = std::sync::mpsc::channel::<()>();
         let fanout = std::thread::spawn({
             let broker = broker.clone();
             move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
                 let message = Arc::new(Message::for_test("x"));
                 let mut deliver = move |_: &Arc<Publication>| {
                     started_tx.send(()).unwrap();
                     release_rx.recv().unwrap();
                 };
-                runtime.block_on(broker.publish(&Arc::from("a"), &message, KEEP, &mut deliver))
+                block_on(broker.publish(&Arc::from("a"), &message, KEEP, &mut deliver))
             }
         });
         started.recv().unwrap();
@@ -402,11 +403,7 @@ mod tests {
         std::thread::spawn({
             let broker = broker.clone();
             move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                let recovery = runtime.block_on(broker.recover("a", None)).unwrap();
+                let recovery = block_on(broker.recover("a", None)).unwrap();
                 let _ = read_tx.send(recovery.top.offset);
             }
         });
@@ -427,7 +424,7 @@ mod tests {
             waiting,
             "a second publish overtook the delivery in progress"
         );
-        assert_eq!(runtime.block_on(second).position.offset, 2);
+        assert_eq!(block_on(second).position.offset, 2);
     }
 
     #[tokio::test]
