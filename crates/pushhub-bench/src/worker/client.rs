@@ -1,18 +1,14 @@
-//! One simulated subscriber: reads message frames and accounts for them.
+//! What a worker's clients received: latency, loss and completion accounting.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use futures_util::StreamExt;
 use serde::Deserialize;
-use tokio::sync::{watch, Notify};
-use tokio_tungstenite::tungstenite::Message;
+use tokio::sync::Notify;
 
-use crate::clock::unix_micros;
 use crate::hist::LatencyHist;
 use crate::plan::Plan;
 use crate::seq::{SeqTally, SeqTracker};
-use crate::worker::connect::WsStream;
 
 /// State shared by all clients of one worker process.
 pub struct Shared {
@@ -41,6 +37,32 @@ impl Shared {
             last_us: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
         }
+    }
+
+    /// Accounts one text frame received at `now` (µs) by user index `user`.
+    pub fn account(&self, text: &str, now: u64, user: u64, plan: &Plan, seen: &mut SeqTracker) {
+        match serde_json::from_str::<Frame>(text) {
+            Ok(Frame {
+                kind: "msg",
+                data: Some(probe),
+            }) => {
+                self.first_us.fetch_min(now, Ordering::Relaxed);
+                self.last_us.fetch_max(now, Ordering::Relaxed);
+                if let Ok(mut h) = self.hist.lock() {
+                    h.record(now.saturating_sub(probe.t));
+                }
+                if seen.record(probe.seq) == 1 && plan.expects(user, probe.seq) {
+                    self.one_done();
+                }
+            }
+            Ok(_) => {}
+            Err(_) => self.count_malformed(),
+        }
+    }
+
+    /// Counts a frame that was not valid protocol JSON (or not UTF-8).
+    pub fn count_malformed(&self) {
+        self.malformed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts down one expected delivery and signals completion at zero.
@@ -77,56 +99,6 @@ struct Frame<'a> {
 struct Probe {
     seq: u64,
     t: u64,
-}
-
-/// Reads frames of user index `user` until `stop` flips or the connection ends.
-pub async fn run_client(
-    mut ws: WsStream,
-    user: u64,
-    plan: Plan,
-    shared: &Shared,
-    mut stop: watch::Receiver<bool>,
-) -> ClientOutcome {
-    let mut seen = SeqTracker::default();
-    let mut disconnected = false;
-    loop {
-        let msg = tokio::select! {
-            _ = stop.changed() => break,
-            msg = ws.next() => msg,
-        };
-        let text = match msg {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                disconnected = true;
-                break;
-            }
-            Some(Ok(_)) => continue,
-        };
-        let now = unix_micros();
-        match serde_json::from_str::<Frame>(text.as_str()) {
-            Ok(Frame {
-                kind: "msg",
-                data: Some(probe),
-            }) => {
-                shared.first_us.fetch_min(now, Ordering::Relaxed);
-                shared.last_us.fetch_max(now, Ordering::Relaxed);
-                if let Ok(mut h) = shared.hist.lock() {
-                    h.record(now.saturating_sub(probe.t));
-                }
-                if seen.record(probe.seq) == 1 && plan.expects(user, probe.seq) {
-                    shared.one_done();
-                }
-            }
-            Ok(_) => {}
-            Err(_) => {
-                shared.malformed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-    ClientOutcome {
-        tally: seen.tally(user, &plan),
-        disconnected,
-    }
 }
 
 #[cfg(test)]

@@ -7,16 +7,17 @@
 
 pub mod client;
 pub mod connect;
+pub mod polled;
 pub mod resume;
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Result;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::hist::LatencyHist;
@@ -24,8 +25,9 @@ use crate::ipc::{ReadyInfo, WorkerEvent, WorkerReport, STOP};
 use crate::plan::{user_name, Mode, Plan};
 use crate::seq::SeqTally;
 use crate::target::WsTarget;
-use client::{run_client, ClientOutcome, Shared};
+use client::{ClientOutcome, Shared};
 use connect::{connect_client, source_addr, ConnectPolicy};
+use polled::PolledReader;
 
 /// Arguments of the hidden `worker` subcommand (set by the parent, not by people).
 #[derive(clap::Args, Clone, Debug)]
@@ -79,16 +81,15 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         messages: args.messages,
     };
     let shared = Arc::new(Shared::new());
-    let (stop_tx, stop_rx) = watch::channel(false);
     let (conn_tx, mut conn_rx) = mpsc::unbounded_channel::<ConnectEvent>();
     let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let app: Arc<str> = args.app.as_str().into();
+    let reader = PolledReader::start(plan, shared.clone())?;
 
-    let mut tasks: JoinSet<Option<ClientOutcome>> = JoinSet::new();
+    let mut tasks: JoinSet<()> = JoinSet::new();
     for user in args.user_start..args.user_end {
-        let (target, shared, gate, app) =
-            (target.clone(), shared.clone(), gate.clone(), app.clone());
-        let (conn_tx, stop_rx) = (conn_tx.clone(), stop_rx.clone());
+        let (target, gate, app) = (target.clone(), gate.clone(), app.clone());
+        let (conn_tx, handoff) = (conn_tx.clone(), reader.handoff());
         let src = source_addr(user, args.src_addrs);
         tasks.spawn(async move {
             let url = target.client_url(&app, &user_name(user));
@@ -98,19 +99,10 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
                 let c = connect_client(&target, &url, src, ConnectPolicy::default()).await;
                 (c, t.elapsed().as_secs_f64())
             };
-            match connected {
-                Ok(c) => {
-                    let result = Ok(c.attempts);
-                    let _ = conn_tx.send(ConnectEvent { user, secs, result });
-                    drop(conn_tx);
-                    Some(run_client(c.ws, user, plan, &shared, stop_rx).await)
-                }
-                Err(e) => {
-                    let result = Err(format!("{e:#}"));
-                    let _ = conn_tx.send(ConnectEvent { user, secs, result });
-                    None
-                }
-            }
+            let result = connected
+                .and_then(|c| handoff.add(user, c.ws).map(|()| c.attempts))
+                .map_err(|e| format!("{e:#}"));
+            let _ = conn_tx.send(ConnectEvent { user, secs, result });
         });
     }
     drop(conn_tx);
@@ -140,8 +132,9 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         }
     }
 
-    let _ = stop_tx.send(true);
-    let report = final_report(&mut tasks, &shared).await?;
+    tasks.abort_all();
+    let outcomes = tokio::task::spawn_blocking(move || reader.finish()).await?;
+    let report = final_report(&outcomes, &shared)?;
     emit(&WorkerEvent::Report(Box::new(report)))?;
     Ok(())
 }
@@ -181,21 +174,14 @@ async fn collect_connects(
     ready
 }
 
-/// Stops every client and sums their outcomes.
-async fn final_report(
-    tasks: &mut JoinSet<Option<ClientOutcome>>,
-    shared: &Shared,
-) -> Result<WorkerReport> {
+/// Sums the clients' outcomes into the worker's report.
+fn final_report(outcomes: &[ClientOutcome], shared: &Shared) -> Result<WorkerReport> {
     let mut tally = SeqTally::default();
     let mut disconnects = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, tasks.join_next()).await {
-        if let Ok(Some(outcome)) = joined {
-            tally.merge(&outcome.tally);
-            disconnects += u64::from(outcome.disconnected);
-        }
+    for outcome in outcomes {
+        tally.merge(&outcome.tally);
+        disconnects += u64::from(outcome.disconnected);
     }
-    tasks.abort_all();
     let hist = match shared.hist.lock() {
         Ok(h) => h.clone(),
         Err(_) => LatencyHist::new(),
