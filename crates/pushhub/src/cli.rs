@@ -102,14 +102,16 @@ impl ApiClient {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(CliError::BadApiUrl(api.to_owned()));
         }
-        let http = reqwest::Client::builder()
+        let unreachable = |reason: String| CliError::Unreachable {
+            url: api.to_owned(),
+            reason,
+        };
+        let http = crate::outbound::builder()
+            .map_err(|e| unreachable(e.to_string()))?
             .user_agent(concat!("pushhub-cli/", env!("CARGO_PKG_VERSION")))
             .timeout(REQUEST_TIMEOUT)
             .build()
-            .map_err(|e| CliError::Unreachable {
-                url: api.to_owned(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| unreachable(e.to_string()))?;
         Ok(Self {
             base: api.trim_end_matches('/').to_owned(),
             app,

@@ -9,6 +9,8 @@
 //! The crypto provider is *ring*, chosen explicitly rather than through rustls' process
 //! default, so another dependency enabling a second provider cannot make the choice
 //! ambiguous (and aws-lc-rs, rustls' default, needs a C toolchain with cmake to build).
+//! Outgoing https calls use it too ([`client_config`]): reqwest is built without a
+//! provider of its own, so only one crypto library is compiled in.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
-use rustls::ServerConfig;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_platform_verifier::Verifier;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -119,6 +122,33 @@ impl TlsError {
 /// The crypto provider every TLS configuration of pushhub uses.
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// TLS for pushhub's own outgoing https calls (app backends, timer and cron callbacks, the
+/// CLI): the same provider as the listeners, so one crypto library is built and audited,
+/// and HTTP/2 offered before HTTP/1.1. Certificates are checked against the system's root
+/// certificates; a system without any (a minimal container image) gets Mozilla's, bundled,
+/// and a warning, rather than a server that cannot start or calls backends unverified.
+pub fn client_config() -> Result<ClientConfig, rustls::Error> {
+    let versions =
+        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let verified = match Verifier::new(provider()) {
+        Ok(system) => versions
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(system)),
+        Err(why) => {
+            tracing::warn!(
+                %why,
+                "no system root certificates: outgoing https calls trust the bundled Mozilla roots (install ca-certificates to use the system's)"
+            );
+            versions.with_root_certificates(RootCertStore::from_iter(
+                webpki_roots::TLS_SERVER_ROOTS.iter().cloned(),
+            ))
+        }
+    };
+    let mut config = verified.with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// What is wrong with a PEM file, in words (the PEM parser's own messages print byte

@@ -221,7 +221,7 @@ mod tests {
                 max_in_flight_per_connection: 1,
                 max_in_flight: 1,
             },
-            BackendClient::new(reqwest::Client::new(), "secret".into()),
+            BackendClient::new(crate::outbound::client().unwrap(), "secret".into()),
         )
     }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderName, HeaderValue};
 
 use super::targets::{GuardedResolver, Refused, TargetPolicy};
+use crate::outbound::OutboundError;
 use crate::store::CallbackRequest;
 
 /// Most bytes of an answer kept for the API and the log.
@@ -78,8 +79,8 @@ pub struct Executor {
 
 impl Executor {
     /// Calls that keep to `policy`.
-    pub fn new(policy: Arc<TargetPolicy>) -> Result<Self, reqwest::Error> {
-        let client = crate::outbound::builder()
+    pub fn new(policy: Arc<TargetPolicy>) -> Result<Self, OutboundError> {
+        let client = crate::outbound::builder()?
             .no_proxy()
             .dns_resolver(GuardedResolver::new(policy.clone()))
             .build()?;

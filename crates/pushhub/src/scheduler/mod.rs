@@ -152,7 +152,7 @@ pub enum StartError {
     },
     /// The HTTP client cannot be built.
     #[error("cannot make the HTTP client for timers: {0}")]
-    Client(#[from] reqwest::Error),
+    Client(#[from] crate::outbound::OutboundError),
 }
 
 impl Timers {

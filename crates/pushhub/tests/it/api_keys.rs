@@ -19,7 +19,7 @@ auth = "none"
 "#;
 
 async fn push(server: &TestServer, app: &str, key: Option<&str>) -> (u16, String) {
-    let mut request = reqwest::Client::new()
+    let mut request = crate::util::http()
         .post(server.api_url("/v1/push"))
         .json(&json!({"app": app, "to": "*", "data": 1}));
     if let Some(key) = key {
@@ -63,7 +63,7 @@ async fn each_app_answers_only_to_its_own_keys() {
     );
     assert_eq!(push(&server, "open", None).await, (200, String::new()));
 
-    let client = reqwest::Client::new();
+    let client = crate::util::http();
     let jd = client
         .get(server.api_url("/push?app=wms&user=1&msg=x"))
         .send()

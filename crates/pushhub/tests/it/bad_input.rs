@@ -207,7 +207,9 @@ async fn api_errors_are_specific() {
         (413, "body_too_large".into())
     );
     // A plain GET to a WebSocket endpoint says what it expects.
-    let response = reqwest::get(format!("http://{}/v1/ws?app=demo&user=1", server.client))
+    let response = crate::util::http()
+        .get(format!("http://{}/v1/ws?app=demo&user=1", server.client))
+        .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 400);

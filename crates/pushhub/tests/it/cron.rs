@@ -21,12 +21,12 @@ fn unix_ms() -> u64 {
 
 /// `PUT` `body` as JSON to the API path.
 async fn put(server: &TestServer, path: &str, body: &Value) -> (u16, Value) {
-    send(reqwest::Client::new().put(server.api_url(path)).json(body)).await
+    send(crate::util::http().put(server.api_url(path)).json(body)).await
 }
 
 /// `POST` with no body to the API path.
 async fn post(server: &TestServer, path: &str) -> (u16, Value) {
-    send(reqwest::Client::new().post(server.api_url(path))).await
+    send(crate::util::http().post(server.api_url(path))).await
 }
 
 async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
@@ -684,7 +684,7 @@ async fn bad_cron_input_gets_specific_codes() {
             "{name}: {answer}"
         );
     }
-    let raw = reqwest::Client::new()
+    let raw = crate::util::http()
         .put(server.api_url("/v1/cron/job"))
         .header("content-type", "application/json")
         .body("{");
@@ -700,7 +700,7 @@ async fn bad_cron_input_gets_specific_codes() {
         ("POST", "/v1/cron/missing/resume"),
         ("POST", "/v1/cron/missing/run"),
     ] {
-        let request = reqwest::Client::new().request(method.parse().unwrap(), server.api_url(path));
+        let request = crate::util::http().request(method.parse().unwrap(), server.api_url(path));
         let (status, answer) = send(request).await;
         assert_eq!(
             (status, answer["error"]["code"].as_str()),

@@ -9,7 +9,7 @@ use crate::util::TestServer;
 const SDK: &str = include_str!("../../../../clients/js/src/pushhub.js");
 
 async fn request(method: Method, url: &str, headers: &[(&str, &str)]) -> (u16, HeaderMap, String) {
-    let mut request = reqwest::Client::new().request(method, url);
+    let mut request = crate::util::http().request(method, url);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -103,7 +103,7 @@ async fn the_demo_origin_may_call_a_loopback_api() {
 
         let mut request_headers = body_headers.to_vec();
         request_headers.push(("origin", origin.as_str()));
-        let mut builder = reqwest::Client::new().post(&push);
+        let mut builder = crate::util::http().post(&push);
         for (name, value) in &request_headers {
             builder = builder.header(*name, *value);
         }
@@ -159,7 +159,7 @@ async fn other_web_pages_may_not_call_the_api() {
     }
     // A "simple" cross-site POST (no preflight) pushes nothing.
     let (_client, _) = server.native("demo", "1").await;
-    let response = reqwest::Client::new()
+    let response = crate::util::http()
         .post(server.api_url("/v1/push"))
         .header("origin", "http://evil.example")
         .header("content-type", "text/plain")

@@ -113,7 +113,7 @@ max_delay_ms = 50
         (4515, "credential rejected: not logged in".into())
     );
 
-    let http = reqwest::Client::new();
+    let http = crate::util::http();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let online: serde_json::Value = http

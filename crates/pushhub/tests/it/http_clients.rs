@@ -25,7 +25,7 @@ struct EventStream {
 impl EventStream {
     async fn open(server: &TestServer, query: &str, last_event_id: Option<&str>) -> Self {
         let mut request =
-            reqwest::Client::new().get(format!("http://{}/v1/sse?{query}", server.client));
+            crate::util::http().get(format!("http://{}/v1/sse?{query}", server.client));
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
         }
@@ -79,7 +79,9 @@ impl EventStream {
 async fn client_get(server: &TestServer, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
     let response = tokio::time::timeout(
         WAIT,
-        reqwest::get(format!("http://{}{path}", server.client)),
+        crate::util::http()
+            .get(format!("http://{}{path}", server.client))
+            .send(),
     )
     .await
     .unwrap()
@@ -181,7 +183,9 @@ async fn native_poll_waits_returns_batches_and_cursors_lose_nothing() {
             encode(&cursor)
         );
         tokio::spawn(async move {
-            reqwest::get(url)
+            crate::util::http()
+                .get(url)
+                .send()
                 .await
                 .unwrap()
                 .json::<Value>()
@@ -211,7 +215,7 @@ async fn jdserver_get_msg_returns_one_raw_message_and_a_cursor() {
             server.client
         );
         tokio::spawn(async move {
-            let response = reqwest::get(url).await.unwrap();
+            let response = crate::util::http().get(url).send().await.unwrap();
             let cursor = response.headers()["x-pushhub-cursor"]
                 .to_str()
                 .unwrap()
@@ -292,7 +296,7 @@ async fn a_long_poll_backlog_comes_in_batches() {
 #[tokio::test]
 async fn get_msg_answers_preflights_and_carries_non_ascii_cursors() {
     let server = TestServer::start();
-    let response = reqwest::Client::new()
+    let response = crate::util::http()
         .request(
             reqwest::Method::OPTIONS,
             format!("http://{}/getMsg?app=wms&user=1", server.client),

@@ -67,12 +67,14 @@ async fn or_the_newest_is_refused() {
     assert_eq!(code, 4513, "{reason}");
     let (_, users) = server.get("/v1/apps/pair/users").await;
     assert_eq!(users["users"], json!([{"user": "1", "connections": 2}]));
-    let response = reqwest::get(format!(
-        "http://{}/v1/poll?app=pair&user=1&timeout=0",
-        server.client
-    ))
-    .await
-    .unwrap();
+    let response = crate::util::http()
+        .get(format!(
+            "http://{}/v1/poll?app=pair&user=1&timeout=0",
+            server.client
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 429);
 }
 
@@ -104,7 +106,7 @@ async fn only_allowed_origins_may_connect_from_a_page() {
     let mut evil = connect(Some("https://evil.example.net")).await;
     let (code, reason) = evil.closed().await;
     assert_eq!(code, 4514, "{reason}");
-    let response = reqwest::Client::new()
+    let response = crate::util::http()
         .get(format!(
             "http://{}/v1/poll?app=site&user=1&timeout=0",
             server.client
@@ -207,7 +209,9 @@ async fn one_address_holds_only_so_many_connections() {
             "too many connections from this address (at most 2)".into()
         )
     );
-    let response = reqwest::get(format!("http://{}/v1/sse?app=demo&user=3", server.client))
+    let response = crate::util::http()
+        .get(format!("http://{}/v1/sse?app=demo&user=3", server.client))
+        .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 429);

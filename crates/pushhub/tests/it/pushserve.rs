@@ -24,7 +24,7 @@ async fn access_key(server: &TestServer, uid: &str) -> String {
 /// The PHP example's request: POST, JSON body from json_encode, its odd content type.
 async fn php_push(server: &TestServer, uid: &str, password: &str) -> String {
     let body = r#"{"topic":"info_update","contents":{"name":"\u5f20\u4e09","age":17}}"#;
-    reqwest::Client::new()
+    crate::util::http()
         .post(server.api_url(&format!("/push?uid={uid}&password={password}")))
         .header("Content-type", "application/json;charset='utf-8'")
         .body(body)

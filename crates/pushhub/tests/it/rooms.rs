@@ -135,7 +135,7 @@ async fn clients_join_and_leave_rooms_and_backends_push_to_them() {
     let (_, body) = push_room(&server, "chat", "r1", "welcome carol").await;
     assert_eq!(body["delivered"], 2);
     assert_eq!(carol.json().await["data"], "welcome carol");
-    let response = reqwest::Client::new()
+    let response = crate::util::http()
         .delete(server.api_url("/v1/apps/chat/rooms/r1/members/carol"))
         .send()
         .await

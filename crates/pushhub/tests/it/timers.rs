@@ -565,7 +565,7 @@ async fn ten_thousand_timers_survive_kill_9_and_fire_once_in_due_order() {
     // order instead of due order would show.
     let base = unix_ms() + CREATE_BUDGET_MS;
     let due = |i: usize| base - (i / 10) as i64;
-    let client = reqwest::Client::new();
+    let client = crate::util::http();
     let api = server.api_url("/v1/timers");
     let created: Vec<(u64, i64)> = futures_util::stream::iter(0..TIMERS)
         .map(|i| {

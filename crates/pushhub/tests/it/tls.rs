@@ -414,3 +414,55 @@ fn check_config_reports_bad_tls_files_under_their_keys() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn outgoing_https_verifies_against_the_system_roots_and_refuses_a_self_signed_server() {
+    let pair = SelfSigned::new("not a public CA", 4);
+    let files = Files::new(&pair);
+    let config = files.config("", "");
+    let server = TestServer::start_with(&["--config", config.to_str().expect("path")], &[]);
+    server.wait_log("TLS on client", 1).await;
+
+    // The client every outgoing call of pushhub is made with (backends, callbacks, CLI).
+    let url = format!(
+        "https://localhost:{}/v1/sse?app=demo&user=1",
+        server.client.port()
+    );
+    let outcome = tokio::time::timeout(WAIT, crate::util::http().get(&url).send())
+        .await
+        .expect("the https call timed out");
+    let error = outcome.expect_err("a self-signed certificate must not be trusted");
+    let chain = format!("{:?}", error_chain(&error));
+    assert!(
+        chain.contains("UnknownIssuer") || chain.contains("invalid peer certificate"),
+        "expected a certificate verification failure, got {chain}"
+    );
+}
+
+#[tokio::test]
+async fn a_system_without_root_certificates_still_starts_and_says_which_roots_it_trusts() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let missing = empty.path().join("no-bundle.pem");
+    let dir = empty.path().to_str().expect("path");
+    let file = missing.to_str().expect("path");
+    let server = TestServer::start_with(&[], &[("SSL_CERT_DIR", dir), ("SSL_CERT_FILE", file)]);
+    server
+        .wait_log(
+            "no system root certificates: outgoing https calls trust the bundled Mozilla roots",
+            1,
+        )
+        .await;
+    let (status, health) = server.get("/healthz").await;
+    assert_eq!(status, 200, "{health}");
+}
+
+/// Every message in an error's source chain, outermost first.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut chain = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(inner) = source {
+        chain.push(inner.to_string());
+        source = inner.source();
+    }
+    chain
+}

@@ -105,7 +105,9 @@ async fn bad_tokens_are_refused_before_the_welcome() {
     refused.send(r#"{"type":"ping"}"#).await;
     assert_eq!(refused.closed().await.0, 4502);
 
-    let response = reqwest::get(format!("http://{}/v1/sse?app=secure&user=1", server.client))
+    let response = crate::util::http()
+        .get(format!("http://{}/v1/sse?app=secure&user=1", server.client))
+        .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 401);

@@ -110,7 +110,7 @@ impl TestServer {
             tcp,
             log,
             _data: data,
-            http: reqwest::Client::new(),
+            http: http(),
         }
     }
 
@@ -375,4 +375,11 @@ impl Client {
             }
         }
     }
+}
+
+/// An HTTP client made the way the server makes its own (ring through rustls, no
+/// redirects followed), since no other TLS provider is compiled in for reqwest to fall
+/// back on.
+pub fn http() -> reqwest::Client {
+    pushhub::outbound::client().expect("an HTTP client")
 }

@@ -246,7 +246,7 @@ async fn answers_are_cached_when_the_app_says_so() {
 async fn sse_long_poll_and_jdserver_clients_use_the_same_check() {
     let backend = Backend::start(answer).await;
     let (server, _dir) = server(&backend);
-    let http = reqwest::Client::new();
+    let http = crate::util::http();
 
     let response = http
         .get(format!("http://{}/v1/sse?app=site", server.client))
