@@ -133,7 +133,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     }
 
     tasks.abort_all();
-    let outcomes = tokio::task::spawn_blocking(move || reader.finish()).await?;
+    let outcomes = tokio::task::spawn_blocking(move || reader.finish()).await??;
     let report = final_report(&outcomes, &shared)?;
     emit(&WorkerEvent::Report(Box::new(report)))?;
     Ok(())

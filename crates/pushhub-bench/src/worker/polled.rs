@@ -66,10 +66,13 @@ impl PolledReader {
         Handoff(self.handoff.clone())
     }
 
-    /// Stops reading and returns what every handed-over client saw.
-    pub fn finish(self) -> Vec<ClientOutcome> {
+    /// Stops reading and returns what every handed-over client saw. A reader that
+    /// panicked is an error, not an empty tally that would pass for "nothing expected".
+    pub fn finish(self) -> Result<Vec<ClientOutcome>> {
         self.stop.store(true, Ordering::Release);
-        self.thread.join().unwrap_or_default()
+        self.thread
+            .join()
+            .map_err(|_| anyhow!("the reader thread panicked"))
     }
 }
 
