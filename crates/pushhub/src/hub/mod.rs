@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 pub use app::{AppSettings, Apps, AuthMode};
 pub use cursor::Cursor;
 pub use message::{Message, Publication};
-pub use outbox::{Outbox, OutboxLimits};
+pub use outbox::{DirectWrite, Outbox, OutboxLimits};
 pub use registry::ConnId;
 pub use render::{FormatId, Render};
 pub use target::Target;
@@ -34,6 +34,7 @@ use crate::backend::events::Event;
 use crate::disconnect::Disconnect;
 use crate::engine::{Engine, EngineError, StreamPosition};
 use crate::stats::Stats;
+use outbox::Unsent;
 use registry::{Registry, Subscriber};
 use render::RenderCache;
 
@@ -360,8 +361,9 @@ impl Hub {
                     Some(Registry::home(&app.name, u)),
                 ),
             };
+            let mut unsent = Unsent::default();
             let mut deliver = |publication: &Arc<Publication>| {
-                delivered += self.deliver_local(publication, home, seen.as_mut());
+                delivered += self.deliver_local(publication, home, seen.as_mut(), &mut unsent);
             };
             let publication = self
                 .inner
@@ -369,6 +371,7 @@ impl Hub {
                 .broker
                 .publish(&channel, &message, app.history, &mut deliver)
                 .await?;
+            write_unsent(unsent);
             positions.push((channel, publication.position.clone()));
         }
         Ok(PublishReceipt {
@@ -378,12 +381,15 @@ impl Hub {
         })
     }
 
-    /// Queue `publication` to this node's members of its channel, each format rendered once.
+    /// Queue `publication` to this node's members of its channel, each format rendered once;
+    /// the outboxes that now need writing go into `unsent`, to be written after the
+    /// broker's and the registry's locks are released.
     fn deliver_local(
         &self,
         publication: &Arc<Publication>,
         home: Option<u64>,
         mut seen: Option<&mut HashSet<ConnId>>,
+        unsent: &mut Unsent,
     ) -> u64 {
         let mut cache = RenderCache::new(publication);
         let mut delivered = 0;
@@ -395,7 +401,7 @@ impl Hub {
                         return;
                     }
                 }
-                if sub.offer(publication, &mut cache) {
+                if sub.offer(publication, &mut cache, unsent) {
                     delivered += 1;
                 }
             });
@@ -527,6 +533,25 @@ impl Hub {
             self.inner.engine.presence.kind(),
         )
     }
+}
+
+/// Connections one task writes to before the rest of a fan-out is handed to other tasks:
+/// about a millisecond or two of socket writes, so a broadcast to thousands is written by
+/// every worker thread at once while a small one stays on the publishing task.
+const WRITES_PER_TASK: usize = 512;
+
+/// Write a fan-out's queued frames (see [`Unsent`]): the first [`WRITES_PER_TASK`]
+/// connections here, the rest in tasks of that many each, which idle worker threads take
+/// over. Those tasks only ever make non-blocking writes, so each ends within milliseconds
+/// and needs no shutdown signal.
+fn write_unsent(mut unsent: Unsent) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        while unsent.len() > WRITES_PER_TASK {
+            let share = unsent.split_last(WRITES_PER_TASK);
+            runtime.spawn(async move { share.write() });
+        }
+    }
+    unsent.write();
 }
 
 /// How many of `missed` (in order) to replay now: at most half of the subscriber's queue

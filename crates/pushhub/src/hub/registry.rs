@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::message::Publication;
-use super::outbox::{Frame, Outbox};
+use super::outbox::{Frame, Outbox, Queued, Unsent};
 use super::render::{Render, RenderCache};
 use crate::disconnect::Disconnect;
 use crate::engine::StreamPosition;
@@ -66,9 +66,15 @@ impl Subscriber {
         }
     }
 
-    /// Hand a live publication over: queued (rendered through `cache`), or held while the
-    /// connection recovers. False when the connection is closing or already had it.
-    pub fn offer(&self, publication: &Arc<Publication>, cache: &mut RenderCache<'_>) -> bool {
+    /// Hand a live publication over: queued (rendered through `cache`) for `unsent` to
+    /// write, or held while the connection recovers. False when the connection is closing
+    /// or already had it.
+    pub fn offer(
+        &self,
+        publication: &Arc<Publication>,
+        cache: &mut RenderCache<'_>,
+        unsent: &mut Unsent,
+    ) -> bool {
         if self.recovering.load(Ordering::Acquire) {
             let mut held = lock(&self.held);
             if let Some(held) = held.as_mut() {
@@ -83,10 +89,18 @@ impl Subscriber {
         if self.recovered(publication) {
             return false;
         }
-        self.outbox.push(Frame {
+        let queued = self.outbox.queue(Frame {
             bytes: cache.get(self.renderer.as_ref()),
             publication: Some(publication.clone()),
-        })
+        });
+        match queued {
+            Queued::Refused => false,
+            Queued::Behind => true,
+            Queued::First => {
+                unsent.add(self.outbox.clone());
+                true
+            }
+        }
     }
 
     /// True when the connection's recovery covered `publication`.
@@ -481,7 +495,12 @@ mod tests {
         for subscriber in &subscribers {
             assert!(subscriber.replay(&publication));
             subscriber.go_live(Vec::new());
-            assert!(subscriber.offer(&publication, &mut RenderCache::new(&publication)));
+            let mut unsent = Unsent::default();
+            assert!(subscriber.offer(
+                &publication,
+                &mut RenderCache::new(&publication),
+                &mut unsent
+            ));
         }
         assert_eq!(renderer.1.load(Ordering::Relaxed), 1);
     }

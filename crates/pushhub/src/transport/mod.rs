@@ -8,6 +8,7 @@
 pub mod connections;
 pub mod feed;
 pub mod poll;
+pub mod shared_tcp;
 pub mod sse;
 pub mod stream;
 pub mod tcp;

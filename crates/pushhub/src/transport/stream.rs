@@ -144,7 +144,9 @@ pub async fn run<S, W, H>(
     handler.on_close(&reason).await;
     // On the heap, and only once the connection ends: every live connection's task would
     // otherwise carry room for its goodbye (see `Conn::close`).
+    let outbox = conn.outbox.clone();
     Box::pin(conn.close(&reason)).await;
+    outbox.detach_direct();
 }
 
 struct Conn<'s, S, W> {
@@ -258,6 +260,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, W: Wire> Conn<'_, S, W> {
         };
         match written {
             Ok(Ok(bytes)) => {
+                self.outbox.wrote();
                 self.stats.bytes_out(bytes);
                 Ok(())
             }

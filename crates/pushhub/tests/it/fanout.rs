@@ -1,4 +1,5 @@
-//! Fan-out discipline: a slow consumer is cut off, everyone else keeps receiving.
+//! Fan-out discipline: a slow consumer is cut off, everyone else keeps receiving; racing
+//! publishers reach everyone once, in order.
 
 use std::time::Duration;
 
@@ -46,4 +47,55 @@ async fn slow_consumer_is_cut_off_and_others_get_everything() {
         server.log()
     );
     drop(slow);
+}
+
+/// Publishers racing each other on one channel: every connection gets every message once,
+/// in the channel's offset order, however the fan-outs' direct writes interleave with each
+/// other and with the connections' own writes (heartbeat pings every second).
+#[tokio::test]
+async fn racing_publishers_reach_everyone_once_in_offset_order() {
+    const CLIENTS: usize = 40;
+    const PUBLISHERS: u64 = 8;
+    const PER_PUBLISHER: u64 = 40;
+    const TOTAL: usize = (PUBLISHERS * PER_PUBLISHER) as usize;
+    let server = TestServer::start_with(&[], &[("PUSHHUB_HEARTBEAT", "1")]);
+    let mut readers = Vec::new();
+    for i in 0..CLIENTS {
+        let (mut client, _) = server.native("demo", &format!("racer{i}")).await;
+        readers.push(tokio::spawn(async move {
+            let mut offsets = Vec::with_capacity(TOTAL);
+            while offsets.len() < TOTAL {
+                let msg = client.json().await;
+                assert_eq!(msg["type"], "msg", "{msg}");
+                offsets.push(msg["off"].as_u64().expect("an offset"));
+            }
+            (offsets, client)
+        }));
+    }
+    let publishers = (0..PUBLISHERS).map(|p| {
+        let server = &server;
+        async move {
+            for n in 0..PER_PUBLISHER {
+                let delivered = server.push("*", json!({"p": p, "n": n})).await;
+                assert_eq!(delivered, CLIENTS as u64);
+            }
+        }
+    });
+    futures_util::future::join_all(publishers).await;
+    for reader in readers {
+        let (offsets, mut client) = tokio::time::timeout(Duration::from_secs(30), reader)
+            .await
+            .expect("every message within 30 s")
+            .expect("reader");
+        let first = offsets[0];
+        assert_eq!(
+            offsets,
+            (first..first + TOTAL as u64).collect::<Vec<_>>(),
+            "each offset once, in order"
+        );
+        assert!(
+            client.silent_for(Duration::from_millis(200)).await,
+            "nothing more"
+        );
+    }
 }

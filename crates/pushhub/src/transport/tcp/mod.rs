@@ -26,6 +26,7 @@ use crate::hub::{Outbox, OutboxLimits};
 use crate::stats::Stats;
 use crate::tls::Tls;
 use crate::transport::connections::Connections;
+use crate::transport::shared_tcp::SharedTcp;
 use crate::transport::stream::StreamSettings;
 use crate::transport::ClientHandler;
 
@@ -121,6 +122,7 @@ pub async fn serve<F, R, H>(
         let Some(tls) = ctx.tls.clone() else {
             ctx.tracker.spawn(async move {
                 let _registration = registration;
+                let socket = SharedTcp::attach(socket, &outbox, stats.clone());
                 connection::run(socket, handler, outbox, shared, settings, stats).await;
             });
             continue;

@@ -39,6 +39,7 @@ use crate::hub::Outbox;
 use crate::stats::Stats;
 use crate::tls::TlsStream;
 use crate::transport::connections::{Connections, Registration};
+use crate::transport::shared_tcp::SharedTcp;
 use crate::transport::{ClientHandler, Link};
 
 /// What every WebSocket connection of a server shares.
@@ -128,7 +129,8 @@ async fn after_upgrade<H>(
 }
 
 /// The connection task for the socket the listener gave hyper, back in our hands: plain
-/// TCP (the common case, tried first), TLS, or whatever else hyper holds. Each kind is
+/// TCP (the common case, tried first; shared with fan-outs, see [`SharedTcp`]), TLS, or
+/// whatever else hyper holds. Each kind is
 /// its own instance of the connection (no dispatch per write), and each is boxed, so a
 /// plain connection does not carry room for a TLS session's state.
 fn connection_task<H>(
@@ -143,8 +145,9 @@ where
 {
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
+            let socket = SharedTcp::attach(parts.io.into_inner(), link.outbox(), stats.clone());
             return Box::pin(connection::run(
-                parts.io.into_inner(),
+                socket,
                 parts.read_buf,
                 handler,
                 link,
