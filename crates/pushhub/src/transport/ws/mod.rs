@@ -130,9 +130,9 @@ async fn after_upgrade<H>(
 
 /// The connection task for the socket the listener gave hyper, back in our hands: plain
 /// TCP (the common case, tried first; shared with fan-outs, see [`SharedTcp`]), TLS, or
-/// whatever else hyper holds. Each kind is
-/// its own instance of the connection (no dispatch per write), and each is boxed, so a
-/// plain connection does not carry room for a TLS session's state.
+/// whatever else hyper holds. Each kind is its own instance of the connection (no dispatch
+/// per write), and each is boxed, so a plain connection does not carry room for a TLS
+/// session's state.
 fn connection_task<H>(
     upgraded: hyper::upgrade::Upgraded,
     handler: Box<H>,
