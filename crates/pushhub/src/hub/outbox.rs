@@ -53,6 +53,31 @@ impl From<Bytes> for Frame {
     }
 }
 
+/// Most frames handed to one vectored write (Linux takes up to 1,024; more than a few
+/// dozen small frames per syscall gains nothing).
+pub const MAX_WRITE_SLICES: usize = 64;
+
+/// Account for `written` bytes of a vectored write over `frames` (front first): advance
+/// the partly written frame and return how many frames at the front are now fully written,
+/// empty ones included.
+pub fn advance_frames<'a>(
+    frames: impl IntoIterator<Item = &'a mut Frame>,
+    written: usize,
+) -> usize {
+    let mut left = written;
+    let mut done = 0;
+    for frame in frames {
+        let take = left.min(frame.bytes.len());
+        frame.bytes.advance(take);
+        left -= take;
+        if !frame.bytes.is_empty() {
+            break;
+        }
+        done += 1;
+    }
+    done
+}
+
 /// A connection's socket, writable without waiting from any thread: how a fan-out writes
 /// frames itself instead of waking the connection's task. Only bytes cross it, so the hub
 /// stays ignorant of what kind of socket it is.
@@ -100,29 +125,19 @@ impl State {
     /// Write queued frames into `direct` until the queue is empty (true) or the socket
     /// takes no more now (false).
     fn write_direct(&mut self, direct: &dyn DirectWrite) -> bool {
-        const MAX_SLICES: usize = 64;
         while !self.frames.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let count = self.frames.len().min(MAX_SLICES);
+            let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+            let count = self.frames.len().min(MAX_WRITE_SLICES);
             for (slice, frame) in slices.iter_mut().zip(&self.frames) {
                 *slice = IoSlice::new(&frame.bytes);
             }
-            let mut written = match direct.try_write_vectored(&slices[..count]) {
+            let written = match direct.try_write_vectored(&slices[..count]) {
                 Ok(0) | Err(_) => return false,
                 Ok(written) => written,
             };
             self.bytes = self.bytes.saturating_sub(written);
-            while written > 0 {
-                let Some(front) = self.frames.front_mut() else {
-                    break;
-                };
-                let take = written.min(front.bytes.len());
-                front.bytes.advance(take);
-                written -= take;
-                if front.bytes.is_empty() {
-                    self.frames.pop_front();
-                }
-            }
+            let done = advance_frames(self.frames.iter_mut(), written);
+            self.frames.drain(..done);
         }
         true
     }

@@ -12,12 +12,12 @@ use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::disconnect::Disconnect;
-use crate::hub::outbox::Frame;
+use crate::hub::outbox::{advance_frames, Frame, MAX_WRITE_SLICES};
 use crate::hub::Outbox;
 use crate::stats::Stats;
 use crate::transport::{ClientHandler, Link};
@@ -301,32 +301,20 @@ async fn write_all_vectored<S: AsyncWrite + Unpin>(
     stream: &mut S,
     frames: &mut Vec<Frame>,
 ) -> std::io::Result<usize> {
-    const MAX_SLICES: usize = 64;
     let mut total = 0;
     let mut first = 0;
     while first < frames.len() {
         let slices: Vec<IoSlice<'_>> = frames[first..]
             .iter()
-            .take(MAX_SLICES)
+            .take(MAX_WRITE_SLICES)
             .map(|f| IoSlice::new(&f.bytes))
             .collect();
-        let mut n = stream.write_vectored(&slices).await?;
+        let n = stream.write_vectored(&slices).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         total += n;
-        while n > 0 {
-            let frame = &mut frames[first].bytes;
-            let take = n.min(frame.len());
-            frame.advance(take);
-            n -= take;
-            if frame.is_empty() {
-                first += 1;
-            }
-        }
-        while first < frames.len() && frames[first].bytes.is_empty() {
-            first += 1;
-        }
+        first += advance_frames(&mut frames[first..], n);
     }
     frames.clear();
     if frames.capacity() > 256 {
