@@ -10,8 +10,8 @@
 //!
 //! scripts/fuzz.sh runs the target with a 256 KiB stack, so stack use that grows with the
 //! input (recursion per frame) crashes it instead of going unseen. Checks:
-//! - no panic; every step takes a frame off the buffer, asks for more than it holds, or
-//!   refuses with a close code the server may send;
+//! - no panic; every step takes a frame (or a fragment) off the buffer, asks for more than
+//!   it holds, or refuses with a close code the server may send;
 //! - texts are within the limit, pings within 125 bytes, close codes allowed;
 //! - the stream read in small pieces gives exactly what it gives read at once;
 //! - what the server itself frames (text, pong, close) parses back to what it framed.
@@ -49,6 +49,7 @@ fn read(stream: &[u8], max: usize, piece: usize) -> (Vec<Inbound>, Option<u16>) 
                     }
                     out.push(frame);
                 }
+                Ok(Step::Fragment) => assert!(buf.len() < before, "a fragment consumed nothing"),
                 Ok(Step::NeedMore(want)) => {
                     assert!(
                         want > buf.len(),

@@ -55,6 +55,9 @@ impl Disconnect {
     pub const IDLE_TIMEOUT: Self = Self::fixed(4000, "idle timeout: no traffic from client");
     /// The client sent frames faster than its app allows (`max_frames_per_second`).
     pub const RATE_LIMITED: Self = Self::fixed(1008, "rate limit: too many frames per second");
+    /// The client split one message into more frames than a message may have
+    /// ([`crate::transport::ws::codec::MAX_FRAGMENTS`]).
+    pub const TOO_MANY_FRAGMENTS: Self = Self::fixed(1008, "too many fragments in one message");
     /// The client did not read its messages fast enough; its queue overflowed.
     pub const SLOW_CONSUMER: Self = Self::fixed(4001, "slow consumer: send queue overflowed");
     /// The server is at its connection limit.

@@ -19,6 +19,8 @@ pub struct Stats {
     bytes_out: AtomicU64,
     slow_consumers: AtomicU64,
     replayed: AtomicU64,
+    rate_limited_connections: AtomicU64,
+    rate_limited_requests: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`], as `GET /v1/stats` shows it.
@@ -42,6 +44,11 @@ pub struct StatsSnapshot {
     pub slow_consumers: u64,
     /// Missed messages sent to resuming clients.
     pub replayed: u64,
+    /// Connections closed with 1008 for sending frames too fast or a message in too many
+    /// fragments.
+    pub rate_limited_connections: u64,
+    /// SSE and long-poll requests refused with 429 for coming too fast from one address.
+    pub rate_limited_requests: u64,
 }
 
 impl Stats {
@@ -92,6 +99,16 @@ impl Stats {
         self.replayed.fetch_add(count, Relaxed);
     }
 
+    /// A connection was closed for flooding (frame rate or fragments).
+    pub fn rate_limited_connection(&self) {
+        self.rate_limited_connections.fetch_add(1, Relaxed);
+    }
+
+    /// An SSE or long-poll request was refused for coming too fast from its address.
+    pub fn rate_limited_request(&self) {
+        self.rate_limited_requests.fetch_add(1, Relaxed);
+    }
+
     /// Copy every counter.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
@@ -104,6 +121,8 @@ impl Stats {
             bytes_out: self.bytes_out.load(Relaxed),
             slow_consumers: self.slow_consumers.load(Relaxed),
             replayed: self.replayed.load(Relaxed),
+            rate_limited_connections: self.rate_limited_connections.load(Relaxed),
+            rate_limited_requests: self.rate_limited_requests.load(Relaxed),
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod connections;
 pub mod feed;
 pub mod poll;
+pub mod rate;
 pub mod shared_tcp;
 pub mod sse;
 pub mod stream;
@@ -172,7 +173,9 @@ pub struct Liveness {
     /// closed with [`Disconnect::HANDSHAKE_TIMEOUT`], however lively its socket.
     pub handshake_deadline: Option<tokio::time::Instant>,
     /// Most frames a client may send per second (sustained; bursts up to twice that);
-    /// 0: no limit. Beyond it the connection is closed with [`Disconnect::RATE_LIMITED`].
+    /// 0: no limit. Every frame counts, whatever it carries (a WebSocket fragment or
+    /// control frame, an empty TCP frame). Beyond it the connection is closed with
+    /// [`Disconnect::RATE_LIMITED`].
     pub max_frames_per_second: u32,
     /// When the client's credential expires: the connection is closed then with
     /// [`Disconnect::TOKEN_EXPIRED`] unless the dialect has moved it (a token refresh).

@@ -20,6 +20,7 @@ use crate::disconnect::Disconnect;
 use crate::hub::outbox::{advance_frames, Frame, MAX_WRITE_SLICES};
 use crate::hub::Outbox;
 use crate::stats::Stats;
+use crate::transport::rate::TokenBucket;
 use crate::transport::{ClientHandler, Link};
 
 /// A read buffer that empties releases its memory once it has grown past this.
@@ -28,6 +29,10 @@ const KEEP_READ_CAPACITY: usize = 4096;
 const READ_CHUNK: usize = 4096;
 /// How long to wait for the client to close its side after the server's goodbye.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// Most bytes read (and dropped) while waiting for that. A client answers a goodbye with a
+/// close frame of a few bytes; one that keeps flooding instead would otherwise have the
+/// server read its flood for the whole linger, a core's worth of work per connection.
+const CLOSE_LINGER_BYTES: usize = 64 * 1024;
 
 /// Server-wide settings of stream connections.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +48,8 @@ pub enum Next {
     Text(String),
     /// Transport traffic to answer with these bytes (a WebSocket pong).
     Reply(Bytes),
-    /// Transport traffic that needs no answer (a WebSocket pong, an empty TCP frame).
+    /// Transport traffic that needs no answer (a WebSocket pong or a fragment of a message
+    /// still arriving, an empty TCP frame).
     Heard,
     /// The client is closing the connection, for this reason.
     Close(Disconnect),
@@ -54,8 +60,9 @@ pub enum Next {
 /// A transport's wire format, as far as the shared connection task needs it: the only
 /// part of a stream connection that differs between WebSocket and raw TCP.
 pub trait Wire: Send {
-    /// Take the next message off the front of `buf`. Messages over `max_message` bytes
-    /// are refused before their payload is buffered; any error closes the connection.
+    /// Take the next frame off the front of `buf`: one per call, whatever it carries, so
+    /// each counts against the client's frame rate. Messages over `max_message` bytes are
+    /// refused before their payload is buffered; any error closes the connection.
     fn next(&mut self, buf: &mut BytesMut, max_message: usize) -> Result<Next, Disconnect>;
 
     /// True while a message is partly read across frames (the read buffer is then kept
@@ -73,38 +80,6 @@ pub trait Wire: Send {
 
     /// Why the connection ended when the client closed its socket.
     fn end_of_stream(&self) -> Disconnect;
-}
-
-/// A token bucket over a client's frames: refills at the allowed rate, holds two seconds'
-/// worth, so short bursts pass and a sustained flood does not.
-struct FrameBudget {
-    tokens: f64,
-    refilled: Instant,
-}
-
-impl FrameBudget {
-    fn new(now: Instant) -> Self {
-        Self {
-            tokens: f64::MAX,
-            refilled: now,
-        }
-    }
-
-    /// Take one frame's token; false when none is left. `per_second == 0`: no limit.
-    fn spend(&mut self, per_second: u32, now: Instant) -> bool {
-        if per_second == 0 {
-            return true;
-        }
-        let capacity = 2.0 * f64::from(per_second);
-        let elapsed = now.duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens.min(capacity) + elapsed * f64::from(per_second)).min(capacity);
-        self.refilled = now;
-        if self.tokens < 1.0 {
-            return false;
-        }
-        self.tokens -= 1.0;
-        true
-    }
 }
 
 /// Run one connection until it ends: open the dialect's side, serve, close with a reason.
@@ -138,6 +113,11 @@ pub async fn run<S, W, H>(
     if reason.code == Disconnect::SLOW_CONSUMER.code {
         conn.stats.slow_consumer();
         tracing::info!(code = reason.code, %reason, "closing slow consumer");
+    } else if reason.code == Disconnect::RATE_LIMITED.code {
+        // Debug, like other closes: a client that floods and reconnects must not flood
+        // the log as well; the counter shows it.
+        conn.stats.rate_limited_connection();
+        tracing::debug!(code = reason.code, %reason, "closing rate-limited client");
     } else {
         tracing::debug!(code = reason.code, %reason, "closing connection");
     }
@@ -163,8 +143,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin, W: Wire> Conn<'_, S, W> {
     /// The connection's main loop; returns why it ended.
     async fn serve<H: ClientHandler>(&mut self, handler: &mut H, link: &Link) -> Disconnect {
         let mut liveness = handler.liveness();
-        let mut budget = FrameBudget::new(Instant::now());
         let mut last_heard = Instant::now();
+        let mut budget = TokenBucket::full(last_heard);
         let mut next_ping = last_heard + liveness.heartbeat;
         let timer = sleep_until(next_ping);
         tokio::pin!(timer);
@@ -174,7 +154,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin, W: Wire> Conn<'_, S, W> {
                     Ok(Next::NeedMore(want)) => break want,
                     Ok(next) => {
                         self.stats.frame_in();
-                        if !budget.spend(liveness.max_frames_per_second, Instant::now()) {
+                        // Charged at the time of the read that brought the frame: one clock
+                        // reading per read, not per frame.
+                        if !budget.spend(liveness.max_frames_per_second, last_heard) {
                             return Disconnect::RATE_LIMITED;
                         }
                         match next {
@@ -289,7 +271,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin, W: Wire> Conn<'_, S, W> {
             self.stats.bytes_out(bytes);
             self.stream.shutdown().await?;
             let mut sink = [0u8; 512];
-            while self.stream.read(&mut sink).await? > 0 {}
+            let mut dropped = 0;
+            while dropped < CLOSE_LINGER_BYTES {
+                match self.stream.read(&mut sink).await? {
+                    0 => break,
+                    n => dropped += n,
+                }
+            }
             std::io::Result::Ok(())
         };
         let _ = timeout(CLOSE_LINGER, linger).await;
@@ -322,25 +310,4 @@ async fn write_all_vectored<S: AsyncWrite + Unpin>(
     }
     stream.flush().await?;
     Ok(total)
-}
-
-#[cfg(test)]
-mod budget_tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn bursts_pass_floods_do_not_and_time_refills() {
-        let start = Instant::now();
-        let mut budget = FrameBudget::new(start);
-        let passed = (0..100).filter(|_| budget.spend(10, start)).count();
-        assert_eq!(passed, 20, "a burst of twice the rate");
-        assert!(!budget.spend(10, start + Duration::from_millis(50)));
-        assert!(
-            budget.spend(10, start + Duration::from_millis(200)),
-            "refilled after 0.1 s"
-        );
-        let mut unlimited = FrameBudget::new(start);
-        assert!((0..10_000).all(|_| unlimited.spend(0, start)));
-    }
 }

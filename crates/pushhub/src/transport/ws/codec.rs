@@ -26,6 +26,10 @@ pub enum Inbound {
 pub enum Step {
     /// A frame was taken off the front of the buffer.
     Frame(Inbound),
+    /// A fragment of a message still arriving was taken off the front of the buffer:
+    /// nothing to deliver yet, but a frame the client sent all the same (it counts against
+    /// the client's frame rate like any other).
+    Fragment,
     /// More bytes are needed: the buffer must hold at least this many to make progress.
     NeedMore(usize),
 }
@@ -34,7 +38,14 @@ pub enum Step {
 #[derive(Debug, Default)]
 pub struct FrameReader {
     fragments: Option<BytesMut>,
+    /// Frames of the message in `fragments` so far.
+    fragment_count: u32,
 }
+
+/// Most frames one message may come in. Browsers and common libraries send a message in
+/// one frame, or a few of several KiB; without a bound, a message kept open with empty
+/// fragments would let a client send frames that never become a message.
+pub const MAX_FRAGMENTS: u32 = 1024;
 
 /// Longest header a client frame can have: 2 + 8 (length) + 4 (mask).
 const MAX_HEADER: usize = 14;
@@ -45,74 +56,81 @@ impl FrameReader {
         Self::default()
     }
 
-    /// Take the next frame off the front of `buf`. Messages larger than `max_message`
-    /// bytes (fragments counted together) are refused before their payload is buffered.
+    /// Take the next frame off the front of `buf`: one frame per call, fragments included,
+    /// so the caller sees (and can count) every frame. Messages larger than `max_message`
+    /// bytes (fragments counted together) are refused before their payload is buffered,
+    /// and messages in more than [`MAX_FRAGMENTS`] frames when the one over arrives.
     pub fn next(&mut self, buf: &mut BytesMut, max_message: usize) -> Result<Step, Disconnect> {
-        // A loop, not recursion per fragment: one read can hold thousands of fragments.
-        loop {
-            let mut cursor = Cursor::new(&buf[..]);
-            let (header, length) = match FrameHeader::parse(&mut cursor) {
-                Ok(Some(parsed)) => parsed,
-                Ok(None) => return Ok(Step::NeedMore((buf.len() + 1).min(MAX_HEADER))),
-                Err(_) => return Err(Disconnect::PROTOCOL_ERROR),
-            };
-            let header_len = cursor.position() as usize;
-            if header.rsv1 || header.rsv2 || header.rsv3 {
-                return Err(Disconnect::PROTOCOL_ERROR.with_reason("reserved bits set"));
-            }
-            let Some(mask) = header.mask else {
-                return Err(Disconnect::PROTOCOL_ERROR.with_reason("client frames must be masked"));
-            };
-            let is_control = matches!(header.opcode, OpCode::Control(_));
-            if is_control && (!header.is_final || length > 125) {
-                return Err(Disconnect::PROTOCOL_ERROR.with_reason("invalid control frame"));
-            }
-            let so_far = self.fragments.as_ref().map_or(0, |f| f.len() as u64);
-            if !is_control && length.saturating_add(so_far) > max_message as u64 {
-                return Err(Disconnect::TOO_BIG
-                    .with_reason(format!("message too big: limit is {max_message} bytes")));
-            }
-            let total = header_len + length as usize;
-            if buf.len() < total {
-                return Ok(Step::NeedMore(total));
-            }
-            let mut payload = buf.split_to(total);
-            payload.advance(header_len);
-            apply_mask(&mut payload, mask);
-            let inbound = match header.opcode {
-                OpCode::Data(Data::Text) => {
-                    if self.fragments.is_some() {
-                        return Err(Disconnect::PROTOCOL_ERROR
-                            .with_reason("new message before the previous one ended"));
-                    }
-                    if !header.is_final {
-                        self.fragments = Some(payload);
-                        continue;
-                    }
-                    text(payload)?
-                }
-                OpCode::Data(Data::Continue) => {
-                    let Some(mut fragments) = self.fragments.take() else {
-                        return Err(Disconnect::PROTOCOL_ERROR
-                            .with_reason("continuation without a message"));
-                    };
-                    fragments.extend_from_slice(&payload);
-                    if !header.is_final {
-                        self.fragments = Some(fragments);
-                        continue;
-                    }
-                    text(fragments)?
-                }
-                OpCode::Data(Data::Binary) => return Err(Disconnect::BINARY_NOT_SUPPORTED),
-                OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
-                    return Err(Disconnect::PROTOCOL_ERROR.with_reason("reserved opcode"))
-                }
-                OpCode::Control(Control::Ping) => Inbound::Ping(payload.freeze()),
-                OpCode::Control(Control::Pong) => Inbound::Pong,
-                OpCode::Control(Control::Close) => close_code(&payload)?,
-            };
-            return Ok(Step::Frame(inbound));
+        let mut cursor = Cursor::new(&buf[..]);
+        let (header, length) = match FrameHeader::parse(&mut cursor) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return Ok(Step::NeedMore((buf.len() + 1).min(MAX_HEADER))),
+            Err(_) => return Err(Disconnect::PROTOCOL_ERROR),
+        };
+        let header_len = cursor.position() as usize;
+        if header.rsv1 || header.rsv2 || header.rsv3 {
+            return Err(Disconnect::PROTOCOL_ERROR.with_reason("reserved bits set"));
         }
+        let Some(mask) = header.mask else {
+            return Err(Disconnect::PROTOCOL_ERROR.with_reason("client frames must be masked"));
+        };
+        let is_control = matches!(header.opcode, OpCode::Control(_));
+        if is_control && (!header.is_final || length > 125) {
+            return Err(Disconnect::PROTOCOL_ERROR.with_reason("invalid control frame"));
+        }
+        let so_far = self.fragments.as_ref().map_or(0, |f| f.len() as u64);
+        if !is_control && length.saturating_add(so_far) > max_message as u64 {
+            return Err(Disconnect::TOO_BIG
+                .with_reason(format!("message too big: limit is {max_message} bytes")));
+        }
+        let total = header_len + length as usize;
+        if buf.len() < total {
+            return Ok(Step::NeedMore(total));
+        }
+        let mut payload = buf.split_to(total);
+        payload.advance(header_len);
+        apply_mask(&mut payload, mask);
+        let inbound = match header.opcode {
+            OpCode::Data(Data::Text) => {
+                if self.fragments.is_some() {
+                    return Err(Disconnect::PROTOCOL_ERROR
+                        .with_reason("new message before the previous one ended"));
+                }
+                if !header.is_final {
+                    self.fragments = Some(payload);
+                    self.fragment_count = 1;
+                    return Ok(Step::Fragment);
+                }
+                text(payload)?
+            }
+            OpCode::Data(Data::Continue) => {
+                let Some(mut fragments) = self.fragments.take() else {
+                    return Err(
+                        Disconnect::PROTOCOL_ERROR.with_reason("continuation without a message")
+                    );
+                };
+                if self.fragment_count >= MAX_FRAGMENTS {
+                    return Err(Disconnect::TOO_MANY_FRAGMENTS.with_reason(format!(
+                        "too many fragments: a message may have at most {MAX_FRAGMENTS} fragments"
+                    )));
+                }
+                self.fragment_count += 1;
+                fragments.extend_from_slice(&payload);
+                if !header.is_final {
+                    self.fragments = Some(fragments);
+                    return Ok(Step::Fragment);
+                }
+                text(fragments)?
+            }
+            OpCode::Data(Data::Binary) => return Err(Disconnect::BINARY_NOT_SUPPORTED),
+            OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
+                return Err(Disconnect::PROTOCOL_ERROR.with_reason("reserved opcode"))
+            }
+            OpCode::Control(Control::Ping) => Inbound::Ping(payload.freeze()),
+            OpCode::Control(Control::Pong) => Inbound::Pong,
+            OpCode::Control(Control::Close) => close_code(&payload)?,
+        };
+        Ok(Step::Frame(inbound))
     }
 
     /// True while a fragmented message is being assembled.
@@ -236,6 +254,7 @@ mod tests {
         loop {
             match reader.next(&mut buf, max)? {
                 Step::Frame(f) => out.push(f),
+                Step::Fragment => {}
                 Step::NeedMore(_) => return Ok(out),
             }
         }
@@ -286,7 +305,52 @@ mod tests {
             .unwrap()
             .join()
             .expect("no stack overflow");
-        assert_eq!(parsed.unwrap(), [Inbound::Text("abc".into())]);
+        assert_eq!(parsed.unwrap_err().code, 1008, "over MAX_FRAGMENTS");
+    }
+
+    /// Each fragment is a step of its own, so whoever reads the frames can count them all
+    /// (a message kept open with empty fragments used to be read in one step, uncounted).
+    #[test]
+    fn every_fragment_is_a_step() {
+        let mut bytes = client_frame(0x01, b"a");
+        bytes.extend(client_frame(0x00, b""));
+        bytes.extend(client_frame(0x80, b"b"));
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut reader = FrameReader::new();
+        assert_eq!(reader.next(&mut buf, 100).unwrap(), Step::Fragment);
+        assert!(reader.in_message());
+        assert_eq!(reader.next(&mut buf, 100).unwrap(), Step::Fragment);
+        assert_eq!(
+            reader.next(&mut buf, 100).unwrap(),
+            Step::Frame(Inbound::Text("ab".into()))
+        );
+        assert!(!reader.in_message());
+    }
+
+    #[test]
+    fn a_message_has_at_most_max_fragments() {
+        let message = |frames: u32| {
+            let mut bytes = client_frame(0x01, b"x");
+            for _ in 2..frames {
+                bytes.extend(client_frame(0x00, b""));
+            }
+            bytes.extend(client_frame(0x80, b"y"));
+            bytes
+        };
+        assert_eq!(
+            parse_all(&message(MAX_FRAGMENTS), 1000).unwrap(),
+            [Inbound::Text("xy".into())]
+        );
+        let mut twice = message(MAX_FRAGMENTS);
+        twice.extend(message(MAX_FRAGMENTS));
+        assert_eq!(
+            parse_all(&twice, 1000).unwrap().len(),
+            2,
+            "counted per message"
+        );
+        let refused = parse_all(&message(MAX_FRAGMENTS + 1), 1000).unwrap_err();
+        assert_eq!(refused.code, 1008);
+        assert!(refused.reason.contains("1024 fragments"), "{refused}");
     }
 
     #[test]
@@ -380,7 +444,7 @@ mod never_panics {
             for _ in 0..600 {
                 let before = buf.len();
                 match reader.next(&mut buf, max) {
-                    Ok(Step::Frame(_)) => prop_assert!(buf.len() < before),
+                    Ok(Step::Frame(_) | Step::Fragment) => prop_assert!(buf.len() < before),
                     Ok(Step::NeedMore(want)) => { prop_assert!(want > buf.len()); break; }
                     Err(reason) => { prop_assert!(reason.code >= 1000); break; }
                 }

@@ -42,6 +42,7 @@ impl Wire for WsWire {
     fn next(&mut self, buf: &mut BytesMut, max_message: usize) -> Result<Next, Disconnect> {
         Ok(match self.0.next(buf, max_message)? {
             Step::NeedMore(want) => Next::NeedMore(want),
+            Step::Fragment => Next::Heard,
             Step::Frame(Inbound::Text(text)) => Next::Text(text),
             Step::Frame(Inbound::Ping(payload)) => Next::Reply(codec::pong_frame(&payload)),
             Step::Frame(Inbound::Pong) => Next::Heard,
