@@ -75,6 +75,9 @@ impl From<&Disconnect> for ApiError {
             c if c == Disconnect::CREDENTIAL_REJECTED.code => {
                 (StatusCode::FORBIDDEN, "credential_rejected")
             }
+            c if c == Disconnect::RATE_LIMITED.code => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            }
             c if c == Disconnect::ADDRESS_FULL.code => {
                 (StatusCode::TOO_MANY_REQUESTS, "address_full")
             }

@@ -265,6 +265,12 @@ pub struct RawLimits {
     /// Seconds a client may take to finish its handshake (jdserver: send `init`; raw TCP:
     /// send `connect`).
     pub handshake_timeout: u64,
+    /// Most frames a client may send per second (bursts up to twice that) before it has
+    /// authenticated, when no app's limit applies yet; beyond it: close 1008.
+    pub max_frames_per_second_before_auth: u32,
+    /// Most SSE, long-poll and getMsg requests one client address may start per second
+    /// (bursts up to twice that); beyond it: HTTP 429. 0: no limit.
+    pub max_requests_per_second_per_ip: u32,
 }
 
 /// One app's settings; unset fields take the server-wide value.
@@ -540,6 +546,8 @@ impl Default for RawLimits {
             max_connections_per_ip: 0,
             trusted_proxies: Vec::new(),
             handshake_timeout: 10,
+            max_frames_per_second_before_auth: 10,
+            max_requests_per_second_per_ip: 50,
         }
     }
 }
@@ -559,6 +567,10 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// Deadline for a client's dialect handshake.
     pub handshake_timeout: Duration,
+    /// Frame rate of a client that has not authenticated yet.
+    pub max_frames_per_second_before_auth: u32,
+    /// SSE/long-poll request rate per client address; 0: no limit.
+    pub max_requests_per_second_per_ip: u32,
 }
 
 /// The validated configuration the server runs with.
@@ -965,6 +977,12 @@ fn validate(
             "must be at least 1 second".into(),
         );
     }
+    if limits.max_frames_per_second_before_auth == 0 {
+        error(
+            &["limits", "max_frames_per_second_before_auth"],
+            "must be at least 1: a client that has not authenticated is never unlimited".into(),
+        );
+    }
     if limits.write_timeout == 0 {
         error(
             &["limits", "write_timeout"],
@@ -1104,6 +1122,8 @@ fn validate(
             max_connections: limits.max_connections,
             max_connections_per_ip: limits.max_connections_per_ip,
             handshake_timeout: Duration::from_secs(limits.handshake_timeout),
+            max_frames_per_second_before_auth: limits.max_frames_per_second_before_auth,
+            max_requests_per_second_per_ip: limits.max_requests_per_second_per_ip,
         },
         trusted_proxies: TrustedProxies::new(trusted_proxies),
         defaults: settings("", None),
@@ -1707,6 +1727,23 @@ routes = { "live." = "http://127.0.0.1:9000/live", "live.admin." = "http://127.0
         let routes = &live.rpc.as_ref().unwrap().settings().routes;
         assert_eq!(routes[0].0, "live.admin.", "longest prefix first");
         assert!(matches!(live.rooms, RoomPolicy::Credential));
+    }
+
+    #[test]
+    fn flood_limits_have_defaults_and_the_pre_auth_one_cannot_be_turned_off() {
+        let config = load_text("[apps.wms]\nauth = \"none\"\n", &[]).unwrap();
+        assert_eq!(config.limits.max_frames_per_second_before_auth, 10);
+        assert_eq!(config.limits.max_requests_per_second_per_ip, 50);
+        let config = load_text(
+            "[limits]\nmax_requests_per_second_per_ip = 0\n[apps.wms]\nauth = \"none\"\n",
+            &[("PUSHHUB_LIMITS_MAX_FRAMES_PER_SECOND_BEFORE_AUTH", "3")],
+        )
+        .unwrap();
+        assert_eq!(config.limits.max_frames_per_second_before_auth, 3);
+        assert_eq!(config.limits.max_requests_per_second_per_ip, 0);
+        let text = "[limits]\nmax_frames_per_second_before_auth = 0\n[apps.wms]\nauth = \"none\"\n";
+        let errors = load_text(text, &[]).unwrap_err().0;
+        assert_eq!(errors[0].key, "limits.max_frames_per_second_before_auth");
     }
 
     #[test]

@@ -129,10 +129,13 @@ pub async fn native_sse(
     extensions: Extensions,
     headers: HeaderMap,
 ) -> Response {
+    let address = state.trusted_proxies.of_request(&extensions, &headers);
+    if let Some(refused) = state.over_request_rate(address) {
+        return cors(refused);
+    }
     if let Some(reason) = state.admission() {
         return cors(ApiError::from(&reason).into_response());
     }
-    let address = state.trusted_proxies.of_request(&extensions, &headers);
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let response = match native_client(
         &state,
@@ -167,6 +170,9 @@ pub async fn native_poll(
     headers: HeaderMap,
 ) -> Response {
     let address = state.trusted_proxies.of_request(&extensions, &headers);
+    if let Some(refused) = state.over_request_rate(address) {
+        return cors(refused);
+    }
     let answer = native_poll_answer(state, query, headers, address).await;
     cors(answer.unwrap_or_else(IntoResponse::into_response))
 }
@@ -236,13 +242,16 @@ fn text_or_number(params: &serde_json::Map<String, Value>, name: &str) -> Option
 }
 
 async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiError> {
-    if let Some(reason) = state.admission() {
-        return Err(ApiError::from(&reason));
-    }
     let headers = request.headers().clone();
     let address = state
         .trusted_proxies
         .of_request(request.extensions(), &headers);
+    if let Some(refused) = state.over_request_rate(address) {
+        return Ok(refused);
+    }
+    if let Some(reason) = state.admission() {
+        return Err(ApiError::from(&reason));
+    }
     let params = request_params(state.max_request_bytes, request).await?;
     let app = text_param(&params, "app")?;
     let user = text_param(&params, "user")?;

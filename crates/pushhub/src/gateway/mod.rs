@@ -16,6 +16,7 @@
 mod address;
 mod demo;
 mod http;
+mod request_rate;
 mod tcp;
 mod websocket;
 
@@ -30,7 +31,7 @@ use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderMap};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
@@ -46,6 +47,7 @@ use crate::hub::{AuthMode, Cursor, Hub, Outbox, OutboxLimits, Render};
 use crate::transport::sse::SSE_FRAMER;
 use crate::transport::ws::{self, WsContext, WS_FRAMER};
 use crate::transport::{ClientHandler, Liveness, Refuse, RAW_FRAMER};
+use request_rate::RequestRate;
 
 /// What the client listener's handlers share.
 #[derive(Clone)]
@@ -58,6 +60,7 @@ pub struct GatewayState {
     max_connections: usize,
     max_request_bytes: usize,
     trusted_proxies: TrustedProxies,
+    request_rate: RequestRate,
     native_ws: Arc<dyn Render>,
     native_sse: Arc<dyn Render>,
     native_raw: Arc<dyn Render>,
@@ -76,11 +79,17 @@ impl GatewayState {
             hub,
             ws,
             outbox: config.limits.outbox,
-            defaults: crate::dialect::liveness(&config.defaults),
+            // Until a client has authenticated no app's frame limit applies: the
+            // server-wide one does.
+            defaults: Liveness {
+                max_frames_per_second: config.limits.max_frames_per_second_before_auth,
+                ..crate::dialect::liveness(&config.defaults)
+            },
             handshake_timeout: config.limits.handshake_timeout,
             max_connections: config.limits.max_connections,
             max_request_bytes: config.limits.max_body_bytes,
             trusted_proxies: config.trusted_proxies.clone(),
+            request_rate: RequestRate::new(config.limits.max_requests_per_second_per_ip),
             native_ws: Renderer::shared(&NATIVE, &WS_FRAMER),
             native_sse: Renderer::shared(&NATIVE, &SSE_FRAMER),
             native_raw: Renderer::shared(&NATIVE, &RAW_FRAMER),
@@ -112,12 +121,25 @@ impl GatewayState {
     }
 
     /// The mechanics for a client that has yet to name its app in a first frame (jdserver's
-    /// `init`, raw TCP's `connect`): server defaults, and a deadline for that frame.
+    /// `init`, raw TCP's `connect`): server defaults with the frame limit for clients not
+    /// yet authenticated, and a deadline for that frame.
     fn before_handshake(&self) -> Liveness {
         Liveness {
             handshake_deadline: Some(tokio::time::Instant::now() + self.handshake_timeout),
             ..self.defaults
         }
+    }
+
+    /// Count one SSE or long-poll request from `address` against its budget: the answer
+    /// (429, retry in a second) when the address has spent it.
+    fn over_request_rate(&self, address: Option<IpAddr>) -> Option<Response> {
+        let reason = self.request_rate.admit(address).err()?;
+        self.hub.stats().rate_limited_request();
+        let mut response = crate::http_error::ApiError::from(&reason).into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        Some(response)
     }
 
     /// The address a request's client connects from (see [`TrustedProxies`]).
