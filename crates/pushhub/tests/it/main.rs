@@ -11,6 +11,7 @@ mod demo;
 mod events;
 mod example_backend;
 mod fanout;
+mod flood;
 mod history;
 mod http_clients;
 mod jdserver;

@@ -125,6 +125,21 @@ impl TestServer {
             .unwrap_or(0)
     }
 
+    /// CPU time the server process has used so far (user + system), in seconds (Linux:
+    /// `/proc/PID/stat`, in the kernel's clock ticks).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("read /proc/PID/stat");
+        // The command name may hold spaces: fields are counted after its closing paren.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| fields[i].parse::<u64>().expect("tick count");
+        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+        (ticks(11) + ticks(12)) as f64 / clock_ticks_per_second()
+    }
+
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
@@ -288,6 +303,17 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 on every common Linux).
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 /// Percent-encode `text` for a query string (cursors hold `:`, `@`, `,` and `/`).
