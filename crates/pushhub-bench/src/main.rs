@@ -21,6 +21,7 @@ mod report;
 mod resume_tally;
 mod scenario;
 mod seq;
+mod soak;
 mod suite;
 mod target;
 mod timers;
@@ -42,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Worker(args) => worker::run(args).await,
         Command::Suite(args) => suite::run(args).await,
         Command::Timers(args) => timers::run(args).await,
+        Command::Soak(args) => soak::run(args).await,
         Command::Idle(args) => {
             let settle = Duration::from_secs_f64(args.settle_secs.max(0.0));
             let r = scenario::run_idle(&args.target.load_config(), args.conns, settle).await?;
