@@ -188,6 +188,14 @@ pub trait ClientHandler: Send {
     /// One complete text message arrived. An error closes the connection with that reason.
     async fn on_text(&mut self, text: &str, link: &Link) -> Result<(), Disconnect>;
 
+    /// One complete binary message arrived (WebSocket only). No dialect speaks binary, so
+    /// by default it closes the connection with [`Disconnect::BINARY_NOT_SUPPORTED`]; the
+    /// transport parses binary messages anyway, so a handler that echoes them (the
+    /// WebSocket conformance suite's, `tests/it/autobahn.rs`) runs on the same codec.
+    async fn on_binary(&mut self, _data: &[u8], _link: &Link) -> Result<(), Disconnect> {
+        Err(Disconnect::BINARY_NOT_SUPPORTED)
+    }
+
     /// The mechanics to enforce now; asked again after every call above.
     fn liveness(&self) -> Liveness;
 
@@ -232,6 +240,10 @@ impl<H: ClientHandler + ?Sized> ClientHandler for Box<H> {
 
     async fn on_text(&mut self, text: &str, link: &Link) -> Result<(), Disconnect> {
         (**self).on_text(text, link).await
+    }
+
+    async fn on_binary(&mut self, data: &[u8], link: &Link) -> Result<(), Disconnect> {
+        (**self).on_binary(data, link).await
     }
 
     fn liveness(&self) -> Liveness {

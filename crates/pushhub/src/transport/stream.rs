@@ -41,6 +41,8 @@ pub struct StreamSettings {
 pub enum Next {
     /// One complete text message, for the dialect.
     Text(String),
+    /// One complete binary message (WebSocket), for the handler to accept or refuse.
+    Binary(Bytes),
     /// Transport traffic to answer with these bytes (a WebSocket pong).
     Reply(Bytes),
     /// Transport traffic that needs no answer (a WebSocket pong, an empty TCP frame).
@@ -180,6 +182,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin, W: Wire> Conn<'_, S, W> {
                         match next {
                             Next::Text(text) => {
                                 if let Err(reason) = handler.on_text(&text, link).await {
+                                    return reason;
+                                }
+                                liveness = handler.liveness();
+                            }
+                            Next::Binary(data) => {
+                                if let Err(reason) = handler.on_binary(&data, link).await {
                                     return reason;
                                 }
                                 liveness = handler.liveness();

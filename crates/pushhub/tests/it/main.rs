@@ -1,6 +1,8 @@
 //! Integration tests: the real `pushhub` binary on port 0, real WebSocket and HTTP clients.
 
 mod api_keys;
+// WebSocket conformance (kosoku, Autobahn's cases) against an in-process echo server.
+mod autobahn;
 mod backend;
 mod bad_input;
 // The JavaScript SDK and demo page (clients/js): node --test, headless Chromium.

@@ -43,6 +43,7 @@ impl Wire for WsWire {
         Ok(match self.0.next(buf, max_message)? {
             Step::NeedMore(want) => Next::NeedMore(want),
             Step::Frame(Inbound::Text(text)) => Next::Text(text),
+            Step::Frame(Inbound::Binary(data)) => Next::Binary(data),
             Step::Frame(Inbound::Ping(payload)) => Next::Reply(codec::pong_frame(&payload)),
             Step::Frame(Inbound::Pong) => Next::Heard,
             Step::Frame(Inbound::Close(code)) => Next::Close(match code {
