@@ -31,5 +31,6 @@ mod tcp;
 mod timers;
 mod tls;
 mod tokens;
+mod user_ids;
 mod util;
 mod webhook_auth;
