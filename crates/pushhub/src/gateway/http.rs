@@ -189,6 +189,7 @@ async fn native_poll_answer(
         address,
         state.new_outbox(),
         &state.ws.connections,
+        state.hub.stats(),
         wait,
         MAX_BATCH,
     )
@@ -283,6 +284,7 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
         address,
         state.new_outbox(),
         &state.ws.connections,
+        state.hub.stats(),
         wait,
         1,
     )

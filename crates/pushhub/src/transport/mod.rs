@@ -22,6 +22,7 @@ use bytes::Bytes;
 
 use crate::disconnect::Disconnect;
 use crate::hub::{Cursor, Outbox};
+use crate::stats::Stats;
 use crate::sync::lock;
 
 /// Leaves a payload as it is: for transports that frame a whole response themselves
@@ -201,6 +202,18 @@ pub trait ClientHandler: Send {
 
     /// The connection ended for `reason`; release what it held.
     async fn on_close(&mut self, reason: &Disconnect);
+}
+
+/// Log why a client connection ended and count it when it was cut off as a slow consumer:
+/// one rule for every transport (WebSocket, raw TCP, SSE, long-poll), so the
+/// `slow_consumers` counter and the `closing slow consumer` line cover them all.
+pub fn record_end(stats: &Stats, reason: &Disconnect) {
+    if reason.code == Disconnect::SLOW_CONSUMER.code {
+        stats.slow_consumer();
+        tracing::info!(code = reason.code, %reason, "closing slow consumer");
+    } else {
+        tracing::debug!(code = reason.code, %reason, "closing connection");
+    }
 }
 
 /// A handler that closes the connection right after the handshake with a reason: how

@@ -20,7 +20,7 @@ use crate::disconnect::Disconnect;
 use crate::hub::outbox::{advance_frames, Frame, MAX_WRITE_SLICES};
 use crate::hub::Outbox;
 use crate::stats::Stats;
-use crate::transport::{ClientHandler, Link};
+use crate::transport::{record_end, ClientHandler, Link};
 
 /// A read buffer that empties releases its memory once it has grown past this.
 const KEEP_READ_CAPACITY: usize = 4096;
@@ -137,12 +137,7 @@ pub async fn run<S, W, H>(
         Ok(()) => conn.serve(&mut handler, &link).await,
         Err(reason) => reason,
     };
-    if reason.code == Disconnect::SLOW_CONSUMER.code {
-        conn.stats.slow_consumer();
-        tracing::info!(code = reason.code, %reason, "closing slow consumer");
-    } else {
-        tracing::debug!(code = reason.code, %reason, "closing connection");
-    }
+    record_end(&conn.stats, &reason);
     handler.on_close(&reason).await;
     // On the heap, and only once the connection ends: every live connection's task would
     // otherwise carry room for its goodbye (see `Conn::close`).
