@@ -15,6 +15,7 @@ mod example_backend;
 mod fanout;
 mod history;
 mod http_clients;
+mod http_errors;
 mod jdserver;
 mod kick;
 mod limits;
