@@ -253,3 +253,15 @@ async fn get_msg_of_a_token_app_takes_its_user_from_the_token_alone() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "missing_token");
 }
+
+/// A token whose `sub` is U+FFFD (what a lenient decoder makes of bytes that are not
+/// UTF-8) names no user: refused like the same id given in a query.
+#[tokio::test]
+async fn a_token_naming_the_replacement_character_is_refused() {
+    let (server, _dir) = server();
+    let token = mint("secure", "\u{FFFD}", SECRET, &[]);
+    let mut client = server.ws(&format!("/v1/ws?app=secure&token={token}")).await;
+    let (code, reason) = client.closed().await;
+    assert_eq!(code, 4500);
+    assert!(reason.contains("not valid UTF-8"), "{reason}");
+}
