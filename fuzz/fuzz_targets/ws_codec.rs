@@ -12,16 +12,18 @@
 //! input (recursion per frame) crashes it instead of going unseen. Checks:
 //! - no panic; every step takes a frame (or a fragment) off the buffer, asks for more than
 //!   it holds, or refuses with a close code the server may send;
-//! - texts are within the limit, pings within 125 bytes, close codes allowed;
+//! - texts and binary messages are within the limit, pings within 125 bytes, close codes
+//!   allowed;
 //! - the stream read in small pieces gives exactly what it gives read at once;
-//! - what the server itself frames (text, pong, close) parses back to what it framed.
+//! - what the server itself frames (text, binary, pong, close) parses back to what it
+//!   framed.
 
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use pushhub::transport::ws::codec::{
-    close_frame, pong_frame, text_frame, FrameReader, Inbound, Step,
+    binary_frame, close_frame, pong_frame, text_frame, FrameReader, Inbound, Step,
 };
 use pushhub_fuzz::check_disconnect;
 
@@ -40,6 +42,9 @@ fn read(stream: &[u8], max: usize, piece: usize) -> (Vec<Inbound>, Option<u16>) 
                     assert!(buf.len() < before, "a frame consumed nothing");
                     match &frame {
                         Inbound::Text(text) => assert!(text.len() <= max, "text over the limit"),
+                        Inbound::Binary(data) => {
+                            assert!(data.len() <= max, "binary over the limit")
+                        }
                         Inbound::Ping(payload) => assert!(payload.len() <= 125),
                         Inbound::Close(Some(code)) => assert!(
                             matches!(code, 1000..=1003 | 1007..=1013 | 3000..=4999),
@@ -133,8 +138,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(whole, pieces, "reading in pieces changed the result");
 
     for frame in &whole.0 {
-        if let Inbound::Text(text) = frame {
-            assert_eq!(parse_one(&text_frame(text.as_bytes())), *frame);
+        match frame {
+            Inbound::Text(text) => assert_eq!(parse_one(&text_frame(text.as_bytes())), *frame),
+            Inbound::Binary(data) => assert_eq!(parse_one(&binary_frame(data)), *frame),
+            _ => {}
         }
     }
     // The server's own frames, with the input as their payload.

@@ -13,6 +13,7 @@
 //! - [`store`], [`scheduler`]: durable timers (delayed HTTP callbacks) and cron jobs, and
 //!   their execution; [`cli`]: the `pushhub cron` and `pushhub timers` commands.
 //! - [`tls`]: `wss://` and `https://` without a proxy in front, reloadable certificates.
+//! - [`parse_errors`]: the JSON error body on answers hyper gives requests it cannot parse.
 
 pub mod api;
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod gateway;
 pub mod http_error;
 pub mod hub;
 pub mod outbound;
+pub mod parse_errors;
 pub mod scheduler;
 pub mod server;
 pub mod stats;

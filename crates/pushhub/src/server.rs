@@ -24,6 +24,7 @@ use crate::engine;
 use crate::gateway::{self, GatewayState, TcpGateway};
 use crate::http_error::ApiError;
 use crate::hub::{Apps, Hub};
+use crate::parse_errors::ErrorBodies;
 use crate::scheduler::{StartError, Timers};
 use crate::stats::Stats;
 use crate::store::StoreError;
@@ -290,7 +291,10 @@ where
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
+        .serve_connection(
+            TokioIo::new(ErrorBodies::new(stream)),
+            TowerToHyperService::new(router),
+        )
         .with_upgrades();
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {

@@ -1,12 +1,14 @@
 //! push-serve-compatible API endpoints (seed 004): `/access` and `/push?uid=&password=`.
 //!
 //! Answers keep push-serve's shape, `{"topic":…,"contents":…}`, errors included, and its
-//! status (200), since its clients read the body and nothing else.
+//! status (200), since its clients read the body and nothing else; only a uid that could
+//! never connect gets a 400 besides.
 
 use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -15,7 +17,7 @@ use subtle::ConstantTimeEq;
 
 use super::{read_body, ApiState};
 use crate::dialect::pushserve::access_key;
-use crate::hub::Target;
+use crate::hub::{names, Target};
 
 /// A push-serve error answer: `{"topic":"error","contents":…}`.
 struct Refusal(String);
@@ -58,13 +60,19 @@ fn uid(query: &HashMap<String, String>) -> Result<&str, Refusal> {
 }
 
 /// `GET /access?uid=&password=`: an access key for `uid`, for the backend to hand to that
-/// logged-in user's client.
+/// logged-in user's client. A uid that could never connect (not a valid user id, such as
+/// one that is not UTF-8) gets no key: 400, in push-serve's error shape, with the reason.
 pub async fn access(
     State(state): State<ApiState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let answer = authorized(&state, &query).and_then(|config| {
-        let key = access_key(config, uid(&query)?);
+        let uid = uid(&query)?;
+        if let Err(invalid) = names::check_user(uid) {
+            let refusal = Refusal::new(format!("uid 无效 (invalid uid): {invalid}"));
+            return Ok((StatusCode::BAD_REQUEST, refusal).into_response());
+        }
+        let key = access_key(config, uid);
         Ok(Json(json!({"topic": "_access", "contents": key})).into_response())
     });
     answer.unwrap_or_else(IntoResponse::into_response)

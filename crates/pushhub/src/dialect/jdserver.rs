@@ -63,7 +63,7 @@ pub struct JdClient {
 /// An app, user and resume cursor given with the request (getMsg) instead of an `init`.
 struct Given {
     app: String,
-    user: String,
+    user: Option<String>,
     token: Option<String>,
     since: Option<Cursor>,
 }
@@ -83,13 +83,14 @@ impl JdClient {
     }
 
     /// A client whose app and user came with its request (jdserver's `getMsg`): attached
-    /// at open, resuming from `since` when given.
+    /// at open, resuming from `since` when given. `user` may be absent for apps that take
+    /// it from the token.
     pub fn given(
         hub: Hub,
         renderer: Arc<dyn Render>,
         liveness: Liveness,
         app: String,
-        user: String,
+        user: Option<String>,
         token: Option<String>,
         since: Option<Cursor>,
     ) -> Self {
@@ -170,7 +171,7 @@ impl ClientHandler for JdClient {
                 since,
             }) => {
                 let credential = token.map(|token| Credential::new(token, CredentialSource::Query));
-                self.attach(&app, Some(user), credential, since, link).await
+                self.attach(&app, user, credential, since, link).await
             }
             None => Ok(()),
         }

@@ -19,7 +19,7 @@ use crate::api::jdserver::{request_params, text_param};
 use crate::auth;
 use crate::dialect::jdserver::JdClient;
 use crate::http_error::ApiError;
-use crate::hub::Cursor;
+use crate::hub::{AuthMode, Cursor};
 use crate::transport::{poll, sse};
 
 /// Seconds a poll waits when the client does not say.
@@ -195,6 +195,7 @@ async fn native_poll_answer(
         address,
         state.new_outbox(),
         &state.ws.connections,
+        state.hub.stats(),
         wait,
         MAX_BATCH,
     )
@@ -222,7 +223,8 @@ async fn native_poll_answer(
     Ok(([(header::CONTENT_TYPE, content_type)], body.freeze()).into_response())
 }
 
-/// `/getMsg?app=&user=&timeout=`: jdserver's long-poll. Waits up to `timeout` seconds for
+/// `/getMsg?app=&user=&timeout=`: jdserver's long-poll (`user` only for `auth = "none"`
+/// apps; the others take it from `token`). Waits up to `timeout` seconds for
 /// a push to the user and answers it exactly as a jdserver WebSocket client receives it
 /// (an empty body when none came). The `X-Pushhub-Cursor` header carries where the client
 /// now stands; passing it back as `cursor=` makes consecutive polls lose nothing, and
@@ -254,11 +256,20 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
     }
     let params = request_params(state.max_request_bytes, request).await?;
     let app = text_param(&params, "app")?;
-    let user = text_param(&params, "user")?;
+    let settings = state.hub.app(&app).ok();
+    // Token and webhook apps take the user from the credential: a `user` they would
+    // ignore is not asked for.
+    let names_its_user = settings
+        .as_ref()
+        .is_none_or(|settings| settings.auth == AuthMode::None);
+    let user = match params.get("user") {
+        None if !names_its_user => None,
+        _ => Some(text_param(&params, "user")?),
+    };
     let wait = wait(text_or_number(&params, "timeout").as_deref())?;
-    let credential_param = match state.hub.app(&app) {
-        Ok(settings) => auth::query_param(&settings).to_owned(),
-        Err(_) => "token".to_owned(),
+    let credential_param = match &settings {
+        Some(settings) => auth::query_param(settings).to_owned(),
+        None => "token".to_owned(),
     };
     let since = match text_or_number(&params, "cursor").filter(|c| !c.is_empty()) {
         Some(text) => Some(
@@ -282,6 +293,7 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
         address,
         state.new_outbox(),
         &state.ws.connections,
+        state.hub.stats(),
         wait,
         1,
     )

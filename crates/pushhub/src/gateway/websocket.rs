@@ -135,6 +135,8 @@ fn pushserve_client(
     let (Some(uid), Some(key)) = (query.get("uid"), query.get("access_key")) else {
         return Err(Disconnect::BAD_REQUEST.with_reason("connect with ?uid=UID&access_key=KEY"));
     };
+    // Before the key: a uid that can never connect is a bad request, not a bad key.
+    crate::hub::names::check_user(uid).map_err(|e| Disconnect::from(&e))?;
     if !access_key_valid(&config, uid, key) {
         return Err(
             Disconnect::INVALID_TOKEN.with_reason("invalid or expired access_key for this uid")

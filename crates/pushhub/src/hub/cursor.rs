@@ -93,6 +93,15 @@ impl fmt::Display for Cursor {
 mod tests {
     use super::*;
 
+    /// docs/protocol.md states the limit clients must keep to; it once said half of it.
+    #[test]
+    fn the_documented_limit_is_the_enforced_one() {
+        let docs = include_str!("../../../../docs/protocol.md");
+        let grouped = format!("{},{:03}", MAX_CURSOR_BYTES / 1000, MAX_CURSOR_BYTES % 1000);
+        assert!(docs.contains(&format!("At most {grouped} bytes")));
+        assert!(docs.contains(&format!("longer than {MAX_CURSOR_BYTES} bytes")));
+    }
+
     #[test]
     fn the_longest_cursor_a_connection_can_have_is_accepted() {
         use crate::hub::{channel, names, MAX_EXTRA_GROUPS};

@@ -56,10 +56,17 @@ pub fn check_room(room: &str) -> Result<(), HubError> {
 }
 
 /// Check a user id: 1–256 bytes, no control characters, no `,` or `*` (they are target
-/// syntax), and no empty group segment at the end (`a/`).
+/// syntax), no empty group segment at the end (`a/`), and no U+FFFD.
+///
+/// U+FFFD (the replacement character) is what a lenient decoder makes of bytes that are not
+/// UTF-8: query strings and form bodies are decoded that way, so `user=%FF` and
+/// `user=%FE` would both arrive as `"\u{FFFD}"` and be one user. Refusing the character
+/// keeps one byte string one user on every path, whichever decoder it took.
 pub fn check_user(user: &str) -> Result<(), HubError> {
     let reason = if user.is_empty() {
         Some("is empty")
+    } else if user.contains(char::REPLACEMENT_CHARACTER) {
+        Some("is not valid UTF-8 (or contains U+FFFD, the mark of bytes that were not)")
     } else if user.len() > MAX_USER_BYTES {
         Some("is longer than 256 bytes")
     } else if user.chars().any(|c| c.is_control()) {
@@ -113,6 +120,8 @@ mod tests {
             "a\nb",
             "a/",
             "a//b",
+            "\u{FFFD}",
+            "a\u{FFFD}b",
             &"x".repeat(257),
             &deep,
         ] {

@@ -23,6 +23,7 @@ use bytes::Bytes;
 
 use crate::disconnect::Disconnect;
 use crate::hub::{Cursor, Outbox};
+use crate::stats::Stats;
 use crate::sync::lock;
 
 /// Leaves a payload as it is: for transports that frame a whole response themselves
@@ -191,11 +192,36 @@ pub trait ClientHandler: Send {
     /// One complete text message arrived. An error closes the connection with that reason.
     async fn on_text(&mut self, text: &str, link: &Link) -> Result<(), Disconnect>;
 
+    /// One complete binary message arrived (WebSocket only). No dialect speaks binary, so
+    /// by default it closes the connection with [`Disconnect::BINARY_NOT_SUPPORTED`]; the
+    /// transport parses binary messages anyway, so a handler that echoes them (the
+    /// WebSocket conformance suite's, `tests/it/autobahn.rs`) runs on the same codec.
+    async fn on_binary(&mut self, _data: &[u8], _link: &Link) -> Result<(), Disconnect> {
+        Err(Disconnect::BINARY_NOT_SUPPORTED)
+    }
+
     /// The mechanics to enforce now; asked again after every call above.
     fn liveness(&self) -> Liveness;
 
     /// The connection ended for `reason`; release what it held.
     async fn on_close(&mut self, reason: &Disconnect);
+}
+
+/// Log why a client connection ended and count it when it was cut off as a slow consumer:
+/// one rule for every transport (WebSocket, raw TCP, SSE, long-poll), so the
+/// `slow_consumers` counter and the `closing slow consumer` line cover them all.
+pub fn record_end(stats: &Stats, reason: &Disconnect) {
+    if reason.code == Disconnect::SLOW_CONSUMER.code {
+        stats.slow_consumer();
+        tracing::info!(code = reason.code, %reason, "closing slow consumer");
+    } else if reason.code == Disconnect::RATE_LIMITED.code {
+        // Debug, like other closes: a client that floods and reconnects must not flood
+        // the log as well; the counter shows it.
+        stats.rate_limited_connection();
+        tracing::debug!(code = reason.code, %reason, "closing rate-limited client");
+    } else {
+        tracing::debug!(code = reason.code, %reason, "closing connection");
+    }
 }
 
 /// A handler that closes the connection right after the handshake with a reason: how
@@ -235,6 +261,10 @@ impl<H: ClientHandler + ?Sized> ClientHandler for Box<H> {
 
     async fn on_text(&mut self, text: &str, link: &Link) -> Result<(), Disconnect> {
         (**self).on_text(text, link).await
+    }
+
+    async fn on_binary(&mut self, data: &[u8], link: &Link) -> Result<(), Disconnect> {
+        (**self).on_binary(data, link).await
     }
 
     fn liveness(&self) -> Liveness {

@@ -16,6 +16,7 @@ use super::feed::{Feed, Next};
 use super::{ClientHandler, Link, RAW_FRAMER};
 use crate::disconnect::Disconnect;
 use crate::hub::{Cursor, Outbox};
+use crate::stats::Stats;
 
 /// What one poll collected.
 #[derive(Debug)]
@@ -29,13 +30,17 @@ pub struct Polled {
 }
 
 /// Attach `handler`'s client, wait up to `wait` for a first message, then take whatever
-/// else is already queued, up to `max` messages. A refusal is returned as the reason.
+/// else is already queued, up to `max` messages. A refusal is returned as the reason; a
+/// poll cut short (a slow consumer, shutdown) answers what it has, and is logged and
+/// counted in `stats` like any connection's end.
+#[allow(clippy::too_many_arguments)]
 pub async fn poll<H: ClientHandler>(
     mut handler: H,
     headers: &axum::http::HeaderMap,
     address: Option<IpAddr>,
     outbox: Arc<Outbox>,
     connections: &Connections,
+    stats: &Stats,
     wait: Duration,
     max: usize,
 ) -> Result<Polled, Disconnect> {
@@ -65,7 +70,10 @@ pub async fn poll<H: ClientHandler>(
             }
             Next::Frame { moved: false, .. } => {}
             Next::Timeout => break Disconnect::NORMAL,
-            Next::Closed(reason) => break reason,
+            Next::Closed(reason) => {
+                super::record_end(stats, &reason);
+                break reason;
+            }
         }
     };
     handler.on_close(&reason).await;
@@ -74,4 +82,74 @@ pub async fn poll<H: ClientHandler>(
         cursor: feed.cursor().clone(),
         recovered: start.recovered,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::hub::OutboxLimits;
+    use crate::transport::{Liveness, StreamStart};
+
+    /// Attaches, then is sent more than its queue holds before the poll reads anything:
+    /// what a burst of publications does to a poll on a busy server.
+    struct Flooded;
+
+    #[async_trait]
+    impl ClientHandler for Flooded {
+        async fn on_open(&mut self, link: &Link) -> Result<(), Disconnect> {
+            link.attached(StreamStart {
+                cursor: Cursor::default(),
+                recovered: true,
+            });
+            for _ in 0..3 {
+                link.send_text(b"{}");
+            }
+            Ok(())
+        }
+
+        async fn on_text(&mut self, _text: &str, _link: &Link) -> Result<(), Disconnect> {
+            Ok(())
+        }
+
+        fn liveness(&self) -> Liveness {
+            Liveness {
+                heartbeat: Duration::from_secs(25),
+                idle_timeout: Duration::from_secs(60),
+                max_message_bytes: 1024,
+                handshake_deadline: None,
+                max_frames_per_second: 0,
+                credential_expiry: None,
+            }
+        }
+
+        async fn on_close(&mut self, _reason: &Disconnect) {}
+    }
+
+    #[tokio::test]
+    async fn a_poll_cut_off_as_a_slow_consumer_is_counted() {
+        let stats = Stats::default();
+        let outbox = Arc::new(Outbox::new(OutboxLimits {
+            max_messages: 2,
+            max_bytes: 1024,
+        }));
+        let polled = poll(
+            Flooded,
+            &axum::http::HeaderMap::new(),
+            None,
+            outbox,
+            &Connections::default(),
+            &stats,
+            Duration::from_secs(5),
+            100,
+        )
+        .await
+        .expect("the poll answers");
+        assert!(
+            polled.messages.is_empty(),
+            "the overflowed queue was dropped"
+        );
+        assert_eq!(stats.snapshot().slow_consumers, 1);
+    }
 }

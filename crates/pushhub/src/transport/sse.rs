@@ -150,6 +150,7 @@ impl<H: ClientHandler> Stream<H> {
                 Some(Bytes::from_static(b": ping\n\n"))
             }
             Next::Closed(reason) => {
+                super::record_end(&self.stats, &reason);
                 self.handler.on_close(&reason).await;
                 None
             }

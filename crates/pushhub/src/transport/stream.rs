@@ -21,7 +21,7 @@ use crate::hub::outbox::{advance_frames, Frame, MAX_WRITE_SLICES};
 use crate::hub::Outbox;
 use crate::stats::Stats;
 use crate::transport::rate::TokenBucket;
-use crate::transport::{ClientHandler, Link};
+use crate::transport::{record_end, ClientHandler, Link};
 
 /// A read buffer that empties releases its memory once it has grown past this.
 const KEEP_READ_CAPACITY: usize = 4096;
@@ -46,6 +46,8 @@ pub struct StreamSettings {
 pub enum Next {
     /// One complete text message, for the dialect.
     Text(String),
+    /// One complete binary message (WebSocket), for the handler to accept or refuse.
+    Binary(Bytes),
     /// Transport traffic to answer with these bytes (a WebSocket pong).
     Reply(Bytes),
     /// Transport traffic that needs no answer (a WebSocket pong or a fragment of a message
@@ -110,17 +112,7 @@ pub async fn run<S, W, H>(
         Ok(()) => conn.serve(&mut handler, &link).await,
         Err(reason) => reason,
     };
-    if reason.code == Disconnect::SLOW_CONSUMER.code {
-        conn.stats.slow_consumer();
-        tracing::info!(code = reason.code, %reason, "closing slow consumer");
-    } else if reason.code == Disconnect::RATE_LIMITED.code {
-        // Debug, like other closes: a client that floods and reconnects must not flood
-        // the log as well; the counter shows it.
-        conn.stats.rate_limited_connection();
-        tracing::debug!(code = reason.code, %reason, "closing rate-limited client");
-    } else {
-        tracing::debug!(code = reason.code, %reason, "closing connection");
-    }
+    record_end(&conn.stats, &reason);
     handler.on_close(&reason).await;
     // On the heap, and only once the connection ends: every live connection's task would
     // otherwise carry room for its goodbye (see `Conn::close`).
@@ -162,6 +154,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin, W: Wire> Conn<'_, S, W> {
                         match next {
                             Next::Text(text) => {
                                 if let Err(reason) = handler.on_text(&text, link).await {
+                                    return reason;
+                                }
+                                liveness = handler.liveness();
+                            }
+                            Next::Binary(data) => {
+                                if let Err(reason) = handler.on_binary(&data, link).await {
                                     return reason;
                                 }
                                 liveness = handler.liveness();

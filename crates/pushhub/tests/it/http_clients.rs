@@ -327,3 +327,68 @@ async fn get_msg_answers_preflights_and_carries_non_ascii_cursors() {
     assert_eq!(body, "hello");
     assert_eq!(headers["x-pushhub-recovered"], "true");
 }
+
+/// An SSE client that stops reading is cut off as a slow consumer once its queue
+/// overflows, and that is logged and counted like a WebSocket client's cut-off.
+#[tokio::test]
+async fn an_sse_slow_consumer_is_logged_and_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (server, _dir) = TestServer::with_config(
+        "[limits]\nmax_queue_messages = 8\n\n[apps.demo]\nauth = \"none\"\n",
+    );
+    // A small receive window, so the server's writes stall soon after the client stops
+    // reading.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = tokio::time::timeout(WAIT, socket.connect(server.client))
+        .await
+        .unwrap()
+        .unwrap();
+    stream
+        .write_all(b"GET /v1/sse?app=demo&user=slow HTTP/1.1\r\nHost: pushhub\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !String::from_utf8_lossy(&head).contains("retry:") {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "the stream ended early");
+        head.extend_from_slice(&chunk[..n]);
+    }
+    server.wait_connections(1).await;
+
+    let big = "x".repeat(60 * 1024);
+    for _ in 0..200 {
+        server.push("slow", json!(big)).await;
+        let (_, stats) = server.get("/v1/stats").await;
+        if stats["connections"] == 0 {
+            break;
+        }
+    }
+    // Reading again lets the server reach the end of the stream it cut off.
+    let drain = tokio::spawn(async move {
+        let mut chunk = vec![0u8; 64 * 1024];
+        while let Ok(Ok(n)) = tokio::time::timeout(WAIT, stream.read(&mut chunk)).await {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, stats) = server.get("/v1/stats").await;
+        if stats["slow_consumers"] == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no slow consumer counted: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.wait_log("closing slow consumer", 1).await;
+    drain.abort();
+}

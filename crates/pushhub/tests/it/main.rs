@@ -1,6 +1,8 @@
 //! Integration tests: the real `pushhub` binary on port 0, real WebSocket and HTTP clients.
 
 mod api_keys;
+// WebSocket conformance (kosoku, Autobahn's cases) against an in-process echo server.
+mod autobahn;
 mod backend;
 mod bad_input;
 // The JavaScript SDK and demo page (clients/js): node --test, headless Chromium.
@@ -14,6 +16,7 @@ mod fanout;
 mod flood;
 mod history;
 mod http_clients;
+mod http_errors;
 mod jdserver;
 mod kick;
 mod limits;
@@ -30,5 +33,6 @@ mod tcp;
 mod timers;
 mod tls;
 mod tokens;
+mod user_ids;
 mod util;
 mod webhook_auth;

@@ -212,3 +212,56 @@ async fn tokens_expire_on_live_connections_unless_refreshed() {
         .await;
     assert_eq!(refreshing.json().await["data"], "still here");
 }
+
+/// jdserver's `getMsg` for a token app: the token names the user, so no `user` parameter
+/// (which would be ignored) is asked for.
+#[tokio::test]
+async fn get_msg_of_a_token_app_takes_its_user_from_the_token_alone() {
+    let (server, _dir) = server();
+    let token = mint("secure", "42", SECRET, &[]);
+    let url = format!(
+        "http://{}/getMsg?app=secure&token={token}&timeout=8",
+        server.client
+    );
+    let poll = tokio::spawn(async move {
+        let response = crate::util::http().get(url).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    });
+    server.wait_connections(1).await;
+    let (status, body) = server
+        .post_json(
+            "/v1/push",
+            &json!({"app": "secure", "to": "42", "data": "for 42"}),
+        )
+        .await;
+    assert_eq!((status, &body["delivered"]), (200, &json!(1)), "{body}");
+    let (status, body) = tokio::time::timeout(crate::util::WAIT, poll)
+        .await
+        .expect("the poll answers")
+        .unwrap();
+    assert_eq!((status, body.as_str()), (200, "for 42"));
+
+    let response = crate::util::http()
+        .get(format!(
+            "http://{}/getMsg?app=secure&timeout=0",
+            server.client
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "no token: still refused");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "missing_token");
+}
+
+/// A token whose `sub` is U+FFFD (what a lenient decoder makes of bytes that are not
+/// UTF-8) names no user: refused like the same id given in a query.
+#[tokio::test]
+async fn a_token_naming_the_replacement_character_is_refused() {
+    let (server, _dir) = server();
+    let token = mint("secure", "\u{FFFD}", SECRET, &[]);
+    let mut client = server.ws(&format!("/v1/ws?app=secure&token={token}")).await;
+    let (code, reason) = client.closed().await;
+    assert_eq!(code, 4500);
+    assert!(reason.contains("not valid UTF-8"), "{reason}");
+}

@@ -44,6 +44,7 @@ impl Wire for WsWire {
             Step::NeedMore(want) => Next::NeedMore(want),
             Step::Fragment => Next::Heard,
             Step::Frame(Inbound::Text(text)) => Next::Text(text),
+            Step::Frame(Inbound::Binary(data)) => Next::Binary(data),
             Step::Frame(Inbound::Ping(payload)) => Next::Reply(codec::pong_frame(&payload)),
             Step::Frame(Inbound::Pong) => Next::Heard,
             Step::Frame(Inbound::Close(code)) => Next::Close(match code {

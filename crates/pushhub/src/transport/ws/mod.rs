@@ -36,6 +36,7 @@ use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::Outbox;
+use crate::parse_errors::ErrorBodies;
 use crate::stats::Stats;
 use crate::tls::TlsStream;
 use crate::transport::connections::{Connections, Registration};
@@ -128,7 +129,8 @@ async fn after_upgrade<H>(
     connection_task(upgraded, handler, link, settings, stats).await;
 }
 
-/// The connection task for the socket the listener gave hyper, back in our hands: plain
+/// The connection task for the socket the listener gave hyper (inside [`ErrorBodies`]),
+/// back in our hands: plain
 /// TCP (the common case, tried first; shared with fan-outs, see [`SharedTcp`]), TLS, or
 /// whatever else hyper holds. Each kind is its own instance of the connection (no dispatch
 /// per write), and each is boxed, so a plain connection does not carry room for a TLS
@@ -143,9 +145,10 @@ fn connection_task<H>(
 where
     H: ClientHandler + 'static,
 {
-    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+    let upgraded = match upgraded.downcast::<TokioIo<ErrorBodies<TcpStream>>>() {
         Ok(parts) => {
-            let socket = SharedTcp::attach(parts.io.into_inner(), link.outbox(), stats.clone());
+            let socket = parts.io.into_inner().into_inner();
+            let socket = SharedTcp::attach(socket, link.outbox(), stats.clone());
             return Box::pin(connection::run(
                 socket,
                 parts.read_buf,
@@ -157,9 +160,9 @@ where
         }
         Err(upgraded) => upgraded,
     };
-    match upgraded.downcast::<TokioIo<TlsStream>>() {
+    match upgraded.downcast::<TokioIo<ErrorBodies<TlsStream>>>() {
         Ok(parts) => Box::pin(connection::run(
-            parts.io.into_inner(),
+            parts.io.into_inner().into_inner(),
             parts.read_buf,
             handler,
             link,
