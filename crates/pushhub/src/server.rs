@@ -163,6 +163,7 @@ pub async fn serve(
             let _ = listener.await;
         }
         tracker.wait().await;
+        hub.settle().await;
     })
     .await;
     if drained.is_err() {

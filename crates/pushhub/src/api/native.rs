@@ -145,7 +145,7 @@ pub async fn disconnect(
     state.keys.check(&parts.headers, &kick.app)?;
     let conn = match kick.conn.as_deref() {
         None => None,
-        Some(text) => Some(u64::from_str_radix(text, 16).map_err(|_| {
+        Some(text) => Some(crate::hub::parse_conn_name(text).map_err(|_| {
             ApiError::bad_request(
                 "invalid_conn",
                 format!("conn {text:?} is not a connection id from a welcome frame"),
@@ -169,7 +169,17 @@ pub async fn disconnect(
         Some(text) => code.with_reason(text),
         None => code,
     };
-    let closed = state.hub.disconnect(&kick.app, &kick.user, conn, &reason)?;
+    let closed = match conn {
+        // A connection of another node (or of this node before a restart): none here.
+        Some(None) => {
+            crate::hub::names::check_user(&kick.user)?;
+            0
+        }
+        Some(Some(id)) => state
+            .hub
+            .disconnect(&kick.app, &kick.user, Some(id), &reason)?,
+        None => state.hub.disconnect(&kick.app, &kick.user, None, &reason)?,
+    };
     Ok(Json(json!({ "disconnected": closed })))
 }
 

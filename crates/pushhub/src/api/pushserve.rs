@@ -117,13 +117,21 @@ async fn push_answer(state: ApiState, request: Request) -> Result<Response, Refu
         .map_err(|e| Refusal::new(e.message))?;
     let push: PushBody =
         serde_json::from_slice(&body).map_err(|e| Refusal::new(format!("消息体格式错误: {e}")))?;
-    let targets = [Target::User(uid)];
+    let targets = [Target::User(uid.clone())];
     let receipt = state
         .hub
         .publish(&config.app, &targets, Some(push.topic), push.contents)
         .await
         .map_err(|e| Refusal::new(e.to_string()))?;
-    if receipt.delivered == 0 {
+    // Presence answers "online", not this node's delivery count: across nodes the user's
+    // connections may all be elsewhere.
+    let online = receipt.delivered > 0
+        || state
+            .hub
+            .online(&config.app, &uid)
+            .await
+            .map_err(|e| Refusal::new(e.to_string()))?;
+    if !online {
         return Err(Refusal::new("此用户不在线"));
     }
     Ok(Json(json!({"topic": "success", "number": 1, "contents": "推送成功"})).into_response())

@@ -1,17 +1,17 @@
 //! The in-memory engine: the default, single node only (use a Redis engine to scale out).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{
-    Broker, BrokerStats, DeliverLocal, EngineError, HistoryPolicy, Presence, Recovery,
-    StreamPosition,
+    Broker, BrokerEvents, BrokerStats, EngineError, HistoryPolicy, HistoryRequest, Message,
+    Presence, Publication, Recovery, StreamPosition,
 };
-use crate::hub::message::{Message, Publication};
+use crate::stable_hash::stable_hash;
 use crate::sync::lock;
 
 /// Number of independently locked stream maps, so publishes to different channels from
@@ -87,8 +87,9 @@ impl Stream {
         }
     }
 
-    /// What a client at `since` lacks, if the history still covers it.
-    fn recover(&self, since: Option<&StreamPosition>) -> Recovery {
+    /// What a client at `since` lacks (at most `limit` of it), if the history still
+    /// covers it.
+    fn recover(&self, since: Option<&StreamPosition>, limit: Option<usize>) -> Recovery {
         let top = self.position();
         let Some(since) = since else {
             return Recovery {
@@ -97,7 +98,7 @@ impl Stream {
                 complete: true,
             };
         };
-        let from = if since.epoch.is_empty() && since.offset == 0 {
+        let from = if since.is_empty() {
             0
         } else if since.epoch == self.epoch {
             since.offset
@@ -114,11 +115,15 @@ impl Stream {
         if oldest > from + 1 {
             return incomplete(top);
         }
+        // Offsets in the history are consecutive, so the first one missed sits at a
+        // known index.
+        let skip = usize::try_from(from + 1 - oldest).unwrap_or(usize::MAX);
         Recovery {
             missed: self
                 .history
                 .iter()
-                .filter(|(_, p)| p.position.offset > from)
+                .skip(skip)
+                .take(limit.unwrap_or(usize::MAX))
                 .map(|(_, p)| p.clone())
                 .collect(),
             top,
@@ -137,26 +142,34 @@ fn incomplete(top: StreamPosition) -> Recovery {
 
 /// Channel streams held in this process: offsets, epochs and bounded histories. A restart
 /// starts every channel in a new epoch, which is exactly what clients need to know.
+/// Single node only: it hands publications to this process's hub alone (a Redis engine
+/// scales out).
 pub struct MemoryBroker {
-    shards: Box<[Mutex<Streams>]>,
+    shards: Box<[Mutex<Shard>]>,
+    events: OnceLock<Arc<dyn BrokerEvents>>,
 }
 
-/// One shard of streams by channel name.
-type Streams = HashMap<Arc<str>, Stream>;
+/// One shard: streams and subscription counts by channel name.
+#[derive(Default)]
+struct Shard {
+    streams: HashMap<Arc<str>, Stream>,
+    subscribed: HashMap<Arc<str>, usize>,
+}
 
 impl MemoryBroker {
     /// An empty broker.
     pub fn new() -> Self {
         Self {
             shards: (0..STREAM_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
+                .map(|_| Mutex::new(Shard::default()))
                 .collect(),
+            events: OnceLock::new(),
         }
     }
 
     /// The shard holding `channel`. A std mutex is right here: nothing awaits while it is held.
-    fn shard(&self, channel: &str) -> MutexGuard<'_, Streams> {
-        let index = crate::hub::registry::hash_str(channel) as usize % self.shards.len();
+    fn shard(&self, channel: &str) -> MutexGuard<'_, Shard> {
+        let index = stable_hash(channel) as usize % self.shards.len();
         lock(&self.shards[index])
     }
 
@@ -164,10 +177,94 @@ impl MemoryBroker {
     pub fn sweep(&self) {
         let now = Instant::now();
         for shard in self.shards.iter() {
-            lock(shard).retain(|_, stream| {
+            lock(shard).streams.retain(|_, stream| {
                 stream.trim(now);
                 !stream.forgettable(now)
             });
+        }
+    }
+
+    /// Publish to one channel: offset, history and hand-over under the channel's turn.
+    async fn publish_one(
+        &self,
+        channel: &Arc<str>,
+        message: &Arc<Message>,
+        history: HistoryPolicy,
+    ) -> StreamPosition {
+        let turn = self
+            .shard(channel)
+            .streams
+            .entry(channel.clone())
+            .or_insert_with(|| Stream::new(Instant::now()))
+            .turn
+            .clone();
+        // Nothing below awaits: once it is this publish's turn, the offset, the history
+        // and the hand-over happen together, even if the caller stops waiting.
+        let _turn = turn.lock().await;
+        let now = Instant::now();
+        let (publication, subscribed) = {
+            let mut shard = self.shard(channel);
+            let subscribed = shard.subscribed.contains_key(channel);
+            let stream = shard
+                .streams
+                .entry(channel.clone())
+                .or_insert_with(|| Stream::with_turn(now, turn.clone()));
+            if stream.expired(now) {
+                *stream = Stream::with_turn(now, turn.clone());
+            }
+            stream.offset += 1;
+            let publication = Arc::new(Publication::new(
+                channel.clone(),
+                stream.position(),
+                message.clone(),
+            ));
+            stream.last_publish = now;
+            if history.is_off() {
+                stream.history.clear();
+                stream.keep_for = STREAM_IDLE_WITHOUT_HISTORY;
+            } else {
+                stream.ttl = history.ttl;
+                stream.keep_for = history.ttl;
+                stream.history.push_back((now, publication.clone()));
+                while stream.history.len() > history.size {
+                    stream.history.pop_front();
+                }
+                stream.trim(now);
+            }
+            (publication, subscribed)
+        };
+        // In the history (and at the top) before anyone gets it, and handed over while
+        // only this channel's turn is held: a client connecting now finds it in its
+        // recovery or gets it live, never neither, without waiting for the fan-out.
+        if subscribed {
+            if let Some(events) = self.events.get() {
+                events.publication(&publication);
+            }
+        }
+        publication.position.clone()
+    }
+
+    /// One channel's answer to a history request.
+    fn recover(&self, request: &HistoryRequest) -> Recovery {
+        let now = Instant::now();
+        let mut shard = self.shard(&request.channel);
+        let streams = &mut shard.streams;
+        if streams
+            .get(&request.channel)
+            .is_some_and(|s| s.forgettable(now))
+        {
+            streams.remove(&request.channel);
+        }
+        match streams.get_mut(&request.channel) {
+            Some(stream) => {
+                stream.trim(now);
+                stream.recover(request.since.as_ref(), request.limit)
+            }
+            None => Recovery {
+                top: StreamPosition::empty(),
+                missed: Vec::new(),
+                complete: request.since.as_ref().is_none_or(StreamPosition::is_empty),
+            },
         }
     }
 }
@@ -207,91 +304,63 @@ impl Broker for MemoryBroker {
         "memory"
     }
 
-    async fn publish(
-        &self,
-        channel: &Arc<str>,
-        message: &Arc<Message>,
-        history: HistoryPolicy,
-        deliver: DeliverLocal<'_>,
-    ) -> Result<Arc<Publication>, EngineError> {
-        let turn = self
-            .shard(channel)
-            .entry(channel.clone())
-            .or_insert_with(|| Stream::new(Instant::now()))
-            .turn
-            .clone();
-        // Nothing below awaits: once it is this publish's turn, the offset, the history
-        // and the delivery happen together, even if the caller stops waiting.
-        let _turn = turn.lock().await;
-        let now = Instant::now();
-        let publication = {
-            let mut streams = self.shard(channel);
-            let stream = streams
-                .entry(channel.clone())
-                .or_insert_with(|| Stream::with_turn(now, turn.clone()));
-            if stream.expired(now) {
-                *stream = Stream::with_turn(now, turn.clone());
-            }
-            stream.offset += 1;
-            let publication = Arc::new(Publication::new(
-                channel.clone(),
-                stream.position(),
-                message.clone(),
-            ));
-            stream.last_publish = now;
-            if history.is_off() {
-                stream.history.clear();
-                stream.keep_for = STREAM_IDLE_WITHOUT_HISTORY;
-            } else {
-                stream.ttl = history.ttl;
-                stream.keep_for = history.ttl;
-                stream.history.push_back((now, publication.clone()));
-                while stream.history.len() > history.size {
-                    stream.history.pop_front();
-                }
-                stream.trim(now);
-            }
-            publication
-        };
-        // In the history (and at the top) before anyone gets it, and delivered while only
-        // this channel's turn is held: a client connecting now finds it in its recovery or
-        // gets it live, never neither, without waiting for the fan-out to finish.
-        deliver(&publication);
-        Ok(publication)
+    fn register_events(&self, events: Arc<dyn BrokerEvents>) {
+        if self.events.set(events).is_err() {
+            tracing::error!("a second events handler was registered with the memory broker");
+        }
     }
 
-    async fn recover(
-        &self,
-        channel: &str,
-        since: Option<&StreamPosition>,
-    ) -> Result<Recovery, EngineError> {
-        let now = Instant::now();
-        let mut streams = self.shard(channel);
-        if streams.get(channel).is_some_and(|s| s.forgettable(now)) {
-            streams.remove(channel);
+    async fn subscribe(&self, channels: &[Arc<str>]) -> Result<(), EngineError> {
+        for channel in channels {
+            *self
+                .shard(channel)
+                .subscribed
+                .entry(channel.clone())
+                .or_default() += 1;
         }
-        Ok(match streams.get_mut(channel) {
-            Some(stream) => {
-                stream.trim(now);
-                stream.recover(since)
-            }
-            None => {
-                let nothing_seen = since.is_none_or(|p| p.offset == 0 && p.epoch.is_empty());
-                Recovery {
-                    top: StreamPosition::empty(),
-                    missed: Vec::new(),
-                    complete: nothing_seen,
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, channels: &[Arc<str>]) -> Result<(), EngineError> {
+        for channel in channels {
+            let mut shard = self.shard(channel);
+            if let Some(count) = shard.subscribed.get_mut(channel) {
+                *count -= 1;
+                if *count == 0 {
+                    shard.subscribed.remove(channel);
                 }
             }
-        })
+        }
+        Ok(())
+    }
+
+    async fn publish(
+        &self,
+        channels: &[Arc<str>],
+        message: &Arc<Message>,
+        history: HistoryPolicy,
+    ) -> Result<Vec<StreamPosition>, EngineError> {
+        let mut positions = Vec::with_capacity(channels.len());
+        for channel in channels {
+            positions.push(self.publish_one(channel, message, history).await);
+        }
+        Ok(positions)
+    }
+
+    async fn history(&self, requests: &[HistoryRequest]) -> Result<Vec<Recovery>, EngineError> {
+        Ok(requests.iter().map(|r| self.recover(r)).collect())
     }
 
     fn stats(&self) -> BrokerStats {
         let mut stats = BrokerStats::default();
         for shard in self.shards.iter() {
             let shard = lock(shard);
-            stats.streams += shard.len() as u64;
-            stats.history_messages += shard.values().map(|s| s.history.len() as u64).sum::<u64>();
+            stats.streams += shard.streams.len() as u64;
+            stats.history_messages += shard
+                .streams
+                .values()
+                .map(|s| s.history.len() as u64)
+                .sum::<u64>();
         }
         stats
     }
@@ -342,27 +411,66 @@ impl Presence for MemoryPresence {
             .map(|users| users.iter().map(|(u, c)| (u.clone(), *c)).collect())
             .unwrap_or_default())
     }
+
+    async fn connections(&self, app: &str, user: &str) -> Result<usize, EngineError> {
+        let apps = lock(&self.apps);
+        Ok(apps
+            .get(app)
+            .and_then(|users| users.get(user))
+            .copied()
+            .unwrap_or(0))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::contract::{self, Recorder, KEEP};
 
-    const KEEP: HistoryPolicy = HistoryPolicy {
-        size: 3,
-        ttl: Duration::from_secs(60),
-    };
+    /// The shared broker contract, run against the memory engine.
+    macro_rules! contract_tests {
+        ($($name:ident),* $(,)?) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                contract::$name(Arc::new(MemoryBroker::new())).await;
+            }
+        )*};
+    }
+
+    contract_tests!(
+        offsets_grow_by_one_per_channel_in_order,
+        own_publications_reach_the_handler_exactly_once,
+        subscriptions_are_counted,
+        history_since_and_limit_in_one_call,
+        epochs_name_one_life_of_a_stream,
+        racing_publishers_keep_order_and_lose_nothing,
+        recover_then_live_has_no_gap_and_no_duplicate,
+    );
 
     async fn publish(
         broker: &MemoryBroker,
         channel: &str,
         policy: HistoryPolicy,
-    ) -> Arc<Publication> {
+    ) -> StreamPosition {
         let message = Arc::new(Message::for_test("x"));
         broker
-            .publish(&Arc::from(channel), &message, policy, &mut |_| {})
+            .publish(&[Arc::from(channel)], &message, policy)
             .await
             .unwrap()
+            .remove(0)
+    }
+
+    async fn recover(
+        broker: &MemoryBroker,
+        channel: &str,
+        since: Option<StreamPosition>,
+    ) -> Recovery {
+        let request = HistoryRequest {
+            channel: channel.into(),
+            since,
+            limit: None,
+        };
+        broker.history(&[request]).await.unwrap().remove(0)
     }
 
     /// Run `future` to completion on a runtime of the calling thread's own.
@@ -378,32 +486,45 @@ mod tests {
         recovery.missed.iter().map(|p| p.position.offset).collect()
     }
 
+    /// Blocks the first hand-over until released.
+    struct Stall {
+        started: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+        release: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl BrokerEvents for Stall {
+        fn publication(&self, _: &Arc<Publication>) {
+            if let Some(started) = lock(&self.started).take() {
+                started.send(()).unwrap();
+                lock(&self.release).recv().unwrap();
+            }
+        }
+    }
+
     /// A client connecting while a large fan-out runs reads the channel at once, and
     /// already finds the message being delivered; a second publish to the channel waits
-    /// its turn, so local delivery keeps offset order.
+    /// its turn, so hand-over keeps offset order.
     #[test]
     fn recovery_does_not_wait_for_a_delivery_in_progress() {
         use std::future::Future as _;
         let broker = Arc::new(MemoryBroker::new());
         let (started_tx, started) = std::sync::mpsc::channel();
         let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        broker.register_events(Arc::new(Stall {
+            started: Mutex::new(Some(started_tx)),
+            release: Mutex::new(release_rx),
+        }));
+        block_on(broker.subscribe(&[Arc::from("a")])).unwrap();
         let fanout = std::thread::spawn({
             let broker = broker.clone();
-            move || {
-                let message = Arc::new(Message::for_test("x"));
-                let mut deliver = move |_: &Arc<Publication>| {
-                    started_tx.send(()).unwrap();
-                    release_rx.recv().unwrap();
-                };
-                block_on(broker.publish(&Arc::from("a"), &message, KEEP, &mut deliver))
-            }
+            move || block_on(publish(&broker, "a", KEEP))
         });
         started.recv().unwrap();
         let (read_tx, read) = std::sync::mpsc::channel();
         std::thread::spawn({
             let broker = broker.clone();
             move || {
-                let recovery = block_on(broker.recover("a", None)).unwrap();
+                let recovery = block_on(recover(&broker, "a", None));
                 let _ = read_tx.send(recovery.top.offset);
             }
         });
@@ -419,84 +540,18 @@ mod tests {
             .poll(&mut std::task::Context::from_waker(&waker))
             .is_pending();
         release.send(()).unwrap();
-        assert_eq!(fanout.join().unwrap().unwrap().position.offset, 1);
+        assert_eq!(fanout.join().unwrap().offset, 1);
         assert!(
             waiting,
             "a second publish overtook the delivery in progress"
         );
-        assert_eq!(block_on(second).position.offset, 2);
-    }
-
-    #[tokio::test]
-    async fn offsets_grow_by_one_per_channel_and_delivery_follows_them() {
-        let broker = MemoryBroker::new();
-        let message = Arc::new(Message::for_test("x"));
-        let mut delivered = Vec::new();
-        let mut deliver = |p: &Arc<Publication>| delivered.push(p.position.offset);
-        for channel in ["a", "a", "b"] {
-            broker
-                .publish(&Arc::from(channel), &message, KEEP, &mut deliver)
-                .await
-                .unwrap();
-        }
-        assert_eq!(delivered, [1, 2, 1]);
-        let top = broker.recover("a", None).await.unwrap().top;
-        assert_eq!(top.offset, 2);
-        assert_eq!(
-            broker.recover("never", None).await.unwrap().top,
-            StreamPosition::empty()
-        );
-    }
-
-    #[tokio::test]
-    async fn recovery_is_exact_bounded_by_size_and_knows_its_epoch() {
-        let broker = MemoryBroker::new();
-        let first = publish(&broker, "c", KEEP).await;
-        for _ in 0..4 {
-            publish(&broker, "c", KEEP).await;
-        }
-        let epoch = first.position.epoch.clone();
-        let at = |offset| StreamPosition {
-            epoch: epoch.clone(),
-            offset,
-        };
-        let r = broker.recover("c", Some(&at(2))).await.unwrap();
-        assert!(r.complete);
-        assert_eq!(offsets(&r), [3, 4, 5]);
-        let r = broker.recover("c", Some(&at(5))).await.unwrap();
-        assert!(r.complete && r.missed.is_empty());
-        let r = broker.recover("c", Some(&at(1))).await.unwrap();
-        assert!(!r.complete, "offset 2 fell out of a 3-message history");
-        let r = broker.recover("c", Some(&at(9))).await.unwrap();
-        assert!(!r.complete, "a position from the future is not trusted");
-        let other = StreamPosition {
-            epoch: "other".into(),
-            offset: 4,
-        };
-        assert!(!broker.recover("c", Some(&other)).await.unwrap().complete);
-        let r = broker
-            .recover("fresh", Some(&StreamPosition::empty()))
-            .await
-            .unwrap();
-        assert!(r.complete);
-    }
-
-    #[tokio::test]
-    async fn a_client_that_saw_nothing_gets_everything_still_kept() {
-        let broker = MemoryBroker::new();
-        publish(&broker, "d", KEEP).await;
-        publish(&broker, "d", KEEP).await;
-        let r = broker
-            .recover("d", Some(&StreamPosition::empty()))
-            .await
-            .unwrap();
-        assert!(r.complete);
-        assert_eq!(offsets(&r), [1, 2]);
+        assert_eq!(block_on(second).offset, 2);
     }
 
     #[tokio::test(start_paused = true)]
     async fn history_expires_and_idle_streams_are_forgotten() {
         let broker = MemoryBroker::new();
+        broker.register_events(Arc::new(Recorder::default()));
         let short = HistoryPolicy {
             size: 10,
             ttl: Duration::from_secs(5),
@@ -513,18 +568,18 @@ mod tests {
                 history_messages: 1
             }
         );
-        let r = broker.recover("e", Some(&first.position)).await.unwrap();
+        let r = recover(&broker, "e", Some(first.clone())).await;
         assert!(r.complete, "offset 2 is still kept");
         assert_eq!(offsets(&r), [2]);
         tokio::time::advance(Duration::from_secs(3)).await;
         broker.sweep();
         assert_eq!(broker.stats(), BrokerStats::default());
-        let r = broker.recover("e", Some(&first.position)).await.unwrap();
+        let r = recover(&broker, "e", Some(first.clone())).await;
         assert!(!r.complete);
         let again = publish(&broker, "e", short).await;
-        assert_eq!(again.position.offset, 1);
+        assert_eq!(again.offset, 1);
         assert_ne!(
-            again.position.epoch, first.position.epoch,
+            again.epoch, first.epoch,
             "a forgotten stream starts a new epoch"
         );
     }
@@ -538,19 +593,13 @@ mod tests {
         };
         publish(&broker, "f", off).await;
         let second = publish(&broker, "f", off).await;
-        assert_eq!(second.position.offset, 2);
+        assert_eq!(second.offset, 2);
         assert_eq!(broker.stats().history_messages, 0);
-        let r = broker
-            .recover(
-                "f",
-                Some(&StreamPosition {
-                    epoch: second.position.epoch.clone(),
-                    offset: 1,
-                }),
-            )
-            .await
-            .unwrap();
-        assert!(!r.complete);
+        let since = StreamPosition {
+            epoch: second.epoch.clone(),
+            offset: 1,
+        };
+        assert!(!recover(&broker, "f", Some(since)).await.complete);
     }
 
     #[tokio::test]
@@ -563,13 +612,16 @@ mod tests {
             presence.users("app").await.unwrap(),
             vec![("u1".to_owned(), 2), ("u2".to_owned(), 1)]
         );
+        assert_eq!(presence.connections("app", "u1").await.unwrap(), 2);
         presence.leave("app", "u1", 1).await.unwrap();
         presence.leave("app", "u1", 2).await.unwrap();
+        assert_eq!(presence.connections("app", "u1").await.unwrap(), 0);
         assert_eq!(
             presence.users("app").await.unwrap(),
             vec![("u2".to_owned(), 1)]
         );
         presence.leave("app", "u2", 3).await.unwrap();
         assert!(presence.users("app").await.unwrap().is_empty());
+        assert_eq!(presence.connections("nope", "u2").await.unwrap(), 0);
     }
 }

@@ -6,43 +6,33 @@
 //! engine implements the same contracts across nodes. [`from_config`] is the only place that
 //! chooses between them.
 //!
-//! Engines never import the hub and never see a wire format.
+//! Engines never import the hub and never see a wire format. The seam between them:
+//! - **Types below both** ([`publication`]): [`Message`], [`Publication`] and
+//!   [`StreamPosition`] are plain data with a stable serialized form (what a Redis stream
+//!   entry or pub/sub payload carries); nothing node-local rides in them (the hub keeps its
+//!   encodings in its own render store).
+//! - **Out of the hub**: `publish` (several channels in one call), `subscribe` /
+//!   `unsubscribe` (the hub calls them on its first local connection in a channel and when
+//!   the last one leaves), and a batched, limited `history` (one call per connecting client).
+//! - **Into the hub**: one [`BrokerEvents`] handler registered at start. Every publication
+//!   on a subscribed channel comes back through it, the node's own included, once and in
+//!   offset order per channel. The memory engine calls it inside `publish`; a Redis engine
+//!   calls it from its subscription connection. The hub delivers from there and never asks
+//!   which engine it holds.
+//! - **Presence** answers "who is online" ([`Presence::users`], [`Presence::connections`]),
+//!   so answers that must hold across nodes ask it rather than counting local deliveries.
 
+#[cfg(test)]
+pub mod contract;
 pub mod memory;
+pub mod publication;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::hub::message::{Message, Publication};
-
-/// Where a message sits in a channel's stream.
-///
-/// The empty position (epoch `""`, offset 0) stands for "before anything was published":
-/// a client holding it has seen nothing, whatever epoch the stream later gets.
-///
-/// `offset` grows by one per message published to the channel. `epoch` names one unbroken
-/// life of the stream: when history is lost (a restart of a memory engine, eviction of an
-/// idle channel, a Redis flush) the epoch changes, so a client holding an old position can
-/// tell that offsets no longer mean what they meant and that recovery is impossible.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamPosition {
-    /// Opaque name of the current life of the stream.
-    pub epoch: Arc<str>,
-    /// Offset of the last message in the stream (0 when nothing was ever published).
-    pub offset: u64,
-}
-
-impl StreamPosition {
-    /// The position before anything was published.
-    pub fn empty() -> Self {
-        Self {
-            epoch: "".into(),
-            offset: 0,
-        }
-    }
-}
+pub use publication::{Message, Publication, StreamPosition};
 
 /// Failures every engine may report; callers act on the variant.
 #[derive(Debug, thiserror::Error)]
@@ -69,16 +59,29 @@ impl HistoryPolicy {
     }
 }
 
+/// One channel's part of a [`Broker::history`] call.
+#[derive(Debug, Clone)]
+pub struct HistoryRequest {
+    /// The channel.
+    pub channel: Arc<str>,
+    /// The client's last seen position; `None` asks for the top only.
+    pub since: Option<StreamPosition>,
+    /// Most publications to return (the oldest after `since`); `None` for all kept.
+    pub limit: Option<usize>,
+}
+
 /// What a channel's stream says about a client's last known position.
 #[derive(Debug, Clone)]
 pub struct Recovery {
     /// The channel's current top position. When nothing was ever published (or the
     /// stream was forgotten) this is the empty position: epoch `""`, offset 0.
     pub top: StreamPosition,
-    /// Messages after the client's position, oldest first (empty unless `complete`).
+    /// Publications after the client's position, oldest first, at most the request's
+    /// `limit` of them (empty unless `complete`). When the last one is below `top`, more
+    /// remain: ask again from there.
     pub missed: Vec<Arc<Publication>>,
-    /// True when `missed` is exactly what the client lacks: same epoch and the history
-    /// still reaches back to its position (or it gave none).
+    /// True when `missed` starts exactly where the client stands: same epoch and the
+    /// history still reaches back to its position (or it gave none).
     pub complete: bool,
 }
 
@@ -91,26 +94,47 @@ pub struct BrokerStats {
     pub history_messages: u64,
 }
 
-/// Called by [`Broker::publish`] with the publication it made, while no later publish to
-/// the same channel can be made: the publishing node delivers locally from here, so local
-/// subscribers see a channel's messages in offset order.
-pub type DeliverLocal<'a> = &'a mut (dyn FnMut(&Arc<Publication>) + Send);
+/// Where an engine hands publications to the hub: given once, at start
+/// ([`Broker::register_events`]), like centrifuge's broker event handler.
+///
+/// The contract a broker keeps towards it:
+/// - Every publication to a channel this node is subscribed to reaches
+///   [`BrokerEvents::publication`] exactly once, the node's own publications included, and
+///   those of one channel arrive in offset order, one at a time (never two of one channel
+///   at once). Different channels may arrive concurrently, from any task.
+/// - A publication reaches it only once it is in the channel's history (and at or below
+///   its top): a client that reads the history while the publication is being handed over
+///   finds it there, and the hub skips the live copy (see [`Broker::history`]).
+/// - The memory engine calls it inside `publish`, under the channel's turn; a Redis engine
+///   calls it from the task reading its subscription connection, after filling any gap
+///   from the stream, so the order rule holds whichever node published.
+///
+/// The handler must not block and must not call back into the broker.
+pub trait BrokerEvents: Send + Sync {
+    /// A publication on a subscribed channel.
+    fn publication(&self, publication: &Arc<Publication>);
+}
 
-/// Channel streams: ordering, offsets, history and delivery across nodes.
+/// Channel streams: ordering, offsets, history and delivery to every node.
 ///
 /// Contract every implementation keeps:
-/// - `publish` assigns the next offset of `channel` and, atomically with that, appends the
-///   publication to the channel's history (as `history` allows) and hands it to the other
-///   nodes. Offsets of one channel are strictly increasing by one within an epoch.
-/// - `publish` calls `deliver` exactly once, before any later publish to the same channel
-///   calls its own: local delivery follows offset order. The callback must not block or
-///   call back into the broker.
-/// - The broker never delivers a node's own publications back to it.
-/// - `recover` answers from the same state `publish` appends to: a publication is either
-///   in a recovery's `missed` (or at or below its `top`), or delivered by a later `publish`,
-///   never neither.
-/// - `recover` does not wait for a local delivery in progress: a connecting client must
-///   not wait for a broadcast to 100k connections to finish.
+/// - `publish` assigns the next offset of each channel and, atomically with that, appends
+///   the publication to the channel's history (as `history` allows) and sends it to every
+///   node subscribed to the channel (this one included) through their [`BrokerEvents`].
+///   Offsets of one channel are strictly increasing by one within an epoch.
+/// - Subscriptions are counted per channel: a channel is subscribed while `subscribe` was
+///   called for it more often than `unsubscribe`. The hub calls `subscribe` when its first
+///   local connection joins a channel and `unsubscribe` when the last one leaves, so the
+///   count is 0 or 1 except while such calls race; counting makes the race harmless.
+///   A publication made while its channel is not subscribed is not handed over (it is in
+///   the history all the same).
+/// - `history` answers from the same state `publish` appends to, and the hub calls
+///   `subscribe` before it reads the history for a new connection: a publication is either
+///   in a recovery's `missed` (or at or below its `top`), or handed to the events handler
+///   after the read, never neither. It may be both: a subscriber skips a live publication
+///   at or below the position its recovery reached.
+/// - `history` does not wait for a delivery in progress: a connecting client must not wait
+///   for a broadcast to 100k connections to finish.
 /// - When a stream's history is lost, its epoch changes; a channel never published to (or
 ///   forgotten) has the empty position.
 #[async_trait]
@@ -118,22 +142,28 @@ pub trait Broker: Send + Sync {
     /// Short name for logs and metrics ("memory", "redis").
     fn kind(&self) -> &'static str;
 
-    /// Publish `message` to `channel`, deliver it locally through `deliver`, and return the
-    /// publication it became.
+    /// Give the broker the hub's handler; called once, before any other call.
+    fn register_events(&self, events: Arc<dyn BrokerEvents>);
+
+    /// Start handing over publications of `channels` (counted; see the contract).
+    async fn subscribe(&self, channels: &[Arc<str>]) -> Result<(), EngineError>;
+
+    /// Undo one `subscribe` of each of `channels`.
+    async fn unsubscribe(&self, channels: &[Arc<str>]) -> Result<(), EngineError>;
+
+    /// Publish `message` to each of `channels` (one push to several users is one call) and
+    /// return the position it got in each, in the order of `channels`. On an error, the
+    /// channels before the failing one may have been published to.
     async fn publish(
         &self,
-        channel: &Arc<str>,
+        channels: &[Arc<str>],
         message: &Arc<Message>,
         history: HistoryPolicy,
-        deliver: DeliverLocal<'_>,
-    ) -> Result<Arc<Publication>, EngineError>;
+    ) -> Result<Vec<StreamPosition>, EngineError>;
 
-    /// What `channel` holds after `since` (the client's last seen position, if any).
-    async fn recover(
-        &self,
-        channel: &str,
-        since: Option<&StreamPosition>,
-    ) -> Result<Recovery, EngineError>;
+    /// What each requested channel holds after its `since`, in one call (a connecting
+    /// client asks for all its channels at once), answered in the order of `requests`.
+    async fn history(&self, requests: &[HistoryRequest]) -> Result<Vec<Recovery>, EngineError>;
 
     /// Counts of what is held.
     fn stats(&self) -> BrokerStats;
@@ -157,6 +187,11 @@ pub trait Presence: Send + Sync {
 
     /// Online users of `app` with their connection counts, sorted by user id.
     async fn users(&self, app: &str) -> Result<Vec<(String, usize)>, EngineError>;
+
+    /// How many connections `user` of `app` holds: the question "is this user online?"
+    /// (push-serve's answer to a push) asks here rather than counting one node's
+    /// deliveries, so an engine across nodes answers for all of them.
+    async fn connections(&self, app: &str, user: &str) -> Result<usize, EngineError>;
 }
 
 /// The pair of engines a hub runs on.

@@ -29,6 +29,13 @@ pub fn room(app: &str, room: &str) -> Arc<str> {
     format!("{app}:room:{room}").into()
 }
 
+/// The app and user of a user channel (`wms:user:100` → `wms`, `100`); `None` for any
+/// other channel. App names hold no `:`, so the first one ends the app.
+pub fn user_of(channel: &str) -> Option<(&str, &str)> {
+    let (app, rest) = channel.split_once(':')?;
+    Some((app, rest.strip_prefix("user:")?))
+}
+
 /// Groups a user id belongs to, shortest first: `a/b/c` → `a`, `a/b`.
 pub fn groups_of(user: &str) -> impl Iterator<Item = &str> {
     user.match_indices('/')
@@ -53,6 +60,14 @@ mod tests {
         assert_eq!(groups_of("100").count(), 0);
         assert_eq!(groups_of("group1/7").collect::<Vec<_>>(), ["group1"]);
         assert_eq!(groups_of("/x").count(), 0);
+    }
+
+    #[test]
+    fn user_channels_name_their_user() {
+        assert_eq!(user_of(&user("wms", "a:b/c")), Some(("wms", "a:b/c")));
+        assert_eq!(user_of(&all("wms")), None);
+        assert_eq!(user_of(&room("wms", "user:1")), None);
+        assert_eq!(user_of(&group("wms", "g")), None);
     }
 
     #[test]

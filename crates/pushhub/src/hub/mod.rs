@@ -3,40 +3,47 @@
 //! The hub never sees a wire format. Dialects attach connections through [`Hub::connect`]
 //! with an [`Outbox`] and a [`Render`]; backends publish through [`Hub::publish`]. Channel
 //! streams and presence sit behind the engine traits, so the hub runs unchanged on one node
-//! or many.
+//! or many: a publish goes to the broker, and every publication comes back (this node's
+//! own included) through the one events handler the hub registered at start, which
+//! delivers it to this node's connections.
 
 pub mod app;
 pub mod channel;
 pub mod cursor;
-pub mod message;
+mod interest;
 pub mod names;
 pub mod outbox;
 pub mod registry;
 pub mod render;
 pub mod target;
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use serde_json::value::RawValue;
+use tokio_util::task::TaskTracker;
 
 pub use app::{AppSettings, Apps, AuthMode};
 pub use cursor::Cursor;
-pub use message::{Message, Publication};
 pub use outbox::{DirectWrite, Outbox, OutboxLimits};
 pub use registry::ConnId;
 pub use render::{FormatId, Render};
 pub use target::Target;
 
+pub use crate::engine::{Message, Publication};
+
 use crate::backend::events::Event;
 use crate::disconnect::Disconnect;
-use crate::engine::{Engine, EngineError, StreamPosition};
+use crate::engine::{BrokerEvents, Engine, EngineError, HistoryRequest, StreamPosition};
 use crate::stats::Stats;
+use interest::Interest;
 use outbox::Unsent;
 use registry::{Registry, Subscriber};
-use render::RenderCache;
+use render::{RenderCache, RenderStore};
 
 /// Why the hub refused a request. Each variant is something the caller can tell its own
 /// client about; none means the hub is broken.
@@ -102,7 +109,7 @@ pub struct ChannelState {
 /// What the hub decided about a connection, for its greeting.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
-    /// Its id on this node.
+    /// Its id on this node (its name, unique across nodes, is [`conn_name`] of it).
     pub id: ConnId,
     /// The app.
     pub app: Arc<AppSettings>,
@@ -131,7 +138,9 @@ impl ConnInfo {
 pub struct PublishReceipt {
     /// The message id.
     pub id: Arc<str>,
-    /// Connections on this node it was queued to (each counted once).
+    /// Connections on this node it was queued to while the publish ran (each counted
+    /// once). With the memory engine that is every recipient; with an engine across nodes
+    /// it counts this node's only, so "is the user online?" asks [`Hub::online`] instead.
     pub delivered: u64,
     /// Each target channel and the position the message got there.
     pub positions: Vec<(Arc<str>, StreamPosition)>,
@@ -141,10 +150,51 @@ struct HubInner {
     apps: Apps,
     engine: Engine,
     registry: Registry,
+    interest: Interest,
+    renders: RenderStore,
     stats: Arc<Stats>,
     next_conn: AtomicU64,
     next_message: AtomicU64,
-    id_prefix: String,
+    /// Cleanups of sessions dropped without [`Session::close`] (presence, broker
+    /// subscriptions): tracked, so shutdown waits for them ([`Hub::settle`]).
+    cleanups: TaskTracker,
+}
+
+/// What one publish call did on this node, gathered while the broker hands its
+/// publications to [`HubEvents`] inside the call (the memory engine does; an engine
+/// delivering from its own task finds no scope and writes at once).
+struct PublishScope {
+    delivered: Cell<u64>,
+    unsent: RefCell<Unsent>,
+}
+
+tokio::task_local! {
+    static PUBLISHING: PublishScope;
+}
+
+/// The hub's side of the engine seam: the one handler every publication reaches the hub
+/// through. Holds the hub weakly, since the hub holds the broker that holds this.
+struct HubEvents {
+    hub: Weak<HubInner>,
+}
+
+impl BrokerEvents for HubEvents {
+    fn publication(&self, publication: &Arc<Publication>) {
+        let Some(inner) = self.hub.upgrade() else {
+            return;
+        };
+        let home =
+            channel::user_of(&publication.channel).map(|(app, user)| Registry::home(app, user));
+        let in_scope = PUBLISHING.try_with(|scope| {
+            let delivered = inner.deliver_local(publication, home, &mut scope.unsent.borrow_mut());
+            scope.delivered.set(scope.delivered.get() + delivered);
+        });
+        if in_scope.is_err() {
+            let mut unsent = Unsent::default();
+            inner.deliver_local(publication, home, &mut unsent);
+            write_unsent(unsent);
+        }
+    }
 }
 
 /// Handle to the hub; cheap to clone.
@@ -161,18 +211,46 @@ fn now_ms() -> u64 {
 }
 
 impl Hub {
-    /// A hub over `apps`, running on `engine`, counting into `stats`.
+    /// A hub over `apps`, running on `engine`, counting into `stats`; registers itself as
+    /// the engine's events handler.
     pub fn new(apps: Apps, engine: Engine, stats: Arc<Stats>) -> Self {
-        Self {
-            inner: Arc::new(HubInner {
-                apps,
-                engine,
-                registry: Registry::new(),
-                stats,
-                next_conn: AtomicU64::new(1),
-                next_message: AtomicU64::new(1),
-                id_prefix: format!("{:x}", now_ms()),
-            }),
+        let inner = Arc::new(HubInner {
+            apps,
+            engine,
+            registry: Registry::new(),
+            interest: Interest::new(),
+            renders: RenderStore::new(),
+            stats,
+            next_conn: AtomicU64::new(1),
+            next_message: AtomicU64::new(1),
+            cleanups: TaskTracker::new(),
+        });
+        let events = HubEvents {
+            hub: Arc::downgrade(&inner),
+        };
+        inner.engine.broker.register_events(Arc::new(events));
+        Self { inner }
+    }
+
+    /// Wait for the cleanups of dropped sessions to finish; call at shutdown, once no
+    /// more connections end.
+    pub async fn settle(&self) {
+        self.inner.cleanups.close();
+        self.inner.cleanups.wait().await;
+    }
+
+    /// True when `user` of `app` holds a connection, asked of presence (so an engine
+    /// across nodes answers for every node, not only this one).
+    pub async fn online(&self, app: &str, user: &str) -> Result<bool, HubError> {
+        match self.inner.apps.lookup(app)? {
+            Some(app) => Ok(self
+                .inner
+                .engine
+                .presence
+                .connections(&app.name, user)
+                .await?
+                > 0),
+            None => Ok(false),
         }
     }
 
@@ -253,28 +331,45 @@ impl Hub {
             connected: std::time::Instant::now(),
             attached: true,
         };
+        // Subscribed before the history is read: whatever is published from here on is
+        // either in the history read below or handed over live (held until go_live).
+        self.inner.take_interest(&channels).await?;
 
+        let limit = replay_limit(&subscriber, request.max_replay);
+        let requests: Vec<HistoryRequest> = channels
+            .iter()
+            .map(|channel| HistoryRequest {
+                channel: channel.clone(),
+                since: request.since.as_ref().and_then(|c| c.get(channel)).cloned(),
+                limit: Some(limit),
+            })
+            .collect();
+        let recoveries = self.inner.engine.broker.history(&requests).await?;
         let mut states = Vec::with_capacity(channels.len());
         let mut missed = Vec::with_capacity(channels.len());
-        for channel in &channels {
-            let since = request.since.as_ref().and_then(|c| c.get(channel));
-            let recovery = self.inner.engine.broker.recover(channel, since).await?;
+        let mut more_to_replay = false;
+        for (request, recovery) in requests.into_iter().zip(recoveries) {
+            more_to_replay |= recovery
+                .missed
+                .last()
+                .is_some_and(|last| last.position.offset < recovery.top.offset);
             missed.push(recovery.missed);
-            let start = match since {
-                Some(since) if recovery.complete => since.clone(),
+            let recovered = request.since.is_none() || recovery.complete;
+            let start = match request.since {
+                Some(since) if recovery.complete => since,
                 _ => recovery.top.clone(),
             };
             states.push(ChannelState {
-                channel: channel.clone(),
+                channel: request.channel,
                 start,
                 position: recovery.top,
-                recovered: since.is_none() || recovery.complete,
+                recovered,
             });
         }
         let mut missed = merge_by_time(missed);
-        let cut = replay_budget(&missed, &subscriber, request.max_replay);
-        let more_to_replay = cut < missed.len();
-        missed.truncate(cut);
+        let encoded = self.replay_bytes(&missed, &subscriber, limit);
+        more_to_replay |= encoded.len() < missed.len();
+        missed.truncate(encoded.len());
         let info = ConnInfo {
             id,
             app,
@@ -283,8 +378,8 @@ impl Hub {
             channels: states,
         };
         greet(&info);
-        for publication in &missed {
-            subscriber.replay(publication);
+        for (publication, bytes) in missed.iter().zip(encoded) {
+            subscriber.replay(publication, bytes);
         }
         self.inner.stats.replayed(missed.len() as u64);
         if more_to_replay {
@@ -297,8 +392,35 @@ impl Hub {
                 .iter()
                 .map(|s| (s.channel.clone(), s.position.clone()))
                 .collect(),
+            &self.inner.renders,
         );
         Ok(session)
+    }
+
+    /// The encodings of the first of `missed` (in order) to replay now: at most `count`,
+    /// and at most half of the subscriber's queue by bytes (so live messages still fit
+    /// behind them).
+    fn replay_bytes(
+        &self,
+        missed: &[Arc<Publication>],
+        subscriber: &Subscriber,
+        count: usize,
+    ) -> Vec<Bytes> {
+        let max_bytes = subscriber.outbox.limits().max_bytes / 2;
+        let mut encoded = Vec::with_capacity(missed.len().min(count));
+        let mut bytes = 0;
+        for publication in missed.iter().take(count) {
+            let frame = self
+                .inner
+                .renders
+                .get(publication, subscriber.renderer.as_ref());
+            bytes += frame.len();
+            if !encoded.is_empty() && bytes > max_bytes {
+                break;
+            }
+            encoded.push(frame);
+        }
+        encoded
     }
 
     /// Publish `data` (JSON text) with an optional `event` to every target of `app`.
@@ -339,74 +461,50 @@ impl Hub {
     ) -> Result<PublishReceipt, HubError> {
         let app = self.app(app)?;
         let serial = self.inner.next_message.fetch_add(1, Ordering::Relaxed);
+        let mut channels: Vec<Arc<str>> = Vec::with_capacity(targets.len());
+        let mut named = HashSet::with_capacity(if targets.len() > 1 { targets.len() } else { 0 });
+        for target in targets {
+            let channel = match target {
+                Target::All => channel::all(&app.name),
+                Target::Group(g) => channel::group(&app.name, g),
+                Target::Room(r) => channel::room(&app.name, r),
+                Target::User(u) => channel::user(&app.name, u),
+            };
+            if targets.len() == 1 || named.insert(channel.clone()) {
+                channels.push(channel);
+            }
+        }
         let message = Arc::new(Message {
-            id: format!("{}-{serial}", self.inner.id_prefix).into(),
+            id: message_id(serial).into(),
             app: app.name.clone(),
             event: event.map(String::into_boxed_str),
             from,
             data,
             ts_ms: now_ms(),
-            serial,
+            shared: channels.len() > 1,
         });
-        let mut seen = (targets.len() > 1).then(HashSet::new);
-        let mut delivered = 0;
-        let mut positions = Vec::with_capacity(targets.len());
-        for target in targets {
-            let (channel, home) = match target {
-                Target::All => (channel::all(&app.name), None),
-                Target::Group(g) => (channel::group(&app.name, g), None),
-                Target::Room(r) => (channel::room(&app.name, r), None),
-                Target::User(u) => (
-                    channel::user(&app.name, u),
-                    Some(Registry::home(&app.name, u)),
-                ),
-            };
-            let mut unsent = Unsent::default();
-            let mut deliver = |publication: &Arc<Publication>| {
-                delivered += self.deliver_local(publication, home, seen.as_mut(), &mut unsent);
-            };
-            let publication = self
-                .inner
-                .engine
-                .broker
-                .publish(&channel, &message, app.history, &mut deliver)
-                .await?;
-            write_unsent(unsent);
-            positions.push((channel, publication.position.clone()));
-        }
+        let scope = PublishScope {
+            delivered: Cell::new(0),
+            unsent: RefCell::new(Unsent::default()),
+        };
+        let broker = &self.inner.engine.broker;
+        let (published, scope) = PUBLISHING
+            .scope(scope, async {
+                let published = broker.publish(&channels, &message, app.history).await;
+                let scope = PUBLISHING.with(|s| PublishScope {
+                    delivered: Cell::new(s.delivered.get()),
+                    unsent: RefCell::new(s.unsent.take()),
+                });
+                (published, scope)
+            })
+            .await;
+        write_unsent(scope.unsent.into_inner());
+        let positions = published?;
         Ok(PublishReceipt {
             id: message.id.clone(),
-            delivered,
-            positions,
+            delivered: scope.delivered.get(),
+            positions: channels.into_iter().zip(positions).collect(),
         })
-    }
-
-    /// Queue `publication` to this node's members of its channel, each format rendered once;
-    /// the outboxes that now need writing go into `unsent`, to be written after the
-    /// broker's and the registry's locks are released.
-    fn deliver_local(
-        &self,
-        publication: &Arc<Publication>,
-        home: Option<u64>,
-        mut seen: Option<&mut HashSet<ConnId>>,
-        unsent: &mut Unsent,
-    ) -> u64 {
-        let mut cache = RenderCache::new(publication);
-        let mut delivered = 0;
-        self.inner
-            .registry
-            .for_each(&publication.channel, home, |sub| {
-                if let Some(seen) = seen.as_deref_mut() {
-                    if !seen.insert(sub.id) {
-                        return;
-                    }
-                }
-                if sub.offer(publication, &mut cache, unsent) {
-                    delivered += 1;
-                }
-            });
-        self.inner.stats.published(delivered);
-        delivered
     }
 
     /// Online users of `app` with their connection counts. Asking about a development
@@ -494,8 +592,14 @@ impl Hub {
         let user: Arc<str> = user.into();
         for id in &changed {
             if join {
+                self.inner
+                    .take_interest(std::slice::from_ref(&channel))
+                    .await?;
                 presence.join(&channel, &user, *id).await?;
             } else {
+                self.inner
+                    .drop_interest(std::slice::from_ref(&channel))
+                    .await;
                 presence.leave(&channel, &user, *id).await?;
             }
             room_event(&app, &user, *id, room, join);
@@ -535,6 +639,51 @@ impl Hub {
     }
 }
 
+impl HubInner {
+    /// Queue `publication` to this node's members of its channel (with `home`, only that
+    /// user's shard is visited), each format rendered once; the outboxes that now need
+    /// writing go into `unsent`, to be written after the broker's and the registry's locks
+    /// are released. Returns how many connections took it.
+    fn deliver_local(
+        &self,
+        publication: &Arc<Publication>,
+        home: Option<u64>,
+        unsent: &mut Unsent,
+    ) -> u64 {
+        let mut cache = RenderCache::new(publication, &self.renders);
+        let mut delivered = 0;
+        self.registry.for_each(&publication.channel, home, |sub| {
+            if sub.offer(publication, &mut cache, unsent) {
+                delivered += 1;
+            }
+        });
+        self.stats.published(delivered);
+        delivered
+    }
+
+    /// Count `channels` as joined by one more local connection, subscribing the broker
+    /// to those that had none.
+    async fn take_interest(&self, channels: &[Arc<str>]) -> Result<(), EngineError> {
+        let first = self.interest.join(channels);
+        if first.is_empty() {
+            return Ok(());
+        }
+        self.engine.broker.subscribe(&first).await
+    }
+
+    /// Count `channels` as left by one local connection, unsubscribing the broker from
+    /// those that now have none.
+    async fn drop_interest(&self, channels: &[Arc<str>]) {
+        let last = self.interest.leave(channels);
+        if last.is_empty() {
+            return;
+        }
+        if let Err(error) = self.engine.broker.unsubscribe(&last).await {
+            tracing::warn!(%error, "broker unsubscribe failed");
+        }
+    }
+}
+
 /// Connections one task writes to before the rest of a fan-out is handed to other tasks:
 /// about a millisecond or two of socket writes, so a broadcast to thousands is written by
 /// every worker thread at once while a small one stays on the publishing task.
@@ -554,30 +703,18 @@ fn write_unsent(mut unsent: Unsent) {
     unsent.write();
 }
 
-/// How many of `missed` (in order) to replay now: at most half of the subscriber's queue
-/// by count and by bytes (so live messages still fit behind them), and at most `max`.
-fn replay_budget(
-    missed: &[Arc<Publication>],
-    subscriber: &Subscriber,
-    max: Option<usize>,
-) -> usize {
-    let limits = subscriber.outbox.limits();
-    let count = (limits.max_messages / 2)
+/// Most missed messages to replay at once: half of the subscriber's queue (so live
+/// messages still fit behind them), and at most `max`.
+fn replay_limit(subscriber: &Subscriber, max: Option<usize>) -> usize {
+    (subscriber.outbox.limits().max_messages / 2)
         .max(1)
-        .min(max.unwrap_or(usize::MAX));
-    let mut bytes = 0;
-    for (taken, publication) in missed.iter().enumerate() {
-        bytes += publication.rendered(subscriber.renderer.as_ref()).len();
-        if taken >= count || (taken > 0 && bytes > limits.max_bytes / 2) {
-            return taken;
-        }
-    }
-    missed.len()
+        .min(max.unwrap_or(usize::MAX))
 }
 
 /// Merge per-channel replays into one sequence in publish-time order, keeping each
 /// channel's own offset order (a later offset never goes first, even if its message was
-/// stamped earlier), and sending a message reached through several channels once.
+/// stamped earlier; messages of one millisecond keep the order of the channels), and
+/// sending a message reached through several channels once.
 fn merge_by_time(lists: Vec<Vec<Arc<Publication>>>) -> Vec<Arc<Publication>> {
     let total = lists.iter().map(Vec::len).sum();
     let mut merged = Vec::with_capacity(total);
@@ -586,10 +723,7 @@ fn merge_by_time(lists: Vec<Vec<Arc<Publication>>>) -> Vec<Arc<Publication>> {
     loop {
         let earliest = (0..lists.len())
             .filter(|&i| next[i] < lists[i].len())
-            .min_by_key(|&i| {
-                let message = &lists[i][next[i]].message;
-                (message.ts_ms, message.serial)
-            });
+            .min_by_key(|&i| lists[i][next[i]].message.ts_ms);
         let Some(i) = earliest else { break };
         let publication = lists[i][next[i]].clone();
         next[i] += 1;
@@ -645,6 +779,7 @@ impl Session {
             .registry
             .join_room(self.home, &channel, &self.subscriber)
         {
+            inner.take_interest(std::slice::from_ref(&channel)).await?;
             inner
                 .engine
                 .presence
@@ -652,7 +787,17 @@ impl Session {
                 .await?;
             room_event(&self.app, &self.user, self.id, room, true);
         }
-        let top = inner.engine.broker.recover(&channel, None).await?.top;
+        let top = inner
+            .engine
+            .broker
+            .history(&[HistoryRequest {
+                channel: channel.clone(),
+                since: None,
+                limit: Some(0),
+            }])
+            .await?
+            .pop()
+            .map_or_else(StreamPosition::empty, |r| r.top);
         Ok(ChannelState {
             channel,
             start: top.clone(),
@@ -672,6 +817,7 @@ impl Session {
         {
             return Ok(false);
         }
+        inner.drop_interest(std::slice::from_ref(&channel)).await;
         inner
             .engine
             .presence
@@ -681,10 +827,9 @@ impl Session {
         Ok(true)
     }
 
-    /// Leave every channel locally and tell the app's lifecycle webhook why; the scopes
-    /// (app, rooms) whose presence must be left follow, or `None` when this already
-    /// happened.
-    fn detach_local(&mut self, reason: &Disconnect) -> Option<Vec<Arc<str>>> {
+    /// Leave every channel locally and tell the app's lifecycle webhook why; what is left
+    /// to undo outside this node's memory follows, or `None` when this already happened.
+    fn detach_local(&mut self, reason: &Disconnect) -> Option<Leftovers> {
         if !std::mem::take(&mut self.attached) {
             return None;
         }
@@ -708,15 +853,50 @@ impl Session {
                     .collect(),
             });
         }
+        let mut channels = self.channels.clone();
+        channels.extend(rooms.iter().cloned());
         let mut scopes = vec![self.app.name.clone()];
         scopes.extend(rooms);
-        Some(scopes)
+        Some(Leftovers {
+            hub: self.hub.clone(),
+            channels,
+            scopes,
+            user: self.user.clone(),
+            id: self.id,
+        })
     }
 
     /// Leave every channel, room and presence; the connection ended for `reason`.
     pub async fn close(mut self, reason: &Disconnect) {
-        if let Some(scopes) = self.detach_local(reason) {
-            leave_presence(&self.hub, &scopes, &self.user, self.id).await;
+        if let Some(leftovers) = self.detach_local(reason) {
+            leftovers.undo().await;
+        }
+    }
+}
+
+/// What a detached connection still has to undo in the engines: its broker interest in
+/// its channels and its presence in its scopes (the app, then its rooms).
+struct Leftovers {
+    hub: Hub,
+    channels: Vec<Arc<str>>,
+    scopes: Vec<Arc<str>>,
+    user: Arc<str>,
+    id: ConnId,
+}
+
+impl Leftovers {
+    async fn undo(self) {
+        let inner = &self.hub.inner;
+        inner.drop_interest(&self.channels).await;
+        for scope in &self.scopes {
+            if let Err(error) = inner
+                .engine
+                .presence
+                .leave(scope, &self.user, self.id)
+                .await
+            {
+                tracing::warn!(%error, conn = self.id, scope = &**scope, "presence leave failed");
+            }
         }
     }
 }
@@ -725,9 +905,36 @@ impl Session {
 /// beyond those of the user id: each is a channel the connection's cursor names.
 pub const MAX_EXTRA_GROUPS: usize = 16;
 
-/// The name of connection `id`, as clients and backends see it.
+/// The name of connection `id`, as clients and backends see it: this node's name, a dash,
+/// and the id in hex (`k3x9q2ab-1f`), so names from different nodes never collide.
 pub fn conn_name(id: ConnId) -> String {
-    format!("{id:x}")
+    format!("{}-{id:x}", crate::node::node_id())
+}
+
+/// A connection name that [`conn_name`] cannot have made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a connection id from a welcome frame")]
+pub struct NotAConnName;
+
+/// The connection id a name from [`conn_name`] stands for: `Ok(Some)` for a connection of
+/// this node, `Ok(None)` for a well-formed name of another node (or an earlier life of
+/// this one).
+pub fn parse_conn_name(name: &str) -> Result<Option<ConnId>, NotAConnName> {
+    let (node, id) = name.split_once('-').ok_or(NotAConnName)?;
+    let node_ok = node.len() == crate::node::NODE_ID_LEN
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let id = ConnId::from_str_radix(id, 16).map_err(|_| NotAConnName)?;
+    if !node_ok {
+        return Err(NotAConnName);
+    }
+    Ok((node == crate::node::node_id()).then_some(id))
+}
+
+/// The id of this node's `serial`-th message: unique across nodes and restarts.
+fn message_id(serial: u64) -> String {
+    format!("{}-{serial:x}", crate::node::node_id())
 }
 
 /// Tell `app`'s lifecycle webhook, if it has one, that connection `id` of `user` joined
@@ -752,24 +959,12 @@ fn room_event(app: &AppSettings, user: &Arc<str>, id: ConnId, room: &str, joined
     });
 }
 
-/// Leave presence in each of `scopes` (the app, then its rooms) for connection `id`.
-async fn leave_presence(hub: &Hub, scopes: &[Arc<str>], user: &str, id: ConnId) {
-    for scope in scopes {
-        if let Err(error) = hub.inner.engine.presence.leave(scope, user, id).await {
-            tracing::warn!(%error, conn = id, scope = &**scope, "presence leave failed");
-        }
-    }
-}
-
 impl Drop for Session {
     fn drop(&mut self) {
-        if let Some(scopes) = self.detach_local(&Disconnect::ABNORMAL) {
-            let hub = self.hub.clone();
-            let (user, id) = (self.user.clone(), self.id);
+        if let Some(leftovers) = self.detach_local(&Disconnect::ABNORMAL) {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    leave_presence(&hub, &scopes, &user, id).await;
-                });
+                let cleanups = self.hub.inner.cleanups.clone();
+                cleanups.spawn_on(leftovers.undo(), &runtime);
             }
         }
     }

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use bytes::{Buf, Bytes};
 use tokio::sync::Notify;
 
-use super::message::Publication;
 use crate::disconnect::Disconnect;
+use crate::engine::Publication;
 use crate::sync::lock;
 
 /// Bounds of one queue.

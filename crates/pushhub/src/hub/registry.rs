@@ -8,15 +8,16 @@
 //! while a delivery on it is still running; see `engine::memory`.)
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::message::Publication;
+use bytes::Bytes;
+
 use super::outbox::{Frame, Outbox, Queued, Unsent};
-use super::render::{Render, RenderCache};
+use super::render::{Render, RenderCache, RenderStore};
 use crate::disconnect::Disconnect;
-use crate::engine::StreamPosition;
+use crate::engine::{Publication, StreamPosition};
+use crate::stable_hash::stable_hash;
 use crate::sync::lock;
 
 /// Identity of one connection on this node.
@@ -25,6 +26,34 @@ pub type ConnId = u64;
 /// Shards: enough that 2–16 cores rarely meet on one lock, few enough that a broadcast's
 /// walk over all of them is cheap.
 const SHARDS: usize = 32;
+
+/// Ids of shared messages (pushed to several channels at once) a connection remembers
+/// having taken, to take each once although it arrives through each of its channels.
+/// Those arrivals follow each other closely (one multi-channel publish), so a few suffice.
+const RECENT_SHARED: usize = 4;
+
+/// The last [`RECENT_SHARED`] shared message ids a connection took.
+#[derive(Default)]
+struct RecentShared {
+    ids: [Option<Arc<str>>; RECENT_SHARED],
+    next: usize,
+}
+
+impl RecentShared {
+    /// Remember `id`; false when it was already remembered.
+    fn insert(&mut self, id: &Arc<str>) -> bool {
+        let known = self
+            .ids
+            .iter()
+            .flatten()
+            .any(|seen| Arc::ptr_eq(seen, id) || seen == id);
+        if !known {
+            self.ids[self.next] = Some(id.clone());
+            self.next = (self.next + 1) % RECENT_SHARED;
+        }
+        !known
+    }
+}
 
 /// What fan-out needs of a connection: where to queue, in which format, and whether it is
 /// still catching up.
@@ -50,6 +79,9 @@ pub struct Subscriber {
     /// Room channels the connection joined after connecting; changed only under its
     /// user's shard lock, so a close and a server-side join never miss each other.
     rooms: Mutex<Vec<Arc<str>>>,
+    /// Shared messages taken lately; allocated on the first one, so a connection that
+    /// only ever gets single-channel pushes pays one pointer for it.
+    shared: Mutex<Option<Box<RecentShared>>>,
 }
 
 impl Subscriber {
@@ -63,7 +95,21 @@ impl Subscriber {
             held: Mutex::new(Some(Vec::new())),
             recovered_to: OnceLock::new(),
             rooms: Mutex::new(Vec::new()),
+            shared: Mutex::new(None),
         }
+    }
+
+    /// False when `publication`'s message reached this connection already through another
+    /// channel (a push to several targets the connection is in); true otherwise, and the
+    /// message now counts as taken. Unshared messages skip the check entirely. The check
+    /// is the receiver's, so it holds whichever node published each channel's copy.
+    fn first_arrival(&self, publication: &Publication) -> bool {
+        if !publication.message.shared {
+            return true;
+        }
+        lock(&self.shared)
+            .get_or_insert_with(Default::default)
+            .insert(&publication.message.id)
     }
 
     /// Hand a live publication over: queued (rendered through `cache`) for `unsent` to
@@ -75,6 +121,9 @@ impl Subscriber {
         cache: &mut RenderCache<'_>,
         unsent: &mut Unsent,
     ) -> bool {
+        if !self.first_arrival(publication) {
+            return false;
+        }
         if self.recovering.load(Ordering::Acquire) {
             let mut held = lock(&self.held);
             if let Some(held) = held.as_mut() {
@@ -114,24 +163,31 @@ impl Subscriber {
         })
     }
 
-    /// Queue `publication` now (replay), in the encoding every connection of this format
-    /// shares.
-    pub fn replay(&self, publication: &Arc<Publication>) -> bool {
+    /// Queue `publication` now (replay) as `bytes`, its encoding in this connection's
+    /// format. A shared message replayed through one channel counts as taken, so its live
+    /// copy through another is skipped.
+    pub fn replay(&self, publication: &Arc<Publication>, bytes: Bytes) -> bool {
+        self.first_arrival(publication);
         self.outbox.push(Frame {
-            bytes: publication.rendered(self.renderer.as_ref()),
+            bytes,
             publication: Some(publication.clone()),
         })
     }
 
     /// Stop holding: the connection's recovery reached `recovered_to` (a position per
-    /// channel). Queue the held publications past it, in order, then deliver live ones
+    /// channel). Queue the held publications past it, in order (encoded through `store`,
+    /// shared with every other connection of the format), then deliver live ones
     /// directly, skipping any the recovery covered.
-    pub fn go_live(&self, recovered_to: Vec<(Arc<str>, StreamPosition)>) {
+    pub fn go_live(&self, recovered_to: Vec<(Arc<str>, StreamPosition)>, store: &RenderStore) {
         let _ = self.recovered_to.set(recovered_to);
         let mut held = lock(&self.held);
         for publication in held.take().unwrap_or_default() {
             if !self.recovered(&publication) {
-                self.replay(&publication);
+                let bytes = store.get(&publication, self.renderer.as_ref());
+                self.outbox.push(Frame {
+                    bytes,
+                    publication: Some(publication),
+                });
             }
         }
         self.recovering.store(false, Ordering::Release);
@@ -161,16 +217,6 @@ pub struct Registry {
     shards: Box<[Shard]>,
 }
 
-/// A stable hash for sharding; not for security.
-pub fn hash_str(s: &str) -> u64 {
-    static STATE: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
-    let mut h = STATE
-        .get_or_init(std::hash::RandomState::new)
-        .build_hasher();
-    h.write(s.as_bytes());
-    h.finish()
-}
-
 impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
@@ -181,7 +227,7 @@ impl Registry {
 
     /// The shard key of a user: every connection and the user channel of one user share it.
     pub fn home(app: &str, user: &str) -> u64 {
-        hash_str(app) ^ hash_str(user).rotate_left(17)
+        stable_hash(app) ^ stable_hash(user).rotate_left(17)
     }
 
     fn shard(&self, home: u64) -> &Shard {
@@ -355,7 +401,6 @@ impl Default for Registry {
 mod tests {
     use super::*;
     use crate::hub::{FormatId, OutboxLimits};
-    use bytes::Bytes;
 
     struct Plain(FormatId);
 
@@ -479,6 +524,7 @@ mod tests {
     /// A replay to thousands of reconnecting clients encodes each message once per format.
     #[test]
     fn replay_and_live_share_one_encoding_per_format() {
+        let store = RenderStore::new();
         let renderer = Arc::new(Counting(FormatId::unique(), Default::default()));
         let publication = Arc::new(Publication::new(
             "a:all".into(),
@@ -493,15 +539,63 @@ mod tests {
             .map(|id| Subscriber::new(id, Arc::new(Outbox::new(limits)), renderer.clone()))
             .collect();
         for subscriber in &subscribers {
-            assert!(subscriber.replay(&publication));
-            subscriber.go_live(Vec::new());
+            let bytes = store.get(&publication, renderer.as_ref());
+            assert!(subscriber.replay(&publication, bytes));
+            subscriber.go_live(Vec::new(), &store);
             let mut unsent = Unsent::default();
             assert!(subscriber.offer(
                 &publication,
-                &mut RenderCache::new(&publication),
+                &mut RenderCache::new(&publication, &store),
                 &mut unsent
             ));
         }
         assert_eq!(renderer.1.load(Ordering::Relaxed), 1);
+    }
+
+    fn shared_message(id: &str, channel: &str) -> Arc<Publication> {
+        Arc::new(Publication::new(
+            channel.into(),
+            crate::engine::StreamPosition::empty(),
+            Arc::new(crate::hub::Message {
+                id: id.into(),
+                shared: true,
+                ..crate::hub::Message::for_test("x")
+            }),
+        ))
+    }
+
+    /// A push to several targets a connection is in reaches it once, by message id, even
+    /// when other shared pushes arrive in between (as they may from other nodes).
+    #[test]
+    fn a_shared_message_is_taken_once_whatever_channels_it_comes_through() {
+        let store = RenderStore::new();
+        let limits = OutboxLimits {
+            max_messages: 100,
+            max_bytes: 100_000,
+        };
+        let sub = Subscriber::new(
+            1,
+            Arc::new(Outbox::new(limits)),
+            Arc::new(Counting(FormatId::unique(), Default::default())),
+        );
+        sub.go_live(Vec::new(), &store);
+        let offer = |p: &Arc<Publication>| {
+            sub.offer(p, &mut RenderCache::new(p, &store), &mut Unsent::default())
+        };
+        assert!(offer(&shared_message("m1", "a:user:1")));
+        assert!(offer(&shared_message("m2", "a:user:1")));
+        assert!(offer(&shared_message("m3", "a:user:1")));
+        assert!(!offer(&shared_message("m1", "a:all")), "m1 came twice");
+        assert!(!offer(&shared_message("m3", "a:group:g")), "m3 came twice");
+        assert!(offer(&shared_message("m4", "a:all")));
+        let single = Arc::new(Publication::new(
+            "a:all".into(),
+            crate::engine::StreamPosition::empty(),
+            Arc::new(crate::hub::Message::for_test("x")),
+        ));
+        assert!(
+            offer(&single) && offer(&single),
+            "unshared messages are not tracked"
+        );
     }
 }

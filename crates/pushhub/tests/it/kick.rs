@@ -82,3 +82,49 @@ async fn bad_disconnect_requests_get_clear_errors() {
         );
     }
 }
+
+/// Connection ids carry the node's name, so ids from two nodes never collide: a conn of
+/// another node (or of this one before a restart) closes nothing here, and the bare
+/// counters every node once started from are not connection ids any more.
+#[tokio::test]
+async fn connection_ids_name_their_node() {
+    let server = TestServer::start();
+    let (mut client, welcome) = server.native("demo", "1").await;
+    let conn = welcome["conn"].as_str().unwrap().to_owned();
+    let (node, id) = conn.split_once('-').expect("node-id");
+    assert_eq!(node.len(), 8, "{conn}");
+    assert!(node
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    assert!(u64::from_str_radix(id, 16).is_ok(), "{conn}");
+    let other_node = if node == "aaaaaaaa" {
+        "bbbbbbbb"
+    } else {
+        "aaaaaaaa"
+    };
+    let (status, body) = server
+        .post_json(
+            "/v1/disconnect",
+            &json!({"app": "demo", "user": "1", "conn": format!("{other_node}-{id}")}),
+        )
+        .await;
+    assert_eq!((status, body), (200, json!({"disconnected": 0})));
+    let (status, body) = server
+        .post_json(
+            "/v1/disconnect",
+            &json!({"app": "demo", "user": "1", "conn": id}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_conn"))
+    );
+    server.push("1", json!("still here")).await;
+    let message = client.json().await;
+    assert_eq!(message["data"], "still here");
+    let message_id = message["id"].as_str().unwrap();
+    assert!(
+        message_id.starts_with(&format!("{node}-")),
+        "message ids carry the node too: {message_id}"
+    );
+}

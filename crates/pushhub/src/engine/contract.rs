@@ -1,0 +1,349 @@
+//! The broker contract as tests: every engine runs these same functions (the memory engine
+//! in `memory::tests`; a Redis engine will call them with its own constructor), so each
+//! rule in [`super::Broker`]'s documentation is checked the same way for all of them.
+//!
+//! Each function takes a fresh broker and registers its own events handler.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{
+    Broker, BrokerEvents, HistoryPolicy, HistoryRequest, Message, Publication, StreamPosition,
+};
+use crate::sync::lock;
+
+/// History kept by most tests: three messages for a minute.
+pub const KEEP: HistoryPolicy = HistoryPolicy {
+    size: 3,
+    ttl: Duration::from_secs(60),
+};
+
+/// An events handler that records what it is handed, per channel, and notices two
+/// publications of one channel handed over at once.
+#[derive(Default)]
+pub struct Recorder {
+    seen: Mutex<HashMap<Arc<str>, Vec<u64>>>,
+    busy: Mutex<Vec<Arc<str>>>,
+    overlaps: Mutex<u64>,
+}
+
+impl Recorder {
+    /// Offsets handed over for `channel`, in arrival order.
+    pub fn offsets(&self, channel: &str) -> Vec<u64> {
+        lock(&self.seen).get(channel).cloned().unwrap_or_default()
+    }
+
+    /// Times a channel's publication arrived while another of it was being handed over.
+    pub fn overlaps(&self) -> u64 {
+        *lock(&self.overlaps)
+    }
+}
+
+impl BrokerEvents for Recorder {
+    fn publication(&self, publication: &Arc<Publication>) {
+        let channel = publication.channel.clone();
+        {
+            let mut busy = lock(&self.busy);
+            if busy.contains(&channel) {
+                *lock(&self.overlaps) += 1;
+            }
+            busy.push(channel.clone());
+        }
+        // Give a racing hand-over of the same channel the chance to show itself.
+        std::thread::yield_now();
+        lock(&self.seen)
+            .entry(channel.clone())
+            .or_default()
+            .push(publication.position.offset);
+        let mut busy = lock(&self.busy);
+        if let Some(at) = busy.iter().position(|c| *c == channel) {
+            busy.swap_remove(at);
+        }
+    }
+}
+
+fn channels(names: &[&str]) -> Vec<Arc<str>> {
+    names.iter().map(|n| Arc::from(*n)).collect()
+}
+
+fn message(id: &str) -> Arc<Message> {
+    Arc::new(Message {
+        id: id.into(),
+        ..Message::for_test("x")
+    })
+}
+
+fn request(channel: &str, since: Option<StreamPosition>, limit: Option<usize>) -> HistoryRequest {
+    HistoryRequest {
+        channel: channel.into(),
+        since,
+        limit,
+    }
+}
+
+fn registered(broker: &Arc<dyn Broker>) -> Arc<Recorder> {
+    let recorder = Arc::new(Recorder::default());
+    broker.register_events(recorder.clone());
+    recorder
+}
+
+/// Offsets grow by one per channel, channels count independently, and a subscribed
+/// channel's publications reach the handler in offset order.
+pub async fn offsets_grow_by_one_per_channel_in_order(broker: Arc<dyn Broker>) {
+    let recorder = registered(&broker);
+    broker.subscribe(&channels(&["a", "b"])).await.unwrap();
+    let mut positions = Vec::new();
+    for name in ["a", "a", "b", "a"] {
+        let at = broker
+            .publish(&channels(&[name]), &message(name), KEEP)
+            .await
+            .unwrap();
+        positions.push(at[0].offset);
+    }
+    assert_eq!(positions, [1, 2, 1, 3]);
+    assert_eq!(recorder.offsets("a"), [1, 2, 3]);
+    assert_eq!(recorder.offsets("b"), [1]);
+}
+
+/// The node's own publications come back through the handler, once each, for every
+/// channel of a multi-channel publish; a channel nobody subscribed is not handed over
+/// but still keeps its history.
+pub async fn own_publications_reach_the_handler_exactly_once(broker: Arc<dyn Broker>) {
+    let recorder = registered(&broker);
+    broker.subscribe(&channels(&["u1", "u2"])).await.unwrap();
+    let positions = broker
+        .publish(&channels(&["u1", "u2", "u3"]), &message("m"), KEEP)
+        .await
+        .unwrap();
+    assert_eq!(positions.len(), 3, "one position per channel, in order");
+    assert!(positions.iter().all(|p| p.offset == 1));
+    assert_eq!(recorder.offsets("u1"), [1]);
+    assert_eq!(recorder.offsets("u2"), [1]);
+    assert!(recorder.offsets("u3").is_empty(), "u3 was never subscribed");
+    let kept = broker
+        .history(&[request("u3", Some(StreamPosition::empty()), None)])
+        .await
+        .unwrap();
+    assert_eq!(kept[0].missed.len(), 1);
+    assert_eq!(&*kept[0].missed[0].message.id, "m");
+}
+
+/// Subscriptions are counted: two subscribes need two unsubscribes, and an unsubscribe of
+/// a channel never subscribed does nothing.
+pub async fn subscriptions_are_counted(broker: Arc<dyn Broker>) {
+    let recorder = registered(&broker);
+    let c = channels(&["c"]);
+    broker.unsubscribe(&c).await.unwrap();
+    broker.subscribe(&c).await.unwrap();
+    broker.subscribe(&c).await.unwrap();
+    broker.publish(&c, &message("1"), KEEP).await.unwrap();
+    broker.unsubscribe(&c).await.unwrap();
+    broker.publish(&c, &message("2"), KEEP).await.unwrap();
+    broker.unsubscribe(&c).await.unwrap();
+    broker.publish(&c, &message("3"), KEEP).await.unwrap();
+    broker.subscribe(&c).await.unwrap();
+    broker.publish(&c, &message("4"), KEEP).await.unwrap();
+    assert_eq!(recorder.offsets("c"), [1, 2, 4]);
+}
+
+/// History since a position, bounded by size and by the request's limit, answered for
+/// several channels in one call, in request order.
+pub async fn history_since_and_limit_in_one_call(broker: Arc<dyn Broker>) {
+    registered(&broker);
+    let c = channels(&["h"]);
+    let mut first = None;
+    for i in 0..5 {
+        let at = broker
+            .publish(&c, &message(&format!("{i}")), KEEP)
+            .await
+            .unwrap();
+        first.get_or_insert(at[0].clone());
+    }
+    let epoch = first.unwrap().epoch;
+    let at = |offset| {
+        Some(StreamPosition {
+            epoch: epoch.clone(),
+            offset,
+        })
+    };
+    let other_epoch = Some(StreamPosition {
+        epoch: "other".into(),
+        offset: 4,
+    });
+    let answers = broker
+        .history(&[
+            request("h", at(2), None),
+            request("h", at(2), Some(2)),
+            request("h", at(5), None),
+            request("h", at(1), None),
+            request("h", at(9), None),
+            request("h", other_epoch, None),
+            request("h", None, None),
+            request("fresh", Some(StreamPosition::empty()), None),
+            request("h", Some(StreamPosition::empty()), Some(0)),
+        ])
+        .await
+        .unwrap();
+    let offsets = |i: usize| -> Vec<u64> {
+        answers[i]
+            .missed
+            .iter()
+            .map(|p| p.position.offset)
+            .collect()
+    };
+    assert_eq!(answers.len(), 9);
+    assert!(answers[0].complete);
+    assert_eq!(offsets(0), [3, 4, 5]);
+    assert!(answers[1].complete);
+    assert_eq!(offsets(1), [3, 4], "limit keeps the oldest");
+    assert_eq!(answers[1].top.offset, 5, "the top says more remain");
+    assert!(answers[2].complete && answers[2].missed.is_empty());
+    assert!(
+        !answers[3].complete,
+        "offset 2 fell out of a 3-message history"
+    );
+    assert!(
+        !answers[4].complete,
+        "a position from the future is not trusted"
+    );
+    assert!(
+        !answers[5].complete,
+        "another epoch's offsets mean nothing here"
+    );
+    assert!(answers[6].complete && answers[6].missed.is_empty());
+    assert_eq!(answers[6].top.offset, 5);
+    assert!(answers[7].complete);
+    assert_eq!(answers[7].top, StreamPosition::empty());
+    assert!(answers[8].missed.is_empty() && answers[8].top.offset == 5);
+    assert!(answers
+        .iter()
+        .all(|a| a.top.epoch == epoch || a.top.epoch.is_empty()));
+}
+
+/// A channel keeps one epoch while its history lives, a client that saw nothing gets
+/// everything still kept, and a channel never published to has the empty position.
+pub async fn epochs_name_one_life_of_a_stream(broker: Arc<dyn Broker>) {
+    registered(&broker);
+    let c = channels(&["e"]);
+    let one = broker.publish(&c, &message("1"), KEEP).await.unwrap();
+    let two = broker.publish(&c, &message("2"), KEEP).await.unwrap();
+    assert!(!one[0].epoch.is_empty());
+    assert_eq!(one[0].epoch, two[0].epoch);
+    let answers = broker
+        .history(&[
+            request("e", Some(StreamPosition::empty()), None),
+            request("never", None, None),
+        ])
+        .await
+        .unwrap();
+    assert!(answers[0].complete);
+    assert_eq!(answers[0].missed.len(), 2);
+    assert_eq!(answers[0].top, two[0]);
+    assert_eq!(answers[1].top, StreamPosition::empty());
+}
+
+/// Publishers racing on one channel (and on a multi-channel publish) get distinct,
+/// gap-free offsets, and the handler sees each channel in order, one at a time.
+pub async fn racing_publishers_keep_order_and_lose_nothing(broker: Arc<dyn Broker>) {
+    const TASKS: u64 = 8;
+    const EACH: u64 = 50;
+    let recorder = registered(&broker);
+    broker.subscribe(&channels(&["r", "s"])).await.unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let broker = broker.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..EACH {
+                let targets = if i % 2 == 0 {
+                    channels(&["r"])
+                } else {
+                    channels(&["r", "s"])
+                };
+                let at = broker
+                    .publish(&targets, &message(&format!("{t}-{i}")), KEEP)
+                    .await
+                    .unwrap();
+                mine.push(at[0].offset);
+            }
+            mine
+        }));
+    }
+    let mut assigned = Vec::new();
+    for task in tasks {
+        assigned.extend(task.await.unwrap());
+    }
+    assigned.sort_unstable();
+    assert_eq!(assigned, (1..=TASKS * EACH).collect::<Vec<_>>());
+    assert_eq!(
+        recorder.offsets("r"),
+        (1..=TASKS * EACH).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        recorder.offsets("s"),
+        (1..=TASKS * EACH / 2).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        recorder.overlaps(),
+        0,
+        "two hand-overs of one channel at once"
+    );
+}
+
+/// A client joining mid-stream (subscribe, then read history from where it stood) gets
+/// every later publication exactly once: from the history up to the top it read, then
+/// live above it.
+pub async fn recover_then_live_has_no_gap_and_no_duplicate(broker: Arc<dyn Broker>) {
+    const TOTAL: u64 = 400;
+    let recorder = registered(&broker);
+    let keep_all = HistoryPolicy {
+        size: TOTAL as usize,
+        ttl: Duration::from_secs(60),
+    };
+    let c = channels(&["live"]);
+    let publisher = tokio::spawn({
+        let (broker, c) = (broker.clone(), c.clone());
+        async move {
+            for i in 0..TOTAL {
+                broker
+                    .publish(&c, &message(&format!("{i}")), keep_all)
+                    .await
+                    .unwrap();
+                if i % 16 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    });
+    let mut stood = None;
+    while stood.is_none() {
+        let top = broker
+            .history(&[request("live", None, None)])
+            .await
+            .unwrap()[0]
+            .top
+            .clone();
+        if top.offset >= 20 {
+            stood = Some(top);
+        }
+        tokio::task::yield_now().await;
+    }
+    let stood = stood.unwrap();
+    broker.subscribe(&c).await.unwrap();
+    let recovery = broker
+        .history(&[request("live", Some(stood.clone()), None)])
+        .await
+        .unwrap()
+        .remove(0);
+    publisher.await.unwrap();
+    assert!(recovery.complete);
+    let mut got: Vec<u64> = recovery.missed.iter().map(|p| p.position.offset).collect();
+    got.extend(
+        recorder
+            .offsets("live")
+            .into_iter()
+            .filter(|o| *o > recovery.top.offset),
+    );
+    assert_eq!(got, (stood.offset + 1..=TOTAL).collect::<Vec<_>>());
+}
