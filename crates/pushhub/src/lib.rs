@@ -25,6 +25,7 @@ pub mod engine;
 pub mod gateway;
 pub mod http_error;
 pub mod hub;
+pub mod json_depth;
 pub mod outbound;
 pub mod scheduler;
 pub mod server;

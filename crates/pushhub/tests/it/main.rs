@@ -8,6 +8,7 @@ mod browser;
 mod config_cli;
 mod cron;
 mod demo;
+mod depth;
 mod events;
 mod example_backend;
 mod fanout;
