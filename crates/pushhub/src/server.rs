@@ -59,7 +59,12 @@ pub async fn serve(
     let timers_done = tokio::spawn(timers.clone().run(shutdown.clone(), config.shutdown_grace));
     let stats = Arc::new(Stats::default());
     let tracker = TaskTracker::new();
-    let engine = engine::from_config(config.engine, &tracker, shutdown.clone());
+    let engine = engine::from_config(
+        config.engine,
+        config.limits.max_history_bytes,
+        &tracker,
+        shutdown.clone(),
+    );
     let hub = Hub::new(
         Apps::new(config.apps.clone(), config.dynamic_apps.clone()),
         engine,

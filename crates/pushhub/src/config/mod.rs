@@ -69,6 +69,10 @@ pub struct RawConfig {
     /// Seconds a message stays in history; 0 keeps none. A channel silent this long is
     /// forgotten (its next message starts a new epoch).
     pub history_ttl: u64,
+    /// Most bytes the histories of one app's channels hold together; beyond it the app's
+    /// oldest kept messages are evicted, and clients resuming from before them are told
+    /// `recovered: false`. All apps together are bounded by `limits.max_history_bytes`.
+    pub history_max_bytes: usize,
     /// Resource limits.
     pub limits: RawLimits,
     /// Apps by name.
@@ -253,6 +257,9 @@ pub struct RawLimits {
     pub write_timeout: u64,
     /// Largest API request body in bytes.
     pub max_body_bytes: usize,
+    /// Most bytes the histories of all channels of all apps hold together (the memory
+    /// engine's); beyond it the oldest kept messages are evicted, whatever their app.
+    pub max_history_bytes: usize,
     /// Most client connections at once; 0 = as many as the open-file limit allows.
     pub max_connections: usize,
     /// Most client connections one address may hold at once (beyond: 4008 / HTTP 429);
@@ -316,6 +323,9 @@ pub struct RawApp {
     /// Overrides the server's `history_ttl`.
     #[serde(default)]
     pub history_ttl: Option<u64>,
+    /// Overrides the server's `history_max_bytes`.
+    #[serde(default)]
+    pub history_max_bytes: Option<usize>,
     /// Overrides `limits.handshake_timeout` for this app's clients: how long they may take
     /// to present a credential (an `auth` frame, the auth webhook's answer).
     #[serde(default)]
@@ -518,6 +528,7 @@ impl Default for RawConfig {
             shutdown_grace: 10,
             history_size: 100,
             history_ttl: 600,
+            history_max_bytes: 128 * 1024 * 1024,
             limits: RawLimits::default(),
             apps: BTreeMap::new(),
             pushserve: None,
@@ -536,6 +547,7 @@ impl Default for RawLimits {
             max_queue_bytes: 4 * 1024 * 1024,
             write_timeout: 10,
             max_body_bytes: 1024 * 1024,
+            max_history_bytes: 256 * 1024 * 1024,
             max_connections: 0,
             max_connections_per_ip: 0,
             trusted_proxies: Vec::new(),
@@ -553,6 +565,8 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// Largest API body.
     pub max_body_bytes: usize,
+    /// Most bytes of history over all apps.
+    pub max_history_bytes: usize,
     /// Most client connections; 0 until resolved from the open-file limit at start.
     pub max_connections: usize,
     /// Most client connections per client address; 0: no limit.
@@ -1009,6 +1023,9 @@ fn validate(
         history: HistoryPolicy {
             size: app.and_then(|a| a.history_size).unwrap_or(raw.history_size),
             ttl: Duration::from_secs(app.and_then(|a| a.history_ttl).unwrap_or(raw.history_ttl)),
+            max_bytes: app
+                .and_then(|a| a.history_max_bytes)
+                .unwrap_or(raw.history_max_bytes),
         },
         api_keys: app
             .map(|a| a.api_keys.iter().map(|k| Arc::from(k.as_str())).collect())
@@ -1101,6 +1118,7 @@ fn validate(
             },
             write_timeout: Duration::from_secs(limits.write_timeout),
             max_body_bytes: limits.max_body_bytes,
+            max_history_bytes: limits.max_history_bytes,
             max_connections: limits.max_connections,
             max_connections_per_ip: limits.max_connections_per_ip,
             handshake_timeout: Duration::from_secs(limits.handshake_timeout),

@@ -13,6 +13,7 @@ mod events;
 mod example_backend;
 mod fanout;
 mod history;
+mod history_bound;
 mod http_clients;
 mod jdserver;
 mod kick;
