@@ -122,6 +122,7 @@ pub struct RawTimers {
     /// (`*.example.com`), addresses and networks (`10.0.0.0/8`). Empty (the default):
     /// any host except link-local and cloud metadata addresses and names; not empty:
     /// only these (metadata addresses still only when an address or network lists them).
+    /// pushhub's own listeners are refused either way.
     pub allow_hosts: Vec<String>,
 }
 

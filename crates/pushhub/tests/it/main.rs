@@ -28,6 +28,7 @@ mod rpc;
 mod send;
 mod shutdown;
 mod tcp;
+mod timer_targets;
 mod timers;
 mod tls;
 mod tokens;
