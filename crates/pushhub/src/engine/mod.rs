@@ -8,6 +8,7 @@
 //!
 //! Engines never import the hub and never see a wire format.
 
+pub mod budget;
 pub mod memory;
 
 use std::sync::Arc;
@@ -25,7 +26,9 @@ use crate::hub::message::{Message, Publication};
 /// `offset` grows by one per message published to the channel. `epoch` names one unbroken
 /// life of the stream: when history is lost (a restart of a memory engine, eviction of an
 /// idle channel, a Redis flush) the epoch changes, so a client holding an old position can
-/// tell that offsets no longer mean what they meant and that recovery is impossible.
+/// tell that offsets no longer mean what they meant and that recovery is impossible. Losing
+/// the oldest messages of a stream that lives on (size, TTL, a bound on history bytes)
+/// keeps the epoch: the gap shows as a history that no longer reaches back far enough.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamPosition {
     /// Opaque name of the current life of the stream.
@@ -60,6 +63,9 @@ pub struct HistoryPolicy {
     /// How long a message is kept; zero keeps none. A channel with no publish for this long
     /// is forgotten entirely (its next publish starts a new epoch).
     pub ttl: Duration,
+    /// Most bytes the histories of all the app's channels hold together; beyond it the
+    /// app's oldest kept messages are evicted (besides the engine's bound over all apps).
+    pub max_bytes: usize,
 }
 
 impl HistoryPolicy {
@@ -89,6 +95,11 @@ pub struct BrokerStats {
     pub streams: u64,
     /// Messages held in histories.
     pub history_messages: u64,
+    /// Bytes of history held, as the engine counts them against its bounds.
+    pub history_bytes: u64,
+    /// Messages evicted from histories since start because a bound on history bytes (all
+    /// apps', or one app's) was reached.
+    pub history_evictions: u64,
 }
 
 /// Called by [`Broker::publish`] with the publication it made, while no later publish to
@@ -106,6 +117,10 @@ pub type DeliverLocal<'a> = &'a mut (dyn FnMut(&Arc<Publication>) + Send);
 ///   calls its own: local delivery follows offset order. The callback must not block or
 ///   call back into the broker.
 /// - The broker never delivers a node's own publications back to it.
+/// - History is bounded per channel (`HistoryPolicy::size`, `ttl`) and in bytes, per app
+///   (`HistoryPolicy::max_bytes`) and over all apps (the engine's own setting). What goes
+///   first is always a channel's oldest, so a recovery from before a lost message is
+///   incomplete (`recovered:false` to the client), never silently short.
 /// - `recover` answers from the same state `publish` appends to: a publication is either
 ///   in a recovery's `missed` (or at or below its `top`), or delivered by a later `publish`,
 ///   never neither.
@@ -177,16 +192,18 @@ pub enum EngineKind {
     Memory,
 }
 
-/// Build the engines the configuration asks for; their background upkeep runs on
-/// `tracker` until `shutdown` fires.
+/// Build the engines the configuration asks for, their histories holding at most
+/// `max_history_bytes` over all apps; their background upkeep runs on `tracker` until
+/// `shutdown` fires.
 pub fn from_config(
     kind: EngineKind,
+    max_history_bytes: usize,
     tracker: &tokio_util::task::TaskTracker,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Engine {
     match kind {
         EngineKind::Memory => {
-            let broker = Arc::new(memory::MemoryBroker::new());
+            let broker = Arc::new(memory::MemoryBroker::new(max_history_bytes));
             tracker.spawn(memory::sweep_periodically(broker.clone(), shutdown));
             Engine {
                 broker,
