@@ -126,3 +126,10 @@ impl From<crate::store::StoreError> for ApiError {
         )
     }
 }
+
+/// JSON nested past the one depth limit every endpoint keeps.
+impl From<crate::json_depth::TooDeep> for ApiError {
+    fn from(error: crate::json_depth::TooDeep) -> Self {
+        Self::bad_request("too_deep", error.to_string())
+    }
+}

@@ -26,6 +26,7 @@ pub mod engine;
 pub mod gateway;
 pub mod http_error;
 pub mod hub;
+pub mod json_depth;
 pub mod node;
 pub mod outbound;
 pub mod parse_errors;

@@ -25,6 +25,7 @@ use crate::gateway::{self, GatewayState, TcpGateway};
 use crate::http_error::ApiError;
 use crate::hub::{Apps, Hub};
 use crate::parse_errors::ErrorBodies;
+use crate::scheduler::own_listeners::OwnListeners;
 use crate::scheduler::{StartError, Timers};
 use crate::stats::Stats;
 use crate::store::StoreError;
@@ -52,15 +53,32 @@ pub struct Listeners {
 /// Accept errors (such as running out of file descriptors) are logged and retried, so
 /// serving fails only at start, when the timer store in `data_dir` cannot be opened.
 pub async fn serve(
-    config: Config,
+    mut config: Config,
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
+    // Timers never call pushhub itself: the guard learns every address it is bound to.
+    let own = OwnListeners::new(
+        [
+            Some(&listeners.client),
+            listeners.api.as_ref(),
+            listeners.tcp.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|listener| listener.local_addr().ok()),
+    );
+    config.timers.targets = Arc::new(config.timers.targets.as_ref().clone().refusing_own(own));
     let timers = start_timers(&config).await?;
     let timers_done = tokio::spawn(timers.clone().run(shutdown.clone(), config.shutdown_grace));
     let stats = Arc::new(Stats::default());
     let tracker = TaskTracker::new();
-    let engine = engine::from_config(config.engine, &tracker, shutdown.clone());
+    let engine = engine::from_config(
+        config.engine,
+        config.limits.max_history_bytes,
+        &tracker,
+        shutdown.clone(),
+    );
     let hub = Hub::new(
         Apps::new(config.apps.clone(), config.dynamic_apps.clone()),
         engine,

@@ -25,7 +25,7 @@ use serde_json::{json, Map, Value};
 use super::timers::{
     callback_request, header_list, header_object, request_app, request_body, Call,
 };
-use super::{read_body, ApiState};
+use super::{parse_json, read_body, ApiState};
 use crate::http_error::ApiError;
 use crate::scheduler::cron::spec::{local_time, SpecError};
 use crate::scheduler::cron::CronError;
@@ -195,13 +195,7 @@ pub async fn put(
     let name = path_name(name)?;
     let (parts, body) = request.into_parts();
     let body = read_body(body, state.max_body_bytes).await?;
-    let put: PutJob = serde_json::from_slice(&body).map_err(|error| {
-        if error.is_syntax() || error.is_eof() {
-            ApiError::bad_request("bad_json", format!("body is not valid JSON: {error}"))
-        } else {
-            ApiError::bad_request("invalid_request", format!("invalid cron job: {error}"))
-        }
-    })?;
+    let put: PutJob = parse_json(&body, "cron job")?;
     let app = request_app(
         &state,
         put.app.or_else(|| query_app(&parts.uri)),

@@ -24,6 +24,7 @@ use axum::Router;
 
 use crate::http_error::ApiError;
 use crate::hub::Hub;
+use crate::json_depth;
 
 /// What every API handler shares.
 #[derive(Clone)]
@@ -95,7 +96,16 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(
     what: &str,
 ) -> Result<T, ApiError> {
     let bytes = read_body(body, limit).await?;
-    serde_json::from_slice(&bytes).map_err(|error| {
+    parse_json(&bytes, what)
+}
+
+/// Parse a JSON request body into `T`: `400 too_deep` when it nests deeper than
+/// [`json_depth::MAX_DEPTH`] (checked first, because the payload fields it carries as raw
+/// JSON skip the parser's own limit), `400 bad_json` when it is not JSON, `400
+/// invalid_request` (naming `what`) when a field is missing, mistyped or unknown.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
+    json_depth::check(bytes)?;
+    serde_json::from_slice(bytes).map_err(|error| {
         if error.is_syntax() || error.is_eof() {
             ApiError::bad_request("bad_json", format!("body is not valid JSON: {error}"))
         } else {

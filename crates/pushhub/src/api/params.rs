@@ -52,6 +52,7 @@ pub fn collect(
 }
 
 fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    crate::json_depth::check(body)?;
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(ApiError::bad_request(

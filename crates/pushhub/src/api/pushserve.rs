@@ -115,6 +115,7 @@ async fn push_answer(state: ApiState, request: Request) -> Result<Response, Refu
     let body: Bytes = read_body(request.into_body(), state.max_body_bytes)
         .await
         .map_err(|e| Refusal::new(e.message))?;
+    crate::json_depth::check(&body).map_err(|e| Refusal::new(e.to_string()))?;
     let push: PushBody =
         serde_json::from_slice(&body).map_err(|e| Refusal::new(format!("消息体格式错误: {e}")))?;
     let targets = [Target::User(uid.clone())];

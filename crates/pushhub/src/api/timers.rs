@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use super::{read_body, ApiState};
+use super::{parse_json, read_body, ApiState};
 use crate::http_error::ApiError;
 use crate::scheduler::executor::OWN_HEADERS;
 use crate::scheduler::{unix_ms, TimerSettings};
@@ -351,13 +351,7 @@ struct RetryRequest {
 pub async fn create(State(state): State<ApiState>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let body = read_body(body, state.max_body_bytes).await?;
-    let create: CreateTimer = serde_json::from_slice(&body).map_err(|error| {
-        if error.is_syntax() || error.is_eof() {
-            ApiError::bad_request("bad_json", format!("body is not valid JSON: {error}"))
-        } else {
-            ApiError::bad_request("invalid_request", format!("invalid timer: {error}"))
-        }
-    })?;
+    let create: CreateTimer = parse_json(&body, "timer")?;
     state.keys.check(&parts.headers, &create.app)?;
     state.hub.app(&create.app)?;
     let settings = state.timers.settings();

@@ -189,6 +189,7 @@ fn judge(status: u16, body: Vec<u8>) -> Result<Box<RawValue>, RpcError> {
         if body.is_empty() {
             return Ok(RawValue::NULL.to_owned());
         }
+        crate::json_depth::check(&body).map_err(|e| RpcError::BadAnswer(e.to_string()))?;
         let text = String::from_utf8(body).map_err(|_| RpcError::BadAnswer("not UTF-8".into()))?;
         return RawValue::from_string(text).map_err(|e| RpcError::BadAnswer(e.to_string()));
     }
@@ -223,6 +224,20 @@ mod tests {
             },
             BackendClient::new(crate::outbound::client().unwrap(), "secret".into()),
         )
+    }
+
+    /// An answer is forwarded to the client as the backend wrote it, so its nesting is
+    /// bounded here, as every other JSON pushhub passes on.
+    #[test]
+    fn an_answer_nested_too_deep_is_a_bad_answer() {
+        let depth = crate::json_depth::MAX_DEPTH;
+        let fine = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(judge(200, fine.into_bytes()).is_ok());
+        let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(
+            judge(200, deep.into_bytes()),
+            Err(RpcError::BadAnswer(message)) if message.contains("nested deeper")
+        ));
     }
 
     #[test]

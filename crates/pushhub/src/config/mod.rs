@@ -69,6 +69,10 @@ pub struct RawConfig {
     /// Seconds a message stays in history; 0 keeps none. A channel silent this long is
     /// forgotten (its next message starts a new epoch).
     pub history_ttl: u64,
+    /// Most bytes the histories of one app's channels hold together; beyond it the app's
+    /// oldest kept messages are evicted, and clients resuming from before them are told
+    /// `recovered: false`. All apps together are bounded by `limits.max_history_bytes`.
+    pub history_max_bytes: usize,
     /// Resource limits.
     pub limits: RawLimits,
     /// Apps by name.
@@ -118,6 +122,7 @@ pub struct RawTimers {
     /// (`*.example.com`), addresses and networks (`10.0.0.0/8`). Empty (the default):
     /// any host except link-local and cloud metadata addresses and names; not empty:
     /// only these (metadata addresses still only when an address or network lists them).
+    /// pushhub's own listeners are refused either way.
     pub allow_hosts: Vec<String>,
 }
 
@@ -253,6 +258,9 @@ pub struct RawLimits {
     pub write_timeout: u64,
     /// Largest API request body in bytes.
     pub max_body_bytes: usize,
+    /// Most bytes the histories of all channels of all apps hold together (the memory
+    /// engine's); beyond it the oldest kept messages are evicted, whatever their app.
+    pub max_history_bytes: usize,
     /// Most client connections at once; 0 = as many as the open-file limit allows.
     pub max_connections: usize,
     /// Most client connections one address may hold at once (beyond: 4008 / HTTP 429);
@@ -322,6 +330,9 @@ pub struct RawApp {
     /// Overrides the server's `history_ttl`.
     #[serde(default)]
     pub history_ttl: Option<u64>,
+    /// Overrides the server's `history_max_bytes`.
+    #[serde(default)]
+    pub history_max_bytes: Option<usize>,
     /// Overrides `limits.handshake_timeout` for this app's clients: how long they may take
     /// to present a credential (an `auth` frame, the auth webhook's answer).
     #[serde(default)]
@@ -524,6 +535,7 @@ impl Default for RawConfig {
             shutdown_grace: 10,
             history_size: 100,
             history_ttl: 600,
+            history_max_bytes: 128 * 1024 * 1024,
             limits: RawLimits::default(),
             apps: BTreeMap::new(),
             pushserve: None,
@@ -542,6 +554,7 @@ impl Default for RawLimits {
             max_queue_bytes: 4 * 1024 * 1024,
             write_timeout: 10,
             max_body_bytes: 1024 * 1024,
+            max_history_bytes: 256 * 1024 * 1024,
             max_connections: 0,
             max_connections_per_ip: 0,
             trusted_proxies: Vec::new(),
@@ -561,6 +574,8 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// Largest API body.
     pub max_body_bytes: usize,
+    /// Most bytes of history over all apps.
+    pub max_history_bytes: usize,
     /// Most client connections; 0 until resolved from the open-file limit at start.
     pub max_connections: usize,
     /// Most client connections per client address; 0: no limit.
@@ -1027,6 +1042,9 @@ fn validate(
         history: HistoryPolicy {
             size: app.and_then(|a| a.history_size).unwrap_or(raw.history_size),
             ttl: Duration::from_secs(app.and_then(|a| a.history_ttl).unwrap_or(raw.history_ttl)),
+            max_bytes: app
+                .and_then(|a| a.history_max_bytes)
+                .unwrap_or(raw.history_max_bytes),
         },
         api_keys: app
             .map(|a| a.api_keys.iter().map(|k| Arc::from(k.as_str())).collect())
@@ -1119,6 +1137,7 @@ fn validate(
             },
             write_timeout: Duration::from_secs(limits.write_timeout),
             max_body_bytes: limits.max_body_bytes,
+            max_history_bytes: limits.max_history_bytes,
             max_connections: limits.max_connections,
             max_connections_per_ip: limits.max_connections_per_ip,
             handshake_timeout: Duration::from_secs(limits.handshake_timeout),

@@ -17,6 +17,7 @@ use crate::sync::lock;
 pub const KEEP: HistoryPolicy = HistoryPolicy {
     size: 3,
     ttl: Duration::from_secs(60),
+    max_bytes: usize::MAX,
 };
 
 /// An events handler that records what it is handed, per channel, and notices two
@@ -300,6 +301,7 @@ pub async fn recover_then_live_has_no_gap_and_no_duplicate(broker: Arc<dyn Broke
     let keep_all = HistoryPolicy {
         size: TOTAL as usize,
         ttl: Duration::from_secs(60),
+        max_bytes: usize::MAX,
     };
     let c = channels(&["live"]);
     let publisher = tokio::spawn({

@@ -1,4 +1,8 @@
 //! The in-memory engine: the default, single node only (use a Redis engine to scale out).
+//!
+//! Histories are bounded per channel (size, TTL) and in bytes, in total and per app, by a
+//! [`HistoryBudget`]: the oldest kept messages are evicted first, and a client resuming
+//! from before an evicted message is told recovery is impossible, as for any other gap.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -7,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use super::budget::{Charge, HistoryBudget};
 use super::{
     Broker, BrokerEvents, BrokerStats, EngineError, HistoryPolicy, HistoryRequest, Message,
     Presence, Publication, Recovery, StreamPosition,
@@ -31,11 +36,35 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// same channel parks its task, not a worker thread.
 type Turn = Arc<tokio::sync::Mutex<()>>;
 
+/// What a kept message is counted as, beyond its payload and channel name: the entry, the
+/// publication and their places in the eviction queues.
+const KEPT_OVERHEAD_BYTES: usize = 192;
+
+/// A message kept in a channel's history, with when it was kept and what it costs.
+#[derive(Debug)]
+struct Kept {
+    at: Instant,
+    publication: Arc<Publication>,
+    charge: Charge,
+}
+
+/// The bytes a kept publication is counted as: its payload (JSON data and event name),
+/// its channel name and [`KEPT_OVERHEAD_BYTES`]. A message pushed to several channels is
+/// counted in each (they share one payload, so this errs on the safe side); the frames
+/// rendered for clients from a kept publication are not counted.
+fn kept_bytes(publication: &Publication) -> usize {
+    let message = &publication.message;
+    message.data.get().len()
+        + message.event.as_deref().map_or(0, str::len)
+        + publication.channel.len()
+        + KEPT_OVERHEAD_BYTES
+}
+
 #[derive(Debug)]
 struct Stream {
     epoch: Arc<str>,
     offset: u64,
-    history: VecDeque<(Instant, Arc<Publication>)>,
+    history: VecDeque<Kept>,
     last_publish: Instant,
     keep_for: Duration,
     ttl: Duration,
@@ -70,11 +99,14 @@ impl Stream {
         self.expired(now) && Arc::strong_count(&self.turn) == 1
     }
 
+    /// Drop messages past their TTL and those the budget evicted. Both are a prefix of
+    /// the history: it is in offset order, and the budget evicts each channel's oldest
+    /// first. What is left still starts after a gap a resuming client is told about.
     fn trim(&mut self, now: Instant) {
         while self
             .history
             .front()
-            .is_some_and(|(at, _)| now.duration_since(*at) >= self.ttl)
+            .is_some_and(|kept| kept.charge.evicted() || now.duration_since(kept.at) >= self.ttl)
         {
             self.history.pop_front();
         }
@@ -111,7 +143,7 @@ impl Stream {
         let oldest = self
             .history
             .front()
-            .map_or(top.offset + 1, |(_, p)| p.position.offset);
+            .map_or(top.offset + 1, |kept| kept.publication.position.offset);
         if oldest > from + 1 {
             return incomplete(top);
         }
@@ -124,7 +156,7 @@ impl Stream {
                 .iter()
                 .skip(skip)
                 .take(limit.unwrap_or(usize::MAX))
-                .map(|(_, p)| p.clone())
+                .map(|kept| kept.publication.clone())
                 .collect(),
             top,
             complete: true,
@@ -147,6 +179,7 @@ fn incomplete(top: StreamPosition) -> Recovery {
 pub struct MemoryBroker {
     shards: Box<[Mutex<Shard>]>,
     events: OnceLock<Arc<dyn BrokerEvents>>,
+    budget: HistoryBudget,
 }
 
 /// One shard: streams and subscription counts by channel name.
@@ -157,13 +190,15 @@ struct Shard {
 }
 
 impl MemoryBroker {
-    /// An empty broker.
-    pub fn new() -> Self {
+    /// An empty broker whose histories hold at most `max_history_bytes` over all channels
+    /// (each app's own bound comes with its [`HistoryPolicy`]).
+    pub fn new(max_history_bytes: usize) -> Self {
         Self {
             shards: (0..STREAM_SHARDS)
                 .map(|_| Mutex::new(Shard::default()))
                 .collect(),
             events: OnceLock::new(),
+            budget: HistoryBudget::new(max_history_bytes),
         }
     }
 
@@ -181,6 +216,16 @@ impl MemoryBroker {
                 stream.trim(now);
                 !stream.forgettable(now)
             });
+        }
+        self.budget.compact();
+    }
+
+    /// Make each of `channels` drop the messages the budget evicted from it.
+    fn drop_evicted(&self, channels: &[Arc<str>], now: Instant) {
+        for channel in channels {
+            if let Some(stream) = self.shard(channel).streams.get_mut(channel) {
+                stream.trim(now);
+            }
         }
     }
 
@@ -202,7 +247,7 @@ impl MemoryBroker {
         // and the hand-over happen together, even if the caller stops waiting.
         let _turn = turn.lock().await;
         let now = Instant::now();
-        let (publication, subscribed) = {
+        let (publication, subscribed, evicted) = {
             let mut shard = self.shard(channel);
             let subscribed = shard.subscribed.contains_key(channel);
             let stream = shard
@@ -219,20 +264,36 @@ impl MemoryBroker {
                 message.clone(),
             ));
             stream.last_publish = now;
+            let mut evicted = Vec::new();
             if history.is_off() {
                 stream.history.clear();
                 stream.keep_for = STREAM_IDLE_WITHOUT_HISTORY;
             } else {
                 stream.ttl = history.ttl;
                 stream.keep_for = history.ttl;
-                stream.history.push_back((now, publication.clone()));
+                let (charge, victims) = self.budget.charge(
+                    &message.app,
+                    channel,
+                    kept_bytes(&publication),
+                    history.max_bytes,
+                );
+                evicted = victims;
+                stream.history.push_back(Kept {
+                    at: now,
+                    publication: publication.clone(),
+                    charge,
+                });
                 while stream.history.len() > history.size {
                     stream.history.pop_front();
                 }
                 stream.trim(now);
             }
-            (publication, subscribed)
+            (publication, subscribed, evicted)
         };
+        // Other channels' evicted messages go now, each under its own shard's lock: the
+        // bytes are already given back, this frees them. Until then a recovery would
+        // skip them anyway (trim drops evicted messages before answering).
+        self.drop_evicted(&evicted, now);
         // In the history (and at the top) before anyone gets it, and handed over while
         // only this channel's turn is held: a client connecting now finds it in its
         // recovery or gets it live, never neither, without waiting for the fan-out.
@@ -266,12 +327,6 @@ impl MemoryBroker {
                 complete: request.since.as_ref().is_none_or(StreamPosition::is_empty),
             },
         }
-    }
-}
-
-impl Default for MemoryBroker {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -362,6 +417,9 @@ impl Broker for MemoryBroker {
                 .map(|s| s.history.len() as u64)
                 .sum::<u64>();
         }
+        let budget = self.budget.stats();
+        stats.history_bytes = budget.bytes;
+        stats.history_evictions = budget.evictions;
         stats
     }
 }
@@ -427,12 +485,14 @@ mod tests {
     use super::*;
     use crate::engine::contract::{self, Recorder, KEEP};
 
+    const UNBOUNDED: usize = usize::MAX;
+
     /// The shared broker contract, run against the memory engine.
     macro_rules! contract_tests {
         ($($name:ident),* $(,)?) => {$(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                contract::$name(Arc::new(MemoryBroker::new())).await;
+                contract::$name(Arc::new(MemoryBroker::new(UNBOUNDED))).await;
             }
         )*};
     }
@@ -507,7 +567,7 @@ mod tests {
     #[test]
     fn recovery_does_not_wait_for_a_delivery_in_progress() {
         use std::future::Future as _;
-        let broker = Arc::new(MemoryBroker::new());
+        let broker = Arc::new(MemoryBroker::new(UNBOUNDED));
         let (started_tx, started) = std::sync::mpsc::channel();
         let (release, release_rx) = std::sync::mpsc::channel::<()>();
         broker.register_events(Arc::new(Stall {
@@ -550,30 +610,30 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn history_expires_and_idle_streams_are_forgotten() {
-        let broker = MemoryBroker::new();
+        let broker = MemoryBroker::new(UNBOUNDED);
         broker.register_events(Arc::new(Recorder::default()));
         let short = HistoryPolicy {
             size: 10,
             ttl: Duration::from_secs(5),
+            max_bytes: UNBOUNDED,
         };
         let first = publish(&broker, "e", short).await;
         tokio::time::advance(Duration::from_secs(3)).await;
         publish(&broker, "e", short).await;
         tokio::time::advance(Duration::from_secs(3)).await;
         broker.sweep();
-        assert_eq!(
-            broker.stats(),
-            BrokerStats {
-                streams: 1,
-                history_messages: 1
-            }
-        );
+        let stats = broker.stats();
+        assert_eq!((stats.streams, stats.history_messages), (1, 1));
         let r = recover(&broker, "e", Some(first.clone())).await;
         assert!(r.complete, "offset 2 is still kept");
         assert_eq!(offsets(&r), [2]);
         tokio::time::advance(Duration::from_secs(3)).await;
         broker.sweep();
-        assert_eq!(broker.stats(), BrokerStats::default());
+        assert_eq!(
+            broker.stats(),
+            BrokerStats::default(),
+            "bytes given back too"
+        );
         let r = recover(&broker, "e", Some(first.clone())).await;
         assert!(!r.complete);
         let again = publish(&broker, "e", short).await;
@@ -584,12 +644,106 @@ mod tests {
         );
     }
 
+    /// A message of `bytes` payload bytes pushed by `app` to `channel`.
+    async fn publish_sized(
+        broker: &MemoryBroker,
+        app: &str,
+        channel: &str,
+        bytes: usize,
+        policy: HistoryPolicy,
+    ) -> StreamPosition {
+        let mut message = Message::for_test(&"x".repeat(bytes));
+        message.app = app.into();
+        broker
+            .publish(&[Arc::from(channel)], &Arc::new(message), policy)
+            .await
+            .unwrap()
+            .remove(0)
+    }
+
+    /// Over the bound on all apps, the oldest message anywhere goes first; its channel
+    /// keeps its epoch and offsets, and a client resuming from before the evicted message
+    /// is told recovery is impossible, while one past it still recovers exactly.
+    #[tokio::test]
+    async fn the_byte_bound_evicts_the_oldest_and_resuming_across_it_reports_the_loss() {
+        const PAYLOAD: usize = 10_000;
+        let broker = MemoryBroker::new(3 * PAYLOAD + 2_000);
+        let first = publish_sized(&broker, "a", "a:user:1", PAYLOAD, KEEP).await;
+        let second = publish_sized(&broker, "a", "a:user:1", PAYLOAD, KEEP).await;
+        publish_sized(&broker, "a", "a:user:2", PAYLOAD, KEEP).await;
+        assert_eq!(broker.stats().history_evictions, 0);
+        publish_sized(&broker, "a", "a:user:3", PAYLOAD, KEEP).await;
+        let stats = broker.stats();
+        assert_eq!((stats.history_messages, stats.history_evictions), (3, 1));
+        assert!(stats.history_bytes <= (3 * PAYLOAD + 2_000) as u64);
+        let before_gap = StreamPosition {
+            epoch: first.epoch.clone(),
+            offset: 0,
+        };
+        let r = recover(&broker, "a:user:1", Some(before_gap)).await;
+        assert!(!r.complete, "offset 1 was evicted");
+        assert_eq!(r.top, second, "the stream lives on in its epoch");
+        let r = recover(&broker, "a:user:1", Some(first)).await;
+        assert!(r.complete);
+        assert_eq!(offsets(&r), [2]);
+    }
+
+    /// An app's own bound evicts its own oldest messages and leaves other apps' alone.
+    #[tokio::test]
+    async fn an_apps_byte_bound_touches_only_that_app() {
+        const PAYLOAD: usize = 10_000;
+        let broker = MemoryBroker::new(UNBOUNDED);
+        let small = HistoryPolicy {
+            max_bytes: 2 * PAYLOAD + 1_000,
+            ..KEEP
+        };
+        let quiet = publish_sized(&broker, "quiet", "quiet:all", PAYLOAD, KEEP).await;
+        let old = publish_sized(&broker, "busy", "busy:user:1", PAYLOAD, small).await;
+        for user in 2..5 {
+            publish_sized(
+                &broker,
+                "busy",
+                &format!("busy:user:{user}"),
+                PAYLOAD,
+                small,
+            )
+            .await;
+        }
+        assert_eq!(broker.stats().history_evictions, 2);
+        let r = recover(&broker, "busy:user:1", Some(StreamPosition::empty())).await;
+        assert!(!r.complete, "{old:?} was evicted");
+        let r = recover(&broker, "quiet:all", Some(StreamPosition::empty())).await;
+        assert!(r.complete);
+        assert_eq!(r.missed[0].position, quiet);
+    }
+
+    /// Many channels, each with one big message: memory held stays at the bound however
+    /// many are pushed, and evicting costs no scan (each publish evicts about one).
+    #[tokio::test]
+    async fn distinct_channels_cannot_grow_history_past_the_bound() {
+        const PAYLOAD: usize = 100_000;
+        const BOUND: usize = 1_000_000;
+        let broker = MemoryBroker::new(BOUND);
+        for user in 0..200 {
+            publish_sized(&broker, "a", &format!("a:user:{user}"), PAYLOAD, KEEP).await;
+            assert!(broker.stats().history_bytes <= BOUND as u64);
+        }
+        let stats = broker.stats();
+        assert_eq!(stats.history_messages, 9);
+        assert_eq!(stats.history_evictions, 191);
+        assert_eq!(
+            stats.streams, 200,
+            "evicted channels keep their epoch and offset"
+        );
+    }
+
     #[tokio::test]
     async fn without_history_offsets_still_count() {
-        let broker = MemoryBroker::new();
+        let broker = MemoryBroker::new(UNBOUNDED);
         let off = HistoryPolicy {
             size: 0,
             ttl: Duration::from_secs(60),
+            max_bytes: UNBOUNDED,
         };
         publish(&broker, "f", off).await;
         let second = publish(&broker, "f", off).await;

@@ -22,6 +22,7 @@
 //! - **Presence** answers "who is online" ([`Presence::users`], [`Presence::connections`]),
 //!   so answers that must hold across nodes ask it rather than counting local deliveries.
 
+pub mod budget;
 #[cfg(test)]
 pub mod contract;
 pub mod memory;
@@ -50,6 +51,9 @@ pub struct HistoryPolicy {
     /// How long a message is kept; zero keeps none. A channel with no publish for this long
     /// is forgotten entirely (its next publish starts a new epoch).
     pub ttl: Duration,
+    /// Most bytes the histories of all the app's channels hold together; beyond it the
+    /// app's oldest kept messages are evicted (besides the engine's bound over all apps).
+    pub max_bytes: usize,
 }
 
 impl HistoryPolicy {
@@ -92,6 +96,11 @@ pub struct BrokerStats {
     pub streams: u64,
     /// Messages held in histories.
     pub history_messages: u64,
+    /// Bytes of history held, as the engine counts them against its bounds.
+    pub history_bytes: u64,
+    /// Messages evicted from histories since start because a bound on history bytes (all
+    /// apps', or one app's) was reached.
+    pub history_evictions: u64,
 }
 
 /// Where an engine hands publications to the hub: given once, at start
@@ -133,6 +142,10 @@ pub trait BrokerEvents: Send + Sync {
 ///   in a recovery's `missed` (or at or below its `top`), or handed to the events handler
 ///   after the read, never neither. It may be both: a subscriber skips a live publication
 ///   at or below the position its recovery reached.
+/// - History is bounded per channel (`HistoryPolicy::size`, `ttl`) and in bytes, per app
+///   (`HistoryPolicy::max_bytes`) and over all apps (the engine's own setting). What goes
+///   first is always a channel's oldest, so a recovery from before a lost message is
+///   incomplete (`recovered:false` to the client), never silently short.
 /// - `history` does not wait for a delivery in progress: a connecting client must not wait
 ///   for a broadcast to 100k connections to finish.
 /// - When a stream's history is lost, its epoch changes; a channel never published to (or
@@ -212,16 +225,18 @@ pub enum EngineKind {
     Memory,
 }
 
-/// Build the engines the configuration asks for; their background upkeep runs on
-/// `tracker` until `shutdown` fires.
+/// Build the engines the configuration asks for, their histories holding at most
+/// `max_history_bytes` over all apps; their background upkeep runs on `tracker` until
+/// `shutdown` fires.
 pub fn from_config(
     kind: EngineKind,
+    max_history_bytes: usize,
     tracker: &tokio_util::task::TaskTracker,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Engine {
     match kind {
         EngineKind::Memory => {
-            let broker = Arc::new(memory::MemoryBroker::new());
+            let broker = Arc::new(memory::MemoryBroker::new(max_history_bytes));
             tracker.spawn(memory::sweep_periodically(broker.clone(), shutdown));
             Engine {
                 broker,

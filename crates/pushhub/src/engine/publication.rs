@@ -20,7 +20,9 @@ use serde_json::value::RawValue;
 /// `offset` grows by one per message published to the channel. `epoch` names one unbroken
 /// life of the stream: when history is lost (a restart of a memory engine, eviction of an
 /// idle channel, a Redis flush) the epoch changes, so a client holding an old position can
-/// tell that offsets no longer mean what they meant and that recovery is impossible.
+/// tell that offsets no longer mean what they meant and that recovery is impossible. Losing
+/// the oldest messages of a stream that lives on (size, TTL, a bound on history bytes)
+/// keeps the epoch: the gap shows as a history that no longer reaches back far enough.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamPosition {
     /// Opaque name of the current life of the stream.

@@ -84,7 +84,10 @@ mod tests {
             Vec::<Arc<str>>::new()
         );
         assert_eq!(interest.leave(&[a.clone(), b.clone()]), [b]);
-        assert_eq!(interest.leave(std::slice::from_ref(&a)), [a.clone()].as_slice());
+        assert_eq!(
+            interest.leave(std::slice::from_ref(&a)),
+            [a.clone()].as_slice()
+        );
         assert!(interest.leave(&[a]).is_empty(), "no interest left to drop");
     }
 }

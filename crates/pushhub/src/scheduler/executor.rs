@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderName, HeaderValue};
 
-use super::targets::{GuardedResolver, Refused, TargetPolicy};
+use super::targets::{self, GuardedResolver, Refused, TargetPolicy};
 use crate::outbound::OutboundError;
 use crate::store::CallbackRequest;
 
@@ -133,6 +133,7 @@ impl Executor {
         self.policy
             .check_url(&url)
             .map_err(|refused| Failure::Refused(refused.to_string()))?;
+        let port = url.port_or_known_default().unwrap_or(0);
         let method = reqwest::Method::from_bytes(spec.method.as_bytes())
             .map_err(|_| Failure::Other(format!("invalid method {:?}", spec.method)))?;
         let mut request = self
@@ -154,7 +155,8 @@ impl Executor {
         if let Some(body) = &spec.body {
             request = request.body(body.clone());
         }
-        let mut response = request.send().await.map_err(|e| match refusal(&e) {
+        let sent = targets::for_port(port, request.send()).await;
+        let mut response = sent.map_err(|e| match refusal(&e) {
             Some(refused) => Failure::Refused(refused.to_string()),
             None => Failure::Other(describe(&e, spec.timeout_ms)),
         })?;
@@ -216,4 +218,59 @@ fn snippet_text(bytes: &[u8]) -> String {
     }
     text.truncate(end);
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::own_listeners::OwnListeners;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn get(url: String) -> CallbackRequest {
+        CallbackRequest {
+            method: "GET".into(),
+            url,
+            headers: Vec::new(),
+            body: None,
+            timeout_ms: 5_000,
+        }
+    }
+
+    /// The resolver learns each call's port, so `localhost` is refused on pushhub's own
+    /// port and called on a backend's, and an address reaching pushhub is refused at call
+    /// time too (the policy may have changed since the create).
+    #[tokio::test]
+    async fn calls_reaching_pushhub_are_refused_and_others_are_made() {
+        let pushhub = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backend = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backend_port = backend.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = backend.accept().await {
+                let mut request = [0u8; 1024];
+                let _ = socket.read(&mut request).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        let own = OwnListeners::new([pushhub.local_addr().unwrap()]);
+        let executor = Executor::new(Arc::new(TargetPolicy::default().refusing_own(own))).unwrap();
+        let made = executor
+            .call(&get(format!("http://localhost:{backend_port}/hook")), &[])
+            .await;
+        assert_eq!((made.status, made.error), (Some(204), None));
+        let pushhub_port = pushhub.local_addr().unwrap().port();
+        for url in [
+            format!("http://localhost:{pushhub_port}/v1/push"),
+            format!("http://127.0.0.1:{pushhub_port}/v1/push"),
+            format!("http://[::ffff:127.0.0.1]:{pushhub_port}/v1/push"),
+        ] {
+            let refused = executor.call(&get(url.clone()), &[]).await;
+            assert!(refused.refused, "{url}: {:?}", refused.error);
+        }
+        let accepted =
+            tokio::time::timeout(std::time::Duration::from_millis(200), pushhub.accept()).await;
+        assert!(accepted.is_err(), "nothing connected to pushhub's listener");
+    }
 }

@@ -20,8 +20,10 @@
 pub mod backoff;
 pub mod cron;
 mod dispatch;
+pub mod embedded_ipv4;
 pub mod executor;
 pub mod log;
+pub mod own_listeners;
 pub mod schedule;
 pub mod targets;
 

@@ -9,22 +9,34 @@
 //! address (by design, or by DNS rebinding between the check and the call) is never
 //! connected to. A refused call fails for good; retrying would not change the answer.
 //!
+//! Always refused, whatever `[timers] allow_hosts` says: pushhub's own listeners, on
+//! every address that reaches them ([`OwnListeners`]), including the name `localhost`, so
+//! a timer can never use pushhub's API (another app's, a keyless one's) on its creator's
+//! behalf. The port matters: at call time the executor tells the resolver which port the
+//! call is for ([`for_port`]).
+//!
 //! Always refused, unless an address or network in `[timers] allow_hosts` covers them:
 //! link-local addresses (169.254.0.0/16, fe80::/10: where the cloud metadata services
 //! live), the metadata addresses outside them (fd00:ec2::254, 100.100.100.200), the
-//! unspecified, broadcast and multicast addresses, the same written as IPv4-mapped or
-//! NAT64 IPv6 addresses, and metadata host names such as `metadata.google.internal`.
-//! Loopback and private networks are allowed by default: a backend on the same host or
-//! network is what timers usually call. A non-empty `allow_hosts` allows only what it
-//! lists.
+//! unspecified, broadcast and multicast addresses, and metadata host names such as
+//! `metadata.google.internal`. Every rule judges the IPv4 hosts an IPv6 address embeds
+//! (IPv4-mapped, -compatible, -translated, 6to4, NAT64, Teredo: [`embedded_ipv4`]), so
+//! no transition form gets around it. Loopback and private networks are allowed by
+//! default: a backend on the same host or network is what timers usually call. A
+//! non-empty `allow_hosts` allows only what it lists.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::Url;
+
+use super::embedded_ipv4;
+use super::own_listeners::OwnListeners;
 
 /// Host names of cloud metadata services, refused unless listed in `allow_hosts`. Their
 /// addresses are refused anyway; the names let a create fail at once.
@@ -36,6 +48,18 @@ const METADATA_NAMES: [&str; 6] = [
     "instance-data.ec2.internal",
     "metadata.tencentyun.com",
 ];
+
+tokio::task_local! {
+    /// The port of the call being connected, for the resolver, which is given only names.
+    static CALL_PORT: u16;
+}
+
+/// Run `call` (an HTTP request to `port`) so that [`GuardedResolver`] knows the port: a
+/// name resolving to one of pushhub's own listeners is refused only on that listener's
+/// port. The resolver is asked while `call` is first polled, inside this scope.
+pub async fn for_port<F: Future>(port: u16, call: F) -> F::Output {
+    CALL_PORT.scope(port, call).await
+}
 
 /// A call refused by the guard, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +98,7 @@ enum NameRule {
 pub struct TargetPolicy {
     names: Vec<HostPattern>,
     nets: Vec<IpNet>,
+    own: OwnListeners,
 }
 
 impl TargetPolicy {
@@ -107,6 +132,11 @@ impl TargetPolicy {
         }
     }
 
+    /// This policy, also refusing pushhub's listeners `own`, once they are bound.
+    pub fn refusing_own(self, own: OwnListeners) -> Self {
+        Self { own, ..self }
+    }
+
     /// True when `allow_hosts` lists something, so only what it lists is allowed.
     fn restricted(&self) -> bool {
         !self.names.is_empty() || !self.nets.is_empty()
@@ -121,10 +151,26 @@ impl TargetPolicy {
             .host_str()
             .filter(|host| !host.is_empty())
             .ok_or_else(|| Refused(format!("{url} has no host")))?;
+        let port = url.port_or_known_default();
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         match bare.parse::<IpAddr>() {
-            Ok(ip) => self.check_ip(ip, NameRule::Unlisted),
-            Err(_) => self.check_name(host).map(drop),
+            Ok(ip) => self.check_ip(ip, NameRule::Unlisted, port),
+            Err(_) => {
+                self.check_name(host)?;
+                // `localhost` is loopback by definition, whatever DNS says later.
+                let loopback = [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
+                match loopback
+                    .into_iter()
+                    .find_map(|ip| self.own.reached_by(ip, port))
+                    .filter(|_| is_localhost(host))
+                {
+                    Some(listener) => Err(Refused(format!(
+                        "{host} is {}",
+                        own_listener_refusal(listener)
+                    ))),
+                    None => Ok(()),
+                }
+            }
         }
     }
 
@@ -142,41 +188,65 @@ impl TargetPolicy {
         Ok(NameRule::Unlisted)
     }
 
-    fn check_ip(&self, ip: IpAddr, rule: NameRule) -> Result<(), Refused> {
-        match self.refusal(ip, rule) {
-            Some(why) => Err(Refused(format!("{} is {why}", canonical(ip)))),
+    fn check_ip(&self, ip: IpAddr, rule: NameRule, port: Option<u16>) -> Result<(), Refused> {
+        match self.refusal(ip, rule, port) {
+            Some((host, why)) => Err(Refused(format!("{host} is {why}"))),
             None => Ok(()),
         }
     }
 
-    /// Why `ip` may not be connected to, if it may not.
-    fn refusal(&self, ip: IpAddr, rule: NameRule) -> Option<&'static str> {
-        let ip = canonical(ip);
+    /// Why `ip` may not be connected to on `port` (`None`: any port), if it may not: the
+    /// first host it reaches that is refused, and why.
+    fn refusal(
+        &self,
+        ip: IpAddr,
+        rule: NameRule,
+        port: Option<u16>,
+    ) -> Option<(IpAddr, Cow<'static, str>)> {
+        embedded_ipv4::reaches(ip)
+            .addresses()
+            .into_iter()
+            .find_map(|host| Some((host, self.host_refusal(host, rule, port)?)))
+    }
+
+    /// Why one host (an IPv4 address, or an IPv6 address embedding none) may not be
+    /// connected to on `port`, if it may not.
+    fn host_refusal(
+        &self,
+        ip: IpAddr,
+        rule: NameRule,
+        port: Option<u16>,
+    ) -> Option<Cow<'static, str>> {
+        if let Some(listener) = self.own.reached_by(ip, port) {
+            return Some(own_listener_refusal(listener).into());
+        }
         if self.nets.iter().any(|net| net.contains(&ip)) {
             return None;
         }
         if let Some(why) = forbidden(ip) {
-            return Some(why);
+            return Some(why.into());
         }
         if self.restricted() && rule == NameRule::Unlisted {
-            return Some("not in timers.allow_hosts");
+            return Some("not in timers.allow_hosts".into());
         }
         None
     }
 
-    /// The addresses of `name` that may be connected to, or why none may.
+    /// The addresses of `name` that may be connected to on `port` (`None`: any port), or
+    /// why none may.
     fn filter(
         &self,
         name: &str,
         rule: NameRule,
+        port: Option<u16>,
         addrs: impl IntoIterator<Item = SocketAddr>,
     ) -> Result<Vec<SocketAddr>, Refused> {
         let mut allowed = Vec::new();
         let mut refused = None;
         for addr in addrs {
-            match self.refusal(addr.ip(), rule) {
+            match self.refusal(addr.ip(), rule, port) {
                 None => allowed.push(addr),
-                Some(why) => refused = refused.or(Some((canonical(addr.ip()), why))),
+                Some(why) => refused = refused.or(Some(why)),
             }
         }
         match (allowed.is_empty(), refused) {
@@ -189,20 +259,15 @@ impl TargetPolicy {
     }
 }
 
-/// An IPv4 address written as IPv6 (`::ffff:169.254.169.254`, NAT64's
-/// `64:ff9b::a9fe:a9fe`) as the IPv4 address it reaches.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None if v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] => {
-                let [.., a, b, c, d] = v6.octets();
-                IpAddr::V4(Ipv4Addr::new(a, b, c, d))
-            }
-            None => ip,
-        },
-        IpAddr::V4(_) => ip,
-    }
+/// Why a host that reaches pushhub's own `listener` is refused.
+fn own_listener_refusal(listener: SocketAddr) -> String {
+    format!("pushhub's own listener {listener}: timers and cron jobs never call pushhub itself")
+}
+
+/// `localhost` and the names under it (RFC 6761: loopback, always).
+fn is_localhost(host: &str) -> bool {
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
 }
 
 /// Why `ip` is never a callback target by default, if it is not.
@@ -262,10 +327,14 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy.clone();
         let name = name.as_str().to_owned();
+        // Read when asked and again when resolving: the call that asks is polled inside
+        // `for_port` at one of the two.
+        let asked_for = CALL_PORT.try_with(|port| *port).ok();
         Box::pin(async move {
+            let port = asked_for.or_else(|| CALL_PORT.try_with(|port| *port).ok());
             let rule = policy.check_name(&name)?;
             let found = tokio::net::lookup_host((name.as_str(), 0)).await?;
-            let allowed = policy.filter(&name, rule, found)?;
+            let allowed = policy.filter(&name, rule, port, found)?;
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
@@ -372,37 +441,169 @@ mod tests {
             open.filter(
                 "rebind.example",
                 rule,
+                None,
                 [addr("169.254.169.254"), addr("93.184.216.34")]
             ),
             Ok(vec![addr("93.184.216.34")]),
             "only the allowed address is connected to"
         );
         assert_eq!(
-            open.filter("rebind.example", rule, [addr("169.254.169.254")])
+            open.filter("rebind.example", rule, None, [addr("169.254.169.254")])
                 .unwrap_err()
                 .to_string(),
             "target not allowed: rebind.example resolves to 169.254.169.254, which is link-local (cloud metadata services)"
         );
         assert!(open
-            .filter("x", rule, [addr("::ffff:169.254.169.254")])
+            .filter("x", rule, None, [addr("::ffff:169.254.169.254")])
             .is_err());
         let listed = policy(&["api.example.com", "10.0.0.0/8"]);
         let rule = listed.check_name("api.example.com").unwrap();
         assert_eq!(
-            listed.filter("api.example.com", rule, [addr("203.0.113.5")]),
+            listed.filter("api.example.com", rule, None, [addr("203.0.113.5")]),
             Ok(vec![addr("203.0.113.5")]),
             "a listed name may resolve anywhere allowed"
         );
         assert!(listed
-            .filter("api.example.com", rule, [addr("169.254.169.254")])
+            .filter("api.example.com", rule, None, [addr("169.254.169.254")])
             .is_err());
         let rule = listed.check_name("other.example").unwrap();
         assert!(listed
-            .filter("other.example", rule, [addr("203.0.113.5")])
+            .filter("other.example", rule, None, [addr("203.0.113.5")])
             .is_err());
         assert!(listed
-            .filter("other.example", rule, [addr("10.0.0.5")])
+            .filter("other.example", rule, None, [addr("10.0.0.5")])
             .is_ok());
+    }
+
+    #[test]
+    fn every_embedded_ipv4_form_of_a_metadata_address_is_refused() {
+        let open = TargetPolicy::default();
+        for refused in [
+            "http://[::169.254.169.254]/",
+            "http://[::a9fe:a9fe]/",
+            "http://[::ffff:0:a9fe:a9fe]/",
+            "http://[2002:a9fe:a9fe::]/",
+            "http://[2002:a9fe:a9fe:1::1]/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://[64:ff9b:1::a9fe:a9fe]/",
+            "http://[64:ff9b:1:a9fe:a9:fe00::]/",
+            "http://[2001:0:4136:e378:8000:63bf:5601:5601]/",
+            "http://[::100.100.100.200]/",
+            "http://[2002:6464:64c8::]/",
+        ] {
+            let error = open.check_url(&Url::parse(refused).unwrap()).unwrap_err();
+            assert!(error.to_string().contains("metadata"), "{refused}: {error}");
+        }
+        let refused = open
+            .check_url(&Url::parse("http://[2002:a9fe:a9fe::]/").unwrap())
+            .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "target not allowed: 169.254.169.254 is link-local (cloud metadata services)"
+        );
+        assert!(
+            url_ok(&open, "http://[2002:5db8:d822::]/"),
+            "6to4 of a public host"
+        );
+        assert!(url_ok(&open, "http://[2001:db8::1]/"));
+    }
+
+    #[test]
+    fn allow_lists_judge_the_embedded_host_too() {
+        let listed = policy(&["10.0.0.0/8"]);
+        assert!(url_ok(&listed, "http://[::ffff:10.1.2.3]/"));
+        assert!(url_ok(&listed, "http://[2002:a01:203::]/"));
+        assert!(!url_ok(&listed, "http://[::ffff:11.0.0.1]/"));
+        assert!(!url_ok(&listed, "http://[2002:b00:1::]/"));
+        assert!(
+            !url_ok(&listed, "http://[64:ff9b::7f00:1]/"),
+            "127.0.0.1 is not listed"
+        );
+    }
+
+    fn own(listeners: &[&str]) -> TargetPolicy {
+        TargetPolicy::default().refusing_own(OwnListeners::new(
+            listeners.iter().map(|l| l.parse::<SocketAddr>().unwrap()),
+        ))
+    }
+
+    #[test]
+    fn pushhubs_own_listeners_are_refused_on_every_address_that_reaches_them() {
+        let policy = own(&["127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:7000"]);
+        for refused in [
+            "http://127.0.0.1:8082/v1/push",
+            "http://127.0.0.1:8081/",
+            "http://127.0.0.1:7000/",
+            "http://127.1.2.3:8082/",
+            "http://2130706433:8082/",
+            "http://[::1]:8082/",
+            "http://[::ffff:127.0.0.1]:8082/",
+            "http://[::127.0.0.1]:8082/",
+            "http://[::ffff:0:7f00:1]:8082/",
+            "http://[2002:7f00:1::]:8082/",
+            "http://[64:ff9b::7f00:1]:8082/",
+            "http://localhost:8082/",
+            "http://LocalHost.:8082/",
+            "http://api.localhost:8082/",
+        ] {
+            let error = policy.check_url(&Url::parse(refused).unwrap()).unwrap_err();
+            assert!(
+                error.to_string().contains("pushhub's own listener"),
+                "{refused}: {error}"
+            );
+        }
+        for allowed in [
+            "http://127.0.0.1:9000/hook",
+            "http://localhost:9000/",
+            "http://[::1]:9000/",
+            "http://10.0.0.8:8082/",
+        ] {
+            assert!(url_ok(&policy, allowed), "{allowed}");
+        }
+        let https = own(&["127.0.0.1:443"]);
+        assert!(
+            !url_ok(&https, "https://localhost/"),
+            "the default port counts"
+        );
+        let listed = TargetPolicy::new(&["127.0.0.1".to_owned()])
+            .unwrap()
+            .refusing_own(OwnListeners::new(["127.0.0.1:8082".parse().unwrap()]));
+        assert!(
+            !url_ok(&listed, "http://127.0.0.1:8082/"),
+            "listing loopback for a backend does not open pushhub's own API"
+        );
+        assert!(url_ok(&listed, "http://127.0.0.1:9000/"));
+    }
+
+    #[test]
+    fn the_single_port_case_is_refused_too() {
+        let policy = own(&["127.0.0.1:8081", "127.0.0.1:8081"]);
+        assert!(!url_ok(&policy, "http://127.0.0.1:8081/v1/push"));
+    }
+
+    #[tokio::test]
+    async fn the_resolver_refuses_a_name_reaching_pushhub_on_the_calls_port_only() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let resolver = GuardedResolver::new(Arc::new(
+            TargetPolicy::default()
+                .refusing_own(OwnListeners::new([listener.local_addr().unwrap()])),
+        ));
+        let resolve = || async { resolver.resolve("localhost".parse().unwrap()).await };
+        let refused = match for_port(port, resolve()).await {
+            Ok(_) => panic!("localhost on pushhub's own port resolved"),
+            Err(error) => error,
+        };
+        assert!(
+            refused.to_string().contains("pushhub's own listener"),
+            "{refused}"
+        );
+        let other_port = port.wrapping_add(1).max(1);
+        assert!(for_port(other_port, resolve()).await.is_ok());
+        assert!(
+            resolve().await.is_err(),
+            "with the port unknown, every listener's port counts"
+        );
     }
 
     #[tokio::test]
