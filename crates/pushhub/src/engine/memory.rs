@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::budget::{Charge, HistoryBudget};
+use super::budget::{Charge, HistoryBudget, ShardQueues};
 use super::{
     Broker, BrokerStats, DeliverLocal, EngineError, HistoryPolicy, Presence, Recovery,
     StreamPosition,
@@ -171,27 +171,29 @@ fn incomplete(top: StreamPosition) -> Recovery {
 /// Channel streams held in this process: offsets, epochs and bounded histories. A restart
 /// starts every channel in a new epoch, which is exactly what clients need to know.
 pub struct MemoryBroker {
-    shards: Box<[Mutex<Streams>]>,
+    shards: Box<[Mutex<Shard>]>,
     budget: HistoryBudget,
 }
 
-/// One shard of streams by channel name.
-type Streams = HashMap<Arc<str>, Stream>;
+/// One shard of streams by channel name, with its kept messages in eviction order.
+#[derive(Default)]
+struct Shard {
+    streams: HashMap<Arc<str>, Stream>,
+    queues: ShardQueues,
+}
 
 impl MemoryBroker {
     /// An empty broker whose histories hold at most `max_history_bytes` over all channels
     /// (each app's own bound comes with its [`HistoryPolicy`]).
     pub fn new(max_history_bytes: usize) -> Self {
         Self {
-            shards: (0..STREAM_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
-                .collect(),
+            shards: (0..STREAM_SHARDS).map(|_| Mutex::default()).collect(),
             budget: HistoryBudget::new(max_history_bytes),
         }
     }
 
     /// The shard holding `channel`. A std mutex is right here: nothing awaits while it is held.
-    fn shard(&self, channel: &str) -> MutexGuard<'_, Streams> {
+    fn shard(&self, channel: &str) -> MutexGuard<'_, Shard> {
         let index = crate::hub::registry::hash_str(channel) as usize % self.shards.len();
         lock(&self.shards[index])
     }
@@ -200,21 +202,53 @@ impl MemoryBroker {
     pub fn sweep(&self) {
         let now = Instant::now();
         for shard in self.shards.iter() {
-            lock(shard).retain(|_, stream| {
+            let mut shard = lock(shard);
+            let mut live = 0;
+            shard.streams.retain(|_, stream| {
                 stream.trim(now);
+                live += stream.history.len();
                 !stream.forgettable(now)
             });
+            shard.queues.compact(live);
         }
-        self.budget.compact();
+        self.budget.forget_idle_apps();
     }
 
-    /// Make each of `channels` drop the messages the budget evicted from it.
-    fn drop_evicted(&self, channels: &[Arc<str>], now: Instant) {
-        for channel in channels {
-            if let Some(stream) = self.shard(channel).get_mut(channel) {
-                stream.trim(now);
+    /// Evict the oldest kept messages until `app` (holding `app_bytes`) holds at most
+    /// `max_app` bytes and all apps together at most the total bound.
+    fn enforce_bounds(&self, app: &str, mut app_bytes: usize, max_app: usize, now: Instant) {
+        while app_bytes > max_app {
+            match self.evict_oldest(Some(app), now) {
+                Some(now_held) => app_bytes = now_held.unwrap_or(app_bytes),
+                None => break,
             }
         }
+        while self.budget.over_total() && self.evict_oldest(None, now).is_some() {}
+    }
+
+    /// Evict the oldest message kept (of `app`, or of any app): each shard knows its own
+    /// oldest, so this looks at one entry per shard. `None` when nothing is kept; else
+    /// the bytes the evicted message's app holds now, when this call was the one that
+    /// evicted it (another publish may have been quicker).
+    fn evict_oldest(&self, app: Option<&str>, now: Instant) -> Option<Option<usize>> {
+        let oldest = self
+            .shards
+            .iter()
+            .enumerate()
+            .filter_map(|(index, shard)| Some((lock(shard).queues.oldest(app)?, index)))
+            .min();
+        let (_, index) = oldest?;
+        let mut shard = lock(&self.shards[index]);
+        // Another publish may have evicted it meanwhile: then this takes the shard's next
+        // oldest, or nothing, and the caller looks again.
+        let Some((channel, app_bytes)) = shard.queues.evict_oldest(app) else {
+            return Some(None);
+        };
+        self.budget.evicted(1);
+        if let Some(stream) = shard.streams.get_mut(&channel) {
+            stream.trim(now);
+        }
+        Some(Some(app_bytes))
     }
 }
 
@@ -256,6 +290,7 @@ impl Broker for MemoryBroker {
     ) -> Result<Arc<Publication>, EngineError> {
         let turn = self
             .shard(channel)
+            .streams
             .entry(channel.clone())
             .or_insert_with(|| Stream::new(Instant::now()))
             .turn
@@ -264,8 +299,9 @@ impl Broker for MemoryBroker {
         // and the delivery happen together, even if the caller stops waiting.
         let _turn = turn.lock().await;
         let now = Instant::now();
-        let (publication, evicted) = {
-            let mut streams = self.shard(channel);
+        let (publication, app_bytes) = {
+            let mut shard = self.shard(channel);
+            let Shard { streams, queues } = &mut *shard;
             let stream = streams
                 .entry(channel.clone())
                 .or_insert_with(|| Stream::with_turn(now, turn.clone()));
@@ -279,20 +315,21 @@ impl Broker for MemoryBroker {
                 message.clone(),
             ));
             stream.last_publish = now;
-            let mut evicted = Vec::new();
+            let mut app_bytes = None;
             if history.is_off() {
                 stream.history.clear();
                 stream.keep_for = STREAM_IDLE_WITHOUT_HISTORY;
             } else {
                 stream.ttl = history.ttl;
                 stream.keep_for = history.ttl;
-                let (charge, victims) = self.budget.charge(
+                let (charge, held) = self.budget.charge(
+                    queues,
                     &message.app,
                     channel,
                     kept_bytes(&publication),
-                    history.max_bytes,
+                    now,
                 );
-                evicted = victims;
+                app_bytes = Some(held);
                 stream.history.push_back(Kept {
                     at: now,
                     publication: publication.clone(),
@@ -303,12 +340,13 @@ impl Broker for MemoryBroker {
                 }
                 stream.trim(now);
             }
-            (publication, evicted)
+            (publication, app_bytes)
         };
-        // Other channels' evicted messages go now, each under its own shard's lock: the
-        // bytes are already given back, this frees them. Until then a recovery would
-        // skip them anyway (trim drops evicted messages before answering).
-        self.drop_evicted(&evicted, now);
+        // Over a bound, the oldest kept messages go now, each under its own shard's lock
+        // (this one's released first: eviction looks at every shard).
+        if let Some(app_bytes) = app_bytes {
+            self.enforce_bounds(&message.app, app_bytes, history.max_bytes, now);
+        }
         // In the history (and at the top) before anyone gets it, and delivered while only
         // this channel's turn is held: a client connecting now finds it in its recovery or
         // gets it live, never neither, without waiting for the fan-out to finish.
@@ -322,7 +360,8 @@ impl Broker for MemoryBroker {
         since: Option<&StreamPosition>,
     ) -> Result<Recovery, EngineError> {
         let now = Instant::now();
-        let mut streams = self.shard(channel);
+        let mut shard = self.shard(channel);
+        let streams = &mut shard.streams;
         if streams.get(channel).is_some_and(|s| s.forgettable(now)) {
             streams.remove(channel);
         }
@@ -346,8 +385,12 @@ impl Broker for MemoryBroker {
         let mut stats = BrokerStats::default();
         for shard in self.shards.iter() {
             let shard = lock(shard);
-            stats.streams += shard.len() as u64;
-            stats.history_messages += shard.values().map(|s| s.history.len() as u64).sum::<u64>();
+            stats.streams += shard.streams.len() as u64;
+            stats.history_messages += shard
+                .streams
+                .values()
+                .map(|s| s.history.len() as u64)
+                .sum::<u64>();
         }
         let budget = self.budget.stats();
         stats.history_bytes = budget.bytes;
