@@ -3,11 +3,13 @@
 //!
 //! Size and TTL bound each channel, but nothing bounded the sum: pushes of 1 MB to 400
 //! distinct users held 400 MB until their TTL. A [`HistoryBudget`] counts the bytes of
-//! every message kept in any channel's history, in total and per app, and keeps them in
-//! the order they were kept. When a bound is exceeded, the oldest kept messages (over all
-//! channels for the total bound, within the app for the app's bound) are marked evicted,
-//! and their channels drop them: eviction costs time in the number of messages evicted,
-//! never a scan over channels.
+//! every message kept in any channel's history, in total and per app. Each shard of the
+//! broker keeps its kept messages in keeping order in [`ShardQueues`], under the lock the
+//! publish already holds, so counting costs the publish path no lock of its own. When a
+//! bound is exceeded, the broker evicts the oldest kept message (over all shards for the
+//! total bound, within the app for the app's bound) by comparing the shards' oldest, one
+//! per shard: eviction costs time in the number of messages evicted, never a scan over
+//! channels.
 //!
 //! Each kept message holds a [`Charge`]. Dropping it (TTL, size, a forgotten stream)
 //! gives its bytes back; eviction takes them back first, so bytes are never counted
@@ -19,34 +21,33 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+use tokio::time::Instant;
+
 use crate::sync::lock;
 
-/// Queues are compacted when they hold more than twice their live entries plus this many:
-/// amortised O(1) per kept message, and no work at all for small queues.
+/// Queues are compacted when they hold more than twice the shard's live entries plus this
+/// many: amortised O(1) per kept message, and no work at all for small queues.
 const COMPACT_SLACK: usize = 1024;
 
-/// Bytes and messages counted, in total or for one app. Shared by every charge, so a
-/// charge can give its bytes back without taking a lock.
+/// Bytes counted, in total or for one app. Shared by every charge, so a charge gives its
+/// bytes back without taking a lock.
 #[derive(Debug, Default)]
-struct Held {
-    bytes: AtomicUsize,
-    messages: AtomicUsize,
-}
+pub struct Held(AtomicUsize);
 
 impl Held {
-    fn add(&self, bytes: usize) {
-        self.bytes.fetch_add(bytes, Relaxed);
-        self.messages.fetch_add(1, Relaxed);
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.0.load(Relaxed)
     }
+}
 
-    fn sub(&self, bytes: usize) {
-        self.bytes.fetch_sub(bytes, Relaxed);
-        self.messages.fetch_sub(1, Relaxed);
-    }
-
-    fn bytes(&self) -> usize {
-        self.bytes.load(Relaxed)
-    }
+/// One app's count, with the count of all apps it adds to: what a kept message gives
+/// its bytes back to. One shared handle per message, so keeping one costs a single
+/// reference count.
+#[derive(Debug)]
+struct AppHeld {
+    app: Held,
+    total: Arc<Held>,
 }
 
 /// One kept message's cost, shared between its history entry's [`Charge`] and the queues.
@@ -54,8 +55,7 @@ impl Held {
 struct Token {
     bytes: usize,
     live: AtomicBool,
-    held: Arc<Held>,
-    app_held: Arc<Held>,
+    held: Arc<AppHeld>,
 }
 
 impl Token {
@@ -63,10 +63,14 @@ impl Token {
     fn release(&self) -> bool {
         let was_live = self.live.swap(false, Relaxed);
         if was_live {
-            self.held.sub(self.bytes);
-            self.app_held.sub(self.bytes);
+            self.held.total.0.fetch_sub(self.bytes, Relaxed);
+            self.held.app.0.fetch_sub(self.bytes, Relaxed);
         }
         was_live
+    }
+
+    fn is_live(&self) -> bool {
+        self.live.load(Relaxed)
     }
 }
 
@@ -79,7 +83,7 @@ impl Charge {
     /// True once the budget evicted the message: its channel must drop it and report
     /// the gap to clients resuming from before it.
     pub fn evicted(&self) -> bool {
-        !self.0.live.load(Relaxed)
+        !self.0.is_live()
     }
 }
 
@@ -89,24 +93,81 @@ impl Drop for Charge {
     }
 }
 
-/// A kept message in eviction order, with the channel that keeps it.
+/// A kept message in eviction order, with when it was kept and the channel keeping it.
 #[derive(Debug)]
 struct Entry {
+    at: Instant,
     token: Arc<Token>,
     channel: Arc<str>,
 }
 
-/// Kept messages of one app, oldest first.
-#[derive(Debug, Default)]
+/// Kept messages of one app in one shard, oldest first.
+#[derive(Debug)]
 struct AppQueue {
-    held: Arc<Held>,
+    held: Arc<AppHeld>,
     entries: VecDeque<Entry>,
 }
 
+/// The kept messages of one shard of the broker, oldest first, overall and per app. Used
+/// only under the shard's lock.
 #[derive(Debug, Default)]
-struct Queues {
+pub struct ShardQueues {
     all: VecDeque<Entry>,
     apps: HashMap<Arc<str>, AppQueue>,
+}
+
+impl ShardQueues {
+    /// When the oldest live message kept here (of `app`, or of any app) was kept.
+    pub fn oldest(&mut self, app: Option<&str>) -> Option<Instant> {
+        let entries = self.entries(app)?;
+        drop_dead_front(entries);
+        entries.front().map(|entry| entry.at)
+    }
+
+    /// Evict the oldest live message kept here (of `app`, or of any app): its bytes are
+    /// given back now. Returns its channel, which must drop it, and the bytes its app
+    /// holds now.
+    pub fn evict_oldest(&mut self, app: Option<&str>) -> Option<(Arc<str>, usize)> {
+        let entries = self.entries(app)?;
+        while let Some(entry) = entries.pop_front() {
+            if entry.token.release() {
+                return Some((entry.channel, entry.token.held.app.bytes()));
+            }
+        }
+        None
+    }
+
+    fn entries(&mut self, app: Option<&str>) -> Option<&mut VecDeque<Entry>> {
+        match app {
+            None => Some(&mut self.all),
+            Some(app) => self.apps.get_mut(app).map(|queue| &mut queue.entries),
+        }
+    }
+
+    /// Drop entries of messages that left their channel some other way (TTL, size, a
+    /// forgotten stream), given that the shard's channels keep `live` messages now, and
+    /// the queues of apps that keep nothing here. Cheap when there is little to drop:
+    /// entries at the fronts go one by one, the rest only once they outnumber the live.
+    pub fn compact(&mut self, live: usize) {
+        compact(&mut self.all, live);
+        self.apps.retain(|_, queue| {
+            compact(&mut queue.entries, live);
+            !queue.entries.is_empty()
+        });
+    }
+}
+
+fn drop_dead_front(entries: &mut VecDeque<Entry>) {
+    while entries.front().is_some_and(|entry| !entry.token.is_live()) {
+        entries.pop_front();
+    }
+}
+
+fn compact(entries: &mut VecDeque<Entry>, live: usize) {
+    drop_dead_front(entries);
+    if entries.len() > 2 * live + COMPACT_SLACK {
+        entries.retain(|entry| entry.token.is_live());
+    }
 }
 
 /// Counts of what a budget holds, for `/v1/stats`.
@@ -123,9 +184,11 @@ pub struct BudgetStats {
 #[derive(Debug)]
 pub struct HistoryBudget {
     max_total: usize,
-    held: Arc<Held>,
+    total: Arc<Held>,
     evictions: AtomicU64,
-    queues: Mutex<Queues>,
+    /// Each app's count, shared by its queues in every shard; looked up only when an app
+    /// first keeps a message in a shard.
+    apps: Mutex<HashMap<Arc<str>, Arc<AppHeld>>>,
 }
 
 impl HistoryBudget {
@@ -133,102 +196,87 @@ impl HistoryBudget {
     pub fn new(max_total: usize) -> Self {
         Self {
             max_total,
-            held: Arc::default(),
+            total: Arc::default(),
             evictions: AtomicU64::new(0),
-            queues: Mutex::default(),
+            apps: Mutex::default(),
         }
     }
 
-    /// Count `bytes` of a message newly kept in `channel` of `app`, then evict the
-    /// oldest messages until `app` holds at most `max_app` bytes and all apps together at
-    /// most the total bound (the new message included: one larger than a bound is not
-    /// kept). Returns the charge for the message's history entry and the channels that
-    /// must now drop evicted messages (a channel may be named more than once).
-    ///
-    /// Messages of one channel must be charged in their offset order (the channel's turn
-    /// ensures it), so that eviction always takes a channel's oldest first.
+    /// Count `bytes` of a message of `app` kept now in `channel`, whose shard keeps
+    /// `queues`. Messages of one channel must be charged in their offset order (the
+    /// channel's turn ensures it), so that eviction takes a channel's oldest first.
+    /// Returns the charge for the history entry and the bytes the app holds now, to
+    /// check against the app's bound.
     pub fn charge(
         &self,
+        queues: &mut ShardQueues,
         app: &Arc<str>,
         channel: &Arc<str>,
         bytes: usize,
-        max_app: usize,
-    ) -> (Charge, Vec<Arc<str>>) {
-        let mut queues = lock(&self.queues);
-        let app_queue = queues.apps.entry(app.clone()).or_default();
+        at: Instant,
+    ) -> (Charge, usize) {
+        // Looked up by reference first: cloning the app's name for every publish would
+        // bounce its reference count between the threads publishing for that app.
+        let held = match queues.apps.get(app.as_ref()) {
+            Some(queue) => queue.held.clone(),
+            None => {
+                let held = lock(&self.apps)
+                    .entry(app.clone())
+                    .or_insert_with(|| {
+                        Arc::new(AppHeld {
+                            app: Held::default(),
+                            total: self.total.clone(),
+                        })
+                    })
+                    .clone();
+                let queue = AppQueue {
+                    held: held.clone(),
+                    entries: VecDeque::new(),
+                };
+                queues.apps.insert(app.clone(), queue);
+                held
+            }
+        };
+        self.total.0.fetch_add(bytes, Relaxed);
+        let app_bytes = held.app.0.fetch_add(bytes, Relaxed) + bytes;
         let token = Arc::new(Token {
             bytes,
             live: AtomicBool::new(true),
-            held: self.held.clone(),
-            app_held: app_queue.held.clone(),
+            held,
         });
-        self.held.add(bytes);
-        app_queue.held.add(bytes);
         let entry = || Entry {
+            at,
             token: token.clone(),
             channel: channel.clone(),
         };
-        app_queue.entries.push_back(entry());
-        let mut victims = Vec::new();
-        evict_over(
-            &mut app_queue.entries,
-            &app_queue.held,
-            max_app,
-            &mut victims,
-        );
+        if let Some(queue) = queues.apps.get_mut(app.as_ref()) {
+            queue.entries.push_back(entry());
+        }
         queues.all.push_back(entry());
-        evict_over(&mut queues.all, &self.held, self.max_total, &mut victims);
-        self.evictions.fetch_add(victims.len() as u64, Relaxed);
-        (Charge(token), victims)
+        (Charge(token), app_bytes)
     }
 
-    /// Drop queue entries of messages that left their channel some other way (TTL, size,
-    /// a forgotten stream), and the queues of apps that keep nothing. Cheap when there is
-    /// little to drop: entries at the fronts go one by one, the rest only once they
-    /// outnumber the live ones.
-    pub fn compact(&self) {
-        let mut queues = lock(&self.queues);
-        let Queues { all, apps } = &mut *queues;
-        compact(all, &self.held);
-        apps.retain(|_, app_queue| {
-            compact(&mut app_queue.entries, &app_queue.held);
-            !app_queue.entries.is_empty() || Arc::strong_count(&app_queue.held) > 1
-        });
+    /// True while all apps together hold more than the total bound.
+    pub fn over_total(&self) -> bool {
+        self.total.bytes() > self.max_total
+    }
+
+    /// Count `count` evictions.
+    pub fn evicted(&self, count: u64) {
+        self.evictions.fetch_add(count, Relaxed);
+    }
+
+    /// Forget the counts of apps that keep nothing anywhere.
+    pub fn forget_idle_apps(&self) {
+        lock(&self.apps).retain(|_, held| Arc::strong_count(held) > 1);
     }
 
     /// Bytes held and evictions so far.
     pub fn stats(&self) -> BudgetStats {
         BudgetStats {
-            bytes: self.held.bytes() as u64,
+            bytes: self.total.bytes() as u64,
             evictions: self.evictions.load(Relaxed),
         }
-    }
-}
-
-/// Pop the oldest of `entries` until `held` is within `max`, naming each evicted message's
-/// channel in `victims`. Entries of messages already gone are skipped.
-fn evict_over(entries: &mut VecDeque<Entry>, held: &Held, max: usize, victims: &mut Vec<Arc<str>>) {
-    while held.bytes() > max {
-        let Some(entry) = entries.pop_front() else {
-            return;
-        };
-        if entry.token.release() {
-            victims.push(entry.channel);
-        }
-    }
-}
-
-/// Drop the entries of messages already gone from the front of `entries`, and from all of
-/// it once they outnumber the `held` live ones.
-fn compact(entries: &mut VecDeque<Entry>, held: &Held) {
-    while entries
-        .front()
-        .is_some_and(|entry| !entry.token.live.load(Relaxed))
-    {
-        entries.pop_front();
-    }
-    if entries.len() > 2 * held.messages.load(Relaxed) + COMPACT_SLACK {
-        entries.retain(|entry| entry.token.live.load(Relaxed));
     }
 }
 
@@ -240,91 +288,79 @@ mod tests {
         Arc::from(text)
     }
 
-    const UNBOUNDED: usize = usize::MAX;
-
     #[test]
-    fn the_total_bound_evicts_the_oldest_over_all_channels() {
+    fn charges_count_until_dropped_or_evicted_and_never_twice() {
         let budget = HistoryBudget::new(250);
+        let mut queues = ShardQueues::default();
         let app = name("a");
-        let (first, none) = budget.charge(&app, &name("a:user:1"), 100, UNBOUNDED);
-        assert!(none.is_empty());
-        let (second, none) = budget.charge(&app, &name("a:user:2"), 100, UNBOUNDED);
-        assert!(none.is_empty());
-        let (third, victims) = budget.charge(&app, &name("a:user:3"), 100, UNBOUNDED);
-        assert_eq!(victims, [name("a:user:1")]);
-        assert!(first.evicted() && !second.evicted() && !third.evicted());
-        assert_eq!(
-            budget.stats(),
-            BudgetStats {
-                bytes: 200,
-                evictions: 1
-            }
-        );
+        let now = Instant::now();
+        let (first, held) = budget.charge(&mut queues, &app, &name("a:user:1"), 100, now);
+        assert_eq!(held, 100);
+        let (second, _) = budget.charge(&mut queues, &app, &name("a:user:2"), 100, now);
+        assert!(!budget.over_total());
+        let (_third, held) = budget.charge(&mut queues, &app, &name("a:user:3"), 100, now);
+        assert!(budget.over_total());
+        assert_eq!(held, 300);
+        assert_eq!(queues.evict_oldest(None), Some((name("a:user:1"), 200)));
+        assert!(first.evicted() && !second.evicted());
+        assert_eq!(budget.stats().bytes, 200);
         drop(first);
         assert_eq!(
             budget.stats().bytes,
             200,
             "an evicted charge is not given back twice"
         );
-        let (huge, victims) = budget.charge(&app, &name("a:user:4"), 1000, UNBOUNDED);
-        assert!(
-            huge.evicted(),
-            "a message over the bound on its own is not kept"
+        drop(second);
+        assert_eq!(budget.stats().bytes, 100);
+        assert_eq!(
+            queues.evict_oldest(Some("a")),
+            Some((name("a:user:3"), 0)),
+            "the app's queue skips what left some other way"
         );
-        assert_eq!(victims.len(), 3);
-        assert_eq!(budget.stats().bytes, 0);
+        assert_eq!(queues.evict_oldest(None), None);
     }
 
     #[test]
-    fn an_apps_bound_evicts_only_its_own_oldest() {
-        let budget = HistoryBudget::new(UNBOUNDED);
+    fn an_apps_queue_holds_only_that_apps_messages() {
+        let budget = HistoryBudget::new(usize::MAX);
+        let mut queues = ShardQueues::default();
         let (big, small) = (name("big"), name("small"));
-        let (other, _) = budget.charge(&small, &name("small:all"), 100, 150);
-        let (old, _) = budget.charge(&big, &name("big:user:1"), 100, 150);
-        let (new, victims) = budget.charge(&big, &name("big:user:2"), 100, 150);
-        assert_eq!(victims, [name("big:user:1")]);
-        assert!(old.evicted() && !new.evicted() && !other.evicted());
+        let now = Instant::now();
+        let (other, _) = budget.charge(&mut queues, &small, &name("small:all"), 100, now);
+        let (old, _) = budget.charge(&mut queues, &big, &name("big:user:1"), 100, now);
+        assert_eq!(queues.oldest(Some("big")), Some(now));
+        assert_eq!(
+            queues.evict_oldest(Some("big")),
+            Some((name("big:user:1"), 0))
+        );
+        assert!(old.evicted() && !other.evicted());
+        assert_eq!(
+            budget.stats().bytes,
+            100,
+            "the other app's message is still held"
+        );
+        assert_eq!(queues.oldest(Some("big")), None);
+        assert_eq!(queues.oldest(Some("nobody")), None);
     }
 
     #[test]
-    fn messages_gone_by_ttl_give_their_bytes_back_and_leave_no_queue_behind() {
-        let budget = HistoryBudget::new(UNBOUNDED);
+    fn entries_of_messages_gone_otherwise_are_compacted_away() {
+        let budget = HistoryBudget::new(usize::MAX);
+        let mut queues = ShardQueues::default();
         let app = name("a");
-        for round in 0..10 {
-            let charges: Vec<Charge> = (0..COMPACT_SLACK)
-                .map(|_| budget.charge(&app, &name("a:all"), 1, UNBOUNDED).0)
-                .collect();
-            assert_eq!(budget.stats().bytes, COMPACT_SLACK as u64, "round {round}");
-            drop(charges);
-            assert_eq!(budget.stats().bytes, 0);
-            budget.compact();
-        }
-        let queues = lock(&budget.queues);
-        assert!(queues.all.is_empty() && queues.apps.is_empty());
-    }
-
-    #[test]
-    fn entries_gone_from_the_middle_are_compacted_once_they_outnumber_live_ones() {
-        let budget = HistoryBudget::new(UNBOUNDED);
-        let app = name("a");
-        let (oldest, _) = budget.charge(&app, &name("a:keep"), 1, UNBOUNDED);
+        let now = Instant::now();
+        let (oldest, _) = budget.charge(&mut queues, &app, &name("a:keep"), 1, now);
         for _ in 0..3 * COMPACT_SLACK {
-            drop(budget.charge(&app, &name("a:all"), 1, UNBOUNDED));
+            drop(budget.charge(&mut queues, &app, &name("a:all"), 1, now));
         }
-        budget.compact();
-        assert_eq!(lock(&budget.queues).all.len(), 1);
+        queues.compact(1);
+        assert_eq!(queues.all.len(), 1);
+        assert_eq!(queues.apps[&app].entries.len(), 1);
         assert!(!oldest.evicted());
-    }
-
-    #[test]
-    fn stale_entries_are_skipped_so_eviction_counts_only_what_it_evicts() {
-        let budget = HistoryBudget::new(150);
-        let app = name("a");
-        drop(budget.charge(&app, &name("a:user:1"), 100, UNBOUNDED));
-        let (kept, _) = budget.charge(&app, &name("a:user:2"), 100, UNBOUNDED);
-        let (newest, victims) = budget.charge(&app, &name("a:user:3"), 100, UNBOUNDED);
-        assert_eq!(victims, [name("a:user:2")]);
-        assert!(kept.evicted() && !newest.evicted());
-        assert_eq!(budget.stats().evictions, 1);
+        drop(oldest);
+        queues.compact(0);
+        assert!(queues.all.is_empty() && queues.apps.is_empty());
+        budget.forget_idle_apps();
+        assert!(lock(&budget.apps).is_empty());
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::budget::{Charge, HistoryBudget};
+use super::budget::{Charge, HistoryBudget, ShardQueues};
 use super::{
     Broker, BrokerEvents, BrokerStats, EngineError, HistoryPolicy, HistoryRequest, Message,
     Presence, Publication, Recovery, StreamPosition,
@@ -182,11 +182,13 @@ pub struct MemoryBroker {
     budget: HistoryBudget,
 }
 
-/// One shard: streams and subscription counts by channel name.
+/// One shard: streams and subscription counts by channel name, with its kept messages in
+/// eviction order.
 #[derive(Default)]
 struct Shard {
     streams: HashMap<Arc<str>, Stream>,
     subscribed: HashMap<Arc<str>, usize>,
+    queues: ShardQueues,
 }
 
 impl MemoryBroker {
@@ -212,21 +214,53 @@ impl MemoryBroker {
     pub fn sweep(&self) {
         let now = Instant::now();
         for shard in self.shards.iter() {
-            lock(shard).streams.retain(|_, stream| {
+            let mut shard = lock(shard);
+            let mut live = 0;
+            shard.streams.retain(|_, stream| {
                 stream.trim(now);
+                live += stream.history.len();
                 !stream.forgettable(now)
             });
+            shard.queues.compact(live);
         }
-        self.budget.compact();
+        self.budget.forget_idle_apps();
     }
 
-    /// Make each of `channels` drop the messages the budget evicted from it.
-    fn drop_evicted(&self, channels: &[Arc<str>], now: Instant) {
-        for channel in channels {
-            if let Some(stream) = self.shard(channel).streams.get_mut(channel) {
-                stream.trim(now);
+    /// Evict the oldest kept messages until `app` (holding `app_bytes`) holds at most
+    /// `max_app` bytes and all apps together at most the total bound.
+    fn enforce_bounds(&self, app: &str, mut app_bytes: usize, max_app: usize, now: Instant) {
+        while app_bytes > max_app {
+            match self.evict_oldest(Some(app), now) {
+                Some(now_held) => app_bytes = now_held.unwrap_or(app_bytes),
+                None => break,
             }
         }
+        while self.budget.over_total() && self.evict_oldest(None, now).is_some() {}
+    }
+
+    /// Evict the oldest message kept (of `app`, or of any app): each shard knows its own
+    /// oldest, so this looks at one entry per shard. `None` when nothing is kept; else
+    /// the bytes the evicted message's app holds now, when this call was the one that
+    /// evicted it (another publish may have been quicker).
+    fn evict_oldest(&self, app: Option<&str>, now: Instant) -> Option<Option<usize>> {
+        let oldest = self
+            .shards
+            .iter()
+            .enumerate()
+            .filter_map(|(index, shard)| Some((lock(shard).queues.oldest(app)?, index)))
+            .min();
+        let (_, index) = oldest?;
+        let mut shard = lock(&self.shards[index]);
+        // Another publish may have evicted it meanwhile: then this takes the shard's next
+        // oldest, or nothing, and the caller looks again.
+        let Some((channel, app_bytes)) = shard.queues.evict_oldest(app) else {
+            return Some(None);
+        };
+        self.budget.evicted(1);
+        if let Some(stream) = shard.streams.get_mut(&channel) {
+            stream.trim(now);
+        }
+        Some(Some(app_bytes))
     }
 
     /// Publish to one channel: offset, history and hand-over under the channel's turn.
@@ -247,11 +281,15 @@ impl MemoryBroker {
         // and the hand-over happen together, even if the caller stops waiting.
         let _turn = turn.lock().await;
         let now = Instant::now();
-        let (publication, subscribed, evicted) = {
+        let (publication, subscribed, app_bytes) = {
             let mut shard = self.shard(channel);
-            let subscribed = shard.subscribed.contains_key(channel);
-            let stream = shard
-                .streams
+            let Shard {
+                streams,
+                subscribed,
+                queues,
+            } = &mut *shard;
+            let subscribed = subscribed.contains_key(channel);
+            let stream = streams
                 .entry(channel.clone())
                 .or_insert_with(|| Stream::with_turn(now, turn.clone()));
             if stream.expired(now) {
@@ -264,20 +302,21 @@ impl MemoryBroker {
                 message.clone(),
             ));
             stream.last_publish = now;
-            let mut evicted = Vec::new();
+            let mut app_bytes = None;
             if history.is_off() {
                 stream.history.clear();
                 stream.keep_for = STREAM_IDLE_WITHOUT_HISTORY;
             } else {
                 stream.ttl = history.ttl;
                 stream.keep_for = history.ttl;
-                let (charge, victims) = self.budget.charge(
+                let (charge, held) = self.budget.charge(
+                    queues,
                     &message.app,
                     channel,
                     kept_bytes(&publication),
-                    history.max_bytes,
+                    now,
                 );
-                evicted = victims;
+                app_bytes = Some(held);
                 stream.history.push_back(Kept {
                     at: now,
                     publication: publication.clone(),
@@ -288,12 +327,13 @@ impl MemoryBroker {
                 }
                 stream.trim(now);
             }
-            (publication, subscribed, evicted)
+            (publication, subscribed, app_bytes)
         };
-        // Other channels' evicted messages go now, each under its own shard's lock: the
-        // bytes are already given back, this frees them. Until then a recovery would
-        // skip them anyway (trim drops evicted messages before answering).
-        self.drop_evicted(&evicted, now);
+        // Over a bound, the oldest kept messages go now, each under its own shard's lock
+        // (this one's released first: eviction looks at every shard).
+        if let Some(app_bytes) = app_bytes {
+            self.enforce_bounds(&message.app, app_bytes, history.max_bytes, now);
+        }
         // In the history (and at the top) before anyone gets it, and handed over while
         // only this channel's turn is held: a client connecting now finds it in its
         // recovery or gets it live, never neither, without waiting for the fan-out.
