@@ -973,7 +973,97 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::memory::{MemoryBroker, MemoryPresence};
     use crate::engine::StreamPosition;
+
+    struct Plain(FormatId);
+
+    impl Render for Plain {
+        fn format(&self) -> FormatId {
+            self.0
+        }
+        fn render(&self, publication: &Publication) -> Bytes {
+            Bytes::from(publication.message.id.to_string())
+        }
+    }
+
+    /// A hub with the built-in default configuration (dynamic apps) on the memory engine.
+    fn hub() -> Hub {
+        let config =
+            crate::config::Config::load(None, [], &crate::config::Overrides::default()).unwrap();
+        let engine = Engine {
+            broker: Arc::new(MemoryBroker::new(usize::MAX)),
+            presence: Arc::new(MemoryPresence::default()),
+        };
+        Hub::new(
+            Apps::new(config.apps.clone(), config.dynamic_apps.clone()),
+            engine,
+            Arc::new(Stats::default()),
+        )
+    }
+
+    async fn connect(hub: &Hub, user: &str) -> (Session, Arc<Outbox>) {
+        let outbox = Arc::new(Outbox::new(OutboxLimits {
+            max_messages: 100,
+            max_bytes: 100_000,
+        }));
+        let request = ConnectRequest {
+            app: hub.app("demo").unwrap(),
+            user: user.to_owned(),
+            groups: Vec::new(),
+            outbox: outbox.clone(),
+            renderer: Arc::new(Plain(FormatId::unique())),
+            since: None,
+            max_replay: None,
+        };
+        (hub.connect(request, |_| {}).await.unwrap(), outbox)
+    }
+
+    /// A connection dropped without `close` (its task aborted) still leaves presence, in a
+    /// cleanup that shutdown can wait for rather than one nobody tracks.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_dropped_session_leaves_presence_before_settle_returns() {
+        let hub = hub();
+        let (session, _outbox) = connect(&hub, "1").await;
+        assert_eq!(hub.users("demo").await.unwrap(), [("1".to_owned(), 1)]);
+        assert!(hub.online("demo", "1").await.unwrap());
+        drop(session);
+        hub.settle().await;
+        assert!(hub.users("demo").await.unwrap().is_empty());
+        assert!(!hub.online("demo", "1").await.unwrap());
+    }
+
+    /// A push to several targets reaches each connection once through the events
+    /// handler, counted once, with an id that names this node.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_push_to_several_targets_is_one_publish_delivered_once_per_connection() {
+        let hub = hub();
+        let (_one, one) = connect(&hub, "1").await;
+        let (_two, two) = connect(&hub, "2").await;
+        let targets = [
+            Target::User("1".into()),
+            Target::User("2".into()),
+            Target::All,
+            Target::User("1".into()),
+        ];
+        let data = RawValue::from_string("1".into()).unwrap();
+        let receipt = hub.publish("demo", &targets, None, data).await.unwrap();
+        assert_eq!(receipt.delivered, 2);
+        assert_eq!(
+            receipt.positions.len(),
+            3,
+            "a repeated target is one channel"
+        );
+        assert!(receipt
+            .id
+            .starts_with(&format!("{}-", crate::node::node_id())));
+        for outbox in [one, two] {
+            let mut frames = Vec::new();
+            outbox.drain(&mut frames);
+            let ids: Vec<&[u8]> = frames.iter().map(|f| &f.bytes[..]).collect();
+            assert_eq!(ids, [receipt.id.as_bytes()]);
+        }
+    }
 
     fn publication(channel: &str, offset: u64, ts_ms: u64, id: &str) -> Arc<Publication> {
         Arc::new(Publication::new(
