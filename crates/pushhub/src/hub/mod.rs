@@ -163,9 +163,19 @@ struct HubInner {
 /// What one publish call did on this node, gathered while the broker hands its
 /// publications to [`HubEvents`] inside the call (the memory engine does; an engine
 /// delivering from its own task finds no scope and writes at once).
+#[derive(Default)]
 struct PublishScope {
     delivered: Cell<u64>,
     unsent: RefCell<Unsent>,
+}
+
+impl Drop for PublishScope {
+    /// The queued frames are written when the publish call ends, after the broker's
+    /// locks are released, and also when its caller stops waiting halfway: an outbox
+    /// left unwritten would stall its connection.
+    fn drop(&mut self) {
+        write_unsent(self.unsent.take());
+    }
 }
 
 tokio::task_local! {
@@ -483,26 +493,17 @@ impl Hub {
             ts_ms: now_ms(),
             shared: channels.len() > 1,
         });
-        let scope = PublishScope {
-            delivered: Cell::new(0),
-            unsent: RefCell::new(Unsent::default()),
-        };
         let broker = &self.inner.engine.broker;
-        let (published, scope) = PUBLISHING
-            .scope(scope, async {
+        let (published, delivered) = PUBLISHING
+            .scope(PublishScope::default(), async {
                 let published = broker.publish(&channels, &message, app.history).await;
-                let scope = PUBLISHING.with(|s| PublishScope {
-                    delivered: Cell::new(s.delivered.get()),
-                    unsent: RefCell::new(s.unsent.take()),
-                });
-                (published, scope)
+                (published, PUBLISHING.with(|s| s.delivered.get()))
             })
             .await;
-        write_unsent(scope.unsent.into_inner());
         let positions = published?;
         Ok(PublishReceipt {
             id: message.id.clone(),
-            delivered: scope.delivered.get(),
+            delivered,
             positions: channels.into_iter().zip(positions).collect(),
         })
     }
