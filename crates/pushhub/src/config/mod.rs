@@ -119,6 +119,9 @@ pub struct RawTimers {
     /// any host except link-local and cloud metadata addresses and names; not empty:
     /// only these (metadata addresses still only when an address or network lists them).
     pub allow_hosts: Vec<String>,
+    /// MiB of page cache for the timer store (`timers.redb`): what stays in memory of
+    /// the file; more makes reads of a large store faster.
+    pub store_cache_mb: usize,
 }
 
 impl Default for RawTimers {
@@ -134,6 +137,7 @@ impl Default for RawTimers {
             log_max_bytes: 64 * 1024 * 1024,
             log_files: 5,
             allow_hosts: Vec::new(),
+            store_cache_mb: 64,
         }
     }
 }
@@ -1171,6 +1175,11 @@ fn check_timers(error: &mut impl FnMut(&[&str], String), timers: &RawTimers) {
         (1..=100).contains(&timers.log_files),
         "between 1 and 100",
     );
+    out_of(
+        "store_cache_mb",
+        (1..=65_536).contains(&timers.store_cache_mb),
+        "between 1 and 65536 MiB",
+    );
     if let Err(problems) = TargetPolicy::new(&timers.allow_hosts) {
         for problem in problems {
             error(&["timers", "allow_hosts"], problem);
@@ -1191,6 +1200,7 @@ fn timer_settings(raw: &RawTimers, apps: &[AppSettings]) -> TimerSettings {
         },
         max_delay: Duration::from_secs(raw.max_delay),
         retention: Duration::from_secs(raw.retention),
+        store_cache_bytes: raw.store_cache_mb * 1024 * 1024,
         log: Rotation {
             max_bytes: raw.log_max_bytes,
             files: raw.log_files,
