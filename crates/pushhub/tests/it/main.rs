@@ -25,6 +25,7 @@ mod rooms;
 mod rpc;
 mod send;
 mod shutdown;
+mod store_damage;
 mod tcp;
 mod timers;
 mod tls;
