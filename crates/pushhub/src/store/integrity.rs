@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use redb::{
-    Database, DatabaseError, Key, ReadTransaction, ReadableDatabase, ReadableTable,
+    Database, DatabaseError, Key, ReadTransaction, ReadableDatabase, ReadableTable, StorageError,
     TableDefinition, TableError, TableHandle, Value,
 };
 
@@ -184,6 +184,9 @@ fn verify(path: &Path) -> Result<(Contents, bool), Finding> {
         .create_with_backend(backend)
         .map_err(|error| match error {
             DatabaseError::DatabaseAlreadyOpen => Finding::InUse,
+            DatabaseError::Storage(StorageError::Corrupted(detail)) => Finding::Damaged(format!(
+                "pages of it do not match their checksums, so it was changed outside pushhub (redb: {detail})"
+            )),
             other => Finding::Damaged(format!("redb cannot open it: {other}")),
         })?;
     let contents = read_everything(&db).map_err(Finding::Damaged)?;

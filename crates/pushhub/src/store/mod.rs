@@ -274,10 +274,10 @@ pub enum StoreError {
     /// The store file is damaged: found at start (the server refuses to start) or while
     /// running (every later operation is refused; see the log). Retrying does not help.
     #[error(
-        "the timer store {path} is damaged: {problem}. Stop the server; `pushhub store check` \
-         tells what is wrong, `pushhub store repair` salvages what is readable into a new file \
-         (keeping the damaged one), or restore timers.redb and timers.redb.state from a backup \
-         (see docs/operations.md)"
+        "the timer store {path} is damaged: {problem}. pushhub will not use it. With the server \
+         stopped, `pushhub store check` tells what is wrong and `pushhub store repair` salvages \
+         what is readable into a new file (keeping the damaged one); or restore timers.redb and \
+         timers.redb.state from a backup (see docs/operations.md, \"A damaged store\")"
     )]
     Damaged {
         /// The store file.
