@@ -93,6 +93,8 @@ pub fn repair(data_dir: &Path) -> Result<Repair, StoreError> {
         path: path.clone(),
         reason: format!("{what}: {error}"),
     };
+    // A leftover of an interrupted repair at the same second is not built upon.
+    let _ = std::fs::remove_file(&fresh);
     if let Err(error) = write_store(&fresh, &found) {
         let _ = std::fs::remove_file(&fresh);
         return Err(error);
