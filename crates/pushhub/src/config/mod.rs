@@ -1619,6 +1619,18 @@ mod tests {
     }
 
     #[test]
+    fn the_timer_store_cache_is_sized_in_mib_within_bounds() {
+        let config = load_text("dynamic_apps = true\n", &[]).unwrap();
+        assert_eq!(config.timers.store_cache_bytes, 64 * 1024 * 1024);
+        let config = load_text("dynamic_apps = true\n[timers]\nstore_cache_mb = 8\n", &[]).unwrap();
+        assert_eq!(config.timers.store_cache_bytes, 8 * 1024 * 1024);
+        let errors = load_text("dynamic_apps = true\n[timers]\nstore_cache_mb = 0\n", &[])
+            .unwrap_err()
+            .0;
+        assert_eq!(errors[0].key, "timers.store_cache_mb", "{errors:?}");
+    }
+
+    #[test]
     fn timer_targets_come_from_allow_hosts_and_its_variable() {
         let open = Config::load(None, [], &Overrides::default()).unwrap();
         let metadata = reqwest::Url::parse("http://169.254.169.254/").unwrap();
