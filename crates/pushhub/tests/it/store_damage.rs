@@ -305,7 +305,10 @@ async fn a_store_damaged_under_a_running_server_is_answered_store_damaged_logged
     let data = server.crash();
     let server = TestServer::start_in(data, &[], &cache);
     // Timers due now: the scheduler reads them from the damaged file.
-    let soon = create_timers(&server, &backend, 5, unix_ms() + 1500).await;
+    // Due after the damage is found (generous, for a busy machine): the scheduler then
+    // reads them from a store it no longer uses.
+    let soon_due = unix_ms() + 8000;
+    let soon = create_timers(&server, &backend, 5, soon_due).await;
     // The records of timers 0 to 199: the first pages the server read at start, so the
     // first its small cache let go of.
     let early = ["/t/marker-000".to_owned(), "/t/marker-001".to_owned()];
@@ -321,7 +324,11 @@ async fn a_store_damaged_under_a_running_server_is_answered_store_damaged_logged
         (status, body["error"]["code"].as_str()),
         (503, Some("store_damaged"))
     );
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert!(
+        unix_ms() < soon_due,
+        "the damage was found only after the timers came due: the machine is too busy for this test"
+    );
+    tokio::time::sleep(Duration::from_millis(soon_due + 3000 - unix_ms())).await;
     let (_, stats) = server.get("/v1/stats").await;
     let timers = &stats["timers"];
     assert_eq!(timers["store_damaged"], true, "{stats}");
