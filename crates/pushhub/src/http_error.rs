@@ -111,12 +111,23 @@ impl From<HubError> for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
-        if let crate::store::StoreError::Closed = error {
-            return Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "the server is shutting down; retry later",
-            );
+        match error {
+            crate::store::StoreError::Closed => {
+                return Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the server is shutting down; retry later",
+                )
+            }
+            // Logged once, when it was found; not again per request.
+            crate::store::StoreError::Damaged { .. } => {
+                return Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_damaged",
+                    "the timer store file is damaged and no longer used; nothing was created or changed. The operator must stop the server and run `pushhub store repair` (the server log says what is wrong)",
+                )
+            }
+            _ => {}
         }
         tracing::error!(%error, "timer store failure while serving an API request");
         Self::new(

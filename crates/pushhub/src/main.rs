@@ -84,6 +84,41 @@ enum Command {
         #[command(subcommand)]
         action: TimerAction,
     },
+    /// The timer store in the data directory, with the server stopped: check it, or
+    /// salvage a damaged one (see docs/operations.md).
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Verify every page and record of timers.redb against its state file. Exit status:
+    /// 0 ok (or no store yet), 1 damaged, 2 cannot check (a server uses it, bad config).
+    Check {
+        #[command(flatten)]
+        place: DataDirArgs,
+    },
+    /// Salvage a damaged store: every readable timer and cron job goes to a new
+    /// timers.redb, the damaged file is kept beside it, and what was lost is reported.
+    /// Changes nothing when the store is not damaged.
+    Repair {
+        #[command(flatten)]
+        place: DataDirArgs,
+    },
+}
+
+/// Where `pushhub store` finds the data directory: given, or from the configuration
+/// (the same file, environment and default as `serve`).
+#[derive(Args)]
+struct DataDirArgs {
+    /// The data directory.
+    #[arg(long, conflicts_with = "config")]
+    data_dir: Option<PathBuf>,
+    /// The configuration file whose `data_dir` to use.
+    #[arg(long, env = "PUSHHUB_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 /// How `pushhub cron` and `pushhub timers` reach the server.
@@ -247,8 +282,23 @@ fn token(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    quiet_store_panics();
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
+        Command::Store { action } => match action {
+            StoreAction::Check { place } => store_command(place, |dir| {
+                let verdict = pushhub::store::integrity::check(dir)?;
+                let status = match verdict {
+                    pushhub::store::integrity::Verdict::Damaged(_) => 1,
+                    _ => 0,
+                };
+                Ok((pushhub::store::report::check(dir, &verdict), status))
+            }),
+            StoreAction::Repair { place } => store_command(place, |dir| {
+                let repair = pushhub::store::salvage::repair(dir)?;
+                Ok((pushhub::store::report::repair(dir, &repair), 0))
+            }),
+        },
         Command::Cron { api, action } => {
             let command = match action {
                 CronAction::List => CronCommand::List,
@@ -313,6 +363,53 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Run a `pushhub store` command on the data directory `place` names; print its report
+/// and exit with its status, or 2 when it could not run.
+fn store_command(
+    place: DataDirArgs,
+    command: impl FnOnce(&std::path::Path) -> Result<(String, u8), pushhub::store::StoreError>,
+) -> ExitCode {
+    let data_dir = match place.data_dir {
+        Some(dir) => dir,
+        None => match Config::load(
+            place.config.as_deref(),
+            std::env::vars(),
+            &Overrides::default(),
+        ) {
+            Ok(config) => config.data_dir,
+            Err(errors) => {
+                eprintln!("pushhub: invalid configuration:\n{errors}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match command(&data_dir) {
+        Ok((report, status)) => {
+            print!("{report}");
+            ExitCode::from(status)
+        }
+        Err(error) => {
+            eprintln!("pushhub store: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A panic inside redb is always caught and reported by the store (the run-time latch,
+/// the check, the salvage), with its message; the default hook would print each one
+/// again with a backtrace hint. Other panics keep the default hook.
+fn quiet_store_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_redb = info
+            .location()
+            .is_some_and(|l| l.file().contains("/redb-") || l.file().contains("\\redb-"));
+        if !in_redb {
+            default(info);
+        }
+    }));
 }
 
 fn init_tracing() {

@@ -202,7 +202,8 @@ pub async fn serve(
 /// the file) and schedule its pending timers and cron jobs.
 async fn start_timers(config: &Config) -> Result<Timers, StartError> {
     let dir = config.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || crate::store::open(&dir))
+    let cache_bytes = config.timers.store_cache_bytes;
+    let store = tokio::task::spawn_blocking(move || crate::store::open(&dir, cache_bytes))
         .await
         .map_err(|e| StoreError::Backend(format!("opening the store: {e}")))??;
     let timers = Timers::start(store, config.timers.clone(), &config.data_dir).await?;

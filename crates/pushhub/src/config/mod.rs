@@ -124,6 +124,9 @@ pub struct RawTimers {
     /// only these (metadata addresses still only when an address or network lists them).
     /// pushhub's own listeners are refused either way.
     pub allow_hosts: Vec<String>,
+    /// MiB of page cache for the timer store (`timers.redb`): what stays in memory of
+    /// the file; more makes reads of a large store faster.
+    pub store_cache_mb: usize,
 }
 
 impl Default for RawTimers {
@@ -139,6 +142,7 @@ impl Default for RawTimers {
             log_max_bytes: 64 * 1024 * 1024,
             log_files: 5,
             allow_hosts: Vec::new(),
+            store_cache_mb: 64,
         }
     }
 }
@@ -1210,6 +1214,11 @@ fn check_timers(error: &mut impl FnMut(&[&str], String), timers: &RawTimers) {
         (1..=100).contains(&timers.log_files),
         "between 1 and 100",
     );
+    out_of(
+        "store_cache_mb",
+        (1..=65_536).contains(&timers.store_cache_mb),
+        "between 1 and 65536 MiB",
+    );
     if let Err(problems) = TargetPolicy::new(&timers.allow_hosts) {
         for problem in problems {
             error(&["timers", "allow_hosts"], problem);
@@ -1230,6 +1239,7 @@ fn timer_settings(raw: &RawTimers, apps: &[AppSettings]) -> TimerSettings {
         },
         max_delay: Duration::from_secs(raw.max_delay),
         retention: Duration::from_secs(raw.retention),
+        store_cache_bytes: raw.store_cache_mb * 1024 * 1024,
         log: Rotation {
             max_bytes: raw.log_max_bytes,
             files: raw.log_files,
@@ -1645,6 +1655,18 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(errors[0].message.contains("concurency"), "{errors:?}");
+    }
+
+    #[test]
+    fn the_timer_store_cache_is_sized_in_mib_within_bounds() {
+        let config = load_text("dynamic_apps = true\n", &[]).unwrap();
+        assert_eq!(config.timers.store_cache_bytes, 64 * 1024 * 1024);
+        let config = load_text("dynamic_apps = true\n[timers]\nstore_cache_mb = 8\n", &[]).unwrap();
+        assert_eq!(config.timers.store_cache_bytes, 8 * 1024 * 1024);
+        let errors = load_text("dynamic_apps = true\n[timers]\nstore_cache_mb = 0\n", &[])
+            .unwrap_err()
+            .0;
+        assert_eq!(errors[0].key, "timers.store_cache_mb", "{errors:?}");
     }
 
     #[test]

@@ -76,6 +76,12 @@ async fn attempt(inner: Arc<Inner>, id: TimerId, _slot: OwnedSemaphorePermit) {
         // Cancelled since it was scheduled.
         Ok(None) => return,
         Err(StoreError::Closed) => return,
+        // The store is no longer used (the latch logged why, once): the timer stays in
+        // the file, for after the repair, instead of being retried against it.
+        Err(StoreError::Damaged { .. }) => {
+            inner.counters.store_errors.fetch_add(1, Relaxed);
+            return;
+        }
         Err(error) => {
             tracing::error!(%error, timer = id, "cannot start a timer's attempt; trying again in 1 s");
             inner.counters.store_errors.fetch_add(1, Relaxed);
@@ -141,6 +147,7 @@ async fn attempt(inner: Arc<Inner>, id: TimerId, _slot: OwnedSemaphorePermit) {
             }
         }
         Ok(_) | Err(StoreError::Closed) => {}
+        Err(StoreError::Damaged { .. }) => drop(inner.counters.store_errors.fetch_add(1, Relaxed)),
         Err(error) => {
             inner.counters.store_errors.fetch_add(1, Relaxed);
             tracing::error!(%error, timer = id, "cannot store a timer's result: it stays running until a restart makes the call again");
@@ -166,6 +173,7 @@ pub(super) async fn purge(inner: Arc<Inner>, shutdown: CancellationToken) {
                     tracing::debug!(timers = n, "purged finished timers past retention");
                     break;
                 }
+                Err(StoreError::Damaged { .. }) => break,
                 Err(error) => {
                     tracing::warn!(%error, "purging finished timers failed; trying again later");
                     break;

@@ -60,6 +60,8 @@ pub struct TimerSettings {
     pub max_delay: Duration,
     /// How long finished timers stay queryable.
     pub retention: Duration,
+    /// The timer store's page cache, in bytes.
+    pub store_cache_bytes: usize,
     /// The result log's rotation.
     pub log: Rotation,
     /// The app jdserver's `/setTimeout` uses when a request names none and carries no
@@ -116,6 +118,11 @@ pub struct TimersSnapshot {
     pub store_errors: u64,
     /// Result log lines dropped because the disk could not keep up.
     pub log_dropped: u64,
+    /// True once the store file was found damaged while running: it is no longer used,
+    /// and every timer and cron operation fails until it is repaired (see the log).
+    pub store_damaged: bool,
+    /// Operations refused since then.
+    pub store_damage_refusals: u64,
 }
 
 struct Inner {
@@ -234,6 +241,7 @@ impl Timers {
     /// The counters.
     pub fn snapshot(&self) -> TimersSnapshot {
         let c = &self.inner.counters;
+        let damage = self.inner.store.damage();
         TimersSnapshot {
             store: self.inner.store.kind(),
             pending: lock(&self.inner.schedule).len() as u64,
@@ -246,6 +254,8 @@ impl Timers {
             cancelled: c.cancelled.load(Relaxed),
             store_errors: c.store_errors.load(Relaxed),
             log_dropped: self.inner.log.dropped(),
+            store_damaged: damage.problem.is_some(),
+            store_damage_refusals: damage.refused,
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::*;
 
-fn new_timer(app: &str, due_ms: u64, key: Option<&str>) -> NewTimer {
+pub(super) fn new_timer(app: &str, due_ms: u64, key: Option<&str>) -> NewTimer {
     NewTimer {
         app: app.into(),
         request: CallbackRequest {
@@ -226,7 +226,7 @@ where
     reopened.close().await.unwrap();
 }
 
-fn definition(app: &str, name: &str, schedule: &str) -> JobDefinition {
+pub(super) fn definition(app: &str, name: &str, schedule: &str) -> JobDefinition {
     JobDefinition {
         app: app.into(),
         name: name.into(),

@@ -26,13 +26,20 @@
 //! Writes go through one writer thread that commits whatever requests are queued in one
 //! transaction ([`super::writer`]), so concurrent creates share an fsync.
 
-use std::path::Path;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
+};
 use tokio::sync::oneshot;
 
+use super::damage::{panic_message, DamageLatch, DamageSnapshot};
+use super::integrity::{self, Verdict};
+use super::state_file::{self, ExpectedState};
 use super::writer::{Op, Writer};
 use super::{
     Attempt, Cancel, Created, ListPage, ListQuery, NewTimer, Next, StoreError, Timer, TimerId,
@@ -40,22 +47,24 @@ use super::{
 };
 use crate::sync::lock;
 
-const TIMERS: TableDefinition<u64, &[u8]> = TableDefinition::new("timers");
-const PENDING: TableDefinition<u64, u64> = TableDefinition::new("pending");
-const RUNNING: TableDefinition<u64, ()> = TableDefinition::new("running");
-const FINISHED: TableDefinition<(u64, u64), ()> = TableDefinition::new("finished");
-const BY_APP: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_app");
-const IDEMPOTENCY: TableDefinition<(&str, &str), u64> = TableDefinition::new("idempotency");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(super) const TIMERS: TableDefinition<u64, &[u8]> = TableDefinition::new("timers");
+pub(super) const PENDING: TableDefinition<u64, u64> = TableDefinition::new("pending");
+pub(super) const RUNNING: TableDefinition<u64, ()> = TableDefinition::new("running");
+pub(super) const FINISHED: TableDefinition<(u64, u64), ()> = TableDefinition::new("finished");
+pub(super) const BY_APP: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_app");
+pub(super) const IDEMPOTENCY: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("idempotency");
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// The layout version this code writes and reads.
-const FORMAT: u64 = 1;
+pub(super) const FORMAT: u64 = 1;
 
 /// The store file's name in the data directory.
 pub const FILE_NAME: &str = "timers.redb";
 
-/// Page cache: enough for the indexes of a million timers and the hot records; redb's
-/// default (1 GiB) would make the cache the largest thing in the process.
+/// Page cache unless configured (`[timers] store_cache_mb`): enough for the indexes of a
+/// million timers and the hot records; redb's default (1 GiB) would make the cache the
+/// largest thing in the process.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Most records one listing reads when it filters by state, so a page stays cheap when
@@ -66,17 +75,34 @@ const MAX_LIST_SCAN: usize = 10_000;
 pub struct RedbStore {
     db: Mutex<Option<Arc<Database>>>,
     writer: Writer,
+    latch: Arc<DamageLatch>,
+    data_dir: PathBuf,
 }
 
+/// A redb error as a store error: `Corrupted` is damage (the path is filled in by the
+/// [`DamageLatch`] the error goes through), anything else a backend failure.
 pub(super) fn backend(error: impl Into<redb::Error>) -> StoreError {
-    StoreError::Backend(error.into().to_string())
+    match error.into() {
+        redb::Error::Corrupted(problem) => StoreError::Damaged {
+            path: PathBuf::from(FILE_NAME),
+            problem,
+        },
+        other => StoreError::Backend(other.to_string()),
+    }
 }
 
 impl RedbStore {
-    /// Open (or create) `data_dir/timers.redb`, creating the directory if needed. After
-    /// a crash, redb repairs the file first; that walks the whole file and can take a few
-    /// seconds for millions of timers.
+    /// Check `data_dir/timers.redb` ([`integrity::check`]) and open it, or create it on a
+    /// first start, creating the directory if needed. A damaged store is refused with
+    /// [`StoreError::Damaged`] and left as it is. The check reads the whole file, and
+    /// after a crash redb repairs it first, which walks it again: a few seconds for
+    /// millions of timers.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(data_dir, CACHE_BYTES)
+    }
+
+    /// [`open`](Self::open) with `cache_bytes` of page cache.
+    pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         let path = data_dir.join(FILE_NAME);
         let open_error = |reason: String| StoreError::Open {
             path: path.clone(),
@@ -84,8 +110,26 @@ impl RedbStore {
         };
         std::fs::create_dir_all(data_dir)
             .map_err(|e| open_error(format!("cannot create {}: {e}", data_dir.display())))?;
+        let (timers, jobs) = match integrity::check(data_dir)? {
+            Verdict::Fresh => (0, 0),
+            Verdict::Damaged(damage) => {
+                return Err(StoreError::Damaged {
+                    path,
+                    problem: damage.problem,
+                })
+            }
+            Verdict::Sound(contents) => {
+                if contents.rolls_back_last_commit {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "the timer store's last commit did not finish before a crash; redb rolls it back (it was never acknowledged)"
+                    );
+                }
+                (contents.timers, contents.jobs)
+            }
+        };
         let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
+            .set_cache_size(cache_bytes)
             .set_repair_callback(|session| {
                 if session.progress() == 0.0 {
                     tracing::warn!("the timer store was not closed cleanly (crash or kill -9): repairing it");
@@ -100,12 +144,27 @@ impl RedbStore {
                 other => open_error(other.to_string()),
             })?;
         let next_id = prepare(&db).map_err(|e| open_error(e.to_string()))?;
+        let opened = ExpectedState {
+            open: true,
+            timers,
+            jobs,
+            written_ms: crate::scheduler::unix_ms(),
+        };
+        state_file::write(data_dir, &opened).map_err(|e| {
+            open_error(format!(
+                "cannot write {}: {e}",
+                state_file::path(data_dir).display()
+            ))
+        })?;
         let db = Arc::new(db);
-        let writer = Writer::spawn(db.clone(), next_id)
+        let latch = Arc::new(DamageLatch::new(path.clone()));
+        let writer = Writer::spawn(db.clone(), next_id, latch.clone())
             .map_err(|e| open_error(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             db: Mutex::new(Some(db)),
             writer,
+            latch,
+            data_dir: data_dir.to_owned(),
         })
     }
 
@@ -113,15 +172,22 @@ impl RedbStore {
         lock(&self.db).clone().ok_or(StoreError::Closed)
     }
 
-    /// Run a read on a blocking thread, so a cache miss never stalls the runtime.
+    /// Run a read on a blocking thread, so a cache miss never stalls the runtime. Damage
+    /// found by the read (a `Corrupted` error, a panic inside redb) trips the latch.
     pub(super) async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.latch.check()?;
         let db = self.db()?;
-        tokio::task::spawn_blocking(move || read(&db))
-            .await
-            .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+        match tokio::task::spawn_blocking(move || read(&db)).await {
+            Ok(Err(StoreError::Damaged { problem, .. })) => Err(self.latch.trip(problem)),
+            Ok(result) => result,
+            Err(error) if error.is_panic() => {
+                Err(self.latch.trip(panic_message(error.into_panic().as_ref())))
+            }
+            Err(error) => Err(StoreError::Backend(format!("read task failed: {error}"))),
+        }
     }
 
     /// Queue a write and wait for its answer.
@@ -129,10 +195,61 @@ impl RedbStore {
         &self,
         op: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op,
     ) -> Result<T, StoreError> {
+        self.latch.check()?;
         let (reply, answer) = oneshot::channel();
         self.writer.send(op(reply))?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        match answer.await {
+            Ok(result) => result,
+            // The writer drops an answer unsent only when redb panicked under it.
+            Err(_) if self.writer.is_open() => Err(self
+                .latch
+                .trip("a write failed inside redb (it panicked)".into())),
+            Err(_) => Err(StoreError::Closed),
+        }
     }
+}
+
+/// The store's final counts, taken after the writer has stopped; `None` when the store
+/// was found damaged (the state file then keeps saying the store was open, so the next
+/// start checks the file) or cannot be counted.
+fn final_counts(latch: &DamageLatch, db: &Database) -> Option<(u64, u64)> {
+    if latch.tripped() {
+        return None;
+    }
+    let counted = catch_unwind(AssertUnwindSafe(|| count(db)))
+        .unwrap_or_else(|payload| Err(StoreError::Backend(panic_message(payload.as_ref()))));
+    counted
+        .map_err(|error| tracing::warn!(%error, "cannot count the timer store at close; the next start checks the file all the same"))
+        .ok()
+}
+
+/// Record a clean close in the state file: the next start expects exactly these counts.
+fn record_clean_close(data_dir: &Path, (timers, jobs): (u64, u64)) {
+    let closed = ExpectedState {
+        open: false,
+        timers,
+        jobs,
+        written_ms: crate::scheduler::unix_ms(),
+    };
+    if let Err(error) = state_file::write(data_dir, &closed) {
+        tracing::warn!(%error, "cannot record the timer store's state at close; the next start checks the file all the same");
+    }
+}
+
+/// How many timers and cron jobs the store holds.
+fn count(db: &Database) -> Result<(u64, u64), StoreError> {
+    let txn = db.begin_read().map_err(backend)?;
+    let timers = txn
+        .open_table(TIMERS)
+        .map_err(backend)?
+        .len()
+        .map_err(backend)?;
+    let jobs = txn
+        .open_table(super::redb_jobs::JOBS)
+        .map_err(backend)?
+        .len()
+        .map_err(backend)?;
+    Ok((timers, jobs))
 }
 
 /// Create the tables, check the format, and read the next id to hand out.
@@ -165,7 +282,7 @@ fn encode(timer: &Timer) -> Vec<u8> {
     serde_json::to_vec(timer).unwrap_or_default()
 }
 
-fn decode(id: TimerId, bytes: &[u8]) -> Result<Timer, StoreError> {
+pub(super) fn decode(id: TimerId, bytes: &[u8]) -> Result<Timer, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         id,
         reason: e.to_string(),
@@ -335,6 +452,34 @@ impl<'t> Tables<'t> {
         Ok(Cancel::Cancelled { timer, was })
     }
 
+    /// Write a timer salvaged from another store as it was, with its index entries
+    /// ([`super::salvage`]). A timer that was running goes in as running, and the next
+    /// start's recovery makes it pending again, as after a crash.
+    pub(super) fn restore(&mut self, timer: &Timer) -> Result<(), StoreError> {
+        self.save(timer)?;
+        let (id, app) = (timer.id, timer.app.as_str());
+        self.by_app.insert((app, id), ()).map_err(backend)?;
+        if let Some(key) = &timer.idempotency_key {
+            self.idempotency
+                .insert((app, key.as_str()), id)
+                .map_err(backend)?;
+        }
+        match timer.state {
+            TimerState::Pending => drop(self.pending.insert(id, timer.due_ms).map_err(backend)?),
+            TimerState::Running => {
+                self.pending.insert(id, timer.due_ms).map_err(backend)?;
+                self.running.insert(id, ()).map_err(backend)?;
+            }
+            TimerState::Succeeded | TimerState::Failed | TimerState::Cancelled => {
+                let finished_ms = timer.finished_ms.unwrap_or(timer.due_ms);
+                self.finished
+                    .insert((finished_ms, id), ())
+                    .map_err(backend)?;
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn recover(&mut self) -> Result<Vec<(u64, TimerId)>, StoreError> {
         let running: Vec<TimerId> = self
             .running
@@ -500,20 +645,37 @@ impl TimerStore for RedbStore {
         .await
     }
 
+    fn damage(&self) -> DamageSnapshot {
+        self.latch.snapshot()
+    }
+
     async fn close(&self) -> Result<(), StoreError> {
         self.writer.close().await;
         let Some(db) = lock(&self.db).take() else {
             return Ok(());
         };
+        let counts = {
+            let (latch, db) = (self.latch.clone(), db.clone());
+            tokio::task::spawn_blocking(move || final_counts(&latch, &db))
+                .await
+                .ok()
+                .flatten()
+        };
         // The last handle closes the file cleanly (no repair at the next start); a read
         // still in flight holds one and closes it when it ends.
-        match Arc::try_unwrap(db) {
+        let closed = match Arc::try_unwrap(db) {
             Ok(db) => tokio::task::spawn_blocking(move || db.close())
                 .await
                 .map_err(|e| StoreError::Backend(e.to_string()))?
                 .map_err(backend),
             Err(_) => Ok(()),
+        };
+        if let (Ok(()), Some(counts)) = (&closed, counts) {
+            let data_dir = self.data_dir.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || record_clean_close(&data_dir, counts)).await;
         }
+        closed
     }
 }
 

@@ -12,9 +12,15 @@
 //!
 //! Cron jobs live in the same store behind a sibling contract, [`JobStore`] ([`jobs`]).
 
+mod damage;
 mod embedded;
+pub mod integrity;
 pub mod jobs;
 mod redb_jobs;
+pub mod report;
+pub mod salvage;
+mod scratch;
+pub mod state_file;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +29,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use embedded::RedbStore;
+pub use damage::DamageSnapshot;
+pub use embedded::{RedbStore, FILE_NAME};
 pub use jobs::{
     Job, JobChange, JobDefinition, JobId, JobRun, JobStore, Overlap, PutJob, RecoveredJob, Trigger,
 };
@@ -228,9 +235,9 @@ pub struct ListPage {
     pub next: Option<TimerId>,
 }
 
-/// Why the store failed. Callers cannot tell a full disk from a corrupt file, and do not
-/// need to: both mean "not stored, retry later".
-#[derive(Debug, thiserror::Error)]
+/// Why the store failed. A full disk or a failing write means "not stored, retry later";
+/// a damaged file ([`StoreError::Damaged`]) means the store is not used until repaired.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The data directory or its store file cannot be opened (permissions, another
     /// process holds it, an unreadable file).
@@ -263,6 +270,20 @@ pub enum StoreError {
         name: String,
         /// Why.
         reason: String,
+    },
+    /// The store file is damaged: found at start (the server refuses to start) or while
+    /// running (every later operation is refused; see the log). Retrying does not help.
+    #[error(
+        "the timer store {path} is damaged: {problem}. pushhub will not use it. With the server \
+         stopped, `pushhub store check` tells what is wrong and `pushhub store repair` salvages \
+         what is readable into a new file (keeping the damaged one); or restore timers.redb and \
+         timers.redb.state from a backup (see docs/operations.md, \"A damaged store\")"
+    )]
+    Damaged {
+        /// The store file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
     },
     /// The store was closed (the server is shutting down).
     #[error("the timer store is closed")]
@@ -325,6 +346,11 @@ pub trait TimerStore: Send + Sync {
     /// Remove up to `limit` timers that finished before `before_ms`; returns how many.
     async fn purge(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError>;
 
+    /// Damage found while running ([`StoreError::Damaged`]), for `GET /v1/stats`.
+    fn damage(&self) -> DamageSnapshot {
+        DamageSnapshot::default()
+    }
+
     /// Finish every write accepted so far and release the store. Later calls fail with
     /// [`StoreError::Closed`].
     async fn close(&self) -> Result<(), StoreError>;
@@ -341,9 +367,10 @@ pub struct Stores {
 }
 
 /// Open the store configured for this server: the embedded one in `data_dir` (created if
-/// missing). Blocks while the file is opened and, after a crash, repaired.
-pub fn open(data_dir: &Path) -> Result<Stores, StoreError> {
-    let store = Arc::new(RedbStore::open(data_dir)?);
+/// missing), after checking it ([`integrity`]). Blocks while the file is checked, opened
+/// and, after a crash, repaired; `cache_bytes` of the file are kept in memory.
+pub fn open(data_dir: &Path, cache_bytes: usize) -> Result<Stores, StoreError> {
+    let store = Arc::new(RedbStore::open_with_cache(data_dir, cache_bytes)?);
     Ok(Stores {
         timers: store.clone(),
         jobs: store,
@@ -352,3 +379,5 @@ pub fn open(data_dir: &Path) -> Result<Stores, StoreError> {
 
 #[cfg(test)]
 pub(crate) mod contract;
+#[cfg(test)]
+mod damage_tests;

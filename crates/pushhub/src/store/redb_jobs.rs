@@ -20,7 +20,7 @@ fn encode(job: &Job) -> Vec<u8> {
     serde_json::to_vec(job).unwrap_or_default()
 }
 
-fn decode(app: &str, name: &str, bytes: &[u8]) -> Result<Job, StoreError> {
+pub(super) fn decode(app: &str, name: &str, bytes: &[u8]) -> Result<Job, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::CorruptJob {
         app: app.to_owned(),
         name: name.to_owned(),
@@ -36,7 +36,7 @@ impl Tables<'_> {
         }
     }
 
-    fn save_job(&mut self, job: &Job) -> Result<(), StoreError> {
+    pub(super) fn save_job(&mut self, job: &Job) -> Result<(), StoreError> {
         self.jobs
             .insert(
                 (job.app.as_str(), job.name.as_str()),

@@ -11,6 +11,7 @@
 //! queues the change here (see [`super::TimerStore::begin_attempt`]), so an attempt never
 //! waits for a commit.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,6 +19,7 @@ use std::thread::JoinHandle;
 use redb::Database;
 use tokio::sync::oneshot;
 
+use super::damage::{panic_message, DamageLatch};
 use super::embedded::{backend, Tables};
 use super::{
     Attempt, Cancel, Created, Job, JobChange, JobDefinition, JobId, NewTimer, Next, PutJob,
@@ -76,37 +78,37 @@ pub(super) enum Op {
 }
 
 impl Op {
-    /// Answer with `message` as a store failure, without applying.
-    fn fail(self, message: &str) {
-        fn error<T>(reply: Reply<T>, message: &str) {
-            let _ = reply.send(Err(StoreError::Backend(message.to_owned())));
+    /// Answer with `failure`, without applying.
+    fn fail(self, failure: &StoreError) {
+        fn error<T>(reply: Reply<T>, failure: &StoreError) {
+            let _ = reply.send(Err(failure.clone()));
         }
         match self {
-            Op::Create(_, reply) => error(reply, message),
+            Op::Create(_, reply) => error(reply, failure),
             Op::Begin(_) => {}
-            Op::Finish { reply, .. } => error(reply, message),
-            Op::Cancel { reply, .. } => error(reply, message),
-            Op::Recover(reply) => error(reply, message),
-            Op::Purge { reply, .. } => error(reply, message),
-            Op::PutJob { reply, .. } => error(reply, message),
-            Op::UpdateJob { reply, .. } => error(reply, message),
-            Op::DeleteJob { reply, .. } => error(reply, message),
-            Op::RecoverJobs(reply) => error(reply, message),
+            Op::Finish { reply, .. } => error(reply, failure),
+            Op::Cancel { reply, .. } => error(reply, failure),
+            Op::Recover(reply) => error(reply, failure),
+            Op::Purge { reply, .. } => error(reply, failure),
+            Op::PutJob { reply, .. } => error(reply, failure),
+            Op::UpdateJob { reply, .. } => error(reply, failure),
+            Op::DeleteJob { reply, .. } => error(reply, failure),
+            Op::RecoverJobs(reply) => error(reply, failure),
         }
     }
 }
 
 /// Sends a held-back answer, given the commit's failure if it failed.
-type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+type Answer = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
 /// An answer held back until the transaction it belongs to is committed.
 struct Deferred(Answer);
 
 impl Deferred {
     fn new<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Self {
-        Self(Box::new(move |failed: Option<&str>| {
+        Self(Box::new(move |failed: Option<&StoreError>| {
             let answer = match failed {
-                Some(message) => Err(StoreError::Backend(message.to_owned())),
+                Some(failure) => Err(failure.clone()),
                 None => result,
             };
             let _ = reply.send(answer);
@@ -121,12 +123,17 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Start the thread; ids are handed out from `next_id` on.
-    pub(super) fn spawn(db: Arc<Database>, next_id: u64) -> std::io::Result<Self> {
+    /// Start the thread; ids are handed out from `next_id` on. Damage the thread finds
+    /// trips `latch`, after which it answers every write with the latch's error.
+    pub(super) fn spawn(
+        db: Arc<Database>,
+        next_id: u64,
+        latch: Arc<DamageLatch>,
+    ) -> std::io::Result<Self> {
         let (queue, ops) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("pushhub-store".into())
-            .spawn(move || run(&db, &ops, next_id))?;
+            .spawn(move || run(&db, &ops, next_id, &latch))?;
         Ok(Self {
             queue: Mutex::new(Some(queue)),
             thread: Mutex::new(Some(thread)),
@@ -141,6 +148,11 @@ impl Writer {
         }
     }
 
+    /// Whether writes are still taken (not closed).
+    pub(super) fn is_open(&self) -> bool {
+        lock(&self.queue).is_some()
+    }
+
     /// Stop taking writes, and wait until the thread has committed those queued.
     pub(super) async fn close(&self) {
         drop(lock(&self.queue).take());
@@ -151,8 +163,11 @@ impl Writer {
     }
 }
 
-/// Until every sender is gone: take a batch, apply, commit, answer.
-fn run(db: &Database, ops: &mpsc::Receiver<Op>, mut next_id: u64) {
+/// Until every sender is gone: take a batch, apply, commit, answer. Once the store is
+/// found damaged, answer every batch with that at once, without touching the file. A
+/// panic inside redb is caught here: its batch's answers are dropped unsent (their
+/// callers see that, [`super::RedbStore`]'s `write`), and it trips the latch.
+fn run(db: &Database, ops: &mpsc::Receiver<Op>, mut next_id: u64, latch: &DamageLatch) {
     while let Ok(first) = ops.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -161,17 +176,26 @@ fn run(db: &Database, ops: &mpsc::Receiver<Op>, mut next_id: u64) {
                 Err(_) => break,
             }
         }
-        commit(db, batch, &mut next_id);
+        if let Err(damaged) = latch.check() {
+            batch.into_iter().for_each(|op| op.fail(&damaged));
+            continue;
+        }
+        let committed = catch_unwind(AssertUnwindSafe(|| {
+            commit(db, batch, &mut next_id, latch);
+        }));
+        if let Err(payload) = committed {
+            latch.trip(panic_message(payload.as_ref()));
+        }
     }
 }
 
-fn commit(db: &Database, batch: Vec<Op>, next_id: &mut u64) {
+fn commit(db: &Database, batch: Vec<Op>, next_id: &mut u64, latch: &DamageLatch) {
     let txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(error) => {
-            let message = backend(error).to_string();
-            tracing::error!(%message, "timer store: cannot start a transaction");
-            batch.into_iter().for_each(|op| op.fail(&message));
+            let failure = contain(latch, backend(error));
+            tracing::error!(%failure, "timer store: cannot start a transaction");
+            batch.into_iter().for_each(|op| op.fail(&failure));
             return;
         }
     };
@@ -179,21 +203,32 @@ fn commit(db: &Database, batch: Vec<Op>, next_id: &mut u64) {
     let mut ops = batch.into_iter();
     let failure = match Tables::open(&txn) {
         Ok(mut tables) => apply_all(&mut tables, &mut ops, &mut answers, next_id),
-        Err(error) => Some(backend(error).to_string()),
+        Err(error) => Some(backend(error)),
     };
     let failure = match failure {
-        Some(message) => {
+        Some(failure) => {
             drop(txn);
-            Some(message)
+            Some(failure)
         }
-        None => txn.commit().err().map(|e| backend(e).to_string()),
+        None => txn.commit().err().map(backend),
     };
-    if let Some(message) = &failure {
-        tracing::error!(%message, "timer store: a write batch failed");
-        ops.for_each(|op| op.fail(message));
+    let failure = failure.map(|failure| contain(latch, failure));
+    if let Some(failure) = &failure {
+        if !matches!(failure, StoreError::Damaged { .. }) {
+            tracing::error!(%failure, "timer store: a write batch failed");
+        }
+        ops.for_each(|op| op.fail(failure));
     }
     for answer in answers {
-        (answer.0)(failure.as_deref());
+        (answer.0)(failure.as_ref());
+    }
+}
+
+/// Damage trips the latch (which logs it once and names the file); other failures pass.
+fn contain(latch: &DamageLatch, failure: StoreError) -> StoreError {
+    match failure {
+        StoreError::Damaged { problem, .. } => latch.trip(problem),
+        other => other,
     }
 }
 
@@ -204,7 +239,7 @@ fn apply_all(
     ops: &mut impl Iterator<Item = Op>,
     answers: &mut Vec<Deferred>,
     next_id: &mut u64,
-) -> Option<String> {
+) -> Option<StoreError> {
     for op in ops {
         let failure = match op {
             Op::Create(new, reply) => defer(answers, reply, tables.create(new, next_id)),
@@ -267,17 +302,17 @@ fn defer<T: Send + 'static>(
     answers: &mut Vec<Deferred>,
     reply: Reply<T>,
     result: Result<T, StoreError>,
-) -> Option<String> {
+) -> Option<StoreError> {
     let failure = spoiled(&result);
     answers.push(Deferred::new(reply, result));
     failure
 }
 
-/// A storage failure leaves the transaction unusable; other errors (a record that does
-/// not decode) concern one write only.
-fn spoiled<T>(result: &Result<T, StoreError>) -> Option<String> {
+/// A storage failure or damage leaves the transaction unusable; other errors (a record
+/// that does not decode) concern one write only.
+fn spoiled<T>(result: &Result<T, StoreError>) -> Option<StoreError> {
     match result {
-        Err(StoreError::Backend(message)) => Some(message.clone()),
+        Err(error @ (StoreError::Backend(_) | StoreError::Damaged { .. })) => Some(error.clone()),
         _ => None,
     }
 }

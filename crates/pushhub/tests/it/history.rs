@@ -11,11 +11,11 @@ use crate::util::TestServer;
 async fn a_hundred_thousand_offline_users_fit_and_expire() {
     let server = TestServer::start_with(
         &[],
-        &[("PUSHHUB_HISTORY_TTL", "30"), ("PUSHHUB_HISTORY_SIZE", "5")],
+        &[("PUSHHUB_HISTORY_TTL", "90"), ("PUSHHUB_HISTORY_SIZE", "5")],
     );
     let before = server.rss_kib();
     // 100k distinct user channels, 10k targets per push, one message each (debug builds
-    // publish slowly: all of it must happen well within the TTL).
+    // publish slowly, on a loaded machine over 30 s: all of it must happen within the TTL).
     for round in 0..1 {
         for batch in 0..10 {
             let users: Vec<String> = (batch * 10_000..(batch + 1) * 10_000)
@@ -40,7 +40,7 @@ async fn a_hundred_thousand_offline_users_fit_and_expire() {
     );
 
     // Past the TTL, every history and every idle stream is gone.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
     loop {
         let (_, stats) = server.get("/v1/stats").await;
         if stats["broker"]["streams"] == 0 && stats["broker"]["history_messages"] == 0 {

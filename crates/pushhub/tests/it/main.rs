@@ -31,6 +31,7 @@ mod rooms;
 mod rpc;
 mod send;
 mod shutdown;
+mod store_damage;
 mod tcp;
 mod timer_targets;
 mod timers;

@@ -140,6 +140,11 @@ impl TestServer {
         (ticks(11) + ticks(12)) as f64 / clock_ticks_per_second()
     }
 
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data.path()
+    }
+
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()

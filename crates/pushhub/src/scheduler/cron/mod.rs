@@ -552,6 +552,12 @@ async fn fire(inner: Arc<Inner>, id: JobId, fire_ms: u64) {
     let started = match stored {
         Ok(Some(job)) => job,
         Ok(None) | Err(StoreError::Closed) => return,
+        // The store is no longer used (the latch logged why, once): the job waits for
+        // the repair and a restart rather than retrying against a damaged file.
+        Err(StoreError::Damaged { .. }) => {
+            cron.counters.store_errors.fetch_add(1, Relaxed);
+            return;
+        }
         Err(error) => {
             cron.counters.store_errors.fetch_add(1, Relaxed);
             tracing::error!(app = %slot.app, job = %slot.name, %error, "cannot record a cron run; trying again in 1 s");
@@ -668,6 +674,7 @@ async fn call(inner: Arc<Inner>, slot: Arc<Slot>, run: Run) {
             cron.stored(&mut state, updated);
         }
         Ok(_) | Err(StoreError::Closed) => {}
+        Err(StoreError::Damaged { .. }) => drop(cron.counters.store_errors.fetch_add(1, Relaxed)),
         Err(error) => {
             cron.counters.store_errors.fetch_add(1, Relaxed);
             tracing::error!(app = %slot.app, job = %slot.name, %error, "cannot record a cron run's result");
