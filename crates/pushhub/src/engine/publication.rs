@@ -2,9 +2,9 @@
 //! message at its [`StreamPosition`] in one channel), and their serialized form.
 //!
 //! These types sit below both the hub and the engines, so neither imports the other.
-//! They are plain data: nothing in them is local to one node (no render cache, no
-//! acceptance counter), so a Redis engine can carry them between nodes as the JSON the
-//! serde derives write. The field names are that wire form and must stay stable: nodes of
+//! They are plain data that mean the same on every node: no render cache rides in them, and
+//! the one counter they carry (`seq`) is read together with the node named in the message
+//! id. So a Redis engine can carry them between nodes as the JSON the serde derives write. The field names are that wire form and must stay stable: nodes of
 //! two versions read each other's stream entries and pub/sub payloads during an upgrade.
 
 use std::sync::Arc;
@@ -68,6 +68,10 @@ pub struct Message {
     /// When the hub accepted the push, in milliseconds since the Unix epoch.
     #[serde(rename = "ts")]
     pub ts_ms: u64,
+    /// Order of acceptance among the messages of the node that accepted it (the node named
+    /// in `id`): breaks ties between that node's messages stamped in the same millisecond,
+    /// so a replay merged from several channels keeps the order they were pushed in.
+    pub seq: u64,
     /// True when the push went to more than one channel: a connection in several of them
     /// must take it once, and only this flag tells a receiving node to check (most pushes
     /// go to one channel and pay nothing for it).
@@ -87,6 +91,7 @@ impl Message {
             data: RawValue::from_string(serde_json::to_string(text).unwrap_or_default())
                 .unwrap_or_else(|_| RawValue::NULL.to_owned()),
             ts_ms: 0,
+            seq: 0,
             shared: false,
         }
     }
@@ -133,6 +138,7 @@ mod tests {
             from: None,
             data: RawValue::from_string(r#"{"a": [1, 2.50]}"#.to_owned()).unwrap(),
             ts_ms: 1_700_000_000_123,
+            seq: 7,
             shared: true,
         };
         let publication = Publication::new(
@@ -146,7 +152,7 @@ mod tests {
         let text = serde_json::to_string(&publication).unwrap();
         assert_eq!(
             text,
-            r#"{"ch":"wms:user:100","pos":{"epoch":"abcd1234","offset":42},"msg":{"id":"n1a2b3-7","app":"wms","event":"order","data":{"a": [1, 2.50]},"ts":1700000000123,"shared":true}}"#
+            r#"{"ch":"wms:user:100","pos":{"epoch":"abcd1234","offset":42},"msg":{"id":"n1a2b3-7","app":"wms","event":"order","data":{"a": [1, 2.50]},"ts":1700000000123,"seq":7,"shared":true}}"#
         );
         let back: Publication = serde_json::from_str(&text).unwrap();
         assert_eq!(back.position, publication.position);
@@ -158,7 +164,7 @@ mod tests {
 
     #[test]
     fn optional_fields_are_left_out_and_default_when_absent() {
-        let text = r#"{"ch":"a:all","pos":{"epoch":"e","offset":1},"msg":{"id":"x","app":"a","data":null,"ts":0}}"#;
+        let text = r#"{"ch":"a:all","pos":{"epoch":"e","offset":1},"msg":{"id":"x","app":"a","data":null,"ts":0,"seq":1}}"#;
         let publication: Publication = serde_json::from_str(text).unwrap();
         assert!(!publication.message.shared);
         assert_eq!(serde_json::to_string(&publication).unwrap(), text);

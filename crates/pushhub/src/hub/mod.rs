@@ -491,6 +491,7 @@ impl Hub {
             from,
             data,
             ts_ms: now_ms(),
+            seq: serial,
             shared: channels.len() > 1,
         });
         let broker = &self.inner.engine.broker;
@@ -714,8 +715,7 @@ fn replay_limit(subscriber: &Subscriber, max: Option<usize>) -> usize {
 
 /// Merge per-channel replays into one sequence in publish-time order, keeping each
 /// channel's own offset order (a later offset never goes first, even if its message was
-/// stamped earlier; messages of one millisecond keep the order of the channels), and
-/// sending a message reached through several channels once.
+/// stamped earlier), and sending a message reached through several channels once.
 fn merge_by_time(lists: Vec<Vec<Arc<Publication>>>) -> Vec<Arc<Publication>> {
     let total = lists.iter().map(Vec::len).sum();
     let mut merged = Vec::with_capacity(total);
@@ -724,7 +724,10 @@ fn merge_by_time(lists: Vec<Vec<Arc<Publication>>>) -> Vec<Arc<Publication>> {
     loop {
         let earliest = (0..lists.len())
             .filter(|&i| next[i] < lists[i].len())
-            .min_by_key(|&i| lists[i][next[i]].message.ts_ms);
+            .min_by_key(|&i| {
+                let message = &lists[i][next[i]].message;
+                (message.ts_ms, message.seq)
+            });
         let Some(i) = earliest else { break };
         let publication = lists[i][next[i]].clone();
         next[i] += 1;
@@ -1094,5 +1097,33 @@ mod tests {
             .map(|p| format!("{}{}", p.channel, p.position.offset))
             .collect();
         assert_eq!(order, ["b1", "a5", "a6", "c9"]);
+    }
+
+    /// Pushes accepted in the same millisecond replay in the order they were accepted,
+    /// whichever channels they sit in.
+    #[test]
+    fn replay_keeps_acceptance_order_within_a_millisecond() {
+        let at = |channel: &str, offset, seq| {
+            Arc::new(Publication::new(
+                Arc::from(channel),
+                StreamPosition {
+                    epoch: "e".into(),
+                    offset,
+                },
+                Arc::new(Message {
+                    id: format!("n-{seq}").into(),
+                    ts_ms: 50,
+                    seq,
+                    ..Message::for_test("x")
+                }),
+            ))
+        };
+        let user = vec![at("u", 2, 3), at("u", 3, 5)];
+        let all = vec![at("all", 2, 4)];
+        let order: Vec<u64> = merge_by_time(vec![user, all])
+            .iter()
+            .map(|p| p.message.seq)
+            .collect();
+        assert_eq!(order, [3, 4, 5]);
     }
 }
