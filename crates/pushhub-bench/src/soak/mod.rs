@@ -132,7 +132,9 @@ struct SoakResult {
     malformed: u64,
     latency: LatencySummary,
     slow_cut_off: u64,
+    slow_dropped: u64,
     slow_closed_otherwise: u64,
+    server_slow_consumers: u64,
     slow_survived: u64,
     timers: TimerTally,
     attacks: std::collections::BTreeMap<&'static str, std::collections::BTreeMap<String, u64>>,
@@ -352,6 +354,7 @@ pub async fn run(args: SoakArgs) -> Result<()> {
     let c = &ctx.counters;
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let rss: Vec<f64> = samples.iter().map(|s| s.rss_mib).collect();
+    let server_slow_consumers = samples.last().map_or(0, |s| s.slow_consumers);
     let result = SoakResult {
         minutes: args.minutes,
         rss_first_mib: rss.first().copied().unwrap_or(0.0),
@@ -371,7 +374,9 @@ pub async fn run(args: SoakArgs) -> Result<()> {
         malformed: load(&c.malformed),
         latency: latency.summary(),
         slow_cut_off: load(&slow_counters.cut_off),
+        slow_dropped: load(&slow_counters.dropped),
         slow_closed_otherwise: load(&slow_counters.closed_otherwise),
+        server_slow_consumers,
         slow_survived: load(&slow_counters.survived),
         timers: timer_ledger.tally(),
         attacks: outcomes.snapshot(),
@@ -447,8 +452,8 @@ fn human(r: &SoakResult) -> String {
     );
     let _ = writeln!(
         s,
-        "slow consumers: {} rounds cut off with 4001, {} closed otherwise, {} not cut off",
-        r.slow_cut_off, r.slow_closed_otherwise, r.slow_survived
+        "slow consumers: {} rounds closed with 4001, {} dropped without a close frame (the socket was too full for it), {} closed with another code, {} not cut off; the server counted {} slow consumers",
+        r.slow_cut_off, r.slow_dropped, r.slow_closed_otherwise, r.slow_survived, r.server_slow_consumers
     );
     let t = &r.timers;
     let _ = writeln!(s, "timers: {} created, {} cancelled, {} calls -> lost {} duplicated {} (called although cancelled: {}; a call already in flight is not interrupted)",

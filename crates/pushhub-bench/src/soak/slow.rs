@@ -28,7 +28,10 @@ use crate::http::HttpConn;
 pub struct SlowCounters {
     /// Rounds in which the server closed the stalled client with 4001.
     pub cut_off: AtomicU64,
-    /// Rounds in which it closed it some other way.
+    /// Rounds in which the connection ended without a close frame: what a cut-off slow
+    /// consumer sees when its socket is too full for the server's close frame to fit.
+    pub dropped: AtomicU64,
+    /// Rounds in which it was closed with another code.
     pub closed_otherwise: AtomicU64,
     /// Rounds in which the client was still connected after the stall.
     pub survived: AtomicU64,
@@ -51,6 +54,9 @@ pub async fn run_consumer(
         match round(client, &app, index, stall).await {
             Ok(Some(CloseCode::Library(4001))) => {
                 counters.cut_off.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Some(CloseCode::Abnormal)) => {
+                counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Some(_)) => {
                 counters.closed_otherwise.fetch_add(1, Ordering::Relaxed);
