@@ -509,17 +509,7 @@ mod tests {
         assert_eq!(visited, 200);
     }
 
-    struct Counting(FormatId, std::sync::atomic::AtomicUsize);
-
-    impl Render for Counting {
-        fn format(&self) -> FormatId {
-            self.0
-        }
-        fn render(&self, _: &Publication) -> Bytes {
-            self.1.fetch_add(1, Ordering::Relaxed);
-            Bytes::from_static(b"frame")
-        }
-    }
+    use crate::hub::render::tests::Counting;
 
     /// A replay to thousands of reconnecting clients encodes each message once per format.
     #[test]

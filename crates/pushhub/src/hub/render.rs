@@ -157,12 +157,13 @@ impl<'a> RenderCache<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::engine::{Message, StreamPosition};
     use std::sync::atomic::AtomicUsize;
 
-    struct Counting(FormatId, AtomicUsize);
+    /// A renderer that counts its calls, for tests of who renders how often.
+    pub(crate) struct Counting(pub(crate) FormatId, pub(crate) AtomicUsize);
 
     impl Render for Counting {
         fn format(&self) -> FormatId {

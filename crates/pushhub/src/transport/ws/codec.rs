@@ -136,18 +136,15 @@ impl FrameReader {
                     return Err(Disconnect::PROTOCOL_ERROR
                         .with_reason("new message before the previous one ended"));
                 }
-                let mut partial = Partial {
+                let partial = Partial {
                     binary: opcode == Data::Binary,
                     payload,
                     checked: 0,
                     frames: 1,
                 };
-                if header.is_final {
-                    partial.finish()?
-                } else {
-                    partial.check_utf8()?;
-                    self.fragments = Some(partial);
-                    return Ok(Step::Fragment);
+                match self.finish_or_hold(partial, header.is_final)? {
+                    Some(inbound) => inbound,
+                    None => return Ok(Step::Fragment),
                 }
             }
             OpCode::Data(Data::Continue) => {
@@ -163,12 +160,9 @@ impl FrameReader {
                 }
                 partial.frames += 1;
                 partial.payload.extend_from_slice(&payload);
-                if header.is_final {
-                    partial.finish()?
-                } else {
-                    partial.check_utf8()?;
-                    self.fragments = Some(partial);
-                    return Ok(Step::Fragment);
+                match self.finish_or_hold(partial, header.is_final)? {
+                    Some(inbound) => inbound,
+                    None => return Ok(Step::Fragment),
                 }
             }
             OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
@@ -179,6 +173,21 @@ impl FrameReader {
             OpCode::Control(Control::Close) => close_code(&payload)?,
         };
         Ok(Step::Frame(inbound))
+    }
+
+    /// The whole message when `partial` ended with a final frame; otherwise its text so
+    /// far is checked and it is held for the next fragment.
+    fn finish_or_hold(
+        &mut self,
+        mut partial: Partial,
+        is_final: bool,
+    ) -> Result<Option<Inbound>, Disconnect> {
+        if is_final {
+            return partial.finish().map(Some);
+        }
+        partial.check_utf8()?;
+        self.fragments = Some(partial);
+        Ok(None)
     }
 
     /// True while a fragmented message is being assembled.
