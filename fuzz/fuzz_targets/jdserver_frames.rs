@@ -64,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
                 jdserver_renderer(),
                 before_handshake(),
                 line(0).unwrap_or_default(),
-                line(1).unwrap_or_default(),
+                line(1).filter(|u| !u.is_empty()),
                 token,
                 since,
             );

@@ -110,7 +110,7 @@ fn apps() -> Apps {
 /// client resuming it gets a replay.
 pub fn hub() -> Hub {
     let engine = Engine {
-        broker: Arc::new(MemoryBroker::new()),
+        broker: Arc::new(MemoryBroker::new(config().limits.max_history_bytes)),
         presence: Arc::new(MemoryPresence::default()),
     };
     let hub = Hub::new(apps(), engine, Arc::new(Stats::default()));
