@@ -30,6 +30,7 @@ pub mod json_depth;
 pub mod node;
 pub mod outbound;
 pub mod parse_errors;
+pub mod redis;
 pub mod scheduler;
 pub mod server;
 pub mod stable_hash;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use pushhub::cli::{ApiClient, CliError, CronCommand, TimerCommand};
 use pushhub::config::{Config, Overrides};
+use pushhub::engine::EngineKind;
 use pushhub::hub::AuthMode;
 use pushhub::server::{self, Listeners};
 use pushhub::tls::Tls;
@@ -41,6 +42,13 @@ enum Command {
         /// Directory for durable state.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Engine: memory (one node, the default) or redis (many nodes on one Redis).
+        #[arg(long, value_parser = parse_engine)]
+        engine: Option<EngineKind>,
+        /// Redis to use with --engine redis, e.g. redis://127.0.0.1:6379/0; repeat it to
+        /// shard channels over several independent deployments.
+        #[arg(long = "redis-url")]
+        redis_urls: Vec<String>,
     },
     /// Validate a configuration file and report every error with its location.
     CheckConfig {
@@ -232,6 +240,15 @@ where
     }
 }
 
+/// The engine named `memory` or `redis`.
+fn parse_engine(text: &str) -> Result<EngineKind, String> {
+    match text {
+        "memory" => Ok(EngineKind::Memory),
+        "redis" => Ok(EngineKind::Redis),
+        _ => Err(format!("{text:?} is not an engine: memory or redis")),
+    }
+}
+
 /// Seconds from `90`, `90s`, `30m`, `12h` or `7d`.
 fn parse_ttl(text: &str) -> Result<u64, String> {
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
@@ -340,12 +357,16 @@ fn main() -> ExitCode {
             listen,
             api_listen,
             data_dir,
+            engine,
+            redis_urls,
         } => {
             init_tracing();
             let overrides = Overrides {
                 listen,
                 api_listen,
                 data_dir,
+                engine,
+                redis_urls,
             };
             let config = match Config::load(config.as_deref(), std::env::vars(), &overrides) {
                 Ok(config) => config,

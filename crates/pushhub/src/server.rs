@@ -75,10 +75,11 @@ pub async fn serve(
     let tracker = TaskTracker::new();
     let engine = engine::from_config(
         config.engine,
+        config.redis.as_ref(),
         config.limits.max_history_bytes,
         &tracker,
         shutdown.clone(),
-    );
+    )?;
     let hub = Hub::new(
         Apps::new(config.apps.clone(), config.dynamic_apps.clone()),
         engine,

@@ -2,7 +2,8 @@
 //!
 //! Every top-level key has a variable (`PUSHHUB_HEARTBEAT`, `PUSHHUB_API_LISTEN`) and every
 //! key of `[limits]` one with a `LIMITS_` infix (`PUSHHUB_LIMITS_MAX_FRAME_BYTES`), and of
-//! `[timers]` with `TIMERS_` (`PUSHHUB_TIMERS_CONCURRENCY`). A value
+//! `[timers]` with `TIMERS_` (`PUSHHUB_TIMERS_CONCURRENCY`), and of `[redis]` with `REDIS_`
+//! (`PUSHHUB_REDIS_URLS=redis://10.0.0.5:6379/0`). A value
 //! is read as the type its key has (a number stays text where the key is text; a list is
 //! comma-separated: `PUSHHUB_LIMITS_TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8`). A
 //! `PUSHHUB_*` variable that names no key is an error, so a misspelling never goes unseen.
@@ -73,6 +74,10 @@ pub fn apply(
         .get("timers")
         .and_then(Value::as_table)
         .unwrap_or(&no_limits);
+    let default_redis = defaults
+        .get("redis")
+        .and_then(Value::as_table)
+        .unwrap_or(&no_limits);
     // `[tls]` is unset by default; its keys, typed, from a table with every key set.
     let tls_keys = Table::try_from(RawTls {
         cert: "cert.pem".into(),
@@ -100,6 +105,12 @@ pub fn apply(
                 vec!["timers".into(), key["timers_".len()..].into()]
             }
             _ if key
+                .strip_prefix("redis_")
+                .is_some_and(|k| default_redis.contains_key(k)) =>
+            {
+                vec!["redis".into(), key["redis_".len()..].into()]
+            }
+            _ if key
                 .strip_prefix("tls_")
                 .is_some_and(|k| tls_keys.contains_key(k)) =>
             {
@@ -107,7 +118,7 @@ pub fn apply(
             }
             _ if unset_by_default(&key).is_some()
                 || (defaults.contains_key(&key)
-                    && !matches!(key.as_str(), "limits" | "apps" | "timers")) =>
+                    && !matches!(key.as_str(), "limits" | "apps" | "timers" | "redis")) =>
             {
                 vec![key.clone()]
             }
@@ -123,6 +134,7 @@ pub fn apply(
         let like = match path.as_slice() {
             [limits, limit] if limits == "limits" => default_limits.get(limit).cloned(),
             [timers, key] if timers == "timers" => default_timers.get(key).cloned(),
+            [redis, key] if redis == "redis" => default_redis.get(key).cloned(),
             [tls, tls_key] if tls == "tls" => tls_keys.get(tls_key).cloned(),
             [top] => defaults.get(top).cloned().or_else(|| unset_by_default(top)),
             _ => None,

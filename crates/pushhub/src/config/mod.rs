@@ -9,6 +9,7 @@
 
 mod env;
 mod locate;
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -56,7 +57,8 @@ pub struct RawConfig {
     /// Accept any valid app name on first use as a development app with `auth = "none"`.
     /// Default: true without a config file, false with one.
     pub dynamic_apps: Option<bool>,
-    /// Engine for channel streams and presence: "memory" (single node).
+    /// Engine for channel streams, presence, timers and cron: "memory" (one node, the
+    /// default) or "redis" (many nodes on one Redis: see `[redis]`).
     pub engine: EngineKind,
     /// Seconds between the server's WebSocket pings to each client.
     pub heartbeat: u64,
@@ -87,6 +89,8 @@ pub struct RawConfig {
     pub tls: Option<RawTls>,
     /// Delayed HTTP callbacks (jdserver's `/setTimeout`, `/v1/timers`).
     pub timers: RawTimers,
+    /// Where the Redis engine keeps cluster state; read when `engine = "redis"`.
+    pub redis: redis::RawRedis,
 }
 
 /// `[timers]`: how timers' HTTP calls are made, retried, kept and logged. Timers live in
@@ -546,6 +550,7 @@ impl Default for RawConfig {
             mswoole: None,
             tls: None,
             timers: RawTimers::default(),
+            redis: redis::RawRedis::default(),
         }
     }
 }
@@ -627,6 +632,8 @@ pub struct Config {
     pub tls: Option<RawTls>,
     /// Timers.
     pub timers: TimerSettings,
+    /// Where Redis is, when the engine is Redis (None with the memory engine).
+    pub redis: Option<crate::redis::RedisSettings>,
     /// Where the configuration came from, for the start-up log.
     pub source: String,
 }
@@ -666,6 +673,10 @@ pub struct Overrides {
     pub api_listen: Option<String>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--engine`.
+    pub engine: Option<EngineKind>,
+    /// `--redis-url` (repeated: several independent deployments); replaces `redis.urls`.
+    pub redis_urls: Vec<String>,
 }
 
 impl Config {
@@ -718,6 +729,12 @@ impl Config {
         }
         if let Some(dir) = &overrides.data_dir {
             raw.data_dir = dir.clone();
+        }
+        if let Some(engine) = overrides.engine {
+            raw.engine = engine;
+        }
+        if !overrides.redis_urls.is_empty() {
+            raw.redis.urls = overrides.redis_urls.clone();
         }
         if let (None, Some(password)) = (file, pushserve_password) {
             raw.pushserve.get_or_insert(RawPushServe {
@@ -957,6 +974,10 @@ fn validate(
     }
     check_liveness(&mut error, &[], raw.heartbeat, raw.idle_timeout);
     check_timers(&mut error, &raw.timers);
+    let redis = match raw.engine {
+        EngineKind::Memory => None,
+        EngineKind::Redis => redis::check(&raw.redis, &mut error),
+    };
     check_frame_bytes(
         &mut error,
         &["limits", "max_frame_bytes"],
@@ -1163,6 +1184,7 @@ fn validate(
         }),
         tls: raw.tls.clone(),
         timers,
+        redis,
         source: String::new(),
     })
 }

@@ -223,25 +223,31 @@ pub enum EngineKind {
     /// Single node, nothing to install.
     #[default]
     Memory,
+    /// Many nodes sharing Redis (or Valkey): see `[redis]` in the configuration.
+    Redis,
 }
 
 /// Build the engines the configuration asks for, their histories holding at most
 /// `max_history_bytes` over all apps; their background upkeep runs on `tracker` until
-/// `shutdown` fires.
+/// `shutdown` fires. `redis` is where Redis is, for the Redis engine.
 pub fn from_config(
     kind: EngineKind,
+    redis: Option<&crate::redis::RedisSettings>,
     max_history_bytes: usize,
     tracker: &tokio_util::task::TaskTracker,
     shutdown: tokio_util::sync::CancellationToken,
-) -> Engine {
-    match kind {
-        EngineKind::Memory => {
+) -> Result<Engine, EngineError> {
+    match (kind, redis) {
+        (EngineKind::Memory, _) => {
             let broker = Arc::new(memory::MemoryBroker::new(max_history_bytes));
             tracker.spawn(memory::sweep_periodically(broker.clone(), shutdown));
-            Engine {
+            Ok(Engine {
                 broker,
                 presence: Arc::new(memory::MemoryPresence::default()),
-            }
+            })
         }
+        (EngineKind::Redis, _) => Err(EngineError::Unavailable(
+            "the Redis engine is being built on this branch".into(),
+        )),
     }
 }

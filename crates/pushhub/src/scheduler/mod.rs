@@ -162,6 +162,9 @@ pub enum StartError {
     /// The HTTP client cannot be built.
     #[error("cannot make the HTTP client for timers: {0}")]
     Client(#[from] crate::outbound::OutboundError),
+    /// The engine (broker, presence) cannot be set up.
+    #[error("engine: {0}")]
+    Engine(#[from] crate::engine::EngineError),
 }
 
 impl Timers {
