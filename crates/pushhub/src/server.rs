@@ -73,9 +73,10 @@ pub async fn serve(
     let timers_done = tokio::spawn(timers.clone().run(shutdown.clone(), config.shutdown_grace));
     let stats = Arc::new(Stats::default());
     let tracker = TaskTracker::new();
+    let redis = connect_redis(&config).await?;
     let engine = engine::from_config(
         config.engine,
-        config.redis.as_ref(),
+        redis.clone(),
         config.limits.max_history_bytes,
         &tracker,
         shutdown.clone(),
@@ -201,6 +202,26 @@ pub async fn serve(
 
 /// Open the timer store in `data_dir` (off the runtime: opening after a crash repairs
 /// the file) and schedule its pending timers and cron jobs.
+/// How long start-up waits for Redis before serving anyway (reporting it unhealthy and
+/// refusing publishes with `engine_unavailable` until it answers).
+const REDIS_START_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The connections to Redis when the engine is Redis, connected (or still trying: a
+/// Redis that is down at start is reported and retried, not fatal).
+async fn connect_redis(
+    config: &Config,
+) -> Result<Option<Arc<crate::redis::RedisConnections>>, StartError> {
+    let Some(settings) = &config.redis else {
+        return Ok(None);
+    };
+    let connections = crate::redis::RedisConnections::build(settings)
+        .map_err(|error| StartError::Engine(engine::EngineError::Unavailable(error.to_string())))?;
+    for url in connections.connect(REDIS_START_WAIT).await {
+        tracing::error!(redis = %url, "Redis does not answer yet; serving anyway and retrying");
+    }
+    Ok(Some(Arc::new(connections)))
+}
+
 async fn start_timers(config: &Config) -> Result<Timers, StartError> {
     let dir = config.data_dir.clone();
     let cache_bytes = config.timers.store_cache_bytes;

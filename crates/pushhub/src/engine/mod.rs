@@ -229,10 +229,11 @@ pub enum EngineKind {
 
 /// Build the engines the configuration asks for, their histories holding at most
 /// `max_history_bytes` over all apps; their background upkeep runs on `tracker` until
-/// `shutdown` fires. `redis` is where Redis is, for the Redis engine.
+/// `shutdown` fires. `redis` is the connections to Redis, built once by the server when
+/// the engine is Redis (the timer store shares them).
 pub fn from_config(
     kind: EngineKind,
-    redis: Option<&crate::redis::RedisSettings>,
+    redis: Option<Arc<crate::redis::RedisConnections>>,
     max_history_bytes: usize,
     tracker: &tokio_util::task::TaskTracker,
     shutdown: tokio_util::sync::CancellationToken,
