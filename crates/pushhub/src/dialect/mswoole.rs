@@ -151,7 +151,7 @@ impl ClientHandler for MSwooleClient {
             return Ok(());
         };
         let rooms = std::mem::take(&mut identity.rooms);
-        let session = super::attach(
+        let mut session = super::attach(
             &self.hub,
             link,
             &self.renderer,
@@ -162,7 +162,7 @@ impl ClientHandler for MSwooleClient {
         )
         .await?;
         for room in rooms.iter().filter(|room| *room != "*") {
-            if let Err(error) = session.join_room(room).await {
+            if let Err(error) = session.join_room(room, None, |_| {}).await {
                 tracing::warn!(%error, room, "MSwoole client could not join its token's room");
             }
         }

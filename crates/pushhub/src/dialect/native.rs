@@ -17,6 +17,7 @@ use crate::auth::{authenticate, Credential, CredentialSource, Presented};
 use crate::backend::rooms::JoinRequest;
 use crate::backend::send::SendRequest;
 use crate::disconnect::Disconnect;
+use crate::hub::cursor::position;
 use crate::hub::{
     AppSettings, AuthMode, ConnInfo, Cursor, Hub, HubError, Publication, Render, Session,
 };
@@ -93,11 +94,17 @@ enum ClientFrame {
         #[serde(default)]
         data: serde_json::Value,
     },
-    /// Join a room, answered with `joined` (or an `error` with the same id).
+    /// Join a room, answered with `joined` (or an `error` with the same id); with the
+    /// position last seen in it (`epoch`, `off`, as `msg` frames carry them), what the room
+    /// carried since then is replayed first.
     Join {
         #[serde(default)]
         id: Option<serde_json::Value>,
         room: String,
+        #[serde(default)]
+        epoch: Option<String>,
+        #[serde(default)]
+        off: Option<u64>,
     },
     /// Leave a room, answered with `left`.
     Leave {
@@ -209,8 +216,12 @@ struct Joined<'a> {
     id: Option<&'a serde_json::Value>,
     room: &'a str,
     ch: &'a str,
+    /// Where the client stands before the replay that follows: its own position when
+    /// recovered, else the room's top.
     epoch: &'a str,
     off: u64,
+    /// False when the client gave a position the room's history no longer reaches.
+    recovered: bool,
 }
 
 #[derive(Serialize)]
@@ -406,15 +417,35 @@ impl NativeClient {
         Ok(())
     }
 
-    /// Join `room` if the app's policy lets this client: `joined` with where the room's
-    /// stream stands, or an `error`. A policy that asks the backend holds this
-    /// connection's later frames until it answers (within its timeout), so a `leave` sent
-    /// right after a `join` is handled after it.
-    async fn join(&mut self, room: &str, id: Option<&serde_json::Value>, link: &Link) {
-        let Some(session) = &self.session else { return };
+    /// Join `room` if the app's policy lets this client: `joined` with where the client
+    /// stands in the room's stream, then what it missed since `since`, or an `error`. A
+    /// policy that asks the backend holds this connection's later frames until it
+    /// answers (within its timeout), so a `leave` sent right after a `join` is handled
+    /// after it.
+    async fn join(
+        &mut self,
+        room: &str,
+        since: (Option<String>, Option<u64>),
+        id: Option<&serde_json::Value>,
+        link: &Link,
+    ) {
+        let Some(session) = &mut self.session else {
+            return;
+        };
         if let Err(error) = crate::hub::names::check_room(room) {
             return send_error(link, id, "invalid_room", &error.to_string());
         }
+        let since = match since {
+            (None, None) => None,
+            (epoch, Some(off)) => match position(epoch.as_deref().unwrap_or_default(), off) {
+                Ok(position) => Some(position),
+                Err(error) => return send_error(link, id, "invalid_position", &error.0),
+            },
+            (Some(_), None) => {
+                let why = "a join's position needs \"off\" (and \"epoch\")";
+                return send_error(link, id, "invalid_position", why);
+            }
+        };
         let conn = session.conn();
         let request = JoinRequest {
             app: &session.app().name,
@@ -431,18 +462,20 @@ impl NativeClient {
         {
             return send_error(link, id, refused.code(), &refused.to_string());
         }
-        match session.join_room(room).await {
-            Ok(state) => {
-                let joined = Joined {
-                    kind: "joined",
-                    id,
-                    room,
-                    ch: &state.channel,
-                    epoch: &state.position.epoch,
-                    off: state.position.offset,
-                };
-                link.send_text(&serde_json::to_vec(&joined).unwrap_or_default());
-            }
+        let joined = session.join_room(room, since, |state| {
+            let joined = Joined {
+                kind: "joined",
+                id,
+                room,
+                ch: &state.channel,
+                epoch: &state.start.epoch,
+                off: state.start.offset,
+                recovered: state.recovered,
+            };
+            link.send_text(&serde_json::to_vec(&joined).unwrap_or_default());
+        });
+        match joined.await {
+            Ok(_) => {}
             Err(error) => {
                 let reason = Disconnect::from(&error);
                 send_error(link, id, reason.name(), &reason.reason);
@@ -677,7 +710,12 @@ impl ClientHandler for NativeClient {
             }
             Ok(ClientFrame::Pong {}) => {}
             Ok(ClientFrame::Refresh { id, token }) => self.refresh(&token, id.as_ref(), link),
-            Ok(ClientFrame::Join { id, room }) => self.join(&room, id.as_ref(), link).await,
+            Ok(ClientFrame::Join {
+                id,
+                room,
+                epoch,
+                off,
+            }) => self.join(&room, (epoch, off), id.as_ref(), link).await,
             Ok(ClientFrame::Send {
                 id,
                 to,

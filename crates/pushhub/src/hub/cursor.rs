@@ -44,19 +44,10 @@ impl Cursor {
             let (rest, offset) = entry.rsplit_once(':').ok_or_else(bad)?;
             let (channel, epoch) = rest.rsplit_once('@').ok_or_else(bad)?;
             let offset: u64 = offset.parse().map_err(|_| bad())?;
-            let epoch_ok = epoch
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-            if channel.is_empty() || !epoch_ok || (epoch.is_empty() && offset != 0) {
+            if channel.is_empty() {
                 return Err(bad());
             }
-            cursor.set(
-                channel.into(),
-                StreamPosition {
-                    epoch: epoch.into(),
-                    offset,
-                },
-            );
+            cursor.set(channel.into(), position(epoch, offset).map_err(|_| bad())?);
         }
         Ok(cursor)
     }
@@ -75,6 +66,26 @@ impl Cursor {
     pub fn is_empty(&self) -> bool {
         self.positions.is_empty()
     }
+}
+
+/// The position a client names by `epoch` and `offset` (a cursor entry's, or a room
+/// `join`'s): the epoch is `[a-z0-9]`, and the empty epoch only goes with offset 0.
+pub fn position(epoch: &str, offset: u64) -> Result<StreamPosition, CursorError> {
+    let epoch_ok = epoch
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !epoch_ok {
+        return Err(CursorError(format!("epoch {epoch:?} is not [a-z0-9]")));
+    }
+    if epoch.is_empty() && offset != 0 {
+        return Err(CursorError(format!(
+            "offset {offset} without an epoch (the empty position is epoch \"\" and offset 0)"
+        )));
+    }
+    Ok(StreamPosition {
+        epoch: epoch.into(),
+        offset,
+    })
 }
 
 impl fmt::Display for Cursor {

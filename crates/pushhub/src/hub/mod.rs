@@ -38,7 +38,7 @@ pub use crate::engine::{Message, Publication};
 
 use crate::backend::events::Event;
 use crate::disconnect::Disconnect;
-use crate::engine::{BrokerEvents, Engine, EngineError, HistoryRequest, StreamPosition};
+use crate::engine::{BrokerEvents, Engine, EngineError, HistoryRequest, Recovery, StreamPosition};
 use crate::stats::Stats;
 use interest::Interest;
 use outbox::Unsent;
@@ -773,41 +773,151 @@ impl Session {
         conn_name(self.id)
     }
 
-    /// Join room `room`, answering where its stream stands. Whether the user may is the
-    /// caller's decision (the app's room policy); joining twice is harmless.
-    pub async fn join_room(&self, room: &str) -> Result<ChannelState, HubError> {
+    /// Join room `room` and call `answer` with where the connection stands in it (so the
+    /// answer is queued first), then queue what it missed there since `since` in order,
+    /// then go live, as [`Hub::connect`] does for the connection's own channels: a message
+    /// published to the room at any moment during this reaches the connection exactly
+    /// once. Without `since` the connection starts at the room's top. Whether the user may
+    /// join is the caller's decision (the app's room policy). Joining a room the
+    /// connection is in changes nothing and answers the room's top.
+    pub async fn join_room(
+        &mut self,
+        room: &str,
+        since: Option<StreamPosition>,
+        answer: impl FnOnce(&ChannelState),
+    ) -> Result<ChannelState, HubError> {
         names::check_room(room)?;
         let channel = channel::room(&self.app.name, room);
         let inner = &self.hub.inner;
-        if inner
+        // Held before it is a member: whatever is published to the room from here on is
+        // either in the history read below or handed over live (held until room_live).
+        self.subscriber.hold();
+        if !inner
             .registry
             .join_room(self.home, &channel, &self.subscriber)
         {
-            inner.take_interest(std::slice::from_ref(&channel)).await?;
-            inner
-                .engine
-                .presence
-                .join(&channel, &self.user, self.id)
-                .await?;
-            room_event(&self.app, &self.user, self.id, room, true);
+            self.subscriber.release(&inner.renders);
+            let top = self.top(&channel).await?;
+            let state = ChannelState {
+                channel,
+                start: top.clone(),
+                position: top,
+                recovered: true,
+            };
+            answer(&state);
+            return Ok(state);
         }
-        let top = inner
+        let limit = replay_limit(&self.subscriber, None);
+        let recovery = match self.enter_room(&channel, since.clone(), limit).await {
+            Ok(recovery) => recovery,
+            Err(error) => {
+                inner
+                    .registry
+                    .leave_room(self.home, &channel, &self.subscriber);
+                self.subscriber.release(&inner.renders);
+                return Err(error);
+            }
+        };
+        let recovered = since.is_none() || recovery.complete;
+        let start = match since {
+            Some(since) if recovery.complete => since,
+            _ => recovery.top.clone(),
+        };
+        let mut missed = recovery.missed;
+        let encoded = self.hub.replay_bytes(&missed, &self.subscriber, limit);
+        let more_to_replay = encoded.len() < missed.len()
+            || missed
+                .last()
+                .is_some_and(|last| last.position.offset < recovery.top.offset);
+        missed.truncate(encoded.len());
+        let state = ChannelState {
+            channel,
+            start,
+            position: recovery.top,
+            recovered,
+        };
+        answer(&state);
+        for (publication, bytes) in missed.iter().zip(encoded) {
+            self.subscriber.replay(publication, bytes);
+        }
+        inner.stats.replayed(missed.len() as u64);
+        if more_to_replay {
+            // As at connect: the client rejoins from its new position for the rest.
+            self.subscriber.outbox.close(Disconnect::REPLAY_CONTINUES);
+        }
+        self.subscriber
+            .room_live(&state.channel, state.position.clone(), &inner.renders);
+        room_event(&self.app, &self.user, self.id, room, true);
+        Ok(state)
+    }
+
+    /// The engine side of joining room channel `channel` (already a local member): broker
+    /// interest, presence, and what the room holds after `since` (at most `limit`
+    /// publications). On an error nothing of it is left behind.
+    async fn enter_room(
+        &self,
+        channel: &Arc<str>,
+        since: Option<StreamPosition>,
+        limit: usize,
+    ) -> Result<Recovery, HubError> {
+        let inner = &self.hub.inner;
+        let channels = std::slice::from_ref(channel);
+        if let Err(error) = inner.take_interest(channels).await {
+            inner.drop_interest(channels).await;
+            return Err(error.into());
+        }
+        if let Err(error) = inner
+            .engine
+            .presence
+            .join(channel, &self.user, self.id)
+            .await
+        {
+            inner.drop_interest(channels).await;
+            return Err(error.into());
+        }
+        let limit = if since.is_some() { limit } else { 0 };
+        let request = HistoryRequest {
+            channel: channel.clone(),
+            since,
+            limit: Some(limit),
+        };
+        match inner.engine.broker.history(&[request]).await {
+            Ok(mut recoveries) => Ok(recoveries.pop().unwrap_or_else(|| Recovery {
+                top: StreamPosition::empty(),
+                missed: Vec::new(),
+                complete: false,
+            })),
+            Err(error) => {
+                inner.drop_interest(channels).await;
+                if let Err(error) = inner
+                    .engine
+                    .presence
+                    .leave(channel, &self.user, self.id)
+                    .await
+                {
+                    tracing::warn!(%error, conn = self.id, "presence leave failed");
+                }
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Where room channel `channel`'s stream stands.
+    async fn top(&self, channel: &Arc<str>) -> Result<StreamPosition, HubError> {
+        let request = HistoryRequest {
+            channel: channel.clone(),
+            since: None,
+            limit: Some(0),
+        };
+        Ok(self
+            .hub
+            .inner
             .engine
             .broker
-            .history(&[HistoryRequest {
-                channel: channel.clone(),
-                since: None,
-                limit: Some(0),
-            }])
+            .history(&[request])
             .await?
             .pop()
-            .map_or_else(StreamPosition::empty, |r| r.top);
-        Ok(ChannelState {
-            channel,
-            start: top.clone(),
-            position: top,
-            recovered: true,
-        })
+            .map_or_else(StreamPosition::empty, |r| r.top))
     }
 
     /// Leave room `room`. False when the connection was not in it.

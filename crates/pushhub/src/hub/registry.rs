@@ -55,6 +55,25 @@ impl RecentShared {
     }
 }
 
+/// A room a connection joined after connecting.
+struct JoinedRoom {
+    channel: Arc<str>,
+    /// Where the join's history read reached: a live publication at or below it was
+    /// replayed already (or came before the join). Cleared by the room's first live
+    /// publication past it, after which none at or below it can come (one channel's
+    /// publications arrive in offset order).
+    replayed_to: Option<StreamPosition>,
+}
+
+impl JoinedRoom {
+    fn new(channel: Arc<str>) -> Self {
+        Self {
+            channel,
+            replayed_to: None,
+        }
+    }
+}
+
 /// What fan-out needs of a connection: where to queue, in which format, and whether it is
 /// still catching up.
 ///
@@ -78,7 +97,10 @@ pub struct Subscriber {
     recovered_to: OnceLock<Vec<(Arc<str>, StreamPosition)>>,
     /// Room channels the connection joined after connecting; changed only under its
     /// user's shard lock, so a close and a server-side join never miss each other.
-    rooms: Mutex<Vec<Arc<str>>>,
+    rooms: Mutex<Vec<JoinedRoom>>,
+    /// True while some room's `replayed_to` is set, so a connection with none pays one
+    /// load per live publication rather than a lock.
+    replaying_rooms: AtomicBool,
     /// Shared messages taken lately; allocated on the first one, so a connection that
     /// only ever gets single-channel pushes pays one pointer for it.
     shared: Mutex<Option<Box<RecentShared>>>,
@@ -95,6 +117,7 @@ impl Subscriber {
             held: Mutex::new(Some(Vec::new())),
             recovered_to: OnceLock::new(),
             rooms: Mutex::new(Vec::new()),
+            replaying_rooms: AtomicBool::new(false),
             shared: Mutex::new(None),
         }
     }
@@ -152,15 +175,37 @@ impl Subscriber {
         }
     }
 
-    /// True when the connection's recovery covered `publication`.
+    /// True when the connection's recovery, or the join of the room it came through,
+    /// covered `publication`.
     fn recovered(&self, publication: &Publication) -> bool {
-        self.recovered_to.get().is_some_and(|positions| {
-            positions.iter().any(|(channel, top)| {
-                publication.position.offset <= top.offset
-                    && *channel == publication.channel
-                    && top.epoch == publication.position.epoch
-            })
-        })
+        let at_connect = self.recovered_to.get().is_some_and(|positions| {
+            positions
+                .iter()
+                .any(|(channel, top)| covers(channel, top, publication))
+        });
+        at_connect || (self.replaying_rooms.load(Ordering::Acquire) && self.replayed(publication))
+    }
+
+    /// True when a room join's replay covered `publication`; a publication of the room
+    /// past that replay ends the room's check.
+    fn replayed(&self, publication: &Publication) -> bool {
+        let mut rooms = lock(&self.rooms);
+        let mut covered = false;
+        for room in rooms.iter_mut() {
+            let Some(top) = &room.replayed_to else {
+                continue;
+            };
+            if room.channel == publication.channel {
+                covered = covers(&room.channel, top, publication);
+                if !covered {
+                    room.replayed_to = None;
+                }
+            }
+        }
+        if rooms.iter().all(|room| room.replayed_to.is_none()) {
+            self.replaying_rooms.store(false, Ordering::Release);
+        }
+        covered
     }
 
     /// Queue `publication` now (replay) as `bytes`, its encoding in this connection's
@@ -180,6 +225,35 @@ impl Subscriber {
     /// directly, skipping any the recovery covered.
     pub fn go_live(&self, recovered_to: Vec<(Arc<str>, StreamPosition)>, store: &RenderStore) {
         let _ = self.recovered_to.set(recovered_to);
+        self.release(store);
+    }
+
+    /// Hold live publications again, as at connect, while the hub reads what the
+    /// connection missed in a room it joins; [`Subscriber::room_live`] or
+    /// [`Subscriber::release`] ends it. A connection joins one room at a time.
+    pub fn hold(&self) {
+        let mut held = lock(&self.held);
+        held.get_or_insert_with(Vec::new);
+        self.recovering.store(true, Ordering::Release);
+    }
+
+    /// Stop holding after joining room channel `room`, whose replay reached `replayed_to`:
+    /// like [`Subscriber::go_live`], live publications of the room at or below it are
+    /// skipped from now on.
+    pub fn room_live(&self, room: &str, replayed_to: StreamPosition, store: &RenderStore) {
+        {
+            let mut rooms = lock(&self.rooms);
+            if let Some(joined) = rooms.iter_mut().find(|r| &*r.channel == room) {
+                joined.replayed_to = Some(replayed_to);
+                self.replaying_rooms.store(true, Ordering::Release);
+            }
+        }
+        self.release(store);
+    }
+
+    /// Stop holding: queue the held publications the recoveries did not cover, in order,
+    /// then deliver live ones directly.
+    pub fn release(&self, store: &RenderStore) {
         let mut held = lock(&self.held);
         for publication in held.take().unwrap_or_default() {
             if !self.recovered(&publication) {
@@ -192,6 +266,13 @@ impl Subscriber {
         }
         self.recovering.store(false, Ordering::Release);
     }
+}
+
+/// True when `publication` of `channel` is at or below `top` in the same epoch.
+fn covers(channel: &str, top: &StreamPosition, publication: &Publication) -> bool {
+    publication.position.offset <= top.offset
+        && *channel == *publication.channel
+        && top.epoch == publication.position.epoch
 }
 
 type Members = HashMap<ConnId, Arc<Subscriber>>;
@@ -287,7 +368,10 @@ impl Registry {
     /// forgotten. Returns the rooms it was in.
     pub fn unsubscribe(&self, home: u64, channels: &[Arc<str>], sub: &Subscriber) -> Vec<Arc<str>> {
         let mut shard = lock(self.shard(home));
-        let rooms = std::mem::take(&mut *lock(&sub.rooms));
+        let rooms: Vec<Arc<str>> = std::mem::take(&mut *lock(&sub.rooms))
+            .into_iter()
+            .map(|room| room.channel)
+            .collect();
         for channel in channels.iter().chain(&rooms) {
             remove_member(&mut shard, channel, sub.id);
         }
@@ -298,10 +382,10 @@ impl Registry {
     pub fn join_room(&self, home: u64, room: &Arc<str>, sub: &Arc<Subscriber>) -> bool {
         let mut shard = lock(self.shard(home));
         let mut rooms = lock(&sub.rooms);
-        if rooms.contains(room) {
+        if rooms.iter().any(|r| r.channel == *room) {
             return false;
         }
-        rooms.push(room.clone());
+        rooms.push(JoinedRoom::new(room.clone()));
         shard
             .entry(room.clone())
             .or_default()
@@ -313,7 +397,7 @@ impl Registry {
     pub fn leave_room(&self, home: u64, room: &Arc<str>, sub: &Subscriber) -> bool {
         let mut shard = lock(self.shard(home));
         let mut rooms = lock(&sub.rooms);
-        let Some(at) = rooms.iter().position(|r| r == room) else {
+        let Some(at) = rooms.iter().position(|r| r.channel == *room) else {
             return false;
         };
         rooms.swap_remove(at);
@@ -333,8 +417,8 @@ impl Registry {
         let mut joined = Vec::new();
         for sub in members {
             let mut rooms = lock(&sub.rooms);
-            if !rooms.contains(room) {
-                rooms.push(room.clone());
+            if !rooms.iter().any(|r| r.channel == *room) {
+                rooms.push(JoinedRoom::new(room.clone()));
                 joined.push(sub.id);
                 shard
                     .entry(room.clone())
@@ -356,7 +440,7 @@ impl Registry {
         let mut left = Vec::new();
         for sub in members {
             let mut rooms = lock(&sub.rooms);
-            if let Some(at) = rooms.iter().position(|r| r == room) {
+            if let Some(at) = rooms.iter().position(|r| r.channel == *room) {
                 rooms.swap_remove(at);
                 left.push(sub.id);
                 remove_member(&mut shard, room, sub.id);

@@ -27,6 +27,7 @@ mod mswoole;
 mod native_ws;
 mod pushserve;
 mod resume;
+mod room_resume;
 mod rooms;
 mod rpc;
 mod send;
