@@ -148,13 +148,18 @@ export interface RecoveredEvent {
   recovered: boolean;
   /** The channels that were not recovered (`"*"`: unknown which). */
   lost: string[];
+  /** Set when a room joined again after a reconnect could not be resumed. */
+  room?: string;
 }
 
 export interface JoinResult {
   room: string;
   ch: string;
+  /** Where the client stands in the room before the replay that follows the answer. */
   epoch: string;
   off: number;
+  /** false: the client knew a position in the room, and its history no longer reaches it. */
+  recovered: boolean;
 }
 
 export interface SentResult {
@@ -208,7 +213,7 @@ export declare class PushhubClient {
   close(): void;
   /** Call the app's backend; resolves with its answer. WebSocket only. */
   rpc<T = unknown>(method: string, data?: unknown, options?: CallOptions): Promise<T>;
-  /** Join a room (joined again after every reconnect). WebSocket only. */
+  /** Join a room, resuming from the position the client knows in it (joined again, resuming, after every reconnect). WebSocket only. */
   join(room: string, options?: CallOptions): Promise<JoinResult>;
   leave(room: string, options?: CallOptions): Promise<{ room: string }>;
   /** Send an event to a user of the app (when the app allows it). WebSocket only. */

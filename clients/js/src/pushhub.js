@@ -142,7 +142,7 @@ export class Stream {
     for (const [ch, p] of parseCursor(cursor)) this.positions.set(ch, p);
   }
 
-  /** Set one channel's position (a `joined` frame). */
+  /** Set one channel's position (a `joined` frame's). */
   set(ch, epoch, off) {
     this.positions.set(ch, { epoch: epoch ?? "", off: off ?? 0 });
   }
@@ -397,19 +397,24 @@ export class PushhubClient {
     return this._request("rpc", frame, timeout, (reply) => reply.data);
   }
 
-  /** Join a room; resolves with `{room, ch, epoch, off}`. The room is joined again after reconnects. WebSocket only. */
+  /**
+   * Join a room; resolves with `{room, ch, epoch, off, recovered}`. When the client knows a
+   * position in the room (its cursor, e.g. the `since` option, names the room's channel),
+   * the server first replays what the room carried since then; `recovered` is false when
+   * it no longer could. The room is joined again, resuming, after reconnects. WebSocket only.
+   */
   join(room, { timeout } = {}) {
-    return this._request("join", { type: "join", room }, timeout, (joined) => {
+    return this._request("join", this._joinFrame(room), timeout, (joined) => {
       this._rooms.add(room);
-      if (joined.ch) this._stream.set(joined.ch, joined.epoch, joined.off);
-      return { room: joined.room, ch: joined.ch, epoch: joined.epoch, off: joined.off };
+      this._joined(joined);
+      return { room: joined.room, ch: joined.ch, epoch: joined.epoch, off: joined.off, recovered: joined.recovered !== false };
     });
   }
 
-  /** Leave a room; resolves with `{room}`. WebSocket only. */
+  /** Leave a room; resolves with `{room}`. A later join starts from the room's newest message. WebSocket only. */
   leave(room, { timeout } = {}) {
     this._rooms.delete(room);
-    this._stream.positions.delete(`${this.app}:room:${room}`); // rooms are not resumed
+    this._stream.positions.delete(roomChannel(this.app, room));
     return this._request("leave", { type: "leave", room }, timeout, (left) => ({ room: left.room }));
   }
 
@@ -622,9 +627,26 @@ export class PushhubClient {
     return true;
   }
 
+  /** A `join` frame for `room`, carrying the position known in it (to resume from). */
+  _joinFrame(room) {
+    const frame = { type: "join", room };
+    const known = this._stream.positions.get(roomChannel(this.app, room));
+    if (known) {
+      frame.epoch = known.epoch;
+      frame.off = known.off;
+    }
+    return frame;
+  }
+
+  /** A `joined` answer: where the client stands in the room before the replay that follows. */
+  _joined(joined) {
+    if (joined.ch) this._stream.set(joined.ch, joined.epoch, joined.off);
+  }
+
   _rejoin(room) {
-    this._request("join", { type: "join", room }, undefined, (joined) => {
-      if (joined.ch) this._stream.set(joined.ch, joined.epoch, joined.off);
+    this._request("join", this._joinFrame(room), undefined, (joined) => {
+      this._joined(joined);
+      if (joined.recovered === false) this._emit("recovered", { recovered: false, lost: [joined.ch], room });
       return joined;
     }).catch((error) => {
       if (error.code === "disconnected" || error.code === "closed") return;
@@ -971,6 +993,11 @@ export class PushhubClient {
     })();
     return link;
   }
+}
+
+/** The channel of `room` in `app`, as the server names it (`APP:room:ROOM`). */
+function roomChannel(app, room) {
+  return `${app}:room:${room}`;
 }
 
 /** How a connection's end is handled: `terminal`, `token` (fresh token, at once), `resume` (at once) or `retry` (backoff). */

@@ -91,6 +91,29 @@ describe("against a real server", { skip: skip ?? false, concurrency: true, time
     client.close();
   });
 
+  serverTest("WebSocket: a room is joined again after a reconnect and resumes, each message once", async (server) => {
+    const { client, seen, data } = open(server, { user: "room-1", reconnect: { min: 300, max: 300, jitter: 0 } });
+    await until(() => client.state === "connected", "connected");
+    const joined = await client.join("resume");
+    assert.equal(joined.recovered, true);
+    await server.push({ room: "resume", data: 1 });
+    await until(() => seen.message.length === 1, "message 1");
+    const kicked = await server.api("POST", "/v1/disconnect", { app: "demo", user: "room-1" });
+    assert.equal(kicked.status, 200);
+    // While it is away (300 ms): three messages to the room only.
+    for (const n of [2, 3, 4]) await server.push({ room: "resume", data: n });
+    await until(() => seen.message.length >= 4, "the missed room messages");
+    await server.push({ room: "resume", data: 5 });
+    await until(() => seen.message.length >= 5, "five messages");
+    await new Promise((r) => setTimeout(r, 200)); // a duplicate would show up by now
+    assert.deepEqual(data(), [1, 2, 3, 4, 5]);
+    assert.ok(seen.message.every((m) => m.ch === "demo:room:resume"));
+    assert.deepEqual(seen.recovered, [{ recovered: true, lost: [] }]);
+    assert.deepEqual(client.rooms, ["resume"]);
+    assert.match(client.cursor, /demo:room:resume@[a-z0-9]+:5/);
+    client.close();
+  });
+
   for (const transport of ["websocket", "sse", "poll"]) {
     serverTest(`${transport}: kicked, resumes with everything once, in order`, async (server) => {
       const user = `resume-${transport}`;

@@ -241,8 +241,9 @@ describe("client", () => {
     ws.welcome();
     const join = ws.sent.find((f) => f.type === "join");
     assert.equal(join.room, "lobby");
-    ws.receive({ type: "joined", id: join.id, room: "lobby", ch: "demo:room:lobby", epoch: "r1", off: 4 });
-    assert.deepEqual(await joined, { room: "lobby", ch: "demo:room:lobby", epoch: "r1", off: 4 });
+    assert.equal(join.off, undefined, "no position known: joins at the top");
+    ws.receive({ type: "joined", id: join.id, room: "lobby", ch: "demo:room:lobby", epoch: "r1", off: 4, recovered: true });
+    assert.deepEqual(await joined, { room: "lobby", ch: "demo:room:lobby", epoch: "r1", off: 4, recovered: true });
     assert.deepEqual(client.rooms, ["lobby"]);
     const sent = client.send("200", "hi", { text: "yo" });
     assert.deepEqual(ws.sent.at(-1), { type: "send", to: "200", event: "hi", data: { text: "yo" }, id: ws.sent.at(-1).id });
@@ -276,6 +277,46 @@ describe("client", () => {
     ws.receive({ type: "msg", ch: "demo:user:100", epoch: "e1", off: 2, id: "m2", data: 2 });
     ws.receive({ type: "msg", ch: "demo:all", epoch: "a1", off: 1, id: "m2", data: 2 }); // same push, other channel
     assert.deepEqual(seen.message.map((m) => m.id), ["m1", "m2"]);
+  });
+
+  test("rooms are joined again from their last position; the replay comes once; a lost gap is reported", async () => {
+    const { client, seen } = make();
+    let ws = FakeSocket.last;
+    ws.welcome();
+    const joined = client.join("lobby");
+    ws.receive({ type: "joined", id: ws.sent.at(-1).id, room: "lobby", ch: "demo:room:lobby", epoch: "", off: 0, recovered: true });
+    assert.equal((await joined).recovered, true);
+    ws.receive({ type: "msg", ch: "demo:room:lobby", epoch: "r1", off: 1, id: "a", data: 1 });
+    ws.receive({ type: "msg", ch: "demo:room:lobby", epoch: "r1", off: 2, id: "b", data: 2 });
+    ws.drop(1006);
+    clock.advance(1000);
+    ws = FakeSocket.last;
+    ws.welcome();
+    const rejoin = ws.sent[0];
+    assert.deepEqual([rejoin.type, rejoin.room, rejoin.epoch, rejoin.off], ["join", "lobby", "r1", 2]);
+    ws.receive({ type: "joined", id: rejoin.id, room: "lobby", ch: "demo:room:lobby", epoch: "r1", off: 2, recovered: true });
+    ws.receive({ type: "msg", ch: "demo:room:lobby", epoch: "r1", off: 2, id: "b", data: 2 }); // overlap
+    ws.receive({ type: "msg", ch: "demo:room:lobby", epoch: "r1", off: 3, id: "c", data: 3 });
+    assert.deepEqual(seen.message.map((m) => m.id), ["a", "b", "c"]);
+    assert.deepEqual(seen.recovered, [{ recovered: true, lost: [] }]);
+
+    ws.drop(1006);
+    clock.advance(1000);
+    ws = FakeSocket.last;
+    ws.welcome();
+    assert.deepEqual([ws.sent[0].epoch, ws.sent[0].off], ["r1", 3]);
+    ws.receive({ type: "joined", id: ws.sent[0].id, room: "lobby", ch: "demo:room:lobby", epoch: "r2", off: 9, recovered: false });
+    await tick();
+    assert.deepEqual(seen.recovered.at(-1), { recovered: false, lost: ["demo:room:lobby"], room: "lobby" });
+    ws.receive({ type: "msg", ch: "demo:room:lobby", epoch: "r2", off: 10, id: "d", data: 4 });
+    assert.deepEqual(seen.message.map((m) => m.id), ["a", "b", "c", "d"]);
+    assert.match(client.cursor, /demo:room:lobby@r2:10/);
+
+    await Promise.all([client.leave("lobby"), ws.receive({ type: "left", id: ws.sent.at(-1).id, room: "lobby" })]);
+    const again = client.join("lobby");
+    assert.equal(ws.sent.at(-1).off, undefined, "after a leave, a join starts at the top");
+    ws.receive({ type: "joined", id: ws.sent.at(-1).id, room: "lobby", ch: "demo:room:lobby", epoch: "r2", off: 10, recovered: true });
+    await again;
   });
 
   test("the backoff grows while attempts fail, and resets after a welcome", () => {

@@ -779,7 +779,8 @@ impl Session {
     /// published to the room at any moment during this reaches the connection exactly
     /// once. Without `since` the connection starts at the room's top. Whether the user may
     /// join is the caller's decision (the app's room policy). Joining a room the
-    /// connection is in changes nothing and answers the room's top.
+    /// connection is in changes nothing: it has had the room's messages live, so the
+    /// answer's start is its own `since` (or the top).
     pub async fn join_room(
         &mut self,
         room: &str,
@@ -800,7 +801,7 @@ impl Session {
             let top = self.top(&channel).await?;
             let state = ChannelState {
                 channel,
-                start: top.clone(),
+                start: since.unwrap_or_else(|| top.clone()),
                 position: top,
                 recovered: true,
             };
