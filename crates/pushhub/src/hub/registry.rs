@@ -626,6 +626,90 @@ mod tests {
         assert_eq!(renderer.1.load(Ordering::Relaxed), 1);
     }
 
+    fn at(channel: &str, epoch: &str, offset: u64) -> Arc<Publication> {
+        Arc::new(Publication::new(
+            channel.into(),
+            StreamPosition {
+                epoch: epoch.into(),
+                offset,
+            },
+            Arc::new(crate::hub::Message::for_test("x")),
+        ))
+    }
+
+    /// A room join holds the connection's live messages while the history is read, then
+    /// lets through only what the replay did not cover, held or live; the room's first
+    /// message past the replay ends the check.
+    #[test]
+    fn a_room_join_skips_what_its_replay_covered() {
+        let store = RenderStore::new();
+        let limits = OutboxLimits {
+            max_messages: 100,
+            max_bytes: 100_000,
+        };
+        let registry = Registry::new();
+        let home = Registry::home("a", "1");
+        let sub = Arc::new(Subscriber::new(
+            1,
+            Arc::new(Outbox::new(limits)),
+            Arc::new(Counting(FormatId::unique(), Default::default())),
+        ));
+        registry.subscribe(home, &["a:user:1".into()], &sub);
+        sub.go_live(Vec::new(), &store);
+        let offer = |p: &Arc<Publication>| {
+            sub.offer(p, &mut RenderCache::new(p, &store), &mut Unsent::default())
+        };
+        let room: Arc<str> = "a:room:r".into();
+        sub.hold();
+        assert!(registry.join_room(home, &room, &sub));
+        for publication in [
+            at("a:room:r", "e", 4),
+            at("a:room:r", "e", 5),
+            at("a:user:1", "u", 1),
+        ] {
+            assert!(offer(&publication), "held while the join reads the history");
+        }
+        sub.room_live(
+            &room,
+            StreamPosition {
+                epoch: "e".into(),
+                offset: 4,
+            },
+            &store,
+        );
+        let mut frames = Vec::new();
+        sub.outbox.drain(&mut frames);
+        let queued: Vec<(String, u64)> = frames
+            .iter()
+            .filter_map(|f| f.publication.as_ref())
+            .map(|p| (p.channel.to_string(), p.position.offset))
+            .collect();
+        assert_eq!(queued, [("a:room:r".into(), 5), ("a:user:1".into(), 1)]);
+        assert!(
+            !sub.replaying_rooms.load(Ordering::Acquire),
+            "offset 5 ended the check"
+        );
+        assert!(offer(&at("a:room:r", "e", 6)));
+
+        let other: Arc<str> = "a:room:s".into();
+        sub.hold();
+        assert!(registry.join_room(home, &other, &sub));
+        sub.room_live(
+            &other,
+            StreamPosition {
+                epoch: "f".into(),
+                offset: 9,
+            },
+            &store,
+        );
+        assert!(
+            !offer(&at("a:room:s", "f", 9)),
+            "replayed already: skipped live"
+        );
+        assert!(offer(&at("a:room:s", "f", 10)));
+        assert!(!sub.replaying_rooms.load(Ordering::Acquire));
+    }
+
     fn shared_message(id: &str, channel: &str) -> Arc<Publication> {
         Arc::new(Publication::new(
             channel.into(),
