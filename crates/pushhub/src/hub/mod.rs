@@ -790,14 +790,23 @@ impl Session {
         names::check_room(room)?;
         let channel = channel::room(&self.app.name, room);
         let inner = &self.hub.inner;
-        // Held before it is a member: whatever is published to the room from here on is
-        // either in the history read below or handed over live (held until room_live).
+        let channels = std::slice::from_ref(&channel);
+        // Held before it is a member, and subscribed before the history is read: whatever
+        // is published to the room from here on is either in the history read below or
+        // handed over live (held until room_live). Interest comes before membership, so a
+        // join abandoned halfway never drops interest it did not take.
         self.subscriber.hold();
+        if let Err(error) = inner.take_interest(channels).await {
+            inner.drop_interest(channels).await;
+            self.subscriber.release(&inner.renders);
+            return Err(error.into());
+        }
         if !inner
             .registry
             .join_room(self.home, &channel, &self.subscriber)
         {
             self.subscriber.release(&inner.renders);
+            inner.drop_interest(channels).await;
             let top = self.top(&channel).await?;
             let state = ChannelState {
                 channel,
@@ -816,6 +825,7 @@ impl Session {
                     .registry
                     .leave_room(self.home, &channel, &self.subscriber);
                 self.subscriber.release(&inner.renders);
+                inner.drop_interest(channels).await;
                 return Err(error);
             }
         };
@@ -852,9 +862,9 @@ impl Session {
         Ok(state)
     }
 
-    /// The engine side of joining room channel `channel` (already a local member): broker
-    /// interest, presence, and what the room holds after `since` (at most `limit`
-    /// publications). On an error nothing of it is left behind.
+    /// Presence in room channel `channel` (the connection already a local member with
+    /// broker interest), and what the room holds after `since` (at most `limit`
+    /// publications). On an error no presence is left behind.
     async fn enter_room(
         &self,
         channel: &Arc<str>,
@@ -862,20 +872,11 @@ impl Session {
         limit: usize,
     ) -> Result<Recovery, HubError> {
         let inner = &self.hub.inner;
-        let channels = std::slice::from_ref(channel);
-        if let Err(error) = inner.take_interest(channels).await {
-            inner.drop_interest(channels).await;
-            return Err(error.into());
-        }
-        if let Err(error) = inner
+        inner
             .engine
             .presence
             .join(channel, &self.user, self.id)
-            .await
-        {
-            inner.drop_interest(channels).await;
-            return Err(error.into());
-        }
+            .await?;
         let limit = if since.is_some() { limit } else { 0 };
         let request = HistoryRequest {
             channel: channel.clone(),
@@ -889,7 +890,6 @@ impl Session {
                 complete: false,
             })),
             Err(error) => {
-                inner.drop_interest(channels).await;
                 if let Err(error) = inner
                     .engine
                     .presence
