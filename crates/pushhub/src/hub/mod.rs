@@ -91,13 +91,14 @@ pub struct ConnectRequest {
     pub max_replay: Option<usize>,
 }
 
-/// One channel of a connection and where it stood when the connection attached.
+/// One channel of a connection and where it stood when the connection attached (or, for
+/// a room, joined it).
 #[derive(Debug, Clone)]
 pub struct ChannelState {
     /// The channel.
     pub channel: Arc<str>,
-    /// Where the client stands before the replay that follows the greeting: its own
-    /// position when resumed, else the top.
+    /// Where the client stands before the replay that follows the greeting (or the join's
+    /// answer): its own position when resumed, else the top.
     pub start: StreamPosition,
     /// The channel's top position: where the client stands once the replay has arrived.
     pub position: StreamPosition,
