@@ -163,6 +163,28 @@ describe("in Chromium", { skip: skip ?? false, timeout: 120000 }, () => {
     await target.stop();
   });
 
+  test("(e) a room is joined again after a kick and resumes: every room message once, in order", async () => {
+    const { page, context, errors } = await demoPage(server, { user: "e-100" });
+    await page.fill("#room", "e-room");
+    await page.click("#join");
+    await until(async () => /join → .*"recovered":true/.test(await page.textContent("#frame-result")), "joined");
+    await server.push({ room: "e-room", data: 1 });
+    await until(async () => (await received(page)).length === 1, "the first room message");
+    const kicked = await server.api("POST", "/v1/disconnect", { app: "demo", user: "e-100" });
+    assert.equal(kicked.status, 200);
+    for (const n of [2, 3, 4]) await server.push({ room: "e-room", data: n });
+    await until(async () => (await received(page)).length >= 4, "the missed room messages");
+    await server.push({ room: "e-room", data: 5 });
+    await until(async () => (await received(page)).length >= 5, "five room messages");
+    await new Promise((r) => setTimeout(r, 300)); // room for a duplicate to show up
+    assert.deepEqual(await received(page), [1, 2, 3, 4, 5]);
+    assert.equal(await page.textContent("#rooms"), "e-room");
+    const resumes = await page.evaluate(() => window.demo.events.filter((e) => e.kind === "recovered").map((e) => e.text));
+    assert.deepEqual(resumes, ["resumed: nothing missed"]);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
   test("(c) WebSocket blocked: falls back to SSE, which resumes too; then to long-poll", async () => {
     const { page, context, errors } = await demoPage(server, { user: "c-100", init: blockWebSocket });
     assert.equal(await page.textContent("#transport"), "sse");
