@@ -297,6 +297,7 @@ export class PushhubClient {
     this._pending = new Map();
     this._queue = [];
     this._rooms = new Set();
+    this._roomResets = new Set();
     this._worked = new Set();
     this._seq = 0;
     this._gen = 0;
@@ -644,9 +645,24 @@ export class PushhubClient {
   }
 
   _rejoin(room) {
-    this._request("join", this._joinFrame(room), undefined, (joined) => {
+    const frame = this._joinFrame(room);
+    this._request("join", frame, undefined, (joined) => {
+      if (joined.recovered === false) {
+        this._emit("recovered", { recovered: false, lost: [joined.ch], room });
+        // The room's epoch changed (a server restart, a room silent past its history_ttl):
+        // every message of its new epoch is new to us. As for the connection's own
+        // channels, ask for them from the start (the empty position), once, on a fresh
+        // connection; nothing of the room was taken from this one.
+        if (!this._roomResets.has(room) && frame.epoch && joined.epoch && joined.epoch !== frame.epoch) {
+          this._roomResets.add(room);
+          this._stream.reset(joined.ch);
+          this._end(1000, "resuming a room from its new epoch");
+          this._start();
+          return joined;
+        }
+      }
+      this._roomResets.delete(room);
       this._joined(joined);
-      if (joined.recovered === false) this._emit("recovered", { recovered: false, lost: [joined.ch], room });
       return joined;
     }).catch((error) => {
       if (error.code === "disconnected" || error.code === "closed") return;

@@ -207,6 +207,32 @@ describe("against a server that dies", { skip: skip ?? false, concurrency: true,
     }
   });
 
+  test("killed and restarted: a joined room is joined again and its new epoch read from its start", async () => {
+    let server = await startServer({ config: CONFIG });
+    const first = server;
+    try {
+      const { client, seen, data } = open(server, { user: "crash-room" });
+      await until(() => client.state === "connected", "connected");
+      await client.join("den");
+      await server.push({ room: "den", data: "before" });
+      await until(() => seen.message.length === 1, "one message");
+      await server.kill();
+      await until(() => client.state === "reconnecting", "noticed");
+      server = await server.restart();
+      // Pushed before the client is back (most likely): kept in the room's new epoch.
+      await server.push({ room: "den", data: "after 1" });
+      await until(() => seen.message.length === 2, "the room's new epoch, from its start");
+      await server.push({ room: "den", data: "after 2" });
+      await until(() => seen.message.length === 3, "three messages");
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(data(), ["before", "after 1", "after 2"]);
+      assert.deepEqual(client.rooms, ["den"]);
+    } finally {
+      for (const client of first.clients) client.close();
+      await server.stop();
+    }
+  });
+
   test("heartbeat: a frozen server (half-open link) is detected and left", async () => {
     const server = await startServer({ config: CONFIG });
     try {

@@ -305,17 +305,36 @@ describe("client", () => {
     ws = FakeSocket.last;
     ws.welcome();
     assert.deepEqual([ws.sent[0].epoch, ws.sent[0].off], ["r1", 3]);
+    // The room's epoch changed (a restart): reported, then asked for from its new start.
     ws.receive({ type: "joined", id: ws.sent[0].id, room: "lobby", ch: "demo:room:lobby", epoch: "r2", off: 9, recovered: false });
-    await tick();
     assert.deepEqual(seen.recovered.at(-1), { recovered: false, lost: ["demo:room:lobby"], room: "lobby" });
-    ws.receive({ type: "msg", ch: "demo:room:lobby", epoch: "r2", off: 10, id: "d", data: 4 });
-    assert.deepEqual(seen.message.map((m) => m.id), ["a", "b", "c", "d"]);
+    ws.receive({ type: "msg", ch: "demo:room:lobby", epoch: "r2", off: 10, id: "late", data: 0 }); // the old connection's: ignored
+    ws = FakeSocket.last;
+    ws.welcome();
+    assert.deepEqual([ws.sent[0].epoch, ws.sent[0].off], ["", 0]);
+    ws.receive({ type: "joined", id: ws.sent[0].id, room: "lobby", ch: "demo:room:lobby", epoch: "", off: 0, recovered: true });
+    for (let off = 1; off <= 10; off++) ws.receive({ type: "msg", ch: "demo:room:lobby", epoch: "r2", off, id: `n${off}`, data: off });
+    assert.deepEqual(seen.message.map((m) => m.id).slice(3), ["n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10"]);
     assert.match(client.cursor, /demo:room:lobby@r2:10/);
+    await tick();
+
+    // A gap the history no longer covers in the same epoch is reported once, not retried.
+    const sockets = FakeSocket.all.length;
+    ws.drop(1006);
+    clock.advance(1000);
+    ws = FakeSocket.last;
+    ws.welcome();
+    ws.receive({ type: "joined", id: ws.sent[0].id, room: "lobby", ch: "demo:room:lobby", epoch: "r2", off: 40, recovered: false });
+    await tick();
+    assert.equal(FakeSocket.all.length, sockets + 1);
+    assert.deepEqual(seen.recovered.at(-1), { recovered: false, lost: ["demo:room:lobby"], room: "lobby" });
+    ws.receive({ type: "msg", ch: "demo:room:lobby", epoch: "r2", off: 41, id: "d", data: 4 });
+    assert.equal(seen.message.at(-1).id, "d");
 
     await Promise.all([client.leave("lobby"), ws.receive({ type: "left", id: ws.sent.at(-1).id, room: "lobby" })]);
     const again = client.join("lobby");
     assert.equal(ws.sent.at(-1).off, undefined, "after a leave, a join starts at the top");
-    ws.receive({ type: "joined", id: ws.sent.at(-1).id, room: "lobby", ch: "demo:room:lobby", epoch: "r2", off: 10, recovered: true });
+    ws.receive({ type: "joined", id: ws.sent.at(-1).id, room: "lobby", ch: "demo:room:lobby", epoch: "r2", off: 41, recovered: true });
     await again;
   });
 
