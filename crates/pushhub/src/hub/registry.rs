@@ -241,7 +241,8 @@ impl Subscriber {
     /// like [`Subscriber::go_live`], live publications of the room at or below it are
     /// skipped from now on.
     pub fn room_live(&self, room: &str, replayed_to: StreamPosition, store: &RenderStore) {
-        {
+        // Offsets start at 1: below the empty position there is nothing to skip.
+        if replayed_to.offset > 0 {
             let mut rooms = lock(&self.rooms);
             if let Some(joined) = rooms.iter_mut().find(|r| &*r.channel == room) {
                 joined.replayed_to = Some(replayed_to);
