@@ -380,6 +380,14 @@ pub trait TimerClaims: Send + Sync {
     /// Claim up to `limit` timers due at `now_ms`: running ones whose lease ran out
     /// first, then pending ones in due order.
     async fn claim_due(&self, now_ms: u64, limit: usize) -> Result<Claimed, StoreError>;
+
+    /// How long a claim lasts without renewal.
+    fn lease(&self) -> std::time::Duration;
+
+    /// Extend every lease this store holds (timers' and cron runs') to `now_ms` + the
+    /// lease; a lease found taken over by another node is forgotten. The scheduler calls
+    /// it every third of the lease while calls are in flight.
+    async fn renew_leases(&self, now_ms: u64) -> Result<(), StoreError>;
 }
 
 /// A job store that several nodes share: each due time of a job runs on one node.

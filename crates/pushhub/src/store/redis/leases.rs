@@ -1,13 +1,11 @@
 //! The leases a store holds while its calls are in flight, and the task that renews them.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use fred::interfaces::SortedSetsInterface;
 use fred::types::sorted_sets::Ordering as ZOrdering;
 use fred::types::SetOptions;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::codec::{items, number};
 use super::{backend, scripts, RedisStore};
@@ -59,27 +57,6 @@ impl Held {
 }
 
 impl RedisStore {
-    /// Renew this store's leases every third of the lease until `shutdown` (spawned on
-    /// `tracker`). A renewal that fails (Redis away) is tried again at the next tick; a
-    /// lease found taken over is forgotten.
-    pub fn keep_leases(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
-        let store = self.clone();
-        tracker.spawn(async move {
-            let mut every = tokio::time::interval(store.lease / 3);
-            loop {
-                tokio::select! {
-                    _ = every.tick() => {}
-                    _ = shutdown.cancelled() => return,
-                }
-                if let Err(error) = store.renew(crate::scheduler::unix_ms()).await {
-                    if !matches!(error, StoreError::Closed) {
-                        tracing::warn!(%error, "cannot renew timer and cron leases; trying again");
-                    }
-                }
-            }
-        });
-    }
-
     /// Extend every lease held to now + lease.
     pub(super) async fn renew(&self, now_ms: u64) -> Result<(), StoreError> {
         let until = self.lease_end(now_ms);

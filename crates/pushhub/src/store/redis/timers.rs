@@ -151,8 +151,11 @@ impl TimerStore for RedisStore {
                     now_ms.to_string(),
                 ],
             )
-            .await?;
+            .await;
+        // Held no more either way: a result that cannot be stored lets the lease run out,
+        // and another node makes the call again.
         self.held.drop_timer(id);
+        let reply = reply?;
         Ok(text(&reply).as_deref().and_then(state_named))
     }
 
@@ -225,5 +228,13 @@ impl TimerClaims for RedisStore {
             next_due_ms: reply.next().as_ref().and_then(number),
             pending: reply.next().as_ref().and_then(number).unwrap_or(0),
         })
+    }
+
+    fn lease(&self) -> std::time::Duration {
+        self.lease
+    }
+
+    async fn renew_leases(&self, now_ms: u64) -> Result<(), StoreError> {
+        self.renew(now_ms).await
     }
 }
