@@ -377,3 +377,67 @@ async fn a_redis_outage_refuses_timers_clearly_and_loses_none_accepted() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A node killed while its cron run is in flight: the other nodes skip the fire times
+/// that come while the run's lease lasts (overlap = skip holds across nodes), then make
+/// the cut-off run up once (`catch_up`), and go on once per fire time.
+#[tokio::test]
+async fn a_cron_run_cut_off_by_a_killed_node_is_made_up_once_by_another() {
+    let Some(redis) = pushhub_testkit::RedisServer::start() else {
+        return;
+    };
+    let first = node(&redis.url());
+    // The first run hangs (its node is killed during it); the others answer at once.
+    let backend = Backend::start(|request| match request.headers["x-pushhub-run"].to_str() {
+        Ok("1") => Answer::new(200, "late").after(Duration::from_secs(60)),
+        _ => Answer::new(200, "ok"),
+    })
+    .await;
+    let client = crate::util::http();
+    let response = client
+        .put(first.api_url("/v1/cron/tick"))
+        .json(&json!({"schedule": "* * * * * *", "url": backend.url("/tick")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while backend.seen().is_empty() {
+        assert!(Instant::now() < deadline, "the job never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let others = [node(&redis.url()), node(&redis.url())];
+    let _ = first.crash();
+    let killed = Instant::now();
+    // The lease (3 s) runs out, the run is made up, then a few regular fire times.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while backend.seen().len() < 5 {
+        assert!(Instant::now() < deadline, "runs stopped after the kill");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = backend.seen();
+    let header = |i: usize, name: &str| seen[i].headers[name].to_str().unwrap().to_owned();
+    let triggers: Vec<String> = (0..seen.len())
+        .map(|i| header(i, "x-pushhub-trigger"))
+        .collect();
+    let runs: Vec<u64> = (0..seen.len())
+        .map(|i| header(i, "x-pushhub-run").parse().unwrap())
+        .collect();
+    println!(
+        "cron after a kill mid-run: runs {runs:?}, triggers {triggers:?}, 5 calls {:?} after the kill",
+        killed.elapsed()
+    );
+    assert_eq!(triggers[0], "schedule");
+    assert_eq!(triggers[1], "catch_up", "the cut-off run is made up first");
+    assert!(
+        triggers[2..].iter().all(|t| t == "schedule"),
+        "{triggers:?}"
+    );
+    assert!(runs.windows(2).all(|w| w[0] < w[1]), "{runs:?}");
+    let (status, job) = others[0].get("/v1/cron/tick?app=demo").await;
+    assert_eq!(status, 200, "{job}");
+    assert!(
+        job["skipped"].as_u64() >= Some(2),
+        "fire times during the lease were skipped: {job}"
+    );
+}
