@@ -32,13 +32,13 @@ fn run_member(field: &str, id: JobId, number: u64, fire_ms: u64) -> String {
     format!("{field}\n{id}\n{number}\n{fire_ms}")
 }
 
-/// The parts of a run's member: job field, job id, fire time.
-fn parse_member(member: &str) -> Option<(&str, JobId, u64)> {
+/// The parts of a run's member: job field, job id, run number, fire time.
+fn parse_member(member: &str) -> Option<(&str, JobId, u64, u64)> {
     let mut parts = member.rsplitn(4, '\n');
     let fire = parts.next()?.parse().ok()?;
-    let _number = parts.next()?;
+    let number = parts.next()?.parse().ok()?;
     let id = parts.next()?.parse().ok()?;
-    Some((parts.next()?, id, fire))
+    Some((parts.next()?, id, number, fire))
 }
 
 fn decode(app: &str, name: &str, json: &str) -> Result<Job, StoreError> {
@@ -131,10 +131,9 @@ impl RedisStore {
                 let mut removed = 0;
                 let prefix = format!("{field}\n");
                 let held = self.held.runs_of(&prefix);
-                for member in held
-                    .iter()
-                    .filter(|m| m.split('\n').nth(2) == Some(run.number.to_string().as_str()))
-                {
+                for member in held.iter().filter(|m| {
+                    parse_member(m).is_some_and(|(_, _, number, _)| number == run.number)
+                }) {
                     self.held.drop_run(member);
                     removed += self
                         .pool
@@ -183,7 +182,8 @@ impl RedisStore {
                 .await
                 .map_err(backend)?;
             self.held.drop_run(&member);
-            let Some((field, id, fire_ms)) = parse_member(&member).filter(|_| removed == 1) else {
+            let Some((field, id, _, fire_ms)) = parse_member(&member).filter(|_| removed == 1)
+            else {
                 continue;
             };
             let Some((app, name)) = split_field(field) else {
