@@ -223,3 +223,29 @@ async fn one_node_claims_each_cron_fire_time() {
     assert_eq!(due.len(), 1);
     assert_eq!((due[0].0, due[0].1.running), (1000, 0));
 }
+
+/// On a Redis Cluster (three masters) every key shares the `{sched}` slot, so the scripts
+/// run where their keys live.
+#[tokio::test]
+async fn redis_store_keeps_the_contracts_on_a_cluster() {
+    let Some(cluster) = pushhub_testkit::RedisCluster::start() else {
+        return;
+    };
+    let url = cluster.url();
+    contract::check(|_| {
+        let url = url.clone();
+        async move { store(&url, "contract", Duration::from_secs(30)).await as Arc<dyn TimerStore> }
+    })
+    .await;
+    contract::check_jobs(|_| {
+        let url = url.clone();
+        async move {
+            let store = store(&url, "jobs", Duration::from_secs(30)).await;
+            (
+                store.clone() as Arc<dyn JobStore>,
+                store as Arc<dyn TimerStore>,
+            )
+        }
+    })
+    .await;
+}
