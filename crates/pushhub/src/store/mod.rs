@@ -390,13 +390,24 @@ pub trait TimerClaims: Send + Sync {
     async fn renew_leases(&self, now_ms: u64) -> Result<(), StoreError>;
 }
 
+/// What a [`JobClaims::due_jobs`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DueJobs {
+    /// The jobs due, as `(fire time, job)`.
+    pub due: Vec<(u64, Job)>,
+    /// Jobs in the store, over all apps.
+    pub jobs: u64,
+    /// Jobs with a next fire time (not paused).
+    pub scheduled: u64,
+}
+
 /// A job store that several nodes share: each due time of a job runs on one node.
 #[async_trait]
 pub trait JobClaims: Send + Sync {
-    /// Jobs whose next fire time is at or before `now_ms` (at most `limit`), as
-    /// `(fire time, job)`. Runs cut off by a node that died (their lease ran out) are
-    /// counted as finished first and their jobs made due now, for a catch-up run.
-    async fn due_jobs(&self, now_ms: u64, limit: usize) -> Result<Vec<(u64, Job)>, StoreError>;
+    /// Jobs whose next fire time is at or before `now_ms` (at most `limit`). Runs cut off
+    /// by a node that died (their lease ran out) are counted as finished first and their
+    /// jobs made due at the cut-off run's fire time, for a catch-up run.
+    async fn due_jobs(&self, now_ms: u64, limit: usize) -> Result<DueJobs, StoreError>;
 
     /// Apply `change` to the job `name` of `app` only if its id is still `id`, it is not
     /// paused and its next fire time is still `fire_ms`: the claim of that fire time.

@@ -292,6 +292,12 @@ async fn a_cron_job_on_three_nodes_runs_once_per_fire_time() {
     assert_eq!(job["runs"].as_u64(), Some(seen.len() as u64), "{job}");
     assert_eq!(job["skipped"], 0, "{job}");
     assert_eq!(job["paused"], true, "{job}");
+    let (_, stats) = nodes[2].get("/v1/stats").await;
+    assert_eq!(
+        (&stats["cron"]["jobs"], &stats["cron"]["scheduled"]),
+        (&json!(1), &json!(0)),
+        "the cluster's jobs, one paused: {stats}"
+    );
 }
 
 /// Redis away: creating a timer is refused with a clear 503 (not a hang, not a 201 for a

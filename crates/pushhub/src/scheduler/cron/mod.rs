@@ -147,6 +147,8 @@ pub(super) struct CronState {
     /// Set when the store is shared by several nodes ([`shared`]): `slots` and
     /// `schedule` stay empty.
     claims: Option<Arc<dyn JobClaims>>,
+    /// Jobs and scheduled jobs in a shared store, as the last look counted them.
+    shared_counts: (AtomicU64, AtomicU64),
     slots: Mutex<Slots>,
     schedule: Mutex<Schedule>,
     wake: Notify,
@@ -213,6 +215,7 @@ impl CronState {
         Self {
             store,
             claims,
+            shared_counts: Default::default(),
             slots: Mutex::new(slots),
             schedule: Mutex::new(schedule),
             wake: Notify::new(),
@@ -500,9 +503,19 @@ impl Timers {
     pub fn cron_snapshot(&self) -> CronSnapshot {
         let cron = &self.inner.cron;
         let c = &cron.counters;
+        let (jobs, scheduled) = match cron.claims {
+            Some(_) => (
+                cron.shared_counts.0.load(Relaxed),
+                cron.shared_counts.1.load(Relaxed),
+            ),
+            None => (
+                lock(&cron.slots).by_id.len() as u64,
+                lock(&cron.schedule).len() as u64,
+            ),
+        };
         CronSnapshot {
-            jobs: lock(&cron.slots).by_id.len() as u64,
-            scheduled: lock(&cron.schedule).len() as u64,
+            jobs,
+            scheduled,
             running: c.running.load(Relaxed),
             runs: c.runs.load(Relaxed),
             succeeded: c.succeeded.load(Relaxed),

@@ -43,9 +43,12 @@ pub(super) async fn dispatch(
     loop {
         let now = unix_ms();
         let wait = match claims.due_jobs(now, DUE_BATCH).await {
-            Ok(due) => {
+            Ok(found) => {
                 failing = false;
-                for (fire_ms, job) in due {
+                let counts = &inner.cron.shared_counts;
+                counts.0.store(found.jobs, Relaxed);
+                counts.1.store(found.scheduled, Relaxed);
+                for (fire_ms, job) in found.due {
                     inner
                         .in_flight
                         .spawn(fire(inner.clone(), claims.clone(), fire_ms, job));

@@ -16,7 +16,8 @@ use fred::interfaces::{HashesInterface, KeysInterface, SortedSetsInterface};
 use super::codec::number;
 use super::{backend, scripts, RedisStore};
 use crate::store::{
-    Job, JobChange, JobClaims, JobDefinition, JobId, JobStore, PutJob, RecoveredJob, StoreError,
+    DueJobs, Job, JobChange, JobClaims, JobDefinition, JobId, JobStore, PutJob, RecoveredJob,
+    StoreError,
 };
 
 /// Most cut-off runs reaped per look.
@@ -327,7 +328,7 @@ impl JobStore for RedisStore {
 
 #[async_trait]
 impl JobClaims for RedisStore {
-    async fn due_jobs(&self, now_ms: u64, limit: usize) -> Result<Vec<(u64, Job)>, StoreError> {
+    async fn due_jobs(&self, now_ms: u64, limit: usize) -> Result<DueJobs, StoreError> {
         self.reap(now_ms).await?;
         let fields: Vec<String> = self
             .pool
@@ -353,7 +354,13 @@ impl JobClaims for RedisStore {
                 }
             }
         }
-        Ok(due)
+        let jobs: u64 = self.pool.hlen(self.key("jobs")).await.map_err(backend)?;
+        let scheduled: u64 = self.pool.zcard(self.key("jdue")).await.map_err(backend)?;
+        Ok(DueJobs {
+            due,
+            jobs,
+            scheduled,
+        })
     }
 
     async fn claim_run(

@@ -194,8 +194,12 @@ async fn one_node_claims_each_cron_fire_time() {
         .unwrap()
         .job;
     let due = b.due_jobs(1500, 10).await.unwrap();
+    assert_eq!((due.jobs, due.scheduled), (1, 1));
     assert_eq!(
-        due.iter().map(|(at, j)| (*at, j.id)).collect::<Vec<_>>(),
+        due.due
+            .iter()
+            .map(|(at, j)| (*at, j.id))
+            .collect::<Vec<_>>(),
         [(1000, job.id)]
     );
     let start = || JobChange::Start {
@@ -219,7 +223,7 @@ async fn one_node_claims_each_cron_fire_time() {
     // Nobody renews (no lease task runs here): after the lease, the run is reaped and
     // its fire time is due again, once.
     let now = crate::scheduler::unix_ms();
-    let due = b.due_jobs(now + 3_500, 10).await.unwrap();
+    let due = b.due_jobs(now + 3_500, 10).await.unwrap().due;
     assert_eq!(due.len(), 1);
     assert_eq!((due[0].0, due[0].1.running), (1000, 0));
 }
