@@ -69,11 +69,11 @@ pub async fn serve(
         .filter_map(|listener| listener.local_addr().ok()),
     );
     config.timers.targets = Arc::new(config.timers.targets.as_ref().clone().refusing_own(own));
-    let timers = start_timers(&config).await?;
+    let redis = connect_redis(&config).await?;
+    let timers = start_timers(&config, redis.as_deref()).await?;
     let timers_done = tokio::spawn(timers.clone().run(shutdown.clone(), config.shutdown_grace));
     let stats = Arc::new(Stats::default());
     let tracker = TaskTracker::new();
-    let redis = connect_redis(&config).await?;
     let engine = engine::from_config(
         config.engine,
         redis.clone(),
@@ -200,8 +200,6 @@ pub async fn serve(
     Ok(())
 }
 
-/// Open the timer store in `data_dir` (off the runtime: opening after a crash repairs
-/// the file) and schedule its pending timers and cron jobs.
 /// How long start-up waits for Redis before serving anyway (reporting it unhealthy and
 /// refusing publishes with `engine_unavailable` until it answers).
 const REDIS_START_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -222,12 +220,25 @@ async fn connect_redis(
     Ok(Some(Arc::new(connections)))
 }
 
-async fn start_timers(config: &Config) -> Result<Timers, StartError> {
-    let dir = config.data_dir.clone();
-    let cache_bytes = config.timers.store_cache_bytes;
-    let store = tokio::task::spawn_blocking(move || crate::store::open(&dir, cache_bytes))
-        .await
-        .map_err(|e| StoreError::Backend(format!("opening the store: {e}")))??;
+/// Open the timer store and schedule its pending timers and cron jobs: in Redis when
+/// the engine is Redis (every node claims from it), else the embedded store in `data_dir`
+/// (opened off the runtime: opening after a crash repairs the file).
+async fn start_timers(
+    config: &Config,
+    redis: Option<&crate::redis::RedisConnections>,
+) -> Result<Timers, StartError> {
+    let store = match (redis, &config.redis) {
+        (Some(connections), Some(settings)) => {
+            Arc::new(crate::store::RedisStore::new(connections, settings.lease)).stores()
+        }
+        _ => {
+            let dir = config.data_dir.clone();
+            let cache_bytes = config.timers.store_cache_bytes;
+            tokio::task::spawn_blocking(move || crate::store::open(&dir, cache_bytes))
+                .await
+                .map_err(|e| StoreError::Backend(format!("opening the store: {e}")))??
+        }
+    };
     let timers = Timers::start(store, config.timers.clone(), &config.data_dir).await?;
     let pending = timers.snapshot().pending;
     let jobs = timers.cron_snapshot().jobs;
@@ -235,6 +246,7 @@ async fn start_timers(config: &Config) -> Result<Timers, StartError> {
         data_dir = %config.data_dir.display(),
         pending,
         jobs,
+        store = timers.snapshot().store,
         "timer store open; {pending} pending timer(s) scheduled, {jobs} cron job(s)"
     );
     Ok(timers)

@@ -12,7 +12,7 @@ use super::backoff::{self, Verdict};
 use super::executor::{ATTEMPT_HEADER, TIMER_ID_HEADER};
 use super::log::LogLine;
 use super::{unix_ms, Inner};
-use crate::store::{Attempt, Next, StoreError, TimerId, TimerState};
+use crate::store::{Attempt, Next, StoreError, Timer, TimerId, TimerState};
 use crate::sync::lock;
 
 /// Longest sleep between looks at the schedule, so a wall-clock step is noticed.
@@ -70,7 +70,7 @@ async fn next_due(inner: &Inner, shutdown: &CancellationToken) -> Option<TimerId
 }
 
 /// One attempt of timer `id`, holding one call slot throughout.
-async fn attempt(inner: Arc<Inner>, id: TimerId, _slot: OwnedSemaphorePermit) {
+async fn attempt(inner: Arc<Inner>, id: TimerId, slot: OwnedSemaphorePermit) {
     let timer = match inner.store.begin_attempt(id).await {
         Ok(Some(timer)) => timer,
         // Cancelled since it was scheduled.
@@ -89,6 +89,13 @@ async fn attempt(inner: Arc<Inner>, id: TimerId, _slot: OwnedSemaphorePermit) {
             return;
         }
     };
+    make_attempt(inner, timer, slot).await;
+}
+
+/// The attempt of `timer`, started in the store (it is `running`, its attempt counted),
+/// holding one call slot throughout: make the call, log it, store what comes next.
+pub(super) async fn make_attempt(inner: Arc<Inner>, timer: Timer, _slot: OwnedSemaphorePermit) {
+    let id = timer.id;
     inner.counters.attempts.fetch_add(1, Relaxed);
     inner.counters.running.fetch_add(1, Relaxed);
     let started_ms = unix_ms();

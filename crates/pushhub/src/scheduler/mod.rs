@@ -13,11 +13,18 @@
 //! attempts in flight `running` in the store, and they are made again after the restart.
 //! The `X-Pushhub-Timer-Id` header lets targets drop repeats.
 //!
+//! **Shared stores.** When the store is shared by several nodes (Redis: [`TimerClaims`]),
+//! no node schedules timers in memory: each dispatcher claims due timers from the store
+//! (atomically, one node per timer, with a lease renewed while the call is in flight)
+//! and otherwise works as above. A timer whose node died mid-call is claimed again once
+//! its lease runs out, so it fires while any node lives. The embedded path is untouched.
+//!
 //! Cron jobs ([`cron`]) share the executor, the result log, the shutdown and the store
 //! file with timers, and have a dispatcher of their own. Every call, a timer's or a
 //! job's, keeps to the allowed targets ([`targets`]).
 
 pub mod backoff;
+mod claim;
 pub mod cron;
 mod dispatch;
 pub mod embedded_ipv4;
@@ -39,7 +46,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::store::{
     Cancel, Created, ListPage, ListQuery, NewTimer, RetryPolicy, StoreError, Stores, Timer,
-    TimerId, TimerStore,
+    TimerClaims, TimerId, TimerStore,
 };
 use crate::sync::lock;
 use executor::Executor;
@@ -127,6 +134,11 @@ pub struct TimersSnapshot {
 
 struct Inner {
     store: Arc<dyn TimerStore>,
+    /// Set when the store is shared by several nodes: due timers are claimed from it,
+    /// and `schedule` stays empty.
+    claims: Option<Arc<dyn TimerClaims>>,
+    /// Timers pending in a shared store, as its last claim counted them.
+    shared_pending: AtomicU64,
     schedule: Mutex<Schedule>,
     wake: Notify,
     slots: Arc<Semaphore>,
@@ -181,16 +193,30 @@ impl Timers {
             error,
         })?;
         let store = stores.timers;
-        let due = store.recover().await?;
         let mut schedule = Schedule::default();
-        for (due_ms, id) in due {
-            schedule.insert(due_ms, id);
+        // A shared store needs no recovery: a node's cut-off calls are taken over when
+        // their leases run out, and due timers and jobs are claimed, not scheduled.
+        if stores.claims.is_none() {
+            for (due_ms, id) in store.recover().await? {
+                schedule.insert(due_ms, id);
+            }
         }
-        let jobs = stores.jobs.recover_jobs().await?;
-        let cron = cron::CronState::recover(stores.jobs, jobs, settings.concurrency, unix_ms());
+        let jobs = match stores.job_claims {
+            Some(_) => Vec::new(),
+            None => stores.jobs.recover_jobs().await?,
+        };
+        let cron = cron::CronState::recover(
+            stores.jobs,
+            stores.job_claims,
+            jobs,
+            settings.concurrency,
+            unix_ms(),
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
+                claims: stores.claims,
+                shared_pending: AtomicU64::new(0),
                 schedule: Mutex::new(schedule),
                 wake: Notify::new(),
                 slots: Arc::new(Semaphore::new(settings.concurrency)),
@@ -247,7 +273,10 @@ impl Timers {
         let damage = self.inner.store.damage();
         TimersSnapshot {
             store: self.inner.store.kind(),
-            pending: lock(&self.inner.schedule).len() as u64,
+            pending: match self.inner.claims {
+                Some(_) => self.inner.shared_pending.load(Relaxed),
+                None => lock(&self.inner.schedule).len() as u64,
+            },
             running: c.running.load(Relaxed),
             created: c.created.load(Relaxed),
             attempts: c.attempts.load(Relaxed),
@@ -269,18 +298,35 @@ impl Timers {
     /// made up for by a catch-up run.
     pub async fn run(self, shutdown: CancellationToken, grace: Duration) {
         let in_flight = self.inner.in_flight.clone();
-        tokio::join!(
-            dispatch::dispatch(self.inner.clone(), shutdown.clone(), in_flight.clone()),
-            dispatch::purge(self.inner.clone(), shutdown.clone()),
-            cron::dispatch(self.inner.clone(), shutdown.clone()),
-        );
+        // Leases are renewed until the calls in flight are over, after the dispatchers stop.
+        let calls_over = CancellationToken::new();
+        let renewals = tokio::spawn(claim::renew(self.inner.clone(), calls_over.clone()));
+        match self.inner.claims.clone() {
+            Some(claims) => tokio::join!(
+                claim::dispatch(
+                    self.inner.clone(),
+                    claims,
+                    shutdown.clone(),
+                    in_flight.clone()
+                ),
+                dispatch::purge(self.inner.clone(), shutdown.clone()),
+                cron::dispatch(self.inner.clone(), shutdown.clone()),
+            ),
+            None => tokio::join!(
+                dispatch::dispatch(self.inner.clone(), shutdown.clone(), in_flight.clone()),
+                dispatch::purge(self.inner.clone(), shutdown.clone()),
+                cron::dispatch(self.inner.clone(), shutdown.clone()),
+            ),
+        };
         in_flight.close();
         if tokio::time::timeout(grace, in_flight.wait()).await.is_err() {
             tracing::warn!(
                 calls = in_flight.len(),
-                "timer calls still in flight at the end of the shutdown grace: they stay running and are made again after a restart"
+                "timer calls still in flight at the end of the shutdown grace: they stay running and are made again after a restart (in a cluster: by another node, at once)"
             );
         }
+        calls_over.cancel();
+        let _ = renewals.await;
         self.inner.log.close().await;
         if let Err(error) = self.inner.store.close().await {
             tracing::error!(%error, "closing the timer store");
@@ -289,9 +335,11 @@ impl Timers {
 }
 
 impl Inner {
-    /// Put a timer in the schedule, waking the dispatcher if it is the new earliest.
+    /// Put a timer in the schedule, waking the dispatcher if it is the new earliest. With
+    /// a shared store the timer is already in the store's due index: the dispatcher is
+    /// woken to claim again.
     fn schedule(&self, due_ms: u64, id: TimerId) {
-        if lock(&self.schedule).insert(due_ms, id) {
+        if self.claims.is_some() || lock(&self.schedule).insert(due_ms, id) {
             self.wake.notify_one();
         }
     }

@@ -1,7 +1,8 @@
 //! The durable timer store: every timer the API accepted, its state and its last attempt.
 //!
 //! [`TimerStore`] is the contract; [`RedbStore`] (a file in the data directory) is the
-//! default, and a Redis implementation for clusters will sit beside it. The store knows
+//! default, and [`RedisStore`] keeps them in Redis for a cluster of nodes, which claim
+//! due timers and cron runs from it ([`TimerClaims`], [`JobClaims`]). The store knows
 //! nothing of HTTP, the schedule or the API: it keeps records and moves them between
 //! states atomically. What runs when is the scheduler's business ([`crate::scheduler`]).
 //!
@@ -17,6 +18,7 @@ mod embedded;
 pub mod integrity;
 pub mod jobs;
 mod redb_jobs;
+mod redis;
 pub mod report;
 pub mod salvage;
 mod scratch;
@@ -34,6 +36,7 @@ pub use embedded::{RedbStore, FILE_NAME};
 pub use jobs::{
     Job, JobChange, JobDefinition, JobId, JobRun, JobStore, Overlap, PutJob, RecoveredJob, Trigger,
 };
+pub use redis::RedisStore;
 
 /// A timer's id: unique in its store, increasing in creation order, never reused.
 pub type TimerId = u64;
@@ -356,6 +359,70 @@ pub trait TimerStore: Send + Sync {
     async fn close(&self) -> Result<(), StoreError>;
 }
 
+/// What a [`TimerClaims::claim_due`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claimed {
+    /// The timers claimed, each `running` with one more attempt, leased to this store.
+    pub timers: Vec<Timer>,
+    /// When the earliest timer still pending is due.
+    pub next_due_ms: Option<u64>,
+    /// Timers still pending.
+    pub pending: u64,
+}
+
+/// A timer store that several nodes share. Instead of scheduling the timers it created,
+/// each node claims due timers from the store: a claim is atomic (one node gets each
+/// timer) and holds a lease that the store renews while the call is in flight. A timer
+/// whose lease runs out (its node died mid-call) is due again and claimed by another
+/// node, which makes the call again (at least once).
+#[async_trait]
+pub trait TimerClaims: Send + Sync {
+    /// Claim up to `limit` timers due at `now_ms`: running ones whose lease ran out
+    /// first, then pending ones in due order.
+    async fn claim_due(&self, now_ms: u64, limit: usize) -> Result<Claimed, StoreError>;
+
+    /// How long a claim lasts without renewal.
+    fn lease(&self) -> std::time::Duration;
+
+    /// Extend every lease this store holds (timers' and cron runs') to `now_ms` + the
+    /// lease; a lease found taken over by another node is forgotten. The scheduler calls
+    /// it every third of the lease while calls are in flight.
+    async fn renew_leases(&self, now_ms: u64) -> Result<(), StoreError>;
+}
+
+/// What a [`JobClaims::due_jobs`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DueJobs {
+    /// The jobs due, as `(fire time, job)`.
+    pub due: Vec<(u64, Job)>,
+    /// Jobs in the store, over all apps.
+    pub jobs: u64,
+    /// Jobs with a next fire time (not paused).
+    pub scheduled: u64,
+}
+
+/// A job store that several nodes share: each due time of a job runs on one node.
+#[async_trait]
+pub trait JobClaims: Send + Sync {
+    /// Jobs whose next fire time is at or before `now_ms` (at most `limit`). Runs cut off
+    /// by a node that died (their lease ran out) are counted as finished first and their
+    /// jobs made due at the cut-off run's fire time, for a catch-up run.
+    async fn due_jobs(&self, now_ms: u64, limit: usize) -> Result<DueJobs, StoreError>;
+
+    /// Apply `change` to the job `name` of `app` only if its id is still `id`, it is not
+    /// paused and its next fire time is still `fire_ms`: the claim of that fire time.
+    /// `None` when another node claimed it first (or the job changed).
+    async fn claim_run(
+        &self,
+        app: &str,
+        name: &str,
+        id: JobId,
+        fire_ms: u64,
+        change: JobChange,
+        now_ms: u64,
+    ) -> Result<Option<Job>, StoreError>;
+}
+
 /// The stores a server runs with: timers and cron jobs, two views of one backend.
 /// Closing the timer store ([`TimerStore::close`]) closes both.
 #[derive(Clone)]
@@ -364,6 +431,11 @@ pub struct Stores {
     pub timers: Arc<dyn TimerStore>,
     /// Cron jobs.
     pub jobs: Arc<dyn JobStore>,
+    /// Set when the store is shared by several nodes: due timers are claimed from it
+    /// rather than scheduled in memory.
+    pub claims: Option<Arc<dyn TimerClaims>>,
+    /// Set when the store is shared by several nodes: cron fire times are claimed.
+    pub job_claims: Option<Arc<dyn JobClaims>>,
 }
 
 /// Open the store configured for this server: the embedded one in `data_dir` (created if
@@ -374,6 +446,8 @@ pub fn open(data_dir: &Path, cache_bytes: usize) -> Result<Stores, StoreError> {
     Ok(Stores {
         timers: store.clone(),
         jobs: store,
+        claims: None,
+        job_claims: None,
     })
 }
 

@@ -7,6 +7,7 @@ mod backend;
 mod bad_input;
 // The JavaScript SDK and demo page (clients/js): node --test, headless Chromium.
 mod browser;
+mod cluster_timers;
 mod config_cli;
 mod cron;
 mod demo;

@@ -18,7 +18,11 @@
 //! the stop runs once, at once (trigger `catch_up`), then goes on from its next fire
 //! time after now. A run is made once per fire time otherwise, and at least once: a run
 //! cut off by a crash is made up for by the catch-up run.
+//!
+//! **Shared stores** (several nodes on Redis, [`shared`]): no node keeps jobs in memory;
+//! the API reads and changes them in the store, and each fire time is claimed by one node.
 
+mod shared;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -36,8 +40,8 @@ use super::log::LogLine;
 use super::schedule::Schedule;
 use super::{unix_ms, Inner, Timers};
 use crate::store::{
-    Job, JobChange, JobDefinition, JobId, JobRun, JobStore, Overlap, PutJob, RecoveredJob,
-    StoreError, Trigger,
+    Job, JobChange, JobClaims, JobDefinition, JobId, JobRun, JobStore, Overlap, PutJob,
+    RecoveredJob, StoreError, Trigger,
 };
 use crate::sync::lock;
 use spec::{CronSpec, SpecError};
@@ -140,6 +144,11 @@ struct Slots {
 /// The cron half of the scheduler's state.
 pub(super) struct CronState {
     store: Arc<dyn JobStore>,
+    /// Set when the store is shared by several nodes ([`shared`]): `slots` and
+    /// `schedule` stay empty.
+    claims: Option<Arc<dyn JobClaims>>,
+    /// Jobs and scheduled jobs in a shared store, as the last look counted them.
+    shared_counts: (AtomicU64, AtomicU64),
     slots: Mutex<Slots>,
     schedule: Mutex<Schedule>,
     wake: Notify,
@@ -153,6 +162,7 @@ impl CronState {
     /// paused; missed and cut-off runs made up for by one catch-up run each, due now.
     pub(super) fn recover(
         store: Arc<dyn JobStore>,
+        claims: Option<Arc<dyn JobClaims>>,
         jobs: Vec<RecoveredJob>,
         concurrency: usize,
         now_ms: u64,
@@ -204,6 +214,8 @@ impl CronState {
         }
         Self {
             store,
+            claims,
+            shared_counts: Default::default(),
             slots: Mutex::new(slots),
             schedule: Mutex::new(schedule),
             wake: Notify::new(),
@@ -302,6 +314,9 @@ impl Timers {
             &definition.time_zone,
             now,
         )?);
+        if cron.claims.is_some() {
+            return self.shared_put_job(definition, paused, &spec, now).await;
+        }
         loop {
             let slot = cron.find_or_make(&definition.app, &definition.name);
             let mut state = slot.state.clone().lock_owned().await;
@@ -401,6 +416,9 @@ impl Timers {
 
     /// Pause the job: no scheduled runs until it is resumed (a run in flight goes on).
     pub async fn pause_job(&self, app: &str, name: &str) -> Result<Job, CronError> {
+        if self.inner.cron.claims.is_some() {
+            return self.shared_pause(app, name).await;
+        }
         let (slot, mut state) = self.held(app, name).await?;
         if let Some(job) = state.job.as_ref().filter(|job| job.paused) {
             return Ok(job.clone());
@@ -412,6 +430,9 @@ impl Timers {
     /// Resume a paused job: it runs next at its first fire time from now (what it
     /// missed while paused is not made up for).
     pub async fn resume_job(&self, app: &str, name: &str) -> Result<Job, CronError> {
+        if self.inner.cron.claims.is_some() {
+            return self.shared_resume(app, name).await;
+        }
         let (slot, mut state) = self.held(app, name).await?;
         let job = state.job.clone().ok_or_else(|| not_found(app, name))?;
         if !job.paused {
@@ -431,6 +452,9 @@ impl Timers {
     /// in flight ([`CronError::Running`]). Returns the job with the run counted; the call
     /// goes on in the background.
     pub async fn run_job(&self, app: &str, name: &str) -> Result<Job, CronError> {
+        if self.inner.cron.claims.is_some() {
+            return self.shared_run(app, name).await;
+        }
         let (slot, mut state) = self.held(app, name).await?;
         let job = state.job.clone().ok_or_else(|| not_found(app, name))?;
         if job.overlap == Overlap::Skip && state.running > 0 {
@@ -455,12 +479,15 @@ impl Timers {
         };
         self.inner
             .in_flight
-            .spawn(call(self.inner.clone(), slot, run));
+            .spawn(call(self.inner.clone(), Some(slot), run));
         Ok(started)
     }
 
     /// Delete the job. A run in flight goes on; its result is not recorded.
     pub async fn delete_job(&self, app: &str, name: &str) -> Result<Job, CronError> {
+        if self.inner.cron.claims.is_some() {
+            return self.shared_delete(app, name).await;
+        }
         let (slot, mut state) = self.held(app, name).await?;
         let cron = &self.inner.cron;
         let deleted = cron
@@ -476,9 +503,19 @@ impl Timers {
     pub fn cron_snapshot(&self) -> CronSnapshot {
         let cron = &self.inner.cron;
         let c = &cron.counters;
+        let (jobs, scheduled) = match cron.claims {
+            Some(_) => (
+                cron.shared_counts.0.load(Relaxed),
+                cron.shared_counts.1.load(Relaxed),
+            ),
+            None => (
+                lock(&cron.slots).by_id.len() as u64,
+                lock(&cron.schedule).len() as u64,
+            ),
+        };
         CronSnapshot {
-            jobs: lock(&cron.slots).by_id.len() as u64,
-            scheduled: lock(&cron.schedule).len() as u64,
+            jobs,
+            scheduled,
             running: c.running.load(Relaxed),
             runs: c.runs.load(Relaxed),
             succeeded: c.succeeded.load(Relaxed),
@@ -499,6 +536,9 @@ fn not_found(app: &str, name: &str) -> CronError {
 /// Until `shutdown`: wait for the earliest fire time and start a task for each job due.
 /// The tasks are tracked by the scheduler's `in_flight`, so shutdown waits for their calls.
 pub(super) async fn dispatch(inner: Arc<Inner>, shutdown: CancellationToken) {
+    if let Some(claims) = inner.cron.claims.clone() {
+        return shared::dispatch(inner, claims, shutdown).await;
+    }
     loop {
         let now = unix_ms();
         let (due, wait) = {
@@ -586,7 +626,7 @@ async fn fire(inner: Arc<Inner>, id: JobId, fire_ms: u64) {
         trigger,
         scheduled_ms: fire_ms,
     };
-    call(inner.clone(), slot, run).await;
+    call(inner.clone(), Some(slot), run).await;
 }
 
 /// A run that has been recorded as started.
@@ -597,8 +637,9 @@ struct Run {
     scheduled_ms: u64,
 }
 
-/// Make a run's call, holding one of the cron call slots, and record its result.
-async fn call(inner: Arc<Inner>, slot: Arc<Slot>, run: Run) {
+/// Make a run's call, holding one of the cron call slots, and record its result; with
+/// the job's `slot` when jobs are kept in memory (not with a shared store).
+async fn call(inner: Arc<Inner>, slot: Option<Arc<Slot>>, run: Run) {
     let cron = &inner.cron;
     let Run {
         job,
@@ -656,6 +697,23 @@ async fn call(inner: Arc<Inner>, slot: Arc<Slot>, run: Run) {
         error,
         response: result.response,
         succeeded,
+    };
+    let Some(slot) = slot else {
+        let stored = cron
+            .store
+            .update_job(
+                &job.app,
+                &job.name,
+                job.id,
+                JobChange::Finish(finished),
+                unix_ms(),
+            )
+            .await;
+        if let Err(error) = stored {
+            cron.counters.store_errors.fetch_add(1, Relaxed);
+            tracing::error!(app = %job.app, job = %job.name, %error, "cannot record a cron run's result");
+        }
+        return;
     };
     let mut state = slot.state.lock().await;
     state.running = state.running.saturating_sub(1);
