@@ -8,6 +8,7 @@
 //! pub/sub channel all nodes listen to.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -69,6 +70,11 @@ pub trait NodeBus: Send + Sync {
 
     /// Send `command` to every other node.
     async fn send(&self, command: &NodeCommand) -> Result<(), EngineError>;
+
+    /// Wait, up to `wait`, until commands from other nodes reach this node; false when
+    /// they do not yet. A node that starts accepting connections before then could miss
+    /// a kick meant for one of them, so the server asks this first.
+    async fn ready(&self, wait: Duration) -> bool;
 }
 
 /// The bus of a single node: there is nobody else to tell.
@@ -80,6 +86,10 @@ impl NodeBus for LocalBus {
 
     async fn send(&self, _command: &NodeCommand) -> Result<(), EngineError> {
         Ok(())
+    }
+
+    async fn ready(&self, _wait: Duration) -> bool {
+        true
     }
 }
 

@@ -35,6 +35,8 @@ pub struct RedisNodeBus {
     connections: Arc<RedisConnections>,
     channel: String,
     events: OnceLock<Arc<dyn NodeEvents>>,
+    /// True once the first subscription is in place.
+    subscribed: tokio::sync::watch::Sender<bool>,
 }
 
 impl RedisNodeBus {
@@ -49,6 +51,7 @@ impl RedisNodeBus {
             channel: format!("{}:nodes", connections.prefix()),
             connections,
             events: OnceLock::new(),
+            subscribed: tokio::sync::watch::Sender::new(false),
         });
         match bus.connections.shards()[0].subscriber() {
             Ok(subscriber) => {
@@ -76,7 +79,10 @@ impl RedisNodeBus {
                     return;
                 }
                 result = subscribed => match result {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        self.subscribed.send_replace(true);
+                        break;
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "node bus: cannot subscribe yet; retrying");
                         tokio::time::sleep(RETRY_SUBSCRIBE).await;
@@ -141,5 +147,11 @@ impl NodeBus for RedisNodeBus {
             .await
             .map(drop)
             .map_err(|e| EngineError::Unavailable(format!("node bus: {e}")))
+    }
+
+    async fn ready(&self, wait: Duration) -> bool {
+        let mut subscribed = self.subscribed.subscribe();
+        let ready = tokio::time::timeout(wait, subscribed.wait_for(|on| *on)).await;
+        matches!(ready, Ok(Ok(_)))
     }
 }
