@@ -13,6 +13,9 @@ use crate::util::{TestServer, WAIT};
 /// The shortest presence TTL the configuration allows, so a dead node goes quickly.
 const PRESENCE_TTL_SECS: u64 = 3;
 
+/// The push-serve password the nodes share.
+const PUSHSERVE_PASSWORD: &str = "abc12345";
+
 /// `n` nodes on `redis`, each with its own configuration directory.
 fn nodes(redis: &RedisServer, n: usize) -> Vec<(TestServer, tempfile::TempDir)> {
     let config = format!(
@@ -26,6 +29,13 @@ presence_ttl = {PRESENCE_TTL_SECS}
 
 [apps.wms]
 auth = "none"
+
+[apps.demo]
+auth = "none"
+
+[pushserve]
+app = "demo"
+password = "{PUSHSERVE_PASSWORD}"
 
 [apps.single]
 auth = "none"
@@ -241,4 +251,38 @@ async fn a_room_join_on_one_node_reaches_the_users_connection_on_another() {
         body["users"] == json!([])
     })
     .await;
+}
+
+/// push-serve's push answers "not online" only when the user is online on no node.
+#[tokio::test]
+async fn push_serve_finds_a_user_online_on_another_node() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = nodes(&redis, 2);
+    let (api, far) = (&nodes[0].0, &nodes[1].0);
+    let (_, key) = far
+        .get(&format!("/access?uid=7&password={PUSHSERVE_PASSWORD}"))
+        .await;
+    let key = key["contents"].as_str().expect("access key").to_owned();
+    let _client = far
+        .ws(&format!(
+            "/ws?uid=7&access_key={}",
+            crate::util::encode(&key)
+        ))
+        .await;
+    eventually(api, "/v1/apps/demo/users", |body| body["total_users"] == 1).await;
+    let push = |uid: &str| {
+        crate::util::http()
+            .post(api.api_url(&format!("/push?uid={uid}&password={PUSHSERVE_PASSWORD}")))
+            .body(r#"{"topic":"t","contents":1}"#)
+            .send()
+    };
+    let online = push("7").await.unwrap().text().await.unwrap();
+    assert_eq!(
+        online,
+        r#"{"topic":"success","number":1,"contents":"推送成功"}"#
+    );
+    let offline = push("8").await.unwrap().text().await.unwrap();
+    assert_eq!(offline, r#"{"topic":"error","contents":"此用户不在线"}"#);
 }
