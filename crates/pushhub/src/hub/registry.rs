@@ -473,6 +473,48 @@ mod tests {
         ))
     }
 
+    /// Kick-oldest picks the oldest connections wherever they are, local ones by their
+    /// connect time; refuse-newest counts the other nodes' connections too.
+    #[test]
+    fn the_user_limit_counts_and_kicks_across_nodes() {
+        let registry = Registry::new();
+        let channels: Vec<Arc<str>> = vec!["a:user:1".into()];
+        let local = Arc::new(
+            Arc::try_unwrap(subscriber(1))
+                .ok()
+                .unwrap()
+                .connected_at(100),
+        );
+        let remote = |name: &str, since_ms| RemoteConn {
+            name: name.into(),
+            since_ms,
+        };
+        let kick = Some(UserLimit {
+            max: 2,
+            kick_oldest: true,
+        });
+        registry
+            .subscribe_within(0, &channels, &local, kick, &[])
+            .unwrap();
+        let elsewhere = [remote("nodeb-1", 50), remote("nodeb-2", 150)];
+        let pushed = registry
+            .subscribe_within(0, &channels, &subscriber(2), kick, &elsewhere)
+            .unwrap();
+        assert_eq!(pushed.elsewhere, ["nodeb-1"]);
+        assert_eq!(
+            pushed.here.iter().map(|s| s.id).collect::<Vec<_>>(),
+            [1],
+            "the local connection from 100 is older than the remote one from 150"
+        );
+        let refuse = Some(UserLimit {
+            max: 3,
+            kick_oldest: false,
+        });
+        let refused =
+            registry.subscribe_within(0, &channels, &subscriber(3), refuse, &elsewhere[..1]);
+        assert!(refused.is_err(), "two here and one elsewhere make three");
+    }
+
     #[test]
     fn members_per_channel_and_cleanup() {
         let registry = Registry::new();
