@@ -23,6 +23,7 @@
 //! stall), it writes them all again; leaves that failed while Redis was away are retried.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -57,6 +58,8 @@ pub struct RedisPresence {
     mine: Mutex<HashMap<Entry, u64>>,
     /// Entries whose leave failed (Redis away): removed at the next heartbeat.
     stale: Mutex<HashSet<Entry>>,
+    /// Set when Redis forgot this node, until all its entries are written again.
+    rewrite: AtomicBool,
 }
 
 /// Key names under one prefix.
@@ -113,6 +116,7 @@ impl RedisPresence {
             connections,
             mine: Mutex::default(),
             stale: Mutex::default(),
+            rewrite: AtomicBool::new(false),
         });
         tracker.spawn(presence.clone().heartbeat(shutdown));
         presence
@@ -160,6 +164,9 @@ impl RedisPresence {
             .await
             .map_err(unavailable)?;
         if added > 0 {
+            self.rewrite.store(true, Ordering::Relaxed);
+        }
+        if self.rewrite.load(Ordering::Relaxed) {
             let entries: Vec<(Entry, u64)> = lock(&self.mine)
                 .iter()
                 .map(|(entry, since)| (entry.clone(), *since))
@@ -167,12 +174,17 @@ impl RedisPresence {
             if !entries.is_empty() {
                 tracing::info!(
                     entries = entries.len(),
-                    "Redis had forgotten this node's presence; registering it again"
+                    "Redis does not know this node (yet); writing its presence entries"
                 );
             }
             for (entry, since) in entries {
                 self.write(&entry, since).await?;
+                // A leave while this was written must not be undone by it.
+                if !lock(&self.mine).contains_key(&entry) {
+                    self.erase(&entry).await?;
+                }
             }
+            self.rewrite.store(false, Ordering::Relaxed);
         }
         let stale: Vec<Entry> = lock(&self.stale).iter().cloned().collect();
         for entry in stale {
