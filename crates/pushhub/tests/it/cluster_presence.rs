@@ -286,3 +286,40 @@ async fn push_serve_finds_a_user_online_on_another_node() {
     let offline = push("8").await.unwrap().text().await.unwrap();
     assert_eq!(offline, r#"{"topic":"error","contents":"此用户不在线"}"#);
 }
+
+/// Redis restarted without its data: each node writes its presence again, and the node
+/// bus listens again, so kicks across nodes work once more.
+#[tokio::test]
+async fn presence_and_the_node_bus_come_back_after_redis_restarts() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = nodes(&redis, 2);
+    let (api, far) = (&nodes[0].0, &nodes[1].0);
+    let (mut client, _) = far.native("wms", "9").await;
+    let listed = json!([{"user": "9", "connections": 1}]);
+    eventually(api, "/v1/apps/wms/users", |body| body["users"] == listed).await;
+
+    redis.restart();
+    assert_eq!(redis.cli(&["DBSIZE"]).trim(), "0", "restarted empty");
+    eventually(api, "/v1/apps/wms/users", |body| body["users"] == listed).await;
+
+    // A command published before the far node listens again is lost (pub/sub keeps
+    // nothing), so the kick is repeated until it lands.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = api
+            .post_json("/v1/disconnect", &json!({"app": "wms", "user": "9"}))
+            .await;
+        assert_eq!((status, body), (200, json!({"disconnected": 1})));
+        let closed = tokio::time::timeout(Duration::from_millis(500), client.closed()).await;
+        if let Ok((code, _)) = closed {
+            assert_eq!(code, 4009);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the far node never heard the kick"
+        );
+    }
+}

@@ -102,7 +102,7 @@ impl RedisNodeBus {
                 },
                 reconnected = reconnects.recv() => {
                     if reconnected.is_ok() {
-                        if let Err(error) = subscriber.resubscribe_all().await {
+                        if let Err(error) = subscriber.subscribe(self.channel.as_str()).await {
                             tracing::warn!(%error, "node bus: resubscribe failed");
                         }
                     }
