@@ -323,3 +323,31 @@ async fn presence_and_the_node_bus_come_back_after_redis_restarts() {
         );
     }
 }
+
+/// A node stopped cleanly (SIGTERM) takes its users out of presence as it exits, without
+/// waiting for its heartbeat to run out.
+#[tokio::test]
+async fn a_node_stopped_cleanly_leaves_presence_at_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut nodes = nodes(&redis, 2);
+    let (mut leaving, _leaving_dir) = nodes.pop().unwrap();
+    let (_client, _) = leaving.native("wms", "bye").await;
+    let (stays, _) = &nodes[0];
+    let listed = json!([{"user": "bye", "connections": 1}]);
+    eventually(stays, "/v1/apps/wms/users", |body| body["users"] == listed).await;
+    let status = leaving.terminate();
+    assert!(status.success(), "{status}");
+    let (_, users) = stays.get("/v1/apps/wms/users").await;
+    assert_eq!(
+        users["users"],
+        json!([]),
+        "gone as soon as the node has exited"
+    );
+    assert_eq!(
+        redis.cli(&["ZCARD", "it:presence:nodes"]).trim(),
+        "1",
+        "the stopped node removed itself"
+    );
+}
