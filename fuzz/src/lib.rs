@@ -112,6 +112,7 @@ pub fn hub() -> Hub {
     let engine = Engine {
         broker: Arc::new(MemoryBroker::new(config().limits.max_history_bytes)),
         presence: Arc::new(MemoryPresence::default()),
+        nodes: Arc::new(pushhub::engine::LocalBus),
     };
     let hub = Hub::new(apps(), engine, Arc::new(Stats::default()));
     let data = serde_json::value::RawValue::from_string(r#"{"id":1,"text":"hello"}"#.into())

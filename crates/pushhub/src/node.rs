@@ -22,6 +22,12 @@ pub fn node_id() -> &'static str {
     })
 }
 
+/// The name of this node's connection `id` across nodes: the node's name, a dash, and the
+/// id in hex (`k3x9q2ab-1f`), so names from different nodes never collide.
+pub fn conn_name(id: u64) -> String {
+    format!("{}-{id:x}", node_id())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

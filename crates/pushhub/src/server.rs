@@ -81,6 +81,9 @@ pub async fn serve(
         &tracker,
         shutdown.clone(),
     )?;
+    if !engine.nodes.ready(REDIS_START_WAIT).await {
+        tracing::error!("not hearing the other nodes yet; serving anyway and retrying");
+    }
     let hub = Hub::new(
         Apps::new(config.apps.clone(), config.dynamic_apps.clone()),
         engine,

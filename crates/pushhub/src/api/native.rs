@@ -37,7 +37,8 @@ struct PushRequest {
 pub struct PushResponse {
     /// The message id.
     pub id: String,
-    /// Connections on this node the message was queued to.
+    /// Connections the message reached: on one node, those it was queued to; across nodes,
+    /// the targets' online connections as presence counts them (see docs/api.md).
     pub delivered: u64,
     /// The message's offset, when the push had a single target channel.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -143,15 +144,14 @@ pub async fn disconnect(
     let kick: DisconnectRequest =
         json_body(body, state.max_body_bytes, "disconnect request").await?;
     state.keys.check(&parts.headers, &kick.app)?;
-    let conn = match kick.conn.as_deref() {
-        None => None,
-        Some(text) => Some(crate::hub::parse_conn_name(text).map_err(|_| {
+    if let Some(text) = kick.conn.as_deref() {
+        crate::hub::parse_conn_name(text).map_err(|_| {
             ApiError::bad_request(
                 "invalid_conn",
                 format!("conn {text:?} is not a connection id from a welcome frame"),
             )
-        })?),
-    };
+        })?;
+    }
     let code = if kick.reconnect {
         Disconnect::KICKED
     } else {
@@ -169,17 +169,10 @@ pub async fn disconnect(
         Some(text) => code.with_reason(text),
         None => code,
     };
-    let closed = match conn {
-        // A connection of another node (or of this node before a restart): none here.
-        Some(None) => {
-            crate::hub::names::check_user(&kick.user)?;
-            0
-        }
-        Some(Some(id)) => state
-            .hub
-            .disconnect(&kick.app, &kick.user, Some(id), &reason)?,
-        None => state.hub.disconnect(&kick.app, &kick.user, None, &reason)?,
-    };
+    let closed = state
+        .hub
+        .disconnect(&kick.app, &kick.user, kick.conn.as_deref(), &reason)
+        .await?;
     Ok(Json(json!({ "disconnected": closed })))
 }
 

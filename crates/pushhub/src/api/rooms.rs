@@ -2,7 +2,7 @@
 //!
 //! - `GET /v1/apps/{app}/rooms/{room}`: members with their connection counts.
 //! - `POST /v1/apps/{app}/rooms/{room}/members` `{"user":"100"}`: put the user's
-//!   connections (on this node) in the room.
+//!   connections (on every node) in the room.
 //! - `DELETE /v1/apps/{app}/rooms/{room}/members/{user}`: take them out.
 //!
 //! Pushing to a room is `POST /v1/push` with `"room"` instead of `"to"`.

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::budget::{Charge, HistoryBudget, ShardQueues};
 use super::{
     Broker, BrokerEvents, BrokerStats, EngineError, HistoryPolicy, HistoryRequest, Message,
-    Presence, Publication, Recovery, StreamPosition,
+    Presence, Publication, Recovery, RemoteConn, StreamPosition,
 };
 use crate::stable_hash::stable_hash;
 use crate::sync::lock;
@@ -476,7 +476,17 @@ impl Presence for MemoryPresence {
         "memory"
     }
 
-    async fn join(&self, app: &str, user: &str, _conn: u64) -> Result<(), EngineError> {
+    fn spans_nodes(&self) -> bool {
+        false
+    }
+
+    async fn join(
+        &self,
+        app: &str,
+        user: &str,
+        _conn: u64,
+        _since_ms: u64,
+    ) -> Result<(), EngineError> {
         let mut apps = lock(&self.apps);
         *apps
             .entry(app.to_owned())
@@ -517,6 +527,15 @@ impl Presence for MemoryPresence {
             .and_then(|users| users.get(user))
             .copied()
             .unwrap_or(0))
+    }
+
+    async fn total(&self, app: &str) -> Result<usize, EngineError> {
+        let apps = lock(&self.apps);
+        Ok(apps.get(app).map_or(0, |users| users.values().sum()))
+    }
+
+    async fn elsewhere(&self, _app: &str, _user: &str) -> Result<Vec<RemoteConn>, EngineError> {
+        Ok(Vec::new())
     }
 }
 
@@ -799,14 +818,15 @@ mod tests {
     #[tokio::test]
     async fn presence_counts_connections_and_forgets_empty_users() {
         let presence = MemoryPresence::default();
-        presence.join("app", "u1", 1).await.unwrap();
-        presence.join("app", "u1", 2).await.unwrap();
-        presence.join("app", "u2", 3).await.unwrap();
+        presence.join("app", "u1", 1, 0).await.unwrap();
+        presence.join("app", "u1", 2, 0).await.unwrap();
+        presence.join("app", "u2", 3, 0).await.unwrap();
         assert_eq!(
             presence.users("app").await.unwrap(),
             vec![("u1".to_owned(), 2), ("u2".to_owned(), 1)]
         );
         assert_eq!(presence.connections("app", "u1").await.unwrap(), 2);
+        assert_eq!(presence.total("app").await.unwrap(), 3);
         presence.leave("app", "u1", 1).await.unwrap();
         presence.leave("app", "u1", 2).await.unwrap();
         assert_eq!(presence.connections("app", "u1").await.unwrap(), 0);

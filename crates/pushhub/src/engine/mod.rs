@@ -26,13 +26,16 @@ pub mod budget;
 #[cfg(test)]
 pub mod contract;
 pub mod memory;
+pub mod node_bus;
 pub mod publication;
+pub mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use node_bus::{LocalBus, NodeBus, NodeCommand, NodeEvents};
 pub use publication::{Message, Publication, StreamPosition};
 
 /// Failures every engine may report; callers act on the variant.
@@ -182,29 +185,62 @@ pub trait Broker: Send + Sync {
     fn stats(&self) -> BrokerStats;
 }
 
-/// Who is online: users of an app and how many connections each holds.
+/// One connection another node holds, as presence knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteConn {
+    /// Its name across nodes (the node's name, a dash, the id in hex: what a `welcome`
+    /// shows), which also says which node holds it.
+    pub name: String,
+    /// When it connected, in milliseconds since the Unix epoch: the per-user limit's
+    /// kick-oldest goes by this.
+    pub since_ms: u64,
+}
+
+/// Who is online: users of a scope (an app, or a room channel) and how many connections
+/// each holds.
 ///
-/// Contract: `join` and `leave` are called once each per connection, in that order; a user
-/// is online while at least one of its connections has joined and not left. Implementations
-/// across nodes count connections of every node.
+/// Contract: `join` and `leave` are called once each per connection and scope, in that
+/// order; a user is online while at least one of its connections has joined and not left.
+/// Connection ids are this node's ([`crate::node::conn_name`] names them across nodes).
+/// Implementations across nodes answer for every node, and forget a node that stopped
+/// without leaving within a bound they document.
 #[async_trait]
 pub trait Presence: Send + Sync {
     /// Short name for logs and metrics.
     fn kind(&self) -> &'static str;
 
-    /// Record that connection `conn` of `user` in `app` is online.
-    async fn join(&self, app: &str, user: &str, conn: u64) -> Result<(), EngineError>;
+    /// True when other nodes' connections are counted too: then this node's own
+    /// deliveries are not the whole answer to "how many connections took a push".
+    fn spans_nodes(&self) -> bool;
 
-    /// Record that connection `conn` of `user` in `app` went away.
-    async fn leave(&self, app: &str, user: &str, conn: u64) -> Result<(), EngineError>;
+    /// Record that connection `conn` of `user`, connected at `since_ms` (milliseconds
+    /// since the Unix epoch), is online in `scope`.
+    async fn join(
+        &self,
+        scope: &str,
+        user: &str,
+        conn: u64,
+        since_ms: u64,
+    ) -> Result<(), EngineError>;
 
-    /// Online users of `app` with their connection counts, sorted by user id.
-    async fn users(&self, app: &str) -> Result<Vec<(String, usize)>, EngineError>;
+    /// Record that connection `conn` of `user` went away from `scope`.
+    async fn leave(&self, scope: &str, user: &str, conn: u64) -> Result<(), EngineError>;
 
-    /// How many connections `user` of `app` holds: the question "is this user online?"
+    /// Online users of `scope` with their connection counts, sorted by user id.
+    async fn users(&self, scope: &str) -> Result<Vec<(String, usize)>, EngineError>;
+
+    /// How many connections `user` holds in `scope`: the question "is this user online?"
     /// (push-serve's answer to a push) asks here rather than counting one node's
     /// deliveries, so an engine across nodes answers for all of them.
-    async fn connections(&self, app: &str, user: &str) -> Result<usize, EngineError>;
+    async fn connections(&self, scope: &str, user: &str) -> Result<usize, EngineError>;
+
+    /// How many connections `scope` holds in all.
+    async fn total(&self, scope: &str) -> Result<usize, EngineError>;
+
+    /// The connections `user` holds in `scope` on other nodes, oldest first (the per-user
+    /// limit and kicks across nodes need them). An engine of one node has none, and
+    /// answers without doing any work.
+    async fn elsewhere(&self, scope: &str, user: &str) -> Result<Vec<RemoteConn>, EngineError>;
 }
 
 /// The pair of engines a hub runs on.
@@ -214,6 +250,8 @@ pub struct Engine {
     pub broker: Arc<dyn Broker>,
     /// Online users.
     pub presence: Arc<dyn Presence>,
+    /// Commands to the other nodes.
+    pub nodes: Arc<dyn NodeBus>,
 }
 
 /// Which engine to run; the only place that matches on engine kinds.
@@ -245,10 +283,21 @@ pub fn from_config(
             Ok(Engine {
                 broker,
                 presence: Arc::new(memory::MemoryPresence::default()),
+                nodes: Arc::new(LocalBus),
             })
         }
-        (EngineKind::Redis, _) => Err(EngineError::Unavailable(
-            "the Redis engine is being built on this branch".into(),
+        (EngineKind::Redis, Some(redis)) => {
+            // The Redis broker lands on its own branch; until then channels stay local.
+            let broker = Arc::new(memory::MemoryBroker::new(max_history_bytes));
+            tracker.spawn(memory::sweep_periodically(broker.clone(), shutdown.clone()));
+            Ok(Engine {
+                broker,
+                presence: redis::RedisPresence::start(redis.clone(), tracker, shutdown.clone()),
+                nodes: redis::RedisNodeBus::start(redis, tracker, shutdown),
+            })
+        }
+        (EngineKind::Redis, None) => Err(EngineError::Unavailable(
+            "engine = \"redis\" needs a [redis] table".into(),
         )),
     }
 }

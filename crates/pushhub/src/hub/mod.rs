@@ -12,6 +12,7 @@ pub mod channel;
 pub mod cursor;
 mod interest;
 pub mod names;
+mod nodes;
 pub mod outbox;
 pub mod registry;
 pub mod render;
@@ -139,9 +140,10 @@ impl ConnInfo {
 pub struct PublishReceipt {
     /// The message id.
     pub id: Arc<str>,
-    /// Connections on this node it was queued to while the publish ran (each counted
-    /// once). With the memory engine that is every recipient; with an engine across nodes
-    /// it counts this node's only, so "is the user online?" asks [`Hub::online`] instead.
+    /// Connections it reached. On one node (presence that does not span nodes): those
+    /// it was queued to while the publish ran, each counted once. Across nodes, where
+    /// other nodes deliver on their own time: the targets' online connections as presence
+    /// counts them when the publish is accepted (see `nodes::reach`).
     pub delivered: u64,
     /// Each target channel and the position the message got there.
     pub positions: Vec<(Arc<str>, StreamPosition)>,
@@ -240,6 +242,10 @@ impl Hub {
             hub: Arc::downgrade(&inner),
         };
         inner.engine.broker.register_events(Arc::new(events));
+        inner
+            .engine
+            .nodes
+            .register_events(Arc::new(nodes::HubNodes::new(Arc::downgrade(&inner))));
         Self { inner }
     }
 
@@ -292,11 +298,21 @@ impl Hub {
         }
         let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let app = request.app;
-        self.inner
-            .engine
-            .presence
-            .join(&app.name, &request.user, id)
+        let since_ms = now_ms();
+        let presence = &self.inner.engine.presence;
+        presence
+            .join(&app.name, &request.user, id, since_ms)
             .await?;
+        let elsewhere = match app.user_limit {
+            Some(_) => match presence.elsewhere(&app.name, &request.user).await {
+                Ok(conns) => nodes::older_than(conns, id, since_ms),
+                Err(error) => {
+                    presence.leave(&app.name, &request.user, id).await?;
+                    return Err(error.into());
+                }
+            },
+            None => Vec::new(),
+        };
         let user: Arc<str> = request.user.into();
         let mut channels = channel::channels_for(&app.name, &user);
         for group in &request.groups {
@@ -307,21 +323,31 @@ impl Hub {
             }
         }
         let home = Registry::home(&app.name, &user);
-        let subscriber = Arc::new(Subscriber::new(id, request.outbox, request.renderer));
-        let subscribed =
-            self.inner
-                .registry
-                .subscribe_within(home, &channels, &subscriber, app.user_limit);
+        let subscriber =
+            Arc::new(Subscriber::new(id, request.outbox, request.renderer).connected_at(since_ms));
+        let subscribed = self.inner.registry.subscribe_within(
+            home,
+            &channels,
+            &subscriber,
+            app.user_limit,
+            &elsewhere,
+        );
         let Ok(pushed_out) = subscribed else {
-            self.inner
-                .engine
-                .presence
-                .leave(&app.name, &user, id)
-                .await?;
+            presence.leave(&app.name, &user, id).await?;
             return Err(HubError::UserFull(user.to_string()));
         };
-        for old in pushed_out {
+        for old in pushed_out.here {
             old.outbox.close(Disconnect::REPLACED);
+        }
+        for name in pushed_out.elsewhere {
+            self.inner
+                .tell_nodes(nodes::kick(
+                    &app.name,
+                    &user,
+                    Some(name),
+                    &Disconnect::REPLACED,
+                ))
+                .await;
         }
         self.inner.stats.connection_opened();
         if let Some(events) = &app.events {
@@ -503,6 +529,16 @@ impl Hub {
             })
             .await;
         let positions = published?;
+        let delivered = if self.inner.engine.presence.spans_nodes() {
+            nodes::reach(self.inner.engine.presence.as_ref(), &app.name, targets)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, "presence cannot count a push's recipients");
+                    delivered
+                })
+        } else {
+            delivered
+        };
         Ok(PublishReceipt {
             id: message.id.clone(),
             delivered,
@@ -519,45 +555,57 @@ impl Hub {
         }
     }
 
-    /// Close `user`'s connections to `app` on this node (only connection `conn` when given)
-    /// with `reason`, through their send queues so frames already queued go out first.
-    /// Returns how many were closed; a user who is not connected is not an error.
-    pub fn disconnect(
+    /// Close `user`'s connections to `app` on every node (only the one named `conn`, as a
+    /// `welcome` showed it, when given) with `reason`, through their send queues so frames
+    /// already queued go out first. Returns how many were closed here plus how many other
+    /// nodes were told to close (as presence knows them); a user who is not connected is
+    /// not an error.
+    pub async fn disconnect(
         &self,
         app: &str,
         user: &str,
-        conn: Option<ConnId>,
+        conn: Option<&str>,
         reason: &Disconnect,
     ) -> Result<usize, HubError> {
         names::check_user(user)?;
         let Some(app) = self.inner.apps.lookup(app)? else {
             return Ok(0);
         };
-        let mut chosen = Vec::new();
-        self.inner.registry.for_each(
-            &channel::user(&app.name, user),
-            Some(Registry::home(&app.name, user)),
-            |subscriber| {
-                if conn.is_none_or(|id| id == subscriber.id) {
-                    chosen.push(subscriber.outbox.clone());
-                }
-            },
-        );
-        for outbox in &chosen {
-            outbox.close(reason.clone());
+        let here = match conn.map(parse_conn_name) {
+            None => self.inner.disconnect_local(&app.name, user, None, reason),
+            Some(Ok(Some(id))) => {
+                return Ok(self
+                    .inner
+                    .disconnect_local(&app.name, user, Some(id), reason));
+            }
+            Some(Ok(None) | Err(_)) => 0,
+        };
+        let elsewhere = self
+            .inner
+            .engine
+            .presence
+            .elsewhere(&app.name, user)
+            .await?
+            .into_iter()
+            .filter(|remote| conn.is_none_or(|name| name == remote.name))
+            .count();
+        if elsewhere > 0 {
+            let command = nodes::kick(&app.name, user, conn.map(str::to_owned), reason);
+            self.inner.engine.nodes.send(&command).await?;
         }
-        Ok(chosen.len())
+        Ok(here + elsewhere)
     }
 
-    /// Put every connection `user` of `app` has on this node in room `room` (server-side
-    /// join); returns how many joined. The user's later connections do not join by
+    /// Put every connection `user` of `app` has, on every node, in room `room`
+    /// (server-side join); returns how many joined here plus how many the user holds on
+    /// other nodes (told to join). The user's later connections do not join by
     /// themselves: the room is presence, not a standing grant.
     pub async fn add_to_room(&self, app: &str, user: &str, room: &str) -> Result<usize, HubError> {
         self.change_room(app, user, room, true).await
     }
 
-    /// Take every connection `user` of `app` has on this node out of room `room`; returns
-    /// how many left.
+    /// Take every connection `user` of `app` has, on every node, out of room `room`;
+    /// returns how many left here plus how many the user holds on other nodes.
     pub async fn remove_from_room(
         &self,
         app: &str,
@@ -579,35 +627,24 @@ impl Hub {
         let Some(app) = self.inner.apps.lookup(app)? else {
             return Ok(0);
         };
-        let home = Registry::home(&app.name, user);
-        let user_channel = channel::user(&app.name, user);
-        let channel = channel::room(&app.name, room);
-        let presence = &self.inner.engine.presence;
-        let changed = if join {
-            self.inner
-                .registry
-                .join_room_all(home, &user_channel, &channel)
-        } else {
-            self.inner
-                .registry
-                .leave_room_all(home, &user_channel, &channel)
-        };
-        let user: Arc<str> = user.into();
-        for id in &changed {
-            if join {
-                self.inner
-                    .take_interest(std::slice::from_ref(&channel))
-                    .await?;
-                presence.join(&channel, &user, *id).await?;
-            } else {
-                self.inner
-                    .drop_interest(std::slice::from_ref(&channel))
-                    .await;
-                presence.leave(&channel, &user, *id).await?;
-            }
-            room_event(&app, &user, *id, room, join);
+        let here = self.inner.change_room_local(&app, user, room, join).await?;
+        let elsewhere = self
+            .inner
+            .engine
+            .presence
+            .elsewhere(&app.name, user)
+            .await?
+            .len();
+        if elsewhere > 0 {
+            let command = crate::engine::NodeCommand::Room {
+                app: app.name.to_string(),
+                user: user.to_owned(),
+                room: room.to_owned(),
+                join,
+            };
+            self.inner.engine.nodes.send(&command).await?;
         }
-        Ok(changed.len())
+        Ok(here + elsewhere)
     }
 
     /// Members of room `room` of `app` with their connection counts in it, sorted by user.
@@ -643,6 +680,71 @@ impl Hub {
 }
 
 impl HubInner {
+    /// Put (or take) `user`'s connections on this node in room `room` of `app`; returns
+    /// how many changed.
+    async fn change_room_local(
+        &self,
+        app: &AppSettings,
+        user: &str,
+        room: &str,
+        join: bool,
+    ) -> Result<usize, HubError> {
+        let home = Registry::home(&app.name, user);
+        let user_channel = channel::user(&app.name, user);
+        let channel = channel::room(&app.name, room);
+        let presence = &self.engine.presence;
+        let changed = if join {
+            self.registry.join_room_all(home, &user_channel, &channel)
+        } else {
+            self.registry.leave_room_all(home, &user_channel, &channel)
+        };
+        let user: Arc<str> = user.into();
+        for id in &changed {
+            if join {
+                self.take_interest(std::slice::from_ref(&channel)).await?;
+                presence.join(&channel, &user, *id, now_ms()).await?;
+            } else {
+                self.drop_interest(std::slice::from_ref(&channel)).await;
+                presence.leave(&channel, &user, *id).await?;
+            }
+            room_event(app, &user, *id, room, join);
+        }
+        Ok(changed.len())
+    }
+
+    /// Close `user`'s connections to `app` on this node (only connection `conn` when
+    /// given) with `reason`; returns how many were closed.
+    fn disconnect_local(
+        &self,
+        app: &str,
+        user: &str,
+        conn: Option<ConnId>,
+        reason: &Disconnect,
+    ) -> usize {
+        let mut chosen = Vec::new();
+        self.registry.for_each(
+            &channel::user(app, user),
+            Some(Registry::home(app, user)),
+            |subscriber| {
+                if conn.is_none_or(|id| id == subscriber.id) {
+                    chosen.push(subscriber.outbox.clone());
+                }
+            },
+        );
+        for outbox in &chosen {
+            outbox.close(reason.clone());
+        }
+        chosen.len()
+    }
+
+    /// Send `command` to the other nodes; a failure is logged (the connections it
+    /// concerns close when their node loses Redis anyway).
+    async fn tell_nodes(&self, command: crate::engine::NodeCommand) {
+        if let Err(error) = self.engine.nodes.send(&command).await {
+            tracing::warn!(%error, "could not tell the other nodes");
+        }
+    }
+
     /// Queue `publication` to this node's members of its channel (with `home`, only that
     /// user's shard is visited), each format rendered once; the outboxes that now need
     /// writing go into `unsent`, to be written after the broker's and the registry's locks
@@ -876,7 +978,7 @@ impl Session {
         inner
             .engine
             .presence
-            .join(channel, &self.user, self.id)
+            .join(channel, &self.user, self.id, now_ms())
             .await?;
         let limit = if since.is_some() { limit } else { 0 };
         let request = HistoryRequest {
@@ -1024,7 +1126,7 @@ pub const MAX_EXTRA_GROUPS: usize = 16;
 /// The name of connection `id`, as clients and backends see it: this node's name, a dash,
 /// and the id in hex (`k3x9q2ab-1f`), so names from different nodes never collide.
 pub fn conn_name(id: ConnId) -> String {
-    format!("{}-{id:x}", crate::node::node_id())
+    crate::node::conn_name(id)
 }
 
 /// A connection name that [`conn_name`] cannot have made.
@@ -1110,6 +1212,7 @@ mod tests {
         let engine = Engine {
             broker: Arc::new(MemoryBroker::new(usize::MAX)),
             presence: Arc::new(MemoryPresence::default()),
+            nodes: Arc::new(crate::engine::LocalBus),
         };
         Hub::new(
             Apps::new(config.apps.clone(), config.dynamic_apps.clone()),

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use super::outbox::{Frame, Outbox, Queued, Unsent};
 use super::render::{Render, RenderCache, RenderStore};
 use crate::disconnect::Disconnect;
-use crate::engine::{Publication, StreamPosition};
+use crate::engine::{Publication, RemoteConn, StreamPosition};
 use crate::stable_hash::stable_hash;
 use crate::sync::lock;
 
@@ -104,6 +104,9 @@ pub struct Subscriber {
     /// Shared messages taken lately; allocated on the first one, so a connection that
     /// only ever gets single-channel pushes pays one pointer for it.
     shared: Mutex<Option<Box<RecentShared>>>,
+    /// When it connected (milliseconds since the Unix epoch): kick-oldest compares it with
+    /// the user's connections on other nodes.
+    since_ms: u64,
 }
 
 impl Subscriber {
@@ -119,7 +122,14 @@ impl Subscriber {
             rooms: Mutex::new(Vec::new()),
             replaying_rooms: AtomicBool::new(false),
             shared: Mutex::new(None),
+            since_ms: 0,
         }
+    }
+
+    /// The same subscriber, connected at `since_ms` (milliseconds since the Unix epoch).
+    pub fn connected_at(mut self, since_ms: u64) -> Self {
+        self.since_ms = since_ms;
+        self
     }
 
     /// False when `publication`'s message reached this connection already through another
@@ -278,7 +288,8 @@ fn covers(channel: &str, top: &StreamPosition, publication: &Publication) -> boo
 
 type Members = HashMap<ConnId, Arc<Subscriber>>;
 
-/// How many connections one user may hold on this node, and what happens to the next.
+/// How many connections one user may hold (on every node together), and what happens to
+/// the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserLimit {
     /// Most connections at once (at least 1).
@@ -286,6 +297,31 @@ pub struct UserLimit {
     /// True: the oldest connection makes room for the newest (one device per user, as
     /// the seeds did); false: the newest is refused.
     pub kick_oldest: bool,
+}
+
+/// Connections a newcomer pushes out under kick-oldest.
+#[derive(Default)]
+pub struct PushedOut {
+    /// On this node.
+    pub here: Vec<Arc<Subscriber>>,
+    /// On other nodes, by name.
+    pub elsewhere: Vec<String>,
+}
+
+/// One of a user's connections, on this node or another.
+enum Held<'a> {
+    Here(&'a Arc<Subscriber>),
+    There(&'a str),
+}
+
+impl Held<'_> {
+    /// The other node's connection name; local ones have none (their ids order them).
+    fn name(&self) -> &str {
+        match self {
+            Held::Here(_) => "",
+            Held::There(name) => name,
+        }
+    }
 }
 
 /// The user already holds as many connections as its limit allows.
@@ -327,32 +363,45 @@ impl Registry {
         }
     }
 
-    /// Like [`Registry::subscribe`], but first hold the user to `limit` connections on this
-    /// node, counted in its user channel (`channels[0]`), atomically with subscribing.
-    /// Returns the connections pushed out to make room (kick-oldest), or `Err` when the
-    /// newcomer must be refused.
+    /// Like [`Registry::subscribe`], but first hold the user to `limit` connections,
+    /// counted in its user channel (`channels[0]`) on this node, atomically with
+    /// subscribing, plus `elsewhere`: its connections on other nodes that are older than
+    /// `sub` (so of two newcomers on two nodes at once, only the newer one counts the
+    /// other). Returns the connections to push out to make room (kick-oldest: the oldest
+    /// wherever they are), or `Err` when the newcomer must be refused.
     pub fn subscribe_within(
         &self,
         home: u64,
         channels: &[Arc<str>],
         sub: &Arc<Subscriber>,
         limit: Option<UserLimit>,
-    ) -> Result<Vec<Arc<Subscriber>>, UserFull> {
+        elsewhere: &[RemoteConn],
+    ) -> Result<PushedOut, UserFull> {
         let mut shard = lock(self.shard(home));
-        let mut pushed_out = Vec::new();
+        let mut pushed_out = PushedOut::default();
         if let (Some(limit), Some(user_channel)) = (limit, channels.first()) {
-            if let Some(members) = shard.get(user_channel) {
-                if members.len() >= limit.max {
-                    if !limit.kick_oldest {
-                        return Err(UserFull);
+            let local = shard.get(user_channel);
+            let count = local.map_or(0, HashMap::len) + elsewhere.len();
+            if count >= limit.max {
+                if !limit.kick_oldest {
+                    return Err(UserFull);
+                }
+                let mut oldest: Vec<(u64, ConnId, Held)> = local
+                    .into_iter()
+                    .flat_map(HashMap::values)
+                    .map(|s| (s.since_ms, s.id, Held::Here(s)))
+                    .chain(
+                        elsewhere
+                            .iter()
+                            .map(|r| (r.since_ms, 0, Held::There(r.name.as_str()))),
+                    )
+                    .collect();
+                oldest.sort_unstable_by(|a, b| (a.0, a.1, a.2.name()).cmp(&(b.0, b.1, b.2.name())));
+                for (_, _, held) in oldest.into_iter().take(count + 1 - limit.max) {
+                    match held {
+                        Held::Here(sub) => pushed_out.here.push(sub.clone()),
+                        Held::There(name) => pushed_out.elsewhere.push(name.to_owned()),
                     }
-                    let mut ids: Vec<ConnId> = members.keys().copied().collect();
-                    ids.sort_unstable();
-                    let excess = members.len() + 1 - limit.max;
-                    pushed_out = ids[..excess]
-                        .iter()
-                        .filter_map(|id| members.get(id).cloned())
-                        .collect();
                 }
             }
         }
@@ -507,6 +556,48 @@ mod tests {
             })),
             Arc::new(Plain(FormatId::unique())),
         ))
+    }
+
+    /// Kick-oldest picks the oldest connections wherever they are, local ones by their
+    /// connect time; refuse-newest counts the other nodes' connections too.
+    #[test]
+    fn the_user_limit_counts_and_kicks_across_nodes() {
+        let registry = Registry::new();
+        let channels: Vec<Arc<str>> = vec!["a:user:1".into()];
+        let local = Arc::new(
+            Arc::try_unwrap(subscriber(1))
+                .ok()
+                .unwrap()
+                .connected_at(100),
+        );
+        let remote = |name: &str, since_ms| RemoteConn {
+            name: name.into(),
+            since_ms,
+        };
+        let kick = Some(UserLimit {
+            max: 2,
+            kick_oldest: true,
+        });
+        registry
+            .subscribe_within(0, &channels, &local, kick, &[])
+            .unwrap();
+        let elsewhere = [remote("nodeb-1", 50), remote("nodeb-2", 150)];
+        let pushed = registry
+            .subscribe_within(0, &channels, &subscriber(2), kick, &elsewhere)
+            .unwrap();
+        assert_eq!(pushed.elsewhere, ["nodeb-1"]);
+        assert_eq!(
+            pushed.here.iter().map(|s| s.id).collect::<Vec<_>>(),
+            [1],
+            "the local connection from 100 is older than the remote one from 150"
+        );
+        let refuse = Some(UserLimit {
+            max: 3,
+            kick_oldest: false,
+        });
+        let refused =
+            registry.subscribe_within(0, &channels, &subscriber(3), refuse, &elsewhere[..1]);
+        assert!(refused.is_err(), "two here and one elsewhere make three");
     }
 
     #[test]

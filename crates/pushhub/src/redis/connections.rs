@@ -59,6 +59,7 @@ impl Shard {
 pub struct RedisConnections {
     shards: Vec<Shard>,
     prefix: String,
+    presence_ttl: Duration,
 }
 
 impl RedisConnections {
@@ -105,6 +106,7 @@ impl RedisConnections {
         Ok(Self {
             shards,
             prefix: settings.prefix.clone(),
+            presence_ttl: settings.presence_ttl,
         })
     }
 
@@ -141,6 +143,11 @@ impl RedisConnections {
     /// Every deployment, in configuration order.
     pub fn shards(&self) -> &[Shard] {
         &self.shards
+    }
+
+    /// How long a node's presence outlives its last heartbeat (`[redis] presence_ttl`).
+    pub fn presence_ttl(&self) -> Duration {
+        self.presence_ttl
     }
 
     /// The key prefix (no trailing separator).

@@ -5,6 +5,7 @@ mod api_keys;
 mod autobahn;
 mod backend;
 mod bad_input;
+mod cluster_presence;
 // The JavaScript SDK and demo page (clients/js): node --test, headless Chromium.
 mod browser;
 mod cluster_timers;

@@ -1,0 +1,122 @@
+//! The node bus: commands one node asks the other nodes to carry out on their own
+//! connections (kick a user, put a user's connections in a room).
+//!
+//! A connection lives on one node, but the API call that concerns it may arrive at any
+//! node. The node that takes the call acts on its own connections itself and sends the
+//! command over the bus to every other node, which acts on theirs. The in-memory default
+//! ([`LocalBus`]) has no other nodes to tell; a Redis bus carries commands over one
+//! pub/sub channel all nodes listen to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::EngineError;
+
+/// What a node asks the others to do; plain data with a stable serialized form (the
+/// Redis bus sends it as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum NodeCommand {
+    /// Close `user`'s connections to `app` (only the one named `conn` when given), with
+    /// close `code` and `reason`.
+    Disconnect {
+        /// The app.
+        app: String,
+        /// The user.
+        user: String,
+        /// One connection's name across nodes; absent: all of the user's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conn: Option<String>,
+        /// The close code the client gets.
+        code: u16,
+        /// The close reason the client gets.
+        reason: String,
+    },
+    /// Put `user`'s connections to `app` in room `room` (`join`), or take them out.
+    Room {
+        /// The app.
+        app: String,
+        /// The user.
+        user: String,
+        /// The room name.
+        room: String,
+        /// True joins, false leaves.
+        join: bool,
+    },
+}
+
+/// Where a bus hands the commands of other nodes to this node's hub: given once, at
+/// start. Commands reach it one at a time, in the order the bus received them (a join
+/// followed by a leave for one user is applied in that order).
+#[async_trait]
+pub trait NodeEvents: Send + Sync {
+    /// Carry out `command` on this node's connections.
+    async fn command(&self, command: NodeCommand);
+}
+
+/// Commands to the other nodes of the cluster.
+///
+/// Contract: `send` hands the command to every other node that is alive now, at most
+/// once each; a node never receives its own commands back (it acts on its own
+/// connections itself). A node that is down misses the command, which is what it should
+/// do: its connections are gone with it.
+#[async_trait]
+pub trait NodeBus: Send + Sync {
+    /// Give the bus the hub's handler; called once, at start.
+    fn register_events(&self, events: Arc<dyn NodeEvents>);
+
+    /// Send `command` to every other node.
+    async fn send(&self, command: &NodeCommand) -> Result<(), EngineError>;
+
+    /// Wait, up to `wait`, until commands from other nodes reach this node; false when
+    /// they do not yet. A node that starts accepting connections before then could miss
+    /// a kick meant for one of them, so the server asks this first.
+    async fn ready(&self, wait: Duration) -> bool;
+}
+
+/// The bus of a single node: there is nobody else to tell.
+pub struct LocalBus;
+
+#[async_trait]
+impl NodeBus for LocalBus {
+    fn register_events(&self, _events: Arc<dyn NodeEvents>) {}
+
+    async fn send(&self, _command: &NodeCommand) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    async fn ready(&self, _wait: Duration) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The serialized form other nodes read: stable names, optional fields left out.
+    #[test]
+    fn commands_have_a_stable_json_form() {
+        let kick = NodeCommand::Disconnect {
+            app: "wms".into(),
+            user: "7".into(),
+            conn: None,
+            code: 4009,
+            reason: "bye".into(),
+        };
+        let text = serde_json::to_string(&kick).unwrap();
+        assert_eq!(
+            text,
+            r#"{"cmd":"disconnect","app":"wms","user":"7","code":4009,"reason":"bye"}"#
+        );
+        assert_eq!(serde_json::from_str::<NodeCommand>(&text).unwrap(), kick);
+        let room = r#"{"cmd":"room","app":"wms","user":"7","room":"r1","join":true}"#;
+        assert!(matches!(
+            serde_json::from_str::<NodeCommand>(room).unwrap(),
+            NodeCommand::Room { join: true, .. }
+        ));
+    }
+}

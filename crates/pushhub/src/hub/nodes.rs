@@ -1,0 +1,163 @@
+//! The hub's side of the node bus and of presence across nodes: carrying out other
+//! nodes' commands here, and the answers that count connections on every node.
+
+use std::sync::Weak;
+
+use async_trait::async_trait;
+use futures_util::future::try_join_all;
+
+use super::{channel, names, parse_conn_name, HubInner};
+use crate::disconnect::Disconnect;
+use crate::engine::{EngineError, NodeCommand, NodeEvents, Presence, RemoteConn};
+use crate::hub::Target;
+
+/// Carries out other nodes' commands on this node's connections. Holds the hub weakly,
+/// since the hub holds the bus that holds this.
+pub(super) struct HubNodes {
+    hub: Weak<HubInner>,
+}
+
+impl HubNodes {
+    pub(super) fn new(hub: Weak<HubInner>) -> Self {
+        Self { hub }
+    }
+}
+
+#[async_trait]
+impl NodeEvents for HubNodes {
+    async fn command(&self, command: NodeCommand) {
+        let Some(inner) = self.hub.upgrade() else {
+            return;
+        };
+        match command {
+            NodeCommand::Disconnect {
+                app,
+                user,
+                conn,
+                code,
+                reason,
+            } => {
+                let conn = match conn.as_deref().map(parse_conn_name) {
+                    None => None,
+                    Some(Ok(Some(id))) => Some(id),
+                    // Another node's connection, or not a name at all: none here.
+                    Some(Ok(None) | Err(_)) => return,
+                };
+                inner.disconnect_local(&app, &user, conn, &Disconnect::new(code, reason));
+            }
+            NodeCommand::Room {
+                app,
+                user,
+                room,
+                join,
+            } => {
+                let changed = match (names::check_room(&room), inner.apps.lookup(&app)) {
+                    (Ok(()), Ok(Some(app))) => {
+                        inner.change_room_local(&app, &user, &room, join).await
+                    }
+                    _ => return,
+                };
+                if let Err(error) = changed {
+                    tracing::warn!(%error, room, "room change from another node failed");
+                }
+            }
+        }
+    }
+}
+
+/// The command that closes `user`'s connections to `app` (only `conn` when given) with
+/// `reason` on the nodes that hold them.
+pub(super) fn kick(
+    app: &str,
+    user: &str,
+    conn: Option<String>,
+    reason: &Disconnect,
+) -> NodeCommand {
+    NodeCommand::Disconnect {
+        app: app.to_owned(),
+        user: user.to_owned(),
+        conn,
+        code: reason.code,
+        reason: reason.reason.to_string(),
+    }
+}
+
+/// Of `conns` (oldest first), those that connected before this node's connection `id`
+/// did at `since_ms`: only they count against a newcomer's per-user limit, so two
+/// newcomers on two nodes at once agree on which of them is the newer.
+pub(super) fn older_than(conns: Vec<RemoteConn>, id: u64, since_ms: u64) -> Vec<RemoteConn> {
+    let name = super::conn_name(id);
+    conns
+        .into_iter()
+        .filter(|remote| (remote.since_ms, remote.name.as_str()) < (since_ms, name.as_str()))
+        .collect()
+}
+
+/// How many connections on every node a push to `targets` of `app` reaches, as presence
+/// counts them (what `delivered` means when presence spans nodes: the publishing node
+/// cannot see other nodes' deliveries). `all` counts the app's connections; a user its
+/// connections; a room its members' connections; a group the connections of users whose
+/// id puts them in it (groups granted by a credential are not known to presence). A
+/// connection reached through several targets may be counted once per target.
+pub(super) async fn reach(
+    presence: &dyn Presence,
+    app: &str,
+    targets: &[Target],
+) -> Result<u64, EngineError> {
+    if targets.iter().any(|t| matches!(t, Target::All)) {
+        return Ok(presence.total(app).await? as u64);
+    }
+    let users = targets.iter().filter_map(|target| match target {
+        Target::User(user) => Some(presence.connections(app, user)),
+        _ => None,
+    });
+    // Asked all at once: the Redis engine pipelines them on its connections.
+    let mut count: usize = try_join_all(users).await?.into_iter().sum();
+    let mut app_users = None;
+    for target in targets {
+        count += match target {
+            Target::All | Target::User(_) => 0,
+            Target::Room(room) => presence.total(&channel::room(app, room)).await?,
+            Target::Group(group) => {
+                if app_users.is_none() {
+                    app_users = Some(presence.users(app).await?);
+                }
+                app_users
+                    .iter()
+                    .flatten()
+                    .filter(|(user, _)| channel::groups_of(user).any(|g| g == group))
+                    .map(|(_, connections)| connections)
+                    .sum()
+            }
+        };
+    }
+    Ok(count as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only connections that came before the newcomer count, ties going by name.
+    #[test]
+    fn older_than_keeps_the_earlier_connections_only() {
+        let conn = |name: &str, since_ms| RemoteConn {
+            name: name.into(),
+            since_ms,
+        };
+        // Node names are 8 characters of a-z0-9: "00000000" sorts before any other,
+        // "zzzzzzzz" after.
+        let kept = older_than(
+            vec![
+                conn("aaaaaaaa-1", 10),
+                conn("00000000-1", 20),
+                conn("zzzzzzzz-1", 20),
+                conn("aaaaaaaa-2", 30),
+            ],
+            5,
+            20,
+        );
+        let names: Vec<&str> = kept.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["aaaaaaaa-1", "00000000-1"]);
+    }
+}
