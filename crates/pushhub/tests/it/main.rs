@@ -7,6 +7,8 @@ mod backend;
 mod bad_input;
 // The JavaScript SDK and demo page (clients/js): node --test, headless Chromium.
 mod browser;
+// Several nodes on one Redis (the Redis engine).
+mod cluster;
 mod config_cli;
 mod cron;
 mod demo;

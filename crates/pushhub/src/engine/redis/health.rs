@@ -4,7 +4,6 @@
 //! gap check after every reconnect, and a stream-top check of every subscribed channel
 //! every [`CHECK_EVERY`] (an idle channel whose last publication was lost is filled).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,7 +56,6 @@ pub async fn watch(inner: Arc<Inner>, index: usize, shutdown: CancellationToken)
             },
             _ = probe.tick() => {
                 let answered = matches!(timeout(PROBE_WAIT, lane.subscriber.ping::<Value>(None)).await, Ok(Ok(_)));
-                lane.listening.store(answered, Ordering::Relaxed);
                 if answered {
                     failures = 0;
                 } else {
@@ -74,28 +72,34 @@ pub async fn watch(inner: Arc<Inner>, index: usize, shutdown: CancellationToken)
     }
 }
 
-/// Whether every deployment answers a `PING` on its command pool and its subscriber
-/// connection answered its last probe; the first one that does not, and why.
+/// Whether every deployment answers a `PING` on its command pool and on its subscriber
+/// connection; the first one that does not, and why.
 pub async fn health(inner: &Inner) -> Result<(), String> {
     for (index, lane) in inner.lanes.iter().enumerate() {
-        let ping = timeout(HEALTH_WAIT, inner.client(index).ping::<Value>(None)).await;
-        match ping {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => return Err(format!("redis {}: {error}", inner.url(index))),
-            Err(_) => {
-                return Err(format!(
-                    "redis {}: no answer within {} ms",
-                    inner.url(index),
-                    HEALTH_WAIT.as_millis()
-                ))
-            }
-        }
-        if !lane.listening.load(Ordering::Relaxed) {
-            return Err(format!(
-                "redis {}: the subscriber connection does not answer",
-                inner.url(index)
-            ));
-        }
+        let url = inner.url(index);
+        answers(inner.client(index).ping::<Value>(None), url, "").await?;
+        answers(
+            lane.subscriber.ping::<Value>(None),
+            url,
+            " (subscriber connection)",
+        )
+        .await?;
     }
     Ok(())
+}
+
+/// Whether `ping` is answered within [`HEALTH_WAIT`].
+async fn answers(
+    ping: impl std::future::Future<Output = Result<Value, fred::error::Error>>,
+    url: &str,
+    which: &str,
+) -> Result<(), String> {
+    match timeout(HEALTH_WAIT, ping).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(format!("redis {url}{which}: {error}")),
+        Err(_) => Err(format!(
+            "redis {url}{which}: no answer within {} ms",
+            HEALTH_WAIT.as_millis()
+        )),
+    }
 }

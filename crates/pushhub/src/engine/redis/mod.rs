@@ -118,7 +118,9 @@ impl RedisBroker {
                 shutdown.clone(),
             ));
             tracker.spawn(health::watch(inner.clone(), index, shutdown.clone()));
-            let _ = inner.lanes[index].subscriber.connect();
+            // fred's connection task runs (and reconnects) until the watcher's QUIT at
+            // shutdown; its handle is not needed.
+            drop(inner.lanes[index].subscriber.connect());
         }
         Ok(Self { inner })
     }

@@ -6,7 +6,6 @@
 //! stream top read and handed to the dispatcher, which fills any gap.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use fred::clients::SubscriberClient;
@@ -48,8 +47,6 @@ pub struct Lane {
     pub subscriber: SubscriberClient,
     /// True on a Redis Cluster: sharded pub/sub.
     pub sharded: bool,
-    /// Whether the last liveness probe of the subscriber connection was answered.
-    pub listening: AtomicBool,
     counts: Mutex<HashMap<Arc<str>, usize>>,
     ops: mpsc::UnboundedSender<Op>,
     notes: mpsc::UnboundedSender<Note>,
@@ -71,7 +68,6 @@ impl Lane {
         let lane = Self {
             subscriber,
             sharded,
-            listening: AtomicBool::new(false),
             counts: Mutex::default(),
             ops,
             notes,

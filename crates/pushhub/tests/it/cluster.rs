@@ -1,0 +1,89 @@
+//! Several real `pushhub serve --engine redis` nodes on one Redis started by the test:
+//! what one node accepts reaches clients of every node.
+
+use std::time::Duration;
+
+use pushhub_testkit::RedisServer;
+use serde_json::json;
+
+use crate::util::{TestServer, WAIT};
+
+/// `n` nodes on the Redis at `url`, each serving.
+pub fn start_nodes(n: usize, url: &str) -> Vec<TestServer> {
+    (0..n)
+        .map(|_| TestServer::start_with(&["--engine", "redis", "--redis-url", url], &[]))
+        .collect()
+}
+
+/// Wait until `node` reports healthy (it serves before its subscriber connection is up).
+pub async fn wait_healthy(node: &TestServer) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = node.get("/healthz").await;
+        if status == 200 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not healthy: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A push through node 1 reaches a native WebSocket client on node 2, payload intact.
+#[tokio::test]
+async fn a_push_through_one_node_reaches_a_client_on_another() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = start_nodes(2, &redis.url());
+    for node in &nodes {
+        wait_healthy(node).await;
+    }
+    let (mut client, welcome) = nodes[1].native("demo", "42").await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    nodes[0].push("42", json!({"n": 1, "text": "ü"})).await;
+    nodes[0].push("*", json!([2.50])).await;
+    let first = client.json().await;
+    assert_eq!(first["type"], "msg", "{first}");
+    assert_eq!(first["ch"], "demo:user:42");
+    assert_eq!(first["data"], json!({"n": 1, "text": "ü"}));
+    assert_eq!(first["off"], 1);
+    let second = client.json().await;
+    assert_eq!(second["ch"], "demo:all", "{second}");
+    assert_eq!(second["data"], json!([2.50]));
+}
+
+/// Redis gone: `/healthz` says so (503 with the reason) and a push is refused with
+/// `engine_unavailable`, never accepted and lost.
+#[tokio::test]
+async fn without_redis_a_node_is_unhealthy_and_refuses_pushes() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = start_nodes(1, &redis.url());
+    wait_healthy(&nodes[0]).await;
+    redis.kill();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let body = loop {
+        let (status, body) = nodes[0].get("/healthz").await;
+        if status == 503 {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still healthy: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(body["error"]["code"], "engine_unavailable", "{body}");
+    let (status, body) = nodes[0]
+        .post_json(
+            "/v1/push",
+            &json!({"app": "demo", "to": "1", "event": "e", "data": 1}),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "engine_unavailable", "{body}");
+}
