@@ -542,3 +542,111 @@ async fn an_outage_fails_fast_and_recovers() {
     let got = seen.of("o");
     assert_eq!(got[1].offset, 2, "the AOF kept the stream: offsets go on");
 }
+
+/// Commands Redis executed (from `INFO commandstats`), by name, leaving out the test's
+/// own `INFO` and the liveness probes' `PING`.
+fn command_calls(server: &RedisServer) -> HashMap<String, u64> {
+    server
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            (name != "info" && name != "ping").then(|| (name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// Commands run for one publish of `targets` (after each was published to once, so no
+/// stream is new): `(round trips the node sent, commands Redis ran in all)`.
+async fn publish_cost(server: &RedisServer, node: &Node, targets: &[Arc<str>]) -> (u64, u64) {
+    let before = command_calls(server);
+    node.broker
+        .publish(targets, &message("m"), KEEP)
+        .await
+        .unwrap();
+    let after = command_calls(server);
+    let delta = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
+    let total = after.keys().map(|name| delta(name)).sum();
+    (delta("evalsha"), total)
+}
+
+/// Redis commands per publish are the same whatever the number of channels' subscribers
+/// (nodes), and grow only with the number of channels; printed for the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_per_publish_do_not_grow_with_nodes() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let users = channels(&["m:user:1", "m:user:2", "m:user:3"]);
+    let a = node(&[server.url()]).await;
+    let seen_a = registered(&a);
+    a.broker.subscribe(&users).await.unwrap();
+    a.broker
+        .publish(&users, &message("warm"), KEEP)
+        .await
+        .unwrap();
+    seen_a.wait_for("m:user:3", 1, Duration::from_secs(5)).await;
+    let one_node_one_user = publish_cost(&server, &a, &users[..1]).await;
+    let one_node_three_users = publish_cost(&server, &a, &users).await;
+    let b = node(&[server.url()]).await;
+    let seen_b = registered(&b);
+    b.broker.subscribe(&users).await.unwrap();
+    let two_nodes_one_user = publish_cost(&server, &a, &users[..1]).await;
+    let two_nodes_three_users = publish_cost(&server, &a, &users).await;
+    println!(
+        "commands per publish (round trips, commands run): 1 node: user 1 {one_node_one_user:?}, \
+         users 1,2,3 {one_node_three_users:?}; 2 nodes: user 1 {two_nodes_one_user:?}, \
+         users 1,2,3 {two_nodes_three_users:?}"
+    );
+    assert_eq!(one_node_one_user.0, 1, "one round trip per channel");
+    assert_eq!(one_node_three_users.0, 3);
+    assert_eq!(one_node_one_user, two_nodes_one_user);
+    assert_eq!(one_node_three_users, two_nodes_three_users);
+    assert_eq!(one_node_three_users.1, 3 * one_node_one_user.1);
+    let got = seen_b.wait_for("m:user:1", 2, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 2, "the second node received both");
+}
+
+/// A connect storm: 15,000 users' channels subscribed by 15,000 concurrent calls go to
+/// Redis in a few batched `SUBSCRIBE`s, well within 5 s; printed for the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_storm_subscribes_in_batches() {
+    const USERS: usize = 15_000;
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let node = node(&[server.url()]).await;
+    registered(&node);
+    let before = command_calls(&server);
+    let started = std::time::Instant::now();
+    let calls: Vec<_> = (0..USERS)
+        .map(|user| {
+            let broker = node.broker.clone();
+            tokio::spawn(async move {
+                let mine = channels(&[&format!("s:user:{user}")]);
+                broker.subscribe(&mine).await
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    let took = started.elapsed();
+    let after = command_calls(&server);
+    let subscribes = after.get("subscribe").unwrap_or(&0) - before.get("subscribe").unwrap_or(&0);
+    let subscribed: usize = server
+        .cli(&["PUBSUB", "CHANNELS", "t:*"])
+        .lines()
+        .filter(|l| !l.is_empty())
+        .count();
+    println!("connect storm: {USERS} channels subscribed in {took:?} with {subscribes} SUBSCRIBE commands");
+    assert_eq!(subscribed, USERS);
+    assert!(subscribes < 100, "{subscribes} SUBSCRIBE commands");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
