@@ -7,12 +7,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use fred::clients::SubscriberClient;
 use fred::interfaces::{HashesInterface, PubsubInterface};
 use fred::types::Value;
 use futures_util::future::{join_all, try_join_all};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
@@ -21,6 +23,9 @@ use crate::sync::lock;
 
 /// Most channels in one subscribe command (and top reads in flight at once).
 const CHUNK: usize = 1_000;
+
+/// How soon a failed subscription sync or top read is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Work for the subscription task.
 pub enum Op {
@@ -147,12 +152,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut actual: HashSet<Arc<str>> = HashSet::new();
+    let mut retry: Option<Instant> = None;
     loop {
         let first = tokio::select! {
             op = ops.recv() => match op {
                 Some(op) => op,
                 None => return,
             },
+            _ = sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => Op::Check,
             _ = shutdown.cancelled() => return,
         };
         let mut batch = vec![first];
@@ -180,10 +187,11 @@ pub async fn run(
             touched.extend(lane.desired());
             touched.extend(actual.iter().cloned());
         }
-        let result = apply(&inner, index, &mut actual, touched, check).await;
+        let (result, tops_read) = apply(&inner, index, &mut actual, touched, check).await;
         if let Err(error) = &result {
-            tracing::warn!(redis = %inner.url(index), %error, "subscription sync failed; retried on the next check");
+            tracing::warn!(redis = %inner.url(index), %error, "subscription sync failed; retrying");
         }
+        retry = (result.is_err() || !tops_read).then(|| Instant::now() + RETRY_AFTER);
         for done in waiters {
             let _ = done.send(result.clone());
         }
@@ -192,14 +200,15 @@ pub async fn run(
 
 /// Subscribe and unsubscribe what differs between the counts and `actual`, then read
 /// the tops of the channels just subscribed (of all subscribed ones on a `check`). An
-/// unreadable top is not an error: the subscription stands, and the next check reads it.
+/// unreadable top is not an error for the callers: the subscription stands. Also says
+/// whether every top was read (if not, the task checks again soon).
 async fn apply(
     inner: &Inner,
     index: usize,
     actual: &mut HashSet<Arc<str>>,
     mut touched: Vec<Arc<str>>,
     check: bool,
-) -> Result<(), String> {
+) -> (Result<(), String>, bool) {
     let lane = &inner.lanes[index];
     touched.sort_unstable();
     touched.dedup();
@@ -208,14 +217,18 @@ async fn apply(
         .filter(|channel| lane.is_subscribed(channel) != actual.contains(channel))
         .partition(|channel| lane.is_subscribed(channel));
     if !remove.is_empty() {
-        command(inner, lane, &remove, false).await?;
+        if let Err(error) = command(inner, lane, &remove, false).await {
+            return (Err(error), true);
+        }
         for channel in remove {
             actual.remove(&channel);
             let _ = lane.notes.send(Note::Forget(channel));
         }
     }
     if !add.is_empty() {
-        command(inner, lane, &add, true).await?;
+        if let Err(error) = command(inner, lane, &add, true).await {
+            return (Err(error), true);
+        }
         actual.extend(add.iter().cloned());
     }
     let read: Vec<Arc<str>> = if check {
@@ -231,13 +244,13 @@ async fn apply(
                     let _ = lane.notes.send(Note::Top(channel.clone(), top));
                 }
                 None => {
-                    tracing::warn!(redis = %inner.url(index), %channel, "stream tops unreadable; read again on the next check");
-                    return Ok(());
+                    tracing::warn!(redis = %inner.url(index), %channel, "stream tops unreadable; reading them again");
+                    return (Ok(()), false);
                 }
             }
         }
     }
-    Ok(())
+    (Ok(()), true)
 }
 
 /// `SUBSCRIBE` (or `UNSUBSCRIBE`) `channels` on the lane's subscriber, in chunks; on a

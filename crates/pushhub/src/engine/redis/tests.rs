@@ -2,6 +2,7 @@
 //! contract, then what only a broker across nodes must survive.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -649,4 +650,110 @@ async fn a_connect_storm_subscribes_in_batches() {
     assert_eq!(subscribed, USERS);
     assert!(subscribes < 100, "{subscribes} SUBSCRIBE commands");
     assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+/// A TCP relay in front of Redis that can wedge the connections open at a moment (they
+/// stay open and forward nothing) while later ones pass: a connection that goes silent
+/// without closing, the silent-loss case the probe must catch.
+struct Relay {
+    port: u16,
+    /// Connections accepted before this count are wedged.
+    wedged_before: Arc<AtomicU64>,
+    accepted: Arc<AtomicU64>,
+}
+
+impl Relay {
+    async fn start(target: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let wedged_before = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let (wedged, count) = (wedged_before.clone(), accepted.clone());
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let number = count.fetch_add(1, Ordering::SeqCst);
+                let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                else {
+                    continue;
+                };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                tokio::spawn(forward(ri, wo, number, wedged.clone()));
+                tokio::spawn(forward(ro, wi, number, wedged.clone()));
+            }
+        });
+        Self {
+            port,
+            wedged_before,
+            accepted,
+        }
+    }
+
+    /// Wedge every connection open now; later ones pass.
+    fn wedge(&self) {
+        self.wedged_before
+            .store(self.accepted.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+/// Copy `from` to `to` until either closes; once connection `number` is wedged, what it
+/// reads is swallowed.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    number: u64,
+    wedged_before: Arc<AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let wedged = number < wedged_before.load(Ordering::SeqCst);
+        if !wedged && to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A node whose connections to Redis go silent without closing notices within 10 s,
+/// reconnects, and hands over everything published meanwhile by another node, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_subscriber_connection_is_replaced_and_its_gap_filled() {
+    const TOTAL: u64 = 40;
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let relay = Relay::start(server.port()).await;
+    let listener = node(&[format!("redis://127.0.0.1:{}/0", relay.port)]).await;
+    let publisher = node(&[server.url()]).await;
+    let seen = registered(&listener);
+    registered(&publisher);
+    let c = channels(&["w"]);
+    let keep = HistoryPolicy { size: 1000, ..KEEP };
+    listener.broker.subscribe(&c).await.unwrap();
+    publisher
+        .broker
+        .publish(&c, &message("0"), keep)
+        .await
+        .unwrap();
+    seen.wait_for("w", 1, Duration::from_secs(5)).await;
+    relay.wedge();
+    let wedged_at = std::time::Instant::now();
+    for i in 1..TOTAL {
+        publisher
+            .broker
+            .publish(&c, &message(&format!("{i}")), keep)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = seen
+        .wait_for("w", TOTAL as usize, Duration::from_secs(15))
+        .await;
+    println!("caught up {:?} after the wedge", wedged_at.elapsed());
+    assert_eq!(count_loss(&got, TOTAL), (0, 0, true));
+    assert!(wedged_at.elapsed() < Duration::from_secs(15));
 }
