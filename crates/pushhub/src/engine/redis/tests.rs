@@ -229,8 +229,9 @@ async fn two_nodes_publishing_at_once_keep_one_order() {
     }
 }
 
-/// A flushed Redis loses the streams: the next publish starts a new epoch at offset 1,
-/// the node hands it over, and a client from the old epoch learns it cannot recover.
+/// A flushed Redis loses the streams (and its scripts): the next publish starts a new
+/// epoch at offset 1, the node hands it over, and a client from the old epoch learns it
+/// cannot recover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushall_starts_a_new_epoch() {
     let Some(server) = RedisServer::start() else {
@@ -251,6 +252,10 @@ async fn flushall_starts_a_new_epoch() {
     }
     seen.wait_for("f", 3, Duration::from_secs(5)).await;
     assert!(server.cli(&["FLUSHALL"]).contains("OK"));
+    assert!(
+        server.cli(&["SCRIPT", "FLUSH"]).contains("OK"),
+        "NOSCRIPT is handled too"
+    );
     let new = node
         .broker
         .publish(&c, &message("new"), KEEP)
