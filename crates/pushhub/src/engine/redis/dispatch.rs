@@ -12,9 +12,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use fred::interfaces::EventInterface;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::stream;
@@ -25,14 +24,15 @@ use crate::engine::{Publication, StreamPosition};
 /// Where each subscribed channel stands: the last position handed to the hub.
 type Handed = HashMap<Arc<str>, StreamPosition>;
 
-/// The dispatcher of lane `index`: runs until `shutdown`.
+/// The dispatcher of lane `index`, reading `messages` (its subscriber connection's) and
+/// `notes` (from its subscription task): runs until `shutdown`.
 pub async fn run(
     inner: Arc<Inner>,
     index: usize,
+    mut messages: broadcast::Receiver<fred::types::Message>,
     mut notes: mpsc::UnboundedReceiver<Note>,
     shutdown: CancellationToken,
 ) {
-    let mut messages = inner.lanes[index].subscriber.message_rx();
     let mut handed = Handed::new();
     loop {
         tokio::select! {
