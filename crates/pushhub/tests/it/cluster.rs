@@ -87,3 +87,55 @@ async fn without_redis_a_node_is_unhealthy_and_refuses_pushes() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "engine_unavailable", "{body}");
 }
+
+/// A client's cursor from node 2 resumes on node 1: it gets exactly what it missed.
+#[tokio::test]
+async fn a_cursor_from_one_node_resumes_on_another() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = start_nodes(2, &redis.url());
+    for node in &nodes {
+        wait_healthy(node).await;
+    }
+    let (mut client, welcome) = nodes[1].native("demo", "9").await;
+    let mut stood = std::collections::BTreeMap::new();
+    for channel in welcome["channels"].as_array().expect("channels") {
+        stood.insert(
+            channel["ch"].as_str().unwrap_or_default().to_owned(),
+            (channel["epoch"].clone(), channel["off"].clone()),
+        );
+    }
+    nodes[0].push("9", json!(1)).await;
+    let first = client.json().await;
+    assert_eq!(first["data"], 1, "{first}");
+    stood.insert(
+        first["ch"].as_str().unwrap_or_default().to_owned(),
+        (first["epoch"].clone(), first["off"].clone()),
+    );
+    drop(client);
+    nodes[1].wait_connections(0).await;
+    nodes[1].push("9", json!(2)).await;
+    nodes[0].push("*", json!(3)).await;
+    let cursor: Vec<String> = stood
+        .iter()
+        .map(|(ch, (epoch, off))| format!("{ch}@{}:{off}", epoch.as_str().unwrap_or_default()))
+        .collect();
+    let mut resumed = nodes[0]
+        .ws(&format!(
+            "/v1/ws?app=demo&user=9&since={}",
+            crate::util::encode(&cursor.join(","))
+        ))
+        .await;
+    let welcome = resumed.json().await;
+    assert_eq!(welcome["recovered"], true, "{welcome}");
+    let replayed = [resumed.json().await, resumed.json().await];
+    let data: Vec<&serde_json::Value> = replayed.iter().map(|m| &m["data"]).collect();
+    assert_eq!(data, [&json!(2), &json!(3)]);
+    nodes[1].push("9", json!(4)).await;
+    assert_eq!(
+        resumed.json().await["data"],
+        4,
+        "live again, through the other node"
+    );
+}
