@@ -2,8 +2,9 @@
 //! one task that owns the subscriber connection's channel set. Whatever arrives together
 //! (a connect storm) goes out as one `SUBSCRIBE` of many channels (in a cluster, one
 //! `SSUBSCRIBE` per slot, all at once); after a reconnect the task subscribes everything
-//! again; every channel it subscribes, and every channel on the periodic check, gets its
-//! stream top read and handed to the dispatcher, which fills any gap.
+//! again. Every channel it subscribes gets its stream top read (where the dispatcher
+//! starts it), and every channel on a check (periodic, after a reconnect) too, which the
+//! dispatcher compares with what it handed over, filling any gap.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -40,7 +41,9 @@ pub enum Op {
 
 /// What the subscription task tells the dispatcher.
 pub enum Note {
-    /// The channel's stream top was read at this position.
+    /// The channel was just subscribed, and its stream top then read at this position.
+    Subscribed(Arc<str>, StreamPosition),
+    /// A check read the channel's stream top at this position.
     Top(Arc<str>, StreamPosition),
     /// The channel was unsubscribed: forget where it stood.
     Forget(Arc<str>),
@@ -152,6 +155,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut actual: HashSet<Arc<str>> = HashSet::new();
+    // True when Redis lost the subscriptions in `actual` (the connection was re-opened)
+    // and they have not been made again yet.
+    let mut lost = false;
     let mut retry: Option<Instant> = None;
     loop {
         let first = tokio::select! {
@@ -177,7 +183,7 @@ pub async fn run(
                 }
                 Op::Check => check = true,
                 Op::Reconnected => {
-                    actual.clear();
+                    lost = true;
                     check = true;
                 }
             }
@@ -187,7 +193,8 @@ pub async fn run(
             touched.extend(lane.desired());
             touched.extend(actual.iter().cloned());
         }
-        let (result, tops_read) = apply(&inner, index, &mut actual, touched, check).await;
+        let (result, tops_read) =
+            apply(&inner, index, &mut actual, &mut lost, touched, check).await;
         if let Err(error) = &result {
             tracing::warn!(redis = %inner.url(index), %error, "subscription sync failed; retrying");
         }
@@ -198,14 +205,16 @@ pub async fn run(
     }
 }
 
-/// Subscribe and unsubscribe what differs between the counts and `actual`, then read
-/// the tops of the channels just subscribed (of all subscribed ones on a `check`). An
-/// unreadable top is not an error for the callers: the subscription stands. Also says
-/// whether every top was read (if not, the task checks again soon).
+/// Subscribe and unsubscribe what differs between the counts and `actual` (everything
+/// again when `lost`), then read the tops of the channels just subscribed (and of all
+/// others on a `check`). An unreadable top is not an error for the callers: the
+/// subscription stands. Also says whether every top was read (if not, the task checks
+/// again soon).
 async fn apply(
     inner: &Inner,
     index: usize,
     actual: &mut HashSet<Arc<str>>,
+    lost: &mut bool,
     mut touched: Vec<Arc<str>>,
     check: bool,
 ) -> (Result<(), String>, bool) {
@@ -225,29 +234,42 @@ async fn apply(
             let _ = lane.notes.send(Note::Forget(channel));
         }
     }
-    if !add.is_empty() {
-        if let Err(error) = command(inner, lane, &add, true).await {
-            return (Err(error), true);
-        }
-        actual.extend(add.iter().cloned());
-    }
-    let read: Vec<Arc<str>> = if check {
+    let again: Vec<Arc<str>> = if *lost {
         actual.iter().cloned().collect()
     } else {
-        add
+        Vec::new()
     };
-    for chunk in read.chunks(CHUNK) {
-        let tops = join_all(chunk.iter().map(|channel| top(inner, index, channel))).await;
-        for (channel, top) in chunk.iter().zip(tops) {
-            match top {
-                Some(top) => {
-                    let _ = lane.notes.send(Note::Top(channel.clone(), top));
-                }
-                None => {
-                    tracing::warn!(redis = %inner.url(index), %channel, "stream tops unreadable; reading them again");
-                    return (Ok(()), false);
-                }
-            }
+    let subscribe: Vec<Arc<str>> = add.iter().chain(&again).cloned().collect();
+    if !subscribe.is_empty() {
+        if let Err(error) = command(inner, lane, &subscribe, true).await {
+            return (Err(error), true);
+        }
+    }
+    *lost = false;
+    let checked: Vec<Arc<str>> = if check {
+        actual.iter().cloned().collect()
+    } else {
+        Vec::new()
+    };
+    actual.extend(add.iter().cloned());
+    let reads = add
+        .into_iter()
+        .map(|channel| (channel, true))
+        .chain(checked.into_iter().map(|channel| (channel, false)))
+        .collect::<Vec<_>>();
+    for chunk in reads.chunks(CHUNK) {
+        let tops = join_all(chunk.iter().map(|(channel, _)| top(inner, index, channel))).await;
+        for ((channel, new), top) in chunk.iter().zip(tops) {
+            let Some(top) = top else {
+                tracing::warn!(redis = %inner.url(index), %channel, "stream tops unreadable; reading them again");
+                return (Ok(()), false);
+            };
+            let note = if *new {
+                Note::Subscribed(channel.clone(), top)
+            } else {
+                Note::Top(channel.clone(), top)
+            };
+            let _ = lane.notes.send(note);
         }
     }
     (Ok(()), true)
