@@ -139,3 +139,78 @@ async fn a_cursor_from_one_node_resumes_on_another() {
         "live again, through the other node"
     );
 }
+
+/// Commands Redis ran (from `INFO commandstats`) by name, without the `INFO` asking
+/// and the nodes' liveness `PING`s.
+fn command_calls(redis: &RedisServer) -> std::collections::HashMap<String, u64> {
+    redis
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            (name != "info" && name != "ping").then(|| (name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// What one push through the API costs in Redis: (`EVALSHA` round trips, commands run),
+/// the least of three pushes (a node's periodic stream-top check may land in one).
+async fn push_cost(redis: &RedisServer, node: &TestServer, to: &str) -> (u64, u64) {
+    let mut least = (u64::MAX, u64::MAX);
+    for _ in 0..3 {
+        let before = command_calls(redis);
+        node.push(to, json!({"x": 1})).await;
+        let after = command_calls(redis);
+        let delta = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
+        least = least.min((delta("evalsha"), after.keys().map(|name| delta(name)).sum()));
+    }
+    least
+}
+
+/// Redis commands per push through the real binary are the same with one node and with
+/// two holding the recipients, and grow only with the channels pushed to; printed.
+#[tokio::test]
+async fn commands_per_push_do_not_grow_with_nodes() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = start_nodes(2, &redis.url());
+    for node in &nodes {
+        wait_healthy(node).await;
+    }
+    let mut clients = Vec::new();
+    for user in ["1", "2", "3"] {
+        clients.push(nodes[0].native("demo", user).await.0);
+    }
+    nodes[0].push("1,2,3", json!("warm")).await;
+    for client in &mut clients {
+        client.json().await;
+    }
+    let one_node = (
+        push_cost(&redis, &nodes[0], "1").await,
+        push_cost(&redis, &nodes[0], "1,2,3").await,
+    );
+    for user in ["1", "2", "3"] {
+        clients.push(nodes[1].native("demo", user).await.0);
+    }
+    let two_nodes = (
+        push_cost(&redis, &nodes[0], "1").await,
+        push_cost(&redis, &nodes[0], "1,2,3").await,
+    );
+    println!(
+        "Redis per push (EVALSHA round trips, commands run): 1 node: to 1 {:?}, to 1,2,3 {:?}; \
+         2 nodes: to 1 {:?}, to 1,2,3 {:?}",
+        one_node.0, one_node.1, two_nodes.0, two_nodes.1
+    );
+    assert_eq!(one_node, two_nodes);
+    assert_eq!(one_node.0 .0, 1);
+    assert_eq!(one_node.1 .0, 3);
+    let last = clients.last_mut().expect("a client on node 2");
+    assert_eq!(last.json().await["data"], json!({"x": 1}), "node 2 got it");
+}
