@@ -44,6 +44,7 @@ struct Inner {
     keys: Keys,
     publish: Script,
     read: Script,
+    renew: Script,
     events: OnceLock<Arc<dyn BrokerEvents>>,
     lanes: Vec<Lane>,
 }
@@ -99,6 +100,7 @@ impl RedisBroker {
             connections,
             publish: Script::publish(),
             read: Script::read(),
+            renew: Script::renew(),
             events: OnceLock::new(),
             lanes,
         });

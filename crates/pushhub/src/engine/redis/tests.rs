@@ -762,3 +762,66 @@ async fn a_wedged_subscriber_connection_is_replaced_and_its_gap_filled() {
     assert_eq!(count_loss(&got, TOTAL), (0, 0, true));
     assert!(wedged_at.elapsed() < Duration::from_secs(15));
 }
+
+/// A stream that goes back in the same epoch (Redis lost its latest publications, as a
+/// failover to a replica that had not caught up does; simulated by lowering the top) is
+/// noticed on the next check: it gets a new epoch, and what is published next reaches
+/// the node instead of being dropped as already seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_went_back_gets_a_new_epoch() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let node = node(&[server.url()]).await;
+    let seen = registered(&node);
+    let c = channels(&["back"]);
+    node.broker.subscribe(&c).await.unwrap();
+    let mut before = StreamPosition::empty();
+    for i in 0..5 {
+        before = node
+            .broker
+            .publish(&c, &message(&format!("{i}")), KEEP)
+            .await
+            .unwrap()
+            .remove(0);
+    }
+    seen.wait_for("back", 5, Duration::from_secs(5)).await;
+    assert_eq!(server.cli(&["HSET", "t:{back}:m", "o", "2"]).trim(), "0");
+    // A reconnect makes the node check every stream top at once.
+    server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let renewed = loop {
+        let top = node
+            .broker
+            .history(&[HistoryRequest {
+                channel: c[0].clone(),
+                since: None,
+                limit: None,
+            }])
+            .await
+            .unwrap()
+            .remove(0)
+            .top;
+        if top.epoch != before.epoch {
+            break top;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the epoch was not renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(renewed.offset, 2);
+    let next = node
+        .broker
+        .publish(&c, &message("next"), KEEP)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        (next.epoch.clone(), next.offset),
+        (renewed.epoch.clone(), 3)
+    );
+    let got = seen.wait_for("back", 6, Duration::from_secs(5)).await;
+    assert_eq!(got.last(), Some(&next), "handed over, not dropped as seen");
+}
