@@ -826,16 +826,25 @@ async fn a_stream_that_went_back_gets_a_new_epoch() {
     assert_eq!(got.last(), Some(&next), "handed over, not dropped as seen");
 }
 
-/// A Sentinel failover while a node publishes: the node ends up writing to the new master
-/// and handing over what is published there (no wedged node). Publications the old master
-/// accepted after the replica's last sync are lost with it (Redis replicates
-/// asynchronously): counted and printed; the stream then starts a new epoch, so clients
-/// are told they cannot resume rather than left with a silent gap.
+/// A Sentinel failover while a node publishes: no publication the node accepted is lost
+/// with the old master (counted by message id in the new master's stream; what the
+/// failover could not take is refused and counted), the node follows the Sentinels to the
+/// new master and hands over what is published there (no wedged node).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_failover_mid_stream_ends_on_the_new_master() {
     let Some(group) = SentinelGroup::start() else {
         return;
     };
+    // What docs/operations.md asks of a Sentinel deployment: a master without its
+    // replica refuses writes (the node answers 503) instead of accepting what the
+    // failover would lose.
+    let master = group.server(group.master_port()).expect("the master");
+    for (name, value) in [
+        ("min-replicas-to-write", "1"),
+        ("min-replicas-max-lag", "10"),
+    ] {
+        assert!(master.cli(&["CONFIG", "SET", name, value]).contains("OK"));
+    }
     let node = node(&[group.url()]).await;
     let seen = registered(&node);
     let c = channels(&["fo"]);
@@ -850,8 +859,8 @@ async fn sentinel_failover_mid_stream_ends_on_the_new_master() {
         async move {
             let (mut accepted, mut refused) = (Vec::new(), 0u64);
             for i in 0..150 {
-                match broker.publish(&c, &message(&format!("{i}")), keep).await {
-                    Ok(mut at) => accepted.push(at.remove(0)),
+                match broker.publish(&c, &message(&format!("m{i}")), keep).await {
+                    Ok(_) => accepted.push(format!("m{i}")),
                     Err(_) => refused += 1,
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -879,22 +888,16 @@ async fn sentinel_failover_mid_stream_ends_on_the_new_master() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let kept: u64 = master
-        .cli(&["HGET", "t:{fo}:m", "o"])
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    let first_epoch = accepted.first().map(|p| p.epoch.clone());
+    let stream = master.cli(&["XRANGE", "t:{fo}:s", "-", "+"]);
     let lost = accepted
         .iter()
-        .filter(|p| Some(&p.epoch) == first_epoch.as_ref() && p.offset >= after.offset)
+        .filter(|id| !stream.contains(&format!("\"id\":\"{id}\"")))
         .count();
     println!(
-        "failover: accepted={} refused={refused} accepted-but-lost-by-redis={lost} \
-         on the new master after {:?}; new epoch: {}",
+        "failover: accepted={} refused={refused} accepted-but-lost-by-redis={lost}; \
+         writing to the new master {:?} after the failover returned",
         accepted.len(),
         Duration::from_secs(30) - took,
-        Some(&after.epoch) != first_epoch.as_ref()
     );
     let got = seen.wait_for("fo", 1, Duration::from_secs(10)).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -905,5 +908,9 @@ async fn sentinel_failover_mid_stream_ends_on_the_new_master() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!got.is_empty() && kept >= 1);
+    assert!(!got.is_empty());
+    assert_eq!(
+        lost, 0,
+        "the node followed the Sentinels before Redis lost anything"
+    );
 }
