@@ -183,6 +183,12 @@ pub trait Broker: Send + Sync {
 
     /// Counts of what is held.
     fn stats(&self) -> BrokerStats;
+
+    /// Whether the broker can reach what it needs now, or why not: `/healthz` answers
+    /// 503 with the reason while it cannot. The memory engine always can.
+    async fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// One connection another node holds, as presence knows it.
@@ -286,18 +292,17 @@ pub fn from_config(
                 nodes: Arc::new(LocalBus),
             })
         }
-        (EngineKind::Redis, Some(redis)) => {
-            // The Redis broker lands on its own branch; until then channels stay local.
-            let broker = Arc::new(memory::MemoryBroker::new(max_history_bytes));
-            tracker.spawn(memory::sweep_periodically(broker.clone(), shutdown.clone()));
-            Ok(Engine {
-                broker,
-                presence: redis::RedisPresence::start(redis.clone(), tracker, shutdown.clone()),
-                nodes: redis::RedisNodeBus::start(redis, tracker, shutdown),
-            })
-        }
+        (EngineKind::Redis, Some(redis)) => Ok(Engine {
+            broker: Arc::new(redis::RedisBroker::start(
+                redis.clone(),
+                tracker,
+                shutdown.clone(),
+            )?),
+            presence: redis::RedisPresence::start(redis.clone(), tracker, shutdown.clone()),
+            nodes: redis::RedisNodeBus::start(redis, tracker, shutdown),
+        }),
         (EngineKind::Redis, None) => Err(EngineError::Unavailable(
-            "engine = \"redis\" needs a [redis] table".into(),
+            "engine = \"redis\" needs Redis URLs ([redis] urls or --redis-url)".into(),
         )),
     }
 }

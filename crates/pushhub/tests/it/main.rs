@@ -8,6 +8,8 @@ mod bad_input;
 mod cluster_presence;
 // The JavaScript SDK and demo page (clients/js): node --test, headless Chromium.
 mod browser;
+// Several nodes on one Redis (the Redis engine).
+mod cluster;
 mod cluster_timers;
 mod config_cli;
 mod cron;
