@@ -5,6 +5,8 @@ mod api_keys;
 mod autobahn;
 mod backend;
 mod bad_input;
+// Three nodes on one real Redis: node death, Redis restart, Sentinel failover, Redis Cluster.
+mod cluster;
 // The JavaScript SDK and demo page (clients/js): node --test, headless Chromium.
 mod browser;
 mod config_cli;
