@@ -314,7 +314,8 @@ impl Session<'_> {
             self.user,
             encode(&cursor.text())
         );
-        let Some(connected) = bounded(self.stop, STEP, tokio_tungstenite::connect_async(url)).await?
+        let Some(connected) =
+            bounded(self.stop, STEP, tokio_tungstenite::connect_async(url)).await?
         else {
             return Ok(());
         };
@@ -338,13 +339,15 @@ impl Session<'_> {
     }
 
     async fn tcp(&self, cursor: &mut Cursor) -> Ended {
-        let Some(connected) = bounded(self.stop, STEP, TcpStream::connect(self.endpoint.tcp)).await?
+        let Some(connected) =
+            bounded(self.stop, STEP, TcpStream::connect(self.endpoint.tcp)).await?
         else {
             return Ok(());
         };
         let stream = connected.map_err(|e| format!("connect: {e}"))?;
         let (read, mut write) = stream.into_split();
-        let hello = json!({"type": "connect", "app": APP, "user": self.user, "since": cursor.text()});
+        let hello =
+            json!({"type": "connect", "app": APP, "user": self.user, "since": cursor.text()});
         write
             .write_all(format!("{hello}\n").as_bytes())
             .await
@@ -356,9 +359,7 @@ impl Session<'_> {
             else {
                 return Ok(());
             };
-            let line = line
-                .map_err(|e| format!("read: {e}"))?
-                .ok_or("ended")?;
+            let line = line.map_err(|e| format!("read: {e}"))?.ok_or("ended")?;
             let frame: Value =
                 serde_json::from_str(&line).map_err(|e| format!("not JSON ({e}): {line}"))?;
             if frame["type"] == "ping" {
@@ -417,9 +418,7 @@ impl Session<'_> {
             else {
                 return Ok(());
             };
-            let chunk = chunk
-                .map_err(|e| format!("read: {e}"))?
-                .ok_or("ended")?;
+            let chunk = chunk.map_err(|e| format!("read: {e}"))?.ok_or("ended")?;
             buffer.push_str(std::str::from_utf8(&chunk).map_err(|e| e.to_string())?);
         }
     }
@@ -523,7 +522,8 @@ impl Session<'_> {
     /// A live-only WebSocket: every text frame is one message, read by `data`.
     async fn live_ws(&self, path: &str, first: Option<String>, data: fn(Value) -> Value) -> Ended {
         let url = format!("ws://{}{path}", self.endpoint.client);
-        let Some(connected) = bounded(self.stop, STEP, tokio_tungstenite::connect_async(url)).await?
+        let Some(connected) =
+            bounded(self.stop, STEP, tokio_tungstenite::connect_async(url)).await?
         else {
             return Ok(());
         };

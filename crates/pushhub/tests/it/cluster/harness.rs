@@ -41,6 +41,9 @@ impl Cluster {
                         ("PUSHHUB_HISTORY_SIZE", HISTORY_SIZE),
                         ("PUSHHUB_TCP_LISTEN", "127.0.0.1:0"),
                         ("PUSHHUB_PUSHSERVE_PASSWORD", PUSHSERVE_PASSWORD),
+                        // Every long-poll client comes from 127.0.0.1, one request per
+                        // message at the publisher's rate.
+                        ("PUSHHUB_LIMITS_MAX_REQUESTS_PER_SECOND_PER_IP", "100000"),
                     ],
                 )
             })
@@ -78,7 +81,10 @@ impl Cluster {
         let mut text = String::new();
         for (index, node) in self.nodes.iter().enumerate() {
             if let Some(node) = node {
-                text.push_str(&format!("--- node {index} ---\n{}\n", tail(&node.log(), 30)));
+                text.push_str(&format!(
+                    "--- node {index} ---\n{}\n",
+                    tail(&node.log(), 30)
+                ));
             }
         }
         text
