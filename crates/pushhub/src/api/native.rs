@@ -229,7 +229,15 @@ pub async fn stats(
     Ok(Json(body))
 }
 
-/// `GET /healthz`: the process is up and serving.
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// `GET /healthz`: the process is up and serving, and its engine reaches what it needs
+/// (503 `engine_unavailable` with the reason while, say, Redis is away).
+pub async fn healthz(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
+    state.hub.engine_health().await.map_err(|reason| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "engine_unavailable",
+            reason,
+        )
+    })?;
+    Ok(Json(json!({"status": "ok"})))
 }

@@ -2,7 +2,9 @@
 //! in `memory::tests`; a Redis engine will call them with its own constructor), so each
 //! rule in [`super::Broker`]'s documentation is checked the same way for all of them.
 //!
-//! Each function takes a fresh broker and registers its own events handler.
+//! Each function takes a fresh broker and registers its own events handler. Hand-overs
+//! may come after `publish` returns (a Redis engine's come from its subscription
+//! connection), so the tests wait for them before they check them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +35,16 @@ impl Recorder {
     /// Offsets handed over for `channel`, in arrival order.
     pub fn offsets(&self, channel: &str) -> Vec<u64> {
         lock(&self.seen).get(channel).cloned().unwrap_or_default()
+    }
+
+    /// Wait (up to ten seconds) until `channel` has had `count` publications handed over:
+    /// a Redis engine hands them over from its subscription connection, after `publish`
+    /// returned; the memory engine already has.
+    pub async fn wait_for(&self, channel: &str, count: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.offsets(channel).len() < count && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Times a channel's publication arrived while another of it was being handed over.
@@ -103,6 +115,8 @@ pub async fn offsets_grow_by_one_per_channel_in_order(broker: Arc<dyn Broker>) {
         positions.push(at[0].offset);
     }
     assert_eq!(positions, [1, 2, 1, 3]);
+    recorder.wait_for("a", 3).await;
+    recorder.wait_for("b", 1).await;
     assert_eq!(recorder.offsets("a"), [1, 2, 3]);
     assert_eq!(recorder.offsets("b"), [1]);
 }
@@ -119,6 +133,8 @@ pub async fn own_publications_reach_the_handler_exactly_once(broker: Arc<dyn Bro
         .unwrap();
     assert_eq!(positions.len(), 3, "one position per channel, in order");
     assert!(positions.iter().all(|p| p.offset == 1));
+    recorder.wait_for("u1", 1).await;
+    recorder.wait_for("u2", 1).await;
     assert_eq!(recorder.offsets("u1"), [1]);
     assert_eq!(recorder.offsets("u2"), [1]);
     assert!(recorder.offsets("u3").is_empty(), "u3 was never subscribed");
@@ -145,6 +161,7 @@ pub async fn subscriptions_are_counted(broker: Arc<dyn Broker>) {
     broker.publish(&c, &message("3"), KEEP).await.unwrap();
     broker.subscribe(&c).await.unwrap();
     broker.publish(&c, &message("4"), KEEP).await.unwrap();
+    recorder.wait_for("c", 3).await;
     assert_eq!(recorder.offsets("c"), [1, 2, 4]);
 }
 
@@ -277,6 +294,8 @@ pub async fn racing_publishers_keep_order_and_lose_nothing(broker: Arc<dyn Broke
     }
     assigned.sort_unstable();
     assert_eq!(assigned, (1..=TASKS * EACH).collect::<Vec<_>>());
+    recorder.wait_for("r", (TASKS * EACH) as usize).await;
+    recorder.wait_for("s", (TASKS * EACH / 2) as usize).await;
     assert_eq!(
         recorder.offsets("r"),
         (1..=TASKS * EACH).collect::<Vec<_>>()
@@ -340,6 +359,10 @@ pub async fn recover_then_live_has_no_gap_and_no_duplicate(broker: Arc<dyn Broke
         .remove(0);
     publisher.await.unwrap();
     assert!(recovery.complete);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !recorder.offsets("live").contains(&TOTAL) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let mut got: Vec<u64> = recovery.missed.iter().map(|p| p.position.offset).collect();
     got.extend(
         recorder

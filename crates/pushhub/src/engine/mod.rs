@@ -27,6 +27,7 @@ pub mod budget;
 pub mod contract;
 pub mod memory;
 pub mod publication;
+pub mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -180,6 +181,12 @@ pub trait Broker: Send + Sync {
 
     /// Counts of what is held.
     fn stats(&self) -> BrokerStats;
+
+    /// Whether the broker can reach what it needs now, or why not: `/healthz` answers
+    /// 503 with the reason while it cannot. The memory engine always can.
+    async fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Who is online: users of an app and how many connections each holds.
@@ -247,8 +254,12 @@ pub fn from_config(
                 presence: Arc::new(memory::MemoryPresence::default()),
             })
         }
-        (EngineKind::Redis, _) => Err(EngineError::Unavailable(
-            "the Redis engine is being built on this branch".into(),
+        (EngineKind::Redis, Some(connections)) => Ok(Engine {
+            broker: Arc::new(redis::RedisBroker::start(connections, tracker, shutdown)?),
+            presence: Arc::new(memory::MemoryPresence::default()),
+        }),
+        (EngineKind::Redis, None) => Err(EngineError::Unavailable(
+            "engine = \"redis\" needs Redis URLs ([redis] urls or --redis-url)".into(),
         )),
     }
 }

@@ -632,6 +632,11 @@ impl Hub {
         self.inner.engine.broker.stats()
     }
 
+    /// Whether the engine reaches what it needs, or why not (for `/healthz`).
+    pub async fn engine_health(&self) -> Result<(), String> {
+        self.inner.engine.broker.health().await
+    }
+
     /// Which engines the hub runs on, for logs.
     pub fn engine_kinds(&self) -> (&'static str, &'static str) {
         (

@@ -16,6 +16,11 @@ const MAX_RECONNECT_DELAY_MS: u32 = 1_000;
 /// unresponsive check): a wedged connection is a known way to lose messages silently.
 const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(5);
 
+/// Messages a subscriber connection holds for its reader (fred's default is 32): a
+/// reader that falls further behind loses messages and must read them back from the
+/// streams, so a burst must fit.
+const SUBSCRIBER_BUFFER: usize = 8_192;
+
 /// Why the connections could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisSetupError {
@@ -46,7 +51,11 @@ impl Shard {
     /// subscriptions across reconnects, and routes sharded subscriptions to the cluster
     /// node owning each channel's slot.
     pub fn subscriber(&self) -> Result<SubscriberClient, RedisSetupError> {
-        self.builder
+        let mut builder = self.builder.clone();
+        builder.with_performance_config(|performance| {
+            performance.broadcast_channel_capacity = SUBSCRIBER_BUFFER;
+        });
+        builder
             .build_subscriber_client()
             .map_err(|error| RedisSetupError::BadUrl {
                 url: self.url.clone(),

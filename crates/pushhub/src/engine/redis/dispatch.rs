@@ -1,0 +1,182 @@
+//! The dispatcher of one deployment: reads what its subscriber connection receives and
+//! hands it to the hub's events handler, one publication at a time, so each channel's
+//! publications arrive in offset order and never two at once.
+//!
+//! It remembers the last position handed over per channel. A publication right after it
+//! goes through; an older one (or a repeat) is dropped; a jump (a publication lost while
+//! the connection reconnected) and a stream top above it (from the subscription task's
+//! checks) are filled from the stream first. A new epoch (the stream was lost and began
+//! again) is followed from its first kept entry: the hub hands the new position on, and
+//! clients learn from it that their old offsets mean nothing now.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use fred::interfaces::EventInterface;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::stream;
+use super::subscriptions::{Note, Op};
+use super::Inner;
+use crate::engine::{Publication, StreamPosition};
+
+/// Where each subscribed channel stands: the last position handed to the hub.
+type Handed = HashMap<Arc<str>, StreamPosition>;
+
+/// The dispatcher of lane `index`: runs until `shutdown`.
+pub async fn run(
+    inner: Arc<Inner>,
+    index: usize,
+    mut notes: mpsc::UnboundedReceiver<Note>,
+    shutdown: CancellationToken,
+) {
+    let mut messages = inner.lanes[index].subscriber.message_rx();
+    let mut handed = Handed::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            message = messages.recv() => match message {
+                Ok(message) => {
+                    let Some(bytes) = message.value.as_bytes() else { continue };
+                    match serde_json::from_slice::<Publication>(bytes) {
+                        Ok(publication) => on_live(&inner, index, &mut handed, Arc::new(publication)).await,
+                        Err(error) => tracing::error!(channel = %message.channel, %error, "unreadable publication dropped"),
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "dispatcher fell behind its subscriber connection; reading stream tops");
+                    inner.lanes[index].send(Op::Check);
+                }
+                Err(RecvError::Closed) => return,
+            },
+            note = notes.recv() => match note {
+                Some(Note::Top(channel, top)) => on_top(&inner, index, &mut handed, channel, top).await,
+                Some(Note::Forget(channel)) => {
+                    handed.remove(&channel);
+                }
+                None => return,
+            },
+        }
+    }
+}
+
+/// Hand over `live`: at once when it is the next of its channel, after filling the gap
+/// before it when it is not, never when it is not newer than what was handed over.
+///
+/// Redis sends a channel's publications only while the channel is subscribed there, and
+/// an unsubscribe returns once Redis confirmed it; so one arriving after the last local
+/// connection left was published before, and is handed over (to no one), as the contract
+/// wants, without remembering its position.
+async fn on_live(inner: &Inner, index: usize, handed: &mut Handed, live: Arc<Publication>) {
+    let channel = &live.channel;
+    if !inner.lanes[index].is_subscribed(channel) {
+        if let Some(events) = inner.events.get() {
+            events.publication(&live);
+        }
+        return;
+    }
+    let seen = &live.position;
+    let next = match handed.get(channel) {
+        None => true,
+        Some(at) if at.epoch == seen.epoch => {
+            if seen.offset <= at.offset {
+                return;
+            }
+            seen.offset == at.offset + 1
+        }
+        Some(_) => seen.offset == 1,
+    };
+    if next {
+        hand_over(inner, handed, &live);
+    } else {
+        fill(inner, handed, channel, seen, Some(&live)).await;
+    }
+}
+
+/// A top read by the subscription task: the first one of a channel is where it stands
+/// (everything up to it is in the history the hub's connections read after subscribing);
+/// a later one above where it stands means publications were missed (an idle channel's
+/// last message lost in a reconnect): fill them.
+async fn on_top(
+    inner: &Inner,
+    index: usize,
+    handed: &mut Handed,
+    channel: Arc<str>,
+    top: StreamPosition,
+) {
+    if !inner.lanes[index].is_subscribed(&channel) {
+        return;
+    }
+    let behind = match handed.get(&channel) {
+        None => {
+            handed.insert(channel, top);
+            return;
+        }
+        Some(_) if top.is_empty() => false,
+        Some(at) => at.epoch != top.epoch || at.offset < top.offset,
+    };
+    if behind {
+        fill(inner, handed, &channel, &top, None).await;
+    }
+}
+
+/// Read `channel`'s stream after where it stands (from its beginning when `seen` is in
+/// another epoch) and hand over every entry newer than that, then `live` if the stream is
+/// still in its epoch and it is newer still. If Redis cannot be read, nothing moves: the
+/// publication is in the stream, and the next check fills it. What the stream no longer
+/// keeps (history off or trimmed) cannot be filled: the next publication goes on from
+/// there.
+async fn fill(
+    inner: &Inner,
+    handed: &mut Handed,
+    channel: &Arc<str>,
+    seen: &StreamPosition,
+    live: Option<&Arc<Publication>>,
+) {
+    let since = match handed.get(channel) {
+        Some(at) if at.epoch == seen.epoch => at.clone(),
+        _ => StreamPosition::empty(),
+    };
+    let mut snapshot = match stream::read(inner, channel, Some(&since), None).await {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            tracing::warn!(%channel, %error, "gap not filled yet; filled on the next check");
+            return;
+        }
+    };
+    if !since.is_empty() && snapshot.top.epoch != since.epoch {
+        match stream::read(inner, channel, Some(&StreamPosition::empty()), None).await {
+            Ok(again) => snapshot = again,
+            Err(error) => {
+                tracing::warn!(%channel, %error, "gap not filled yet; filled on the next check");
+                return;
+            }
+        }
+    }
+    for entry in &snapshot.entries {
+        if newer(handed.get(channel), &entry.position) {
+            hand_over(inner, handed, entry);
+        }
+    }
+    if let Some(live) = live {
+        let current = snapshot.top.is_empty() || live.position.epoch == snapshot.top.epoch;
+        if current && newer(handed.get(channel), &live.position) {
+            hand_over(inner, handed, live);
+        }
+    }
+}
+
+/// True when `position` comes after `at` (a new epoch always does).
+fn newer(at: Option<&StreamPosition>, position: &StreamPosition) -> bool {
+    at.is_none_or(|at| at.epoch != position.epoch || position.offset > at.offset)
+}
+
+/// Give `publication` to the hub and remember where its channel stands.
+fn hand_over(inner: &Inner, handed: &mut Handed, publication: &Arc<Publication>) {
+    if let Some(events) = inner.events.get() {
+        events.publication(publication);
+    }
+    handed.insert(publication.channel.clone(), publication.position.clone());
+}

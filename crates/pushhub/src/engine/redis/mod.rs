@@ -1,0 +1,191 @@
+//! The Redis engine's broker: channel streams in Redis (or Valkey), shared by every node.
+//!
+//! - [`keys`]: where a channel lives (prefix, one hash tag per channel).
+//! - [`scripts`]: the publish and read scripts, run with `EVALSHA`.
+//! - [`publish`]: one script call per channel, all channels of a push pipelined.
+//! - [`stream`]: history reads and the contract's recovery rules.
+//! - [`subscriptions`]: counted subscriptions, batched into few `SUBSCRIBE`s per deployment.
+//! - [`dispatch`]: what the subscriber connection receives, handed to the hub in offset
+//!   order per channel, gaps filled from the stream first.
+//! - [`health`]: probing the subscriber connection, periodic gap checks, `/healthz`.
+//!
+//! Each configured deployment (a standalone Redis, a Sentinel-watched master, a Redis
+//! Cluster) holds the channels the consistent hash gives it, and has its own subscriber
+//! connection, subscription task and dispatcher (a "lane").
+
+mod dispatch;
+mod health;
+mod keys;
+mod publish;
+mod scripts;
+mod stream;
+mod subscriptions;
+
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use fred::clients::Client;
+use fred::interfaces::ClientLike;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{
+    Broker, BrokerEvents, BrokerStats, EngineError, HistoryPolicy, HistoryRequest, Message,
+    Recovery, StreamPosition,
+};
+use crate::redis::{shard_of, RedisConnections, Topology};
+use keys::Keys;
+use scripts::Script;
+use subscriptions::Lane;
+
+/// What the broker's tasks share.
+struct Inner {
+    connections: Arc<RedisConnections>,
+    keys: Keys,
+    publish: Script,
+    read: Script,
+    events: OnceLock<Arc<dyn BrokerEvents>>,
+    lanes: Vec<Lane>,
+}
+
+impl Inner {
+    /// The lane (deployment) holding `channel`.
+    fn lane_of(&self, channel: &str) -> usize {
+        shard_of(channel, self.lanes.len())
+    }
+
+    /// A command connection of lane `index`.
+    fn client(&self, index: usize) -> &Client {
+        self.connections.shards()[index].pool.next()
+    }
+
+    /// Lane `index`'s URL (password redacted).
+    fn url(&self, index: usize) -> &str {
+        &self.connections.shards()[index].url
+    }
+
+    /// A Redis error of lane `index` as the engine reports it.
+    fn unavailable(&self, index: usize, error: &fred::error::Error) -> EngineError {
+        EngineError::Unavailable(format!("redis {}: {error}", self.url(index)))
+    }
+}
+
+/// Channel streams in Redis: see the module documentation.
+pub struct RedisBroker {
+    inner: Arc<Inner>,
+}
+
+impl RedisBroker {
+    /// A broker on `connections`, its subscriber connections connecting in the background
+    /// (a Redis that is down is retried for ever); its tasks run on `tracker` until
+    /// `shutdown` fires.
+    pub fn start(
+        connections: Arc<RedisConnections>,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Result<Self, EngineError> {
+        let mut lanes = Vec::new();
+        let mut receivers = Vec::new();
+        for shard in connections.shards() {
+            let subscriber = shard
+                .subscriber()
+                .map_err(|error| EngineError::Unavailable(error.to_string()))?;
+            let (lane, lane_receivers) = Lane::new(subscriber, shard.topology == Topology::Cluster);
+            lanes.push(lane);
+            receivers.push(lane_receivers);
+        }
+        let inner = Arc::new(Inner {
+            keys: Keys::new(connections.prefix()),
+            connections,
+            publish: Script::publish(),
+            read: Script::read(),
+            events: OnceLock::new(),
+            lanes,
+        });
+        for (index, receivers) in receivers.into_iter().enumerate() {
+            // The dispatcher listens before the connection opens, so nothing it receives
+            // goes by unseen.
+            tracker.spawn(dispatch::run(
+                inner.clone(),
+                index,
+                receivers.notes,
+                shutdown.clone(),
+            ));
+            tracker.spawn(subscriptions::run(
+                inner.clone(),
+                index,
+                receivers.ops,
+                shutdown.clone(),
+            ));
+            tracker.spawn(health::watch(inner.clone(), index, shutdown.clone()));
+            let _ = inner.lanes[index].subscriber.connect();
+        }
+        Ok(Self { inner })
+    }
+
+    /// Subscribe or unsubscribe `channels`, each in its deployment's lane.
+    async fn count(&self, channels: &[Arc<str>], up: bool) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        let syncs = inner.lanes.iter().enumerate().map(|(index, lane)| {
+            let mine = channels.iter().filter(|c| inner.lane_of(c) == index);
+            lane.sync(lane.count(mine, up))
+        });
+        futures_util::future::try_join_all(syncs).await.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn register_events(&self, events: Arc<dyn BrokerEvents>) {
+        if self.inner.events.set(events).is_err() {
+            tracing::error!("a second events handler was registered with the Redis broker");
+        }
+    }
+
+    async fn subscribe(&self, channels: &[Arc<str>]) -> Result<(), EngineError> {
+        self.count(channels, true).await
+    }
+
+    async fn unsubscribe(&self, channels: &[Arc<str>]) -> Result<(), EngineError> {
+        self.count(channels, false).await
+    }
+
+    async fn publish(
+        &self,
+        channels: &[Arc<str>],
+        message: &Arc<Message>,
+        history: HistoryPolicy,
+    ) -> Result<Vec<StreamPosition>, EngineError> {
+        publish::publish(&self.inner, channels, message, history).await
+    }
+
+    async fn history(&self, requests: &[HistoryRequest]) -> Result<Vec<Recovery>, EngineError> {
+        let inner = &self.inner;
+        futures_util::future::try_join_all(requests.iter().map(|request| async move {
+            let snapshot = stream::read(
+                inner,
+                &request.channel,
+                request.since.as_ref(),
+                request.limit,
+            )
+            .await?;
+            Ok::<_, EngineError>(stream::recovery(request.since.as_ref(), snapshot))
+        }))
+        .await
+    }
+
+    fn stats(&self) -> BrokerStats {
+        BrokerStats::default()
+    }
+
+    async fn health(&self) -> Result<(), String> {
+        health::health(&self.inner).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! The two server-side scripts (publish, read) and how they are run: `EVALSHA` after one
+//! `SCRIPT LOAD`, and `EVAL` whenever a server answers `NOSCRIPT`.
+
+use std::sync::OnceLock;
+
+use fred::clients::Client;
+use fred::error::Error;
+use fred::interfaces::LuaInterface;
+use fred::types::Value;
+
+/// Drops a stream's entries older than `cutoff` (ms): they are a prefix, as entries are
+/// appended in time order. Shared by both scripts.
+const TRIM_EXPIRED: &str = r#"
+local function trim_expired(stream, cutoff)
+  while true do
+    local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 64)
+    if #head == 0 then return end
+    for _, entry in ipairs(head) do
+      if tonumber(entry[2][4]) > cutoff then
+        redis.call('XTRIM', stream, 'MINID', entry[1])
+        return
+      end
+    end
+    local last = head[#head][1]
+    local offset = tonumber(string.sub(last, 1, string.find(last, '-') - 1))
+    redis.call('XTRIM', stream, 'MINID', string.format('%d-0', offset + 1))
+  end
+end
+local function now_ms()
+  local now = redis.call('TIME')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+end
+"#;
+
+/// Publish to one channel, atomically: KEYS = meta, stream, pub/sub channel; ARGV =
+/// publish command (`PUBLISH`/`SPUBLISH`), channel name as JSON, message as JSON, an
+/// epoch for a new stream, history size, history TTL (ms), idle expiry (ms). A stream
+/// whose meta is gone, or whose kept history vanished, starts over in the new epoch.
+/// Returns `{epoch, offset}`.
+const PUBLISH_BODY: &str = r#"
+local meta, stream, channel = KEYS[1], KEYS[2], KEYS[3]
+local size, ttl, keep = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local state = redis.call('HMGET', meta, 'e', 'h')
+local epoch = state[1]
+if epoch and state[2] == '1' and redis.call('EXISTS', stream) == 0 then
+  epoch = false
+end
+if not epoch then
+  redis.call('DEL', meta, stream)
+  epoch = ARGV[4]
+  redis.call('HSET', meta, 'e', epoch)
+end
+local offset = redis.call('HINCRBY', meta, 'o', 1)
+if size > 0 and ttl > 0 then
+  local now = now_ms()
+  redis.call('XADD', stream, 'MAXLEN', size, string.format('%d-0', offset), 'm', ARGV[3], 't', string.format('%d', now))
+  trim_expired(stream, now - ttl)
+  redis.call('HSET', meta, 'h', '1', 't', ttl)
+  redis.call('PEXPIRE', stream, keep)
+else
+  redis.call('DEL', stream)
+  redis.call('HSET', meta, 'h', '0', 't', 0)
+end
+redis.call('PEXPIRE', meta, keep)
+redis.call(ARGV[1], channel, '{"ch":' .. ARGV[2] .. ',"pos":{"epoch":"' .. epoch ..
+  '","offset":' .. string.format('%d', offset) .. '},"msg":' .. ARGV[3] .. '}')
+return {epoch, offset}
+"#;
+
+/// Read one channel: KEYS = meta, stream; ARGV = `1` to read entries (`0`: the top
+/// only), the reader's epoch (`""` for the empty position), the offset it stands at, the
+/// most entries to return (-1: all). Entries are read only when the reader's epoch is the
+/// stream's (or empty). Returns `{epoch, top, oldest kept offset or 0, id, msg, id, msg…}`,
+/// `{"", 0, 0}` for a stream that does not exist.
+const READ_BODY: &str = r#"
+local meta, stream = KEYS[1], KEYS[2]
+local state = redis.call('HMGET', meta, 'e', 'o', 't')
+local epoch = state[1]
+if not epoch then return {'', 0, 0} end
+local out = {epoch, tonumber(state[2] or '0'), 0}
+local ttl = tonumber(state[3] or '0')
+if ttl > 0 then trim_expired(stream, now_ms() - ttl) end
+local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+if #first == 0 then return out end
+out[3] = tonumber(string.sub(first[1][1], 1, string.find(first[1][1], '-') - 1))
+local limit = tonumber(ARGV[4])
+if ARGV[1] ~= '1' or limit == 0 or (ARGV[2] ~= '' and ARGV[2] ~= epoch) then return out end
+local from = string.format('%d-0', tonumber(ARGV[3]) + 1)
+local entries
+if limit > 0 then
+  entries = redis.call('XRANGE', stream, from, '+', 'COUNT', limit)
+else
+  entries = redis.call('XRANGE', stream, from, '+')
+end
+for _, entry in ipairs(entries) do
+  table.insert(out, entry[1])
+  table.insert(out, entry[2][2])
+end
+return out
+"#;
+
+/// A Lua script and its SHA-1, learnt from Redis when first loaded.
+pub struct Script {
+    lua: String,
+    sha: OnceLock<String>,
+}
+
+impl Script {
+    /// The publish script.
+    pub fn publish() -> Self {
+        Self::new(format!("{TRIM_EXPIRED}{PUBLISH_BODY}"))
+    }
+
+    /// The read script (history, gap fills).
+    pub fn read() -> Self {
+        Self::new(format!("{TRIM_EXPIRED}{READ_BODY}"))
+    }
+
+    fn new(lua: String) -> Self {
+        Self {
+            lua,
+            sha: OnceLock::new(),
+        }
+    }
+
+    /// Run the script on `client`: `EVALSHA`, and `EVAL` when the server answering does
+    /// not have it (after a restart, a failover, a `SCRIPT FLUSH`, or on a cluster node
+    /// that never saw it), which caches it there again.
+    pub async fn run(
+        &self,
+        client: &Client,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<Value, Error> {
+        let sha = match self.sha.get() {
+            Some(sha) => sha.clone(),
+            None => self.load(client).await?,
+        };
+        match client
+            .evalsha::<Value, _, _, _>(sha, keys.clone(), args.clone())
+            .await
+        {
+            Err(error) if error.details().starts_with("NOSCRIPT") => {
+                client.eval(self.lua.as_str(), keys, args).await
+            }
+            result => result,
+        }
+    }
+
+    /// `SCRIPT LOAD` once, to learn the script's SHA-1 (the same on every server).
+    async fn load(&self, client: &Client) -> Result<String, Error> {
+        let sha: String = client.script_load(self.lua.as_str()).await?;
+        let _ = self.sha.set(sha.clone());
+        Ok(sha)
+    }
+}

@@ -1,0 +1,544 @@
+//! The Redis broker against real Redis servers started by each test: the shared broker
+//! contract, then what only a broker across nodes must survive.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pushhub_testkit::{RedisCluster, RedisServer, SentinelGroup};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::RedisBroker;
+use crate::engine::contract::{self, KEEP};
+use crate::engine::{
+    Broker, BrokerEvents, EngineError, HistoryPolicy, HistoryRequest, Message, Publication,
+    StreamPosition,
+};
+use crate::redis::{RedisConnections, RedisSettings};
+use crate::sync::lock;
+
+/// One node's broker; its tasks stop when it is dropped.
+struct Node {
+    broker: Arc<RedisBroker>,
+    shutdown: CancellationToken,
+    _tracker: TaskTracker,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A broker on `urls`, once it reports healthy.
+async fn node(urls: &[String]) -> Node {
+    let settings = RedisSettings {
+        urls: urls.to_vec(),
+        prefix: "t".into(),
+        command_timeout: Duration::from_secs(2),
+        ..RedisSettings::default()
+    };
+    let connections = RedisConnections::build(&settings).unwrap();
+    assert!(connections
+        .connect(Duration::from_secs(10))
+        .await
+        .is_empty());
+    let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
+    let broker =
+        Arc::new(RedisBroker::start(Arc::new(connections), &tracker, shutdown.clone()).unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Err(reason) = broker.health().await {
+        assert!(tokio::time::Instant::now() < deadline, "{reason}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Node {
+        broker,
+        shutdown,
+        _tracker: tracker,
+    }
+}
+
+/// The shared broker contract, each test on its own Redis.
+macro_rules! contract_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let Some(server) = RedisServer::start() else { return };
+            let node = node(&[server.url()]).await;
+            contract::$name(node.broker.clone()).await;
+        }
+    )*};
+}
+
+contract_tests!(
+    offsets_grow_by_one_per_channel_in_order,
+    own_publications_reach_the_handler_exactly_once,
+    subscriptions_are_counted,
+    history_since_and_limit_in_one_call,
+    epochs_name_one_life_of_a_stream,
+    racing_publishers_keep_order_and_lose_nothing,
+    recover_then_live_has_no_gap_and_no_duplicate,
+);
+
+/// Records every position handed over, per channel.
+#[derive(Default)]
+struct Positions {
+    seen: Mutex<HashMap<Arc<str>, Vec<StreamPosition>>>,
+}
+
+impl BrokerEvents for Positions {
+    fn publication(&self, publication: &Arc<Publication>) {
+        lock(&self.seen)
+            .entry(publication.channel.clone())
+            .or_default()
+            .push(publication.position.clone());
+    }
+}
+
+impl Positions {
+    fn of(&self, channel: &str) -> Vec<StreamPosition> {
+        lock(&self.seen).get(channel).cloned().unwrap_or_default()
+    }
+
+    /// Wait up to `limit` until `channel` has `count` hand-overs.
+    async fn wait_for(&self, channel: &str, count: usize, limit: Duration) -> Vec<StreamPosition> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.of(channel).len() < count && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.of(channel)
+    }
+}
+
+fn registered(node: &Node) -> Arc<Positions> {
+    let positions = Arc::new(Positions::default());
+    node.broker.register_events(positions.clone());
+    positions
+}
+
+fn channels(names: &[&str]) -> Vec<Arc<str>> {
+    names.iter().map(|n| Arc::from(*n)).collect()
+}
+
+fn message(id: &str) -> Arc<Message> {
+    Arc::new(Message {
+        id: id.into(),
+        ..Message::for_test(id)
+    })
+}
+
+/// Offsets `1..=total` expected: how many are missing and how many came more than once
+/// (both printed, both must be zero), and whether they came in order.
+fn count_loss(seen: &[StreamPosition], total: u64) -> (u64, u64, bool) {
+    let mut counts = HashMap::new();
+    for position in seen {
+        *counts.entry(position.offset).or_insert(0u64) += 1;
+    }
+    let lost = (1..=total).filter(|o| !counts.contains_key(o)).count() as u64;
+    let duplicated = counts.values().map(|c| c - 1).sum();
+    let ordered = seen.windows(2).all(|w| w[0].offset < w[1].offset);
+    println!("lost={lost} duplicated={duplicated} ordered={ordered}");
+    (lost, duplicated, ordered)
+}
+
+/// Publications lost on the subscriber connection while it reconnects (killed with
+/// `CLIENT KILL TYPE pubsub`) are filled from the stream, in order, none twice; the last
+/// one of an idle channel too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gap_is_filled_after_the_subscriber_connection_is_killed() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let node = node(&[server.url()]).await;
+    let seen = registered(&node);
+    let (busy, idle) = (channels(&["busy"]), channels(&["idle"]));
+    node.broker.subscribe(&busy).await.unwrap();
+    node.broker.subscribe(&idle).await.unwrap();
+    let keep = HistoryPolicy { size: 1000, ..KEEP };
+    for i in 0..20 {
+        node.broker
+            .publish(&busy, &message(&format!("{i}")), keep)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        seen.wait_for("busy", 20, Duration::from_secs(5))
+            .await
+            .len(),
+        20
+    );
+    let killed = server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert_ne!(killed.trim(), "0", "a subscriber connection was killed");
+    for i in 20..60 {
+        node.broker
+            .publish(&busy, &message(&format!("{i}")), keep)
+            .await
+            .unwrap();
+    }
+    node.broker
+        .publish(&idle, &message("only"), keep)
+        .await
+        .unwrap();
+    let got = seen.wait_for("busy", 60, Duration::from_secs(15)).await;
+    let (lost, duplicated, ordered) = count_loss(&got, 60);
+    assert_eq!((lost, duplicated, ordered), (0, 0, true));
+    let idle_seen = seen.wait_for("idle", 1, Duration::from_secs(15)).await;
+    assert_eq!(count_loss(&idle_seen, 1), (0, 0, true));
+}
+
+/// Two nodes publishing to one channel at once: offsets gap-free, and each node hands
+/// over every publication in offset order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_publishing_at_once_keep_one_order() {
+    const EACH: u64 = 150;
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (node(&[server.url()]).await, node(&[server.url()]).await);
+    let (seen_a, seen_b) = (registered(&a), registered(&b));
+    let c = channels(&["shared"]);
+    a.broker.subscribe(&c).await.unwrap();
+    b.broker.subscribe(&c).await.unwrap();
+    let mut tasks = Vec::new();
+    for broker in [
+        a.broker.clone(),
+        b.broker.clone(),
+        a.broker.clone(),
+        b.broker.clone(),
+    ] {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                broker
+                    .publish(&c, &message(&format!("{i}")), KEEP)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for seen in [seen_a, seen_b] {
+        let got = seen
+            .wait_for("shared", 4 * EACH as usize, Duration::from_secs(10))
+            .await;
+        assert_eq!(count_loss(&got, 4 * EACH), (0, 0, true));
+    }
+}
+
+/// A flushed Redis loses the streams: the next publish starts a new epoch at offset 1,
+/// the node hands it over, and a client from the old epoch learns it cannot recover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushall_starts_a_new_epoch() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let node = node(&[server.url()]).await;
+    let seen = registered(&node);
+    let c = channels(&["f"]);
+    node.broker.subscribe(&c).await.unwrap();
+    let mut old = StreamPosition::empty();
+    for i in 0..3 {
+        old = node
+            .broker
+            .publish(&c, &message(&format!("{i}")), KEEP)
+            .await
+            .unwrap()
+            .remove(0);
+    }
+    seen.wait_for("f", 3, Duration::from_secs(5)).await;
+    assert!(server.cli(&["FLUSHALL"]).contains("OK"));
+    let new = node
+        .broker
+        .publish(&c, &message("new"), KEEP)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(new.offset, 1);
+    assert_ne!(new.epoch, old.epoch);
+    let got = seen.wait_for("f", 4, Duration::from_secs(5)).await;
+    assert_eq!(got.last(), Some(&new));
+    let answer = node
+        .broker
+        .history(&[HistoryRequest {
+            channel: c[0].clone(),
+            since: Some(old),
+            limit: None,
+        }])
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(!answer.complete);
+    assert_eq!(answer.top, new);
+}
+
+/// History keeps the newest `size` messages and drops those older than the TTL; a
+/// client from before what was dropped cannot recover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_trimmed_by_size_and_ttl() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let node = node(&[server.url()]).await;
+    registered(&node);
+    let c = channels(&["t"]);
+    for i in 0..5 {
+        node.broker
+            .publish(&c, &message(&format!("{i}")), KEEP)
+            .await
+            .unwrap();
+    }
+    let read = |since| HistoryRequest {
+        channel: c[0].clone(),
+        since,
+        limit: None,
+    };
+    let all = node
+        .broker
+        .history(&[read(Some(StreamPosition::empty()))])
+        .await
+        .unwrap();
+    assert!(!all[0].complete, "offsets 1 and 2 were trimmed");
+    let top = all[0].top.clone();
+    let at_two = StreamPosition {
+        offset: 2,
+        ..top.clone()
+    };
+    let kept = node.broker.history(&[read(Some(at_two))]).await.unwrap();
+    assert!(kept[0].complete);
+    let offsets: Vec<u64> = kept[0].missed.iter().map(|p| p.position.offset).collect();
+    assert_eq!(offsets, [3, 4, 5]);
+    assert_eq!(&*kept[0].missed[0].message.id, "2");
+    assert_eq!(kept[0].missed[0].message.data.get(), "\"2\"");
+    assert_eq!(server.cli(&["XLEN", "t:{t}:s"]).trim(), "3");
+
+    let short = HistoryPolicy {
+        size: 10,
+        ttl: Duration::from_millis(900),
+        max_bytes: usize::MAX,
+    };
+    let s = channels(&["short"]);
+    let first = node
+        .broker
+        .publish(&s, &message("a"), short)
+        .await
+        .unwrap()
+        .remove(0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    node.broker.publish(&s, &message("b"), short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let answer = node
+        .broker
+        .history(&[HistoryRequest {
+            channel: s[0].clone(),
+            since: Some(first.clone()),
+            limit: None,
+        }])
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(answer.complete, "the first was seen; the second is kept");
+    assert_eq!(answer.missed.len(), 1);
+    let from_start = node
+        .broker
+        .history(&[HistoryRequest {
+            channel: s[0].clone(),
+            since: Some(StreamPosition::empty()),
+            limit: None,
+        }])
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(!from_start.complete, "the first is past its TTL");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let forgotten = node
+        .broker
+        .history(&[
+            read(None),
+            HistoryRequest {
+                channel: s[0].clone(),
+                since: None,
+                limit: None,
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        forgotten[1].top,
+        StreamPosition::empty(),
+        "an idle channel is forgotten after its TTL"
+    );
+}
+
+/// Redis Cluster: channels spread over slots, sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_with_sharded_pubsub() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let node = node(&[cluster.url()]).await;
+    let seen = registered(&node);
+    let names: Vec<String> = (0..20).map(|i| format!("c:user:{i}")).collect();
+    let all: Vec<Arc<str>> = names.iter().map(|n| Arc::from(n.as_str())).collect();
+    node.broker.subscribe(&all).await.unwrap();
+    for round in 0..3 {
+        node.broker
+            .publish(&all, &message(&format!("{round}")), KEEP)
+            .await
+            .unwrap();
+    }
+    for name in &names {
+        let got = seen.wait_for(name, 3, Duration::from_secs(10)).await;
+        assert_eq!(count_loss(&got, 3), (0, 0, true), "{name}");
+    }
+    let shard_channels: usize = cluster
+        .nodes()
+        .iter()
+        .map(|server| {
+            server
+                .cli(&["PUBSUB", "SHARDCHANNELS"])
+                .lines()
+                .filter(|l| !l.is_empty())
+                .count()
+        })
+        .sum();
+    assert_eq!(
+        shard_channels, 20,
+        "every channel is a sharded subscription"
+    );
+    let history = node
+        .broker
+        .history(&[HistoryRequest {
+            channel: all[7].clone(),
+            since: Some(StreamPosition::empty()),
+            limit: None,
+        }])
+        .await
+        .unwrap();
+    assert!(history[0].complete && history[0].missed.len() == 3);
+}
+
+/// A Sentinel-watched master: publish and subscribe work through the Sentinels' answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_publish_and_subscribe() {
+    let Some(group) = SentinelGroup::start() else {
+        return;
+    };
+    let node = node(&[group.url()]).await;
+    let seen = registered(&node);
+    let c = channels(&["s"]);
+    node.broker.subscribe(&c).await.unwrap();
+    for i in 0..5 {
+        node.broker
+            .publish(&c, &message(&format!("{i}")), KEEP)
+            .await
+            .unwrap();
+    }
+    let got = seen.wait_for("s", 5, Duration::from_secs(10)).await;
+    assert_eq!(count_loss(&got, 5), (0, 0, true));
+}
+
+/// Two independent deployments: channels are spread over both by the consistent hash,
+/// and one push to channels on both reaches every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deployments_share_the_channels() {
+    let (Some(one), Some(two)) = (RedisServer::start(), RedisServer::start()) else {
+        return;
+    };
+    let node = node(&[one.url(), two.url()]).await;
+    let seen = registered(&node);
+    let names: Vec<String> = (0..20).map(|i| format!("d:user:{i}")).collect();
+    let all: Vec<Arc<str>> = names.iter().map(|n| Arc::from(n.as_str())).collect();
+    node.broker.subscribe(&all).await.unwrap();
+    node.broker
+        .publish(&all, &message("m"), KEEP)
+        .await
+        .unwrap();
+    for name in &names {
+        assert_eq!(
+            seen.wait_for(name, 1, Duration::from_secs(5)).await.len(),
+            1,
+            "{name}"
+        );
+    }
+    for server in [&one, &two] {
+        let keys: usize = server.cli(&["DBSIZE"]).trim().parse().unwrap();
+        assert!(
+            keys >= 2,
+            "each deployment holds some channels ({keys} keys)"
+        );
+    }
+}
+
+/// Redis down: publish and history fail fast with `Unavailable`, health says why; back
+/// again: healthy, resubscribed, and publications flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_fails_fast_and_recovers() {
+    let Some(mut server) = RedisServer::start_with(pushhub_testkit::RedisOptions {
+        aof: true,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let node = node(&[server.url()]).await;
+    let seen = registered(&node);
+    let c = channels(&["o"]);
+    node.broker.subscribe(&c).await.unwrap();
+    node.broker
+        .publish(&c, &message("before"), KEEP)
+        .await
+        .unwrap();
+    seen.wait_for("o", 1, Duration::from_secs(5)).await;
+    server.kill();
+    let started = std::time::Instant::now();
+    let refused = node.broker.publish(&c, &message("during"), KEEP).await;
+    assert!(
+        matches!(refused, Err(EngineError::Unavailable(_))),
+        "{refused:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let history = node
+        .broker
+        .history(&[HistoryRequest {
+            channel: c[0].clone(),
+            since: None,
+            limit: None,
+        }])
+        .await;
+    assert!(history.is_err());
+    let reason = node.broker.health().await.unwrap_err();
+    assert!(reason.contains("redis"), "{reason}");
+    server.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while node.broker.health().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "healthy again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        node.broker
+            .publish(&c, &message("after"), KEEP)
+            .await
+            .unwrap();
+        if seen
+            .wait_for("o", 2, Duration::from_millis(500))
+            .await
+            .len()
+            >= 2
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "resubscribed after the outage"
+        );
+    }
+    let got = seen.of("o");
+    assert_eq!(got[1].offset, 2, "the AOF kept the stream: offsets go on");
+}
