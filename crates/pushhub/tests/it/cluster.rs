@@ -127,7 +127,8 @@ async fn redis_killed_and_restarted_mid_stream_loses_no_accepted_publish() {
     let publisher = Publisher::start(&cluster.endpoints, &[0, 1, 2], 0, EVERY);
     publisher.wait_more(50, Duration::from_secs(20)).await;
     tokio::task::block_in_place(|| redis.kill());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Longer than the 5 s command timeout: publishes waiting on Redis must be refused.
+    tokio::time::sleep(Duration::from_secs(7)).await;
     tokio::task::block_in_place(|| redis.restart());
     let accepted_at_restart = publisher.expected.lock().unwrap().broadcast.len();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
