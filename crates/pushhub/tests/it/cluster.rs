@@ -58,6 +58,23 @@ async fn push_until_accepted(
     }
 }
 
+/// Wait until node `via` answers `/healthz` with 200, for at most `limit`.
+async fn wait_healthy(cluster: &Cluster, via: usize, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let (status, body) = cluster.node(via).get("/healthz").await;
+        if status == 200 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node {via} still unhealthy after {limit:?}: {status} {body}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_push_through_node_1_reaches_every_dialect_on_nodes_2_and_3() {
     let Some(redis) = RedisServer::start() else {
@@ -163,6 +180,9 @@ async fn redis_down_is_reported_on_healthz_and_publishes_get_503_until_it_return
         return;
     };
     let cluster = Cluster::start(&redis.url(), 2);
+    for via in 0..2 {
+        wait_healthy(&cluster, via, Duration::from_secs(15)).await;
+    }
     let http = crate::util::http();
     assert!(matches!(
         publish(&http, cluster.endpoints[0].api, "*", 0).await,
@@ -180,7 +200,8 @@ async fn redis_down_is_reported_on_healthz_and_publishes_get_503_until_it_return
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "node {via} still healthy 15 s after Redis died: {status} {body}"
+                "node {via} still healthy 15 s after Redis died: {status} {body}\n{}",
+                cluster.logs()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -196,19 +217,37 @@ async fn redis_down_is_reported_on_healthz_and_publishes_get_503_until_it_return
         push_until_accepted(&cluster, &mut expected, via, 2, Duration::from_secs(20)).await;
         // The subscription connection is probed on its own schedule: healthy again within
         // the probe's bound, not necessarily at the first accepted publish.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let (status, body) = cluster.node(via).get("/healthz").await;
-            if status == 200 {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "node {via} still unhealthy 15 s after Redis came back: {status} {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_healthy(&cluster, via, Duration::from_secs(15)).await;
     }
+}
+
+/// Redis down while a node starts: the node serves anyway, and once Redis is back it
+/// subscribes, reports healthy and delivers, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_started_while_redis_is_down_delivers_once_it_returns() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    tokio::task::block_in_place(|| redis.kill());
+    let mut cluster = Cluster::start(&redis.url(), 2);
+    tokio::task::block_in_place(|| redis.restart());
+    for via in 0..2 {
+        wait_healthy(&cluster, via, Duration::from_secs(20)).await;
+    }
+    cluster.spawn_clients(&Dialect::RESUMING, &[0, 1], 1);
+    cluster.wait_ready().await;
+    let mut expected = Expected::default();
+    for seq in 0..4 {
+        push(&cluster, &mut expected, seq as usize % 2, "*", seq).await;
+    }
+    assert!(
+        expected.refused.is_empty() && expected.other.is_empty(),
+        "{expected:?}"
+    );
+    cluster
+        .finish("node started while Redis was down", &expected)
+        .await
+        .assert_clean(true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
