@@ -5,10 +5,13 @@ mod api_keys;
 mod autobahn;
 mod backend;
 mod bad_input;
-// Three nodes on one real Redis: node death, Redis restart, Sentinel failover, Redis Cluster.
-mod cluster;
 // The JavaScript SDK and demo page (clients/js): node --test, headless Chromium.
 mod browser;
+// Several nodes on one Redis (the Redis engine).
+mod cluster;
+// Three nodes on one real Redis, clients of every dialect resuming on any node, counted:
+// node death, Redis restart, Sentinel failover, Redis Cluster.
+mod cluster_failures;
 mod config_cli;
 mod cron;
 mod demo;

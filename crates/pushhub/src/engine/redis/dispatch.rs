@@ -12,9 +12,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use fred::interfaces::EventInterface;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::stream;
@@ -25,40 +24,93 @@ use crate::engine::{Publication, StreamPosition};
 /// Where each subscribed channel stands: the last position handed to the hub.
 type Handed = HashMap<Arc<str>, StreamPosition>;
 
-/// The dispatcher of lane `index`: runs until `shutdown`.
+/// The dispatcher of lane `index`, reading `messages` (its subscriber connection's) and
+/// `notes` (from its subscription task): runs until `shutdown`.
 pub async fn run(
     inner: Arc<Inner>,
     index: usize,
+    mut messages: broadcast::Receiver<fred::types::Message>,
     mut notes: mpsc::UnboundedReceiver<Note>,
     shutdown: CancellationToken,
 ) {
-    let mut messages = inner.lanes[index].subscriber.message_rx();
     let mut handed = Handed::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            message = messages.recv() => match message {
-                Ok(message) => {
-                    let Some(bytes) = message.value.as_bytes() else { continue };
-                    match serde_json::from_slice::<Publication>(bytes) {
-                        Ok(publication) => on_live(&inner, index, &mut handed, Arc::new(publication)).await,
-                        Err(error) => tracing::error!(channel = %message.channel, %error, "unreadable publication dropped"),
+            message = messages.recv() => {
+                if !on_message(&inner, index, &mut handed, message).await {
+                    return;
+                }
+            }
+            note = notes.recv() => {
+                let Some(note) = note else { return };
+                // What the connection received before the note was sent (before the
+                // answer to a subscribe or unsubscribe) is handled before the note.
+                loop {
+                    let message = match messages.try_recv() {
+                        Ok(message) => Ok(message),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Lagged(missed)) => Err(RecvError::Lagged(missed)),
+                        Err(TryRecvError::Closed) => Err(RecvError::Closed),
+                    };
+                    if !on_message(&inner, index, &mut handed, message).await {
+                        return;
                     }
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "dispatcher fell behind its subscriber connection; reading stream tops");
-                    inner.lanes[index].send(Op::Check);
+                match note {
+                    Note::Top(channel, top) => on_top(&inner, index, &mut handed, channel, top).await,
+                    Note::Subscribed(channel, top) => on_subscribed(&mut handed, channel, top),
+                    Note::Forget(channel) => {
+                        handed.remove(&channel);
+                    }
                 }
-                Err(RecvError::Closed) => return,
-            },
-            note = notes.recv() => match note {
-                Some(Note::Top(channel, top)) => on_top(&inner, index, &mut handed, channel, top).await,
-                Some(Note::Forget(channel)) => {
-                    handed.remove(&channel);
-                }
-                None => return,
-            },
+            }
         }
+    }
+}
+
+/// Handle what the subscriber connection gave; false once it is closed for good.
+async fn on_message(
+    inner: &Inner,
+    index: usize,
+    handed: &mut Handed,
+    message: Result<fred::types::Message, RecvError>,
+) -> bool {
+    match message {
+        Ok(message) => {
+            let Some(bytes) = message.value.as_bytes() else {
+                return true;
+            };
+            match serde_json::from_slice::<Publication>(bytes) {
+                Ok(publication) => on_live(inner, index, handed, Arc::new(publication)).await,
+                Err(error) => {
+                    tracing::error!(channel = %message.channel, %error, "unreadable publication dropped")
+                }
+            }
+            true
+        }
+        Err(RecvError::Lagged(missed)) => {
+            tracing::warn!(
+                missed,
+                "dispatcher fell behind its subscriber connection; reading stream tops"
+            );
+            inner.lanes[index].send(Op::Check);
+            true
+        }
+        Err(RecvError::Closed) => false,
+    }
+}
+
+/// A channel newly subscribed, whose top was read after Redis confirmed the subscription:
+/// everything up to that top is in the history the hub's connections read after
+/// subscribing, so the channel stands there (or further, if a later publication already
+/// came).
+fn on_subscribed(handed: &mut Handed, channel: Arc<str>, top: StreamPosition) {
+    let further = handed
+        .get(&channel)
+        .is_some_and(|at| at.epoch == top.epoch && at.offset >= top.offset);
+    if !further {
+        handed.insert(channel, top);
     }
 }
 
@@ -95,10 +147,10 @@ async fn on_live(inner: &Inner, index: usize, handed: &mut Handed, live: Arc<Pub
     }
 }
 
-/// A top read by the subscription task: the first one of a channel is where it stands
-/// (everything up to it is in the history the hub's connections read after subscribing);
-/// a later one above where it stands means publications were missed (an idle channel's
-/// last message lost in a reconnect): fill them.
+/// A top read by the subscription task's check: one above where the channel stands means
+/// publications were missed (an idle channel's last message lost in a reconnect): fill
+/// them. A channel that does not stand anywhere yet (its first top was not readable)
+/// stands at this one.
 async fn on_top(
     inner: &Inner,
     index: usize,

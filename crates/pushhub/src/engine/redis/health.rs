@@ -1,15 +1,17 @@
-//! Liveness of one deployment's subscriber connection, and the periodic work that keeps
-//! subscriptions whole: a `PING` probe every [`PROBE_EVERY`] (a connection that stops
-//! answering is reconnected, so a wedged one is found within 10 s), a resubscription and
+//! Liveness of one deployment's connections, and the periodic work that keeps
+//! subscriptions whole: a `PING` probe of the subscriber connection and of every command
+//! connection every [`PROBE_EVERY`] (one that stops answering is reconnected, so a wedged
+//! one is found within 10 s: gaps are filled through the command connections, so they
+//! must not stay wedged either), a resubscription and
 //! gap check after every reconnect, and a stream-top check of every subscribed channel
 //! every [`CHECK_EVERY`] (an idle channel whose last publication was lost is filled).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fred::interfaces::{ClientLike, EventInterface};
 use fred::types::Value;
+use futures_util::future::join_all;
 use tokio::time::{interval, timeout, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +34,7 @@ const CHECK_EVERY: Duration = Duration::from_secs(8);
 /// How long a health check waits for each deployment to answer.
 const HEALTH_WAIT: Duration = Duration::from_secs(2);
 
-/// Watch lane `index` until `shutdown`, then close its subscriber connection.
+/// Watch lane `index`'s connections until `shutdown`, then close its subscriber connection.
 pub async fn watch(inner: Arc<Inner>, index: usize, shutdown: CancellationToken) {
     let lane = &inner.lanes[index];
     let mut reconnects = lane.subscriber.reconnect_rx();
@@ -41,7 +43,8 @@ pub async fn watch(inner: Arc<Inner>, index: usize, shutdown: CancellationToken)
     let mut check = interval(CHECK_EVERY);
     probe.set_missed_tick_behavior(MissedTickBehavior::Delay);
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut failures = 0;
+    // Probes in a row each connection (the subscriber, then the pool's) left unanswered.
+    let mut failures: Vec<u32> = Vec::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -56,16 +59,26 @@ pub async fn watch(inner: Arc<Inner>, index: usize, shutdown: CancellationToken)
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => reconnects_open = false,
             },
             _ = probe.tick() => {
-                let answered = matches!(timeout(PROBE_WAIT, lane.subscriber.ping::<Value>(None)).await, Ok(Ok(_)));
-                lane.listening.store(answered, Ordering::Relaxed);
-                if answered {
-                    failures = 0;
-                } else {
-                    failures += 1;
-                    if failures >= PROBES_BEFORE_RECONNECT {
-                        failures = 0;
-                        tracing::warn!(redis = %inner.url(index), "subscriber connection does not answer; reconnecting");
-                        let _ = timeout(PROBE_WAIT, lane.subscriber.force_reconnection()).await;
+                let pool = inner.connections.shards()[index].pool.clients();
+                let connections = std::iter::once(lane.subscriber.to_client())
+                    .chain(pool.iter().cloned());
+                let answers = join_all(connections.map(|client| async move {
+                    let answered =
+                        matches!(timeout(PROBE_WAIT, client.ping::<Value>(None)).await, Ok(Ok(_)));
+                    (client, answered)
+                }))
+                .await;
+                failures.resize(answers.len(), 0);
+                for ((client, answered), failed) in answers.into_iter().zip(failures.iter_mut()) {
+                    if answered {
+                        *failed = 0;
+                        continue;
+                    }
+                    *failed += 1;
+                    if *failed >= PROBES_BEFORE_RECONNECT {
+                        *failed = 0;
+                        tracing::warn!(redis = %inner.url(index), client = %client.id(), "connection does not answer; reconnecting");
+                        let _ = timeout(PROBE_WAIT, client.force_reconnection()).await;
                     }
                 }
             }
@@ -74,28 +87,34 @@ pub async fn watch(inner: Arc<Inner>, index: usize, shutdown: CancellationToken)
     }
 }
 
-/// Whether every deployment answers a `PING` on its command pool and its subscriber
-/// connection answered its last probe; the first one that does not, and why.
+/// Whether every deployment answers a `PING` on its command pool and on its subscriber
+/// connection; the first one that does not, and why.
 pub async fn health(inner: &Inner) -> Result<(), String> {
     for (index, lane) in inner.lanes.iter().enumerate() {
-        let ping = timeout(HEALTH_WAIT, inner.client(index).ping::<Value>(None)).await;
-        match ping {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => return Err(format!("redis {}: {error}", inner.url(index))),
-            Err(_) => {
-                return Err(format!(
-                    "redis {}: no answer within {} ms",
-                    inner.url(index),
-                    HEALTH_WAIT.as_millis()
-                ))
-            }
-        }
-        if !lane.listening.load(Ordering::Relaxed) {
-            return Err(format!(
-                "redis {}: the subscriber connection does not answer",
-                inner.url(index)
-            ));
-        }
+        let url = inner.url(index);
+        answers(inner.client(index).ping::<Value>(None), url, "").await?;
+        answers(
+            lane.subscriber.ping::<Value>(None),
+            url,
+            " (subscriber connection)",
+        )
+        .await?;
     }
     Ok(())
+}
+
+/// Whether `ping` is answered within [`HEALTH_WAIT`].
+async fn answers(
+    ping: impl std::future::Future<Output = Result<Value, fred::error::Error>>,
+    url: &str,
+    which: &str,
+) -> Result<(), String> {
+    match timeout(HEALTH_WAIT, ping).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(format!("redis {url}{which}: {error}")),
+        Err(_) => Err(format!(
+            "redis {url}{which}: no answer within {} ms",
+            HEALTH_WAIT.as_millis()
+        )),
+    }
 }

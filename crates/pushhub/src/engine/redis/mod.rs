@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use fred::clients::Client;
-use fred::interfaces::ClientLike;
+use fred::interfaces::{ClientLike, EventInterface};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -108,6 +108,7 @@ impl RedisBroker {
             tracker.spawn(dispatch::run(
                 inner.clone(),
                 index,
+                inner.lanes[index].subscriber.message_rx(),
                 receivers.notes,
                 shutdown.clone(),
             ));
@@ -118,7 +119,9 @@ impl RedisBroker {
                 shutdown.clone(),
             ));
             tracker.spawn(health::watch(inner.clone(), index, shutdown.clone()));
-            let _ = inner.lanes[index].subscriber.connect();
+            // fred's connection task runs (and reconnects) until the watcher's QUIT at
+            // shutdown; its handle is not needed.
+            drop(inner.lanes[index].subscriber.connect());
         }
         Ok(Self { inner })
     }

@@ -2,18 +2,20 @@
 //! one task that owns the subscriber connection's channel set. Whatever arrives together
 //! (a connect storm) goes out as one `SUBSCRIBE` of many channels (in a cluster, one
 //! `SSUBSCRIBE` per slot, all at once); after a reconnect the task subscribes everything
-//! again; every channel it subscribes, and every channel on the periodic check, gets its
-//! stream top read and handed to the dispatcher, which fills any gap.
+//! again. Every channel it subscribes gets its stream top read (where the dispatcher
+//! starts it), and every channel on a check (periodic, after a reconnect) too, which the
+//! dispatcher compares with what it handed over, filling any gap.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use fred::clients::SubscriberClient;
 use fred::interfaces::{HashesInterface, PubsubInterface};
 use fred::types::Value;
 use futures_util::future::{join_all, try_join_all};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
@@ -22,6 +24,9 @@ use crate::sync::lock;
 
 /// Most channels in one subscribe command (and top reads in flight at once).
 const CHUNK: usize = 1_000;
+
+/// How soon a failed subscription sync or top read is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Work for the subscription task.
 pub enum Op {
@@ -36,7 +41,9 @@ pub enum Op {
 
 /// What the subscription task tells the dispatcher.
 pub enum Note {
-    /// The channel's stream top was read at this position.
+    /// The channel was just subscribed, and its stream top then read at this position.
+    Subscribed(Arc<str>, StreamPosition),
+    /// A check read the channel's stream top at this position.
     Top(Arc<str>, StreamPosition),
     /// The channel was unsubscribed: forget where it stood.
     Forget(Arc<str>),
@@ -48,8 +55,6 @@ pub struct Lane {
     pub subscriber: SubscriberClient,
     /// True on a Redis Cluster: sharded pub/sub.
     pub sharded: bool,
-    /// Whether the last liveness probe of the subscriber connection was answered.
-    pub listening: AtomicBool,
     counts: Mutex<HashMap<Arc<str>, usize>>,
     ops: mpsc::UnboundedSender<Op>,
     notes: mpsc::UnboundedSender<Note>,
@@ -71,7 +76,6 @@ impl Lane {
         let lane = Self {
             subscriber,
             sharded,
-            listening: AtomicBool::new(false),
             counts: Mutex::default(),
             ops,
             notes,
@@ -151,12 +155,17 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut actual: HashSet<Arc<str>> = HashSet::new();
+    // True when Redis lost the subscriptions in `actual` (the connection was re-opened)
+    // and they have not been made again yet.
+    let mut lost = false;
+    let mut retry: Option<Instant> = None;
     loop {
         let first = tokio::select! {
             op = ops.recv() => match op {
                 Some(op) => op,
                 None => return,
             },
+            _ = sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => Op::Check,
             _ = shutdown.cancelled() => return,
         };
         let mut batch = vec![first];
@@ -174,7 +183,7 @@ pub async fn run(
                 }
                 Op::Check => check = true,
                 Op::Reconnected => {
-                    actual.clear();
+                    lost = true;
                     check = true;
                 }
             }
@@ -184,26 +193,31 @@ pub async fn run(
             touched.extend(lane.desired());
             touched.extend(actual.iter().cloned());
         }
-        let result = apply(&inner, index, &mut actual, touched, check).await;
+        let (result, tops_read) =
+            apply(&inner, index, &mut actual, &mut lost, touched, check).await;
         if let Err(error) = &result {
-            tracing::warn!(redis = %inner.url(index), %error, "subscription sync failed; retried on the next check");
+            tracing::warn!(redis = %inner.url(index), %error, "subscription sync failed; retrying");
         }
+        retry = (result.is_err() || !tops_read).then(|| Instant::now() + RETRY_AFTER);
         for done in waiters {
             let _ = done.send(result.clone());
         }
     }
 }
 
-/// Subscribe and unsubscribe what differs between the counts and `actual`, then read
-/// the tops of the channels just subscribed (of all subscribed ones on a `check`). An
-/// unreadable top is not an error: the subscription stands, and the next check reads it.
+/// Subscribe and unsubscribe what differs between the counts and `actual` (everything
+/// again when `lost`), then read the tops of the channels just subscribed (and of all
+/// others on a `check`). An unreadable top is not an error for the callers: the
+/// subscription stands. Also says whether every top was read (if not, the task checks
+/// again soon).
 async fn apply(
     inner: &Inner,
     index: usize,
     actual: &mut HashSet<Arc<str>>,
+    lost: &mut bool,
     mut touched: Vec<Arc<str>>,
     check: bool,
-) -> Result<(), String> {
+) -> (Result<(), String>, bool) {
     let lane = &inner.lanes[index];
     touched.sort_unstable();
     touched.dedup();
@@ -212,36 +226,53 @@ async fn apply(
         .filter(|channel| lane.is_subscribed(channel) != actual.contains(channel))
         .partition(|channel| lane.is_subscribed(channel));
     if !remove.is_empty() {
-        command(inner, lane, &remove, false).await?;
+        if let Err(error) = command(inner, lane, &remove, false).await {
+            return (Err(error), true);
+        }
         for channel in remove {
             actual.remove(&channel);
             let _ = lane.notes.send(Note::Forget(channel));
         }
     }
-    if !add.is_empty() {
-        command(inner, lane, &add, true).await?;
-        actual.extend(add.iter().cloned());
-    }
-    let read: Vec<Arc<str>> = if check {
+    let again: Vec<Arc<str>> = if *lost {
         actual.iter().cloned().collect()
     } else {
-        add
+        Vec::new()
     };
-    for chunk in read.chunks(CHUNK) {
-        let tops = join_all(chunk.iter().map(|channel| top(inner, index, channel))).await;
-        for (channel, top) in chunk.iter().zip(tops) {
-            match top {
-                Some(top) => {
-                    let _ = lane.notes.send(Note::Top(channel.clone(), top));
-                }
-                None => {
-                    tracing::warn!(redis = %inner.url(index), %channel, "stream tops unreadable; read again on the next check");
-                    return Ok(());
-                }
-            }
+    let subscribe: Vec<Arc<str>> = add.iter().chain(&again).cloned().collect();
+    if !subscribe.is_empty() {
+        if let Err(error) = command(inner, lane, &subscribe, true).await {
+            return (Err(error), true);
         }
     }
-    Ok(())
+    *lost = false;
+    let checked: Vec<Arc<str>> = if check {
+        actual.iter().cloned().collect()
+    } else {
+        Vec::new()
+    };
+    actual.extend(add.iter().cloned());
+    let reads = add
+        .into_iter()
+        .map(|channel| (channel, true))
+        .chain(checked.into_iter().map(|channel| (channel, false)))
+        .collect::<Vec<_>>();
+    for chunk in reads.chunks(CHUNK) {
+        let tops = join_all(chunk.iter().map(|(channel, _)| top(inner, index, channel))).await;
+        for ((channel, new), top) in chunk.iter().zip(tops) {
+            let Some(top) = top else {
+                tracing::warn!(redis = %inner.url(index), %channel, "stream tops unreadable; reading them again");
+                return (Ok(()), false);
+            };
+            let note = if *new {
+                Note::Subscribed(channel.clone(), top)
+            } else {
+                Note::Top(channel.clone(), top)
+            };
+            let _ = lane.notes.send(note);
+        }
+    }
+    (Ok(()), true)
 }
 
 /// `SUBSCRIBE` (or `UNSUBSCRIBE`) `channels` on the lane's subscriber, in chunks; on a

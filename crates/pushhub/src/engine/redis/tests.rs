@@ -2,6 +2,7 @@
 //! contract, then what only a broker across nodes must survive.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -228,8 +229,9 @@ async fn two_nodes_publishing_at_once_keep_one_order() {
     }
 }
 
-/// A flushed Redis loses the streams: the next publish starts a new epoch at offset 1,
-/// the node hands it over, and a client from the old epoch learns it cannot recover.
+/// A flushed Redis loses the streams (and its scripts): the next publish starts a new
+/// epoch at offset 1, the node hands it over, and a client from the old epoch learns it
+/// cannot recover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushall_starts_a_new_epoch() {
     let Some(server) = RedisServer::start() else {
@@ -250,6 +252,10 @@ async fn flushall_starts_a_new_epoch() {
     }
     seen.wait_for("f", 3, Duration::from_secs(5)).await;
     assert!(server.cli(&["FLUSHALL"]).contains("OK"));
+    assert!(
+        server.cli(&["SCRIPT", "FLUSH"]).contains("OK"),
+        "NOSCRIPT is handled too"
+    );
     let new = node
         .broker
         .publish(&c, &message("new"), KEEP)
@@ -541,4 +547,218 @@ async fn an_outage_fails_fast_and_recovers() {
     }
     let got = seen.of("o");
     assert_eq!(got[1].offset, 2, "the AOF kept the stream: offsets go on");
+}
+
+/// Commands Redis executed (from `INFO commandstats`), by name, leaving out the test's
+/// own `INFO` and the liveness probes' `PING`.
+fn command_calls(server: &RedisServer) -> HashMap<String, u64> {
+    server
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            (name != "info" && name != "ping").then(|| (name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// Commands run for one publish of `targets` (after each was published to once, so no
+/// stream is new): `(round trips the node sent, commands Redis ran in all)`.
+async fn publish_cost(server: &RedisServer, node: &Node, targets: &[Arc<str>]) -> (u64, u64) {
+    let before = command_calls(server);
+    node.broker
+        .publish(targets, &message("m"), KEEP)
+        .await
+        .unwrap();
+    let after = command_calls(server);
+    let delta = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
+    let total = after.keys().map(|name| delta(name)).sum();
+    (delta("evalsha"), total)
+}
+
+/// Redis commands per publish are the same whatever the number of channels' subscribers
+/// (nodes), and grow only with the number of channels; printed for the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_per_publish_do_not_grow_with_nodes() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let users = channels(&["m:user:1", "m:user:2", "m:user:3"]);
+    let a = node(&[server.url()]).await;
+    let seen_a = registered(&a);
+    a.broker.subscribe(&users).await.unwrap();
+    a.broker
+        .publish(&users, &message("warm"), KEEP)
+        .await
+        .unwrap();
+    seen_a.wait_for("m:user:3", 1, Duration::from_secs(5)).await;
+    let one_node_one_user = publish_cost(&server, &a, &users[..1]).await;
+    let one_node_three_users = publish_cost(&server, &a, &users).await;
+    let b = node(&[server.url()]).await;
+    let seen_b = registered(&b);
+    b.broker.subscribe(&users).await.unwrap();
+    let two_nodes_one_user = publish_cost(&server, &a, &users[..1]).await;
+    let two_nodes_three_users = publish_cost(&server, &a, &users).await;
+    println!(
+        "commands per publish (round trips, commands run): 1 node: user 1 {one_node_one_user:?}, \
+         users 1,2,3 {one_node_three_users:?}; 2 nodes: user 1 {two_nodes_one_user:?}, \
+         users 1,2,3 {two_nodes_three_users:?}"
+    );
+    assert_eq!(one_node_one_user.0, 1, "one round trip per channel");
+    assert_eq!(one_node_three_users.0, 3);
+    assert_eq!(one_node_one_user, two_nodes_one_user);
+    assert_eq!(one_node_three_users, two_nodes_three_users);
+    assert_eq!(one_node_three_users.1, 3 * one_node_one_user.1);
+    let got = seen_b.wait_for("m:user:1", 2, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 2, "the second node received both");
+}
+
+/// A connect storm: 15,000 users' channels subscribed by 15,000 concurrent calls go to
+/// Redis in a few batched `SUBSCRIBE`s, well within 5 s; printed for the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_storm_subscribes_in_batches() {
+    const USERS: usize = 15_000;
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let node = node(&[server.url()]).await;
+    registered(&node);
+    let before = command_calls(&server);
+    let started = std::time::Instant::now();
+    let calls: Vec<_> = (0..USERS)
+        .map(|user| {
+            let broker = node.broker.clone();
+            tokio::spawn(async move {
+                let mine = channels(&[&format!("s:user:{user}")]);
+                broker.subscribe(&mine).await
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    let took = started.elapsed();
+    let after = command_calls(&server);
+    let subscribes = after.get("subscribe").unwrap_or(&0) - before.get("subscribe").unwrap_or(&0);
+    let subscribed: usize = server
+        .cli(&["PUBSUB", "CHANNELS", "t:*"])
+        .lines()
+        .filter(|l| !l.is_empty())
+        .count();
+    println!("connect storm: {USERS} channels subscribed in {took:?} with {subscribes} SUBSCRIBE commands");
+    assert_eq!(subscribed, USERS);
+    assert!(subscribes < 100, "{subscribes} SUBSCRIBE commands");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+/// A TCP relay in front of Redis that can wedge the connections open at a moment (they
+/// stay open and forward nothing) while later ones pass: a connection that goes silent
+/// without closing, the silent-loss case the probe must catch.
+struct Relay {
+    port: u16,
+    /// Connections accepted before this count are wedged.
+    wedged_before: Arc<AtomicU64>,
+    accepted: Arc<AtomicU64>,
+}
+
+impl Relay {
+    async fn start(target: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let wedged_before = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let (wedged, count) = (wedged_before.clone(), accepted.clone());
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let number = count.fetch_add(1, Ordering::SeqCst);
+                let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                else {
+                    continue;
+                };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                tokio::spawn(forward(ri, wo, number, wedged.clone()));
+                tokio::spawn(forward(ro, wi, number, wedged.clone()));
+            }
+        });
+        Self {
+            port,
+            wedged_before,
+            accepted,
+        }
+    }
+
+    /// Wedge every connection open now; later ones pass.
+    fn wedge(&self) {
+        self.wedged_before
+            .store(self.accepted.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+/// Copy `from` to `to` until either closes; once connection `number` is wedged, what it
+/// reads is swallowed.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    number: u64,
+    wedged_before: Arc<AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let wedged = number < wedged_before.load(Ordering::SeqCst);
+        if !wedged && to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A node whose connections to Redis go silent without closing notices within 10 s,
+/// reconnects, and hands over everything published meanwhile by another node, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_subscriber_connection_is_replaced_and_its_gap_filled() {
+    const TOTAL: u64 = 40;
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let relay = Relay::start(server.port()).await;
+    let listener = node(&[format!("redis://127.0.0.1:{}/0", relay.port)]).await;
+    let publisher = node(&[server.url()]).await;
+    let seen = registered(&listener);
+    registered(&publisher);
+    let c = channels(&["w"]);
+    let keep = HistoryPolicy { size: 1000, ..KEEP };
+    listener.broker.subscribe(&c).await.unwrap();
+    publisher
+        .broker
+        .publish(&c, &message("0"), keep)
+        .await
+        .unwrap();
+    seen.wait_for("w", 1, Duration::from_secs(5)).await;
+    relay.wedge();
+    let wedged_at = std::time::Instant::now();
+    for i in 1..TOTAL {
+        publisher
+            .broker
+            .publish(&c, &message(&format!("{i}")), keep)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = seen
+        .wait_for("w", TOTAL as usize, Duration::from_secs(15))
+        .await;
+    println!("caught up {:?} after the wedge", wedged_at.elapsed());
+    assert_eq!(count_loss(&got, TOTAL), (0, 0, true));
+    assert!(wedged_at.elapsed() < Duration::from_secs(15));
 }
