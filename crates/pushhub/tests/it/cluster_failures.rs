@@ -280,6 +280,56 @@ async fn sentinel_failover_mid_stream_loses_nothing_and_wedges_no_node() {
         .assert_clean(true);
 }
 
+/// The master dies (SIGKILL) and the Sentinels promote its replica: an unplanned
+/// failover, where the replica may lack the master's last writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "fails on the Redis broker today: publishes the old master accepted but had not \
+            replicated are missing from the promoted replica's streams, so long-poll clients \
+            resume with recovered:false and lose them (issue 15 wants zero loss)"]
+async fn sentinel_master_killed_mid_stream_loses_no_accepted_publish() {
+    let Some(group) = SentinelGroup::start() else {
+        return;
+    };
+    let mut cluster = Cluster::start(&group.url(), 3);
+    cluster.spawn_clients(&Dialect::RESUMING, &[0, 1, 2], 1);
+    cluster.wait_ready().await;
+    let publisher = Publisher::start(&cluster.endpoints, &[0, 1, 2], 0, EVERY);
+    publisher.wait_more(50, Duration::from_secs(20)).await;
+    let old = group.master_port();
+    let pid = group
+        .server(old)
+        .and_then(|s| s.pid())
+        .expect("the master runs");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while group.master_port() == old {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Sentinels did not promote the replica within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    publisher.wait_more(150, Duration::from_secs(60)).await;
+    let mut expected = publisher.stop().await;
+    let mut seq = 1_000_000;
+    for via in 0..3 {
+        seq = push_until_accepted(&cluster, &mut expected, via, seq, Duration::from_secs(20)).await;
+    }
+    assert!(
+        expected.other.is_empty(),
+        "publishes answered neither 200 nor 503 engine_unavailable: {:?}",
+        expected.other
+    );
+    cluster
+        .finish("Sentinel master killed", &expected)
+        .await
+        .assert_clean(true);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_cluster_with_sharded_pubsub_reaches_users_on_every_slot_and_node() {
     let Some(redis) = RedisCluster::start() else {
