@@ -85,6 +85,17 @@ impl SentinelGroup {
             wait_until(Duration::from_secs(30), || group.sentinels_ready()),
             "the Sentinels did not learn the replica and each other"
         );
+        // A replica still waiting for its first full sync (Redis delays a diskless one
+        // by 5 s) would be promoted empty: a failover must find it in sync.
+        let replica = group.servers[1].port();
+        assert!(
+            wait_until(Duration::from_secs(30), || redis_cli(
+                replica,
+                &["INFO", "replication"]
+            )
+            .contains("master_link_status:up")),
+            "the replica did not finish its first sync"
+        );
         Some(group)
     }
 

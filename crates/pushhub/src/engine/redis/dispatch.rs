@@ -167,10 +167,32 @@ async fn on_top(
             return;
         }
         Some(_) if top.is_empty() => false,
+        Some(at) if at.epoch == top.epoch && at.offset > top.offset => {
+            let at = at.clone();
+            return rewound(inner, handed, channel, &at).await;
+        }
         Some(at) => at.epoch != top.epoch || at.offset < top.offset,
     };
     if behind {
         fill(inner, handed, &channel, &top, None).await;
+    }
+}
+
+/// `channel`'s stream is below what was handed over in the same epoch: it lost its latest
+/// publications (a failover to a replica that had not caught up). Its offsets would repeat
+/// what clients were already given, and be dropped here as seen, so the stream gets a new
+/// epoch (one node does it; the others find it done) and the channel stands at its top in
+/// that epoch: clients learn from the new epoch that what they hold cannot be resumed.
+async fn rewound(inner: &Inner, handed: &mut Handed, channel: Arc<str>, at: &StreamPosition) {
+    match stream::renew_if_rewound(inner, &channel, at).await {
+        Ok(now) if !now.is_empty() && now.epoch != at.epoch => {
+            tracing::error!(%channel, handed = at.offset, top = now.offset, epoch = %now.epoch, "the stream went back (Redis lost its latest publications); it starts a new epoch");
+            handed.insert(channel, now);
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(%channel, %error, "a stream that went back keeps its epoch until the next check")
+        }
     }
 }
 

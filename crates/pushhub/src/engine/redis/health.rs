@@ -2,8 +2,8 @@
 //! subscriptions whole: a `PING` probe of the subscriber connection and of every command
 //! connection every [`PROBE_EVERY`] (one that stops answering is reconnected, so a wedged
 //! one is found within 10 s: gaps are filled through the command connections, so they
-//! must not stay wedged either), a resubscription and
-//! gap check after every reconnect, and a stream-top check of every subscribed channel
+//! must not stay wedged either; on Sentinel, one still on a former master is reopened), a
+//! resubscription and gap check after every reconnect, and a stream-top check of every subscribed channel
 //! every [`CHECK_EVERY`] (an idle channel whose last publication was lost is filled).
 
 use std::sync::Arc;
@@ -15,8 +15,10 @@ use futures_util::future::join_all;
 use tokio::time::{interval, timeout, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use super::sentinel::Sentinels;
 use super::subscriptions::Op;
 use super::Inner;
+use crate::redis::Topology;
 
 /// How often the subscriber connection is probed.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
@@ -45,10 +47,17 @@ pub async fn watch(inner: Arc<Inner>, index: usize, shutdown: CancellationToken)
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // Probes in a row each connection (the subscriber, then the pool's) left unanswered.
     let mut failures: Vec<u32> = Vec::new();
+    let shard = &inner.connections.shards()[index];
+    let sentinels = (shard.topology == Topology::Sentinel)
+        .then(|| Sentinels::connect(&shard.url, PROBE_WAIT))
+        .flatten();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
                 let _ = timeout(HEALTH_WAIT, lane.subscriber.quit()).await;
+                if let Some(sentinels) = &sentinels {
+                    let _ = timeout(HEALTH_WAIT, sentinels.quit()).await;
+                }
                 return;
             }
             event = reconnects.recv(), if reconnects_open => match event {
@@ -69,7 +78,17 @@ pub async fn watch(inner: Arc<Inner>, index: usize, shutdown: CancellationToken)
                 }))
                 .await;
                 failures.resize(answers.len(), 0);
+                let master = match &sentinels {
+                    Some(sentinels) => sentinels.master(PROBE_WAIT).await,
+                    None => None,
+                };
                 for ((client, answered), failed) in answers.into_iter().zip(failures.iter_mut()) {
+                    if let Some(master) = master.as_ref().filter(|m| Sentinels::elsewhere(&client, m)) {
+                        tracing::warn!(redis = %inner.url(index), client = %client.id(), master = %format!("{}:{}", master.0, master.1), "the Sentinels name another master; reconnecting");
+                        let _ = timeout(PROBE_WAIT, client.force_reconnection()).await;
+                        *failed = 0;
+                        continue;
+                    }
                     if answered {
                         *failed = 0;
                         continue;

@@ -7,7 +7,8 @@
 //! - [`subscriptions`]: counted subscriptions, batched into few `SUBSCRIBE`s per deployment.
 //! - [`dispatch`]: what the subscriber connection receives, handed to the hub in offset
 //!   order per channel, gaps filled from the stream first.
-//! - [`health`]: probing the subscriber connection, periodic gap checks, `/healthz`.
+//! - [`health`]: probing the connections, periodic gap checks, `/healthz`.
+//! - [`sentinel`]: following a Sentinel failover.
 //!
 //! Each configured deployment (a standalone Redis, a Sentinel-watched master, a Redis
 //! Cluster) holds the channels the consistent hash gives it, and has its own subscriber
@@ -18,6 +19,7 @@ mod health;
 mod keys;
 mod publish;
 mod scripts;
+mod sentinel;
 mod stream;
 mod subscriptions;
 
@@ -44,6 +46,7 @@ struct Inner {
     keys: Keys,
     publish: Script,
     read: Script,
+    renew: Script,
     events: OnceLock<Arc<dyn BrokerEvents>>,
     lanes: Vec<Lane>,
 }
@@ -99,6 +102,7 @@ impl RedisBroker {
             connections,
             publish: Script::publish(),
             read: Script::read(),
+            renew: Script::renew(),
             events: OnceLock::new(),
             lanes,
         });

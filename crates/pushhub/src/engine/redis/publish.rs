@@ -77,7 +77,7 @@ fn position(reply: fred::types::Value) -> Option<StreamPosition> {
 
 /// A new random epoch name, used only if the stream is new or was lost: short, URL-safe,
 /// unlikely to repeat.
-fn new_epoch() -> String {
+pub fn new_epoch() -> String {
     let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789";
     (0..8)
         .map(|_| alphabet[fastrand::usize(..alphabet.len())] as char)

@@ -1,4 +1,4 @@
-//! The two server-side scripts (publish, read) and how they are run: `EVALSHA` after one
+//! The server-side scripts (publish, read, renew an epoch) and how they are run: `EVALSHA` after one
 //! `SCRIPT LOAD`, and `EVAL` whenever a server answers `NOSCRIPT`.
 
 use std::sync::OnceLock;
@@ -99,6 +99,31 @@ end
 return out
 "#;
 
+/// Start a new epoch for a stream that went back: KEYS = meta, stream; ARGV = the epoch a
+/// node handed over, the offset it reached there, a new epoch. When the stream is still in
+/// that epoch but its top is below that offset (its latest publications were lost: a
+/// failover to a replica that had not caught up), its offsets no longer mean what clients
+/// were told, so it gets the new epoch (and loses any entry above its top, which only an
+/// inconsistent copy could hold, so the next append fits). Returns `{epoch, top}` as they
+/// are then (`{"", 0}` for a stream that does not exist).
+const RENEW_BODY: &str = r#"
+local state = redis.call('HMGET', KEYS[1], 'e', 'o')
+if not state[1] then return {'', 0} end
+local top = tonumber(state[2] or '0')
+if state[1] == ARGV[1] and top < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'e', ARGV[3])
+  local above = redis.call('XRANGE', KEYS[2], string.format('%d-0', top + 1), '+')
+  for _, entry in ipairs(above) do
+    redis.call('XDEL', KEYS[2], entry[1])
+  end
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('XSETID', KEYS[2], string.format('%d-0', top))
+  end
+  return {ARGV[3], top}
+end
+return {state[1], top}
+"#;
+
 /// A Lua script and its SHA-1, learnt from Redis when first loaded.
 pub struct Script {
     lua: String,
@@ -114,6 +139,11 @@ impl Script {
     /// The read script (history, gap fills).
     pub fn read() -> Self {
         Self::new(format!("{TRIM_EXPIRED}{READ_BODY}"))
+    }
+
+    /// The script renewing the epoch of a stream that went back.
+    pub fn renew() -> Self {
+        Self::new(RENEW_BODY.to_owned())
     }
 
     fn new(lua: String) -> Self {

@@ -49,6 +49,38 @@ pub async fn read(
     })
 }
 
+/// Give `channel`'s stream a new epoch if it went back below `handed` (see the renew
+/// script); its position afterwards.
+pub async fn renew_if_rewound(
+    inner: &Inner,
+    channel: &Arc<str>,
+    handed: &StreamPosition,
+) -> Result<StreamPosition, EngineError> {
+    let lane = inner.lane_of(channel);
+    let keys = inner.keys.channel(channel);
+    let args = vec![
+        handed.epoch.to_string(),
+        handed.offset.to_string(),
+        super::publish::new_epoch(),
+    ];
+    let reply = inner
+        .renew
+        .run(inner.client(lane), vec![keys.meta, keys.stream], args)
+        .await
+        .map_err(|error| inner.unavailable(lane, &error))?;
+    let mut parts = reply.into_array().into_iter();
+    let epoch = parts.next().and_then(|v| v.as_string()).unwrap_or_default();
+    let offset = parts.next().and_then(|v| v.as_u64()).unwrap_or(0);
+    Ok(if epoch.is_empty() {
+        StreamPosition::empty()
+    } else {
+        StreamPosition {
+            epoch: epoch.into(),
+            offset,
+        }
+    })
+}
+
 /// The read script's reply as a [`Snapshot`]; an entry that does not parse is left out
 /// (and logged): the offsets around it show the gap.
 fn parse(channel: &Arc<str>, reply: Value) -> Option<Snapshot> {
