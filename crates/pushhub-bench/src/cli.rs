@@ -38,6 +38,10 @@ pub enum Command {
     /// A long run of resuming, slow and hostile clients, reconnect storms and timer churn
     /// against one pushhub: RSS and CPU over time, lost and duplicated messages and timers.
     Soak(crate::soak::SoakArgs),
+    /// Several pushhub nodes on one Redis beside one memory-engine node: a broadcast to
+    /// every client of every node (delivered, lost, latency, CPU per delivery, Redis
+    /// commands per publish) and a connect storm.
+    Cluster(crate::cluster::ClusterArgs),
     /// Run idle/broadcast/unicast against the relay and pushhub, then resume and history
     /// off/on against pushhub; print the comparison tables.
     Suite(SuiteArgs),
@@ -49,7 +53,8 @@ pub enum Command {
 /// Where the server under test is and how to drive it.
 #[derive(Args, Debug, Clone)]
 pub struct TargetArgs {
-    /// WebSocket endpoint of the server.
+    /// WebSocket endpoint of the server; several, comma-separated, spread the worker
+    /// processes over the nodes of a cluster.
     #[arg(long, default_value = "ws://127.0.0.1:9081/v1/ws")]
     pub ws_url: String,
     /// Base URL of the server's HTTP API.
@@ -91,6 +96,7 @@ impl TargetArgs {
             ws_url: self.ws_url.clone(),
             api_url: self.api_url.clone(),
             pid: self.pid,
+            more_pids: Vec::new(),
             app: self.app.clone(),
             procs: self.procs,
             src_addrs: self.src_addrs,
@@ -144,6 +150,7 @@ impl TrafficArgs {
             messages: self.messages,
             rate: self.rate,
             drain: Duration::from_secs_f64(self.drain_secs.max(0.0)),
+            settle: Duration::ZERO,
         }
     }
 }

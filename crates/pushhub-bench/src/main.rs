@@ -6,6 +6,7 @@ mod affinity;
 mod aggregate;
 mod cli;
 mod clock;
+mod cluster;
 mod cursor;
 mod hist;
 mod http;
@@ -42,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Relay(args) => relay::run(args).await,
         Command::Worker(args) => worker::run(args).await,
         Command::Suite(args) => suite::run(args).await,
+        Command::Cluster(args) => cluster::run(args).await,
         Command::Timers(args) => timers::run(args).await,
         Command::Soak(args) => soak::run(args).await,
         Command::Idle(args) => {

@@ -43,7 +43,8 @@ pub fn default_procs(conns: u64) -> usize {
 /// Settings shared by every worker of a run.
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
-    /// WebSocket URL of the server.
+    /// WebSocket URL of the server; several, comma-separated, spread the workers over
+    /// the nodes of a cluster (worker `i` takes URL `i mod n`).
     pub ws_url: String,
     /// App all clients join.
     pub app: String,
@@ -98,6 +99,7 @@ impl Pool {
         let (tx, events) = mpsc::unbounded_channel();
         let mut children = Vec::new();
         let mut stdins = Vec::new();
+        let urls: Vec<&str> = cfg.ws_url.split(',').collect();
         for (idx, range) in ranges.iter().enumerate() {
             let mut cmd = Command::new(&exe);
             if let Some(cpu) = cfg.cpu {
@@ -105,7 +107,7 @@ impl Pool {
             }
             let mut child = cmd
                 .arg("worker")
-                .args(["--ws-url", &cfg.ws_url, "--app", &cfg.app])
+                .args(["--ws-url", urls[idx % urls.len()], "--app", &cfg.app])
                 .args(["--user-start", &range.start.to_string()])
                 .args(["--user-end", &range.end.to_string()])
                 .args(["--mode", cfg.plan.mode.name()])

@@ -30,6 +30,8 @@ pub struct LoadConfig {
     pub api_url: String,
     /// Server process to sample for CPU and RSS.
     pub pid: Option<u32>,
+    /// The other nodes of a cluster: their CPU and RSS count with `pid`'s.
+    pub more_pids: Vec<u32>,
     /// App all clients join.
     pub app: String,
     /// Worker processes (default: one per 8,000 clients).
@@ -57,6 +59,10 @@ pub struct Traffic {
     pub rate: f64,
     /// How long to wait for missing deliveries after the last publish.
     pub drain: Duration,
+    /// How long to wait between the last client's welcome and the first publish (a
+    /// cluster's nodes subscribe in Redis after the welcome; Redis's counters are reset
+    /// in between).
+    pub settle: Duration,
 }
 
 /// Parameters of a resume run.
@@ -91,15 +97,26 @@ struct Connected {
     baseline: Option<ProcSample>,
 }
 
-/// Samples the server if a pid was given.
-fn sample(pid: Option<u32>) -> Result<Option<ProcSample>> {
-    pid.map(proc_stats::sample).transpose()
+/// Samples the server, if a pid was given; for a cluster, the sum over its nodes.
+fn sample(cfg: &LoadConfig) -> Result<Option<ProcSample>> {
+    let Some(pid) = cfg.pid else {
+        return Ok(None);
+    };
+    let mut sum = proc_stats::sample(pid)?;
+    for &node in &cfg.more_pids {
+        let next = proc_stats::sample(node)?;
+        sum.cpu_micros += next.cpu_micros;
+        sum.user_micros += next.user_micros;
+        sum.sys_micros += next.sys_micros;
+        sum.rss_bytes += next.rss_bytes;
+    }
+    Ok(Some(sum))
 }
 
 /// Spawns workers and waits for every client's welcome frame.
 async fn connect(cfg: &LoadConfig, plan: Plan, opts: WorkerOpts) -> Result<Connected> {
     crate::limits::raise_nofile()?;
-    let baseline = sample(cfg.pid)?;
+    let baseline = sample(cfg)?;
     let procs = cfg
         .procs
         .unwrap_or_else(|| default_procs(plan.conns))
@@ -159,7 +176,7 @@ pub async fn run_idle(cfg: &LoadConfig, conns: u64, settle: Duration) -> Result<
         baseline,
     } = connect(cfg, plan, WorkerOpts::default()).await?;
     tokio::time::sleep(settle).await;
-    let after = sample(cfg.pid)?;
+    let after = sample(cfg)?;
     let reports = pool.finish(Duration::from_secs(30)).await?;
     let agg = Aggregate::from_reports(&reports)?;
     result.complete = true;
@@ -194,7 +211,8 @@ pub async fn run_traffic(
         mut result,
         ..
     } = connect(cfg, plan, WorkerOpts::default()).await?;
-    let window = Window::start(cfg.pid, &pool)?;
+    tokio::time::sleep(traffic.settle).await;
+    let window = Window::start(cfg, &pool)?;
     let published = publish(
         &PublishConfig {
             api,
@@ -207,7 +225,7 @@ pub async fn run_traffic(
     )
     .await?;
     let complete = pool.wait_complete(Instant::now() + traffic.drain).await;
-    let after = window.finish(cfg.pid, &pool, &mut result)?;
+    let after = window.finish(cfg, &pool, &mut result)?;
     let reports = pool.finish(Duration::from_secs(30)).await?;
     let agg = Aggregate::from_reports(&reports)?;
 
@@ -263,10 +281,10 @@ fn generator_cpu_us(pool: &Pool) -> u64 {
 }
 
 impl Window {
-    fn start(pid: Option<u32>, pool: &Pool) -> Result<Self> {
+    fn start(cfg: &LoadConfig, pool: &Pool) -> Result<Self> {
         Ok(Self {
             started: Instant::now(),
-            server: sample(pid)?,
+            server: sample(cfg)?,
             generator_us: generator_cpu_us(pool),
             system: proc_stats::system_sample(),
         })
@@ -275,11 +293,11 @@ impl Window {
     /// Fills the window's CPU fields of `result`; returns the closing server sample.
     fn finish(
         self,
-        pid: Option<u32>,
+        cfg: &LoadConfig,
         pool: &Pool,
         result: &mut RunResult,
     ) -> Result<Option<ProcSample>> {
-        let after = sample(pid)?;
+        let after = sample(cfg)?;
         result.window_secs = self.started.elapsed().as_secs_f64();
         let gen = generator_cpu_us(pool).saturating_sub(self.generator_us);
         result.generator_cpu_ms = Some(gen as f64 / 1000.0);
@@ -442,8 +460,8 @@ pub async fn run_resume(cfg: &LoadConfig, conns: u64, p: ResumeParams) -> Result
     let missed = publish(&publish_cfg, &plan, p.warmup..plan.messages).await?;
 
     // Everybody comes back at once.
-    let rss_before = sample(cfg.pid)?.map(|s| s.rss_bytes);
-    let window = Window::start(cfg.pid, &pool)?;
+    let rss_before = sample(cfg)?.map(|s| s.rss_bytes);
+    let window = Window::start(cfg, &pool)?;
     let peak = RssPeak::start(cfg.pid);
     let reconnect_at = Instant::now();
     pool.command(RECONNECT).await?;
@@ -454,7 +472,7 @@ pub async fn run_resume(cfg: &LoadConfig, conns: u64, p: ResumeParams) -> Result
     let reconnect_secs = reconnect_at.elapsed().as_secs_f64();
     let complete = pool.wait_recovered(Instant::now() + p.drain).await;
     tokio::time::sleep(p.grace).await;
-    let after = window.finish(cfg.pid, &pool, &mut result)?;
+    let after = window.finish(cfg, &pool, &mut result)?;
     let server_peak_rss_bytes = peak.finish().await;
     let reports = pool.finish(Duration::from_secs(30)).await?;
     let agg = Aggregate::from_reports(&reports)?;

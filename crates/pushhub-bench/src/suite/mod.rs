@@ -229,6 +229,7 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
                                 messages: args.history_messages,
                                 rate: args.history_rate,
                                 drain: Duration::from_secs_f64(args.drain_secs.max(0.0)),
+                                settle: Duration::ZERO,
                             }),
                             ..Job::new(Mode::Broadcast, args.history_conns)
                         };
@@ -337,6 +338,7 @@ async fn run_one_inner(
         ws_url: srv.ws_url.clone(),
         api_url: srv.api_url.clone(),
         pid: Some(srv.pid),
+        more_pids: Vec::new(),
         app: "demo".to_string(),
         procs: args.procs,
         src_addrs: args.src_addrs,
@@ -361,6 +363,7 @@ async fn run_one_inner(
                 messages: args.broadcast_messages,
                 rate: args.broadcast_rate,
                 drain,
+                settle: Duration::ZERO,
             });
             scenario::run_traffic(&cfg, mode, conns, t).await
         }
@@ -369,6 +372,7 @@ async fn run_one_inner(
                 messages: args.unicast_messages,
                 rate: args.unicast_rate,
                 drain,
+                settle: Duration::ZERO,
             };
             scenario::run_traffic(&cfg, mode, conns, t).await
         }

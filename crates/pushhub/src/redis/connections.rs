@@ -82,7 +82,10 @@ impl RedisConnections {
                 reason,
             };
             let topology = RedisSettings::topology(url).map_err(bad)?;
-            let config = Config::from_url(url).map_err(|e| bad(e.details().to_owned()))?;
+            let mut config = Config::from_url(url).map_err(|e| bad(e.details().to_owned()))?;
+            // A Redis that is down when a connection is first made is retried like one that
+            // went away later (fred gives up on a failed first connection by default).
+            config.fail_fast = false;
             let mut builder = Builder::from_config(config);
             builder
                 .with_connection_config(|connection| {

@@ -10,6 +10,9 @@ mod cluster_presence;
 mod browser;
 // Several nodes on one Redis (the Redis engine).
 mod cluster;
+// Three nodes on one real Redis, clients of every dialect resuming on any node, counted:
+// node death, Redis restart, Sentinel failover, Redis Cluster.
+mod cluster_failures;
 mod cluster_timers;
 mod config_cli;
 mod cron;
