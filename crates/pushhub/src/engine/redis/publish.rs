@@ -49,7 +49,7 @@ pub async fn publish(
         async move {
             let reply = inner
                 .publish
-                .run(
+                .run_once(
                     inner.client(lane),
                     vec![keys.meta, keys.stream, keys.pubsub],
                     args,

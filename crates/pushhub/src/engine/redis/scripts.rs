@@ -5,8 +5,9 @@ use std::sync::OnceLock;
 
 use fred::clients::Client;
 use fred::error::Error;
-use fred::interfaces::LuaInterface;
-use fred::types::Value;
+use fred::interfaces::{ClientLike, LuaInterface};
+use fred::types::config::Options;
+use fred::types::{ClusterHash, CustomCommand, Value};
 
 /// Drops a stream's entries older than `cutoff` (ms): they are a prefix, as entries are
 /// appended in time order. Shared by both scripts.
@@ -172,6 +173,46 @@ impl Script {
         {
             Err(error) if error.details().starts_with("NOSCRIPT") => {
                 client.eval(self.lua.as_str(), keys, args).await
+            }
+            result => result,
+        }
+    }
+
+    /// Run the script on `client` at most once: refused at once while the connection is
+    /// down or reconnecting, and never written again after a reconnect. For writes whose
+    /// caller answers "refused" on an error (a publish answered 503 `engine_unavailable`):
+    /// a command fred kept queued through an outage would otherwise run after the caller
+    /// gave up, and a backend retrying the refused push would publish it twice.
+    pub async fn run_once(
+        &self,
+        client: &Client,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<Value, Error> {
+        let once = client.with_options(&Options {
+            fail_fast: true,
+            max_attempts: Some(1),
+            ..Options::default()
+        });
+        let sha = match self.sha.get() {
+            Some(sha) => sha.clone(),
+            None => self.load(client).await?,
+        };
+        // EVALSHA sha numkeys key…: the first key (offset 2) picks the cluster slot.
+        let call = |command: &'static str, script: String| {
+            let mut all = Vec::with_capacity(2 + keys.len() + args.len());
+            all.push(script);
+            all.push(keys.len().to_string());
+            all.extend(keys.iter().cloned());
+            all.extend(args.iter().cloned());
+            once.custom::<Value, String>(
+                CustomCommand::new_static(command, ClusterHash::Offset(2), false),
+                all,
+            )
+        };
+        match call("EVALSHA", sha).await {
+            Err(error) if error.details().starts_with("NOSCRIPT") => {
+                call("EVAL", self.lua.clone()).await
             }
             result => result,
         }
