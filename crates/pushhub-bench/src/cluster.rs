@@ -211,7 +211,7 @@ async fn broadcast(
         let reset_at = Instant::now();
         tokio::time::sleep(publishing + Duration::from_secs(1)).await;
         Ok::<_, anyhow::Error>(Some(Commands {
-            calls: command_calls(&redis.cli(&["INFO", "commandstats"])),
+            calls: redis.command_calls(),
             cpu_ms: proc_stats::cpu_micros(pid)
                 .unwrap_or(0)
                 .saturating_sub(cpu_before) as f64
@@ -244,22 +244,6 @@ async fn wait_connections(nodes: &[RunningServer], conns: u64) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// `cmdstat_NAME:calls=N,...` lines of `INFO commandstats`, as name → calls.
-fn command_calls(info: &str) -> BTreeMap<String, u64> {
-    info.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect()
 }
 
 /// Channels Redis counts as subscribed (plain and sharded).

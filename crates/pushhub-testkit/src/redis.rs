@@ -98,6 +98,26 @@ impl RedisServer {
         redis_cli(self.port, args)
     }
 
+    /// How often Redis ran each command since it started, from `INFO commandstats`
+    /// (commands called inside scripts under their own names), leaving out what only
+    /// observes it: `INFO` (this very question) and `PING` (clients' liveness probes).
+    /// Compare two readings to count what something in between cost.
+    pub fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.cli(&["INFO", "commandstats"])
+            .lines()
+            .filter_map(|line| {
+                let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                (name != "info" && name != "ping").then(|| (name.to_owned(), calls))
+            })
+            .collect()
+    }
+
     /// Kill it with SIGKILL: what the append-only file has survives, nothing else.
     pub fn kill(&mut self) {
         self.process.kill();

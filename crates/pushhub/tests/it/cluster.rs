@@ -140,33 +140,14 @@ async fn a_cursor_from_one_node_resumes_on_another() {
     );
 }
 
-/// Commands Redis ran (from `INFO commandstats`) by name, without the `INFO` asking
-/// and the nodes' liveness `PING`s.
-fn command_calls(redis: &RedisServer) -> std::collections::HashMap<String, u64> {
-    redis
-        .cli(&["INFO", "commandstats"])
-        .lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            (name != "info" && name != "ping").then(|| (name.to_owned(), calls))
-        })
-        .collect()
-}
-
 /// What one push through the API costs in Redis: (`EVALSHA` round trips, commands run),
 /// the least of three pushes (a node's periodic stream-top check may land in one).
 async fn push_cost(redis: &RedisServer, node: &TestServer, to: &str) -> (u64, u64) {
     let mut least = (u64::MAX, u64::MAX);
     for _ in 0..3 {
-        let before = command_calls(redis);
+        let before = redis.command_calls();
         node.push(to, json!({"x": 1})).await;
-        let after = command_calls(redis);
+        let after = redis.command_calls();
         let delta = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
         least = least.min((delta("evalsha"), after.keys().map(|name| delta(name)).sum()));
     }

@@ -549,34 +549,15 @@ async fn an_outage_fails_fast_and_recovers() {
     assert_eq!(got[1].offset, 2, "the AOF kept the stream: offsets go on");
 }
 
-/// Commands Redis executed (from `INFO commandstats`), by name, leaving out the test's
-/// own `INFO` and the liveness probes' `PING`.
-fn command_calls(server: &RedisServer) -> HashMap<String, u64> {
-    server
-        .cli(&["INFO", "commandstats"])
-        .lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            (name != "info" && name != "ping").then(|| (name.to_owned(), calls))
-        })
-        .collect()
-}
-
 /// Commands run for one publish of `targets` (after each was published to once, so no
 /// stream is new): `(round trips the node sent, commands Redis ran in all)`.
 async fn publish_cost(server: &RedisServer, node: &Node, targets: &[Arc<str>]) -> (u64, u64) {
-    let before = command_calls(server);
+    let before = server.command_calls();
     node.broker
         .publish(targets, &message("m"), KEEP)
         .await
         .unwrap();
-    let after = command_calls(server);
+    let after = server.command_calls();
     let delta = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
     let total = after.keys().map(|name| delta(name)).sum();
     (delta("evalsha"), total)
@@ -629,7 +610,7 @@ async fn a_connect_storm_subscribes_in_batches() {
     };
     let node = node(&[server.url()]).await;
     registered(&node);
-    let before = command_calls(&server);
+    let before = server.command_calls();
     let started = std::time::Instant::now();
     let calls: Vec<_> = (0..USERS)
         .map(|user| {
@@ -644,7 +625,7 @@ async fn a_connect_storm_subscribes_in_batches() {
         call.await.unwrap().unwrap();
     }
     let took = started.elapsed();
-    let after = command_calls(&server);
+    let after = server.command_calls();
     let subscribes = after.get("subscribe").unwrap_or(&0) - before.get("subscribe").unwrap_or(&0);
     let subscribed: usize = server
         .cli(&["PUBSUB", "CHANNELS", "t:*"])
