@@ -178,11 +178,11 @@ impl Script {
         }
     }
 
-    /// Run the script on `client` at most once: refused at once while the connection is
-    /// down or reconnecting, and never written again after a reconnect. For writes whose
-    /// caller answers "refused" on an error (a publish answered 503 `engine_unavailable`):
-    /// a command fred kept queued through an outage would otherwise run after the caller
-    /// gave up, and a backend retrying the refused push would publish it twice.
+    /// Run the script on `client`, refused at once while the connection is down or
+    /// reconnecting instead of queued until Redis returns. For writes whose caller answers
+    /// "refused" on an error (a publish answered 503 `engine_unavailable`): a command fred
+    /// kept queued through an outage would otherwise run after the caller gave up, and a
+    /// backend retrying the refused push would publish it twice.
     pub async fn run_once(
         &self,
         client: &Client,
@@ -191,7 +191,6 @@ impl Script {
     ) -> Result<Value, Error> {
         let once = client.with_options(&Options {
             fail_fast: true,
-            max_attempts: Some(1),
             ..Options::default()
         });
         let sha = match self.sha.get() {
