@@ -15,9 +15,11 @@
 //! of unresponsive connections.
 
 mod connections;
+mod script;
 mod settings;
 mod shards;
 
 pub use connections::{RedisConnections, RedisSetupError, Shard};
+pub use script::Script;
 pub use settings::{RedisSettings, Topology};
 pub use shards::shard_of;

@@ -45,16 +45,15 @@ use super::{
 };
 use crate::redis::{shard_of, RedisConnections, Topology};
 use keys::Keys;
-use scripts::Script;
 use subscriptions::Lane;
 
 /// What the broker's tasks share.
 struct Inner {
     connections: Arc<RedisConnections>,
     keys: Keys,
-    publish: Script,
-    read: Script,
-    renew: Script,
+    publish: crate::redis::Script,
+    read: crate::redis::Script,
+    renew: crate::redis::Script,
     events: OnceLock<Arc<dyn BrokerEvents>>,
     lanes: Vec<Lane>,
 }
@@ -108,9 +107,9 @@ impl RedisBroker {
         let inner = Arc::new(Inner {
             keys: Keys::new(connections.prefix()),
             connections,
-            publish: Script::publish(),
-            read: Script::read(),
-            renew: Script::renew(),
+            publish: scripts::publish(),
+            read: scripts::read(),
+            renew: scripts::renew(),
             events: OnceLock::new(),
             lanes,
         });

@@ -1,13 +1,7 @@
-//! The server-side scripts (publish, read, renew an epoch) and how they are run: `EVALSHA` after one
-//! `SCRIPT LOAD`, and `EVAL` whenever a server answers `NOSCRIPT`.
+//! The broker's server-side scripts (publish, read, renew an epoch), run as
+//! [`Script`]s (`EVALSHA`, falling back to `EVAL`).
 
-use std::sync::OnceLock;
-
-use fred::clients::Client;
-use fred::error::Error;
-use fred::interfaces::{ClientLike, LuaInterface};
-use fred::types::config::Options;
-use fred::types::{ClusterHash, CustomCommand, Value};
+use crate::redis::Script;
 
 /// Drops a stream's entries older than `cutoff` (ms): they are a prefix, as entries are
 /// appended in time order. Shared by both scripts.
@@ -125,102 +119,17 @@ end
 return {state[1], top}
 "#;
 
-/// A Lua script and its SHA-1, learnt from Redis when first loaded.
-pub struct Script {
-    lua: String,
-    sha: OnceLock<String>,
+/// The publish script.
+pub fn publish() -> Script {
+    Script::new(format!("{TRIM_EXPIRED}{PUBLISH_BODY}"))
 }
 
-impl Script {
-    /// The publish script.
-    pub fn publish() -> Self {
-        Self::new(format!("{TRIM_EXPIRED}{PUBLISH_BODY}"))
-    }
+/// The read script (history, gap fills).
+pub fn read() -> Script {
+    Script::new(format!("{TRIM_EXPIRED}{READ_BODY}"))
+}
 
-    /// The read script (history, gap fills).
-    pub fn read() -> Self {
-        Self::new(format!("{TRIM_EXPIRED}{READ_BODY}"))
-    }
-
-    /// The script renewing the epoch of a stream that went back.
-    pub fn renew() -> Self {
-        Self::new(RENEW_BODY.to_owned())
-    }
-
-    fn new(lua: String) -> Self {
-        Self {
-            lua,
-            sha: OnceLock::new(),
-        }
-    }
-
-    /// Run the script on `client`: `EVALSHA`, and `EVAL` when the server answering does
-    /// not have it (after a restart, a failover, a `SCRIPT FLUSH`, or on a cluster node
-    /// that never saw it), which caches it there again.
-    pub async fn run(
-        &self,
-        client: &Client,
-        keys: Vec<String>,
-        args: Vec<String>,
-    ) -> Result<Value, Error> {
-        let sha = match self.sha.get() {
-            Some(sha) => sha.clone(),
-            None => self.load(client).await?,
-        };
-        match client
-            .evalsha::<Value, _, _, _>(sha, keys.clone(), args.clone())
-            .await
-        {
-            Err(error) if error.details().starts_with("NOSCRIPT") => {
-                client.eval(self.lua.as_str(), keys, args).await
-            }
-            result => result,
-        }
-    }
-
-    /// Run the script on `client`, refused at once while the connection is down or
-    /// reconnecting instead of queued until Redis returns. For writes whose caller answers
-    /// "refused" on an error (a publish answered 503 `engine_unavailable`): a command fred
-    /// kept queued through an outage would otherwise run after the caller gave up, and a
-    /// backend retrying the refused push would publish it twice.
-    pub async fn run_once(
-        &self,
-        client: &Client,
-        keys: Vec<String>,
-        args: Vec<String>,
-    ) -> Result<Value, Error> {
-        let once = client.with_options(&Options {
-            fail_fast: true,
-            ..Options::default()
-        });
-        let sha = match self.sha.get() {
-            Some(sha) => sha.clone(),
-            None => self.load(client).await?,
-        };
-        // EVALSHA sha numkeys key…: the first key (offset 2) picks the cluster slot.
-        let call = |command: &'static str, script: String| {
-            let mut all = Vec::with_capacity(2 + keys.len() + args.len());
-            all.push(script);
-            all.push(keys.len().to_string());
-            all.extend(keys.iter().cloned());
-            all.extend(args.iter().cloned());
-            once.custom::<Value, String>(
-                CustomCommand::new_static(command, ClusterHash::Offset(2), false),
-                all,
-            )
-        };
-        match call("EVALSHA", sha).await {
-            Err(error) if error.details().starts_with("NOSCRIPT") => {
-                call("EVAL", self.lua.clone()).await
-            }
-            result => result,
-        }
-    }
-
-    /// `SCRIPT LOAD` once, to learn the script's SHA-1 (the same on every server).
-    async fn load(&self, client: &Client) -> Result<String, Error> {
-        let sha: String = client.script_load(self.lua.as_str()).await?;
-        let _ = self.sha.set(sha.clone());
-        Ok(sha)
-    }
+/// The script renewing the epoch of a stream that went back.
+pub fn renew() -> Script {
+    Script::new(RENEW_BODY.to_owned())
 }

@@ -93,7 +93,7 @@ impl RedisStore {
             let until = self.lease_end(crate::scheduler::unix_ms());
             let reply = self
                 .eval(
-                    scripts::JOB_CAS,
+                    &scripts::JOB_CAS,
                     vec![
                         field.clone(),
                         current.unwrap_or_default(),
@@ -302,7 +302,7 @@ impl JobStore for RedisStore {
     async fn delete_job(&self, app: &str, name: &str) -> Result<Option<Job>, StoreError> {
         let reply = self
             .eval(
-                scripts::JOB_DELETE,
+                &scripts::JOB_DELETE,
                 vec![job_field(app, name), app.to_owned(), name.to_owned()],
             )
             .await?;

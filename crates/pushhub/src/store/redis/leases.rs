@@ -64,7 +64,7 @@ impl RedisStore {
         if !ids.is_empty() {
             let mut args = vec![self.owner.clone(), until.to_string()];
             args.extend(ids.iter().map(ToString::to_string));
-            for lost in items(self.eval(scripts::RENEW, args).await?) {
+            for lost in items(self.eval(&scripts::RENEW, args).await?) {
                 if let Some(id) = number(&lost) {
                     tracing::warn!(timer = id, "this node's lease on a timer was taken over");
                     self.held.drop_timer(id);
@@ -109,7 +109,7 @@ impl RedisStore {
         if !ids.is_empty() {
             let mut args = vec![self.owner.clone()];
             args.extend(ids.iter().map(ToString::to_string));
-            self.eval(scripts::RELEASE, args).await?;
+            self.eval(&scripts::RELEASE, args).await?;
         }
         for member in self.held.runs() {
             let _: i64 = self

@@ -30,11 +30,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::Pool;
-use fred::interfaces::LuaInterface;
 use fred::types::Value;
 
 use super::{StoreError, Stores};
-use crate::redis::RedisConnections;
+use crate::redis::{RedisConnections, Script};
 use leases::Held;
 
 /// Timers and cron jobs in Redis, shared by every node on the same Redis and prefix.
@@ -90,13 +89,13 @@ impl RedisStore {
 
     /// Run `script` with the key base first among its arguments, and as its one declared
     /// key so a Redis Cluster routes it to the node owning the slot.
-    async fn eval(&self, script: &str, args: Vec<String>) -> Result<Value, StoreError> {
+    async fn eval(&self, script: &Script, args: Vec<String>) -> Result<Value, StoreError> {
         self.check_open()?;
         let mut all = Vec::with_capacity(args.len() + 1);
         all.push(self.base.clone());
         all.extend(args);
-        self.pool
-            .eval::<Value, _, _, _>(script, self.base.clone(), all)
+        script
+            .run(self.pool.next(), vec![self.base.clone()], all)
             .await
             .map_err(backend)
     }

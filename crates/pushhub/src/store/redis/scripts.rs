@@ -12,9 +12,12 @@
 //! - `B:jobs` (job key → the job as JSON), `B:jdue` (job key by next fire time),
 //!   `B:japp:<app>` (an app's job names), `B:jruns` (runs in flight by lease end).
 
+use crate::redis::Script;
+
 /// Create a timer, or return the one holding the idempotency key.
 /// ARGV: base, app, idem field ('' for none), spec, due. Returns `{created, record}`.
-pub(super) const CREATE: &str = r#"
+pub(super) static CREATE: Script = Script::fixed(
+    r#"
 local b = ARGV[1]
 if ARGV[3] ~= '' then
   local existing = redis.call('HGET', b..':idem', ARGV[3])
@@ -33,11 +36,13 @@ end
 redis.call('ZADD', b..':due', ARGV[5], id)
 redis.call('ZADD', b..':app:'..ARGV[2], id, id)
 return {1, redis.call('HGETALL', k)}
-"#;
+"#,
+);
 
 /// Start an attempt of a pending timer, leased to this store.
 /// ARGV: base, id, owner, lease end. Returns the record, or nil when not pending.
-pub(super) const BEGIN: &str = r#"
+pub(super) static BEGIN: Script = Script::fixed(
+    r#"
 local b = ARGV[1]
 local k = b..':t:'..ARGV[2]
 if redis.call('HGET', k, 'state') ~= 'pending' then return false end
@@ -46,13 +51,15 @@ redis.call('HSET', k, 'state', 'running', 'owner', ARGV[3], 'lease', ARGV[4])
 redis.call('ZREM', b..':due', ARGV[2])
 redis.call('ZADD', b..':leases', ARGV[4], ARGV[2])
 return redis.call('HGETALL', k)
-"#;
+"#,
+);
 
 /// Claim due timers: first running ones whose lease ran out (their node died), then
 /// pending ones due by now, each one more attempt, running and leased to this store.
 /// ARGV: base, owner, now, lease end, limit.
 /// Returns `{records, earliest pending due time or false, pending count}`.
-pub(super) const CLAIM: &str = r#"
+pub(super) static CLAIM: Script = Script::fixed(
+    r#"
 local b = ARGV[1]
 local out = {}
 local function take(id)
@@ -75,11 +82,13 @@ if #out < limit then
 end
 local first = redis.call('ZRANGE', b..':due', 0, 0, 'WITHSCORES')
 return {out, first[2] or false, redis.call('ZCARD', b..':due')}
-"#;
+"#,
+);
 
 /// Extend the leases this store still holds. ARGV: base, owner, lease end, ids...
 /// Returns the ids whose lease is no longer this store's.
-pub(super) const RENEW: &str = r#"
+pub(super) static RENEW: Script = Script::fixed(
+    r#"
 local b = ARGV[1]
 local lost = {}
 for i = 4, #ARGV do
@@ -93,11 +102,13 @@ for i = 4, #ARGV do
   end
 end
 return lost
-"#;
+"#,
+);
 
 /// Let leases run out now (this store is closing): other nodes take the timers over at
 /// once. ARGV: base, owner, ids...
-pub(super) const RELEASE: &str = r#"
+pub(super) static RELEASE: Script = Script::fixed(
+    r#"
 local b = ARGV[1]
 for i = 3, #ARGV do
   local k = b..':t:'..ARGV[i]
@@ -108,13 +119,15 @@ for i = 3, #ARGV do
   end
 end
 return 0
-"#;
+"#,
+);
 
 /// Record a finished attempt. ARGV: base, id, owner, last (JSON), next ('retry',
 /// 'succeeded', 'failed'), retry due, now. Returns the state after, or nil when gone.
 /// An attempt whose lease another node took over records nothing: that node's attempt
 /// is the one that counts.
-pub(super) const FINISH: &str = r#"
+pub(super) static FINISH: Script = Script::fixed(
+    r#"
 local b = ARGV[1]
 local k = b..':t:'..ARGV[2]
 local s = redis.call('HMGET', k, 'state', 'owner')
@@ -135,11 +148,13 @@ else
   redis.call('ZADD', b..':done', ARGV[7], ARGV[2])
 end
 return ARGV[5] == 'retry' and 'pending' or ARGV[5]
-"#;
+"#,
+);
 
 /// Cancel a pending or running timer. ARGV: base, id, now.
 /// Returns `{'cancelled', was, record}`, `{'finished', state, record}` or nil.
-pub(super) const CANCEL: &str = r#"
+pub(super) static CANCEL: Script = Script::fixed(
+    r#"
 local b = ARGV[1]
 local k = b..':t:'..ARGV[2]
 local state = redis.call('HGET', k, 'state')
@@ -153,11 +168,13 @@ redis.call('HDEL', k, 'owner', 'lease')
 redis.call('HSET', k, 'state', 'cancelled', 'finished', ARGV[3])
 redis.call('ZADD', b..':done', ARGV[3], ARGV[2])
 return {'cancelled', state, redis.call('HGETALL', k)}
-"#;
+"#,
+);
 
 /// Remove timers finished before a time, with their index entries and idempotency
 /// keys. ARGV: base, before, limit. Returns how many.
-pub(super) const PURGE: &str = r#"
+pub(super) static PURGE: Script = Script::fixed(
+    r#"
 local b = ARGV[1]
 local ids = redis.call('ZRANGEBYSCORE', b..':done', '-inf', '('..ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do
@@ -171,11 +188,13 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', b..':done', id)
 end
 return #ids
-"#;
+"#,
+);
 
 /// A page of an app's timers. ARGV: base, app, after, state ('' for any), limit, most
 /// scanned. Returns `{records, next or false}`.
-pub(super) const LIST: &str = r#"
+pub(super) static LIST: Script = Script::fixed(
+    r#"
 local b = ARGV[1]
 local index = b..':app:'..ARGV[2]
 local limit = tonumber(ARGV[5])
@@ -194,11 +213,13 @@ if last and #redis.call('ZRANGEBYSCORE', index, '('..last, '+inf', 'LIMIT', 0, 1
   last = false
 end
 return {out, last}
-"#;
+"#,
+);
 
 /// At a store's start: its own running timers (cut off) are pending again.
 /// ARGV: base, owner. Returns every pending timer as `{id, due, ...}`.
-pub(super) const RECOVER: &str = r#"
+pub(super) static RECOVER: Script = Script::fixed(
+    r#"
 local b = ARGV[1]
 for _, id in ipairs(redis.call('ZRANGE', b..':leases', 0, -1)) do
   local k = b..':t:'..id
@@ -211,13 +232,15 @@ for _, id in ipairs(redis.call('ZRANGE', b..':leases', 0, -1)) do
   end
 end
 return redis.call('ZRANGE', b..':due', 0, -1, 'WITHSCORES')
-"#;
+"#,
+);
 
 /// Replace a job if it is still as read (compare and set), keeping its indexes.
 /// ARGV: base, job key, expected JSON ('' for none), new JSON, next fire time ('' for
 /// none), app, name, run member to lease ('' for none), lease end.
 /// Returns 1, or 0 when the job changed meanwhile.
-pub(super) const JOB_CAS: &str = r#"
+pub(super) static JOB_CAS: Script = Script::fixed(
+    r#"
 local b = ARGV[1]
 local current = redis.call('HGET', b..':jobs', ARGV[2]) or ''
 if current ~= ARGV[3] then return 0 end
@@ -230,11 +253,13 @@ end
 redis.call('ZADD', b..':japp:'..ARGV[6], 0, ARGV[7])
 if ARGV[8] ~= '' then redis.call('ZADD', b..':jruns', ARGV[9], ARGV[8]) end
 return 1
-"#;
+"#,
+);
 
 /// Delete a job with its indexes. ARGV: base, job key, app, name. Returns the job's
 /// JSON, or nil.
-pub(super) const JOB_DELETE: &str = r#"
+pub(super) static JOB_DELETE: Script = Script::fixed(
+    r#"
 local b = ARGV[1]
 local current = redis.call('HGET', b..':jobs', ARGV[2])
 if not current then return false end
@@ -242,4 +267,5 @@ redis.call('HDEL', b..':jobs', ARGV[2])
 redis.call('ZREM', b..':jdue', ARGV[2])
 redis.call('ZREM', b..':japp:'..ARGV[3], ARGV[4])
 return current
-"#;
+"#,
+);

@@ -49,7 +49,7 @@ impl TimerStore for RedisStore {
             .map_err(|e| StoreError::Backend(format!("encoding a timer: {e}")))?;
         let reply = self
             .eval(
-                scripts::CREATE,
+                &scripts::CREATE,
                 vec![timer.app, field, spec, timer.due_ms.to_string()],
             )
             .await?;
@@ -77,7 +77,7 @@ impl TimerStore for RedisStore {
         };
         let reply = self
             .eval(
-                scripts::LIST,
+                &scripts::LIST,
                 vec![
                     query.app,
                     query.after.unwrap_or(0).to_string(),
@@ -98,7 +98,7 @@ impl TimerStore for RedisStore {
 
     async fn recover(&self) -> Result<Vec<(u64, TimerId)>, StoreError> {
         let reply = self
-            .eval(scripts::RECOVER, vec![self.owner.clone()])
+            .eval(&scripts::RECOVER, vec![self.owner.clone()])
             .await?;
         let flat = items(reply);
         Ok(flat
@@ -114,7 +114,7 @@ impl TimerStore for RedisStore {
         let until = self.lease_end(crate::scheduler::unix_ms());
         let reply = self
             .eval(
-                scripts::BEGIN,
+                &scripts::BEGIN,
                 vec![id.to_string(), self.owner.clone(), until.to_string()],
             )
             .await?;
@@ -141,7 +141,7 @@ impl TimerStore for RedisStore {
         };
         let reply = self
             .eval(
-                scripts::FINISH,
+                &scripts::FINISH,
                 vec![
                     id.to_string(),
                     self.owner.clone(),
@@ -161,7 +161,7 @@ impl TimerStore for RedisStore {
 
     async fn cancel(&self, id: TimerId, now_ms: u64) -> Result<Cancel, StoreError> {
         let reply = self
-            .eval(scripts::CANCEL, vec![id.to_string(), now_ms.to_string()])
+            .eval(&scripts::CANCEL, vec![id.to_string(), now_ms.to_string()])
             .await?;
         let mut reply = items(reply).into_iter();
         let outcome = reply.next().as_ref().and_then(text);
@@ -183,7 +183,7 @@ impl TimerStore for RedisStore {
     async fn purge(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
         let reply = self
             .eval(
-                scripts::PURGE,
+                &scripts::PURGE,
                 vec![before_ms.to_string(), limit.to_string()],
             )
             .await?;
@@ -206,7 +206,7 @@ impl TimerClaims for RedisStore {
     async fn claim_due(&self, now_ms: u64, limit: usize) -> Result<Claimed, StoreError> {
         let reply = self
             .eval(
-                scripts::CLAIM,
+                &scripts::CLAIM,
                 vec![
                     self.owner.clone(),
                     now_ms.to_string(),
