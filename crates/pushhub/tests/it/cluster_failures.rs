@@ -58,6 +58,27 @@ async fn push_until_accepted(
     }
 }
 
+/// The end of a failure test: a publish accepted again through every node within `limit`
+/// (no node wedged), every publish answered 200 or 503 `engine_unavailable`, and the
+/// clients' tally clean (nothing lost, nothing twice, every resume recovered).
+async fn finish_after_failure(
+    cluster: Cluster,
+    mut expected: Expected,
+    name: &str,
+    limit: Duration,
+) {
+    let mut seq = 1_000_000;
+    for via in 0..3 {
+        seq = push_until_accepted(&cluster, &mut expected, via, seq, limit).await;
+    }
+    assert!(
+        expected.other.is_empty(),
+        "publishes answered neither 200 nor 503 engine_unavailable: {:?}",
+        expected.other
+    );
+    cluster.finish(name, &expected).await.assert_clean(true);
+}
+
 /// Wait until node `via` answers `/healthz` with 200, for at most `limit`.
 async fn wait_healthy(cluster: &Cluster, via: usize, limit: Duration) {
     let deadline = tokio::time::Instant::now() + limit;
@@ -158,20 +179,14 @@ async fn redis_killed_and_restarted_mid_stream_loses_no_accepted_publish() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut expected = publisher.stop().await;
-    let mut seq = 1_000_000;
-    for via in 0..3 {
-        seq = push_until_accepted(&cluster, &mut expected, via, seq, Duration::from_secs(5)).await;
-    }
-    assert!(
-        expected.other.is_empty(),
-        "publishes answered neither 200 nor 503 engine_unavailable: {:?}",
-        expected.other
-    );
-    cluster
-        .finish("Redis killed and restarted (AOF)", &expected)
-        .await
-        .assert_clean(true);
+    let expected = publisher.stop().await;
+    finish_after_failure(
+        cluster,
+        expected,
+        "Redis killed and restarted (AOF)",
+        Duration::from_secs(5),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -279,20 +294,14 @@ async fn sentinel_failover_mid_stream_loses_nothing_and_wedges_no_node() {
     let new = tokio::task::block_in_place(|| group.failover());
     assert_ne!(old, new);
     publisher.wait_more(150, Duration::from_secs(30)).await;
-    let mut expected = publisher.stop().await;
-    let mut seq = 1_000_000;
-    for via in 0..3 {
-        seq = push_until_accepted(&cluster, &mut expected, via, seq, Duration::from_secs(10)).await;
-    }
-    assert!(
-        expected.other.is_empty(),
-        "publishes answered neither 200 nor 503 engine_unavailable: {:?}",
-        expected.other
-    );
-    cluster
-        .finish("Sentinel failover", &expected)
-        .await
-        .assert_clean(true);
+    let expected = publisher.stop().await;
+    finish_after_failure(
+        cluster,
+        expected,
+        "Sentinel failover",
+        Duration::from_secs(10),
+    )
+    .await;
 }
 
 /// The master dies (SIGKILL) and the Sentinels promote its replica: an unplanned
@@ -326,20 +335,14 @@ async fn sentinel_master_killed_mid_stream_loses_no_accepted_publish() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     publisher.wait_more(150, Duration::from_secs(60)).await;
-    let mut expected = publisher.stop().await;
-    let mut seq = 1_000_000;
-    for via in 0..3 {
-        seq = push_until_accepted(&cluster, &mut expected, via, seq, Duration::from_secs(20)).await;
-    }
-    assert!(
-        expected.other.is_empty(),
-        "publishes answered neither 200 nor 503 engine_unavailable: {:?}",
-        expected.other
-    );
-    cluster
-        .finish("Sentinel master killed", &expected)
-        .await
-        .assert_clean(true);
+    let expected = publisher.stop().await;
+    finish_after_failure(
+        cluster,
+        expected,
+        "Sentinel master killed",
+        Duration::from_secs(20),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
