@@ -249,7 +249,7 @@ pub trait Presence: Send + Sync {
     async fn elsewhere(&self, scope: &str, user: &str) -> Result<Vec<RemoteConn>, EngineError>;
 }
 
-/// The pair of engines a hub runs on.
+/// The engines a hub runs on.
 #[derive(Clone)]
 pub struct Engine {
     /// Channel streams.
