@@ -1,6 +1,7 @@
-//! The broker contract as tests: every engine runs these same functions (the memory engine
-//! in `memory::tests`; a Redis engine will call them with its own constructor), so each
-//! rule in [`super::Broker`]'s documentation is checked the same way for all of them.
+//! The broker contract as tests: every engine runs these same functions through
+//! [`contract_suite!`] (the memory engine in `memory::tests`, the Redis engine in
+//! `redis::tests`), so each rule in [`super::Broker`]'s documentation is checked the same
+//! way for all of them, and a rule added here runs on every engine.
 //!
 //! Each function takes a fresh broker and registers its own events handler. Hand-overs
 //! may come after `publish` returns (a Redis engine's come from its subscription
@@ -14,6 +15,31 @@ use super::{
     Broker, BrokerEvents, HistoryPolicy, HistoryRequest, Message, Publication, StreamPosition,
 };
 use crate::sync::lock;
+
+/// One `#[tokio::test]` per contract function, each on the broker `$make` gives: an
+/// expression (it may `.await`, and `return` to skip when its service is missing) yielding
+/// `(guard, broker)`, the guard kept alive for the test (the Redis server, say).
+macro_rules! contract_suite {
+    ($make:expr) => {
+        $crate::engine::contract::contract_suite!(@each $make;
+            offsets_grow_by_one_per_channel_in_order,
+            own_publications_reach_the_handler_exactly_once,
+            subscriptions_are_counted,
+            history_since_and_limit_in_one_call,
+            epochs_name_one_life_of_a_stream,
+            racing_publishers_keep_order_and_lose_nothing,
+            recover_then_live_has_no_gap_and_no_duplicate,
+        );
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (_guard, broker) = $make;
+            $crate::engine::contract::$name(broker).await;
+        }
+    )*};
+}
+pub(crate) use contract_suite;
 
 /// History kept by most tests: three messages for a minute.
 pub const KEEP: HistoryPolicy = HistoryPolicy {

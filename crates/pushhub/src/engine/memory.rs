@@ -546,25 +546,8 @@ mod tests {
 
     const UNBOUNDED: usize = usize::MAX;
 
-    /// The shared broker contract, run against the memory engine.
-    macro_rules! contract_tests {
-        ($($name:ident),* $(,)?) => {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                contract::$name(Arc::new(MemoryBroker::new(UNBOUNDED))).await;
-            }
-        )*};
-    }
-
-    contract_tests!(
-        offsets_grow_by_one_per_channel_in_order,
-        own_publications_reach_the_handler_exactly_once,
-        subscriptions_are_counted,
-        history_since_and_limit_in_one_call,
-        epochs_name_one_life_of_a_stream,
-        racing_publishers_keep_order_and_lose_nothing,
-        recover_then_live_has_no_gap_and_no_duplicate,
-    );
+    // The shared broker contract, run against the memory engine.
+    contract::contract_suite!(((), Arc::new(MemoryBroker::new(UNBOUNDED))));
 
     async fn publish(
         broker: &MemoryBroker,

@@ -60,27 +60,15 @@ async fn node(urls: &[String]) -> Node {
     }
 }
 
-/// The shared broker contract, each test on its own Redis.
-macro_rules! contract_tests {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            let Some(server) = RedisServer::start() else { return };
-            let node = node(&[server.url()]).await;
-            contract::$name(node.broker.clone()).await;
-        }
-    )*};
-}
-
-contract_tests!(
-    offsets_grow_by_one_per_channel_in_order,
-    own_publications_reach_the_handler_exactly_once,
-    subscriptions_are_counted,
-    history_since_and_limit_in_one_call,
-    epochs_name_one_life_of_a_stream,
-    racing_publishers_keep_order_and_lose_nothing,
-    recover_then_live_has_no_gap_and_no_duplicate,
-);
+// The shared broker contract, each test on its own Redis.
+contract::contract_suite!({
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let node = node(&[server.url()]).await;
+    let broker = node.broker.clone();
+    ((server, node), broker)
+});
 
 /// Records every position handed over, per channel.
 #[derive(Default)]
