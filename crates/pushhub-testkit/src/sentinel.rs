@@ -1,4 +1,4 @@
-//! A master, a replica and three Sentinels watching them, all local: enough for a real
+//! A master, its replicas and three Sentinels watching them, all local: enough for a real
 //! failover.
 
 use std::process::Command;
@@ -13,7 +13,7 @@ pub const SERVICE: &str = "pushhub";
 /// How long a failover may take (Sentinel is configured to notice within a second).
 const FAILOVER_LIMIT: Duration = Duration::from_secs(30);
 
-/// A Sentinel-watched pair (master and replica) and three Sentinels, killed when dropped.
+/// A Sentinel-watched master with its replicas, and three Sentinels, killed when dropped.
 pub struct SentinelGroup {
     servers: Vec<RedisServer>,
     sentinel_ports: Vec<u16>,
@@ -22,26 +22,35 @@ pub struct SentinelGroup {
 }
 
 impl SentinelGroup {
-    /// Start the group and wait until the Sentinels know the master and its replica; None
-    /// when Redis is not installed.
+    /// A master with one replica (see [`start_with_replicas`](Self::start_with_replicas)).
     pub fn start() -> Option<Self> {
+        Self::start_with_replicas(1)
+    }
+
+    /// Start a master with `replicas` replicas (two is what Redis's Sentinel guide
+    /// recommends: after a failover the new master has a replica at once) and wait until
+    /// the Sentinels know them all; None when Redis is not installed.
+    pub fn start_with_replicas(replicas: usize) -> Option<Self> {
         if !crate::redis_available() {
             return None;
         }
         let dir = tempfile::tempdir().expect("a temporary directory for the Sentinel group");
         let master_dir = dir.path().join("master");
-        let replica_dir = dir.path().join("replica");
         std::fs::create_dir_all(&master_dir).expect("master dir");
-        std::fs::create_dir_all(&replica_dir).expect("replica dir");
         let master = RedisServer::start_in(master_dir, None, RedisOptions::default());
-        let replica = RedisServer::start_in(
-            replica_dir,
-            None,
-            RedisOptions {
-                replica_of: Some(master.port()),
-                ..RedisOptions::default()
-            },
-        );
+        let mut servers = vec![master];
+        for index in 1..=replicas {
+            let replica_dir = dir.path().join(format!("replica-{index}"));
+            std::fs::create_dir_all(&replica_dir).expect("replica dir");
+            servers.push(RedisServer::start_in(
+                replica_dir,
+                None,
+                RedisOptions {
+                    replica_of: Some(servers[0].port()),
+                    ..RedisOptions::default()
+                },
+            ));
+        }
         let mut sentinels = Vec::new();
         let mut sentinel_ports = Vec::new();
         for index in 0..3 {
@@ -57,7 +66,7 @@ impl SentinelGroup {
                      sentinel failover-timeout {SERVICE} 5000\n\
                      sentinel parallel-syncs {SERVICE} 1\n",
                     dir = dir.path().display(),
-                    master = master.port(),
+                    master = servers[0].port(),
                 ),
             )
             .expect("sentinel config");
@@ -67,7 +76,7 @@ impl SentinelGroup {
             sentinel_ports.push(port);
         }
         let group = Self {
-            servers: vec![master, replica],
+            servers,
             sentinel_ports,
             _sentinels: sentinels,
             _dir: dir,
@@ -83,28 +92,30 @@ impl SentinelGroup {
         }
         assert!(
             wait_until(Duration::from_secs(30), || group.sentinels_ready()),
-            "the Sentinels did not learn the replica and each other"
+            "the Sentinels did not learn the replicas and each other"
         );
         // A replica still waiting for its first full sync (Redis delays a diskless one
         // by 5 s) would be promoted empty: a failover must find it in sync.
-        let replica = group.servers[1].port();
-        assert!(
-            wait_until(Duration::from_secs(30), || redis_cli(
-                replica,
-                &["INFO", "replication"]
-            )
-            .contains("master_link_status:up")),
-            "the replica did not finish its first sync"
-        );
+        for replica in group.servers[1..].iter().map(RedisServer::port) {
+            assert!(
+                wait_until(Duration::from_secs(30), || redis_cli(
+                    replica,
+                    &["INFO", "replication"]
+                )
+                .contains("master_link_status:up")),
+                "a replica did not finish its first sync"
+            );
+        }
         Some(group)
     }
 
-    /// Each Sentinel knows the replica and the two other Sentinels: a failover can happen.
+    /// Each Sentinel knows every replica and the two other Sentinels: a failover can happen.
     fn sentinels_ready(&self) -> bool {
         self.sentinel_ports.iter().all(|&port| {
             let replicas = redis_cli(port, &["SENTINEL", "REPLICAS", SERVICE]);
             let peers = redis_cli(port, &["SENTINEL", "SENTINELS", SERVICE]);
-            replicas.contains("slave") && peers.matches("name").count() >= 2
+            replicas.matches("slave").count() >= self.servers.len() - 1
+                && peers.matches("name").count() >= 2
         })
     }
 
@@ -133,7 +144,12 @@ impl SentinelGroup {
             .unwrap_or(0)
     }
 
-    /// The server on `port` (the master or the replica).
+    /// The master and the replicas, in no particular order.
+    pub fn servers(&self) -> &[RedisServer] {
+        &self.servers
+    }
+
+    /// The server on `port` (the master or a replica).
     pub fn server(&self, port: u16) -> Option<&RedisServer> {
         self.servers.iter().find(|server| server.port() == port)
     }

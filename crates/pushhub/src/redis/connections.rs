@@ -1,11 +1,13 @@
 //! The connections built from [`RedisSettings`]: one pool per configured deployment.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::{Pool, SubscriberClient};
 use fred::prelude::{Builder, ClientLike};
 use fred::types::config::{Config, ReconnectPolicy, UnresponsiveConfig};
 
+use super::replicas::Replicas;
 use super::settings::{redact, RedisSettings, Topology};
 use super::shards::shard_of;
 
@@ -43,6 +45,9 @@ pub struct Shard {
     pub topology: Topology,
     /// Connections for commands; concurrent commands are pipelined on them.
     pub pool: Pool,
+    /// How many replicas must hold a publish before it is answered, and how many the
+    /// master has.
+    pub replicas: Arc<Replicas>,
     builder: Builder,
 }
 
@@ -112,6 +117,10 @@ impl RedisConnections {
                 url: shown,
                 topology,
                 pool,
+                replicas: Arc::new(Replicas::new(
+                    settings.replicas_for(topology),
+                    settings.replicas_ack_timeout,
+                )),
                 builder,
             });
         }

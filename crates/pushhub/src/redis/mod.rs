@@ -15,11 +15,13 @@
 //! of unresponsive connections.
 
 mod connections;
+mod replicas;
 mod script;
 mod settings;
 mod shards;
 
 pub use connections::{RedisConnections, RedisSetupError, Shard};
+pub use replicas::{ConfirmError, ReplicaCount, Replicas};
 pub use script::Script;
 pub use settings::{RedisSettings, Topology};
 pub use shards::shard_of;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::replicas::ReplicaCount;
+
 /// Which kind of Redis deployment a URL names; decides, for example, whether channels
 /// use sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`, a cluster) or the classic one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,14 @@ pub struct RedisSettings {
     /// How long a node's claim on a due timer or cron run lasts without renewal: a node
     /// killed mid-call hands the call to another node after this.
     pub lease: Duration,
+    /// How many replicas must hold a publish before it is answered: `None` picks by
+    /// topology (every replica behind Sentinel, none otherwise). Redis replicates
+    /// asynchronously, so a master that fails over can take its last writes with it;
+    /// waiting for the replicas (`WAIT`) makes an accepted publish survive the failover
+    /// Sentinel performs.
+    pub replicas_ack: Option<ReplicaCount>,
+    /// How long a publish waits for its replicas before it is refused.
+    pub replicas_ack_timeout: Duration,
 }
 
 impl Default for RedisSettings {
@@ -48,11 +58,24 @@ impl Default for RedisSettings {
             command_timeout: Duration::from_secs(5),
             presence_ttl: Duration::from_secs(30),
             lease: Duration::from_secs(30),
+            replicas_ack: None,
+            replicas_ack_timeout: Duration::from_millis(500),
         }
     }
 }
 
 impl RedisSettings {
+    /// The replicas a publish to a deployment of `topology` waits for: as configured, or
+    /// by default all of them behind Sentinel (the deployment exists to fail over, to any
+    /// of its replicas) and none otherwise (a standalone server has none; a Cluster may
+    /// have none, and says so only at run time).
+    pub fn replicas_for(&self, topology: Topology) -> ReplicaCount {
+        self.replicas_ack.unwrap_or(match topology {
+            Topology::Sentinel => ReplicaCount::All,
+            _ => ReplicaCount::Exactly(0),
+        })
+    }
+
     /// The topology `url` names, or why it cannot be used.
     pub fn topology(url: &str) -> Result<Topology, String> {
         let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::interfaces::{ClientLike, EventInterface};
-use fred::types::Value;
+use fred::types::{ClusterHash, CustomCommand, Value};
 use futures_util::future::join_all;
 use tokio::time::{interval, timeout, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -78,6 +78,17 @@ pub async fn watch(inner: Arc<Inner>, index: usize, shutdown: CancellationToken)
                 }))
                 .await;
                 failures.resize(answers.len(), 0);
+                if shard.replicas.required() && shard.topology != Topology::Cluster {
+                    let role = timeout(PROBE_WAIT, shard.pool.next().custom::<Value, String>(
+                        CustomCommand::new_static("ROLE", ClusterHash::FirstKey, false),
+                        Vec::new(),
+                    ))
+                    .await;
+                    match role {
+                        Ok(Ok(role)) => shard.replicas.observe(&role),
+                        _ => shard.replicas.observe(&Value::Null),
+                    }
+                }
                 let master = match &sentinels {
                     Some(sentinels) => sentinels.master(PROBE_WAIT).await,
                     None => None,

@@ -4,10 +4,14 @@
 
 use std::sync::Arc;
 
+use fred::interfaces::PubsubInterface;
+use fred::types::Value;
 use futures_util::future::try_join_all;
 
+use super::scripts::pubsub_payload;
 use super::Inner;
 use crate::engine::{EngineError, HistoryPolicy, Message, StreamPosition};
+use crate::redis::ConfirmError;
 
 /// How long a channel without history keeps its epoch and offset after its last publish
 /// (as in the memory engine).
@@ -31,37 +35,80 @@ pub async fn publish(
     let epoch = new_epoch();
     try_join_all(channels.iter().map(|channel| {
         let lane = inner.lane_of(channel);
+        let replicas = &inner.connections.shards()[lane].replicas;
         let keys = inner.keys.channel(channel);
-        let command = if inner.lanes[lane].sharded {
-            "SPUBLISH"
-        } else {
-            "PUBLISH"
+        let command = match (replicas.required(), inner.lanes[lane].sharded) {
+            (true, _) => "",
+            (false, true) => "SPUBLISH",
+            (false, false) => "PUBLISH",
         };
+        let channel_json = serde_json::Value::String(channel.to_string()).to_string();
         let args = vec![
             command.to_owned(),
-            serde_json::Value::String(channel.to_string()).to_string(),
+            channel_json.clone(),
             text.clone(),
             epoch.clone(),
             size.to_string(),
             ttl_ms.to_string(),
             keep_ms.to_string(),
         ];
+        let text = &text;
         async move {
+            // One connection for the script and, when replicas must hold it, the wait:
+            // `WAIT` confirms what its own connection wrote.
+            let wanted = replicas
+                .ready()
+                .map_err(|error| unconfirmed(inner, lane, &error))?;
+            let client = inner.client(lane);
             let reply = inner
                 .publish
                 .run_once(
-                    inner.client(lane),
-                    vec![keys.meta, keys.stream, keys.pubsub],
+                    client,
+                    vec![keys.meta.clone(), keys.stream, keys.pubsub.clone()],
                     args,
                 )
                 .await
                 .map_err(|error| inner.unavailable(lane, &error))?;
-            position(reply).ok_or_else(|| {
+            let position = position(reply).ok_or_else(|| {
                 EngineError::Unavailable(format!("{}: unexpected publish reply", inner.url(lane)))
-            })
+            })?;
+            if replicas.required() {
+                replicas
+                    .confirm(client, &keys.meta, wanted)
+                    .await
+                    .map_err(|error| unconfirmed(inner, lane, &error))?;
+                let payload =
+                    pubsub_payload(&channel_json, &position.epoch, position.offset, text);
+                let sent = if inner.lanes[lane].sharded {
+                    client.spublish::<Value, _, _>(keys.pubsub, payload).await
+                } else {
+                    client.publish::<Value, _, _>(keys.pubsub, payload).await
+                };
+                if let Err(error) = sent {
+                    // The entry is in the stream and on the replicas: every node finds it
+                    // on its next gap check, so the publish stands.
+                    tracing::warn!(%channel, %error, "a confirmed publish reaches other nodes on their next stream check");
+                }
+            }
+            Ok(position)
         }
     }))
     .await
+}
+
+/// A publish refused for its replicas, as the engine reports it. One refused before it
+/// was written (the master has too few replicas) is gone; one that waited in vain is in
+/// the master's stream, so it may still reach clients if that master stays, but a
+/// failover now could lose it, so it is not reported as accepted.
+fn unconfirmed(inner: &Inner, lane: usize, error: &ConfirmError) -> EngineError {
+    let consequence = match error {
+        ConfirmError::TooFewReplicas { .. } => "",
+        _ => "; it may still be delivered, but a failover could lose it",
+    };
+    EngineError::Unavailable(format!(
+        "redis {}: the publish was not confirmed by a replica ({error}){consequence}",
+        inner.url(lane)
+    ))
 }
 
 /// `{epoch, offset}` as the publish script returns it.

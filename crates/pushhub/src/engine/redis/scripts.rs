@@ -28,7 +28,8 @@ end
 "#;
 
 /// Publish to one channel, atomically: KEYS = meta, stream, pub/sub channel; ARGV =
-/// publish command (`PUBLISH`/`SPUBLISH`), channel name as JSON, message as JSON, an
+/// publish command (`PUBLISH`/`SPUBLISH`, or `""` to leave the pub/sub publish to the
+/// caller, who sends [`pubsub_payload`] once replicas hold the entry), channel name as JSON, message as JSON, an
 /// epoch for a new stream, history size, history TTL (ms), idle expiry (ms). A stream
 /// whose meta is gone, or whose kept history vanished, starts over in the new epoch.
 /// Returns `{epoch, offset}`.
@@ -57,8 +58,10 @@ else
   redis.call('HSET', meta, 'h', '0', 't', 0)
 end
 redis.call('PEXPIRE', meta, keep)
-redis.call(ARGV[1], channel, '{"ch":' .. ARGV[2] .. ',"pos":{"epoch":"' .. epoch ..
-  '","offset":' .. string.format('%d', offset) .. '},"msg":' .. ARGV[3] .. '}')
+if ARGV[1] ~= '' then
+  redis.call(ARGV[1], channel, '{"ch":' .. ARGV[2] .. ',"pos":{"epoch":"' .. epoch ..
+    '","offset":' .. string.format('%d', offset) .. '},"msg":' .. ARGV[3] .. '}')
+end
 return {epoch, offset}
 "#;
 
@@ -118,6 +121,14 @@ if state[1] == ARGV[1] and top < tonumber(ARGV[2]) then
 end
 return {state[1], top}
 "#;
+
+/// What the publish script sends on the pub/sub channel, for a caller that sends it
+/// itself (after waiting for replicas); the dispatcher reads this shape.
+pub fn pubsub_payload(channel_json: &str, epoch: &str, offset: u64, message_json: &str) -> String {
+    format!(
+        r#"{{"ch":{channel_json},"pos":{{"epoch":"{epoch}","offset":{offset}}},"msg":{message_json}}}"#
+    )
+}
 
 /// The publish script.
 pub fn publish() -> Script {

@@ -33,12 +33,15 @@ use fred::clients::Pool;
 use fred::types::Value;
 
 use super::{StoreError, Stores};
-use crate::redis::{RedisConnections, Script};
+use crate::redis::{ConfirmError, RedisConnections, Replicas, Script};
 use leases::Held;
 
 /// Timers and cron jobs in Redis, shared by every node on the same Redis and prefix.
 pub struct RedisStore {
     pool: Pool,
+    /// The replicas every script's writes must reach before they count (a failover
+    /// would otherwise lose a timer just created, or a claim, and fire it twice).
+    replicas: Arc<Replicas>,
     /// `{prefix}:{sched}`: one hash tag, so a Redis Cluster keeps every key in one slot
     /// and the scripts may touch them together.
     base: String,
@@ -57,6 +60,7 @@ impl RedisStore {
         let shard = connections.shard("sched");
         Self {
             pool: shard.pool.clone(),
+            replicas: shard.replicas.clone(),
             base: format!("{}:{{sched}}", connections.prefix()),
             owner: format!("{}-{:08x}", crate::node::node_id(), fastrand::u32(..)),
             lease,
@@ -88,16 +92,25 @@ impl RedisStore {
     }
 
     /// Run `script` with the key base first among its arguments, and as its one declared
-    /// key so a Redis Cluster routes it to the node owning the slot.
+    /// key so a Redis Cluster routes it to the node owning the slot; answered once the
+    /// required replicas hold what it wrote.
     async fn eval(&self, script: &Script, args: Vec<String>) -> Result<Value, StoreError> {
         self.check_open()?;
         let mut all = Vec::with_capacity(args.len() + 1);
         all.push(self.base.clone());
         all.extend(args);
-        script
-            .run(self.pool.next(), vec![self.base.clone()], all)
+        let unconfirmed = |error: ConfirmError| StoreError::Backend(format!("redis: {error}"));
+        let wanted = self.replicas.ready().map_err(unconfirmed)?;
+        let client = self.pool.next();
+        let value = script
+            .run(client, vec![self.base.clone()], all)
             .await
-            .map_err(backend)
+            .map_err(backend)?;
+        self.replicas
+            .confirm(client, &self.base, wanted)
+            .await
+            .map_err(unconfirmed)?;
+        Ok(value)
     }
 }
 
