@@ -2,10 +2,12 @@
 //! client's `/ws?uid=&access_key=` is checked with, and `api::pushserve::is_pushserve`,
 //! which tells push-serve's `/push?uid=&password=` from jdserver's `/push`.
 //!
-//! Input: a uid (first line) and an access key (the rest). Checks: no panic; no key the
+//! Input: a uid (first line) and an access key (the rest). Checks, for keys that never
+//! expire (the default) and for expiring ones (`access_key_ttl`): no panic; no key the
 //! fuzzer makes up is valid (it cannot know the signing password); a key the server
-//! hands out opens its own uid and no other; `is_pushserve` is true exactly when the
-//! query names both `uid` and `password`.
+//! hands out opens its own uid and no other; a key that never expires stops opening
+//! anything once `access_key_ttl` is set; `is_pushserve` is true exactly when the query
+//! names both `uid` and `password`.
 
 #![no_main]
 
@@ -19,19 +21,27 @@ use pushhub::dialect::pushserve::{access_key, access_key_valid};
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let (uid, key) = text.split_once('\n').unwrap_or((&text, ""));
-    let config = PushServe {
+    let forever = PushServe {
         app: "demo".into(),
-        password: "fuzz-password".into(),
-        access_key_ttl: Duration::from_secs(60),
+        password: "abc123".into(),
+        addr: None,
+        access_key_ttl: None,
     };
-    assert!(
-        !access_key_valid(&config, uid, key),
-        "a made-up key opened {uid:?}"
-    );
-    let issued = access_key(&config, uid);
-    assert!(access_key_valid(&config, uid, &issued));
-    assert!(!access_key_valid(&config, &format!("{uid}x"), &issued));
-    assert!(!access_key_valid(&config, uid, &format!("{issued}A")));
+    let expiring = PushServe {
+        access_key_ttl: Some(Duration::from_secs(60)),
+        ..forever.clone()
+    };
+    for config in [&forever, &expiring] {
+        assert!(
+            !access_key_valid(config, uid, key),
+            "a made-up key opened {uid:?}"
+        );
+        let issued = access_key(config, uid);
+        assert!(access_key_valid(config, uid, &issued));
+        assert!(!access_key_valid(config, &format!("{uid}x"), &issued));
+        assert!(!access_key_valid(config, uid, &format!("{issued}A")));
+    }
+    assert!(!access_key_valid(&expiring, uid, &access_key(&forever, uid)));
 
     let names: Vec<String> = form_urlencoded::parse(text.as_bytes())
         .map(|(k, _)| k.into_owned())

@@ -455,8 +455,17 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 .as_ref()
                 .map(|t| format!(", TLS on {}", tls_listeners(t)))
                 .unwrap_or_default();
+            let pushserve = config
+                .pushserve
+                .as_ref()
+                .and_then(|p| p.addr)
+                .map(|addr| format!(", push-serve's port {addr}"))
+                .unwrap_or_default();
+            for warning in config.pushserve.iter().flat_map(|p| p.warnings()) {
+                println!("warning: {warning}");
+            }
             println!(
-                "{}: ok ({} app(s), client listener {}, API listener {}{tcp}{tls})",
+                "{}: ok ({} app(s), client listener {}, API listener {}{tcp}{pushserve}{tls})",
                 file.display(),
                 config.apps.len(),
                 config.listen,
@@ -521,6 +530,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "dynamic apps are on: any app name is accepted on first use with auth = \"none\""
         );
     }
+    for warning in config.pushserve.iter().flat_map(|p| p.warnings()) {
+        tracing::warn!("{warning}");
+    }
     let client = bind(config.listen)
         .with_context(|| format!("binding the client listener on {}", config.listen))?;
     let client_addr = client.local_addr()?;
@@ -543,15 +555,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let pushserve = match config.pushserve.as_ref().and_then(|p| p.addr) {
+        Some(addr) => Some(
+            bind(addr).with_context(|| format!("binding push-serve's port (addr) on {addr}"))?,
+        ),
+        None => None,
+    };
     // Appended only when on, so the line reads the same as before for everyone else.
     let tcp_addr = match &tcp {
         Some(listener) => format!(" tcp={}", listener.local_addr()?),
         None => String::new(),
     };
+    let pushserve_addr = match &pushserve {
+        Some(listener) => format!(" pushserve={}", listener.local_addr()?),
+        None => String::new(),
+    };
     tracing::info!(
         config = %config.source,
         apps = config.apps.len(),
-        "listening client={client_addr} api={api_addr}{tcp_addr}"
+        "listening client={client_addr} api={api_addr}{tcp_addr}{pushserve_addr}"
     );
     if tcp.is_some() {
         tracing::info!(
@@ -580,6 +602,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         client,
         api,
         tcp,
+        pushserve,
         tls,
     };
     server::serve(config, listeners, shutdown)

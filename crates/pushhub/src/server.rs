@@ -43,6 +43,9 @@ pub struct Listeners {
     pub api: Option<TcpListener>,
     /// Raw TCP listener (native dialect); `None` when `tcp_listen` is unset.
     pub tcp: Option<TcpListener>,
+    /// push-serve's own port (`[pushserve] addr`): its `/ws`, `/access` and `/push` only;
+    /// `None` when unset.
+    pub pushserve: Option<TcpListener>,
     /// The certificate of the listeners that `config.tls` puts under TLS; `None` when TLS
     /// is off. Shared with whoever reloads it (SIGHUP), so new handshakes see a new one.
     pub tls: Option<Arc<Tls>>,
@@ -63,6 +66,7 @@ pub async fn serve(
             Some(&listeners.client),
             listeners.api.as_ref(),
             listeners.tcp.as_ref(),
+            listeners.pushserve.as_ref(),
         ]
         .into_iter()
         .flatten()
@@ -106,15 +110,19 @@ pub async fn serve(
     };
     let gateway_state = GatewayState::new(hub.clone(), ws.clone(), &config);
     let tcp_gateway = TcpGateway::new(gateway_state.clone(), config.tcp_framing);
-    let gateway = gateway::router(gateway_state);
-    let api = api::router(ApiState {
+    let api_state = ApiState {
         hub: hub.clone(),
         max_body_bytes: config.limits.max_body_bytes,
         started: Instant::now(),
         keys: Arc::new(crate::api::auth::ApiKeys::new(&config.apps)),
         pushserve: config.pushserve.clone().map(Arc::new),
         timers,
-    });
+    };
+    // push-serve's own port: its client and API endpoints, under TLS with the clients'.
+    let pushserve = gateway::pushserve_router(gateway_state.clone())
+        .merge(api::pushserve_router(api_state.clone()));
+    let gateway = gateway::router(gateway_state);
+    let api = api::router(api_state);
     // Which listeners speak TLS (single-port mode: the client listener's choice, which
     // the configuration check made equal to the API's).
     let tls_on = |on: fn(&crate::config::RawTls) -> bool| {
@@ -124,7 +132,7 @@ pub async fn serve(
             .filter(|t| on(t))
             .and(listeners.tls.clone())
     };
-    let routers = match listeners.api {
+    let mut routers = match listeners.api {
         Some(api_listener) => {
             // The demo page on the client listener may call a loopback API (gateway/demo.rs).
             let api =
@@ -144,6 +152,9 @@ pub async fn serve(
             tls_on(|t| t.client),
         )],
     };
+    if let Some(listener) = listeners.pushserve {
+        routers.push((listener, with_fallbacks(pushserve), tls_on(|t| t.client)));
+    }
     let mut accepting: Vec<_> = routers
         .into_iter()
         .map(|(listener, router, tls)| {

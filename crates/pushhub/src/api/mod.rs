@@ -74,6 +74,20 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// push-serve's own port (`[pushserve] addr`): its `/access` and `/push`, nothing else.
+/// Every `/push` there is push-serve's, whatever its query names, so jdserver's `/push`
+/// and the native API (which answer for apps by API key, or openly on loopback) are never
+/// reachable through it.
+pub fn pushserve_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/access", get(pushserve::access))
+        .route(
+            "/push",
+            any(|State(state), request| pushserve::push(state, request)),
+        )
+        .with_state(state)
+}
+
 /// `/push` is jdserver's, or push-serve's when it names `uid` and `password` (the two
 /// share the path, as their users' code does).
 async fn push(

@@ -7,18 +7,18 @@
 //! is read as the type its key has (a number stays text where the key is text; a list is
 //! comma-separated: `PUSHHUB_LIMITS_TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8`). A
 //! `PUSHHUB_*` variable that names no key is an error, so a misspelling never goes unseen.
-//! The keys of `[tls]` have a `TLS_` infix the same way (`PUSHHUB_TLS_CERT`), although the
-//! table itself is absent by default.
+//! The keys of `[tls]` have a `TLS_` infix the same way (`PUSHHUB_TLS_CERT`), and those of
+//! `[pushserve]` a `PUSHSERVE_` one (`PUSHHUB_PUSHSERVE_PASSWORD`), although these tables
+//! are absent by default.
 
 use toml::{Table, Value};
 
-use super::{ConfigError, RawConfig, RawTls};
+use super::{ConfigError, RawConfig, RawPushServe, RawTls};
 
 /// `PUSHHUB_*` variables that other parts of the program read.
 const NOT_CONFIG_KEYS: &[&str] = &[
     "PUSHHUB_LOG",
     "PUSHHUB_CONFIG",
-    super::PUSHSERVE_PASSWORD_VAR,
     // The API key of `pushhub cron` and `pushhub timers` (src/main.rs).
     "PUSHHUB_API_KEY",
 ];
@@ -87,6 +87,7 @@ pub fn apply(
         tcp: false,
     })
     .unwrap_or_default();
+    let pushserve_keys = Table::try_from(RawPushServe::every_key()).unwrap_or_default();
     let mut applied = Vec::new();
     let mut errors = Vec::new();
     for (name, raw) in vars {
@@ -116,6 +117,12 @@ pub fn apply(
             {
                 vec!["tls".into(), key["tls_".len()..].into()]
             }
+            _ if key
+                .strip_prefix("pushserve_")
+                .is_some_and(|k| pushserve_keys.contains_key(k)) =>
+            {
+                vec!["pushserve".into(), key["pushserve_".len()..].into()]
+            }
             _ if unset_by_default(&key).is_some()
                 || (defaults.contains_key(&key)
                     && !matches!(key.as_str(), "limits" | "apps" | "timers" | "redis")) =>
@@ -136,6 +143,7 @@ pub fn apply(
             [timers, key] if timers == "timers" => default_timers.get(key).cloned(),
             [redis, key] if redis == "redis" => default_redis.get(key).cloned(),
             [tls, tls_key] if tls == "tls" => tls_keys.get(tls_key).cloned(),
+            [pushserve, key] if pushserve == "pushserve" => pushserve_keys.get(key).cloned(),
             [top] => defaults.get(top).cloned().or_else(|| unset_by_default(top)),
             _ => None,
         };

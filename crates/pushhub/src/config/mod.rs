@@ -9,6 +9,7 @@
 
 mod env;
 mod locate;
+mod pushserve;
 pub mod redis;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,7 @@ use crate::scheduler::targets::TargetPolicy;
 use crate::scheduler::TimerSettings;
 use crate::store::RetryPolicy;
 use crate::transport::tcp::Framing;
+pub use pushserve::{PushServe, RawPushServe};
 
 /// The configuration file's shape, before validation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,7 +82,7 @@ pub struct RawConfig {
     /// Apps by name.
     pub apps: BTreeMap<String, RawApp>,
     /// push-serve compatibility (seed 004): off unless this table is present (or, without
-    /// a file, `PUSHHUB_PUSHSERVE_PASSWORD` is set, for app `demo`).
+    /// a file, `PUSHHUB_PUSHSERVE_PASSWORD` is set: then for app `demo`).
     pub pushserve: Option<RawPushServe>,
     /// MSwoole compatibility (seed 001): off unless this table is present.
     pub mswoole: Option<RawMSwoole>,
@@ -188,26 +190,8 @@ pub enum UserLimitPolicy {
     RefuseNewest,
 }
 
-/// push-serve compatibility: which app its endpoints serve and the backend password.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPushServe {
-    /// The app push-serve's `/access`, `/ws` and `/push` act for.
-    pub app: String,
-    /// The backend password (push-serve's `conf.yaml` `password`); also the key that signs
-    /// access keys, so changing it revokes every key handed out.
-    pub password: String,
-    /// Seconds an access key stays valid.
-    #[serde(default = "default_access_key_ttl")]
-    pub access_key_ttl: u64,
-}
-
 fn default_max_frames_per_second() -> u32 {
     50
-}
-
-fn default_access_key_ttl() -> u64 {
-    86_400
 }
 
 /// MSwoole compatibility (seed 001): which app its WebSocket endpoint serves, and where.
@@ -239,17 +223,6 @@ pub struct MSwoole {
     pub app: Arc<str>,
     /// Its WebSocket path.
     pub path: String,
-}
-
-/// push-serve compatibility, validated.
-#[derive(Debug, Clone)]
-pub struct PushServe {
-    /// The app it serves.
-    pub app: Arc<str>,
-    /// The backend password and access-key signing key.
-    pub password: Arc<str>,
-    /// How long an access key stays valid.
-    pub access_key_ttl: Duration,
 }
 
 /// Resource limits, server-wide.
@@ -687,11 +660,6 @@ impl Config {
         vars: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Config, ConfigErrors> {
-        let vars: Vec<(String, String)> = vars.into_iter().collect();
-        let pushserve_password = vars
-            .iter()
-            .find(|(name, _)| name == PUSHSERVE_PASSWORD_VAR)
-            .map(|(_, value)| value.clone());
         let (text, source) = match file {
             Some(path) => match std::fs::read_to_string(path) {
                 Ok(text) => (text, path.display().to_string()),
@@ -714,6 +682,9 @@ impl Config {
             return Err(ConfigErrors(type_errors));
         }
         let from_env = env::apply(&mut table, vars).map_err(ConfigErrors)?;
+        if file.is_none() {
+            pushserve_for_demo(&mut table);
+        }
         let mut raw = RawConfig::deserialize(table).map_err(|error| {
             ConfigErrors(vec![ConfigError {
                 location: "environment (PUSHHUB_*)".into(),
@@ -736,13 +707,6 @@ impl Config {
         if !overrides.redis_urls.is_empty() {
             raw.redis.urls = overrides.redis_urls.clone();
         }
-        if let (None, Some(password)) = (file, pushserve_password) {
-            raw.pushserve.get_or_insert(RawPushServe {
-                app: DEMO_APP.into(),
-                password,
-                access_key_ttl: default_access_key_ttl(),
-            });
-        }
         let embedded = file.is_none();
         let locate = |path: &[&str]| match from_env.iter().find(|(p, _)| p.iter().eq(path.iter())) {
             Some((_, variable)) => variable.clone(),
@@ -764,11 +728,18 @@ const MIN_TOKEN_SECRET_BYTES: usize = 32;
 /// Shortest API key accepted: long enough that guessing is hopeless.
 const MIN_API_KEY_BYTES: usize = 16;
 
-/// The variable that enables push-serve compatibility in the embedded default.
-pub const PUSHSERVE_PASSWORD_VAR: &str = "PUSHHUB_PUSHSERVE_PASSWORD";
-
 /// The demo app of the embedded default.
 pub const DEMO_APP: &str = "demo";
+
+/// Without a file, `PUSHHUB_PUSHSERVE_*` variables turn push-serve compatibility on for
+/// the embedded app: `PUSHHUB_PUSHSERVE_PASSWORD=abc123 pushhub serve` is enough.
+fn pushserve_for_demo(table: &mut toml::Table) {
+    if let Some(toml::Value::Table(pushserve)) = table.get_mut("pushserve") {
+        pushserve
+            .entry("app")
+            .or_insert_with(|| toml::Value::String(DEMO_APP.into()));
+    }
+}
 
 fn validate(
     raw: RawConfig,
@@ -833,9 +804,17 @@ fn validate(
             }
             for (name, app) in &raw.apps {
                 if app.api_keys.is_empty() {
+                    // push-serve's users have a password, not API keys: their single port
+                    // is `[pushserve] addr`, which serves push-serve's endpoints only.
+                    let pushserve_hint = match &raw.pushserve {
+                        Some(pushserve) if &pushserve.app == name => "; for push-serve's single port (/ws, /access, /push behind its password) keep the API on loopback and set [pushserve] addr instead",
+                        _ => "",
+                    };
                     error(
                         &["apps", name, "api_keys"],
-                        format!("{why} ({api}), so this app needs at least one API key"),
+                        format!(
+                            "{why} ({api}), so this app needs at least one API key{pushserve_hint}"
+                        ),
                     );
                 }
             }
@@ -924,28 +903,16 @@ fn validate(
             );
         }
     }
-    if let Some(pushserve) = &raw.pushserve {
+    let pushserve = raw.pushserve.as_ref().and_then(|pushserve| {
         let declared =
             raw.apps.contains_key(&pushserve.app) || (embedded && pushserve.app == DEMO_APP);
-        if !declared {
-            error(
-                &["pushserve", "app"],
-                format!("app {:?} is not declared in [apps]", pushserve.app),
-            );
-        }
-        if pushserve.password.len() < 8 {
-            error(
-                &["pushserve", "password"],
-                "must be at least 8 characters".into(),
-            );
-        }
-        if pushserve.access_key_ttl == 0 {
-            error(
-                &["pushserve", "access_key_ttl"],
-                "must be at least 1 second".into(),
-            );
-        }
-    }
+        let others = pushserve::OtherListeners {
+            client: listen,
+            api: api_listen,
+            tcp: tcp_listen,
+        };
+        pushserve::check(pushserve, declared, &others, &mut error)
+    });
     if let Some(tls) = &raw.tls {
         check_tls(
             &mut error,
@@ -1173,11 +1140,7 @@ fn validate(
         defaults: settings("", None),
         apps,
         dynamic_apps: dynamic,
-        pushserve: raw.pushserve.as_ref().map(|p| PushServe {
-            app: p.app.as_str().into(),
-            password: p.password.as_str().into(),
-            access_key_ttl: Duration::from_secs(p.access_key_ttl),
-        }),
+        pushserve,
         mswoole: raw.mswoole.as_ref().map(|m| MSwoole {
             app: m.app.as_str().into(),
             path: m.path.clone(),

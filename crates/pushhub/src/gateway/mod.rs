@@ -10,6 +10,9 @@
 //! - `GET /ws?uid=&access_key=`: push-serve dialect.
 //! - `[mswoole] path` (default `/mswoole`) `?auth=`: MSwoole dialect.
 //!
+//! push-serve's own port (`[pushserve] addr`) serves its `/ws` ([`pushserve_router`]),
+//! beside its API endpoints.
+//!
 //! The raw TCP listener (`tcp_listen`) has no paths: its sockets are native clients whose
 //! first frame is `{"type":"connect",...}` ([`TcpGateway`]).
 
@@ -192,6 +195,13 @@ pub fn router(state: GatewayState) -> Router {
                 .options(http::preflight),
         )
         .merge(demo::routes())
+        .with_state(state)
+}
+
+/// push-serve's own port: its client endpoint `/ws` only.
+pub fn pushserve_router(state: GatewayState) -> Router {
+    Router::new()
+        .route("/ws", get(websocket::pushserve))
         .with_state(state)
 }
 

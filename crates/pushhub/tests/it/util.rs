@@ -25,6 +25,8 @@ pub struct TestServer {
     pub api: SocketAddr,
     /// Raw TCP listener, when `PUSHHUB_TCP_LISTEN` turned it on.
     pub tcp: Option<SocketAddr>,
+    /// push-serve's own port, when `[pushserve] addr` turned it on.
+    pub pushserve: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
     _data: tempfile::TempDir,
     http: reqwest::Client,
@@ -99,15 +101,20 @@ impl TestServer {
             .and_then(|a| a.strip_prefix("api="))
             .and_then(|a| a.parse().ok())
             .expect("api addr");
-        let tcp = parts
-            .next()
-            .and_then(|a| a.strip_prefix("tcp="))
-            .map(|a| a.parse().expect("tcp addr"));
+        let (mut tcp, mut pushserve) = (None, None);
+        for part in parts {
+            if let Some(addr) = part.strip_prefix("tcp=") {
+                tcp = Some(addr.parse().expect("tcp addr"));
+            } else if let Some(addr) = part.strip_prefix("pushserve=") {
+                pushserve = Some(addr.parse().expect("pushserve addr"));
+            }
+        }
         Self {
             child,
             client,
             api,
             tcp,
+            pushserve,
             log,
             _data: data,
             http: http(),
