@@ -693,6 +693,8 @@ export class PushhubClient {
       this._emit("recovered", { recovered: this._lost.size === 0, lost: [...this._lost] });
     }
     this._lost.clear();
+    // Welcomed with a user at connect (a cookie the app reads): that is the login waited for.
+    this._settleLogin(true, { user: welcome.user, conn: welcome.conn });
     if (transport === "websocket") for (const room of this._rooms) this._rejoin(room);
     this._flushQueue(transport);
     return true;
