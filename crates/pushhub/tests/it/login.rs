@@ -20,7 +20,8 @@ fn site(request: &Recorded) -> Answer {
     let credential = question["credential"].as_str().unwrap_or_default();
     match (question["param"].as_str(), credential) {
         (Some("ukey"), "web-100") => Answer::new(200, r#"{"user":100}"#),
-        (Some("token"), "app-200") => Answer::new(200, r#"{"user":"200"}"#),
+        // An `auth` frame's credential comes unnamed.
+        (Some("token") | None, "app-200") => Answer::new(200, r#"{"user":"200"}"#),
         _ => Answer::new(403, r#"{"error":"unknown ukey or token"}"#),
     }
 }
@@ -303,6 +304,12 @@ async fn bad_login_frames_get_their_own_errors_and_other_apps_keep_their_rules()
     assert_eq!(
         waiting["type"], "waiting",
         "a logout while waiting changes nothing"
+    );
+    let welcome = ask(&mut client, json!({"type": "auth", "token": "app-200"})).await;
+    assert_eq!(
+        (&welcome["type"], &welcome["user"]),
+        (&json!("welcome"), &json!("200")),
+        "a client written for auth frames logs in with one: {welcome}"
     );
 
     let (mut plain, welcome) = {

@@ -150,7 +150,8 @@ impl NativeClient {
         Ok(())
     }
 
-    /// A frame from a waiting client: `login`, `logout` (answered `waiting`), `ping`,
+    /// A frame from a waiting client: `login`, `auth` (a client written for apps that
+    /// await a first `auth` frame logs in with it), `logout` (answered `waiting`), `ping`,
     /// `pong`; anything else is refused with `not_logged_in`. None closes the connection.
     pub(super) async fn on_waiting_frame(
         &mut self,
@@ -167,7 +168,8 @@ impl NativeClient {
         };
         let id = value.get("id");
         match value.get("type").and_then(Value::as_str) {
-            Some("login") => self.login(&value, link).await,
+            Some("login") => self.login(&value, false, link).await,
+            Some("auth") => self.login(&value, true, link).await,
             Some("logout") => {
                 if let Some(waiting) = self.waiting.take() {
                     self.wait(waiting.app, waiting.since, id, link)?;
@@ -190,15 +192,24 @@ impl NativeClient {
 
     /// Log a waiting client in: within the app's login rate, authenticate the frame's
     /// credential and attach as a connect with it would, answering with `welcome`; a
-    /// refusal is an `error` frame and the client keeps waiting.
-    async fn login(&mut self, value: &Value, link: &Link) {
+    /// refusal is an `error` frame and the client keeps waiting. An `auth_frame` carries
+    /// its credential as `token`, unnamed, as it does before any other app's welcome.
+    async fn login(&mut self, value: &Value, auth_frame: bool, link: &Link) {
         let Some(waiting) = &self.waiting else { return };
         let app = waiting.app.clone();
         let id = value.get("id");
-        let frame = match parse_login(value, &auth::query_params(&app)) {
+        let names = if auth_frame {
+            vec!["token"]
+        } else {
+            auth::query_params(&app)
+        };
+        let mut frame = match parse_login(value, &names) {
             Ok(frame) => frame,
             Err(error) => return send_error(link, id, error.code(), &error.to_string()),
         };
+        if auth_frame {
+            frame.credential.param = None;
+        }
         if let Some(policy) = app.login {
             let now = tokio::time::Instant::now();
             if let Err(wait) = self.logins.attempt(policy, now) {
