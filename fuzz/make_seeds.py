@@ -200,3 +200,9 @@ write("handshake", "not_get", b"\x01ukey\nUpgrade: websocket\nConnection: upgrad
 # pushserve_access: [uid line, access key]
 write("pushserve_access", "key", "42\n1764101234.3q2-7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
 write("pushserve_access", "query", "uid=42&password=abc12345")
+
+# login_frames: [credential name set (0: token; 1: ukey, token; 2: ukey), frame]
+write("login_frames", "ukey", b"\x01" + b'{"type":"login","id":1,"ukey":"web-100"}')
+write("login_frames", "token_since", b"\x00" + b'{"type":"login","token":"t","since":"demo:all@e:3,demo:user:100@e:1"}')
+write("login_frames", "not_text", b"\x02" + b'{"type":"login","ukey":7}')
+write("login_frames", "missing", b"\x01" + b'{"type":"login","user":"100"}')

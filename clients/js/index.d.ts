@@ -65,6 +65,14 @@ export interface ConnectOptions {
   reconnect?: ReconnectOption;
   /** Client heartbeat (default: from the welcome). */
   heartbeat?: HeartbeatOption;
+  /** `"seed003"`: seed 003's heartbeat, reconnect and login retry, unless given separately. */
+  preset?: "seed003";
+  /** A `login_later` app: connect without a credential (WebSocket only unless `transports` says otherwise) and log in with `login()`. */
+  loginLater?: boolean;
+  /** Log in with this credential after every connect (implies `loginLater`). */
+  login?: LoginCredential;
+  /** ms between retries of a refused login (`"seed003"`: 30000); default: no retry, `login()` rejects. */
+  loginRetry?: number | "seed003" | false;
   /** A cursor to resume from (one you persisted from `client.cursor`). */
   since?: string;
   /** Default timeout of rpc/join/leave/send, ms (default 10000). */
@@ -127,7 +135,19 @@ export interface ConnectedEvent {
   transport: Transport;
   conn?: string;
   app: string;
+  /** Absent on a `login_later` connection that is not logged in (`anonymous`). */
+  user?: string;
+  /** True when the server said `waiting`: connected, not logged in, receiving nothing. */
+  anonymous: boolean;
+  welcome: Welcome;
+}
+
+/** One credential under one of the names the server's `waiting` frame lists. */
+export type LoginCredential = { ukey: string } | { token: string } | Record<string, string>;
+
+export interface LoginEvent {
   user: string;
+  conn: string;
   welcome: Welcome;
 }
 
@@ -192,6 +212,8 @@ export interface EventMap {
   error: PushhubError;
   recovered: RecoveredEvent;
   state: ClientState;
+  login: LoginEvent;
+  logout: { user?: string };
 }
 
 export declare class PushhubClient {
@@ -216,6 +238,10 @@ export declare class PushhubClient {
   /** Join a room, resuming from the position the client knows in it (joined again, resuming, after every reconnect). WebSocket only. */
   join(room: string, options?: CallOptions): Promise<JoinResult>;
   leave(room: string, options?: CallOptions): Promise<{ room: string }>;
+  /** Log in on a `login_later` app; kept, and used again after every reconnect. With `loginRetry`, refusals worth retrying are retried until it succeeds. */
+  login(credential: LoginCredential): Promise<{ user: string; conn: string }>;
+  /** End the login, keep the connection; pending login() calls reject with `logged_out`. */
+  logout(options?: CallOptions): Promise<void>;
   /** Send an event to a user of the app (when the app allows it). WebSocket only. */
   send(user: string | number, event?: string | null, data?: unknown, options?: CallOptions): Promise<SentResult>;
 }
@@ -227,6 +253,8 @@ export declare function connect(options: ConnectOptions): PushhubClient;
 export declare const DEFAULT_RECONNECT: Readonly<Required<ExponentialReconnect>>;
 export declare const SEED003_RECONNECT: Readonly<ListReconnect>;
 export declare const SEED003_HEARTBEAT: Readonly<Required<HeartbeatOptions>>;
+export declare const SEED003_LOGIN_RETRY: number;
+export declare function loginRetryDelay(option?: number | "seed003" | false): number | null;
 export declare function reconnectPolicy(option?: ReconnectOption): Required<ExponentialReconnect> | Required<ListReconnect>;
 export declare function backoffDelay(policy: ExponentialReconnect | ListReconnect, attempt: number, random?: () => number): number;
 export declare function heartbeatSettings(option: HeartbeatOption | undefined, welcome?: Partial<Welcome>): Required<HeartbeatOptions> | null;

@@ -29,6 +29,35 @@ export const SEED003_RECONNECT = Object.freeze({ delays: Object.freeze([60000, 1
 /** Seed 003's heartbeat: ping after 180 s of silence, wait 30 s, retry once, then dead. */
 export const SEED003_HEARTBEAT = Object.freeze({ interval: 180, timeout: 30, retries: 1 });
 
+/** Seed 003's login retry: a login that did not succeed is tried again every 30 s. */
+export const SEED003_LOGIN_RETRY = 30000;
+
+/**
+ * Login refusals worth trying again later (the credential may become valid, the backend
+ * may come back, the rate window passes); the others are mistakes a retry repeats.
+ */
+const RETRYABLE_LOGIN = new Set([
+  "credential_rejected",
+  "auth_unavailable",
+  "login_rate_limited",
+  "user_full",
+  "engine_unavailable",
+  "invalid_token",
+  "token_expired",
+  "timeout",
+]);
+
+/**
+ * The delay (ms) between login attempts an option asks for: `undefined`/`false` (no
+ * retry: a refused `login()` rejects), `"seed003"` (30 s) or a number of ms.
+ */
+export function loginRetryDelay(option) {
+  if (option === undefined || option === false || option === null) return null;
+  if (option === "seed003") return SEED003_LOGIN_RETRY;
+  if (typeof option !== "number" || !(option >= 0)) throw new TypeError('loginRetry must be milliseconds, "seed003" or false');
+  return option;
+}
+
 /**
  * The reconnect policy an option asks for: `undefined` (the default), `"seed003"`, `false`
  * (never reconnect) or `{min, max, factor, jitter, retries}` / `{delays, retries}` (ms).
@@ -249,7 +278,7 @@ export class PushhubError extends Error {
 }
 
 const TRANSPORTS = ["websocket", "sse", "poll"];
-const EVENTS = ["message", "connected", "disconnected", "error", "recovered", "state"];
+const EVENTS = ["message", "connected", "disconnected", "error", "recovered", "state", "login", "logout"];
 
 /** Open a client (see PushhubClient for the options); it connects at once. */
 export function connect(options) {
@@ -267,8 +296,11 @@ export class PushhubClient {
     const base = options.url ?? globalThis.location?.origin;
     if (!base) throw new TypeError("connect needs url, e.g. http://127.0.0.1:8081");
     if (!options.app) throw new TypeError("connect needs app");
-    if (!options.user && options.token == null && !options.getToken) {
-      throw new TypeError("connect needs user, or token / getToken for a token app");
+    if (options.preset !== undefined && options.preset !== "seed003") throw new TypeError('preset must be "seed003"');
+    const preset = options.preset === "seed003" ? { reconnect: "seed003", heartbeat: "seed003", loginRetry: "seed003" } : {};
+    const loginLater = Boolean(options.loginLater || options.login);
+    if (!options.user && options.token == null && !options.getToken && !loginLater) {
+      throw new TypeError("connect needs user, token / getToken for a token app, or loginLater / login for a login_later app");
     }
     const url = new URL(base);
     const secure = url.protocol === "https:" || url.protocol === "wss:";
@@ -279,12 +311,19 @@ export class PushhubClient {
     this.user = options.user == null ? null : String(options.user);
     this._token = options.token ?? null;
     this._getToken = options.getToken ?? null;
-    this._transports = options.transports ?? TRANSPORTS;
+    // A login_later connection without a credential exists only on WebSocket (SSE and
+    // long-poll cannot send a login frame).
+    this._transports = options.transports ?? (loginLater ? ["websocket"] : TRANSPORTS);
     if (!Array.isArray(this._transports) || this._transports.length === 0 || this._transports.some((t) => !TRANSPORTS.includes(t))) {
       throw new TypeError(`transports must be a non-empty list of ${TRANSPORTS.join(", ")}`);
     }
-    this._policy = reconnectPolicy(options.reconnect);
-    this._heartbeatOption = options.heartbeat;
+    this._policy = reconnectPolicy(options.reconnect ?? preset.reconnect);
+    this._heartbeatOption = options.heartbeat ?? preset.heartbeat;
+    this._loginRetry = loginRetryDelay(options.loginRetry ?? preset.loginRetry);
+    this._credential = options.login ? loginCredential(options.login) : null;
+    this._loginTimer = null;
+    this._loggingIn = false;
+    this._loginWaiters = [];
     this._timers = options.timers ?? defaultTimers();
     this._random = options.random ?? Math.random;
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
@@ -340,7 +379,7 @@ export class PushhubClient {
     return this._stream.cursor;
   }
 
-  /** The current connection's `welcome` frame (null while not connected). */
+  /** The current connection's `welcome` frame (null while not connected, or connected but not logged in). */
   get session() {
     return this._session;
   }
@@ -385,6 +424,7 @@ export class PushhubClient {
     if (this._state === "closed") return;
     const wasConnected = this._state === "connected";
     this._failAll(new PushhubError("closed", "the client was closed"));
+    this._settleLogin(false, new PushhubError("closed", "the client was closed"));
     this._end(1000, "closed by client");
     this._listen(false);
     this._setState("closed");
@@ -417,6 +457,37 @@ export class PushhubClient {
     this._rooms.delete(room);
     this._stream.positions.delete(roomChannel(this.app, room));
     return this._request("leave", { type: "leave", room }, timeout, (left) => ({ room: left.room }));
+  }
+
+  /**
+   * Log in on a `login_later` app with `{ukey}` or `{token}` (any one credential name the
+   * server's `waiting` frame lists); resolves with `{user, conn}` once logged in. The
+   * credential is kept: the client logs in again after every reconnect. A refusal rejects,
+   * unless `loginRetry` is set: then each refusal worth retrying is reported as an
+   * `error` event and the client tries again every `loginRetry` ms until it succeeds or
+   * `logout()` / `close()` is called. WebSocket only.
+   */
+  login(credential) {
+    if (this._state === "closed") return Promise.reject(new PushhubError("closed", "the client is closed"));
+    this._credential = loginCredential(credential);
+    this._clearLoginTimer();
+    const done = new Promise((resolve, reject) => this._loginWaiters.push({ resolve, reject }));
+    if (this._state === "connected" && this._session) {
+      // Logged in already: log out first, then in with the new credential.
+      this._request("logout", { type: "logout" }).then(() => this._sendLogin(), (error) => this._loginFailed(this._credential, error));
+    } else {
+      this._sendLogin();
+    }
+    return done;
+  }
+
+  /** End the login and keep the connection (the server answers `waiting`); pending `login()` calls reject with `logged_out`. */
+  logout({ timeout } = {}) {
+    this._credential = null;
+    this._clearLoginTimer();
+    this._settleLogin(false, new PushhubError("logged_out", "logout() was called"));
+    if (this._state !== "connected" || !this._session) return Promise.resolve();
+    return this._request("logout", { type: "logout" }, timeout, () => undefined);
   }
 
   /** Send `event` with `data` to another user (the app must allow it); resolves with the `sent` ack `{ch, epoch, off}`. WebSocket only. */
@@ -486,7 +557,9 @@ export class PushhubClient {
         reject(new PushhubError("timeout", `${kind} got no answer within ${timeout} ms`));
       }, timeout);
       this._pending.set(id, entry);
-      if (this._state === "connected") this._transmit(entry);
+      // Before a pending login succeeds only login and logout go out; the rest waits for it.
+      const loggingIn = !this._session && this._credential && kind !== "login" && kind !== "logout";
+      if (this._state === "connected" && !loggingIn) this._transmit(entry);
       else this._queue.push(entry);
     });
   }
@@ -576,7 +649,8 @@ export class PushhubClient {
       const sent = this._sent.get(c.ch);
       if (!this._epochRetried && sent && sent.epoch !== "" && c.epoch !== "" && c.epoch !== sent.epoch) reset.push(c.ch);
     }
-    if (welcome.recovered === false && !(welcome.channels ?? []).length) this._lost.add("*");
+    const anonymous = welcome.type === "waiting";
+    if (welcome.recovered === false && !(welcome.channels ?? []).length && !anonymous) this._lost.add("*");
     if (reset.length) {
       this._epochRetried = true;
       if (welcome.cursor) this._stream.apply(welcome.cursor);
@@ -591,7 +665,7 @@ export class PushhubClient {
     const transport = this._link.transport;
     this._worked.add(transport);
     this._attempt = 0;
-    this._session = welcome;
+    this._session = anonymous ? null : welcome;
     this._expires = typeof welcome.expires === "number" ? welcome.expires : null;
     this._setState("connected");
     if (transport !== "poll") {
@@ -607,13 +681,28 @@ export class PushhubClient {
       }
     }
     this._scheduleRefresh(gen);
-    this._emit("connected", { transport, conn: welcome.conn, app: welcome.app, user: welcome.user, welcome });
+    this._emit("connected", { transport, conn: welcome.conn, app: welcome.app, user: welcome.user, anonymous, welcome });
+    if (anonymous) {
+      // Nothing is delivered before the login: what was asked meanwhile waits for it.
+      this._lost.clear();
+      if (this._credential) this._sendLogin();
+      else this._flushQueue(transport);
+      return true;
+    }
     if (this._resuming) {
       this._emit("recovered", { recovered: this._lost.size === 0, lost: [...this._lost] });
     }
     this._lost.clear();
+    // Welcomed with a user at connect (a cookie the app reads): that is the login waited for.
+    this._settleLogin(true, { user: welcome.user, conn: welcome.conn });
+    if (transport === "websocket") for (const room of this._rooms) this._rejoin(room);
+    this._flushQueue(transport);
+    return true;
+  }
+
+  /** Send the calls made while not connected (or not logged in), or fail them where the transport cannot carry them. */
+  _flushQueue(transport) {
     if (transport === "websocket") {
-      for (const room of this._rooms) this._rejoin(room);
       const queued = this._queue;
       this._queue = [];
       for (const entry of queued) this._transmit(entry);
@@ -625,7 +714,78 @@ export class PushhubClient {
         this._emit("error", new PushhubError("unsupported_transport", `rooms (${rooms}) are joined again only over WebSocket; this client is on ${transport}`));
       }
     }
-    return true;
+  }
+
+  // -- logging in (login_later apps) -------------------------------------------------------
+
+  /** Send a `login` with the kept credential and the cursor (to resume), unless one is on its way. */
+  _sendLogin() {
+    this._loginTimer = null;
+    if (!this._credential || this._loggingIn || this._state !== "connected" || this._session) return;
+    const credential = this._credential;
+    const frame = { type: "login", ...credential };
+    const since = this._stream.cursor;
+    if (since) frame.since = since;
+    this._loggingIn = true;
+    this._request("login", frame).then(
+      () => {
+        this._loggingIn = false;
+      },
+      (error) => {
+        this._loggingIn = false;
+        this._loginFailed(credential, error);
+      },
+    );
+  }
+
+  /** A login with `credential` failed: try again later when that is worth it and allowed, else give up. */
+  _loginFailed(credential, error) {
+    // Replaced meanwhile (log in with the new one), logged out, or the connection ended
+    // (the next one logs in again).
+    if (credential !== this._credential) return this._sendLogin();
+    if (error.code === "disconnected" || error.code === "closed") return;
+    if (this._loginRetry !== null && RETRYABLE_LOGIN.has(error.code)) {
+      const delay = Math.max(this._loginRetry, (error.retryAfter ?? 0) * 1000);
+      this._emit("error", new PushhubError(error.code, `login failed, retrying in ${delay} ms: ${error.message}`, { willRetry: true, delay }));
+      this._loginTimer = this._timers.setTimeout(() => this._sendLogin(), delay);
+      return;
+    }
+    this._credential = null;
+    this._settleLogin(false, error);
+    if (this._loginRetry !== null) this._emit("error", error);
+  }
+
+  /** Resolve (with `{user, conn}`) or reject every pending `login()`. */
+  _settleLogin(ok, value) {
+    const waiters = this._loginWaiters;
+    this._loginWaiters = [];
+    for (const waiter of waiters) (ok ? waiter.resolve : waiter.reject)(value);
+  }
+
+  _clearLoginTimer() {
+    if (this._loginTimer !== null) this._timers.clearTimeout(this._loginTimer);
+    this._loginTimer = null;
+  }
+
+  /** The `welcome` that answers a login: the connection now has a user, its channels and a cursor. */
+  _loggedIn(welcome) {
+    if (welcome.cursor) this._stream.apply(welcome.cursor);
+    this._session = welcome;
+    this._expires = typeof welcome.expires === "number" ? welcome.expires : null;
+    const lost = (welcome.channels ?? []).filter((c) => c.recovered === false).map((c) => c.ch);
+    this._emit("login", { user: welcome.user, conn: welcome.conn, welcome });
+    if (lost.length) this._emit("recovered", { recovered: false, lost });
+    this._settleLogin(true, { user: welcome.user, conn: welcome.conn });
+    for (const room of this._rooms) this._rejoin(room);
+    this._flushQueue(this._link.transport);
+  }
+
+  /** The `waiting` that answers a logout: the connection stays, without a user. */
+  _loggedOut() {
+    const user = this._session?.user;
+    this._session = null;
+    this._expires = null;
+    this._emit("logout", { user });
   }
 
   /** A `join` frame for `room`, carrying the position known in it (to resume from). */
@@ -716,11 +876,20 @@ export class PushhubClient {
       case "refreshed":
         this._settle(frame.id, true, frame);
         break;
-      case "error":
-        if (frame.id === undefined || !this._settle(frame.id, false, new PushhubError(frame.code, frame.message))) {
-          this._emit("error", new PushhubError(frame.code, frame.message));
-        }
+      case "welcome":
+        this._loggedIn(frame);
+        this._settle(frame.id, true, frame);
         break;
+      case "waiting":
+        if (this._session) this._loggedOut();
+        this._settle(frame.id, true, frame);
+        break;
+      case "error": {
+        const details = frame.retry_after !== undefined ? { retryAfter: frame.retry_after } : {};
+        const error = new PushhubError(frame.code, frame.message, details);
+        if (frame.id === undefined || !this._settle(frame.id, false, error)) this._emit("error", error);
+        break;
+      }
       default:
         break; // pong (any frame answers the heartbeat), and types from newer servers
     }
@@ -735,6 +904,8 @@ export class PushhubClient {
     }
     this._heartbeat?.stop();
     this._heartbeat = null;
+    this._clearLoginTimer();
+    this._loggingIn = false;
     const link = this._link;
     this._link = null;
     this._session = null;
@@ -874,7 +1045,7 @@ export class PushhubClient {
         return;
       }
       if (!welcomed) {
-        if (frame.type === "welcome") welcomed = this._welcome(gen, frame);
+        if (frame.type === "welcome" || frame.type === "waiting") welcomed = this._welcome(gen, frame);
         return;
       }
       this._frame(gen, frame);
@@ -1012,6 +1183,15 @@ export class PushhubClient {
 }
 
 /** The channel of `room` in `app`, as the server names it (`APP:room:ROOM`). */
+/** A login credential as `login()` takes it: an object with one non-empty string, e.g. `{ukey: "..."}`. */
+function loginCredential(credential) {
+  const entries = Object.entries(credential ?? {});
+  if (entries.length !== 1 || typeof entries[0][1] !== "string" || entries[0][1] === "") {
+    throw new TypeError('login takes one credential, e.g. {ukey: "..."} or {token: "..."}');
+  }
+  return Object.fromEntries(entries);
+}
+
 function roomChannel(app, room) {
   return `${app}:room:${room}`;
 }

@@ -15,6 +15,11 @@ client_send = "open"
 [apps.tok]
 auth = "token"
 token_secrets = ["${SECRET}"]
+
+[apps.later]
+auth = "token"
+token_secrets = ["${SECRET}"]
+login_later = true
 `;
 
 let WebSocket = null;
@@ -61,6 +66,25 @@ function serverTest(name, body) {
 }
 
 describe("against a real server", { skip: skip ?? false, concurrency: true, timeout: 60000 }, () => {
+
+  serverTest("login later (seed 003): anonymous until login, a refused login may be retried, logout keeps the socket", async (server) => {
+    const { client, seen } = open(server, { app: "later", user: undefined, loginLater: true });
+    await until(() => client.state === "connected", "connected");
+    assert.equal(client.session, null);
+    assert.equal(seen.connected[0].anonymous, true);
+    assert.equal((await server.push({ app: "later", to: "*", data: "nobody" })).delivered, 0);
+    await assert.rejects(client.login({ token: "not-a-jwt" }), { code: "invalid_token" });
+    const who = await client.login({ token: token(SECRET, "later", "7", 60) });
+    assert.equal(who.user, "7");
+    assert.equal(client.session.user, "7");
+    assert.equal((await server.push({ app: "later", to: "*", data: "for 7" })).delivered, 1);
+    await until(() => seen.message.length === 1, "the message");
+    await client.logout();
+    assert.equal(client.session, null);
+    assert.equal((await server.push({ app: "later", to: "7", data: "gone" })).delivered, 0);
+    assert.equal(client.state, "connected");
+    assert.equal(seen.disconnected.length, 0, "the socket stayed");
+  });
 
   serverTest("WebSocket: receive, rpc error, rooms, send", async (server) => {
     const { client, seen, data } = open(server, { user: "ws-1" });

@@ -7,11 +7,13 @@ import {
   Heartbeat,
   PushhubClient,
   SEED003_HEARTBEAT,
+  SEED003_LOGIN_RETRY,
   Stream,
   backoffDelay,
   classify,
   formatCursor,
   heartbeatSettings,
+  loginRetryDelay,
   parseCursor,
   reconnectPolicy,
 } from "../src/pushhub.js";
@@ -562,5 +564,128 @@ describe("client", () => {
     await assert.rejects(client.rpc("a.b"), { code: "closed" });
     clock.advance(1_000_000);
     assert.equal(FakeSocket.all.length, 1);
+  });
+
+  describe("login later (seed 003)", () => {
+    const WAITING = { type: "waiting", app: "demo", heartbeat: 25, idle_timeout: 180, max_frame_bytes: 65536, login: ["ukey", "token"] };
+    const welcomeFor = (id, user = "100") => ({
+      type: "welcome",
+      id,
+      conn: "n-1",
+      app: "demo",
+      user,
+      heartbeat: 25,
+      idle_timeout: 180,
+      recovered: true,
+      cursor: `demo:all@e:3,demo:user:${user}@e:1`,
+      channels: [],
+    });
+    const anonymous = (options = {}) => make({ user: undefined, loginLater: true, transports: undefined, ...options });
+    const watch = (client, seen) => {
+      seen.login = [];
+      seen.logout = [];
+      client.on("login", (v) => seen.login.push(v));
+      client.on("logout", (v) => seen.logout.push(v));
+    };
+
+    test("the preset and its parts", () => {
+      assert.equal(SEED003_LOGIN_RETRY, 30000);
+      assert.equal(loginRetryDelay("seed003"), 30000);
+      assert.equal(loginRetryDelay(undefined), null);
+      assert.equal(loginRetryDelay(5000), 5000);
+      assert.throws(() => loginRetryDelay(-1), TypeError);
+      assert.throws(() => make({ user: undefined }), /loginLater/);
+      const { client } = anonymous({ preset: "seed003", reconnect: undefined });
+      assert.deepEqual(client._policy, { delays: [60000, 120000, 180000], retries: 3 });
+      assert.equal(client._heartbeatOption, "seed003");
+      assert.equal(client._loginRetry, 30000);
+      assert.deepEqual(client._transports, ["websocket"], "a login needs a socket to send it on");
+    });
+
+    test("waiting is connected without a user; login() sends the credential and the cursor, welcome answers", async () => {
+      const { client, seen } = anonymous();
+      watch(client, seen);
+      const ws = FakeSocket.last;
+      assert.equal(ws.url.href, "ws://127.0.0.1:8081/v1/ws?app=demo");
+      ws.open();
+      ws.receive(WAITING);
+      assert.equal(client.state, "connected");
+      assert.equal(client.session, null);
+      assert.equal(seen.connected[0].anonymous, true);
+      const loggedIn = client.login({ ukey: "web-100" });
+      const rpc = client.rpc("a.b");
+      const login = ws.sent.at(-1);
+      assert.deepEqual(login, { type: "login", ukey: "web-100", id: login.id });
+      assert.equal(ws.sent.filter((f) => f.type === "rpc").length, 0, "calls wait for the login");
+      ws.receive(welcomeFor(login.id));
+      assert.deepEqual(await loggedIn, { user: "100", conn: "n-1" });
+      assert.equal(client.session.user, "100");
+      assert.equal(seen.login[0].user, "100");
+      assert.equal(ws.sent.at(-1).type, "rpc");
+      ws.receive({ type: "reply", id: ws.sent.at(-1).id, data: 1 });
+      assert.equal(await rpc, 1);
+
+      const out = client.logout();
+      const logout = ws.sent.at(-1);
+      assert.deepEqual(logout, { type: "logout", id: logout.id });
+      ws.receive({ ...WAITING, id: logout.id });
+      await out;
+      assert.equal(client.session, null);
+      assert.deepEqual(seen.logout, [{ user: "100" }]);
+      assert.equal(client.state, "connected", "the socket stays");
+      assert.equal(ws.closed, null);
+    });
+
+    test("seed 003: a refused login is retried every 30 s until it succeeds, and again after a reconnect", async () => {
+      const { client, seen } = anonymous({ preset: "seed003", reconnect: undefined, login: { ukey: "web-100" } });
+      watch(client, seen);
+      let ws = FakeSocket.last;
+      ws.open();
+      ws.receive(WAITING);
+      let login = ws.sent.at(-1);
+      assert.equal(login.type, "login", "the login option logs in at once");
+      ws.receive({ type: "error", id: login.id, code: "credential_rejected", message: "credential rejected: not yet" });
+      await tick();
+      assert.equal(seen.error.at(-1).code, "credential_rejected");
+      assert.equal(seen.error.at(-1).delay, 30000);
+      clock.advance(29999);
+      assert.equal(ws.sent.length, 1);
+      clock.advance(1);
+      login = ws.sent.at(-1);
+      assert.equal(ws.sent.length, 2);
+      ws.receive({ type: "error", id: login.id, code: "login_rate_limited", message: "slow down", retry_after: 45 });
+      await tick();
+      clock.advance(44999);
+      assert.equal(ws.sent.length, 2, "retry_after beyond the retry delay counts");
+      clock.advance(1);
+      login = ws.sent.at(-1);
+      ws.receive(welcomeFor(login.id));
+      assert.equal(client.session.user, "100");
+
+      ws.drop(1006);
+      clock.advance(60000);
+      assert.equal(FakeSocket.all.length, 2, "seed 003 reconnects 60 s after the loss");
+      ws = FakeSocket.last;
+      ws.open();
+      ws.receive(WAITING);
+      login = ws.sent.at(-1);
+      assert.equal(login.type, "login");
+      assert.equal(login.since, "demo:all@e:3,demo:user:100@e:1", "logs in again, resuming");
+    });
+
+    test("without loginRetry a refusal rejects; a bad credential is refused at once", async () => {
+      const { client } = anonymous();
+      const ws = FakeSocket.last;
+      ws.open();
+      ws.receive(WAITING);
+      const refused = client.login({ ukey: "typo" });
+      ws.receive({ type: "error", id: ws.sent.at(-1).id, code: "credential_rejected", message: "no" });
+      await assert.rejects(refused, { code: "credential_rejected" });
+      assert.throws(() => client.login({}), TypeError);
+      assert.throws(() => client.login({ ukey: "a", token: "b" }), TypeError);
+      const pending = client.login({ ukey: "later" });
+      client.close();
+      await assert.rejects(pending, { code: "closed" });
+    });
   });
 });

@@ -9,6 +9,7 @@
 pub mod token;
 pub mod webhook;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -21,7 +22,8 @@ use crate::hub::{AppSettings, AuthMode};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CredentialSource {
-    /// A query parameter of the connect request (`?token=`, or the webhook's `query_param`).
+    /// A query parameter of the connect request (`?token=`, or one of the webhook's
+    /// `query_param` names).
     Query,
     /// A frame: the native `auth` frame, the raw TCP `connect` frame, jdserver's `init`.
     Frame,
@@ -37,6 +39,9 @@ pub struct Credential {
     pub value: String,
     /// Where it came from.
     pub source: CredentialSource,
+    /// The name it came under (`ukey`, `token`), when the app accepts several: seed 003's
+    /// backend checked a web `ukey` and an app `token` differently, so a webhook is told.
+    pub param: Option<Arc<str>>,
 }
 
 impl Credential {
@@ -45,7 +50,14 @@ impl Credential {
         Self {
             value: value.into(),
             source,
+            param: None,
         }
+    }
+
+    /// The same credential, as it arrived under the name `param`.
+    pub fn named(mut self, param: &str) -> Self {
+        self.param = Some(param.into());
+        self
     }
 }
 
@@ -80,13 +92,31 @@ impl Presented {
     }
 }
 
-/// The query parameter `app`'s clients put their credential in: `token`, or what the
-/// app's auth webhook names (seed 003's web clients sent `ukey`).
-pub fn query_param(app: &AppSettings) -> &str {
+/// The names `app`'s clients put their credential under, in a query parameter or a
+/// `login` frame: `token`, or those the app's auth webhook names (seed 003's web clients
+/// sent `ukey`, its apps `token`: one app may take both).
+pub fn query_params(app: &AppSettings) -> Vec<&str> {
     match &app.webhook {
-        Some(webhook) if app.auth == AuthMode::Webhook => &webhook.settings().query_param,
-        _ => "token",
+        Some(webhook) if app.auth == AuthMode::Webhook => webhook
+            .settings()
+            .query_params
+            .iter()
+            .map(|name| &**name)
+            .collect(),
+        _ => vec!["token"],
     }
+}
+
+/// The credential of `app`'s client among the parameters `lookup` finds (the first of the
+/// app's [`query_params`] present), marked as arriving from `source` under its name.
+pub fn credential_in<'v>(
+    app: &AppSettings,
+    source: CredentialSource,
+    lookup: impl Fn(&str) -> Option<&'v str>,
+) -> Option<Credential> {
+    query_params(app)
+        .into_iter()
+        .find_map(|name| lookup(name).map(|value| Credential::new(value, source).named(name)))
 }
 
 /// The value of cookie `name` in a `Cookie` header (`a=1; b=2`), quotes removed.
@@ -178,7 +208,11 @@ pub fn missing_credential(app: &AppSettings, can_send_frames: bool) -> Disconnec
     let mut ways = match (&app.auth, &app.webhook) {
         (AuthMode::Webhook, Some(webhook)) => {
             let settings = webhook.settings();
-            let mut ways = vec![format!("{}=...", settings.query_param)];
+            let mut ways: Vec<String> = settings
+                .query_params
+                .iter()
+                .map(|name| format!("{name}=..."))
+                .collect();
             ways.extend(settings.cookie.as_ref().map(|c| format!("the {c} cookie")));
             ways
         }

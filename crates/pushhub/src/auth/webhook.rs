@@ -2,7 +2,7 @@
 //!
 //! Seed 003's clients logged in with the main site's `ukey` (web) or `token` (app), which the
 //! push server checked against the site's validation API. pushhub does the same for any
-//! opaque credential: it POSTs `{"app","credential","source"}` to the app's URL and takes
+//! opaque credential: it POSTs `{"app","credential","source","param"}` to the app's URL and takes
 //! the user id, groups and rooms from the answer. The backend is another service that can
 //! be down or slow: each check has a deadline and a bounded number run at once per app, so
 //! a failing backend costs its own clients a refusal (retryable, 4007) and nothing else.
@@ -34,9 +34,10 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 pub struct WebhookSettings {
     /// Where credentials are POSTed.
     pub url: reqwest::Url,
-    /// The query parameter a client's credential arrives in (`token` unless configured,
-    /// seed 003's web clients would say `ukey`).
-    pub query_param: Arc<str>,
+    /// The query parameters (and `login` frame fields) a client's credential arrives in,
+    /// first match wins: `token` unless configured; seed 003 took `ukey` from web clients
+    /// and `token` from apps.
+    pub query_params: Vec<Arc<str>>,
     /// The cookie a browser's credential arrives in, when the app takes one.
     pub cookie: Option<Arc<str>>,
     /// How long one check may take, queueing included.
@@ -52,7 +53,7 @@ pub struct WebhookAuth {
     settings: WebhookSettings,
     client: reqwest::Client,
     in_flight: Semaphore,
-    cache: Option<Cache<(CredentialSource, String), Arc<Verdict>>>,
+    cache: Option<Cache<CacheKey, Arc<Verdict>>>,
 }
 
 impl std::fmt::Debug for WebhookAuth {
@@ -60,6 +61,10 @@ impl std::fmt::Debug for WebhookAuth {
         write!(f, "WebhookAuth({})", self.settings.url)
     }
 }
+
+/// What an answer is cached under: the same text may be a valid `ukey` and an invalid
+/// `token`.
+type CacheKey = (CredentialSource, Option<Arc<str>>, String);
 
 /// What the backend decided about one credential: a definite answer, worth caching.
 #[derive(Debug, Clone)]
@@ -87,6 +92,9 @@ struct Question<'a> {
     app: &'a str,
     credential: &'a str,
     source: CredentialSource,
+    /// The name the credential came under (`ukey`, `token`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param: Option<&'a str>,
 }
 
 /// An accepting answer: `{"user":"100","groups":[...],"rooms":[...],"info":{...}}`.
@@ -143,9 +151,14 @@ impl WebhookAuth {
     pub async fn check(&self, app: &str, credential: &Credential) -> Result<Identity, Disconnect> {
         let verdict = match &self.cache {
             Some(cache) => cache
-                .try_get_with((credential.source, credential.value.clone()), async {
-                    self.ask(app, credential).await.map(Arc::new)
-                })
+                .try_get_with(
+                    (
+                        credential.source,
+                        credential.param.clone(),
+                        credential.value.clone(),
+                    ),
+                    async { self.ask(app, credential).await.map(Arc::new) },
+                )
                 .await
                 .map_err(|e| (*e).clone()),
             None => self.ask(app, credential).await.map(Arc::new),
@@ -175,6 +188,7 @@ impl WebhookAuth {
                 app,
                 credential: &credential.value,
                 source: credential.source,
+                param: credential.param.as_deref(),
             };
             let response = self
                 .client

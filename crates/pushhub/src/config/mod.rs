@@ -31,6 +31,7 @@ use crate::backend::rpc::{RpcProxy, RpcSettings};
 use crate::backend::send::SendPolicy;
 use crate::engine::{EngineKind, HistoryPolicy};
 use crate::gateway::TrustedProxies;
+use crate::hub::login::LoginPolicy;
 use crate::hub::registry::UserLimit;
 use crate::hub::{names, AppSettings, AuthMode, OutboxLimits};
 use crate::scheduler::log::Rotation;
@@ -350,6 +351,19 @@ pub struct RawApp {
     /// POSTed in batches; unset: nowhere.
     #[serde(default)]
     pub events: Option<RawEvents>,
+    /// Lets a WebSocket or raw TCP client connect without a credential and log in later
+    /// with a `login` frame (seed 003): until then it is anonymous and receives nothing
+    /// but answers to its own frames. Needs `auth = "token"` or `"webhook"`.
+    #[serde(default)]
+    pub login_later: bool,
+    /// Most `login` frames one connection may send per minute (seed 003's clients retried
+    /// every 30 s); beyond it they are refused with `login_rate_limited`.
+    #[serde(default = "default_logins_per_minute")]
+    pub max_logins_per_minute: u32,
+}
+
+fn default_logins_per_minute() -> u32 {
+    6
 }
 
 /// An app's lifecycle webhook.
@@ -469,9 +483,12 @@ pub struct RawAuthWebhook {
     /// Where pushhub POSTs `{"app","credential","source"}`; it answers 200
     /// `{"user":"100","groups":[...],"rooms":[...]}` to accept, 401/403 to reject.
     pub url: String,
-    /// The query parameter a client's credential arrives in.
+    /// The query parameter a client's credential arrives in, or several (seed 003:
+    /// `["ukey", "token"]`, a web session key or an app token), tried in order; the
+    /// backend is told which one a credential came under. Also the fields of a `login`
+    /// frame.
     #[serde(default = "default_credential_param")]
-    pub query_param: String,
+    pub query_param: CredentialParams,
     /// A cookie that carries the credential (a web session), checked before the query
     /// parameter; unset: cookies are not read.
     #[serde(default)]
@@ -489,8 +506,28 @@ pub struct RawAuthWebhook {
     pub max_concurrency: usize,
 }
 
-fn default_credential_param() -> String {
-    "token".into()
+fn default_credential_param() -> CredentialParams {
+    CredentialParams::One("token".into())
+}
+
+/// One credential parameter name, or several.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CredentialParams {
+    /// `query_param = "ukey"`.
+    One(String),
+    /// `query_param = ["ukey", "token"]`.
+    Several(Vec<String>),
+}
+
+impl CredentialParams {
+    /// The names, in the order they are tried.
+    pub fn names(&self) -> &[String] {
+        match self {
+            Self::One(name) => std::slice::from_ref(name),
+            Self::Several(names) => names,
+        }
+    }
 }
 
 fn default_webhook_timeout_ms() -> u64 {
@@ -868,6 +905,7 @@ fn validate(
                 "must be at least 1 second".into(),
             );
         }
+        check_login(&mut error, name, app);
     }
     if let Some(mswoole) = &raw.mswoole {
         match raw.apps.get(&mswoole.app) {
@@ -1073,6 +1111,9 @@ fn validate(
             app.and_then(|a| a.handshake_timeout)
                 .unwrap_or(limits.handshake_timeout),
         ),
+        login: app.filter(|a| a.login_later).map(|a| LoginPolicy {
+            max_per_minute: a.max_logins_per_minute,
+        }),
     };
     let mut apps = Vec::new();
     for (name, app) in &raw.apps {
@@ -1242,7 +1283,12 @@ fn timer_settings(raw: &RawTimers, apps: &[AppSettings]) -> TimerSettings {
 fn auth_webhook(raw: &RawAuthWebhook, client: &reqwest::Client) -> Option<Arc<WebhookAuth>> {
     let settings = WebhookSettings {
         url: reqwest::Url::parse(&raw.url).ok()?,
-        query_param: raw.query_param.as_str().into(),
+        query_params: raw
+            .query_param
+            .names()
+            .iter()
+            .map(|name| Arc::from(name.as_str()))
+            .collect(),
         cookie: raw.cookie.as_deref().map(Arc::from),
         timeout: Duration::from_millis(raw.timeout_ms),
         cache_ttl: Duration::from_secs(raw.cache_seconds),
@@ -1495,10 +1541,11 @@ fn check_auth_webhook(error: &mut impl FnMut(&[&str], String), name: &str, app: 
             format!("{:?} is not an http:// or https:// URL", webhook.url),
         );
     }
-    if !is_http_token(&webhook.query_param) {
+    let params = webhook.query_param.names();
+    if params.is_empty() || !params.iter().all(|name| is_http_token(name)) {
         error(
             &path("query_param"),
-            "must be a non-empty name of letters, digits, '_', '-' or '.'".into(),
+            "must be a non-empty name of letters, digits, '_', '-' or '.', or a non-empty list of them".into(),
         );
     }
     if webhook.cookie.as_deref().is_some_and(|c| !is_http_token(c)) {
@@ -1512,6 +1559,23 @@ fn check_auth_webhook(error: &mut impl FnMut(&[&str], String), name: &str, app: 
     }
     if webhook.max_concurrency == 0 {
         error(&path("max_concurrency"), "must be at least 1".into());
+    }
+}
+
+/// `login_later` needs an app that checks credentials, and a login rate that lets one in.
+fn check_login(error: &mut impl FnMut(&[&str], String), name: &str, app: &RawApp) {
+    if app.login_later && app.auth == AuthMode::None {
+        error(
+            &["apps", name, "login_later"],
+            "needs auth = \"token\" or \"webhook\": a login frame carries a credential to check"
+                .into(),
+        );
+    }
+    if app.max_logins_per_minute == 0 {
+        error(
+            &["apps", name, "max_logins_per_minute"],
+            "must be at least 1".into(),
+        );
     }
 }
 
@@ -1753,6 +1817,50 @@ routes = { "live." = "http://127.0.0.1:9000/live", "live.admin." = "http://127.0
         let routes = &live.rpc.as_ref().unwrap().settings().routes;
         assert_eq!(routes[0].0, "live.admin.", "longest prefix first");
         assert!(matches!(live.rooms, RoomPolicy::Credential));
+    }
+
+    #[test]
+    fn login_later_needs_credentials_and_takes_several_names() {
+        let errors = load_text(
+            r#"
+[apps.anyone]
+auth = "none"
+login_later = true
+max_logins_per_minute = 0
+
+[apps.site]
+auth = "webhook"
+[apps.site.auth_webhook]
+url = "http://127.0.0.1:1/auth"
+query_param = []
+"#,
+            &[],
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        for key in [
+            "apps.anyone.login_later",
+            "apps.anyone.max_logins_per_minute",
+            "apps.site.auth_webhook.query_param",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {keys:?}");
+        }
+
+        let config = load_text(
+            r#"
+[apps.swoole]
+auth = "webhook"
+login_later = true
+[apps.swoole.auth_webhook]
+url = "http://127.0.0.1:1/auth"
+query_param = ["ukey", "token"]
+"#,
+            &[],
+        )
+        .unwrap();
+        let swoole = &config.apps[0];
+        assert_eq!(swoole.login, Some(LoginPolicy { max_per_minute: 6 }));
+        assert_eq!(crate::auth::query_params(swoole), ["ukey", "token"]);
     }
 
     #[test]

@@ -34,6 +34,27 @@ pub fn liveness(app: &AppSettings) -> Liveness {
     }
 }
 
+/// Refuse a browser page whose origin `app` does not allow: at attach, and before a
+/// client waits to log in, so a foreign page cannot even hold a waiting socket.
+pub fn check_origin(app: &AppSettings, link: &Link) -> Result<(), Disconnect> {
+    let Some(origin) = link.origin() else {
+        return Ok(());
+    };
+    let origin = origin.trim_end_matches('/');
+    let allowed = app.allowed_origins.is_empty()
+        || app
+            .allowed_origins
+            .iter()
+            .any(|o| &**o == origin || &**o == "*");
+    if allowed {
+        return Ok(());
+    }
+    Err(Disconnect::ORIGIN_NOT_ALLOWED.with_reason(format!(
+        "origin {origin:?} may not connect to app {:?}",
+        app.name
+    )))
+}
+
 /// Attach a client to the hub through `link`: `greet` queues the dialect's greeting before
 /// anything else, and the transport learns where the client's stream starts. A refusal
 /// is the reason to close.
@@ -46,20 +67,7 @@ pub async fn attach(
     since: Option<Cursor>,
     greet: impl FnOnce(&ConnInfo),
 ) -> Result<Session, Disconnect> {
-    if let Some(origin) = link.origin() {
-        let origin = origin.trim_end_matches('/');
-        if !app.allowed_origins.is_empty()
-            && !app
-                .allowed_origins
-                .iter()
-                .any(|o| &**o == origin || &**o == "*")
-        {
-            return Err(Disconnect::ORIGIN_NOT_ALLOWED.with_reason(format!(
-                "origin {origin:?} may not connect to app {:?}",
-                app.name
-            )));
-        }
-    }
+    check_origin(&app, link)?;
     let request = ConnectRequest {
         app,
         user: identity.user,

@@ -3,7 +3,10 @@
 //! A client names its app and user either in the request (WebSocket, SSE and long-poll
 //! URLs: [`NativeClient::new`]) or, where there is no request, in a first `connect` frame
 //! (raw TCP: [`NativeClient::awaiting_connect`]); both attach the same way and get the
-//! same `welcome`.
+//! same `welcome`. An app with `login_later` lets a client without a credential wait,
+//! anonymous, until it sends a `login` frame ([`login`]).
+
+pub mod login;
 
 use std::sync::Arc;
 
@@ -18,6 +21,7 @@ use crate::backend::rooms::JoinRequest;
 use crate::backend::send::SendRequest;
 use crate::disconnect::Disconnect;
 use crate::hub::cursor::position;
+use crate::hub::login::LoginAttempts;
 use crate::hub::{
     AppSettings, AuthMode, ConnInfo, Cursor, Hub, HubError, Publication, Render, Session,
 };
@@ -112,6 +116,13 @@ enum ClientFrame {
         id: Option<serde_json::Value>,
         room: String,
     },
+    /// A login on a connection that is logged in already: refused.
+    Login {},
+    /// End the login, keep the socket: the connection waits anonymous again.
+    Logout {
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+    },
     /// A fresh token for the same user, before the current one expires.
     Refresh {
         #[serde(default)]
@@ -146,6 +157,9 @@ struct ConnectFrame {
 struct Welcome<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
+    /// The `login` frame's id, when a login attached the connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a serde_json::Value>,
     conn: String,
     app: &'a str,
     user: &'a str,
@@ -169,9 +183,10 @@ struct ChannelFrame<'a> {
 }
 
 impl<'a> Welcome<'a> {
-    fn new(info: &'a ConnInfo, expires: Option<u64>) -> Self {
+    fn new(info: &'a ConnInfo, expires: Option<u64>, id: Option<&'a serde_json::Value>) -> Self {
         Welcome {
             kind: "welcome",
+            id,
             conn: crate::hub::conn_name(info.id),
             app: &info.app.name,
             user: &info.user,
@@ -318,6 +333,10 @@ pub struct NativeClient {
     request: Option<FromRequest>,
     /// An app whose client must still send its token in an `auth` frame.
     awaiting_auth: Option<(Arc<AppSettings>, Option<Cursor>)>,
+    /// A `login_later` app whose client waits, anonymous, to log in.
+    waiting: Option<login::Waiting>,
+    /// The connection's login attempts, counted across logouts.
+    logins: LoginAttempts,
     /// The mechanics in force: the app's once it is known.
     liveness: Liveness,
     session: Option<Session>,
@@ -358,6 +377,8 @@ impl NativeClient {
                 since,
             }),
             awaiting_auth: None,
+            waiting: None,
+            logins: LoginAttempts::new(tokio::time::Instant::now()),
             session: None,
             info: None,
             granted_rooms: Vec::new(),
@@ -375,6 +396,8 @@ impl NativeClient {
             renderer,
             request: None,
             awaiting_auth: None,
+            waiting: None,
+            logins: LoginAttempts::new(tokio::time::Instant::now()),
             liveness: before_connect,
             session: None,
             info: None,
@@ -383,13 +406,14 @@ impl NativeClient {
         }
     }
 
-    /// Authenticate, attach to the hub and queue the `welcome`; a refusal is the reason
-    /// to close.
+    /// Authenticate, attach to the hub and queue the `welcome` (answering `reply_to`, a
+    /// `login` frame's id); a refusal is the reason to close, or to stay waiting.
     async fn attach(
         &mut self,
         app: Arc<AppSettings>,
         presented: Presented,
         since: Option<Cursor>,
+        reply_to: Option<&serde_json::Value>,
         link: &Link,
     ) -> Result<(), Disconnect> {
         let mut identity = authenticate(&app, presented).await?;
@@ -404,7 +428,7 @@ impl NativeClient {
             identity,
             since,
             |info| {
-                let welcome = Welcome::new(info, expires);
+                let welcome = Welcome::new(info, expires, reply_to);
                 link.send_text(&serde_json::to_vec(&welcome).unwrap_or_default());
             },
         )
@@ -632,12 +656,15 @@ impl NativeClient {
                     credential: Some(Credential::new(frame.token, CredentialSource::Frame)),
                     ..Presented::default()
                 };
-                self.attach(app, presented, since, link).await
+                self.attach(app, presented, since, None, link).await
             }
             (None, Some("connect")) => {
                 let frame: ConnectFrame = serde_json::from_value(value).map_err(invalid)?;
                 let since = parse_since(frame.since.as_deref())?;
                 let app = self.hub.app(&frame.app).map_err(|e| Disconnect::from(&e))?;
+                if app.login.is_some() && frame.token.is_none() {
+                    return self.wait(app, since, None, link);
+                }
                 let presented = Presented {
                     user: frame.user,
                     credential: frame
@@ -645,7 +672,7 @@ impl NativeClient {
                         .map(|token| Credential::new(token, CredentialSource::Frame)),
                     cookies: None,
                 };
-                self.attach(app, presented, since, link).await
+                self.attach(app, presented, since, None, link).await
             }
             _ => Err(expected),
         }
@@ -664,14 +691,20 @@ impl ClientHandler for NativeClient {
             since,
         } = request;
         if app.auth != AuthMode::None && presented.credential_for(&app).is_none() {
+            if app.login.is_some() {
+                return self.wait(app, since, None, link);
+            }
             self.awaiting_auth = Some((app, since));
             return Ok(());
         }
-        self.attach(app, presented, since, link).await
+        self.attach(app, presented, since, None, link).await
     }
 
     async fn on_text(&mut self, text: &str, link: &Link) -> Result<(), Disconnect> {
         if self.session.is_none() {
+            if self.waiting.is_some() {
+                return self.on_waiting_frame(text, link).await;
+            }
             return self.on_first_frame(text, link).await;
         }
         let value: serde_json::Value = match serde_json::from_str(text) {
@@ -710,6 +743,13 @@ impl ClientHandler for NativeClient {
             }
             Ok(ClientFrame::Pong {}) => {}
             Ok(ClientFrame::Refresh { id, token }) => self.refresh(&token, id.as_ref(), link),
+            Ok(ClientFrame::Login {}) => send_error(
+                link,
+                id.as_ref(),
+                "already_logged_in",
+                "this connection is logged in; send logout first to log in as someone else",
+            ),
+            Ok(ClientFrame::Logout { id }) => self.logout(id.as_ref(), link).await,
             Ok(ClientFrame::Join {
                 id,
                 room,

@@ -267,9 +267,9 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
         _ => Some(text_param(&params, "user")?),
     };
     let wait = wait(text_or_number(&params, "timeout").as_deref())?;
-    let credential_param = match &settings {
-        Some(settings) => auth::query_param(settings).to_owned(),
-        None => "token".to_owned(),
+    let credential_params = match &settings {
+        Some(settings) => auth::query_params(settings),
+        None => vec!["token"],
     };
     let since = match text_or_number(&params, "cursor").filter(|c| !c.is_empty()) {
         Some(text) => Some(
@@ -284,7 +284,9 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
         state.defaults,
         app,
         user,
-        text_or_number(&params, &credential_param),
+        credential_params
+            .iter()
+            .find_map(|name| text_or_number(&params, name)),
         since,
     );
     let polled = poll::poll(

@@ -38,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::auth::{self, Credential, CredentialSource, Presented};
+use crate::auth::{self, CredentialSource, Presented};
 use crate::config::{Config, MSwoole, PushServe};
 use crate::dialect::jdserver::JDSERVER;
 use crate::dialect::mswoole::MSWOOLE;
@@ -231,9 +231,9 @@ fn native_client(
         .map_err(|error| Disconnect::from(&error))?;
     let presented = Presented {
         user: query.get("user").cloned(),
-        credential: query
-            .get(auth::query_param(&app))
-            .map(|value| Credential::new(value.as_str(), CredentialSource::Query)),
+        credential: auth::credential_in(&app, CredentialSource::Query, |name| {
+            query.get(name).map(String::as_str)
+        }),
         cookies: headers
             .get(header::COOKIE)
             .and_then(|v| v.to_str().ok())

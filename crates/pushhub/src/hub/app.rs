@@ -71,6 +71,9 @@ pub struct AppSettings {
     /// How long a client may take to present its credential once its app is known (the
     /// wait for an `auth` frame, an auth webhook's answer).
     pub handshake_timeout: Duration,
+    /// Whether a client may connect without a credential and log in later, and how often
+    /// it may try; `None`: it presents one at connect.
+    pub login: Option<super::login::LoginPolicy>,
 }
 
 /// Most apps created on first use; a guard against a client inventing names without end.

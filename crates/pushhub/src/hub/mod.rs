@@ -11,6 +11,7 @@ pub mod app;
 pub mod channel;
 pub mod cursor;
 mod interest;
+pub mod login;
 pub mod names;
 mod nodes;
 pub mod outbox;

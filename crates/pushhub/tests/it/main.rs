@@ -29,7 +29,9 @@ mod http_errors;
 mod jdserver;
 mod kick;
 mod limits;
+// Seed 003: connect first, log in (and out) later with a web ukey or an app token.
 mod liveness;
+mod login;
 mod mswoole;
 mod native_ws;
 mod pushserve;

@@ -122,7 +122,7 @@ async fn the_backend_names_the_user_from_a_query_cookie_or_frame_credential() {
     assert_eq!(
         questions,
         [
-            json!({"app": "site", "credential": "good-100", "source": "query"}),
+            json!({"app": "site", "credential": "good-100", "source": "query", "param": "ukey"}),
             json!({"app": "site", "credential": "numeric", "source": "cookie"}),
             json!({"app": "site", "credential": "good-100", "source": "frame"}),
         ]
