@@ -537,6 +537,10 @@ impl Presence for MemoryPresence {
     async fn elsewhere(&self, _app: &str, _user: &str) -> Result<Vec<RemoteConn>, EngineError> {
         Ok(Vec::new())
     }
+
+    async fn online_elsewhere(&self, _app: &str, _conn: &str) -> Result<bool, EngineError> {
+        Ok(false)
+    }
 }
 
 #[cfg(test)]
