@@ -200,3 +200,19 @@ write("handshake", "not_get", b"\x01ukey\nUpgrade: websocket\nConnection: upgrad
 # pushserve_access: [uid line, access key]
 write("pushserve_access", "key", "42\n1764101234.3q2-7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
 write("pushserve_access", "query", "uid=42&password=abc12345")
+
+# rpc_answer: [HTTP status, 2 bytes big-endian, then the backend's body]
+answers = [
+    ("reply", 200, '{"likes":3}'),
+    ("mswoole", 200, '{"status":1,"info":"执行完成","param":null,"event":"index"}'),
+    (
+        "close_notes",
+        200,
+        '{"entered":true,"_pushhub":{"close_notes":{"add_controllers":["Live.User"],'
+        '"add_close_keys":["room:42"],"remove_close_keys":["user:7"]}}}',
+    ),
+    ("not_an_object", 200, '"banned"'),
+    ("error", 422, '{"error":"not enough coins"}'),
+]
+for name, status, body in answers:
+    write("rpc_answer", name, struct.pack(">H", status) + body.encode())
