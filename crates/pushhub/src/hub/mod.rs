@@ -567,9 +567,8 @@ impl Hub {
     ) -> Result<(), HubError> {
         change.check()?;
         let here = parse_conn_name(conn).map_err(|_| HubError::InvalidConn(conn.to_owned()))?;
-        let Some(app) = self.inner.apps.lookup(app)? else {
-            return Err(HubError::UnknownConn(conn.to_owned()));
-        };
+        // Not `lookup`: a development app another node created is not known here yet.
+        let app = self.app(app)?;
         match here {
             Some(id) => match self.inner.conns.change_notes(&app.name, id, change) {
                 Addressed::Done => Ok(()),
