@@ -206,3 +206,19 @@ write("login_frames", "ukey", b"\x01" + b'{"type":"login","id":1,"ukey":"web-100
 write("login_frames", "token_since", b"\x00" + b'{"type":"login","token":"t","since":"demo:all@e:3,demo:user:100@e:1"}')
 write("login_frames", "not_text", b"\x02" + b'{"type":"login","ukey":7}')
 write("login_frames", "missing", b"\x01" + b'{"type":"login","user":"100"}')
+
+# rpc_answer: [HTTP status, 2 bytes big-endian, then the backend's body]
+answers = [
+    ("reply", 200, '{"likes":3}'),
+    ("mswoole", 200, '{"status":1,"info":"执行完成","param":null,"event":"index"}'),
+    (
+        "close_notes",
+        200,
+        '{"entered":true,"_pushhub":{"close_notes":{"add_controllers":["Live.User"],'
+        '"add_close_keys":["room:42"],"remove_close_keys":["user:7"]}}}',
+    ),
+    ("not_an_object", 200, '"banned"'),
+    ("error", 422, '{"error":"not enough coins"}'),
+]
+for name, status, body in answers:
+    write("rpc_answer", name, struct.pack(">H", status) + body.encode())

@@ -183,6 +183,8 @@ export class Stream {
 
   /** Record `msg`; true when the application has not seen it yet. */
   accept(msg) {
+    // A push to this one connection (`off` 0, no epoch) is live-only: no position to keep.
+    if (msg.off === 0 && !msg.epoch) return true;
     const known = this.positions.get(msg.ch);
     if (known && known.epoch !== "" && known.epoch === msg.epoch && msg.off <= known.off) return false;
     this.positions.set(msg.ch, { epoch: msg.epoch ?? "", off: msg.off ?? 0 });

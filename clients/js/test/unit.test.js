@@ -88,6 +88,13 @@ describe("cursors", () => {
     assert.equal(stream.cursor, "demo:all@e9:1,demo:user:100@e2:1");
   });
 
+  test("a push to one connection is taken and leaves the cursor alone", () => {
+    const stream = new Stream("demo:user:100@e1:2");
+    const once = { type: "msg", ch: "demo:conn:k3x9q2ab-1f", epoch: "", off: 0, id: "k3x9q2ab-9" };
+    assert.equal(stream.accept(once), true);
+    assert.equal(stream.cursor, "demo:user:100@e1:2");
+  });
+
   test("the empty position lets everything through", () => {
     const stream = new Stream("demo:all@:0");
     assert.equal(stream.accept({ ch: "demo:all", epoch: "x", off: 1, id: "1" }), true);

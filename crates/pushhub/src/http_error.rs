@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::close_notes::CloseNotesError;
 use crate::disconnect::Disconnect;
 use crate::hub::HubError;
 
@@ -97,6 +98,14 @@ impl From<HubError> for ApiError {
             HubError::InvalidTarget(_) => Self::bad_request("invalid_target", message),
             HubError::InvalidRoom(_) => Self::bad_request("invalid_room", message),
             HubError::UserFull(_) => Self::new(StatusCode::TOO_MANY_REQUESTS, "user_full", message),
+            HubError::InvalidConn(_) => Self::bad_request("invalid_conn", message),
+            HubError::UnknownConn(_) => Self::new(StatusCode::NOT_FOUND, "unknown_conn", message),
+            HubError::CloseNotes(CloseNotesError::Invalid(_)) => {
+                Self::bad_request("invalid_close_notes", message)
+            }
+            HubError::CloseNotes(CloseNotesError::Full(_)) => {
+                Self::new(StatusCode::CONFLICT, "close_notes_full", message)
+            }
             HubError::Engine(error) => {
                 tracing::error!(%error, "engine failure while serving an API request");
                 Self::new(

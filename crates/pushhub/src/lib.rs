@@ -19,6 +19,7 @@ pub mod api;
 pub mod auth;
 pub mod backend;
 pub mod cli;
+pub mod close_notes;
 pub mod config;
 pub mod dialect;
 pub mod disconnect;

@@ -5,6 +5,7 @@
 //! [`ApiError`](crate::http_error::ApiError).
 
 pub mod auth;
+pub mod conns;
 pub mod cron;
 pub mod jdserver;
 pub mod native;
@@ -56,6 +57,10 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::delete(rooms::remove),
         )
         .route("/v1/apps/{app}/users", get(native::users))
+        .route(
+            "/v1/apps/{app}/conns/{conn}/close-notes",
+            post(conns::close_notes),
+        )
         .route("/v1/stats", get(native::stats))
         .route("/v1/timers", post(timers::create).get(timers::list))
         .route("/v1/timers/{id}", get(timers::get).delete(timers::cancel))

@@ -26,6 +26,9 @@ struct PushRequest {
     /// A room, instead of `to`.
     #[serde(default)]
     room: Option<String>,
+    /// One connection (the `conn` of its `welcome`), instead of `to`: live-only.
+    #[serde(default)]
+    conn: Option<String>,
     #[serde(default)]
     event: Option<String>,
     #[serde(default)]
@@ -81,7 +84,8 @@ impl From<PublishReceipt> for PushResponse {
     }
 }
 
-/// `POST /v1/push`: publish to users, groups or everyone of an app.
+/// `POST /v1/push`: publish to users, groups, everyone or a room of an app, or push to one
+/// connection.
 pub async fn push(
     State(state): State<ApiState>,
     request: Request,
@@ -89,20 +93,27 @@ pub async fn push(
     let (parts, body) = request.into_parts();
     let push: PushRequest = json_body(body, state.max_body_bytes, "push request").await?;
     state.keys.check(&parts.headers, &push.app)?;
-    let targets = match (push.to.as_deref(), push.room) {
-        (Some(to), None) => target::parse(to)?,
-        (None, Some(room)) => {
+    let data = push.data.unwrap_or_else(|| RawValue::NULL.to_owned());
+    let targets = match (push.to.as_deref(), push.room, push.conn) {
+        (Some(to), None, None) => target::parse(to)?,
+        (None, Some(room), None) => {
             names::check_room(&room)?;
             vec![Target::Room(room)]
+        }
+        (None, None, Some(conn)) => {
+            let receipt = state
+                .hub
+                .push_to_conn(&push.app, &conn, push.event, data)
+                .await?;
+            return Ok(Json(receipt.into()));
         }
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_request",
-                "give either \"to\" (users, groups, everyone) or \"room\"",
+                "give one of \"to\" (users, groups, everyone), \"room\" or \"conn\"",
             ))
         }
     };
-    let data = push.data.unwrap_or_else(|| RawValue::NULL.to_owned());
     let receipt = state
         .hub
         .publish(&push.app, &targets, push.event, data)

@@ -50,6 +50,14 @@ pub enum Event {
         /// The rooms it was in, and so left.
         #[serde(skip_serializing_if = "Vec::is_empty")]
         rooms: Vec<String>,
+        /// The controllers a backend asked to name when this connection ends
+        /// (MSwoole's `fdAddController`; see `crate::close_notes`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        controllers: Vec<String>,
+        /// The keys a backend asked to name when this connection ends (MSwoole's
+        /// `fdAddCloseKey`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        close_keys: Vec<String>,
     },
     /// A connection joined a room (by its own `join` or the API).
     Join {

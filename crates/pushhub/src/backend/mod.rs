@@ -1,5 +1,5 @@
 //! Calls from pushhub to an app's own backend: lifecycle events ([`events`]), RPC frames
-//! proxied to it ([`rpc`]), room
+//! proxied to it ([`rpc`], answered as [`rpc_answer`] reads it), room
 //! joins and client messages it decides ([`rooms`], [`send`]), each request made the same way ([`call`]) and signed so
 //! the backend can trust what pushhub says about the caller ([`signature`]).
 //!
@@ -11,5 +11,6 @@ pub mod call;
 pub mod events;
 pub mod rooms;
 pub mod rpc;
+pub mod rpc_answer;
 pub mod send;
 pub mod signature;

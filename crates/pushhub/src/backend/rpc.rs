@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 
 use super::call::{BackendClient, CallError};
+use super::rpc_answer::{self, RpcAnswer};
 
 /// The longest method name accepted.
 const MAX_METHOD_BYTES: usize = 128;
@@ -161,8 +162,8 @@ impl RpcProxy {
             .ok_or_else(|| RpcError::UnknownMethod(format!("no backend takes method {method:?}")))
     }
 
-    /// Make `call` and return the backend's JSON answer.
-    pub async fn call(&self, call: &RpcCall<'_>) -> Result<Box<RawValue>, RpcError> {
+    /// Make `call` and return the backend's JSON answer, taken apart.
+    pub async fn call(&self, call: &RpcCall<'_>) -> Result<RpcAnswer, RpcError> {
         let url = self.route(call.method)?;
         let body = serde_json::to_vec(call).map_err(|e| RpcError::BadAnswer(e.to_string()))?;
         let deadline = self.settings.timeout;
@@ -183,15 +184,18 @@ impl RpcProxy {
     }
 }
 
-/// The reply a backend's `status` and `body` amount to.
-fn judge(status: u16, body: Vec<u8>) -> Result<Box<RawValue>, RpcError> {
+/// The answer a backend's `status` and `body` amount to.
+pub fn judge(status: u16, body: Vec<u8>) -> Result<RpcAnswer, RpcError> {
     if (200..300).contains(&status) {
         if body.is_empty() {
-            return Ok(RawValue::NULL.to_owned());
+            return Ok(RpcAnswer {
+                reply: RawValue::NULL.to_owned(),
+                close_notes: None,
+            });
         }
         crate::json_depth::check(&body).map_err(|e| RpcError::BadAnswer(e.to_string()))?;
         let text = String::from_utf8(body).map_err(|_| RpcError::BadAnswer("not UTF-8".into()))?;
-        return RawValue::from_string(text).map_err(|e| RpcError::BadAnswer(e.to_string()));
+        return rpc_answer::parse(text).map_err(|e| RpcError::BadAnswer(e.0));
     }
     let message = serde_json::from_slice::<ErrorAnswer>(&body)
         .ok()
@@ -262,10 +266,10 @@ mod tests {
     #[test]
     fn answers_and_errors() {
         assert_eq!(
-            judge(200, br#"{"likes":3}"#.to_vec()).unwrap().get(),
+            judge(200, br#"{"likes":3}"#.to_vec()).unwrap().reply.get(),
             r#"{"likes":3}"#
         );
-        assert_eq!(judge(204, Vec::new()).unwrap().get(), "null");
+        assert_eq!(judge(204, Vec::new()).unwrap().reply.get(), "null");
         assert!(matches!(
             judge(200, b"<html>".to_vec()),
             Err(RpcError::BadAnswer(_))

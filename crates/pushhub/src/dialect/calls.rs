@@ -1,7 +1,8 @@
 //! A connection's RPC calls, for every dialect that carries them (native `rpc` frames,
 //! MSwoole's `method` frames): each runs in a task of its own so the connection keeps
 //! reading while the backend thinks, at most so many per connection, and all are
-//! abandoned when the connection closes (their answers would have nowhere to go).
+//! abandoned when the connection closes (their answers would have nowhere to go). Close
+//! notes an answer carries are applied to the connection before its reply is queued.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::rpc::{RpcCall, RpcError};
+use crate::backend::rpc_answer::{RpcAnswer, RESERVED_MEMBER};
 use crate::hub::Session;
 use crate::transport::LinkSender;
 
@@ -51,7 +53,8 @@ impl Calls {
         }
         let in_flight = InFlight(self.in_flight.clone());
         let abandon = self.abandon.clone();
-        let (app, user, conn) = (
+        let (hub, app, user, conn) = (
+            session.hub().clone(),
             session.app().clone(),
             session.user().clone(),
             session.conn(),
@@ -70,7 +73,20 @@ impl Calls {
                 result = proxy.call(&call) => result,
                 _ = abandon.cancelled() => return,
             };
-            sender.send_text(&answer(result));
+            let reply = match result {
+                Ok(RpcAnswer {
+                    reply,
+                    close_notes: Some(change),
+                }) => match hub.change_close_notes(&app.name, &conn, &change).await {
+                    Ok(()) => Ok(reply),
+                    Err(error) => Err(RpcError::BadAnswer(format!(
+                        "{RESERVED_MEMBER}.close_notes: {error}"
+                    ))),
+                },
+                Ok(RpcAnswer { reply, .. }) => Ok(reply),
+                Err(error) => Err(error),
+            };
+            sender.send_text(&answer(reply));
         });
         Ok(())
     }

@@ -537,6 +537,10 @@ impl Presence for MemoryPresence {
     async fn elsewhere(&self, _app: &str, _user: &str) -> Result<Vec<RemoteConn>, EngineError> {
         Ok(Vec::new())
     }
+
+    async fn online_elsewhere(&self, _app: &str, _conn: &str) -> Result<bool, EngineError> {
+        Ok(false)
+    }
 }
 
 #[cfg(test)]
@@ -810,6 +814,9 @@ mod tests {
         );
         assert_eq!(presence.connections("app", "u1").await.unwrap(), 2);
         assert_eq!(presence.total("app").await.unwrap(), 3);
+        // One node: no other node's connection is ever online.
+        let own = crate::node::conn_name(1);
+        assert!(!presence.online_elsewhere("app", &own).await.unwrap());
         presence.leave("app", "u1", 1).await.unwrap();
         presence.leave("app", "u1", 2).await.unwrap();
         assert_eq!(presence.connections("app", "u1").await.unwrap(), 0);

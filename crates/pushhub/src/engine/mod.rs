@@ -247,6 +247,12 @@ pub trait Presence: Send + Sync {
     /// limit and kicks across nodes need them). An engine of one node has none, and
     /// answers without doing any work.
     async fn elsewhere(&self, scope: &str, user: &str) -> Result<Vec<RemoteConn>, EngineError>;
+
+    /// True when connection `conn` (its name across nodes) of another node is online in
+    /// `scope`: a push to one connection asks this before it sends the push to that node,
+    /// so one to a closed connection is refused rather than lost. An engine of one node
+    /// holds no other node's connections, and answers false without doing any work.
+    async fn online_elsewhere(&self, scope: &str, conn: &str) -> Result<bool, EngineError>;
 }
 
 /// The engines a hub runs on.

@@ -1,5 +1,6 @@
 //! The node bus: commands one node asks the other nodes to carry out on their own
-//! connections (kick a user, put a user's connections in a room).
+//! connections (kick a user, put a user's connections in a room, push to one connection,
+//! change one connection's close notes).
 //!
 //! A connection lives on one node, but the API call that concerns it may arrive at any
 //! node. The node that takes the call acts on its own connections itself and sends the
@@ -13,11 +14,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::EngineError;
+use super::{EngineError, Message};
+use crate::close_notes::CloseNotesChange;
 
 /// What a node asks the others to do; plain data with a stable serialized form (the
 /// Redis bus sends it as JSON).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum NodeCommand {
     /// Close `user`'s connections to `app` (only the one named `conn` when given), with
@@ -46,6 +48,47 @@ pub enum NodeCommand {
         /// True joins, false leaves.
         join: bool,
     },
+    /// Queue `message` to connection `conn` of `app`, live-only (a connection target).
+    Push {
+        /// The app.
+        app: String,
+        /// The connection's name across nodes.
+        conn: String,
+        /// The message as the node that accepted the push made it, in its serialized
+        /// form as text: raw JSON (its data) cannot sit inside a tagged command. Read it
+        /// with [`NodeCommand::message`].
+        message: String,
+    },
+    /// Apply `change` to the close notes of connection `conn` of `app`.
+    CloseNotes {
+        /// The app.
+        app: String,
+        /// The connection's name across nodes.
+        conn: String,
+        /// Names to add and remove.
+        change: CloseNotesChange,
+    },
+}
+
+impl NodeCommand {
+    /// The command that pushes `message` to connection `conn` of `app`.
+    pub fn push(app: &str, conn: &str, message: &Message) -> Result<Self, EngineError> {
+        let message = serde_json::to_string(message)
+            .map_err(|e| EngineError::Unavailable(format!("node bus: {e}")))?;
+        Ok(Self::Push {
+            app: app.to_owned(),
+            conn: conn.to_owned(),
+            message,
+        })
+    }
+
+    /// The message a `push` command carries, or `None` (no push, or not readable).
+    pub fn message(&self) -> Option<Arc<Message>> {
+        match self {
+            Self::Push { message, .. } => serde_json::from_str(message).ok().map(Arc::new),
+            _ => None,
+        }
+    }
 }
 
 /// Where a bus hands the commands of other nodes to this node's hub: given once, at
@@ -112,11 +155,22 @@ mod tests {
             text,
             r#"{"cmd":"disconnect","app":"wms","user":"7","code":4009,"reason":"bye"}"#
         );
-        assert_eq!(serde_json::from_str::<NodeCommand>(&text).unwrap(), kick);
+        let back = serde_json::from_str::<NodeCommand>(&text).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
         let room = r#"{"cmd":"room","app":"wms","user":"7","room":"r1","join":true}"#;
         assert!(matches!(
             serde_json::from_str::<NodeCommand>(room).unwrap(),
             NodeCommand::Room { join: true, .. }
         ));
+        let notes = r#"{"cmd":"close_notes","app":"wms","conn":"abcdefgh-1f","change":{"add_close_keys":["room:42"]}}"#;
+        let NodeCommand::CloseNotes { change, .. } = serde_json::from_str(notes).unwrap() else {
+            panic!("not a close_notes command");
+        };
+        assert_eq!(change.add_close_keys, ["room:42"]);
+        let push = NodeCommand::push("wms", "abcdefgh-1f", &Message::for_test("hi")).unwrap();
+        let text = serde_json::to_string(&push).unwrap();
+        assert!(text.starts_with(r#"{"cmd":"push","app":"wms","conn":"abcdefgh-1f","message":"{"#));
+        let back = serde_json::from_str::<NodeCommand>(&text).unwrap();
+        assert_eq!(back.message().unwrap().data.get(), r#""hi""#);
     }
 }

@@ -4,6 +4,8 @@
 //! - everyone → `wms:all`
 //! - group `group1` (users `group1/…`) → `wms:group:group1`
 //! - room `r1` (joined while connected) → `wms:room:r1`
+//! - one connection `k3x9q2ab-1f` → `wms:conn:k3x9q2ab-1f`, a name only (live-only, see
+//!   [`conn`])
 //!
 //! A user id `a/b/c` belongs to groups `a` and `a/b`: every proper prefix ending before a `/`.
 
@@ -27,6 +29,13 @@ pub fn group(app: &str, group: &str) -> Arc<str> {
 /// The channel of one room: connections join and leave it while connected.
 pub fn room(app: &str, room: &str) -> Arc<str> {
     format!("{app}:room:{room}").into()
+}
+
+/// The name a push to one connection carries as its channel (`wms:conn:k3x9q2ab-1f`): no
+/// stream stands behind it, nothing subscribes to it, and its position is always the empty
+/// one, so the push is live-only and moves no client's cursor.
+pub fn conn(app: &str, conn: &str) -> Arc<str> {
+    format!("{app}:conn:{conn}").into()
 }
 
 /// The app and user of a user channel (`wms:user:100` → `wms`, `100`); `None` for any

@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod channel;
+mod conns;
 pub mod cursor;
 mod interest;
 pub mod login;
@@ -39,9 +40,11 @@ pub use target::Target;
 pub use crate::engine::{Message, Publication};
 
 use crate::backend::events::Event;
+use crate::close_notes::{CloseNotesChange, CloseNotesError};
 use crate::disconnect::Disconnect;
 use crate::engine::{BrokerEvents, Engine, EngineError, HistoryRequest, Recovery, StreamPosition};
 use crate::stats::Stats;
+use conns::{Addressed, LocalConns};
 use interest::Interest;
 use outbox::Unsent;
 use registry::{Registry, Subscriber};
@@ -69,6 +72,15 @@ pub enum HubError {
     /// The user holds as many connections as the app allows, and newcomers are refused.
     #[error("user {0:?} has as many connections as this app allows")]
     UserFull(String),
+    /// The text is not a connection id as a `welcome` shows it.
+    #[error("conn {0:?} is not a connection id from a welcome frame")]
+    InvalidConn(String),
+    /// No node holds an open connection of that id in the app: it closed, or never was.
+    #[error("connection {0:?} is not open in this app (it closed, or never existed)")]
+    UnknownConn(String),
+    /// The connection refused a change to its close notes.
+    #[error(transparent)]
+    CloseNotes(#[from] CloseNotesError),
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -154,6 +166,7 @@ struct HubInner {
     apps: Apps,
     engine: Engine,
     registry: Registry,
+    conns: LocalConns,
     interest: Interest,
     renders: RenderStore,
     stats: Arc<Stats>,
@@ -232,6 +245,7 @@ impl Hub {
             apps,
             engine,
             registry: Registry::new(),
+            conns: LocalConns::new(),
             interest: Interest::new(),
             renders: RenderStore::new(),
             stats,
@@ -337,6 +351,9 @@ impl Hub {
             presence.leave(&app.name, &user, id).await?;
             return Err(HubError::UserFull(user.to_string()));
         };
+        self.inner
+            .conns
+            .insert(app.name.clone(), subscriber.clone());
         for old in pushed_out.here {
             old.outbox.close(Disconnect::REPLACED);
         }
@@ -487,6 +504,96 @@ impl Hub {
         let targets = [Target::User(to.to_owned())];
         self.publish_from(app, &targets, event, data, Some(from.into()))
             .await
+    }
+
+    /// Push `data` with an optional `event` to the one connection named `conn` (as its
+    /// `welcome` showed it) of `app`, on whichever node holds it: seed 002's
+    /// `$serv->push($fd, …)`. A connection is not a channel: the push is live-only (no
+    /// history, nothing to resume; its position is the empty one) and the connection's own
+    /// dialect renders it. Refused with [`HubError::UnknownConn`] when no node holds that
+    /// connection open in `app`.
+    pub async fn push_to_conn(
+        &self,
+        app: &str,
+        conn: &str,
+        event: Option<String>,
+        data: Box<RawValue>,
+    ) -> Result<PublishReceipt, HubError> {
+        let app = self.app(app)?;
+        let here = parse_conn_name(conn).map_err(|_| HubError::InvalidConn(conn.to_owned()))?;
+        let serial = self.inner.next_message.fetch_add(1, Ordering::Relaxed);
+        let message = Arc::new(Message {
+            id: message_id(serial).into(),
+            app: app.name.clone(),
+            event: event.map(String::into_boxed_str),
+            from: None,
+            data,
+            ts_ms: now_ms(),
+            seq: serial,
+            shared: false,
+        });
+        let delivered = match here {
+            Some(id) => self.inner.push_local(&app.name, conn, id, message.clone()),
+            None => {
+                let presence = &self.inner.engine.presence;
+                if presence.online_elsewhere(&app.name, conn).await? {
+                    let command = crate::engine::NodeCommand::push(&app.name, conn, &message)?;
+                    self.inner.engine.nodes.send(&command).await?;
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if !delivered {
+            return Err(HubError::UnknownConn(conn.to_owned()));
+        }
+        Ok(PublishReceipt {
+            id: message.id.clone(),
+            delivered: 1,
+            positions: Vec::new(),
+        })
+    }
+
+    /// Change the close notes of connection `conn` of `app` (MSwoole's `fdAddCloseKey`,
+    /// `fdAddController` and their removals), on whichever node holds it: its
+    /// `disconnect` event names what it holds when it ends. A change that would overfill
+    /// the notes is refused whole: here with [`HubError::CloseNotes`], on another node
+    /// (which answers nothing back) with a warning in that node's log.
+    pub async fn change_close_notes(
+        &self,
+        app: &str,
+        conn: &str,
+        change: &CloseNotesChange,
+    ) -> Result<(), HubError> {
+        change.check()?;
+        let here = parse_conn_name(conn).map_err(|_| HubError::InvalidConn(conn.to_owned()))?;
+        // Not `lookup`: a development app another node created is not known here yet.
+        let app = self.app(app)?;
+        match here {
+            Some(id) => match self.inner.conns.change_notes(&app.name, id, change) {
+                Addressed::Done => Ok(()),
+                Addressed::Gone => Err(HubError::UnknownConn(conn.to_owned())),
+                Addressed::Refused(error) => Err(error.into()),
+            },
+            None => {
+                if !self
+                    .inner
+                    .engine
+                    .presence
+                    .online_elsewhere(&app.name, conn)
+                    .await?
+                {
+                    return Err(HubError::UnknownConn(conn.to_owned()));
+                }
+                let command = crate::engine::NodeCommand::CloseNotes {
+                    app: app.name.to_string(),
+                    conn: conn.to_owned(),
+                    change: change.clone(),
+                };
+                Ok(self.inner.engine.nodes.send(&command).await?)
+            }
+        }
     }
 
     async fn publish_from(
@@ -743,6 +850,25 @@ impl HubInner {
         chosen.len()
     }
 
+    /// Queue `message` to connection `id` (named `conn`) of `app` on this node, live-only;
+    /// false when no such connection is attached here.
+    fn push_local(&self, app: &str, conn: &str, id: ConnId, message: Arc<Message>) -> bool {
+        let publication = Arc::new(Publication::new(
+            channel::conn(app, conn),
+            crate::engine::StreamPosition::empty(),
+            message,
+        ));
+        let mut unsent = Unsent::default();
+        let mut cache = RenderCache::new(&publication, &self.renders);
+        let addressed = self
+            .conns
+            .offer(app, id, &publication, &mut cache, &mut unsent);
+        write_unsent(unsent);
+        let done = addressed == Addressed::Done;
+        self.stats.published(u64::from(done));
+        done
+    }
+
     /// Send `command` to the other nodes; a failure is logged (the connections it
     /// concerns close when their node loses Redis anyway).
     async fn tell_nodes(&self, command: crate::engine::NodeCommand) {
@@ -865,6 +991,12 @@ impl Session {
     /// The app this connection belongs to.
     pub fn app(&self) -> &Arc<AppSettings> {
         &self.app
+    }
+
+    /// The hub it is attached to (for work that outlives a borrow of the session, like
+    /// an RPC call's answer).
+    pub fn hub(&self) -> &Hub {
+        &self.hub
     }
 
     /// The user this connection belongs to.
@@ -1061,6 +1193,7 @@ impl Session {
         let rooms = inner
             .registry
             .unsubscribe(self.home, &self.channels, &self.subscriber);
+        let notes = inner.conns.remove(self.id);
         inner.stats.connection_closed();
         if let Some(events) = &self.app.events {
             let prefix = channel::room(&self.app.name, "");
@@ -1075,6 +1208,8 @@ impl Session {
                     .iter()
                     .filter_map(|r| r.strip_prefix(&*prefix).map(str::to_owned))
                     .collect(),
+                controllers: notes.controllers,
+                close_keys: notes.close_keys,
             });
         }
         let mut channels = self.channels.clone();

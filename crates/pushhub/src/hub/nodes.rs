@@ -6,6 +6,7 @@ use std::sync::Weak;
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
 
+use super::conns::Addressed;
 use super::{channel, names, parse_conn_name, HubInner};
 use crate::disconnect::Disconnect;
 use crate::engine::{EngineError, NodeCommand, NodeEvents, Presence, RemoteConn};
@@ -59,6 +60,27 @@ impl NodeEvents for HubNodes {
                 };
                 if let Err(error) = changed {
                     tracing::warn!(%error, room, "room change from another node failed");
+                }
+            }
+            NodeCommand::Push {
+                ref app, ref conn, ..
+            } => {
+                let Ok(Some(id)) = parse_conn_name(conn) else {
+                    return;
+                };
+                match command.message() {
+                    Some(message) => {
+                        inner.push_local(app, conn, id, message);
+                    }
+                    None => tracing::warn!(conn, "a push from another node is not readable"),
+                }
+            }
+            NodeCommand::CloseNotes { app, conn, change } => {
+                let Ok(Some(id)) = parse_conn_name(&conn) else {
+                    return;
+                };
+                if let Addressed::Refused(error) = inner.conns.change_notes(&app, id, &change) {
+                    tracing::warn!(%error, conn, "close notes from another node refused");
                 }
             }
         }

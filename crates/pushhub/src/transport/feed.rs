@@ -10,16 +10,27 @@ use crate::disconnect::Disconnect;
 use crate::hub::outbox::Frame;
 use crate::hub::{Cursor, Outbox};
 
+/// What a frame read from the outbox carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carries {
+    /// A publication of a channel stream: the cursor now includes it.
+    Stream,
+    /// A live-only message (a push to one connection): nothing to resume, the cursor
+    /// stays where it was.
+    Live,
+    /// No message: a greeting, a reply, a ping.
+    Control,
+}
+
 /// What [`Feed::next`] found.
 #[derive(Debug)]
 pub enum Next {
-    /// A frame to write. `moved` is true when it carried a publication, i.e. the cursor
-    /// now includes it.
+    /// A frame to write.
     Frame {
         /// The bytes to write.
         bytes: Bytes,
-        /// Whether the cursor advanced.
-        moved: bool,
+        /// What it carries.
+        carries: Carries,
     },
     /// Nothing arrived before the deadline.
     Timeout,
@@ -55,17 +66,20 @@ impl Feed {
     pub async fn next(&mut self, deadline: Instant) -> Next {
         loop {
             if let Some(frame) = self.pending.next() {
-                let moved = match &frame.publication {
+                let carries = match &frame.publication {
+                    // A push to one connection sits at the empty position: no stream
+                    // holds it.
+                    Some(publication) if publication.position.is_empty() => Carries::Live,
                     Some(publication) => {
                         self.cursor
                             .set(publication.channel.clone(), publication.position.clone());
-                        true
+                        Carries::Stream
                     }
-                    None => false,
+                    None => Carries::Control,
                 };
                 return Next::Frame {
                     bytes: frame.bytes,
-                    moved,
+                    carries,
                 };
             }
             if let Some(reason) = self.closing.take() {

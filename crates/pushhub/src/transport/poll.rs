@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::connections::Connections;
-use super::feed::{Feed, Next};
+use super::feed::{Carries, Feed, Next};
 use super::{ClientHandler, Link, RAW_FRAMER};
 use crate::disconnect::Disconnect;
 use crate::hub::{Cursor, Outbox};
@@ -64,11 +64,17 @@ pub async fn poll<H: ClientHandler>(
             break Disconnect::NORMAL;
         }
         match feed.next(deadline).await {
-            Next::Frame { bytes, moved: true } => {
+            Next::Frame {
+                bytes,
+                carries: Carries::Stream | Carries::Live,
+            } => {
                 messages.push(bytes);
                 deadline = Instant::now();
             }
-            Next::Frame { moved: false, .. } => {}
+            Next::Frame {
+                carries: Carries::Control,
+                ..
+            } => {}
             Next::Timeout => break Disconnect::NORMAL,
             Next::Closed(reason) => {
                 super::record_end(stats, &reason);

@@ -16,7 +16,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::time::Instant;
 
 use super::connections::{Connections, Registration};
-use super::feed::{Feed, Next};
+use super::feed::{Carries, Feed, Next};
 use super::{ClientHandler, Framer, Link};
 use crate::disconnect::Disconnect;
 use crate::http_error::ApiError;
@@ -130,7 +130,10 @@ impl<H: ClientHandler> Stream<H> {
             .expiry
             .map_or(self.next_ping, |e| e.min(self.next_ping));
         match self.feed.next(deadline).await {
-            Next::Frame { bytes, moved: true } => {
+            Next::Frame {
+                bytes,
+                carries: Carries::Stream,
+            } => {
                 let id = format!("id: {}\n", self.feed.cursor());
                 let mut chunk = BytesMut::with_capacity(id.len() + bytes.len());
                 chunk.put_slice(id.as_bytes());
@@ -139,7 +142,7 @@ impl<H: ClientHandler> Stream<H> {
             }
             Next::Frame {
                 bytes,
-                moved: false,
+                carries: Carries::Live | Carries::Control,
             } => Some(bytes),
             Next::Timeout if self.expiry.is_some_and(|e| Instant::now() >= e) => {
                 self.handler.on_close(&Disconnect::TOKEN_EXPIRED).await;

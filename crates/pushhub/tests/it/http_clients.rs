@@ -124,6 +124,41 @@ async fn sse_streams_messages_and_resumes_with_last_event_id() {
     assert_eq!(stream.json().await["data"], "four");
 }
 
+/// A push to the SSE connection itself (`/v1/push` with `conn`) is live-only: sent
+/// without an `id:` line, and the next event's id (the cursor) does not name it.
+#[tokio::test]
+async fn sse_takes_a_push_to_its_connection_without_moving_its_event_id() {
+    let server = TestServer::start();
+    let mut stream = EventStream::open(&server, "app=demo&user=5", None).await;
+    let welcome = stream.json().await;
+    let conn = welcome["conn"].as_str().unwrap().to_owned();
+    let (status, body) = server
+        .post_json(
+            "/v1/push",
+            &json!({"app": "demo", "conn": conn, "data": "just you"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let event = stream.next().await;
+    assert_eq!(event.id, None, "{event:?}");
+    let msg: Value = serde_json::from_str(&event.data).unwrap();
+    assert_eq!(
+        (&msg["ch"], &msg["off"], &msg["data"]),
+        (
+            &json!(format!("demo:conn:{conn}")),
+            &json!(0),
+            &json!("just you")
+        )
+    );
+    server.push("5", json!("to the user")).await;
+    let event = stream.next().await;
+    let id = event.id.expect("a stream message has an id");
+    assert!(
+        id.contains("demo:user:5@") && !id.contains(":conn:"),
+        "{id}"
+    );
+}
+
 #[tokio::test]
 async fn sse_heartbeats_are_comments_and_refusals_are_http_errors() {
     let server = TestServer::start_with(

@@ -15,6 +15,7 @@ mod cluster;
 mod cluster_failures;
 mod cluster_timers;
 mod config_cli;
+mod conns;
 mod cron;
 mod demo;
 mod depth;

@@ -400,6 +400,23 @@ impl Presence for RedisPresence {
         remote.sort_by(|a, b| (a.since_ms, &a.name).cmp(&(b.since_ms, &b.name)));
         Ok(remote)
     }
+
+    /// One `HEXISTS` and one `ZSCORE`, pipelined: the entry, and whether its node's
+    /// heartbeat still runs.
+    async fn online_elsewhere(&self, scope: &str, conn: &str) -> Result<bool, EngineError> {
+        let node = node_of(conn);
+        if node == node_id() {
+            return Ok(false);
+        }
+        let (held, expires) = tokio::try_join!(
+            self.pool()
+                .hexists::<bool, _, _>(self.keys.conns(scope), conn),
+            self.pool()
+                .zscore::<Option<f64>, _, _>(self.keys.nodes(), node),
+        )
+        .map_err(unavailable)?;
+        Ok(held && expires.is_some_and(|at| at >= now_ms() as f64))
+    }
 }
 
 #[cfg(test)]
@@ -515,6 +532,22 @@ mod tests {
         foreign(&redis, "othernod", alive_until, "u1", "7", 300);
         foreign(&redis, "othernod", alive_until, "u1", "8", 100);
         assert_eq!(presence.connections("app", "u1").await.unwrap(), 3);
+        assert!(presence
+            .online_elsewhere("app", "othernod-7")
+            .await
+            .unwrap());
+        assert!(!presence
+            .online_elsewhere("app", "othernod-9")
+            .await
+            .unwrap());
+        assert!(!presence
+            .online_elsewhere("other", "othernod-7")
+            .await
+            .unwrap());
+        assert!(!presence
+            .online_elsewhere("app", &conn_name(1))
+            .await
+            .unwrap());
         let elsewhere = presence.elsewhere("app", "u1").await.unwrap();
         assert_eq!(
             elsewhere,
@@ -538,6 +571,10 @@ mod tests {
         ]);
         assert_eq!(presence.users("app").await.unwrap(), [("u1".to_owned(), 1)]);
         assert!(presence.elsewhere("app", "u1").await.unwrap().is_empty());
+        assert!(!presence
+            .online_elsewhere("app", "othernod-7")
+            .await
+            .unwrap());
         let purged = eventually(|| {
             redis.cli(&["HLEN", "t:presence:{app}:conns"]).trim() == "1"
                 && redis.cli(&["EXISTS", "t:presence:node:othernod"]).trim() == "0"
