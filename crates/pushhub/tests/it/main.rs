@@ -31,6 +31,7 @@ mod kick;
 mod limits;
 mod liveness;
 mod mswoole;
+mod mswoole_des;
 mod native_ws;
 mod pushserve;
 mod resume;
