@@ -1263,7 +1263,7 @@ fn check_mswoole(error: &mut impl FnMut(&[&str], String), raw: &RawConfig, mswoo
             if raw.jdserver.websocket {
                 error(
                     &["mswoole", "paths"],
-                    "\"/\" is jdserver's WebSocket: set [jdserver] websocket = false to give it to MSwoole clients (jdserver clients then have no endpoint), or proxy / to an MSwoole path like \"/live\"".into(),
+                    "\"/\" is jdserver's WebSocket: set [jdserver] websocket = false to give it to MSwoole clients (jdserver's WebSocket clients then have none; /getMsg stays), or proxy / to an MSwoole path like \"/live\"".into(),
                 );
             }
             continue;
