@@ -246,7 +246,7 @@ fn default_mswoole_method() -> String {
 /// A string or a list of strings, as a list.
 fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
-    #[serde(untagged)]
+    #[serde(untagged, expecting = "a path or a list of paths")]
     enum OneOrMany {
         One(String),
         Many(Vec<String>),

@@ -342,6 +342,9 @@ fn check_config_explains_that_root_is_jdservers_unless_it_is_turned_off() {
         "[jdserver]\nwebsocket = false\n[mswoole]\napp = \"live\"\npaths = [\"/\", \"/live\"]\n{app}"
     ));
     assert!(ok, "{stderr}");
+    let (ok, stderr) = check(&format!("[mswoole]\napp = \"live\"\npaths = 5\n{app}"));
+    assert!(!ok);
+    assert!(stderr.contains("a path or a list of paths"), "{stderr}");
     let (ok, stderr) = check("[mswoole]\napp = \"live\"\n[apps.live]\nauth = \"mswoole-des\"\n");
     assert!(!ok);
     assert!(
