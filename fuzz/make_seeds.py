@@ -222,3 +222,20 @@ answers = [
 ]
 for name, status, body in answers:
     write("rpc_answer", name, struct.pack(">H", status) + body.encode())
+
+# mswoole_des: [mode: 0 the auth text | 1 a plaintext sealed with the seed's key]
+# The string docs/examples/mswoole_auth.php made (PHP, mcrypt) for the seed's fields.
+write(
+    "mswoole_des",
+    "php_mcrypt",
+    b"\x00uCLaksGSXcF5swx*tcxmbNjSfJDVZvjGa24cRI1majoBN8kCxh3LMWTLxUyReT78z0dVRbG:eOT:LD0ISS1PTnzCmsSTHK790LJXi5qMQe1Pc6lMevzoF62SdAlX0U7w",
+)
+write("mswoole_des", "not_base64", b"\x00not-des!")
+write(
+    "mswoole_des",
+    "seed_fields",
+    b"\x01" + json.dumps(
+        {"id": 1001, "type": "wechatUser", "code": "room-7", "nickname": "Ann", "ctime": 1700000000}
+    ).encode(),
+)
+write("mswoole_des", "string_ctime", b'\x01{"id":"wall-1","code":7,"ctime":"1700000000"}')

@@ -524,6 +524,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 "app has auth = \"none\": any client may claim any user id; for development and trusted networks only"
             );
         }
+        if app.auth == AuthMode::MSwooleDes {
+            tracing::warn!(
+                app = %app.name,
+                "app has auth = \"mswoole-des\": MSwoole's 3DES-ECB auth strings have no integrity check and one shared key; anyone holding the key can be any user. Move the backend to tokens (docs/security.md)"
+            );
+        }
     }
     if config.dynamic_apps.is_some() {
         tracing::warn!(

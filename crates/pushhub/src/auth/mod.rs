@@ -2,10 +2,12 @@
 //!
 //! An app's `auth` mode decides it: `"none"` believes the user id the client names (for
 //! development and trusted networks), `"token"` takes it from a signed JWT ([`token`]),
-//! `"webhook"` asks the app's backend about an opaque credential ([`webhook`]). Dialects
+//! `"webhook"` asks the app's backend about an opaque credential ([`webhook`]),
+//! `"mswoole-des"` decrypts MSwoole's legacy `auth` string ([`mswoole_des`]). Dialects
 //! gather what the client presented and call [`authenticate`]; they never look inside a
 //! credential.
 
+pub mod mswoole_des;
 pub mod token;
 pub mod webhook;
 
@@ -80,7 +82,7 @@ impl Presented {
     pub fn credential_for(&self, app: &AppSettings) -> Option<Credential> {
         match app.auth {
             AuthMode::None => None,
-            AuthMode::Token => self.credential.clone(),
+            AuthMode::Token | AuthMode::MSwooleDes => self.credential.clone(),
             AuthMode::Webhook => app
                 .webhook
                 .as_ref()
@@ -199,7 +201,41 @@ pub async fn authenticate(app: &AppSettings, presented: Presented) -> Result<Ide
                 None => Err(Disconnect::AUTH_UNAVAILABLE.with_reason("no auth backend configured")),
             }
         }
+        AuthMode::MSwooleDes => {
+            let auth = presented
+                .credential_for(app)
+                .ok_or_else(|| missing_credential(app, true))?;
+            open_mswoole_des(app, &auth.value)
+        }
     }
+}
+
+/// The identity in MSwoole's encrypted `auth` string: `id` the user, `code` its room,
+/// the rest its `info`. Its age was checked once, here: MSwoole's strings carried no
+/// expiry for the connection, so the connection lives as long as it stays active.
+fn open_mswoole_des(app: &AppSettings, auth: &str) -> Result<Identity, Disconnect> {
+    let Some(des) = &app.mswoole_des else {
+        return Err(Disconnect::AUTH_UNAVAILABLE.with_reason("no DES key configured"));
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = des.open(auth, now).map_err(|error| {
+        let base = if error.is_expiry() {
+            Disconnect::TOKEN_EXPIRED
+        } else {
+            Disconnect::INVALID_TOKEN
+        };
+        base.with_reason(error.to_string())
+    })?;
+    Ok(Identity {
+        user: claims.user,
+        groups: Vec::new(),
+        rooms: claims.room.into_iter().collect(),
+        info: claims.info,
+        expires: None,
+    })
 }
 
 /// The refusal for a client that presented no credential to an app that needs one, naming
@@ -216,15 +252,16 @@ pub fn missing_credential(app: &AppSettings, can_send_frames: bool) -> Disconnec
             ways.extend(settings.cookie.as_ref().map(|c| format!("the {c} cookie")));
             ways
         }
+        (AuthMode::MSwooleDes, _) => vec!["token=AUTH".to_owned()],
         _ => vec!["token=JWT".to_owned()],
     };
     if can_send_frames {
         ways.push("an auth frame".into());
     }
-    let what = if app.auth == AuthMode::Webhook {
-        "a credential"
-    } else {
-        "a token"
+    let what = match app.auth {
+        AuthMode::Webhook => "a credential",
+        AuthMode::MSwooleDes => "an MSwoole auth string",
+        _ => "a token",
     };
     let reason = format!("this app requires {what}: pass {}", ways.join(" or "));
     Disconnect::MISSING_TOKEN.with_reason(reason)

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::mswoole_des::MSwooleDes;
 use crate::auth::token::TokenKeys;
 use crate::auth::webhook::{WebhookAuth, WebhookSettings};
 use crate::backend::call::{BackendClient, Question};
@@ -87,6 +88,8 @@ pub struct RawConfig {
     pub pushserve: Option<RawPushServe>,
     /// MSwoole compatibility (seed 001): off unless this table is present.
     pub mswoole: Option<RawMSwoole>,
+    /// jdserver compatibility (seed 000) on the client listener.
+    pub jdserver: RawJdServer,
     /// TLS in pushhub itself (`wss://`, `https://`), for running without nginx: off unless
     /// this table is present (or `PUSHHUB_TLS_CERT` and `PUSHHUB_TLS_KEY` are set).
     pub tls: Option<RawTls>,
@@ -199,31 +202,75 @@ fn default_max_frames_per_second() -> u32 {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMSwoole {
-    /// The app MSwoole clients belong to; it must take credentials (`auth = "token"` or
-    /// `"webhook"`): clients present one in `?auth=`.
+    /// The app MSwoole clients belong to; it must take credentials (`auth = "token"`,
+    /// `"webhook"` or `"mswoole-des"`): clients present one in `?auth=`.
     pub app: String,
-    /// The WebSocket path on the client listener (MSwoole's clients used `/live` or `/`;
-    /// `/` is jdserver's here).
-    #[serde(default = "default_mswoole_path")]
-    pub path: String,
+    /// The WebSocket paths on the client listener, all serving the app alike (MSwoole's
+    /// clients used `/` and one path per module, `/live`, behind nginx). `/` only when
+    /// `[jdserver] websocket = false`. `path = "/live"` is the same as `paths = ["/live"]`.
+    #[serde(
+        default = "default_mswoole_paths",
+        alias = "path",
+        deserialize_with = "one_or_many"
+    )]
+    pub paths: Vec<String>,
+    /// The method a frame without `method` calls (MSwoole routed it to its default
+    /// module, controller and action); `""`: such a frame is an error (400).
+    #[serde(default = "default_mswoole_method")]
+    pub default_method: String,
 }
 
-fn default_mswoole_path() -> String {
-    "/mswoole".into()
+fn default_mswoole_paths() -> Vec<String> {
+    vec!["/mswoole".into()]
 }
 
-/// Paths the client listener serves already, which the MSwoole endpoint may not take.
-const RESERVED_CLIENT_PATHS: &[&str] = &[
-    "/", "/ws", "/v1/ws", "/v1/sse", "/v1/poll", "/getMsg", "/demo",
-];
+fn default_mswoole_method() -> String {
+    "Index.Index.Index".into()
+}
+
+/// A string or a list of strings, as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a path or a list of paths")]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
+}
+
+/// `[jdserver]`: the jdserver dialect's WebSocket on the client listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawJdServer {
+    /// Serve jdserver's WebSocket (first frame `{"ac":"init",...}`) on `/` (the default).
+    /// Off frees `/` for `[mswoole] paths`, as MSwoole's clients connected there.
+    pub websocket: bool,
+}
+
+impl Default for RawJdServer {
+    fn default() -> Self {
+        Self { websocket: true }
+    }
+}
+
+/// Paths the client listener serves already, which the MSwoole endpoint may not take
+/// (`/` is jdserver's unless `[jdserver] websocket = false`).
+const RESERVED_CLIENT_PATHS: &[&str] =
+    &["/ws", "/v1/ws", "/v1/sse", "/v1/poll", "/getMsg", "/demo"];
 
 /// MSwoole compatibility, validated.
 #[derive(Debug, Clone)]
 pub struct MSwoole {
     /// The app it serves.
     pub app: Arc<str>,
-    /// Its WebSocket path.
-    pub path: String,
+    /// Its WebSocket paths.
+    pub paths: Vec<String>,
+    /// What a frame without `method` calls; `None`: such a frame is refused.
+    pub default_method: Option<Arc<str>>,
 }
 
 /// Resource limits, server-wide.
@@ -322,6 +369,9 @@ pub struct RawApp {
     /// The backend that checks client credentials; required by `auth = "webhook"`.
     #[serde(default)]
     pub auth_webhook: Option<RawAuthWebhook>,
+    /// The key of MSwoole's encrypted `auth` strings; required by `auth = "mswoole-des"`.
+    #[serde(default)]
+    pub mswoole_des: Option<RawMSwooleDes>,
     /// Signs every request pushhub makes to this app's backend (RPC calls), 32+
     /// characters: the `X-Pushhub-Signature` header lets the backend trust who the caller
     /// is. Required with `rpc`.
@@ -476,6 +526,24 @@ fn default_rpc_in_flight() -> usize {
     256
 }
 
+/// MSwoole's `Encrypt::undes($auth, KEY)` (`auth = "mswoole-des"`, seed 001): insecure,
+/// for backends that keep minting these strings while they move to tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMSwooleDes {
+    /// The shared key, as the backend passes it to `Encrypt::des` (MSwoole's example:
+    /// `kfw001-websocket`); only its first 24 bytes count, as in mcrypt.
+    pub key: String,
+    /// Seconds an `auth` string stays acceptable after its `ctime`; checked when a client
+    /// connects (an open connection is not cut when its string ages).
+    #[serde(default = "default_mswoole_des_max_age")]
+    pub max_age: u64,
+}
+
+fn default_mswoole_des_max_age() -> u64 {
+    86_400
+}
+
 /// An app's auth backend (`auth = "webhook"`, seed 003's login against the main site).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -558,6 +626,7 @@ impl Default for RawConfig {
             apps: BTreeMap::new(),
             pushserve: None,
             mswoole: None,
+            jdserver: RawJdServer::default(),
             tls: None,
             timers: RawTimers::default(),
             redis: redis::RawRedis::default(),
@@ -638,6 +707,8 @@ pub struct Config {
     pub pushserve: Option<PushServe>,
     /// MSwoole compatibility, when enabled.
     pub mswoole: Option<MSwoole>,
+    /// Whether `/` on the client listener is jdserver's WebSocket.
+    pub jdserver_websocket: bool,
     /// TLS, when on; its files loaded and matched when the configuration was checked.
     pub tls: Option<RawTls>,
     /// Timers.
@@ -881,6 +952,7 @@ fn validate(
             );
         }
         check_auth_webhook(&mut error, name, app);
+        check_mswoole_des(&mut error, name, app);
         check_rpc(&mut error, name, app);
         check_events(&mut error, name, app);
         let rooms = app.join_rooms == Some(JoinRooms::Webhook);
@@ -908,38 +980,7 @@ fn validate(
         check_login(&mut error, name, app);
     }
     if let Some(mswoole) = &raw.mswoole {
-        match raw.apps.get(&mswoole.app) {
-            None => error(
-                &["mswoole", "app"],
-                format!("app {:?} is not declared in [apps]", mswoole.app),
-            ),
-            Some(app) if app.auth == AuthMode::None => error(
-                &["mswoole", "app"],
-                format!(
-                    "app {:?} has auth = \"none\": MSwoole clients present a credential in ?auth=, so the app needs auth = \"token\" or \"webhook\"",
-                    mswoole.app
-                ),
-            ),
-            Some(_) => {}
-        }
-        let taken = RESERVED_CLIENT_PATHS.contains(&mswoole.path.as_str())
-            || mswoole.path.starts_with("/demo/");
-        let valid = mswoole.path.starts_with('/')
-            && mswoole.path.len() > 1
-            && mswoole
-                .path
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'));
-        if taken || !valid {
-            error(
-                &["mswoole", "path"],
-                format!(
-                    "{:?} must be a path like \"/live\" that no other endpoint uses ({}, /demo/...)",
-                    mswoole.path,
-                    RESERVED_CLIENT_PATHS.join(", ")
-                ),
-            );
-        }
+        check_mswoole(&mut error, &raw, mswoole);
     }
     let pushserve = raw.pushserve.as_ref().and_then(|pushserve| {
         let declared =
@@ -1103,6 +1144,10 @@ fn validate(
             .filter(|a| a.auth == AuthMode::Webhook)
             .and_then(|a| a.auth_webhook.as_ref())
             .and_then(|w| auth_webhook(w, outbound.as_ref()?)),
+        mswoole_des: app
+            .filter(|a| a.auth == AuthMode::MSwooleDes)
+            .and_then(|a| a.mswoole_des.as_ref())
+            .map(|des| Arc::new(MSwooleDes::new(&des.key, Duration::from_secs(des.max_age)))),
         rpc: app.and_then(|a| rpc_proxy(a, outbound.as_ref()?)),
         rooms: room_policy(app, outbound.as_ref()),
         send: send_policy(app, outbound.as_ref()),
@@ -1184,13 +1229,79 @@ fn validate(
         pushserve,
         mswoole: raw.mswoole.as_ref().map(|m| MSwoole {
             app: m.app.as_str().into(),
-            path: m.path.clone(),
+            paths: m.paths.clone(),
+            default_method: Some(m.default_method.as_str())
+                .filter(|method| !method.is_empty())
+                .map(Arc::from),
         }),
+        jdserver_websocket: raw.jdserver.websocket,
         tls: raw.tls.clone(),
         timers,
         redis,
         source: String::new(),
     })
+}
+
+/// `[mswoole]`: a declared app that takes credentials, paths nothing else serves, a
+/// default method the RPC routing would accept.
+fn check_mswoole(error: &mut impl FnMut(&[&str], String), raw: &RawConfig, mswoole: &RawMSwoole) {
+    match raw.apps.get(&mswoole.app) {
+        None => error(
+            &["mswoole", "app"],
+            format!("app {:?} is not declared in [apps]", mswoole.app),
+        ),
+        Some(app) if app.auth == AuthMode::None => error(
+            &["mswoole", "app"],
+            format!(
+                "app {:?} has auth = \"none\": MSwoole clients present a credential in ?auth=, so the app needs auth = \"token\", \"webhook\" or \"mswoole-des\"",
+                mswoole.app
+            ),
+        ),
+        Some(_) => {}
+    }
+    if mswoole.paths.is_empty() {
+        error(&["mswoole", "paths"], "must name at least one path".into());
+    }
+    for (i, path) in mswoole.paths.iter().enumerate() {
+        if path == "/" {
+            if raw.jdserver.websocket {
+                error(
+                    &["mswoole", "paths"],
+                    "\"/\" is jdserver's WebSocket: set [jdserver] websocket = false to give it to MSwoole clients (jdserver's WebSocket clients then have none; /getMsg stays), or proxy / to an MSwoole path like \"/live\"".into(),
+                );
+            }
+            continue;
+        }
+        let taken = RESERVED_CLIENT_PATHS.contains(&path.as_str()) || path.starts_with("/demo/");
+        let valid = path.starts_with('/')
+            && path.len() > 1
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'));
+        if taken || !valid {
+            error(
+                &["mswoole", "paths"],
+                format!(
+                    "{path:?} must be \"/\" or a path like \"/live\" that no other endpoint uses ({}, /demo/...)",
+                    RESERVED_CLIENT_PATHS.join(", ")
+                ),
+            );
+        }
+        if mswoole.paths[..i].contains(path) {
+            error(&["mswoole", "paths"], format!("{path:?} is listed twice"));
+        }
+    }
+    let method = &mswoole.default_method;
+    let valid_method = method.len() <= 128
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'));
+    if !valid_method {
+        error(
+            &["mswoole", "default_method"],
+            "must be \"\" or 1-128 characters from A-Z a-z 0-9 . _ - /".into(),
+        );
+    }
 }
 
 /// `[timers]` within bounds that keep the server sane.
@@ -1515,6 +1626,36 @@ fn check_rpc(error: &mut impl FnMut(&[&str], String), name: &str, app: &RawApp) 
 fn is_http_url(text: &str) -> bool {
     reqwest::Url::parse(text)
         .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+}
+
+fn check_mswoole_des(error: &mut impl FnMut(&[&str], String), name: &str, app: &RawApp) {
+    let Some(des) = &app.mswoole_des else {
+        if app.auth == AuthMode::MSwooleDes {
+            error(
+                &["apps", name, "auth"],
+                "auth = \"mswoole-des\" needs an [apps.NAME.mswoole_des] table with the key".into(),
+            );
+        }
+        return;
+    };
+    if app.auth != AuthMode::MSwooleDes {
+        error(
+            &["apps", name, "mswoole_des"],
+            "is used only by auth = \"mswoole-des\"".into(),
+        );
+    }
+    if des.key.is_empty() {
+        error(
+            &["apps", name, "mswoole_des", "key"],
+            "must not be empty".into(),
+        );
+    }
+    if des.max_age == 0 {
+        error(
+            &["apps", name, "mswoole_des", "max_age"],
+            "must be at least 1 second".into(),
+        );
+    }
 }
 
 fn check_auth_webhook(error: &mut impl FnMut(&[&str], String), name: &str, app: &RawApp) {

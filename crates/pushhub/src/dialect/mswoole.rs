@@ -4,10 +4,12 @@
 //! `{"status":Int,"info":String,"param":Mixed,"event":String}`.
 //!
 //! MSwoole authenticated with a DES-encrypted `auth` parameter holding the user id, type,
-//! room code and nickname; here `auth` is the app's credential (a pushhub token), checked
-//! before the upgrade (403, as MSwoole answered). Its room code became the token's `rooms`
-//! claim: the connection joins those rooms when it opens, as MSwoole put the user in its
-//! room.
+//! room code and nickname; here `auth` is the app's credential (a pushhub token, or that
+//! very DES string for an `auth = "mswoole-des"` app), checked before the upgrade (403, as
+//! MSwoole answered). The room code is the credential's room: the connection joins it when
+//! it opens, as MSwoole put the user in its room. A frame without `method` calls the
+//! configured default method, as MSwoole routed it to `Index.Index.Index`; the text `2`
+//! is MSwoole's keep-alive, answered `3`.
 
 use std::sync::Arc;
 
@@ -23,6 +25,13 @@ use crate::backend::rpc::RpcError;
 use crate::disconnect::Disconnect;
 use crate::hub::{AppSettings, Hub, Publication, Render, Session};
 use crate::transport::{ClientHandler, Link, Liveness};
+
+/// The text frame MSwoole's clients sent to keep an idle connection open (the server cut
+/// connections silent for a minute), answered with [`KEEPALIVE_ANSWER`] as MSwoole did.
+const KEEPALIVE: &str = "2";
+
+/// MSwoole's answer to [`KEEPALIVE`].
+const KEEPALIVE_ANSWER: &[u8] = b"3";
 
 /// Encodes publications as MSwoole frames: `param` is the push's data, `event` its event.
 pub struct MSwooleEncoder;
@@ -121,15 +130,18 @@ pub struct MSwooleClient {
     session: Option<Session>,
     expiry: Option<tokio::time::Instant>,
     calls: Calls,
+    default_method: Option<Arc<str>>,
 }
 
 impl MSwooleClient {
-    /// A client of `app` known as `identity`.
+    /// A client of `app` known as `identity`, whose frames without `method` call
+    /// `default_method` (refused without one).
     pub fn new(
         hub: Hub,
         app: Arc<AppSettings>,
         identity: Identity,
         renderer: Arc<dyn Render>,
+        default_method: Option<Arc<str>>,
     ) -> Self {
         Self {
             hub,
@@ -140,6 +152,7 @@ impl MSwooleClient {
             identity: Some(identity),
             session: None,
             calls: Calls::default(),
+            default_method,
         }
     }
 }
@@ -174,6 +187,10 @@ impl ClientHandler for MSwooleClient {
         let Some(session) = &self.session else {
             return Ok(());
         };
+        if text == KEEPALIVE {
+            link.send_text(KEEPALIVE_ANSWER);
+            return Ok(());
+        }
         let Ok(mut frame) = serde_json::from_str::<Map<String, Value>>(text) else {
             link.send_text(&error_frame(
                 400,
@@ -182,13 +199,17 @@ impl ClientHandler for MSwooleClient {
             ));
             return Ok(());
         };
-        let Some(Value::String(method)) = frame.remove("method") else {
-            link.send_text(&error_frame(
-                400,
-                "frame must be a JSON object with a string \"method\"",
-                "",
-            ));
-            return Ok(());
+        let method = match (frame.remove("method"), &self.default_method) {
+            (Some(Value::String(method)), _) => method,
+            (None, Some(default)) => default.to_string(),
+            _ => {
+                link.send_text(&error_frame(
+                    400,
+                    "frame must be a JSON object with a string \"method\"",
+                    "",
+                ));
+                return Ok(());
+            }
         };
         let data =
             serde_json::value::to_raw_value(&frame).unwrap_or_else(|_| RawValue::NULL.to_owned());

@@ -3,12 +3,14 @@
 //! - `GET /v1/ws?app=&user=[&since=]`: native dialect over WebSocket.
 //! - `GET /v1/sse?app=&user=[&since=]`: native dialect over Server-Sent Events.
 //! - `GET /v1/poll?app=&user=[&since=][&timeout=]`: native long-poll.
-//! - `GET /` with a WebSocket upgrade: jdserver dialect (first frame `{"ac":"init",...}`).
+//! - `GET /` with a WebSocket upgrade: jdserver dialect (first frame `{"ac":"init",...}`),
+//!   unless `[jdserver] websocket = false`.
 //! - `/getMsg?app=&user=[&timeout=][&cursor=]`: jdserver long-poll.
 //! - `GET /demo` (and `/demo/*.js`, `/demo/demo.css`): the demo page and the JavaScript SDK
 //!   it runs ([`demo`]).
 //! - `GET /ws?uid=&access_key=`: push-serve dialect.
-//! - `[mswoole] path` (default `/mswoole`) `?auth=`: MSwoole dialect.
+//! - `[mswoole] paths` (default `/mswoole`; `/` when jdserver's WebSocket is off)
+//!   `?auth=`: MSwoole dialect.
 //!
 //! push-serve's own port (`[pushserve] addr`) serves its `/ws` ([`pushserve_router`]),
 //! beside its API endpoints.
@@ -73,6 +75,7 @@ pub struct GatewayState {
     pushserve: Option<Arc<PushServe>>,
     mswoole_ws: Arc<dyn Render>,
     mswoole: Option<Arc<MSwoole>>,
+    jdserver_websocket: bool,
 }
 
 impl GatewayState {
@@ -102,6 +105,7 @@ impl GatewayState {
             pushserve: config.pushserve.clone().map(Arc::new),
             mswoole_ws: Renderer::shared(&MSWOOLE, &WS_FRAMER),
             mswoole: config.mswoole.clone().map(Arc::new),
+            jdserver_websocket: config.jdserver_websocket,
         }
     }
 
@@ -180,11 +184,15 @@ impl GatewayState {
 pub fn router(state: GatewayState) -> Router {
     let mut router = Router::new();
     if let Some(mswoole) = &state.mswoole {
-        router = router.route(&mswoole.path, get(websocket::mswoole));
+        for path in &mswoole.paths {
+            router = router.route(path, get(websocket::mswoole));
+        }
+    }
+    if state.jdserver_websocket {
+        router = router.route("/", get(websocket::jdserver));
     }
     router
         .route("/v1/ws", get(websocket::native))
-        .route("/", get(websocket::jdserver))
         .route("/ws", get(websocket::pushserve))
         .route("/v1/sse", get(http::native_sse).options(http::preflight))
         .route("/v1/poll", get(http::native_poll).options(http::preflight))

@@ -42,7 +42,7 @@ pub async fn jdserver(State(state): State<GatewayState>, request: Request) -> Re
     })
 }
 
-/// `GET {mswoole.path}?auth=CREDENTIAL`: the MSwoole dialect. The credential is checked
+/// `GET {one of mswoole.paths}?auth=CREDENTIAL`: the MSwoole dialect. The credential is checked
 /// before the upgrade: a missing or bad one is refused with 403 and an MSwoole frame as
 /// the body, as MSwoole did.
 pub async fn mswoole(
@@ -51,7 +51,7 @@ pub async fn mswoole(
     request: Request,
 ) -> Response {
     let identity = match mswoole_identity(&state, &query, request.headers()).await {
-        Ok(identity) => identity,
+        Ok((app, identity)) => (app, identity),
         Err((app, reason)) => {
             let body = mswoole::Frame {
                 status: 403,
@@ -71,11 +71,16 @@ pub async fn mswoole(
     };
     state.open(request, || {
         let (app, identity) = identity;
+        let default_method = state
+            .mswoole
+            .as_ref()
+            .and_then(|m| m.default_method.clone());
         Ok(MSwooleClient::new(
             state.hub.clone(),
             app,
             identity,
             state.mswoole_ws.clone(),
+            default_method,
         ))
     })
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::registry::UserLimit;
 use super::{names, HubError};
+use crate::auth::mswoole_des::MSwooleDes;
 use crate::auth::token::TokenKeys;
 use crate::auth::webhook::WebhookAuth;
 use crate::backend::events::EventSink;
@@ -31,6 +32,11 @@ pub enum AuthMode {
     /// Clients present an opaque credential (a session cookie, seed 003's `ukey`) that the
     /// app's backend checks and answers with the user id.
     Webhook,
+    /// Clients present MSwoole's DES-encrypted `auth` string (seed 001), decrypted with the
+    /// app's shared key: insecure, accepted only so MSwoole backends can migrate without
+    /// rewriting their login first. The server warns about it at start.
+    #[serde(rename = "mswoole-des")]
+    MSwooleDes,
 }
 
 /// The policy of one app, resolved from configuration defaults and its own overrides.
@@ -60,6 +66,8 @@ pub struct AppSettings {
     pub token_keys: Arc<TokenKeys>,
     /// The backend that checks client credentials (`auth = "webhook"`).
     pub webhook: Option<Arc<WebhookAuth>>,
+    /// The key that opens MSwoole's `auth` strings (`auth = "mswoole-des"`).
+    pub mswoole_des: Option<Arc<MSwooleDes>>,
     /// The backend that answers clients' `rpc` frames, when the app takes them.
     pub rpc: Option<Arc<RpcProxy>>,
     /// Who may join rooms.

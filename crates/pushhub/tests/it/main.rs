@@ -34,6 +34,7 @@ mod limits;
 mod liveness;
 mod login;
 mod mswoole;
+mod mswoole_des;
 mod native_ws;
 mod pushserve;
 mod resume;

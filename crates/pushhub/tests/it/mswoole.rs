@@ -139,7 +139,7 @@ async fn method_frames_reach_the_backend_and_every_frame_is_mswoole_shaped() {
         client.json().await,
         json!({"status": 422, "info": "not enough coins", "param": null, "event": "live.gift.send"})
     );
-    client.send(r#"{"name":"no method"}"#).await;
+    client.send(r#"{"method":7}"#).await;
     assert_eq!(client.json().await["status"], 400);
 
     let (status, _) = server
