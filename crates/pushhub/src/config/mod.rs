@@ -1830,6 +1830,37 @@ routes = { "live." = "http://127.0.0.1:9000/live", "live.admin." = "http://127.0
     }
 
     #[test]
+    fn poll_waits_tick_floors_and_logged_bodies_are_bounded() {
+        let config = load_text("dynamic_apps = true\n", &[]).unwrap();
+        assert_eq!(config.limits.max_poll_wait, Duration::from_secs(120));
+        assert_eq!(config.timers.min_interval, Duration::from_millis(100));
+        assert_eq!(config.timers.log.body_bytes, 256);
+        let config = load_text(
+            "dynamic_apps = true\n[limits]\nmax_poll_wait = 30\n[timers]\nmin_interval_ms = 5\nlog_body_bytes = 0\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.limits.max_poll_wait, Duration::from_secs(30));
+        assert_eq!(config.timers.min_interval, Duration::from_millis(5));
+        assert_eq!(config.timers.log.body_bytes, 0);
+        let errors = load_text(
+            "dynamic_apps = true\n[limits]\nmax_poll_wait = 0\n[timers]\nmin_interval_ms = 0\nlog_body_bytes = 70000\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "timers.min_interval_ms",
+                "timers.log_body_bytes",
+                "limits.max_poll_wait"
+            ]
+        );
+    }
+
+    #[test]
     fn flood_limits_have_defaults_and_the_pre_auth_one_cannot_be_turned_off() {
         let config = load_text("[apps.wms]\nauth = \"none\"\n", &[]).unwrap();
         assert_eq!(config.limits.max_frames_per_second_before_auth, 10);

@@ -26,6 +26,7 @@ mod history;
 mod history_bound;
 mod http_clients;
 mod http_errors;
+mod interval_timers;
 mod jdserver;
 mod kick;
 mod limits;
