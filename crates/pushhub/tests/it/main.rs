@@ -33,11 +33,15 @@ mod limits;
 mod liveness;
 mod mswoole;
 mod native_ws;
+// PHP as users run it (php-cli, php-curl): seed 000's calls, the docs' PHP.
+mod php;
 mod pushserve;
 mod resume;
 mod room_resume;
 mod rooms;
 mod rpc;
+// scripts/*.sh against a real server (bash, curl).
+mod scripts;
 mod send;
 mod shutdown;
 mod store_damage;
