@@ -108,7 +108,7 @@ call "setTimeout: POST c=3&d=4 (form) in 1 s" "${auth[@]}" \
 expect_status 200
 [[ $body =~ ^[0-9]+$ ]] || fail "setTimeout answers the timer id"
 
-call "setTimeout: POST {\"c\":3,\"d\":4} (JSON, Basic auth header)" "${auth[@]}" \
+call "setTimeout: POST {\"c\":\"3\",\"d\":\"4\"} (JSON: form values are text), with a Basic auth header" "${auth[@]}" \
     "http://$api/setTimeout" --data-urlencode "app=$app" --data-urlencode "url=$echo_url?a=1&b=2" \
     --data-urlencode "data[c]=3" --data-urlencode "data[d]=4" \
     --data-urlencode "headers[]=Content-Type: application/json" \
