@@ -506,28 +506,41 @@ pub fn timer_details(timer: &Value) -> String {
             text(&last["duration_ms"])
         )
     };
-    let fields = [
-        ("id", text(&timer["id"])),
-        ("app", text(&timer["app"])),
-        ("state", text(&timer["state"])),
-        (
-            "request",
-            format!("{} {}", text(&timer["method"]), text(&timer["url"])),
-        ),
-        ("due", utc(&timer["due_ms"])),
-        ("created", utc(&timer["created_ms"])),
-        (
-            "attempts",
+    // An interval timer's calls are ticks, counted against `times` (or endless), not
+    // attempts against a retry policy.
+    let (calls, every) = match &timer["interval_ms"] {
+        Value::Null => (
             format!(
                 "{} of {}",
                 text(&timer["attempts"]),
                 text(&timer["retry"]["max_attempts"])
             ),
+            None,
         ),
-        ("last", last),
+        every => (
+            match &timer["times"] {
+                Value::Null => format!("{} (until cancelled)", text(&timer["attempts"])),
+                times => format!("{} of {}", text(&timer["attempts"]), text(times)),
+            },
+            Some(("every", format!("{} ms", text(every)))),
+        ),
+    };
+    let fields = [
+        Some(("id", text(&timer["id"]))),
+        Some(("app", text(&timer["app"]))),
+        Some(("state", text(&timer["state"]))),
+        Some((
+            "request",
+            format!("{} {}", text(&timer["method"]), text(&timer["url"])),
+        )),
+        every,
+        Some(("due", utc(&timer["due_ms"]))),
+        Some(("created", utc(&timer["created_ms"]))),
+        Some(("attempts", calls)),
+        Some(("last", last)),
     ];
     let mut out = String::new();
-    for (name, value) in fields {
+    for (name, value) in fields.into_iter().flatten() {
         let _ = writeln!(out, "{:<9} {value}", format!("{name}:"));
     }
     out
@@ -596,5 +609,16 @@ mod tests {
             "{out}"
         );
         assert_eq!(segment("a b/c"), "a%20b%2Fc");
+        let ticker = json!({"id": 8, "app": "demo", "state": "pending", "method": "GET",
+            "url": "http://127.0.0.1:9/tick", "due_ms": 0, "created_ms": 0, "attempts": 2,
+            "retry": {"max_attempts": 1}, "interval_ms": 2000, "times": 5, "last_attempt": null});
+        let details = timer_details(&ticker);
+        assert!(details.contains("every:    2000 ms\n"), "{details}");
+        assert!(details.contains("attempts: 2 of 5\n"), "{details}");
+        let endless = json!({"interval_ms": 2000, "times": null, "attempts": 2});
+        assert!(timer_details(&endless).contains("attempts: 2 (until cancelled)\n"));
+        let once = json!({"interval_ms": null, "attempts": 1, "retry": {"max_attempts": 5}});
+        let details = timer_details(&once);
+        assert!(details.contains("attempts: 1 of 5\n") && !details.contains("every"));
     }
 }

@@ -126,7 +126,7 @@ pub async fn set_timeout(
         max_attempts: 1,
         ..settings.retry
     };
-    let timer = timers::new_timer(settings, app, call, When::Delay(delay), once, None)?;
+    let timer = timers::new_timer(settings, app, call, When::Delay(delay), once, None, None)?;
     let created = state.timers.create(timer).await?;
     Ok(Json(Value::from(created.timer.id)))
 }

@@ -1,6 +1,7 @@
 //! Native timer endpoints, and the checks every way of creating a timer shares.
 //!
-//! - `POST /v1/timers`: create (201), or return the timer with the same idempotency key (200).
+//! - `POST /v1/timers`: create (201), or return the timer with the same idempotency key
+//!   (200); with `interval_ms` (and optionally `times`), an interval timer.
 //! - `GET /v1/timers?app=&state=&limit=&cursor=`: an app's timers, in creation order.
 //! - `GET /v1/timers/{id}`: one timer, with its last attempt.
 //! - `DELETE /v1/timers/{id}`: cancel (409 once it has finished).
@@ -20,9 +21,9 @@ use serde_json::{json, Map, Value};
 use super::{parse_json, read_body, ApiState};
 use crate::http_error::ApiError;
 use crate::scheduler::executor::OWN_HEADERS;
-use crate::scheduler::{unix_ms, TimerSettings};
+use crate::scheduler::{interval, unix_ms, TimerSettings};
 use crate::store::{
-    CallbackRequest, Cancel, ListQuery, NewTimer, RetryPolicy, Timer, TimerId, TimerState,
+    CallbackRequest, Cancel, Interval, ListQuery, NewTimer, RetryPolicy, Timer, TimerId, TimerState,
 };
 
 /// Longest URL accepted.
@@ -75,7 +76,8 @@ pub struct Call {
     pub timeout_ms: Option<u64>,
 }
 
-/// Check a caller's timer and make it ready to store.
+/// Check a caller's timer and make it ready to store; `interval` makes it an interval
+/// timer, whose first tick is at `when`.
 pub fn new_timer(
     settings: &TimerSettings,
     app: String,
@@ -83,6 +85,7 @@ pub fn new_timer(
     when: When,
     retry: RetryPolicy,
     idempotency_key: Option<String>,
+    interval: Option<Interval>,
 ) -> Result<NewTimer, ApiError> {
     let request = callback_request(settings, call)?;
     check_retry(&retry)?;
@@ -102,7 +105,29 @@ pub fn new_timer(
         created_ms: now,
         retry,
         idempotency_key,
+        interval,
     })
+}
+
+/// The interval of `POST /v1/timers`'s `interval_ms` and `times`, within the bounds of
+/// `settings`; `None` for a one-shot timer.
+fn interval_of(
+    settings: &TimerSettings,
+    interval_ms: Option<u64>,
+    times: Option<u32>,
+) -> Result<Option<Interval>, ApiError> {
+    let invalid = |message: String| ApiError::bad_request("invalid_interval", message);
+    match (interval_ms, times) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(invalid(
+            "times counts an interval timer's ticks: give interval_ms too".into(),
+        )),
+        (Some(every_ms), times) => {
+            interval::check(every_ms, times, settings.min_interval, settings.max_delay)
+                .map(Some)
+                .map_err(|e| invalid(e.to_string()))
+        }
+    }
 }
 
 /// Check a caller's request (URL and allowed target, method, headers, timeout) and make
@@ -292,6 +317,8 @@ pub fn view(timer: &Timer, with_body: bool) -> Value {
             "max_ms": timer.retry.max_ms,
         },
         "idempotency_key": timer.idempotency_key,
+        "interval_ms": timer.interval.map(|i| i.every_ms),
+        "times": timer.interval.and_then(|i| i.times),
         "last_attempt": timer.last.as_ref().map(|a| json!({
             "number": a.number,
             "started_ms": a.started_ms,
@@ -333,6 +360,10 @@ struct CreateTimer {
     retry: Option<RetryRequest>,
     #[serde(default)]
     timeout_ms: Option<u64>,
+    #[serde(default)]
+    interval_ms: Option<u64>,
+    #[serde(default)]
+    times: Option<u32>,
 }
 
 /// A timer's own retry policy; unset fields take the `[timers]` defaults.
@@ -355,6 +386,7 @@ pub async fn create(State(state): State<ApiState>, request: Request) -> Result<R
     state.keys.check(&parts.headers, &create.app)?;
     state.hub.app(&create.app)?;
     let settings = state.timers.settings();
+    let interval = interval_of(settings, create.interval_ms, create.times)?;
     let when = match (create.delay_ms, create.at) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -363,16 +395,32 @@ pub async fn create(State(state): State<ApiState>, request: Request) -> Result<R
             ))
         }
         (None, Some(at)) => When::At(at),
-        (delay, None) => When::Delay(delay.unwrap_or(0)),
+        (Some(delay), None) => When::Delay(delay),
+        // An interval timer's first tick is one interval away, as Swoole's tick's is.
+        (None, None) => {
+            When::Delay(interval.map_or(0, |i| i64::try_from(i.every_ms).unwrap_or(i64::MAX)))
+        }
     };
     let mut headers = header_list(create.headers)?;
     let body = request_body(create.body, create.json, create.form, &mut headers)?;
     let defaults = settings.retry;
-    let retry = create.retry.map_or(defaults, |r| RetryPolicy {
-        max_attempts: r.max_attempts.unwrap_or(defaults.max_attempts),
-        base_ms: r.base_ms.unwrap_or(defaults.base_ms),
-        max_ms: r.max_ms.unwrap_or(defaults.max_ms),
-    });
+    let retry = match (create.retry, interval) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_retry",
+                "an interval timer does not retry: its next tick is its retry",
+            ))
+        }
+        (None, Some(_)) => RetryPolicy {
+            max_attempts: 1,
+            ..defaults
+        },
+        (retry, None) => retry.map_or(defaults, |r| RetryPolicy {
+            max_attempts: r.max_attempts.unwrap_or(defaults.max_attempts),
+            base_ms: r.base_ms.unwrap_or(defaults.base_ms),
+            max_ms: r.max_ms.unwrap_or(defaults.max_ms),
+        }),
+    };
     let method = create
         .method
         .map(|m| m.to_ascii_uppercase())
@@ -391,6 +439,7 @@ pub async fn create(State(state): State<ApiState>, request: Request) -> Result<R
         when,
         retry,
         create.idempotency_key,
+        interval,
     )?;
     let created = state.timers.create(timer).await?;
     let status = if created.existing {

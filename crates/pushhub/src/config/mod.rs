@@ -118,8 +118,13 @@ pub struct RawTimers {
     pub retry_base_ms: u64,
     /// Longest wait before a retry, in milliseconds.
     pub retry_max_ms: u64,
-    /// Longest delay a timer may be set for, in seconds.
+    /// Longest delay a timer may be set for, in seconds (an interval timer's interval
+    /// too).
     pub max_delay: u64,
+    /// Shortest interval in milliseconds an interval timer may tick at: each tick is a
+    /// store write (a Redis round trip in a cluster), so a floor keeps a careless
+    /// `interval_ms = 1` from swamping the store.
+    pub min_interval_ms: u64,
     /// Seconds a finished timer (succeeded, failed, cancelled) stays queryable before it
     /// is deleted.
     pub retention: u64,
@@ -128,6 +133,10 @@ pub struct RawTimers {
     pub log_max_bytes: u64,
     /// Rotated logs kept: `timers.log.1` (newest) to `timers.log.N`.
     pub log_files: usize,
+    /// Bytes of each answer's body kept in its `timers.log` line (`body`, beside the
+    /// status and the headers `content-type`, `content-length`, `location`,
+    /// `retry-after`); 0 keeps none.
+    pub log_body_bytes: usize,
     /// What timers and cron jobs may call: host names (`api.example.com`), wildcards
     /// (`*.example.com`), addresses and networks (`10.0.0.0/8`). Empty (the default):
     /// any host except link-local and cloud metadata addresses and names; not empty:
@@ -148,9 +157,11 @@ impl Default for RawTimers {
             retry_base_ms: 1000,
             retry_max_ms: 300_000,
             max_delay: 366 * 86_400,
+            min_interval_ms: 100,
             retention: 7 * 86_400,
             log_max_bytes: 64 * 1024 * 1024,
             log_files: 5,
+            log_body_bytes: 256,
             allow_hosts: Vec::new(),
             store_cache_mb: 64,
         }
@@ -308,6 +319,10 @@ pub struct RawLimits {
     /// Most SSE, long-poll and getMsg requests one client address may start per second
     /// (bursts up to twice that); beyond it: HTTP 429. 0: no limit.
     pub max_requests_per_second_per_ip: u32,
+    /// Longest wait in seconds a long-poll (`/v1/poll`, jdserver's `getMsg`) may ask for;
+    /// a longer `timeout` waits this long, and the answer says so in
+    /// `X-Pushhub-Timeout-Capped`. Keep it below the idle timeout of any proxy in front.
+    pub max_poll_wait: u64,
 }
 
 /// One app's settings; unset fields take the server-wide value.
@@ -649,6 +664,7 @@ impl Default for RawLimits {
             handshake_timeout: 10,
             max_frames_per_second_before_auth: 10,
             max_requests_per_second_per_ip: 50,
+            max_poll_wait: 120,
         }
     }
 }
@@ -674,6 +690,8 @@ pub struct Limits {
     pub max_frames_per_second_before_auth: u32,
     /// SSE/long-poll request rate per client address; 0: no limit.
     pub max_requests_per_second_per_ip: u32,
+    /// Longest wait a long-poll may ask for.
+    pub max_poll_wait: Duration,
 }
 
 /// The validated configuration the server runs with.
@@ -1075,6 +1093,12 @@ fn validate(
             "must be at least 1 second".into(),
         );
     }
+    if !(1..=3600).contains(&limits.max_poll_wait) {
+        error(
+            &["limits", "max_poll_wait"],
+            "must be between 1 and 3600 seconds".into(),
+        );
+    }
     if limits.max_body_bytes < 1024 {
         error(
             &["limits", "max_body_bytes"],
@@ -1221,6 +1245,7 @@ fn validate(
             handshake_timeout: Duration::from_secs(limits.handshake_timeout),
             max_frames_per_second_before_auth: limits.max_frames_per_second_before_auth,
             max_requests_per_second_per_ip: limits.max_requests_per_second_per_ip,
+            max_poll_wait: Duration::from_secs(limits.max_poll_wait),
         },
         trusted_proxies: TrustedProxies::new(trusted_proxies),
         defaults: settings("", None),
@@ -1342,6 +1367,11 @@ fn check_timers(error: &mut impl FnMut(&[&str], String), timers: &RawTimers) {
         "between 1 second and 10 years",
     );
     out_of(
+        "min_interval_ms",
+        (1..=86_400_000).contains(&timers.min_interval_ms),
+        "between 1 and 86400000 (a day)",
+    );
+    out_of(
         "log_max_bytes",
         timers.log_max_bytes == 0 || timers.log_max_bytes >= 4096,
         "0 (no log) or at least 4096 bytes",
@@ -1350,6 +1380,11 @@ fn check_timers(error: &mut impl FnMut(&[&str], String), timers: &RawTimers) {
         "log_files",
         (1..=100).contains(&timers.log_files),
         "between 1 and 100",
+    );
+    out_of(
+        "log_body_bytes",
+        timers.log_body_bytes <= 65_536,
+        "at most 65536 bytes",
     );
     out_of(
         "store_cache_mb",
@@ -1375,11 +1410,13 @@ fn timer_settings(raw: &RawTimers, apps: &[AppSettings]) -> TimerSettings {
             max_ms: raw.retry_max_ms,
         },
         max_delay: Duration::from_secs(raw.max_delay),
+        min_interval: Duration::from_millis(raw.min_interval_ms),
         retention: Duration::from_secs(raw.retention),
         store_cache_bytes: raw.store_cache_mb * 1024 * 1024,
         log: Rotation {
             max_bytes: raw.log_max_bytes,
             files: raw.log_files,
+            body_bytes: raw.log_body_bytes,
         },
         default_app: match apps {
             [only] => Some(only.name.to_string()),
@@ -2002,6 +2039,37 @@ query_param = ["ukey", "token"]
         let swoole = &config.apps[0];
         assert_eq!(swoole.login, Some(LoginPolicy { max_per_minute: 6 }));
         assert_eq!(crate::auth::query_params(swoole), ["ukey", "token"]);
+    }
+
+    #[test]
+    fn poll_waits_tick_floors_and_logged_bodies_are_bounded() {
+        let config = load_text("dynamic_apps = true\n", &[]).unwrap();
+        assert_eq!(config.limits.max_poll_wait, Duration::from_secs(120));
+        assert_eq!(config.timers.min_interval, Duration::from_millis(100));
+        assert_eq!(config.timers.log.body_bytes, 256);
+        let config = load_text(
+            "dynamic_apps = true\n[limits]\nmax_poll_wait = 30\n[timers]\nmin_interval_ms = 5\nlog_body_bytes = 0\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.limits.max_poll_wait, Duration::from_secs(30));
+        assert_eq!(config.timers.min_interval, Duration::from_millis(5));
+        assert_eq!(config.timers.log.body_bytes, 0);
+        let errors = load_text(
+            "dynamic_apps = true\n[limits]\nmax_poll_wait = 0\n[timers]\nmin_interval_ms = 0\nlog_body_bytes = 70000\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "timers.min_interval_ms",
+                "timers.log_body_bytes",
+                "limits.max_poll_wait"
+            ]
+        );
     }
 
     #[test]

@@ -22,16 +22,18 @@ use crate::http_error::ApiError;
 use crate::hub::{AuthMode, Cursor};
 use crate::transport::{poll, sse};
 
-/// Seconds a poll waits when the client does not say.
+/// Seconds a poll waits when the client does not say (or less, when
+/// `limits.max_poll_wait` is shorter).
 const DEFAULT_WAIT_SECS: f64 = 25.0;
-/// Longest wait a client may ask for, in seconds.
-const MAX_WAIT_SECS: f64 = 120.0;
 /// Most messages one native poll returns; the rest come with the next poll.
 const MAX_BATCH: usize = 100;
 /// The response header carrying the cursor for the next `getMsg`.
 const CURSOR_HEADER: &str = "x-pushhub-cursor";
 /// The response header saying whether a `getMsg` resume covered the gap.
 const RECOVERED_HEADER: &str = "x-pushhub-recovered";
+/// The response header present when a poll asked to wait longer than
+/// `limits.max_poll_wait`: it carries the seconds the poll waited at most instead.
+const CAPPED_HEADER: &str = "x-pushhub-timeout-capped";
 
 fn cors(mut response: Response) -> Response {
     let headers = response.headers_mut();
@@ -41,7 +43,7 @@ fn cors(mut response: Response) -> Response {
     );
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("x-pushhub-cursor, x-pushhub-recovered"),
+        HeaderValue::from_static("x-pushhub-cursor, x-pushhub-recovered, x-pushhub-timeout-capped"),
     );
     response
 }
@@ -66,22 +68,52 @@ pub async fn preflight() -> Response {
     response
 }
 
-/// How long a poll may wait: `timeout` seconds (fractions allowed), capped.
-fn wait(timeout: Option<&str>) -> Result<Duration, ApiError> {
-    let seconds = match timeout.map(str::trim) {
-        None | Some("") => DEFAULT_WAIT_SECS,
-        Some(text) => text
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_param",
-                    format!("timeout {text:?} is not a number of seconds"),
-                )
-            })?,
-    };
-    Ok(Duration::from_secs_f64(seconds.min(MAX_WAIT_SECS)))
+/// How long a poll waits: what the client asked for, in seconds (fractions allowed).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Wait {
+    /// The wait applied.
+    duration: Duration,
+    /// Set when the client asked for more than the maximum: the wait applied is the
+    /// maximum, and the answer says so.
+    capped: bool,
+}
+
+impl Wait {
+    /// The wait `timeout` asks for (default [`DEFAULT_WAIT_SECS`]), at most `max`.
+    fn of(timeout: Option<&str>, max: Duration) -> Result<Self, ApiError> {
+        let seconds = match timeout.map(str::trim) {
+            None | Some("") => DEFAULT_WAIT_SECS.min(max.as_secs_f64()),
+            Some(text) => text
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_param",
+                        format!("timeout {text:?} is not a number of seconds"),
+                    )
+                })?,
+        };
+        let capped = seconds > max.as_secs_f64();
+        Ok(Self {
+            duration: if capped {
+                max
+            } else {
+                Duration::from_secs_f64(seconds)
+            },
+            capped,
+        })
+    }
+
+    /// The `X-Pushhub-Timeout-Capped` header, when the wait was capped.
+    fn header(self) -> Option<(HeaderName, HeaderValue)> {
+        self.capped.then(|| {
+            (
+                HeaderName::from_static(CAPPED_HEADER),
+                HeaderValue::from(self.duration.as_secs()),
+            )
+        })
+    }
 }
 
 /// A cursor as a header value: percent-encoded outside printable ASCII (user ids may be
@@ -186,7 +218,10 @@ async fn native_poll_answer(
     if let Some(reason) = state.admission() {
         return Err(ApiError::from(&reason));
     }
-    let wait = wait(query.get("timeout").map(String::as_str))?;
+    let wait = Wait::of(
+        query.get("timeout").map(String::as_str),
+        state.max_poll_wait,
+    )?;
     let client = native_client(&state, &query, &headers, None, &state.native_raw, false)
         .map_err(|reason| ApiError::from(&reason))?;
     let polled = poll::poll(
@@ -196,7 +231,7 @@ async fn native_poll_answer(
         state.new_outbox(),
         &state.ws.connections,
         state.hub.stats(),
-        wait,
+        wait.duration,
         MAX_BATCH,
     )
     .await
@@ -220,7 +255,9 @@ async fn native_poll_answer(
     });
     state.hub.stats().bytes_out(body.len());
     let content_type = HeaderValue::from_static("application/json");
-    Ok(([(header::CONTENT_TYPE, content_type)], body.freeze()).into_response())
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body.freeze()).into_response();
+    response.headers_mut().extend(wait.header());
+    Ok(response)
 }
 
 /// `/getMsg?app=&user=&timeout=`: jdserver's long-poll (`user` only for `auth = "none"`
@@ -266,7 +303,10 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
         None if !names_its_user => None,
         _ => Some(text_param(&params, "user")?),
     };
-    let wait = wait(text_or_number(&params, "timeout").as_deref())?;
+    let wait = Wait::of(
+        text_or_number(&params, "timeout").as_deref(),
+        state.max_poll_wait,
+    )?;
     let credential_params = match &settings {
         Some(settings) => auth::query_params(settings),
         None => vec!["token"],
@@ -296,7 +336,7 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
         state.new_outbox(),
         &state.ws.connections,
         state.hub.stats(),
-        wait,
+        wait.duration,
         1,
     )
     .await
@@ -315,12 +355,40 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
         ),
         (HeaderName::from_static(RECOVERED_HEADER), recovered),
     ];
-    Ok((headers, body).into_response())
+    let mut response = (headers, body).into_response();
+    response.headers_mut().extend(wait.header());
+    Ok(response)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_take_fractions_and_are_capped_at_the_maximum() {
+        let max = Duration::from_secs(120);
+        let wait = |text| Wait::of(text, max).unwrap();
+        assert_eq!(wait(None).duration, Duration::from_secs(25));
+        assert_eq!(wait(Some(" ")).duration, Duration::from_secs(25));
+        assert_eq!(wait(Some("0.5")).duration, Duration::from_millis(500));
+        assert!(!wait(Some("120")).capped);
+        let capped = wait(Some("600"));
+        assert_eq!((capped.duration, capped.capped), (max, true));
+        let (name, value) = capped.header().unwrap();
+        assert_eq!(
+            (name.as_str(), value.to_str().unwrap()),
+            (CAPPED_HEADER, "120")
+        );
+        assert_eq!(wait(Some("5")).header(), None);
+        let short = Wait::of(None, Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            (short.duration, short.capped),
+            (Duration::from_secs(10), false)
+        );
+        for bad in ["soon", "-1", "NaN", "inf"] {
+            assert_eq!(Wait::of(Some(bad), max).unwrap_err().code, "invalid_param");
+        }
+    }
 
     #[test]
     fn cursor_headers_are_ascii_and_decode_back() {

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use super::backoff::{self, Verdict};
 use super::executor::{ATTEMPT_HEADER, TIMER_ID_HEADER};
+use super::interval;
 use super::log::LogLine;
 use super::{unix_ms, Inner};
 use crate::store::{Attempt, Next, StoreError, Timer, TimerId, TimerState};
@@ -110,7 +111,17 @@ pub(super) async fn make_attempt(inner: Arc<Inner>, timer: Timer, _slot: OwnedSe
         true => Verdict::Final,
         false => backoff::judge(result.status),
     };
-    let next = backoff::next(&timer.retry, timer.attempts, verdict, now, fastrand::f64());
+    let next = match &timer.interval {
+        Some(ticks) => interval::next(
+            ticks,
+            timer.due_ms,
+            timer.attempts,
+            verdict,
+            result.refused,
+            now,
+        ),
+        None => backoff::next(&timer.retry, timer.attempts, verdict, now, fastrand::f64()),
+    };
     let attempt_ms = u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX);
     let attempt = Attempt {
         number: timer.attempts,
@@ -121,7 +132,7 @@ pub(super) async fn make_attempt(inner: Arc<Inner>, timer: Timer, _slot: OwnedSe
             (verdict != Verdict::Success)
                 .then(|| format!("HTTP {}", result.status.unwrap_or_default()))
         }),
-        response: result.response,
+        response: result.response(),
     };
     let stored = inner.store.finish_attempt(id, attempt, next, now).await;
     let label = match (&stored, next) {
@@ -131,25 +142,31 @@ pub(super) async fn make_attempt(inner: Arc<Inner>, timer: Timer, _slot: OwnedSe
         (_, Next::Failed) => "failed",
         (_, Next::Retry { .. }) => "retry",
     };
-    inner.log.record(&LogLine {
-        ts: started_ms,
-        timer: Some(id),
-        app: &timer.app,
-        attempt: Some(timer.attempts),
-        method: &timer.request.method,
-        url: &timer.request.url,
-        status: result.status,
-        error: result.error.as_deref(),
-        duration_ms: attempt_ms,
-        next: label,
-        ..LogLine::default()
-    });
+    inner.log.record_call(
+        LogLine {
+            ts: started_ms,
+            timer: Some(id),
+            app: &timer.app,
+            attempt: timer.interval.is_none().then_some(timer.attempts),
+            tick: timer.interval.is_some().then_some(timer.attempts),
+            method: &timer.request.method,
+            url: &timer.request.url,
+            status: result.status,
+            error: result.error.as_deref(),
+            duration_ms: attempt_ms,
+            next: label,
+            ..LogLine::default()
+        },
+        &result,
+    );
     match stored {
         Ok(Some(TimerState::Succeeded)) => drop(inner.counters.succeeded.fetch_add(1, Relaxed)),
         Ok(Some(TimerState::Failed)) => drop(inner.counters.failed.fetch_add(1, Relaxed)),
         Ok(Some(TimerState::Pending)) => {
             if let Next::Retry { due_ms } = next {
-                inner.counters.retries.fetch_add(1, Relaxed);
+                if timer.interval.is_none() {
+                    inner.counters.retries.fetch_add(1, Relaxed);
+                }
                 inner.schedule(due_ms, id);
             }
         }

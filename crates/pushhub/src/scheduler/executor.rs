@@ -6,7 +6,7 @@
 //! address a host name resolves to is checked before it is connected to. The client
 //! ignores `HTTP_PROXY` and friends: a proxy would resolve names itself, out of the
 //! guard's sight. Each call is bounded by its timeout, body included, and reads at most
-//! [`SNIPPET_BYTES`] of the answer.
+//! [`SNIPPET_BYTES`] of the answer (or what the result log keeps, if that is more).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,8 +17,13 @@ use super::targets::{self, GuardedResolver, Refused, TargetPolicy};
 use crate::outbound::OutboundError;
 use crate::store::CallbackRequest;
 
-/// Most bytes of an answer kept for the API and the log.
+/// Most bytes of an answer kept for the API (a timer's last attempt, a job's last run).
 pub const SNIPPET_BYTES: usize = 1024;
+
+/// The answer's headers the result log records: what tells why a call went as it did
+/// (what came back, where a redirect pointed, when to come back), as jdserver's
+/// trace.log showed the answer.
+pub const LOGGED_HEADERS: [&str; 4] = ["content-type", "content-length", "location", "retry-after"];
 
 /// The header that carries the timer's id, so a target can recognise a repeated call
 /// (at-least-once delivery) and drop it.
@@ -51,15 +56,38 @@ pub const OWN_HEADERS: [&str; 5] = [
 pub struct CallResult {
     /// The answer's status, when there was an answer.
     pub status: Option<u16>,
+    /// The answer's [`LOGGED_HEADERS`] that it carried, in that order.
+    pub headers: Vec<(&'static str, String)>,
     /// Why there was no answer.
     pub error: Option<String>,
-    /// The start of the answer's body.
-    pub response: Option<String>,
+    /// The start of the answer's body, as many bytes as the executor reads.
+    pub body: Vec<u8>,
     /// How long the call took.
     pub duration: Duration,
     /// The target guard refused the call (`error` says why): final, since trying again
     /// would be refused again.
     pub refused: bool,
+}
+
+impl CallResult {
+    /// The first `limit` bytes of the answer's body as text (invalid sequences
+    /// replaced); `None` when no answer came.
+    pub fn body_text(&self, limit: usize) -> Option<String> {
+        self.status
+            .map(|_| snippet_text(&self.body[..self.body.len().min(limit)], limit))
+    }
+
+    /// The start of the answer's body as the API shows it.
+    pub fn response(&self) -> Option<String> {
+        self.body_text(SNIPPET_BYTES)
+    }
+}
+
+/// An answer as far as it was read.
+struct Answer {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
 }
 
 /// Why a call got no answer.
@@ -75,16 +103,22 @@ enum Failure {
 pub struct Executor {
     client: reqwest::Client,
     policy: Arc<TargetPolicy>,
+    read_bytes: usize,
 }
 
 impl Executor {
-    /// Calls that keep to `policy`.
-    pub fn new(policy: Arc<TargetPolicy>) -> Result<Self, OutboundError> {
+    /// Calls that keep to `policy`, reading the first `log_bytes` of each answer for the
+    /// result log (and at least [`SNIPPET_BYTES`], for the API).
+    pub fn new(policy: Arc<TargetPolicy>, log_bytes: usize) -> Result<Self, OutboundError> {
         let client = crate::outbound::builder()?
             .no_proxy()
             .dns_resolver(GuardedResolver::new(policy.clone()))
             .build()?;
-        Ok(Self { client, policy })
+        Ok(Self {
+            client,
+            policy,
+            read_bytes: log_bytes.max(SNIPPET_BYTES),
+        })
     }
 
     /// Make `request`, adding pushhub's own headers `marks` (a timer's id and attempt, a
@@ -97,28 +131,25 @@ impl Executor {
         let started = Instant::now();
         let outcome = self.send(request, marks).await;
         let duration = started.elapsed();
+        let failed = |error, refused| CallResult {
+            status: None,
+            headers: Vec::new(),
+            error: Some(error),
+            body: Vec::new(),
+            duration,
+            refused,
+        };
         match outcome {
-            Ok((status, response)) => CallResult {
-                status: Some(status),
+            Ok(answer) => CallResult {
+                status: Some(answer.status),
+                headers: answer.headers,
                 error: None,
-                response: Some(response),
+                body: answer.body,
                 duration,
                 refused: false,
             },
-            Err(Failure::Refused(error)) => CallResult {
-                status: None,
-                error: Some(error),
-                response: None,
-                duration,
-                refused: true,
-            },
-            Err(Failure::Other(error)) => CallResult {
-                status: None,
-                error: Some(error),
-                response: None,
-                duration,
-                refused: false,
-            },
+            Err(Failure::Refused(error)) => failed(error, true),
+            Err(Failure::Other(error)) => failed(error, false),
         }
     }
 
@@ -126,7 +157,7 @@ impl Executor {
         &self,
         spec: &CallbackRequest,
         marks: &[(&'static str, String)],
-    ) -> Result<(u16, String), Failure> {
+    ) -> Result<Answer, Failure> {
         let url = reqwest::Url::parse(&spec.url)
             .map_err(|e| Failure::Other(format!("invalid URL {:?}: {e}", spec.url)))?;
         // Again at call time: the allowed targets may have changed since the create.
@@ -161,17 +192,31 @@ impl Executor {
             None => Failure::Other(describe(&e, spec.timeout_ms)),
         })?;
         let status = response.status().as_u16();
-        let mut snippet = Vec::new();
-        while snippet.len() < SNIPPET_BYTES {
+        let headers = LOGGED_HEADERS
+            .iter()
+            .filter_map(|name| {
+                let value = response.headers().get(*name)?;
+                Some((
+                    *name,
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                ))
+            })
+            .collect();
+        let mut body = Vec::new();
+        while body.len() < self.read_bytes {
             match response.chunk().await {
-                Ok(Some(chunk)) => snippet.extend_from_slice(&chunk),
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
                 Ok(None) => break,
                 // The status came; a body cut short does not change the verdict.
                 Err(_) => break,
             }
         }
-        snippet.truncate(SNIPPET_BYTES);
-        Ok((status, snippet_text(&snippet)))
+        body.truncate(self.read_bytes);
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -209,10 +254,10 @@ fn describe(error: &reqwest::Error, timeout_ms: u64) -> String {
     }
 }
 
-/// `bytes` as text (invalid sequences replaced), at most [`SNIPPET_BYTES`] long.
-fn snippet_text(bytes: &[u8]) -> String {
+/// `bytes` as text (invalid sequences replaced), at most `limit` bytes long.
+fn snippet_text(bytes: &[u8], limit: usize) -> String {
     let mut text = String::from_utf8_lossy(bytes).into_owned();
-    let mut end = text.len().min(SNIPPET_BYTES);
+    let mut end = text.len().min(limit);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
@@ -255,7 +300,8 @@ mod tests {
             }
         });
         let own = OwnListeners::new([pushhub.local_addr().unwrap()]);
-        let executor = Executor::new(Arc::new(TargetPolicy::default().refusing_own(own))).unwrap();
+        let executor =
+            Executor::new(Arc::new(TargetPolicy::default().refusing_own(own)), 0).unwrap();
         let made = executor
             .call(&get(format!("http://localhost:{backend_port}/hook")), &[])
             .await;

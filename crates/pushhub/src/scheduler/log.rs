@@ -1,12 +1,13 @@
 //! The result log, `timers.log` in the data directory: one JSON line per call, timers'
-//! attempts and cron jobs' runs alike (what jdserver wrote to its trace.log), rotated by
-//! size.
+//! attempts and cron jobs' runs alike, with the answer's status, its headers of interest
+//! and the start of its body (what jdserver wrote to its trace.log), rotated by size.
 //!
 //! Lines are written by a thread of their own, so a slow disk never holds up a timer; if
 //! it falls more than [`QUEUE_LINES`] lines behind, lines are dropped and counted.
 //! Rotation renames `timers.log` to `timers.log.1`, `.1` to `.2`, and so on, and deletes
 //! the oldest beyond the configured count.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use std::thread::JoinHandle;
 
 use serde::Serialize;
 
+use super::executor::CallResult;
 use crate::sync::lock;
 
 /// The log's file name in the data directory.
@@ -25,8 +27,8 @@ pub const FILE_NAME: &str = "timers.log";
 /// Lines waiting to be written before new ones are dropped.
 const QUEUE_LINES: usize = 65_536;
 
-/// One call, as logged: a timer's attempt (`timer`, `attempt`) or a cron job's run
-/// (`job`, `run`, `trigger`).
+/// One call, as logged: a timer's attempt (`timer`, `attempt`), an interval timer's
+/// tick (`timer`, `tick`) or a cron job's run (`job`, `run`, `trigger`).
 #[derive(Debug, Default, Serialize)]
 pub struct LogLine<'a> {
     /// When the call started (Unix milliseconds).
@@ -42,6 +44,9 @@ pub struct LogLine<'a> {
     /// A timer's attempt: 1 for the first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// An interval timer's call: 1 for its first tick.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tick: Option<u32>,
     /// A job's run number: 1 for its first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<u64>,
@@ -55,13 +60,22 @@ pub struct LogLine<'a> {
     /// The answer's status, when one came.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// The answer's headers of interest ([`super::executor::LOGGED_HEADERS`]) that it
+    /// carried, name → value.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<&'a str, &'a str>,
+    /// The start of the answer's body (`timers.log_body_bytes`, lossy UTF-8), when an
+    /// answer came and the log keeps bodies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     /// Why there was no answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
     /// How long the attempt took.
     pub duration_ms: u64,
-    /// What follows: `succeeded`, `retry`, `failed`, or `cancelled` when the timer was
-    /// cancelled while the attempt ran; a job's run: `succeeded` or `failed`.
+    /// What follows: `succeeded`, `retry` (for an interval timer: the next tick),
+    /// `failed`, or `cancelled` when the timer was cancelled while the attempt ran; a
+    /// job's run: `succeeded` or `failed`.
     pub next: &'a str,
 }
 
@@ -72,6 +86,8 @@ pub struct Rotation {
     pub max_bytes: u64,
     /// Rotated files kept (`timers.log.1` ... `timers.log.N`).
     pub files: usize,
+    /// Bytes of each answer's body kept in its line; 0 keeps none.
+    pub body_bytes: usize,
 }
 
 /// The handle that queues lines for the log thread.
@@ -79,6 +95,7 @@ pub struct ResultLog {
     queue: Mutex<Option<SyncSender<String>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     dropped: AtomicU64,
+    body_bytes: usize,
 }
 
 impl ResultLog {
@@ -89,6 +106,7 @@ impl ResultLog {
             queue: Mutex::new(None),
             thread: Mutex::new(None),
             dropped: AtomicU64::new(0),
+            body_bytes: rotation.body_bytes,
         };
         if rotation.max_bytes == 0 {
             return Ok(log);
@@ -118,6 +136,20 @@ impl ResultLog {
                 self.dropped.fetch_add(1, Relaxed);
             }
         }
+    }
+
+    /// Queue the line of a call that came to `result`: `line` with the answer's headers
+    /// and the start of its body added.
+    pub fn record_call<'a>(&self, mut line: LogLine<'a>, result: &'a CallResult) {
+        line.headers = result
+            .headers
+            .iter()
+            .map(|(n, v)| (*n, v.as_str()))
+            .collect();
+        if self.body_bytes > 0 {
+            line.body = result.body_text(self.body_bytes);
+        }
+        self.record(&line);
     }
 
     /// Lines dropped because the log thread fell behind or failed.
@@ -238,6 +270,7 @@ mod tests {
         let rotation = Rotation {
             max_bytes: 400,
             files: 2,
+            body_bytes: 0,
         };
         let log = ResultLog::open(dir.path(), rotation).unwrap();
         for timer in 0..20 {
@@ -275,11 +308,55 @@ mod tests {
             Rotation {
                 max_bytes: 0,
                 files: 1,
+                body_bytes: 16,
             },
         )
         .unwrap();
         log.record(&line(1));
         log.close().await;
         assert!(!dir.path().join(FILE_NAME).exists());
+    }
+
+    #[tokio::test]
+    async fn a_call_line_keeps_the_answers_headers_and_the_start_of_its_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let rotation = Rotation {
+            max_bytes: 1 << 20,
+            files: 1,
+            body_bytes: 5,
+        };
+        let log = ResultLog::open(dir.path(), rotation).unwrap();
+        let answered = CallResult {
+            status: Some(404),
+            headers: vec![("content-type", "text/plain".into())],
+            error: None,
+            body: "订单 not found".as_bytes().to_vec(),
+            duration: std::time::Duration::from_millis(3),
+            refused: false,
+        };
+        log.record_call(line(1), &answered);
+        let unanswered = CallResult {
+            status: None,
+            headers: Vec::new(),
+            error: Some("connection failed".into()),
+            body: Vec::new(),
+            ..answered
+        };
+        log.record_call(line(2), &unanswered);
+        log.close().await;
+        let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines[0]["headers"],
+            serde_json::json!({"content-type": "text/plain"})
+        );
+        assert_eq!(
+            lines[0]["body"], "订",
+            "5 bytes, cut at a character boundary"
+        );
+        assert!(lines[1].get("headers").is_none() && lines[1].get("body").is_none());
     }
 }

@@ -19,6 +19,9 @@
 //! and otherwise works as above. A timer whose node died mid-call is claimed again once
 //! its lease runs out, so it fires while any node lives. The embedded path is untouched.
 //!
+//! Interval timers ([`interval`]) are timers whose finished call schedules the next tick
+//! the way a failed one schedules a retry: the store sees one pending timer either way.
+//!
 //! Cron jobs ([`cron`]) share the executor, the result log, the shutdown and the store
 //! file with timers, and have a dispatcher of their own. Every call, a timer's or a
 //! job's, keeps to the allowed targets ([`targets`]).
@@ -29,6 +32,7 @@ pub mod cron;
 mod dispatch;
 pub mod embedded_ipv4;
 pub mod executor;
+pub mod interval;
 pub mod log;
 pub mod own_listeners;
 pub mod schedule;
@@ -65,6 +69,8 @@ pub struct TimerSettings {
     pub retry: RetryPolicy,
     /// How far ahead a timer may be set.
     pub max_delay: Duration,
+    /// The shortest interval an interval timer may tick at.
+    pub min_interval: Duration,
     /// How long finished timers stay queryable.
     pub retention: Duration,
     /// The timer store's page cache, in bytes.
@@ -220,7 +226,7 @@ impl Timers {
                 schedule: Mutex::new(schedule),
                 wake: Notify::new(),
                 slots: Arc::new(Semaphore::new(settings.concurrency)),
-                executor: Executor::new(settings.targets.clone())?,
+                executor: Executor::new(settings.targets.clone(), settings.log.body_bytes)?,
                 log,
                 settings,
                 counters: Counters::default(),

@@ -24,6 +24,7 @@ pub(super) fn new_timer(app: &str, due_ms: u64, key: Option<&str>) -> NewTimer {
             max_ms: 100,
         },
         idempotency_key: key.map(Into::into),
+        interval: None,
     }
 }
 
@@ -206,8 +207,19 @@ where
     assert_eq!(store.get(a.timer.id).await.unwrap(), None);
     assert!(store.get(b.timer.id).await.unwrap().is_some());
     assert_eq!(store.purge(100, 100).await.unwrap(), 2);
-    let fresh = store.create(new_timer("a", 1, Some("k"))).await.unwrap();
+    let ticking = Interval {
+        every_ms: 250,
+        times: Some(3),
+    };
+    let fresh = store
+        .create(NewTimer {
+            interval: Some(ticking),
+            ..new_timer("a", 1, Some("k"))
+        })
+        .await
+        .unwrap();
     assert!(!fresh.existing, "the key is free once its timer is purged");
+    assert_eq!(fresh.timer.interval, Some(ticking));
 
     // Durability: a new store on the same place finds everything; ids keep increasing.
     store.close().await.unwrap();
@@ -222,6 +234,29 @@ where
     );
     let later = reopened.create(new_timer("a", 1, None)).await.unwrap();
     assert!(later.timer.id > fresh.timer.id);
+    assert_eq!(later.timer.interval, None);
+
+    // An interval timer's next tick is a `Retry`: pending again, its interval kept.
+    reopened
+        .begin_attempt(fresh.timer.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let after = reopened
+        .finish_attempt(
+            fresh.timer.id,
+            attempt(1, 200),
+            Next::Retry { due_ms: 251 },
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(after, Some(TimerState::Pending));
+    let ticked = reopened.get(fresh.timer.id).await.unwrap().unwrap();
+    assert_eq!(
+        (ticked.due_ms, ticked.attempts, ticked.interval),
+        (251, 1, Some(ticking))
+    );
     assert_eq!(reopened.recover().await.unwrap().len(), 52);
     reopened.close().await.unwrap();
 }

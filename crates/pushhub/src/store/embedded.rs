@@ -372,6 +372,7 @@ impl<'t> Tables<'t> {
             request: new.request,
             retry: new.retry,
             idempotency_key: new.idempotency_key,
+            interval: new.interval,
             state: TimerState::Pending,
             due_ms: new.due_ms,
             created_ms: new.created_ms,

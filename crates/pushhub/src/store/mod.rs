@@ -7,8 +7,8 @@
 //! states atomically. What runs when is the scheduler's business ([`crate::scheduler`]).
 //!
 //! A timer's life: `pending` → `running` (an attempt is in flight) → `succeeded`, `failed`,
-//! or back to `pending` with a later due time (a retry). `cancelled` is reachable from
-//! `pending` and `running`. Finished timers (succeeded, failed, cancelled) are kept until
+//! or back to `pending` with a later due time (a retry, or an interval timer's next
+//! tick). `cancelled` is reachable from `pending` and `running`. Finished timers (succeeded, failed, cancelled) are kept until
 //! [`TimerStore::purge`] removes them.
 //!
 //! Cron jobs live in the same store behind a sibling contract, [`JobStore`] ([`jobs`]).
@@ -131,6 +131,17 @@ pub struct Attempt {
     pub response: Option<String>,
 }
 
+/// An interval timer's schedule (Swoole's `tick`): a call every `every_ms` from its first
+/// due time, `times` calls in all or until it is cancelled. The store keeps it; what it
+/// means for the next due time is the scheduler's business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Milliseconds between ticks.
+    pub every_ms: u64,
+    /// Calls to make in all; `None`: until cancelled.
+    pub times: Option<u32>,
+}
+
 /// A timer to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTimer {
@@ -146,6 +157,8 @@ pub struct NewTimer {
     pub retry: RetryPolicy,
     /// A create with the same app and key as an existing timer returns that timer instead.
     pub idempotency_key: Option<String>,
+    /// Set for an interval timer.
+    pub interval: Option<Interval>,
 }
 
 /// A stored timer.
@@ -161,6 +174,9 @@ pub struct Timer {
     pub retry: RetryPolicy,
     /// The key it was created with, if any.
     pub idempotency_key: Option<String>,
+    /// Set for an interval timer; absent from records written before interval timers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Interval>,
     /// Where it is in its life.
     pub state: TimerState,
     /// When the next attempt is due (pending), or was due (otherwise).
@@ -187,7 +203,8 @@ pub struct Created {
 /// What comes after a finished attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
-    /// Try again at this time (Unix milliseconds): back to `pending`.
+    /// Call again at this time (Unix milliseconds): back to `pending`. A retry, or an
+    /// interval timer's next tick.
     Retry {
         /// When.
         due_ms: u64,

@@ -447,3 +447,38 @@ async fn a_cron_run_cut_off_by_a_killed_node_is_made_up_once_by_another() {
         "fire times during the lease were skipped: {job}"
     );
 }
+
+/// An interval timer on three nodes: each tick is claimed by one node, so the target
+/// gets each tick once, in order, and the timer ends after its `times`.
+#[tokio::test]
+async fn an_interval_timer_on_three_nodes_ticks_once_per_tick() {
+    let Some(redis) = pushhub_testkit::RedisServer::start() else {
+        return;
+    };
+    let nodes = [node(&redis.url()), node(&redis.url()), node(&redis.url())];
+    let backend = Backend::start(|_| Answer::new(200, "ok")).await;
+    let (status, created) = nodes[0]
+        .post_json(
+            "/v1/timers",
+            &json!({"app": "demo", "url": backend.url("/tick"), "interval_ms": 200, "times": 5}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let done = loop {
+        let (_, timer) = nodes[2].get(&format!("/v1/timers/{id}")).await;
+        if timer["state"] == "succeeded" {
+            break timer;
+        }
+        assert!(Instant::now() < deadline, "the ticks never ended: {timer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["attempts"], 5, "{done}");
+    let ticks: Vec<String> = backend
+        .seen()
+        .iter()
+        .map(|r| r.headers["x-pushhub-attempt"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ticks, ["1", "2", "3", "4", "5"], "each tick once, in order");
+}

@@ -427,3 +427,35 @@ async fn an_sse_slow_consumer_is_logged_and_counted() {
     server.wait_log("closing slow consumer", 1).await;
     drain.abort();
 }
+
+/// A poll asking to wait longer than `limits.max_poll_wait` waits that long and says so;
+/// fractions of a second are waits too, and a timeout that is no number is refused.
+#[tokio::test]
+async fn long_waits_are_capped_at_the_configured_maximum_and_say_so() {
+    let server = TestServer::start_with(&[], &[("PUSHHUB_LIMITS_MAX_POLL_WAIT", "1")]);
+    for path in [
+        "/getMsg?app=wms&user=1&timeout=600",
+        "/v1/poll?app=demo&user=1&timeout=600",
+    ] {
+        let started = std::time::Instant::now();
+        let (status, headers, _) = client_get(&server, path).await;
+        let waited = started.elapsed();
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(headers["x-pushhub-timeout-capped"], "1", "{path}");
+        assert!(
+            waited >= Duration::from_millis(950) && waited < Duration::from_secs(5),
+            "{path}: answered after {waited:?}"
+        );
+    }
+    let started = std::time::Instant::now();
+    let (status, headers, body) = client_get(&server, "/getMsg?app=wms&user=1&timeout=0.3").await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    assert!(headers.get("x-pushhub-timeout-capped").is_none());
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    let (status, _, body) = client_get(&server, "/getMsg?app=wms&user=1&timeout=soon").await;
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status, &error["error"]["code"]),
+        (400, &serde_json::json!("invalid_param"))
+    );
+}

@@ -27,6 +27,7 @@ mod history;
 mod history_bound;
 mod http_clients;
 mod http_errors;
+mod interval_timers;
 mod jdserver;
 mod kick;
 mod limits;
@@ -36,11 +37,15 @@ mod login;
 mod mswoole;
 mod mswoole_des;
 mod native_ws;
+// PHP as users run it (php-cli, php-curl): seed 000's calls, the docs' PHP.
+mod php;
 mod pushserve;
 mod resume;
 mod room_resume;
 mod rooms;
 mod rpc;
+// scripts/*.sh against a real server (bash, curl).
+mod scripts;
 mod send;
 mod shutdown;
 mod store_damage;

@@ -673,20 +673,23 @@ async fn call(inner: Arc<Inner>, slot: Option<Arc<Slot>>, run: Run) {
         &cron.counters.failed
     };
     counter.fetch_add(1, Relaxed);
-    inner.log.record(&LogLine {
-        ts: started_ms,
-        job: Some(&job.name),
-        app: &job.app,
-        run: Some(number),
-        trigger: Some(trigger.name()),
-        method: &job.request.method,
-        url: &job.request.url,
-        status: result.status,
-        error: error.as_deref(),
-        duration_ms,
-        next: outcome,
-        ..LogLine::default()
-    });
+    inner.log.record_call(
+        LogLine {
+            ts: started_ms,
+            job: Some(&job.name),
+            app: &job.app,
+            run: Some(number),
+            trigger: Some(trigger.name()),
+            method: &job.request.method,
+            url: &job.request.url,
+            status: result.status,
+            error: error.as_deref(),
+            duration_ms,
+            next: outcome,
+            ..LogLine::default()
+        },
+        &result,
+    );
     let finished = JobRun {
         number,
         trigger,
@@ -695,7 +698,7 @@ async fn call(inner: Arc<Inner>, slot: Option<Arc<Slot>>, run: Run) {
         duration_ms,
         status: result.status,
         error,
-        response: result.response,
+        response: result.response(),
         succeeded,
     };
     let Some(slot) = slot else {

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use fred::types::Value;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Attempt, CallbackRequest, RetryPolicy, StoreError, Timer, TimerId, TimerState};
+use crate::store::{
+    Attempt, CallbackRequest, Interval, RetryPolicy, StoreError, Timer, TimerId, TimerState,
+};
 
 /// What never changes after a create: kept as one JSON field.
 #[derive(Serialize, Deserialize)]
@@ -15,6 +17,9 @@ pub(super) struct Spec {
     pub retry: RetryPolicy,
     pub idempotency_key: Option<String>,
     pub created_ms: u64,
+    /// Absent from records written before interval timers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Interval>,
 }
 
 /// A reply value as text (Redis answers bulk strings, Lua numbers as integers).
@@ -94,6 +99,7 @@ pub(super) fn timer_from(fields: HashMap<String, String>) -> Result<Option<Timer
         request: spec.request,
         retry: spec.retry,
         idempotency_key: spec.idempotency_key,
+        interval: spec.interval,
         state,
         due_ms: int("due")?,
         created_ms: spec.created_ms,

@@ -40,6 +40,7 @@ impl TimerStore for RedisStore {
             retry: timer.retry,
             idempotency_key: timer.idempotency_key,
             created_ms: timer.created_ms,
+            interval: timer.interval,
         };
         let field = spec
             .idempotency_key
