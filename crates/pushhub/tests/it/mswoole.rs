@@ -3,10 +3,9 @@
 //! `{"status","info","param","event"}`, and the token's room joined at connect.
 
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite;
 
 use crate::backend::{Answer, Backend, Recorded};
-use crate::util::{Client, TestServer, WAIT};
+use crate::util::{refused_handshake, Client, TestServer};
 
 const SECRET: &str = "live-token-secret-0123456789abcdefgh";
 
@@ -57,35 +56,17 @@ fn exp() -> u64 {
         + 600
 }
 
-/// The status and body of a refused handshake.
-async fn refused(server: &TestServer, query: &str) -> (u16, Value) {
-    let url = format!("ws://{}/live{query}", server.client);
-    let result = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-        .await
-        .unwrap();
-    match result {
-        Err(tungstenite::Error::Http(response)) => {
-            let body = response.body().clone().unwrap_or_default();
-            (
-                response.status().as_u16(),
-                serde_json::from_slice(&body).unwrap(),
-            )
-        }
-        other => panic!("expected a refused handshake, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn without_a_valid_auth_the_handshake_is_refused_with_403() {
     let backend = Backend::start(answer).await;
     let (server, _dir) = server(&backend);
-    let (status, body) = refused(&server, "").await;
+    let (status, body) = refused_handshake(&server, "/live").await;
     assert_eq!(status, 403);
     assert_eq!(
         body,
         json!({"status": 403, "info": "permission denied: connect with ?auth=CREDENTIAL", "param": null, "event": ""})
     );
-    let (status, body) = refused(&server, "?auth=garbage").await;
+    let (status, body) = refused_handshake(&server, "/live?auth=garbage").await;
     assert_eq!(status, 403);
     assert!(
         body["info"].as_str().unwrap().starts_with("invalid token"),

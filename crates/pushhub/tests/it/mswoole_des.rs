@@ -7,11 +7,10 @@
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite;
+use serde_json::json;
 
 use crate::backend::{Answer, Backend, Recorded};
-use crate::util::{TestServer, WAIT};
+use crate::util::{refused_handshake, TestServer};
 
 /// The key of the seed's `\Encrypt::undes($auth, 'kfw001-websocket')`.
 const KEY: &str = "kfw001-websocket";
@@ -105,24 +104,6 @@ url = "{url}"
         url = backend.url("/rpc")
     );
     TestServer::with_config(&config)
-}
-
-/// The status and body of a refused handshake on `path_and_query`.
-async fn refused(server: &TestServer, path_and_query: &str) -> (u16, Value) {
-    let url = format!("ws://{}{path_and_query}", server.client);
-    let result = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-        .await
-        .unwrap();
-    match result {
-        Err(tungstenite::Error::Http(response)) => {
-            let body = response.body().clone().unwrap_or_default();
-            (
-                response.status().as_u16(),
-                serde_json::from_slice(&body).unwrap(),
-            )
-        }
-        other => panic!("expected a refused handshake, got {other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -235,24 +216,24 @@ async fn bad_auth_strings_get_403_with_their_own_reason() {
     let frame = |info: &str| json!({"status": 403, "info": info, "param": null, "event": ""});
 
     assert_eq!(
-        refused(&server, "/").await,
+        refused_handshake(&server, "/").await,
         (
             403,
             frame("permission denied: connect with ?auth=CREDENTIAL")
         )
     );
     assert_eq!(
-        refused(&server, "/live?auth=not-des!").await,
+        refused_handshake(&server, "/live?auth=not-des!").await,
         (
             403,
             frame("auth is not an MSwoole DES string (base64 of 8-byte blocks)")
         )
     );
     assert_eq!(
-        refused(&server, &format!("/?auth={other_key}")).await,
+        refused_handshake(&server, &format!("/?auth={other_key}")).await,
         (403, frame("auth does not decrypt with this app's DES key"))
     );
-    let (status, body) = refused(&server, &format!("/wall?auth={expired}")).await;
+    let (status, body) = refused_handshake(&server, &format!("/wall?auth={expired}")).await;
     assert_eq!(status, 403);
     let info = body["info"].as_str().unwrap();
     assert!(
@@ -260,7 +241,7 @@ async fn bad_auth_strings_get_403_with_their_own_reason() {
             && info.ends_with(&format!("this app accepts {MAX_AGE} s")),
         "{body}"
     );
-    let (status, body) = refused(&server, &format!("/?auth={future}")).await;
+    let (status, body) = refused_handshake(&server, &format!("/?auth={future}")).await;
     assert_eq!(status, 403);
     assert!(
         body["info"].as_str().unwrap().contains("in the future"),

@@ -421,3 +421,22 @@ impl Client {
 pub fn http() -> reqwest::Client {
     pushhub::outbound::client().expect("an HTTP client")
 }
+
+/// The status and JSON body of a WebSocket handshake to `path_and_query` on the client
+/// listener that the server refuses (a test of refusals fails if it is accepted).
+pub async fn refused_handshake(server: &TestServer, path_and_query: &str) -> (u16, Value) {
+    let url = format!("ws://{}{path_and_query}", server.client);
+    let result = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("the handshake is answered in time");
+    match result {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().clone().unwrap_or_default();
+            (
+                response.status().as_u16(),
+                serde_json::from_slice(&body).expect("a refusal with a JSON body"),
+            )
+        }
+        other => panic!("expected a refused handshake, got {other:?}"),
+    }
+}
