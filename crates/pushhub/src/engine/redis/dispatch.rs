@@ -143,7 +143,7 @@ async fn on_live(inner: &Inner, index: usize, handed: &mut Handed, live: Arc<Pub
     if next {
         hand_over(inner, handed, &live);
     } else {
-        fill(inner, handed, channel, seen, Some(&live)).await;
+        fill(inner, handed, channel, Some(&live)).await;
     }
 }
 
@@ -174,7 +174,7 @@ async fn on_top(
         Some(at) => at.epoch != top.epoch || at.offset < top.offset,
     };
     if behind {
-        fill(inner, handed, &channel, &top, None).await;
+        fill(inner, handed, &channel, None).await;
     }
 }
 
@@ -196,8 +196,10 @@ async fn rewound(inner: &Inner, handed: &mut Handed, channel: Arc<str>, at: &Str
     }
 }
 
-/// Read `channel`'s stream after where it stands (from its beginning when `seen` is in
-/// another epoch) and hand over every entry newer than that, then `live` if the stream is
+/// Read `channel`'s stream after where it stands (from where it was renewed when the
+/// stream went back to a new epoch from the one it stands in; from its beginning when the
+/// stream is in an unrelated epoch: it was lost and began again) and hand over every entry
+/// newer than that, then `live` if the stream is
 /// still in its epoch and it is newer still. If Redis cannot be read, nothing moves: the
 /// publication is in the stream, and the next check fills it. What the stream no longer
 /// keeps (history off or trimmed) cannot be filled: the next publication goes on from
@@ -206,13 +208,12 @@ async fn fill(
     inner: &Inner,
     handed: &mut Handed,
     channel: &Arc<str>,
-    seen: &StreamPosition,
     live: Option<&Arc<Publication>>,
 ) {
-    let since = match handed.get(channel) {
-        Some(at) if at.epoch == seen.epoch => at.clone(),
-        _ => StreamPosition::empty(),
-    };
+    let since = handed
+        .get(channel)
+        .cloned()
+        .unwrap_or_else(StreamPosition::empty);
     let mut snapshot = match stream::read(inner, channel, Some(&since), None).await {
         Ok(snapshot) => snapshot,
         Err(error) => {
@@ -220,7 +221,7 @@ async fn fill(
             return;
         }
     };
-    if !since.is_empty() && snapshot.top.epoch != since.epoch {
+    if !snapshot.follows {
         match stream::read(inner, channel, Some(&StreamPosition::empty()), None).await {
             Ok(again) => snapshot = again,
             Err(error) => {

@@ -67,23 +67,33 @@ return {epoch, offset}
 
 /// Read one channel: KEYS = meta, stream; ARGV = `1` to read entries (`0`: the top
 /// only), the reader's epoch (`""` for the empty position), the offset it stands at, the
-/// most entries to return (-1: all). Entries are read only when the reader's epoch is the
-/// stream's (or empty). Returns `{epoch, top, oldest kept offset or 0, id, msg, id, msg…}`,
-/// `{"", 0, 0}` for a stream that does not exist.
+/// most entries to return (-1: all). Entries are read when the reader's epoch is the
+/// stream's (or empty), or the one the stream was renewed from (see the renew script):
+/// then from the reader's offset or the renewal's, whichever is lower, since entries up
+/// to the renewal kept their offsets. Returns `{epoch, top, oldest kept offset or 0,
+/// 1 if entries follow the reader's position (0: another epoch), id, msg, id, msg…}`,
+/// `{"", 0, 0, 0}` for a stream that does not exist.
 const READ_BODY: &str = r#"
 local meta, stream = KEYS[1], KEYS[2]
-local state = redis.call('HMGET', meta, 'e', 'o', 't')
+local state = redis.call('HMGET', meta, 'e', 'o', 't', 'p', 'r')
 local epoch = state[1]
-if not epoch then return {'', 0, 0} end
-local out = {epoch, tonumber(state[2] or '0'), 0}
+if not epoch then return {'', 0, 0, 0} end
+local out = {epoch, tonumber(state[2] or '0'), 0, 0}
+local after = tonumber(ARGV[3])
+local follows = ARGV[2] == '' or ARGV[2] == epoch
+if not follows and state[4] == ARGV[2] then
+  follows = true
+  after = math.min(after, tonumber(state[5] or '0'))
+end
+if follows then out[4] = 1 end
 local ttl = tonumber(state[3] or '0')
 if ttl > 0 then trim_expired(stream, now_ms() - ttl) end
 local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
 if #first == 0 then return out end
 out[3] = tonumber(string.sub(first[1][1], 1, string.find(first[1][1], '-') - 1))
 local limit = tonumber(ARGV[4])
-if ARGV[1] ~= '1' or limit == 0 or (ARGV[2] ~= '' and ARGV[2] ~= epoch) then return out end
-local from = string.format('%d-0', tonumber(ARGV[3]) + 1)
+if ARGV[1] ~= '1' or limit == 0 or not follows then return out end
+local from = string.format('%d-0', after + 1)
 local entries
 if limit > 0 then
   entries = redis.call('XRANGE', stream, from, '+', 'COUNT', limit)
@@ -102,14 +112,17 @@ return out
 /// that epoch but its top is below that offset (its latest publications were lost: a
 /// failover to a replica that had not caught up), its offsets no longer mean what clients
 /// were told, so it gets the new epoch (and loses any entry above its top, which only an
-/// inconsistent copy could hold, so the next append fits). Returns `{epoch, top}` as they
+/// inconsistent copy could hold, so the next append fits). The epoch it had and the top
+/// it was renewed at are kept (`p`, `r`): entries up to there are the ones nodes already
+/// handed over, and a node still in the old epoch reads on from there instead of again
+/// from the beginning. Returns `{epoch, top}` as they
 /// are then (`{"", 0}` for a stream that does not exist).
 const RENEW_BODY: &str = r#"
 local state = redis.call('HMGET', KEYS[1], 'e', 'o')
 if not state[1] then return {'', 0} end
 local top = tonumber(state[2] or '0')
 if state[1] == ARGV[1] and top < tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'e', ARGV[3])
+  redis.call('HSET', KEYS[1], 'e', ARGV[3], 'p', ARGV[1], 'r', top)
   local above = redis.call('XRANGE', KEYS[2], string.format('%d-0', top + 1), '+')
   for _, entry in ipairs(above) do
     redis.call('XDEL', KEYS[2], entry[1])

@@ -15,6 +15,9 @@ pub struct Snapshot {
     pub top: StreamPosition,
     /// Offset of the oldest entry kept; 0 when none is.
     pub oldest: u64,
+    /// True when the entries follow the position read from: it was in the stream's epoch,
+    /// or in the epoch the stream was renewed from. False for another epoch (no entries).
+    pub follows: bool,
     /// Entries after the position read from, oldest first.
     pub entries: Vec<Arc<Publication>>,
 }
@@ -88,6 +91,7 @@ fn parse(channel: &Arc<str>, reply: Value) -> Option<Snapshot> {
     let epoch: Arc<str> = parts.next()?.as_string()?.into();
     let offset = parts.next()?.as_u64()?;
     let oldest = parts.next()?.as_u64()?;
+    let follows = parts.next()?.as_u64()? == 1;
     let top = if epoch.is_empty() {
         StreamPosition::empty()
     } else {
@@ -121,6 +125,7 @@ fn parse(channel: &Arc<str>, reply: Value) -> Option<Snapshot> {
     Some(Snapshot {
         top,
         oldest,
+        follows,
         entries,
     })
 }
@@ -131,6 +136,7 @@ pub fn recovery(since: Option<&StreamPosition>, snapshot: Snapshot) -> Recovery 
         top,
         oldest,
         entries,
+        ..
     } = snapshot;
     let incomplete = |top| Recovery {
         top,

@@ -10,7 +10,7 @@ use pushhub_testkit::{RedisCluster, RedisServer, SentinelGroup};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::RedisBroker;
+use super::{stream, RedisBroker};
 use crate::engine::contract::{self, KEEP};
 use crate::engine::{
     Broker, BrokerEvents, EngineError, HistoryPolicy, HistoryRequest, Message, Publication,
@@ -738,7 +738,8 @@ async fn a_wedged_subscriber_connection_is_replaced_and_its_gap_filled() {
 /// A stream that goes back in the same epoch (Redis lost its latest publications, as a
 /// failover to a replica that had not caught up does; simulated by lowering the top) is
 /// noticed on the next check: it gets a new epoch, and what is published next reaches
-/// the node instead of being dropped as already seen.
+/// every node instead of being dropped as already seen, without what they had handed
+/// over coming again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_went_back_gets_a_new_epoch() {
     let Some(server) = RedisServer::start() else {
@@ -796,6 +797,60 @@ async fn a_stream_that_went_back_gets_a_new_epoch() {
     );
     let got = seen.wait_for("back", 6, Duration::from_secs(5)).await;
     assert_eq!(got.last(), Some(&next), "handed over, not dropped as seen");
+}
+
+/// Nodes that learn of a renewed epoch from a publication (another node renewed it) read
+/// on from where the stream was renewed: what they had handed over, which kept its
+/// offsets, is not handed over again in the new epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_still_in_the_old_epoch_read_on_from_the_renewal() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (one, two) = (node(&[server.url()]).await, node(&[server.url()]).await);
+    let (seen_one, seen_two) = (registered(&one), registered(&two));
+    let c = channels(&["renewed"]);
+    one.broker.subscribe(&c).await.unwrap();
+    two.broker.subscribe(&c).await.unwrap();
+    let keep = HistoryPolicy { size: 100, ..KEEP };
+    let mut before = StreamPosition::empty();
+    for i in 0..5 {
+        before = one
+            .broker
+            .publish(&c, &message(&format!("{i}")), keep)
+            .await
+            .unwrap()
+            .remove(0);
+    }
+    for seen in [&seen_one, &seen_two] {
+        assert_eq!(
+            seen.wait_for("renewed", 5, Duration::from_secs(5))
+                .await
+                .len(),
+            5
+        );
+    }
+    // Redis lost offsets 3 to 5, and a third node renewed the epoch.
+    assert_eq!(server.cli(&["HSET", "t:{renewed}:m", "o", "2"]).trim(), "0");
+    let renewed = stream::renew_if_rewound(&one.broker.inner, &c[0], &before)
+        .await
+        .unwrap();
+    assert_ne!(renewed.epoch, before.epoch);
+    let next = one
+        .broker
+        .publish(&c, &message("next"), keep)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        (next.epoch.clone(), next.offset),
+        (renewed.epoch.clone(), 3)
+    );
+    for (name, seen) in [("one", &seen_one), ("two", &seen_two)] {
+        let got = seen.wait_for("renewed", 6, Duration::from_secs(5)).await;
+        assert_eq!(got.len(), 6, "{name} handed over {got:?}");
+        assert_eq!(got.last(), Some(&next), "{name}");
+    }
 }
 
 /// Behind Sentinel a publish is accepted only once a replica holds it: with no replica
