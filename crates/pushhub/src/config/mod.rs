@@ -10,6 +10,7 @@
 mod env;
 mod locate;
 pub mod redis;
+pub mod tcp_framing;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -37,6 +38,7 @@ use crate::scheduler::targets::TargetPolicy;
 use crate::scheduler::TimerSettings;
 use crate::store::RetryPolicy;
 use crate::transport::tcp::Framing;
+use tcp_framing::RawTcpFraming;
 
 /// The configuration file's shape, before validation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,9 +51,10 @@ pub struct RawConfig {
     /// Raw TCP listener for native apps and devices (native frames on a plain socket, first
     /// frame `connect`). Unset (the default): no raw TCP.
     pub tcp_listen: Option<String>,
-    /// How frames are delimited on the raw TCP listener: "lines" (newline-delimited JSON)
-    /// or "length" (4-byte big-endian length prefix).
-    pub tcp_framing: Framing,
+    /// How frames are delimited on the raw TCP listener: "lines" (newline-delimited JSON),
+    /// "length" (4-byte big-endian length prefix), or a table of Swoole's settings (a
+    /// delimiter, or a 2- or 4-byte length field at an offset: see [`tcp_framing`]).
+    pub tcp_framing: RawTcpFraming,
     /// Where durable state lives (timers, cron, optional history).
     pub data_dir: PathBuf,
     /// Accept any valid app name on first use as a development app with `auth = "none"`.
@@ -534,7 +537,7 @@ impl Default for RawConfig {
             listen: "127.0.0.1:8081".into(),
             api_listen: "127.0.0.1:8082".into(),
             tcp_listen: None,
-            tcp_framing: Framing::Lines,
+            tcp_framing: RawTcpFraming::Lines,
             data_dir: "./data".into(),
             dynamic_apps: None,
             engine: EngineKind::Memory,
@@ -972,6 +975,14 @@ fn validate(
             }
         }
     }
+    let framing = tcp_framing::framing(
+        &raw.tcp_framing,
+        raw.limits.max_body_bytes.saturating_add(FRAME_OVERHEAD),
+    )
+    .unwrap_or_else(|(path, why)| {
+        error(&path, why);
+        Framing::Lines
+    });
     check_liveness(&mut error, &[], raw.heartbeat, raw.idle_timeout);
     check_timers(&mut error, &raw.timers);
     let redis = match raw.engine {
@@ -1151,7 +1162,7 @@ fn validate(
         listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8081))),
         api_listen: api_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8082))),
         tcp_listen,
-        tcp_framing: raw.tcp_framing,
+        tcp_framing: framing,
         data_dir: raw.data_dir.clone(),
         engine: raw.engine,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace),
@@ -1985,7 +1996,7 @@ routes = { "live." = "http://127.0.0.1:9000/live", "live.admin." = "http://127.0
         )
         .unwrap();
         assert_eq!(config.tcp_listen.unwrap().to_string(), "0.0.0.0:8083");
-        assert_eq!(config.tcp_framing, Framing::Length);
+        assert_eq!(config.tcp_framing, Framing::Length(Default::default()));
         let vars = [
             (
                 "PUSHHUB_TCP_LISTEN".to_string(),
@@ -1995,7 +2006,7 @@ routes = { "live." = "http://127.0.0.1:9000/live", "live.admin." = "http://127.0
         ];
         let config = Config::load(None, vars, &Overrides::default()).unwrap();
         assert_eq!(config.tcp_listen.unwrap().to_string(), "127.0.0.1:9000");
-        assert_eq!(config.tcp_framing, Framing::Length);
+        assert_eq!(config.tcp_framing, Framing::Length(Default::default()));
     }
 
     #[test]
