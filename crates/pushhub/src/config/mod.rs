@@ -28,11 +28,11 @@ use crate::backend::call::{BackendClient, Question};
 use crate::backend::events::{EventSettings, EventSink};
 use crate::backend::rooms::RoomPolicy;
 use crate::backend::rpc::{RpcProxy, RpcSettings};
-use crate::backend::send::SendPolicy;
+use crate::backend::send::{RoomSendPolicy, SendPolicy};
 use crate::engine::{EngineKind, HistoryPolicy};
 use crate::gateway::TrustedProxies;
 use crate::hub::registry::UserLimit;
-use crate::hub::{names, AppSettings, AuthMode, OutboxLimits};
+use crate::hub::{names, AppSettings, AuthMode, InvalidFrames, OutboxLimits};
 use crate::scheduler::log::Rotation;
 use crate::scheduler::targets::TargetPolicy;
 use crate::scheduler::TimerSettings;
@@ -376,6 +376,15 @@ pub struct RawApp {
     /// The backend that vets each `send` when `client_send = "webhook"`.
     #[serde(default)]
     pub send_webhook: Option<RawQuestion>,
+    /// Whether clients may `send` to a room: `"off"` (the default) or `"members"` (a
+    /// client in the room may; every member gets the message, as in seed 002's chat).
+    #[serde(default)]
+    pub room_send: RoomSendPolicy,
+    /// What a client frame that is not JSON, has no type or an unknown type earns:
+    /// `"error"` (the default: an error frame, the connection stays) or `"close"` (the
+    /// connection is closed with 4500, as seed 002's servers did).
+    #[serde(default)]
+    pub invalid_frames: InvalidFrames,
     /// Where the app's lifecycle events (connect, disconnect, room join and leave) are
     /// POSTed in batches; unset: nowhere.
     #[serde(default)]
@@ -1112,6 +1121,8 @@ fn validate(
         rpc: app.and_then(|a| rpc_proxy(a, outbound.as_ref()?)),
         rooms: room_policy(app, outbound.as_ref()),
         send: send_policy(app, outbound.as_ref()),
+        room_send: app.map(|a| a.room_send).unwrap_or_default(),
+        invalid_frames: app.map(|a| a.invalid_frames).unwrap_or_default(),
         events: app.and_then(|a| event_sink(name, a, outbound.as_ref()?)),
         handshake_timeout: Duration::from_secs(
             app.and_then(|a| a.handshake_timeout)

@@ -40,6 +40,7 @@ mod rpc;
 mod send;
 mod shutdown;
 mod store_damage;
+mod swoole_server;
 mod tcp;
 mod timer_targets;
 mod timers;
