@@ -984,14 +984,11 @@ fn validate(
             }
         }
     }
-    let framing = tcp_framing::framing(
-        &raw.tcp_framing,
-        raw.limits.max_body_bytes.saturating_add(FRAME_OVERHEAD),
-    )
-    .unwrap_or_else(|(path, why)| {
-        error(&path, why);
-        Framing::Lines
-    });
+    let framing = tcp_framing::framing(&raw.tcp_framing, raw.limits.max_body_bytes, FRAME_OVERHEAD)
+        .unwrap_or_else(|(path, why)| {
+            error(&path, why);
+            Framing::Lines
+        });
     check_liveness(&mut error, &[], raw.heartbeat, raw.idle_timeout);
     check_timers(&mut error, &raw.timers);
     let redis = match raw.engine {

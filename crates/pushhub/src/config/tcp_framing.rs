@@ -86,10 +86,14 @@ impl<'de> Deserialize<'de> for RawTcpFraming {
 /// A setting that is wrong: its key under `tcp_framing` (or elsewhere, a full path) and why.
 pub type FramingError = (Vec<&'static str>, String);
 
-/// The framing `raw` describes. `largest_message` is the most bytes a server message may
-/// take (the largest push and its frame), which a 2-byte length field must be able to
-/// carry.
-pub fn framing(raw: &RawTcpFraming, largest_message: usize) -> Result<Framing, FramingError> {
+/// The framing `raw` describes. A server message may take `max_body_bytes` (the largest
+/// push) and `overhead` (its frame around it), which a 2-byte length field must be able
+/// to carry.
+pub fn framing(
+    raw: &RawTcpFraming,
+    max_body_bytes: usize,
+    overhead: usize,
+) -> Result<Framing, FramingError> {
     let package = match raw {
         RawTcpFraming::Lines => return Ok(Framing::Lines),
         RawTcpFraming::Length => return Ok(Framing::Length(LengthHeader::default())),
@@ -143,11 +147,12 @@ pub fn framing(raw: &RawTcpFraming, largest_message: usize) -> Result<Framing, F
             )
             .map_err(|why| (at("package_body_offset"), why))?;
             let carried = field.max_value() + package.package_body_offset - header.header_len();
-            if largest_message > carried {
+            if max_body_bytes.saturating_add(overhead) > carried {
                 return Err((
                     vec!["limits", "max_body_bytes"],
                     format!(
-                        "package_length_type = {letter:?} carries at most {carried} bytes after the header, less than the largest message the server may send ({largest_message} bytes, the largest push and its frame): lower limits.max_body_bytes, or use a 4-byte type (N or V)"
+                        "package_length_type = {letter:?} carries at most {carried} bytes after the header, and a message may take {max_body_bytes} (the largest push) + {overhead} (its frame): set limits.max_body_bytes to at most {}, or use a 4-byte type (N or V)",
+                        carried.saturating_sub(overhead)
                     ),
                 ));
             }
@@ -184,7 +189,7 @@ mod tests {
             tcp_framing: RawTcpFraming,
         }
         let doc: Doc = toml::from_str(text).map_err(|e| (vec![], e.to_string()))?;
-        framing(&doc.tcp_framing, 1 << 20)
+        framing(&doc.tcp_framing, 1 << 20, 4096)
     }
 
     #[test]
@@ -223,7 +228,7 @@ mod tests {
         let (path, why) =
             key("[tcp_framing]\nopen_length_check = true\npackage_length_type = \"n\"\n");
         assert_eq!(path, ["limits", "max_body_bytes"]);
-        assert!(why.contains("carries at most 65533 bytes"), "{why}");
+        assert!(why.contains("max_body_bytes to at most 61437"), "{why}");
         let (path, _) = key("[tcp_framing]\npackage_eof = \"\\n\"\n");
         assert_eq!(path, ["tcp_framing"]);
         let (_, why) = key("[tcp_framing]\nopen_eof_check = true\npackage_eol = \"\\n\"\n");

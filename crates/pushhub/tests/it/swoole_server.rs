@@ -539,3 +539,103 @@ async fn a_room_message_reaches_every_member_when_the_app_allows_it() {
     quiet.send(&room_send("lobby", "hello")).await;
     assert_eq!(quiet.json().await["code"], "send_not_allowed");
 }
+
+/// The seed's clients in PHP: its `for` loops and `pack('N', ...)` / `. "\r\n"` framing,
+/// on a plain stream socket (`swoole_client` needs the Swoole extension; the bytes are
+/// the same). Prints each frame the server answers, one per line.
+const SEED_CLIENT_PHP: &str = r#"<?php
+[, $port, $mode] = $argv;
+$client = stream_socket_client("tcp://127.0.0.1:$port", $errno, $errstr, 5);
+$client || exit("connect failed. Error: {$errno}\n");
+stream_set_timeout($client, 10);
+if ($mode === 'length') {
+    $send = function ($data) use ($client) { fwrite($client, pack('N', strlen($data)) . $data); };
+    $recv = function () use ($client) {
+        $info = unpack('N', stream_get_contents($client, 4));
+        return stream_get_contents($client, $info[1]);
+    };
+} else {
+    $send = function ($data) use ($client) { fwrite($client, $data . "\r\n"); };
+    $recv = function () use ($client) { return rtrim(fgets($client), "\r\n"); };
+}
+$send(json_encode(['type' => 'connect', 'app' => 'demo', 'user' => '9501']));
+echo $recv() . PHP_EOL;
+for ($i = 0; $i < 3; $i++) {
+    $send("Just a test.");
+}
+for ($i = 0; $i < 3; $i++) {
+    echo $recv() . PHP_EOL;
+}
+$send(json_encode(['type' => 'ping', 'id' => 1]));
+echo $recv() . PHP_EOL;
+"#;
+
+#[tokio::test]
+async fn the_seeds_php_clients_work_unchanged() {
+    if std::process::Command::new("php")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        pushhub_testkit::missing("php (apt-get install php-cli)");
+        return;
+    }
+    let script = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(script.path(), SEED_CLIENT_PHP).expect("write script");
+    let settings = [
+        (
+            "length",
+            "open_length_check = true\npackage_length_type = \"N\"\npackage_length_offset = 0\npackage_body_offset = 4\npackage_max_length = 81920",
+        ),
+        (
+            "eof",
+            "open_eof_check = true\npackage_eof = \"\\r\\n\"\nopen_eof_split = true",
+        ),
+    ];
+    for (mode, framing) in settings {
+        let (server, _dir) = framed_server(framing, "");
+        let port = server.tcp.expect("tcp").port().to_string();
+        let path = script.path().to_owned();
+        let mode_arg = mode.to_owned();
+        let output = tokio::time::timeout(
+            WAIT * 2,
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new("php")
+                    .arg(&path)
+                    .args([port, mode_arg])
+                    .output()
+                    .expect("run php")
+            }),
+        )
+        .await
+        .expect("php did not finish in time")
+        .expect("php task");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{mode}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let frames: Vec<Value> = stdout
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{mode}: {e}: {line}"))
+            })
+            .collect();
+        let kinds: Vec<&str> = frames
+            .iter()
+            .map(|f| {
+                f["code"]
+                    .as_str()
+                    .or(f["type"].as_str())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["welcome", "bad_json", "bad_json", "bad_json", "pong"],
+            "{mode}: {stdout}"
+        );
+        assert_eq!(frames[0]["user"], "9501");
+    }
+}

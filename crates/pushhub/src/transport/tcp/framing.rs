@@ -83,7 +83,7 @@ impl Eof {
     }
 
     /// The largest payload both the connection's limit `max` and the packet limit allow.
-    fn payload_limit(&self, max: usize) -> usize {
+    pub fn payload_limit(&self, max: usize) -> usize {
         self.max_packet
             .map_or(max, |packet| max.min(packet - self.bytes.len()))
     }
@@ -222,7 +222,7 @@ impl LengthHeader {
 
     /// The largest payload the connection's limit `max`, the packet limit and the length
     /// field allow.
-    fn payload_limit(&self, max: usize) -> usize {
+    pub fn payload_limit(&self, max: usize) -> usize {
         let header = self.header_len();
         let by_packet = self.max_packet.map_or(usize::MAX, |packet| packet - header);
         let by_field = (self.field.max_value() + self.body_offset).saturating_sub(header);
