@@ -19,8 +19,8 @@ use crate::backend::send::SendRequest;
 use crate::disconnect::Disconnect;
 use crate::hub::cursor::position;
 use crate::hub::{
-    AppSettings, AuthMode, ConnInfo, Cursor, Hub, HubError, InvalidFrames, Publication, Render,
-    Session,
+    AppSettings, AuthMode, ConnInfo, Cursor, Hub, HubError, InvalidFrames, Publication,
+    PublishReceipt, Render, Session,
 };
 use crate::transport::{ClientHandler, Link, Liveness};
 
@@ -265,6 +265,21 @@ struct Pong<'a> {
 }
 
 /// Queue an `error` frame; the connection stays open.
+/// The `sent` answer to a `send`: where the message stands in the channel it went to.
+fn send_sent(link: &Link, id: Option<&serde_json::Value>, receipt: &PublishReceipt) {
+    let Some((channel, position)) = receipt.positions.first() else {
+        return;
+    };
+    let sent = Sent {
+        kind: "sent",
+        id,
+        ch: channel,
+        epoch: &position.epoch,
+        off: position.offset,
+    };
+    link.send_text(&serde_json::to_vec(&sent).unwrap_or_default());
+}
+
 fn send_error(link: &Link, id: Option<&serde_json::Value>, code: &str, message: &str) {
     link.send_text(&error_frame(id, code, message));
 }
@@ -515,19 +530,7 @@ impl NativeClient {
             .send(&session.app().name, session.user(), to, event, data)
             .await;
         match sent {
-            Ok(receipt) => {
-                let Some((channel, position)) = receipt.positions.first() else {
-                    return;
-                };
-                let sent = Sent {
-                    kind: "sent",
-                    id,
-                    ch: channel,
-                    epoch: &position.epoch,
-                    off: position.offset,
-                };
-                link.send_text(&serde_json::to_vec(&sent).unwrap_or_default());
-            }
+            Ok(receipt) => send_sent(link, id, &receipt),
             Err(HubError::InvalidUser(why)) => send_error(link, id, "invalid_user", &why),
             Err(error) => {
                 let reason = Disconnect::from(&error);
@@ -563,19 +566,7 @@ impl NativeClient {
             .send_to_room(&session.app().name, session.user(), room, event, data)
             .await;
         match sent {
-            Ok(receipt) => {
-                let Some((channel, position)) = receipt.positions.first() else {
-                    return;
-                };
-                let sent = Sent {
-                    kind: "sent",
-                    id,
-                    ch: channel,
-                    epoch: &position.epoch,
-                    off: position.offset,
-                };
-                link.send_text(&serde_json::to_vec(&sent).unwrap_or_default());
-            }
+            Ok(receipt) => send_sent(link, id, &receipt),
             Err(error) => {
                 let reason = Disconnect::from(&error);
                 send_error(link, id, reason.name(), &reason.reason);
