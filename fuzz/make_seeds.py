@@ -91,16 +91,41 @@ write("ws_codec", "too_big", ws(10, 1, client_frame(0x81, b"x" * 11)))
 write("ws_codec", "binary", ws(100, 2, client_frame(0x82, b"bin")))
 write("ws_codec", "unmasked", ws(100, 2, b"\x81\x02hi"))
 
-# tcp_framing: [framing (bit 0) and read size (bits 1-7), limit lo, limit hi, stream]
+# tcp_framing: [framing (bits 0-1) and EOF length - 1 (bits 2-3), read size, limit lo, limit hi,
+#   packet limit lo, packet limit hi, 4 framing parameters, stream]
 CONNECT = b'{"type":"connect","app":"demo","user":"100"}'
-write("tcp_framing", "lines", bytes([0x0E]) + struct.pack("<H", 65535) + CONNECT + b"\n" + PING + b"\r\n\n")
-write("tcp_framing", "lines_too_long", bytes([0x02]) + struct.pack("<H", 10) + b"x" * 12 + b"\n")
+NO_PARAMS = b"\0\0\0\0"
+
+
+def framing(mode, piece, limit, packet=0, params=NO_PARAMS):
+    return bytes([mode, piece]) + struct.pack("<HH", limit, packet) + params
+
+
+write("tcp_framing", "lines", framing(0x00, 7, 65535) + CONNECT + b"\n" + PING + b"\r\n\n")
+write("tcp_framing", "lines_too_long", framing(0x00, 1, 10) + b"x" * 12 + b"\n")
 write(
     "tcp_framing",
     "length",
-    bytes([0x0F]) + struct.pack("<H", 65535) + struct.pack(">I", len(CONNECT)) + CONNECT + struct.pack(">I", 0),
+    framing(0x01, 7, 65535) + struct.pack(">I", len(CONNECT)) + CONNECT + struct.pack(">I", 0),
 )
-write("tcp_framing", "length_too_big", bytes([0x01]) + struct.pack("<H", 100) + b"\x7f\xff\xff\xff")
+write("tcp_framing", "length_too_big", framing(0x01, 0, 100) + b"\x7f\xff\xff\xff")
+# Seed 002: package_eof "\r\n", "Just a test.\r\n" three times.
+write("tcp_framing", "eof_crlf", framing(0x06, 5, 65535, 0, b"\r\n\0\0") + b"Just a test.\r\n" * 3)
+write("tcp_framing", "eof_over_packet", framing(0x06, 3, 65535, 10, b"\r\n\0\0") + b"x" * 12 + b"\r\n")
+# Seed 002: 'N' at 0, body at 4, package_max_length 81920 (clipped to 65535 here).
+write(
+    "tcp_framing",
+    "header_seed_n",
+    framing(0x03, 9, 65535, 65535, bytes([1, 0, 1, 0])) + (struct.pack(">I", 12) + b"Just a test.") * 3,
+)
+# 'v' at 2, body at 6: two bytes before the length, two after.
+write(
+    "tcp_framing",
+    "header_v_offset",
+    framing(0x03, 2, 65535, 0, bytes([2, 2, 1, 2])) + b"AB" + struct.pack("<H", len(PING)) + b"CD" + PING,
+)
+# 'N' counting the whole packet, with a length shorter than its header.
+write("tcp_framing", "header_whole_short", framing(0x03, 4, 65535, 0, bytes([1, 0, 0, 0])) + struct.pack(">I", 2) + b"{}")
 
 # native_frames: [how the client came, then one text frame per line]
 SINCE = "demo:user:100@k0xthqw9:41,demo:all@p0q1r2s3:7"

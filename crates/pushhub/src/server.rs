@@ -31,7 +31,7 @@ use crate::stats::Stats;
 use crate::store::StoreError;
 use crate::tls::Tls;
 use crate::transport::connections::Connections;
-use crate::transport::tcp::{self, TcpContext};
+use crate::transport::tcp::{self, TcpContext, TcpFramer};
 use crate::transport::ws::connection::WsSettings;
 use crate::transport::ws::WsContext;
 
@@ -109,7 +109,10 @@ pub async fn serve(
         tracker: tracker.clone(),
     };
     let gateway_state = GatewayState::new(hub.clone(), ws.clone(), &config);
-    let tcp_gateway = TcpGateway::new(gateway_state.clone(), config.tcp_framing);
+    // One framer for the server's life, shared by every raw TCP connection and message.
+    let tcp_framer: &'static TcpFramer =
+        Box::leak(Box::new(TcpFramer::new(config.tcp_framing.clone())));
+    let tcp_gateway = TcpGateway::new(gateway_state.clone(), tcp_framer);
     let api_state = ApiState {
         hub: hub.clone(),
         max_body_bytes: config.limits.max_body_bytes,
@@ -163,7 +166,8 @@ pub async fn serve(
         .collect();
     if let Some(listener) = listeners.tcp {
         let ctx = TcpContext {
-            framing: config.tcp_framing,
+            framing: config.tcp_framing.clone(),
+            framer: tcp_framer,
             control: TcpGateway::control(),
             settings: ws.settings,
             outbox: config.limits.outbox,

@@ -11,6 +11,7 @@ mod env;
 mod locate;
 mod pushserve;
 pub mod redis;
+pub mod tcp_framing;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -29,18 +30,19 @@ use crate::backend::call::{BackendClient, Question};
 use crate::backend::events::{EventSettings, EventSink};
 use crate::backend::rooms::RoomPolicy;
 use crate::backend::rpc::{RpcProxy, RpcSettings};
-use crate::backend::send::SendPolicy;
+use crate::backend::send::{RoomSendPolicy, SendPolicy};
 use crate::engine::{EngineKind, HistoryPolicy};
 use crate::gateway::TrustedProxies;
 use crate::hub::login::LoginPolicy;
 use crate::hub::registry::UserLimit;
-use crate::hub::{names, AppSettings, AuthMode, OutboxLimits};
+use crate::hub::{names, AppSettings, AuthMode, InvalidFrames, OutboxLimits};
 use crate::scheduler::log::Rotation;
 use crate::scheduler::targets::TargetPolicy;
 use crate::scheduler::TimerSettings;
 use crate::store::RetryPolicy;
 use crate::transport::tcp::Framing;
 pub use pushserve::{PushServe, RawPushServe};
+use tcp_framing::RawTcpFraming;
 
 /// The configuration file's shape, before validation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,9 +55,10 @@ pub struct RawConfig {
     /// Raw TCP listener for native apps and devices (native frames on a plain socket, first
     /// frame `connect`). Unset (the default): no raw TCP.
     pub tcp_listen: Option<String>,
-    /// How frames are delimited on the raw TCP listener: "lines" (newline-delimited JSON)
-    /// or "length" (4-byte big-endian length prefix).
-    pub tcp_framing: Framing,
+    /// How frames are delimited on the raw TCP listener: "lines" (newline-delimited JSON),
+    /// "length" (4-byte big-endian length prefix), or a table of Swoole's settings (a
+    /// delimiter, or a 2- or 4-byte length field at an offset: see [`tcp_framing`]).
+    pub tcp_framing: RawTcpFraming,
     /// Where durable state lives (timers, cron, optional history).
     pub data_dir: PathBuf,
     /// Accept any valid app name on first use as a development app with `auth = "none"`.
@@ -412,6 +415,15 @@ pub struct RawApp {
     /// The backend that vets each `send` when `client_send = "webhook"`.
     #[serde(default)]
     pub send_webhook: Option<RawQuestion>,
+    /// Whether clients may `send` to a room: `"off"` (the default) or `"members"` (a
+    /// client in the room may; every member gets the message, as in seed 002's chat).
+    #[serde(default)]
+    pub room_send: RoomSendPolicy,
+    /// What a client frame that is not JSON, has no type or an unknown type earns:
+    /// `"error"` (the default: an error frame, the connection stays) or `"close"` (the
+    /// connection is closed with 4500, as seed 002's servers did).
+    #[serde(default)]
+    pub invalid_frames: InvalidFrames,
     /// Where the app's lifecycle events (connect, disconnect, room join and leave) are
     /// POSTed in batches; unset: nowhere.
     #[serde(default)]
@@ -627,7 +639,7 @@ impl Default for RawConfig {
             listen: "127.0.0.1:8081".into(),
             api_listen: "127.0.0.1:8082".into(),
             tcp_listen: None,
-            tcp_framing: Framing::Lines,
+            tcp_framing: RawTcpFraming::Lines,
             data_dir: "./data".into(),
             dynamic_apps: None,
             engine: EngineKind::Memory,
@@ -1036,6 +1048,11 @@ fn validate(
             }
         }
     }
+    let framing = tcp_framing::framing(&raw.tcp_framing, raw.limits.max_body_bytes, FRAME_OVERHEAD)
+        .unwrap_or_else(|(path, why)| {
+            error(&path, why);
+            Framing::Lines
+        });
     check_liveness(&mut error, &[], raw.heartbeat, raw.idle_timeout);
     check_timers(&mut error, &raw.timers);
     let redis = match raw.engine {
@@ -1175,6 +1192,8 @@ fn validate(
         rpc: app.and_then(|a| rpc_proxy(a, outbound.as_ref()?)),
         rooms: room_policy(app, outbound.as_ref()),
         send: send_policy(app, outbound.as_ref()),
+        room_send: app.map(|a| a.room_send).unwrap_or_default(),
+        invalid_frames: app.map(|a| a.invalid_frames).unwrap_or_default(),
         events: app.and_then(|a| event_sink(name, a, outbound.as_ref()?)),
         handshake_timeout: Duration::from_secs(
             app.and_then(|a| a.handshake_timeout)
@@ -1228,7 +1247,7 @@ fn validate(
         listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8081))),
         api_listen: api_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8082))),
         tcp_listen,
-        tcp_framing: raw.tcp_framing,
+        tcp_framing: framing,
         data_dir: raw.data_dir.clone(),
         engine: raw.engine,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace),
@@ -2265,7 +2284,7 @@ query_param = ["ukey", "token"]
         )
         .unwrap();
         assert_eq!(config.tcp_listen.unwrap().to_string(), "0.0.0.0:8083");
-        assert_eq!(config.tcp_framing, Framing::Length);
+        assert_eq!(config.tcp_framing, Framing::Length(Default::default()));
         let vars = [
             (
                 "PUSHHUB_TCP_LISTEN".to_string(),
@@ -2275,7 +2294,7 @@ query_param = ["ukey", "token"]
         ];
         let config = Config::load(None, vars, &Overrides::default()).unwrap();
         assert_eq!(config.tcp_listen.unwrap().to_string(), "127.0.0.1:9000");
-        assert_eq!(config.tcp_framing, Framing::Length);
+        assert_eq!(config.tcp_framing, Framing::Length(Default::default()));
     }
 
     #[test]

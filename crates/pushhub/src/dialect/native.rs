@@ -23,7 +23,8 @@ use crate::disconnect::Disconnect;
 use crate::hub::cursor::position;
 use crate::hub::login::LoginAttempts;
 use crate::hub::{
-    AppSettings, AuthMode, ConnInfo, Cursor, Hub, HubError, Publication, Render, Session,
+    AppSettings, AuthMode, ConnInfo, Cursor, Hub, HubError, InvalidFrames, Publication,
+    PublishReceipt, Render, Session,
 };
 use crate::transport::{ClientHandler, Link, Liveness};
 
@@ -80,12 +81,15 @@ enum ClientFrame {
     Pong {},
     /// Raw TCP's first frame; anywhere else it is answered with an error.
     Connect {},
-    /// An event for another user of the app (when the app allows it), answered with
-    /// `sent`.
+    /// An event for another user of the app (`to`), or for every member of a room the
+    /// client is in (`room`), when the app allows it; answered with `sent`.
     Send {
         #[serde(default)]
         id: Option<serde_json::Value>,
-        to: String,
+        #[serde(default)]
+        to: Option<String>,
+        #[serde(default)]
+        room: Option<String>,
         #[serde(default)]
         event: Option<String>,
         #[serde(default)]
@@ -276,6 +280,21 @@ struct Pong<'a> {
 }
 
 /// Queue an `error` frame; the connection stays open.
+/// The `sent` answer to a `send`: where the message stands in the channel it went to.
+fn send_sent(link: &Link, id: Option<&serde_json::Value>, receipt: &PublishReceipt) {
+    let Some((channel, position)) = receipt.positions.first() else {
+        return;
+    };
+    let sent = Sent {
+        kind: "sent",
+        id,
+        ch: channel,
+        epoch: &position.epoch,
+        off: position.offset,
+    };
+    link.send_text(&serde_json::to_vec(&sent).unwrap_or_default());
+}
+
 fn send_error(link: &Link, id: Option<&serde_json::Value>, code: &str, message: &str) {
     link.send_text(&error_frame(id, code, message));
 }
@@ -535,25 +554,68 @@ impl NativeClient {
             .send(&session.app().name, session.user(), to, event, data)
             .await;
         match sent {
-            Ok(receipt) => {
-                let Some((channel, position)) = receipt.positions.first() else {
-                    return;
-                };
-                let sent = Sent {
-                    kind: "sent",
-                    id,
-                    ch: channel,
-                    epoch: &position.epoch,
-                    off: position.offset,
-                };
-                link.send_text(&serde_json::to_vec(&sent).unwrap_or_default());
-            }
+            Ok(receipt) => send_sent(link, id, &receipt),
             Err(HubError::InvalidUser(why)) => send_error(link, id, "invalid_user", &why),
             Err(error) => {
                 let reason = Disconnect::from(&error);
                 send_error(link, id, reason.name(), &reason.reason);
             }
         }
+    }
+
+    /// Send an event to every member of `room`, if the app lets this client (a member)
+    /// talk there: `sent` with the message's position in the room's channel, or an
+    /// `error`. The sender, a member, gets the message too.
+    async fn send_to_room(
+        &mut self,
+        room: &str,
+        event: Option<String>,
+        data: Box<RawValue>,
+        id: Option<&serde_json::Value>,
+        link: &Link,
+    ) {
+        let Some(session) = &self.session else { return };
+        if let Err(error) = crate::hub::names::check_room(room) {
+            return send_error(link, id, "invalid_room", &error.to_string());
+        }
+        let allowed = session
+            .app()
+            .room_send
+            .may_send(room, session.in_room(room));
+        if let Err(refused) = allowed {
+            return send_error(link, id, refused.code(), &refused.to_string());
+        }
+        let sent = self
+            .hub
+            .send_to_room(&session.app().name, session.user(), room, event, data)
+            .await;
+        match sent {
+            Ok(receipt) => send_sent(link, id, &receipt),
+            Err(error) => {
+                let reason = Disconnect::from(&error);
+                send_error(link, id, reason.name(), &reason.reason);
+            }
+        }
+    }
+
+    /// Answer a frame the dialect cannot use as the app wants: an error frame with
+    /// `code`, or (`invalid_frames = "close"`) the end of the connection.
+    fn invalid_frame(
+        &self,
+        link: &Link,
+        id: Option<&serde_json::Value>,
+        code: &str,
+        message: &str,
+    ) -> Result<(), Disconnect> {
+        let close = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.app().invalid_frames == InvalidFrames::Close);
+        if close {
+            return Err(Disconnect::BAD_REQUEST.with_reason(message.to_owned()));
+        }
+        send_error(link, id, code, message);
+        Ok(())
     }
 
     /// Leave `room`; `left` either way (leaving a room one is not in changes nothing).
@@ -710,13 +772,8 @@ impl ClientHandler for NativeClient {
         let value: serde_json::Value = match serde_json::from_str(text) {
             Ok(value) => value,
             Err(error) => {
-                send_error(
-                    link,
-                    None,
-                    "bad_json",
-                    &format!("frame is not valid JSON: {error}"),
-                );
-                return Ok(());
+                let message = format!("frame is not valid JSON: {error}");
+                return self.invalid_frame(link, None, "bad_json", &message);
             }
         };
         let id = value.get("id").cloned();
@@ -725,13 +782,8 @@ impl ClientHandler for NativeClient {
             .and_then(|t| t.as_str())
             .map(str::to_owned)
         else {
-            send_error(
-                link,
-                id.as_ref(),
-                "bad_frame",
-                "frame must be a JSON object with a string \"type\"",
-            );
-            return Ok(());
+            let message = "frame must be a JSON object with a string \"type\"";
+            return self.invalid_frame(link, id.as_ref(), "bad_frame", message);
         };
         match serde_json::from_value::<ClientFrame>(value) {
             Ok(ClientFrame::Ping { id }) => {
@@ -759,12 +811,23 @@ impl ClientHandler for NativeClient {
             Ok(ClientFrame::Send {
                 id,
                 to,
+                room,
                 event,
                 data,
             }) => {
                 let data = serde_json::value::to_raw_value(&data)
                     .unwrap_or_else(|_| RawValue::NULL.to_owned());
-                self.send(&to, event, data, id.as_ref(), link).await;
+                match (to, room) {
+                    (Some(to), None) => self.send(&to, event, data, id.as_ref(), link).await,
+                    (None, Some(room)) => {
+                        self.send_to_room(&room, event, data, id.as_ref(), link)
+                            .await
+                    }
+                    _ => {
+                        let message = "a send frame names either \"to\" (a user) or \"room\"";
+                        return self.invalid_frame(link, id.as_ref(), "bad_frame", message);
+                    }
+                }
             }
             Ok(ClientFrame::Leave { id, room }) => self.leave(&room, id.as_ref(), link).await,
             Ok(ClientFrame::Rpc { id, method, data }) => {
@@ -781,20 +844,12 @@ impl ClientHandler for NativeClient {
                 );
             }
             Err(error) if error.to_string().starts_with("unknown variant") => {
-                send_error(
-                    link,
-                    id.as_ref(),
-                    "unknown_type",
-                    &format!("unknown frame type {kind:?}"),
-                );
+                let message = format!("unknown frame type {kind:?}");
+                return self.invalid_frame(link, id.as_ref(), "unknown_type", &message);
             }
             Err(error) => {
-                send_error(
-                    link,
-                    id.as_ref(),
-                    "bad_frame",
-                    &format!("invalid {kind:?} frame: {error}"),
-                );
+                let message = format!("invalid {kind:?} frame: {error}");
+                return self.invalid_frame(link, id.as_ref(), "bad_frame", &message);
             }
         }
         Ok(())

@@ -8,8 +8,8 @@ use crate::dialect::native::{self, NativeClient, NATIVE};
 use crate::dialect::Renderer;
 use crate::disconnect::Disconnect;
 use crate::hub::Render;
-use crate::transport::tcp::{Control, Framing};
-use crate::transport::ClientHandler;
+use crate::transport::tcp::Control;
+use crate::transport::{ClientHandler, Framer};
 
 /// What the raw TCP listener asks of the gateway for each socket it accepts.
 #[derive(Clone)]
@@ -19,11 +19,12 @@ pub struct TcpGateway {
 }
 
 impl TcpGateway {
-    /// Native clients over `framing`, admitted under `state`'s connection limit.
-    pub fn new(state: GatewayState, framing: Framing) -> Self {
+    /// Native clients in the listener's framing (`framer`), admitted under `state`'s
+    /// connection limit.
+    pub fn new(state: GatewayState, framer: &'static dyn Framer) -> Self {
         Self {
             state,
-            native: Renderer::shared(&NATIVE, framing.framer()),
+            native: Renderer::shared(&NATIVE, framer),
         }
     }
 

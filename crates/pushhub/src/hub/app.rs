@@ -14,7 +14,7 @@ use crate::auth::webhook::WebhookAuth;
 use crate::backend::events::EventSink;
 use crate::backend::rooms::RoomPolicy;
 use crate::backend::rpc::RpcProxy;
-use crate::backend::send::SendPolicy;
+use crate::backend::send::{RoomSendPolicy, SendPolicy};
 use crate::engine::HistoryPolicy;
 use crate::sync::lock;
 
@@ -37,6 +37,20 @@ pub enum AuthMode {
     /// rewriting their login first. The server warns about it at start.
     #[serde(rename = "mswoole-des")]
     MSwooleDes,
+}
+
+/// What a client frame its dialect cannot use earns: a frame that is not JSON, has no
+/// type, or has a type the dialect does not know. Seed 002's servers closed such a
+/// connection ("data format invalidate.", "event is not exists."); clients written for
+/// that may count on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvalidFrames {
+    /// An error frame naming what was wrong; the connection stays.
+    #[default]
+    Error,
+    /// The connection is closed with 4500 and the same reason.
+    Close,
 }
 
 /// The policy of one app, resolved from configuration defaults and its own overrides.
@@ -74,6 +88,11 @@ pub struct AppSettings {
     pub rooms: RoomPolicy,
     /// Whether clients may `send` to other users.
     pub send: SendPolicy,
+    /// Whether clients may `send` to the rooms they are in.
+    pub room_send: RoomSendPolicy,
+    /// What a frame the dialect cannot use (not JSON, no type, an unknown type) earns:
+    /// an error frame, or the end of the connection.
+    pub invalid_frames: InvalidFrames,
     /// Where the app's lifecycle events (connect, disconnect, join, leave) go, if anywhere.
     pub events: Option<Arc<EventSink>>,
     /// How long a client may take to present its credential once its app is known (the

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use tokio_util::task::TaskTracker;
 
-pub use app::{AppSettings, Apps, AuthMode};
+pub use app::{AppSettings, Apps, AuthMode, InvalidFrames};
 pub use cursor::Cursor;
 pub use outbox::{DirectWrite, Outbox, OutboxLimits};
 pub use registry::ConnId;
@@ -596,6 +596,23 @@ impl Hub {
         }
     }
 
+    /// Publish a client's message to room `room` of `app`, from user `from`: every
+    /// member gets it. Whether the client may is the caller's decision (the app's
+    /// `room_send` policy, given [`Session::in_room`]).
+    pub async fn send_to_room(
+        &self,
+        app: &str,
+        from: &str,
+        room: &str,
+        event: Option<String>,
+        data: Box<RawValue>,
+    ) -> Result<PublishReceipt, HubError> {
+        names::check_room(room)?;
+        let targets = [Target::Room(room.to_owned())];
+        self.publish_from(app, &targets, event, data, Some(from.into()))
+            .await
+    }
+
     async fn publish_from(
         &self,
         app: &str,
@@ -1012,6 +1029,13 @@ impl Session {
     /// The connection's name, as a `welcome` and the API show it.
     pub fn conn(&self) -> String {
         conn_name(self.id)
+    }
+
+    /// Whether the connection is in room `room` (joined itself, or put there by its
+    /// backend).
+    pub fn in_room(&self, room: &str) -> bool {
+        self.subscriber
+            .in_room(&channel::room(&self.app.name, room))
     }
 
     /// Join room `room` and call `answer` with where the connection stands in it (so the

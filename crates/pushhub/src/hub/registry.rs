@@ -238,6 +238,12 @@ impl Subscriber {
         self.release(store);
     }
 
+    /// Whether the connection is in room channel `room`: what a room `send` asks, since
+    /// only members may talk in a room.
+    pub fn in_room(&self, room: &str) -> bool {
+        lock(&self.rooms).iter().any(|r| &*r.channel == room)
+    }
+
     /// Hold live publications again, as at connect, while the hub reads what the
     /// connection missed in a room it joins; [`Subscriber::room_live`] or
     /// [`Subscriber::release`] ends it. A connection joins one room at a time.

@@ -49,6 +49,7 @@ mod scripts;
 mod send;
 mod shutdown;
 mod store_damage;
+mod swoole_server;
 mod tcp;
 mod timer_targets;
 mod timers;

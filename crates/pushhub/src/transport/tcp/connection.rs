@@ -22,6 +22,8 @@ use crate::transport::{ClientHandler, Framer, Link};
 pub struct Shared {
     /// The listener's framing.
     pub framing: Framing,
+    /// The listener's framer, made once for its connections and their renderers.
+    pub framer: &'static dyn Framer,
     /// The heartbeat, framed once for every connection.
     pub ping: Bytes,
     /// The dialect's goodbye.
@@ -41,11 +43,10 @@ pub async fn run<S, H>(
     S: AsyncRead + AsyncWrite + Unpin,
     H: ClientHandler,
 {
-    let framer = shared.framing.framer();
-    let link = Link::new(outbox, framer);
+    let link = Link::new(outbox, shared.framer);
     let wire = TcpWire {
         decoder: Decoder::new(shared.framing),
-        framer,
+        framer: shared.framer,
         ping: shared.ping,
         control: shared.control,
     };

@@ -1,6 +1,6 @@
 //! Raw TCP transport, for native apps and devices that do not want WebSocket: the native
-//! dialect's JSON frames on a plain socket, newline-delimited or length-prefixed (one
-//! [`Framing`] per listener), with the same heartbeat, limits, slow-consumer handling and
+//! dialect's JSON frames on a plain socket, newline- or delimiter-terminated or behind a
+//! length header (one [`Framing`] per listener, with Swoole's settings), with the same heartbeat, limits, slow-consumer handling and
 //! graceful close as WebSocket (the connection task is [`crate::transport::stream`]'s).
 //!
 //! With `[tls] tcp = true` each socket completes a TLS handshake (within
@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use framing::Framing;
+pub use framing::{Framing, TcpFramer};
 
 use crate::disconnect::Disconnect;
 use crate::hub::{Outbox, OutboxLimits};
@@ -28,7 +28,7 @@ use crate::tls::Tls;
 use crate::transport::connections::Connections;
 use crate::transport::shared_tcp::SharedTcp;
 use crate::transport::stream::StreamSettings;
-use crate::transport::ClientHandler;
+use crate::transport::{ClientHandler, Framer};
 
 /// What the carried dialect says where WebSocket would use control frames. Supplied by
 /// whoever wires the listener to a dialect, so this transport stays dialect-free.
@@ -45,6 +45,8 @@ pub struct Control {
 pub struct TcpContext {
     /// This listener's framing.
     pub framing: Framing,
+    /// This listener's framer (the one its dialect renders messages with).
+    pub framer: &'static dyn Framer,
     /// The dialect's ping and goodbye.
     pub control: Control,
     /// Connection settings (write timeout).
@@ -101,7 +103,8 @@ pub async fn serve<F, R, H>(
 {
     let shared = connection::Shared {
         framing: ctx.framing,
-        ping: ctx.framing.framer().frame_text(ctx.control.ping),
+        framer: ctx.framer,
+        ping: ctx.framer.frame_text(ctx.control.ping),
         control: ctx.control,
     };
     while let Some(socket) = next_socket(&listener, &shutdown).await {
