@@ -28,6 +28,7 @@ pub mod gateway;
 pub mod http_error;
 pub mod hub;
 pub mod json_depth;
+pub mod metrics;
 pub mod node;
 pub mod outbound;
 pub mod parse_errors;

@@ -85,6 +85,7 @@ pub async fn serve(
         &tracker,
         shutdown.clone(),
     )?;
+    let engine = crate::metrics::timed::engine(engine);
     if !engine.nodes.ready(REDIS_START_WAIT).await {
         tracing::error!("not hearing the other nodes yet; serving anyway and retrying");
     }

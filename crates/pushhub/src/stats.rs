@@ -13,6 +13,7 @@ pub struct Stats {
     connections: AtomicU64,
     connections_total: AtomicU64,
     messages_published: AtomicU64,
+    publishes_accepted: AtomicU64,
     deliveries: AtomicU64,
     frames_in: AtomicU64,
     bytes_in: AtomicU64,
@@ -21,6 +22,26 @@ pub struct Stats {
     replayed: AtomicU64,
     rate_limited_connections: AtomicU64,
     rate_limited_requests: AtomicU64,
+    resumes_recovered: AtomicU64,
+    resumes_lost: AtomicU64,
+    dropped_slow_consumer: AtomicU64,
+    dropped_closing: AtomicU64,
+    outbox_peak_frames: AtomicU64,
+    outbox_peak_bytes: AtomicU64,
+}
+
+/// What one connection's send queue went through, counted under its own lock while it
+/// lived and handed to [`Stats::outbox_closed`] when it leaves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxTally {
+    /// Frames dropped when the queue overflowed.
+    pub dropped_overflow: u64,
+    /// Frames refused because the connection was closing.
+    pub dropped_closing: u64,
+    /// Most frames queued at once.
+    pub peak_frames: u64,
+    /// Most bytes queued at once.
+    pub peak_bytes: u64,
 }
 
 /// A point-in-time copy of [`Stats`], as `GET /v1/stats` shows it.
@@ -34,6 +55,9 @@ pub struct StatsSnapshot {
     pub messages_published: u64,
     /// Messages queued to connections.
     pub deliveries: u64,
+    /// Channel publishes this node made for its API and clients (one per push per
+    /// target channel), whether or not anyone was subscribed.
+    pub publishes_accepted: u64,
     /// Frames received from clients.
     pub frames_in: u64,
     /// Bytes received from clients after the handshake.
@@ -49,6 +73,20 @@ pub struct StatsSnapshot {
     pub rate_limited_connections: u64,
     /// SSE and long-poll requests refused with 429 for coming too fast from one address.
     pub rate_limited_requests: u64,
+    /// Connections that asked to resume and got everything they missed.
+    pub resumes_recovered: u64,
+    /// Connections that asked to resume where the history no longer reached
+    /// (`recovered:false`).
+    pub resumes_lost: u64,
+    /// Frames thrown away with a queue that overflowed (its connection is cut off as a
+    /// slow consumer).
+    pub dropped_slow_consumer: u64,
+    /// Frames refused because their connection was already closing.
+    pub dropped_closing: u64,
+    /// Most frames one connection's send queue held at once, over connections that left.
+    pub outbox_peak_frames: u64,
+    /// Most bytes one connection's send queue held at once, over connections that left.
+    pub outbox_peak_bytes: u64,
 }
 
 impl Stats {
@@ -72,6 +110,12 @@ impl Stats {
     pub fn published(&self, deliveries: u64) {
         self.messages_published.fetch_add(1, Relaxed);
         self.deliveries.fetch_add(deliveries, Relaxed);
+    }
+
+    /// This node published a message to `channels` channels (once per push, not per
+    /// delivery).
+    pub fn accepted(&self, channels: u64) {
+        self.publishes_accepted.fetch_add(channels, Relaxed);
     }
 
     /// A client frame of `bytes` bytes arrived.
@@ -109,6 +153,28 @@ impl Stats {
         self.rate_limited_requests.fetch_add(1, Relaxed);
     }
 
+    /// A connection asked to resume; `recovered` says whether the history covered the gap.
+    pub fn resumed(&self, recovered: bool) {
+        let counter = if recovered {
+            &self.resumes_recovered
+        } else {
+            &self.resumes_lost
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// A connection left; what its send queue dropped and held at most. Folded in once
+    /// per connection rather than per frame, so fan-out touches no shared counter for it.
+    pub fn outbox_closed(&self, outbox: OutboxTally) {
+        self.dropped_slow_consumer
+            .fetch_add(outbox.dropped_overflow, Relaxed);
+        self.dropped_closing
+            .fetch_add(outbox.dropped_closing, Relaxed);
+        self.outbox_peak_frames
+            .fetch_max(outbox.peak_frames, Relaxed);
+        self.outbox_peak_bytes.fetch_max(outbox.peak_bytes, Relaxed);
+    }
+
     /// Copy every counter.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
@@ -116,6 +182,7 @@ impl Stats {
             connections_total: self.connections_total.load(Relaxed),
             messages_published: self.messages_published.load(Relaxed),
             deliveries: self.deliveries.load(Relaxed),
+            publishes_accepted: self.publishes_accepted.load(Relaxed),
             frames_in: self.frames_in.load(Relaxed),
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
@@ -123,6 +190,12 @@ impl Stats {
             replayed: self.replayed.load(Relaxed),
             rate_limited_connections: self.rate_limited_connections.load(Relaxed),
             rate_limited_requests: self.rate_limited_requests.load(Relaxed),
+            resumes_recovered: self.resumes_recovered.load(Relaxed),
+            resumes_lost: self.resumes_lost.load(Relaxed),
+            dropped_slow_consumer: self.dropped_slow_consumer.load(Relaxed),
+            dropped_closing: self.dropped_closing.load(Relaxed),
+            outbox_peak_frames: self.outbox_peak_frames.load(Relaxed),
+            outbox_peak_bytes: self.outbox_peak_bytes.load(Relaxed),
         }
     }
 }

@@ -44,11 +44,11 @@ impl ApiKeys {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|key| Some(key.trim()))
             .ok_or_else(|| {
-                ApiError::new(
+                refused(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "invalid_authorization",
                     "the Authorization header must be \"Bearer KEY\"",
-                )
+                ))
             })
     }
 
@@ -57,18 +57,18 @@ impl ApiKeys {
         match Self::presented(headers)? {
             Some(key) => match self.owner.get(key) {
                 Some(owner) if &**owner == app => Ok(()),
-                Some(_) => Err(ApiError::new(
+                Some(_) => Err(refused(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "forbidden",
                     format!("this API key is not a key of app {app:?}"),
-                )),
+                ))),
                 None => Err(unknown_key()),
             },
-            None if self.keyed.contains(app) => Err(ApiError::new(
+            None if self.keyed.contains(app) => Err(refused(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "missing_api_key",
                 format!("app {app:?} requires an API key: send Authorization: Bearer KEY"),
-            )),
+            ))),
             None => Ok(()),
         }
     }
@@ -92,21 +92,28 @@ impl ApiKeys {
             Some(key) if self.owner.contains_key(key) => Ok(()),
             Some(_) => Err(unknown_key()),
             None if self.keyed.is_empty() => Ok(()),
-            None => Err(ApiError::new(
+            None => Err(refused(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "missing_api_key",
                 "this server requires an API key: send Authorization: Bearer KEY",
-            )),
+            ))),
         }
     }
 }
 
 fn unknown_key() -> ApiError {
-    ApiError::new(
+    refused(ApiError::new(
         StatusCode::UNAUTHORIZED,
         "invalid_api_key",
         "unknown API key",
-    )
+    ))
+}
+
+/// Count a refused API request in `pushhub_auth_failures_total` under its error code
+/// (one of a fixed few), then hand the error back.
+fn refused(error: ApiError) -> ApiError {
+    crate::metrics::global().auth_failure("api", error.code);
+    error
 }
 
 #[cfg(test)]

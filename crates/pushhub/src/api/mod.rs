@@ -8,6 +8,7 @@ pub mod auth;
 pub mod conns;
 pub mod cron;
 pub mod jdserver;
+pub mod metrics;
 pub mod native;
 pub mod params;
 pub mod pushserve;
@@ -62,6 +63,7 @@ pub fn router(state: ApiState) -> Router {
             post(conns::close_notes),
         )
         .route("/v1/stats", get(native::stats))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/timers", post(timers::create).get(timers::list))
         .route("/v1/timers/{id}", get(timers::get).delete(timers::cancel))
         .route("/v1/cron", get(cron::list))
@@ -76,6 +78,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/push", any(push))
         .route("/access", get(pushserve::access))
         .route("/getUsers", any(jdserver::get_users))
+        .layer(axum::middleware::from_fn(crate::metrics::http::record))
         .with_state(state)
 }
 

@@ -164,8 +164,32 @@ pub fn expiry_instant(expires: u64) -> Option<tokio::time::Instant> {
     Some(tokio::time::Instant::now() + Duration::from_secs(left))
 }
 
-/// Authenticate a client of `app` from what it `presented`. A refusal is the close reason.
+/// Authenticate a client of `app` from what it `presented`. A refusal is the close reason,
+/// and is counted in the metrics.
 pub async fn authenticate(app: &AppSettings, presented: Presented) -> Result<Identity, Disconnect> {
+    let identity = identify(app, presented).await;
+    if let Err(reason) = &identity {
+        count_failure(reason);
+    }
+    identity
+}
+
+/// Count a client's refused credential in `pushhub_auth_failures_total`, under a reason
+/// from a fixed list (the close code's meaning, never the client's text).
+pub fn count_failure(reason: &Disconnect) {
+    let label = match reason.code {
+        c if c == Disconnect::MISSING_TOKEN.code => "missing_credential",
+        c if c == Disconnect::INVALID_TOKEN.code => "invalid_credential",
+        c if c == Disconnect::TOKEN_EXPIRED.code => "expired",
+        c if c == Disconnect::CREDENTIAL_REJECTED.code => "rejected",
+        c if c == Disconnect::AUTH_UNAVAILABLE.code => "backend_unavailable",
+        c if c == Disconnect::BAD_REQUEST.code => "bad_request",
+        _ => "other",
+    };
+    crate::metrics::global().auth_failure("client", label);
+}
+
+async fn identify(app: &AppSettings, presented: Presented) -> Result<Identity, Disconnect> {
     match app.auth {
         AuthMode::None => {
             let user = presented.user.ok_or_else(|| {

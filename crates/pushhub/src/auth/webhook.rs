@@ -149,6 +149,7 @@ impl WebhookAuth {
     /// Who the backend says `credential` belongs to, for a client of `app`. Concurrent
     /// checks of one credential share a single request when answers are cached.
     pub async fn check(&self, app: &str, credential: &Credential) -> Result<Identity, Disconnect> {
+        let started = std::time::Instant::now();
         let verdict = match &self.cache {
             Some(cache) => cache
                 .try_get_with(
@@ -163,6 +164,7 @@ impl WebhookAuth {
                 .map_err(|e| (*e).clone()),
             None => self.ask(app, credential).await.map(Arc::new),
         };
+        crate::metrics::global().call("auth", webhook_outcome(&verdict), started.elapsed());
         match verdict.as_deref() {
             Ok(Verdict::Accepted(identity)) => Ok(identity.clone()),
             Ok(Verdict::Rejected(why)) => {
@@ -206,6 +208,18 @@ impl WebhookAuth {
         })
         .await
         .unwrap_or(Err(Unavailable::Timeout(deadline.as_millis())))
+    }
+}
+
+/// What a check came to, as metrics count outcomes (a cached answer counts too: the
+/// latency then shows the cache at work).
+fn webhook_outcome(verdict: &Result<Arc<Verdict>, Unavailable>) -> &'static str {
+    match verdict {
+        Ok(_) => "ok",
+        Err(Unavailable::Timeout(_)) => "timeout",
+        Err(Unavailable::Unreachable) => "unreachable",
+        Err(Unavailable::Status(_)) => "http_error",
+        Err(Unavailable::Garbage(_)) => "bad_answer",
     }
 }
 

@@ -34,6 +34,19 @@ pub enum CallError {
     TooLarge,
 }
 
+/// What one [`BackendClient::post`] under a deadline came to, as metrics count outcomes.
+pub fn outcome(
+    answer: &Result<Result<(u16, Vec<u8>), CallError>, tokio::time::error::Elapsed>,
+) -> &'static str {
+    match answer {
+        Err(_) => "timeout",
+        Ok(Err(CallError::Unreachable)) => "unreachable",
+        Ok(Err(CallError::TooLarge)) => "too_large",
+        Ok(Ok((200..=299, _))) => "ok",
+        Ok(Ok(_)) => "http_error",
+    }
+}
+
 impl BackendClient {
     /// Calls made with `client`, signed with `secret`.
     pub fn new(client: reqwest::Client, secret: Arc<str>) -> Self {
@@ -96,7 +109,10 @@ impl Question {
     /// Ask, with `body` as the JSON question; `Err` says why no answer came.
     pub async fn ask(&self, body: &impl serde::Serialize) -> Result<Verdict, String> {
         let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-        let answer = tokio::time::timeout(self.timeout, self.backend.post(&self.url, body)).await;
+        let answer = tokio::time::timeout(self.timeout, self.backend.post(&self.url, body));
+        let answer = crate::metrics::global()
+            .timed_call("question", answer, outcome)
+            .await;
         match answer {
             Err(_) => Err(format!(
                 "the backend did not answer within {} ms",

@@ -253,8 +253,10 @@ impl EventSink {
         let sent = tokio::time::timeout(
             self.settings.timeout,
             self.backend.post(&self.settings.url, body),
-        )
-        .await;
+        );
+        let sent = crate::metrics::global()
+            .timed_call("webhook", sent, super::call::outcome)
+            .await;
         match sent {
             Err(_) => Err(format!(
                 "no answer within {} ms",

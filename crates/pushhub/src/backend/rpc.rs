@@ -167,7 +167,7 @@ impl RpcProxy {
         let url = self.route(call.method)?;
         let body = serde_json::to_vec(call).map_err(|e| RpcError::BadAnswer(e.to_string()))?;
         let deadline = self.settings.timeout;
-        tokio::time::timeout(deadline, async {
+        let call = tokio::time::timeout(deadline, async {
             let _slot = self
                 .in_flight
                 .acquire()
@@ -178,9 +178,17 @@ impl RpcProxy {
                 Err(CallError::Unreachable) => Err(RpcError::Unavailable),
                 Err(error @ CallError::TooLarge) => Err(RpcError::BadAnswer(error.to_string())),
             }
-        })
-        .await
-        .unwrap_or(Err(RpcError::Timeout(deadline.as_millis())))
+        });
+        let answer = crate::metrics::global()
+            .timed_call("rpc", call, |answer| match answer {
+                Err(_) => "timeout",
+                Ok(Ok(_)) => "ok",
+                Ok(Err(RpcError::Unavailable)) => "unreachable",
+                Ok(Err(RpcError::Failed { .. })) => "http_error",
+                Ok(Err(_)) => "bad_answer",
+            })
+            .await;
+        answer.unwrap_or(Err(RpcError::Timeout(deadline.as_millis())))
     }
 }
 

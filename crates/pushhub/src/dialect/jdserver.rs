@@ -38,6 +38,10 @@ impl Encode for JdEncoder {
     fn encode(&self, p: &Publication) -> Vec<u8> {
         raw_text(&p.message.data)
     }
+
+    fn name(&self) -> &'static str {
+        "jdserver"
+    }
 }
 
 /// The user id of an init frame: a string, or a number as its decimal text.

@@ -92,6 +92,9 @@ pub async fn attach(
 pub trait Encode: Send + Sync + 'static {
     /// The payload bytes for `publication`.
     fn encode(&self, publication: &Publication) -> Vec<u8>;
+
+    /// The dialect's name, as metrics label its connections.
+    fn name(&self) -> &'static str;
 }
 
 /// A dialect's encoding inside a transport's framing: one wire format.
@@ -119,5 +122,9 @@ impl Render for Renderer {
 
     fn render(&self, publication: &Publication) -> Bytes {
         self.framer.frame_text(&self.encoder.encode(publication))
+    }
+
+    fn kind(&self) -> (&'static str, &'static str) {
+        (self.framer.name(), self.encoder.name())
     }
 }

@@ -69,6 +69,10 @@ impl Encode for MSwooleEncoder {
         }
         .to_vec()
     }
+
+    fn name(&self) -> &'static str {
+        "mswoole"
+    }
 }
 
 /// An error frame for `event` (the method, when there was one).

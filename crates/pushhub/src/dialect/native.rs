@@ -66,6 +66,10 @@ impl Encode for NativeEncoder {
         };
         serde_json::to_vec(&frame).unwrap_or_default()
     }
+
+    fn name(&self) -> &'static str {
+        "native"
+    }
 }
 
 /// A frame a native client sends.

@@ -53,6 +53,10 @@ impl Encode for PushServeEncoder {
         };
         serde_json::to_vec(&message).unwrap_or_default()
     }
+
+    fn name(&self) -> &'static str {
+        "pushserve"
+    }
 }
 
 fn unix_now() -> u64 {

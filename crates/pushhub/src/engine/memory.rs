@@ -520,6 +520,10 @@ impl Presence for MemoryPresence {
             .unwrap_or_default())
     }
 
+    async fn user_count(&self, app: &str) -> Result<usize, EngineError> {
+        Ok(lock(&self.apps).get(app).map_or(0, BTreeMap::len))
+    }
+
     async fn connections(&self, app: &str, user: &str) -> Result<usize, EngineError> {
         let apps = lock(&self.apps);
         Ok(apps
@@ -814,6 +818,7 @@ mod tests {
         );
         assert_eq!(presence.connections("app", "u1").await.unwrap(), 2);
         assert_eq!(presence.total("app").await.unwrap(), 3);
+        assert_eq!(presence.user_count("app").await.unwrap(), 2);
         // One node: no other node's connection is ever online.
         let own = crate::node::conn_name(1);
         assert!(!presence.online_elsewhere("app", &own).await.unwrap());

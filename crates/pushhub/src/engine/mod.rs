@@ -235,6 +235,12 @@ pub trait Presence: Send + Sync {
     /// Online users of `scope` with their connection counts, sorted by user id.
     async fn users(&self, scope: &str) -> Result<Vec<(String, usize)>, EngineError>;
 
+    /// How many users of `scope` are online (a metrics gauge asks every scrape, so an
+    /// engine that can count without listing should). The default lists them.
+    async fn user_count(&self, scope: &str) -> Result<usize, EngineError> {
+        Ok(self.users(scope).await?.len())
+    }
+
     /// How many connections `user` holds in `scope`: the question "is this user online?"
     /// (push-serve's answer to a push) asks here rather than counting one node's
     /// deliveries, so an engine across nodes answers for all of them.

@@ -112,6 +112,7 @@ async fn mswoole_identity(
     if presented.credential_for(&app).is_none() {
         let reason = Disconnect::MISSING_TOKEN
             .with_reason("permission denied: connect with ?auth=CREDENTIAL");
+        crate::auth::count_failure(&reason);
         return Err((config.app.to_string(), reason));
     }
     let identity = authenticate(&app, presented)
@@ -143,9 +144,10 @@ fn pushserve_client(
     // Before the key: a uid that can never connect is a bad request, not a bad key.
     crate::hub::names::check_user(uid).map_err(|e| Disconnect::from(&e))?;
     if !access_key_valid(&config, uid, key) {
-        return Err(
-            Disconnect::INVALID_TOKEN.with_reason("invalid or expired access_key for this uid")
-        );
+        let reason =
+            Disconnect::INVALID_TOKEN.with_reason("invalid or expired access_key for this uid");
+        crate::auth::count_failure(&reason);
+        return Err(reason);
     }
     let app = state
         .hub

@@ -158,6 +158,32 @@ impl Apps {
         Ok(app)
     }
 
+    /// The label metrics give app `name`: its own for a configured app, the shared
+    /// [`crate::metrics::DYNAMIC_APP`] for one created on first use, whose name came
+    /// from a client and must not make a label of its own.
+    pub fn metric_label(&self, name: &str) -> String {
+        if self.declared.contains_key(name) {
+            name.to_owned()
+        } else {
+            crate::metrics::DYNAMIC_APP.to_owned()
+        }
+    }
+
+    /// The configured apps' names, sorted.
+    pub fn declared_names(&self) -> Vec<Arc<str>> {
+        let mut names: Vec<_> = self.declared.values().map(|a| a.name.clone()).collect();
+        names.sort();
+        names
+    }
+
+    /// The names of the apps created on first use so far.
+    pub fn created_names(&self) -> Vec<Arc<str>> {
+        lock(&self.created)
+            .values()
+            .map(|a| a.name.clone())
+            .collect()
+    }
+
     /// The app called `name` if it exists now, without creating it: `Ok(None)` for a valid
     /// name that dynamic apps would accept but nobody has used yet.
     pub fn lookup(&self, name: &str) -> Result<Option<Arc<AppSettings>>, HubError> {

@@ -312,6 +312,8 @@ impl Hub {
             )));
         }
         let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (transport, dialect) = request.renderer.kind();
+        let resuming = request.since.is_some();
         let app = request.app;
         let since_ms = now_ms();
         let presence = &self.inner.engine.presence;
@@ -368,6 +370,15 @@ impl Hub {
                 .await;
         }
         self.inner.stats.connection_opened();
+        let gauge =
+            crate::metrics::global()
+                .connections
+                .get_or_create_owned(&crate::metrics::ConnLabels {
+                    app: self.inner.apps.metric_label(&app.name),
+                    transport,
+                    dialect,
+                });
+        gauge.inc();
         if let Some(events) = &app.events {
             events.emit(Event::Connect {
                 user: user.clone(),
@@ -385,6 +396,7 @@ impl Hub {
             subscriber: subscriber.clone(),
             connected: std::time::Instant::now(),
             attached: true,
+            gauge,
         };
         // Subscribed before the history is read: whatever is published from here on is
         // either in the history read below or handed over live (held until go_live).
@@ -433,6 +445,9 @@ impl Hub {
             channels: states,
         };
         greet(&info);
+        if resuming {
+            self.inner.stats.resumed(info.recovered);
+        }
         for (publication, bytes) in missed.iter().zip(encoded) {
             subscriber.replay(publication, bytes);
         }
@@ -654,6 +669,7 @@ impl Hub {
             })
             .await;
         let positions = published?;
+        self.inner.stats.accepted(positions.len() as u64);
         let delivered = if self.inner.engine.presence.spans_nodes() {
             nodes::reach(self.inner.engine.presence.as_ref(), &app.name, targets)
                 .await
@@ -798,6 +814,26 @@ impl Hub {
     /// Whether the engine reaches what it needs, or why not (for `/healthz`).
     pub async fn engine_health(&self) -> Result<(), String> {
         self.inner.engine.broker.health().await
+    }
+
+    /// Online users per app, as metrics label them: each configured app under its name,
+    /// apps created on first use together under [`crate::metrics::DYNAMIC_APP`].
+    pub async fn users_online(&self) -> Result<Vec<(String, u64)>, HubError> {
+        let presence = &self.inner.engine.presence;
+        let mut online = Vec::new();
+        for name in self.inner.apps.declared_names() {
+            let count = presence.user_count(&name).await? as u64;
+            online.push((name.to_string(), count));
+        }
+        let created = self.inner.apps.created_names();
+        if !created.is_empty() {
+            let mut count = 0;
+            for name in created {
+                count += presence.user_count(&name).await? as u64;
+            }
+            online.push((crate::metrics::DYNAMIC_APP.to_owned(), count));
+        }
+        Ok(online)
     }
 
     /// Which engines the hub runs on, for logs.
@@ -1002,6 +1038,8 @@ pub struct Session {
     subscriber: Arc<Subscriber>,
     connected: std::time::Instant,
     attached: bool,
+    /// This connection's count in `pushhub_connections`, taken back when it detaches.
+    gauge: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Session {
@@ -1219,6 +1257,8 @@ impl Session {
             .unsubscribe(self.home, &self.channels, &self.subscriber);
         let notes = inner.conns.remove(self.id);
         inner.stats.connection_closed();
+        inner.stats.outbox_closed(self.subscriber.outbox.tally());
+        self.gauge.dec();
         if let Some(events) = &self.app.events {
             let prefix = channel::room(&self.app.name, "");
             events.emit(Event::Disconnect {
@@ -1364,6 +1404,9 @@ mod tests {
     impl Render for Plain {
         fn format(&self) -> FormatId {
             self.0
+        }
+        fn kind(&self) -> (&'static str, &'static str) {
+            ("test", "test")
         }
         fn render(&self, publication: &Publication) -> Bytes {
             Bytes::from(publication.message.id.to_string())

@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 
 use crate::disconnect::Disconnect;
 use crate::engine::Publication;
+use crate::stats::OutboxTally;
 use crate::sync::lock;
 
 /// Bounds of one queue.
@@ -107,6 +108,9 @@ struct State {
     /// The connection's task is writing frames it drained; nobody else may write now.
     writing: bool,
     direct: Option<Arc<dyn DirectWrite>>,
+    /// Drops and high-water marks, for the server's metrics (kept here, under the lock
+    /// the queue already takes, so fan-out shares no counter across connections).
+    tally: OutboxTally,
 }
 
 impl std::fmt::Debug for State {
@@ -184,11 +188,13 @@ impl Outbox {
         let frame = frame.into();
         let mut state = lock(&self.state);
         if state.closing.is_some() {
+            state.tally.dropped_closing += 1;
             return Queued::Refused;
         }
         let over = state.frames.len() >= self.limits.max_messages
             || state.bytes + frame.bytes.len() > self.limits.max_bytes;
         if over {
+            state.tally.dropped_overflow += state.frames.len() as u64 + 1;
             state.closing = Some(Disconnect::SLOW_CONSUMER);
             state.frames = VecDeque::new();
             state.bytes = 0;
@@ -200,6 +206,10 @@ impl Outbox {
         let was_empty = state.frames.is_empty();
         state.bytes += frame.bytes.len();
         state.frames.push_back(frame);
+        let (frames, bytes) = (state.frames.len() as u64, state.bytes as u64);
+        let tally = &mut state.tally;
+        tally.peak_frames = tally.peak_frames.max(frames);
+        tally.peak_bytes = tally.peak_bytes.max(bytes);
         if was_empty {
             Queued::First
         } else {
@@ -254,6 +264,11 @@ impl Outbox {
             drop(state);
             self.ready.notify_one();
         }
+    }
+
+    /// What this queue dropped and held at most so far.
+    pub fn tally(&self) -> OutboxTally {
+        lock(&self.state).tally
     }
 
     /// The bounds this queue was made with.

@@ -548,6 +548,9 @@ mod tests {
         fn format(&self) -> FormatId {
             self.0
         }
+        fn kind(&self) -> (&'static str, &'static str) {
+            ("test", "test")
+        }
         fn render(&self, _: &Publication) -> Bytes {
             Bytes::new()
         }

@@ -37,6 +37,10 @@ pub trait Render: Send + Sync {
 
     /// The complete frame(s) for `publication`, ready to write.
     fn render(&self, publication: &Publication) -> Bytes;
+
+    /// The transport's and the dialect's names (`("ws", "native")`): opaque labels for
+    /// metrics, which the hub passes on without reading.
+    fn kind(&self) -> (&'static str, &'static str);
 }
 
 /// Shards of the store: publishes on different threads rarely meet on one lock.
@@ -172,6 +176,9 @@ pub(crate) mod tests {
         fn render(&self, _: &Publication) -> Bytes {
             self.1.fetch_add(1, Ordering::Relaxed);
             Bytes::from_static(b"frame")
+        }
+        fn kind(&self) -> (&'static str, &'static str) {
+            ("test", "test")
         }
     }
 

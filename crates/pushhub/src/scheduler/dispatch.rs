@@ -104,7 +104,7 @@ pub(super) async fn make_attempt(inner: Arc<Inner>, timer: Timer, _slot: OwnedSe
         (TIMER_ID_HEADER, id.to_string()),
         (ATTEMPT_HEADER, timer.attempts.to_string()),
     ];
-    let result = inner.executor.call(&timer.request, &marks).await;
+    let result = inner.executor.call("timer", &timer.request, &marks).await;
     inner.counters.running.fetch_sub(1, Relaxed);
     let now = unix_ms();
     let verdict = match result.refused {

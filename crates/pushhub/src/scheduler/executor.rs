@@ -122,15 +122,23 @@ impl Executor {
     }
 
     /// Make `request`, adding pushhub's own headers `marks` (a timer's id and attempt, a
-    /// job's name and run).
+    /// job's name and run); counted in the metrics as a call of `kind` (`timer`, `cron`).
     pub async fn call(
         &self,
+        kind: &'static str,
         request: &CallbackRequest,
         marks: &[(&'static str, String)],
     ) -> CallResult {
         let started = Instant::now();
         let outcome = self.send(request, marks).await;
         let duration = started.elapsed();
+        let counted = match &outcome {
+            Ok(answer) if (200..300).contains(&answer.status) => "ok",
+            Ok(_) => "http_error",
+            Err(Failure::Refused(_)) => "refused",
+            Err(Failure::Other(_)) => "unreachable",
+        };
+        crate::metrics::global().call(kind, counted, duration);
         let failed = |error, refused| CallResult {
             status: None,
             headers: Vec::new(),
@@ -303,7 +311,11 @@ mod tests {
         let executor =
             Executor::new(Arc::new(TargetPolicy::default().refusing_own(own)), 0).unwrap();
         let made = executor
-            .call(&get(format!("http://localhost:{backend_port}/hook")), &[])
+            .call(
+                "timer",
+                &get(format!("http://localhost:{backend_port}/hook")),
+                &[],
+            )
             .await;
         assert_eq!((made.status, made.error), (Some(204), None));
         let pushhub_port = pushhub.local_addr().unwrap().port();
@@ -312,7 +324,7 @@ mod tests {
             format!("http://127.0.0.1:{pushhub_port}/v1/push"),
             format!("http://[::ffff:127.0.0.1]:{pushhub_port}/v1/push"),
         ] {
-            let refused = executor.call(&get(url.clone()), &[]).await;
+            let refused = executor.call("timer", &get(url.clone()), &[]).await;
             assert!(refused.refused, "{url}: {:?}", refused.error);
         }
         let accepted =

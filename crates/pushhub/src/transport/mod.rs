@@ -37,6 +37,10 @@ impl Framer for RawFramer {
     fn frame_text(&self, payload: &[u8]) -> Bytes {
         Bytes::copy_from_slice(payload)
     }
+
+    fn name(&self) -> &'static str {
+        "poll"
+    }
 }
 
 /// Puts one text payload in this transport's framing (a WebSocket text frame, an SSE
@@ -44,6 +48,9 @@ impl Framer for RawFramer {
 pub trait Framer: Send + Sync + 'static {
     /// The framed bytes of `payload`.
     fn frame_text(&self, payload: &[u8]) -> Bytes;
+
+    /// The transport's name, as metrics label its connections.
+    fn name(&self) -> &'static str;
 }
 
 /// The dialect's way to talk to its client: queue text, framed for this transport.

@@ -44,6 +44,10 @@ impl Framer for SseFramer {
         out.put_u8(b'\n');
         out.freeze()
     }
+
+    fn name(&self) -> &'static str {
+        "sse"
+    }
 }
 
 struct Stream<H> {

@@ -657,7 +657,7 @@ async fn call(inner: Arc<Inner>, slot: Option<Arc<Slot>>, run: Run) {
         (RUN_HEADER, number.to_string()),
         (TRIGGER_HEADER, trigger.name().to_owned()),
     ];
-    let result = inner.executor.call(&job.request, &marks).await;
+    let result = inner.executor.call("cron", &job.request, &marks).await;
     drop(permit);
     cron.counters.running.fetch_sub(1, Relaxed);
     let succeeded = !result.refused && backoff::judge(result.status) == Verdict::Success;

@@ -269,6 +269,10 @@ impl Framer for TcpFramer {
             Framing::Length(header) => prefixed(header, payload),
         }
     }
+
+    fn name(&self) -> &'static str {
+        "tcp"
+    }
 }
 
 /// `payload` then `eof`, with the control bytes of `eof` written as spaces in the payload

@@ -23,6 +23,10 @@ impl Framer for WsFramer {
     fn frame_text(&self, payload: &[u8]) -> Bytes {
         codec::text_frame(payload)
     }
+
+    fn name(&self) -> &'static str {
+        "ws"
+    }
 }
 
 use std::future::Future;

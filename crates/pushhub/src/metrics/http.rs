@@ -1,0 +1,54 @@
+//! The API side of metrics: timing every API request by its route template, and writing
+//! a scrape.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::registry::Registry;
+
+use super::scrape::Snapshot;
+use super::ApiLabels;
+
+/// The `Content-Type` of a scrape: Prometheus's text format, version 0.0.4.
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Time a request and count it under its route template (`/v1/apps/{app}/users`, never
+/// the path a client sent), method and status. Methods outside the standard set count
+/// as `other`, so a client cannot invent label values.
+pub async fn record(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_owned();
+    let response = next.run(request).await;
+    let labels = ApiLabels {
+        endpoint,
+        method,
+        status: response.status().as_u16(),
+    };
+    super::global()
+        .api_requests
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The text of one scrape: the recorded metrics and `snapshot`, every name under the
+/// `pushhub_` prefix.
+pub fn render(snapshot: Snapshot) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::with_prefix("pushhub");
+    super::global().register(&mut registry);
+    registry.register_collector(Box::new(snapshot));
+    let mut text = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)?;
+    Ok(text)
+}

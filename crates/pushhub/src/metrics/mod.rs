@@ -1,0 +1,200 @@
+//! Prometheus metrics: what `GET /metrics` on the API listener shows.
+//!
+//! Two kinds of numbers, kept apart so the fan-out pays nothing for being measured:
+//! - **Read at scrape time** ([`scrape`]): the counters the hot paths already keep as
+//!   plain atomics ([`crate::stats::Stats`]), the broker's, timers' and cron's snapshots,
+//!   presence and the process itself. Nothing is recorded per delivery for them.
+//! - **Recorded where they happen** ([`Metrics`]): rare or per-request events with a
+//!   latency (API requests, backend and callback calls, engine round trips, auth
+//!   failures) and connection counts by kind. These go into one process-wide set, as the
+//!   `metrics` crate's global recorder does, because several of them happen in services
+//!   that configuration builds before any server exists (backend clients, webhooks): a
+//!   process runs one server.
+//!
+//! Labels are bounded by construction: apps are the configured ones (apps created on
+//! first use share the label `_dynamic`), endpoints are route templates, the rest are
+//! fixed vocabularies. Nothing is ever labelled by user, connection, channel or raw path.
+
+pub mod http;
+pub mod process;
+pub mod scrape;
+pub mod timed;
+
+use std::future::Future;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// The label value of every app created on first use (`dynamic_apps`): their names come
+/// from clients, so they never become labels of their own.
+pub const DYNAMIC_APP: &str = "_dynamic";
+
+/// Buckets of every latency histogram, in seconds: 0.5 ms to 30 s, covering a loopback
+/// engine call and a backend that is about to time out alike.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
+    30.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+type Latencies<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// A client connection's kind: which app, over which transport, in which dialect.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnLabels {
+    /// A configured app's name, or [`DYNAMIC_APP`].
+    pub app: String,
+    /// `ws`, `sse`, `poll` or `tcp`.
+    pub transport: &'static str,
+    /// `native`, `jdserver`, `pushserve` or `mswoole`.
+    pub dialect: &'static str,
+}
+
+/// One API request: the route template (never the raw path), the method and the status.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    /// The matched route, such as `/v1/apps/{app}/users`; `unmatched` for a 404 or 405.
+    pub endpoint: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The status code answered.
+    pub status: u16,
+}
+
+/// One call pushhub made to someone else's HTTP endpoint.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// What the call was for: `rpc`, `question` (room checks, message vetting),
+    /// `webhook` (lifecycle events), `auth` (the auth webhook), `timer`, `cron`.
+    pub kind: &'static str,
+    /// `ok` (2xx), `http_error` (another status), `timeout`, `unreachable`, `refused`
+    /// (the target guard refused it) or `too_large` (the answer was too big).
+    pub outcome: &'static str,
+}
+
+/// One engine operation.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EngineLabels {
+    /// `broker` or `presence`.
+    pub part: &'static str,
+    /// The engine (`memory`, `redis`).
+    pub engine: &'static str,
+    /// The operation (`publish`, `history`, `subscribe`, `join`, ...).
+    pub op: &'static str,
+}
+
+/// One refused client credential or API key.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// `client` (a connecting client) or `api` (a request on the API listener).
+    pub source: &'static str,
+    /// Why, from a fixed list (see docs/operations.md, "Monitoring").
+    pub reason: &'static str,
+}
+
+/// The metrics recorded where their events happen (see the module doc).
+#[derive(Debug)]
+pub struct Metrics {
+    /// Client connections attached now, by kind.
+    pub connections: Family<ConnLabels, Gauge>,
+    /// API request latency by endpoint, method and status.
+    pub api_requests: Latencies<ApiLabels>,
+    /// Outgoing HTTP calls by kind and outcome.
+    pub calls: Latencies<CallLabels>,
+    /// Engine round trips.
+    pub engine: Latencies<EngineLabels>,
+    /// Engine operations that failed.
+    pub engine_errors: Family<EngineLabels, Counter>,
+    /// Refused credentials.
+    pub auth_failures: Family<AuthLabels, Counter>,
+}
+
+static GLOBAL: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    connections: Family::default(),
+    api_requests: Family::new_with_constructor(latency_histogram),
+    calls: Family::new_with_constructor(latency_histogram),
+    engine: Family::new_with_constructor(latency_histogram),
+    engine_errors: Family::default(),
+    auth_failures: Family::default(),
+});
+
+/// The process's recorded metrics.
+pub fn global() -> &'static Metrics {
+    &GLOBAL
+}
+
+impl Metrics {
+    /// Count an outgoing call of `kind` that took `took` and ended with `outcome`.
+    pub fn call(&self, kind: &'static str, outcome: &'static str, took: Duration) {
+        self.calls
+            .get_or_create(&CallLabels { kind, outcome })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Run `call`, an outgoing call of `kind` bounded by its own deadline, and count it
+    /// under the outcome `judge` reads from its result.
+    pub async fn timed_call<T>(
+        &self,
+        kind: &'static str,
+        call: impl Future<Output = T>,
+        judge: impl FnOnce(&T) -> &'static str,
+    ) -> T {
+        let started = Instant::now();
+        let result = call.await;
+        self.call(kind, judge(&result), started.elapsed());
+        result
+    }
+
+    /// Count a refused credential.
+    pub fn auth_failure(&self, source: &'static str, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&AuthLabels { source, reason })
+            .inc();
+    }
+
+    /// Put every recorded family into `registry`, for one scrape.
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "connections",
+            "Client connections attached to this node now, by app, transport and dialect",
+            self.connections.clone(),
+        );
+        registry.register_with_unit(
+            "api_request_duration",
+            "API requests by route template, method and status, with their latency",
+            Unit::Seconds,
+            self.api_requests.clone(),
+        );
+        registry.register_with_unit(
+            "outgoing_call_duration",
+            "HTTP calls pushhub made (RPC, backend questions, webhooks, auth webhook, timers, cron) by kind and outcome, with their latency",
+            Unit::Seconds,
+            self.calls.clone(),
+        );
+        registry.register_with_unit(
+            "engine_duration",
+            "Engine round trips (broker and presence operations) by engine and operation",
+            Unit::Seconds,
+            self.engine.clone(),
+        );
+        registry.register(
+            "engine_errors",
+            "Engine operations that failed (the engine was unavailable)",
+            self.engine_errors.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Refused client credentials and API keys, by source and reason",
+            self.auth_failures.clone(),
+        );
+    }
+}
