@@ -31,6 +31,7 @@ mod interval_timers;
 mod jdserver;
 mod kick;
 mod limits;
+mod metrics;
 // Seed 003: connect first, log in (and out) later with a web ukey or an app token.
 mod liveness;
 mod login;
