@@ -137,17 +137,29 @@ impl ApiKeys {
         }
         match Self::presented(headers)? {
             Some(key) if self.is_admin(key) => Ok(()),
-            Some(key) if self.owner.contains_key(key) => Err(ApiError::new(
+            Some(key) if self.owner.contains_key(key) => Err(refused(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "this is an app's API key: server-wide operations need an admin key",
-            )),
+            ))),
             Some(_) => Err(unknown_key()),
-            None => Err(ApiError::new(
+            None => Err(refused(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "missing_admin_key",
                 "this operation needs an admin key: send Authorization: Bearer KEY",
-            )),
+            ))),
+        }
+    }
+
+    /// May this request read the server's metrics (`/metrics`)? Once admin keys are
+    /// configured, only with one of them, as for every server-wide operation; without,
+    /// as `/v1/stats`: any app's key, or nothing on a server without keys. A Prometheus
+    /// scraping an exposed API without admin keys thus keeps working with an app's key.
+    pub fn check_monitoring(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.admin.is_empty() {
+            self.check_any(headers)
+        } else {
+            self.check_admin(headers)
         }
     }
 }

@@ -9,13 +9,13 @@ use super::ApiState;
 use crate::http_error::ApiError;
 use crate::metrics::{http, process, scrape::Snapshot};
 
-/// `GET /metrics`: guarded like `/v1/stats` (any app's API key when keys are configured),
-/// since it shows server-wide numbers.
+/// `GET /metrics`: server-wide numbers, so an admin key once any is configured, else
+/// guarded like `/v1/stats` (any app's API key when keys are configured).
 pub async fn metrics(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    state.keys.check_any(&headers)?;
+    state.keys.check_monitoring(&headers)?;
     let hub = &state.hub;
     let users = hub.users_online().await?;
     let snapshot = Snapshot {

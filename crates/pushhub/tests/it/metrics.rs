@@ -404,3 +404,31 @@ async fn metrics_need_an_api_key_when_keys_are_configured() {
         0.0
     );
 }
+
+#[tokio::test]
+async fn metrics_need_the_admin_key_once_admin_keys_are_configured() {
+    let (server, _dir) = TestServer::with_config(
+        "admin_keys = [\"admin-key-0123456789\"]\n[apps.wms]\nauth = \"none\"\napi_keys = [\"wms-key-0123456789\"]\n",
+    );
+    let url = server.api_url("/metrics");
+    let http = crate::util::http();
+    let app_key = http
+        .get(&url)
+        .bearer_auth("wms-key-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(app_key.status(), 403);
+    let bare = http.get(&url).send().await.unwrap();
+    assert_eq!(bare.status(), 401);
+    let admin = http
+        .get(&url)
+        .bearer_auth("admin-key-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 200);
+    let metrics = Metrics::parse(&admin.text().await.unwrap());
+    let refused = [("source", "api"), ("reason", "missing_admin_key")];
+    assert_eq!(metrics.value("pushhub_auth_failures_total", &refused), 1.0);
+}
