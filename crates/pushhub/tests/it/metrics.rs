@@ -432,3 +432,29 @@ async fn metrics_need_the_admin_key_once_admin_keys_are_configured() {
     let refused = [("source", "api"), ("reason", "missing_admin_key")];
     assert_eq!(metrics.value("pushhub_auth_failures_total", &refused), 1.0);
 }
+
+/// Apps created on first use take their names from clients: they share one label, so
+/// inventing app names cannot create series.
+#[tokio::test]
+async fn apps_created_on_first_use_share_one_label() {
+    let server = TestServer::start();
+    let (_first, _) = server.native("invented-one", "u1").await;
+    let (_second, _) = server.native("invented-two", "u2").await;
+    server.wait_connections(2).await;
+    let metrics = Metrics::scrape(&server).await;
+    let dynamic = [
+        ("app", "_dynamic"),
+        ("transport", "ws"),
+        ("dialect", "native"),
+    ];
+    assert_eq!(metrics.value("pushhub_connections", &dynamic), 2.0);
+    assert_eq!(
+        metrics.value("pushhub_users_online", &[("app", "_dynamic")]),
+        2.0
+    );
+    let values = metrics.label_values();
+    assert!(
+        !values.iter().any(|v| v.starts_with("invented")),
+        "{values:?}"
+    );
+}
