@@ -62,7 +62,8 @@ pub struct ConnLabels {
 /// One API request: the route template (never the raw path), the method and the status.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
-    /// The matched route, such as `/v1/apps/{app}/users`; `unmatched` for a 404 or 405.
+    /// The matched route, such as `/v1/apps/{app}/users` (requests for no route at all
+    /// reach the listener's fallback, outside the API router, and are not counted).
     pub endpoint: String,
     /// The HTTP method.
     pub method: String,
