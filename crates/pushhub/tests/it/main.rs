@@ -17,6 +17,8 @@ mod cluster_timers;
 mod config_cli;
 mod conns;
 mod cron;
+// serve --daemon, pid file, log file (JSON, SIGUSR2, rotation), request ids.
+mod daemon;
 mod demo;
 mod depth;
 mod events;
