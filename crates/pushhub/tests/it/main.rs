@@ -20,6 +20,8 @@ mod cron;
 // serve --daemon, pid file, log file (JSON, SIGUSR2, rotation), request ids.
 mod daemon;
 mod demo;
+// deploy/: the systemd unit (systemd-analyze verify) and nginx in front of a real server.
+mod deploy;
 mod depth;
 mod events;
 mod example_backend;
