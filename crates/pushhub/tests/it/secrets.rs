@@ -240,3 +240,51 @@ password = "{PUSHSERVE_PASSWORD}"
         leaks.join("\n")
     );
 }
+
+const REDIS_PASSWORD: &str = "redis-pass-Kj8Hg7Fd6Sa5Qw4";
+const WRONG_REDIS_PASSWORD: &str = "redis-wrong-Po9Iu8Yt7Re6";
+
+#[tokio::test]
+async fn no_redis_password_is_logged() {
+    let Some(redis) = pushhub_testkit::RedisServer::start() else {
+        return;
+    };
+    redis.cli(&["CONFIG", "SET", "requirepass", REDIS_PASSWORD]);
+    let url = |password: &str| format!("redis://:{password}@127.0.0.1:{}/0", redis.port());
+    let debug = ["--log", "debug", "--engine", "redis", "--redis-url"];
+    let good_url = url(REDIS_PASSWORD);
+    let mut good = TestServer::start_with(&[&debug[..], &[good_url.as_str()]].concat(), &[]);
+    crate::cluster::wait_healthy(&good).await;
+    let (mut client, _) = good.native("demo", "7").await;
+    good.wait_connections(1).await;
+    assert_eq!(good.push("7", Value::from("hi")).await, 1);
+    assert_eq!(client.json().await["data"], "hi");
+    // A wrong password: refused by Redis, reported (and retried) in the log.
+    let bad_url = url(WRONG_REDIS_PASSWORD);
+    let bad = TestServer::start_with(&[&debug[..], &[bad_url.as_str()]].concat(), &[]);
+    bad.wait_log("Redis does not answer yet", 1).await;
+    // (Killed: a node whose Redis refuses it may take longer to stop than the test waits.)
+    let bad_log = bad.log();
+    bad.crash();
+    good.terminate();
+    let logs = format!("{}{bad_log}", good.log());
+    assert!(
+        logs.contains("DEBUG"),
+        "the servers did not log at debug level"
+    );
+    // The URL is logged (the failing node names it), with its password redacted.
+    assert!(logs.contains("redis://:***@127.0.0.1"), "{logs}");
+    for (what, secret) in [
+        ("Redis password", REDIS_PASSWORD),
+        ("wrong Redis password", WRONG_REDIS_PASSWORD),
+    ] {
+        for form in forms(secret) {
+            let line = logs.lines().find(|line| line.contains(&form));
+            assert!(
+                line.is_none(),
+                "{what} ({form}) in: {}",
+                line.unwrap_or_default()
+            );
+        }
+    }
+}
