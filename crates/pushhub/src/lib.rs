@@ -12,6 +12,8 @@
 //! - [`config`], [`server`]: configuration and running it all, with graceful shutdown.
 //! - [`store`], [`scheduler`]: durable timers (delayed HTTP callbacks) and cron jobs, and
 //!   their execution; [`cli`]: the `pushhub cron` and `pushhub timers` commands.
+//! - [`logging`], [`daemon`]: where the log goes (human or JSON, files reopened on SIGUSR2
+//!   or rotated by size) and `serve --daemon` with its pid file.
 //! - [`tls`]: `wss://` and `https://` without a proxy in front, reloadable certificates.
 //! - [`parse_errors`]: the JSON error body on answers hyper gives requests it cannot parse.
 
@@ -21,6 +23,7 @@ pub mod backend;
 pub mod cli;
 pub mod close_notes;
 pub mod config;
+pub mod daemon;
 pub mod dialect;
 pub mod disconnect;
 pub mod engine;
@@ -28,6 +31,7 @@ pub mod gateway;
 pub mod http_error;
 pub mod hub;
 pub mod json_depth;
+pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod outbound;

@@ -8,8 +8,10 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use pushhub::cli::{ApiClient, CliError, CronCommand, TimerCommand};
 use pushhub::config::{Config, Overrides};
+use pushhub::daemon::{Outcome, PidFile, Role};
 use pushhub::engine::EngineKind;
 use pushhub::hub::AuthMode;
+use pushhub::logging::{self, LogFile, LogFormat};
 use pushhub::server::{self, Listeners};
 use pushhub::tls::Tls;
 use tokio::net::TcpListener;
@@ -49,6 +51,10 @@ enum Command {
         /// shard channels over several independent deployments.
         #[arg(long = "redis-url")]
         redis_urls: Vec<String>,
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        daemon: DaemonArgs,
     },
     /// Validate a configuration file and report every error with its location.
     CheckConfig {
@@ -127,6 +133,42 @@ struct DataDirArgs {
     /// The configuration file whose `data_dir` to use.
     #[arg(long, env = "PUSHHUB_CONFIG")]
     config: Option<PathBuf>,
+}
+
+/// Where `serve` logs, and how (docs/operations.md, "Logs").
+#[derive(Args)]
+struct LogArgs {
+    /// Levels, per module if wanted: EnvFilter directives such as
+    /// `info,pushhub::api=debug` (default: info).
+    #[arg(long = "log", env = "PUSHHUB_LOG")]
+    filter: Option<String>,
+    /// Line format: human, or json (one object per line, for log shippers).
+    #[arg(long, env = "PUSHHUB_LOG_FORMAT", default_value = "human")]
+    log_format: LogFormat,
+    /// Log to this file instead of stderr; SIGUSR2 reopens it (after logrotate moved it).
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+    /// Rotate the log file when it would pass this size (e.g. 100M): it becomes FILE.1,
+    /// older ones shift up.
+    #[arg(long, requires = "log_file", value_parser = logging::parse_size)]
+    log_max_size: Option<u64>,
+    /// Rotated log files kept with --log-max-size.
+    #[arg(long, requires = "log_max_size", default_value_t = 5,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    log_keep: u16,
+}
+
+/// Running without systemd (docs/operations.md, "Daemon mode").
+#[derive(Args)]
+struct DaemonArgs {
+    /// Detach from the terminal; this command returns once the server serves (exit 0) or
+    /// failed to start (its reason, exit 1). Needs --log-file.
+    #[arg(long, requires = "log_file")]
+    daemon: bool,
+    /// Write the server's process id here (refused while it names a running pushhub);
+    /// removed at a clean exit.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
 }
 
 /// How `pushhub cron` and `pushhub timers` reach the server.
@@ -359,8 +401,9 @@ fn main() -> ExitCode {
             data_dir,
             engine,
             redis_urls,
+            log,
+            daemon,
         } => {
-            init_tracing();
             let overrides = Overrides {
                 listen,
                 api_listen,
@@ -368,20 +411,105 @@ fn main() -> ExitCode {
                 engine,
                 redis_urls,
             };
-            let config = match Config::load(config.as_deref(), std::env::vars(), &overrides) {
-                Ok(config) => config,
-                Err(errors) => {
-                    eprintln!("pushhub: invalid configuration:\n{errors}");
-                    return ExitCode::from(2);
-                }
-            };
-            match run(config) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    tracing::error!("{error:#}");
-                    ExitCode::FAILURE
+            serve_command(config, overrides, log, daemon)
+        }
+    }
+}
+
+/// `pushhub serve`: detach first when asked (before any thread exists), then set up
+/// logging, load the configuration, take the pid file and run. Every start-up failure
+/// reaches the person starting it: on stderr, or through the daemon's foreground process.
+fn serve_command(
+    config: Option<PathBuf>,
+    overrides: Overrides,
+    log: LogArgs,
+    daemon: DaemonArgs,
+) -> ExitCode {
+    let readiness = if daemon.daemon {
+        match pushhub::daemon::detach() {
+            Ok(Role::Parent(outcome)) => return report_daemon(outcome),
+            Ok(Role::Daemon(readiness)) => Some(Arc::new(readiness)),
+            Err(error) => {
+                eprintln!("pushhub: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    // Until the log file is open, a daemon's stderr is still the terminal, where the
+    // foreground process prints the reason already.
+    let fail = |message: String, code: u8, to_stderr: bool| {
+        if let Some(readiness) = &readiness {
+            readiness.failed(&message);
+        }
+        if to_stderr {
+            eprintln!("pushhub: {message}");
+        }
+        ExitCode::from(code)
+    };
+    let log_file = match &log.log_file {
+        Some(path) => {
+            let rotation = log.log_max_size.map(|max_bytes| logging::Rotation {
+                max_bytes,
+                keep: usize::from(log.log_keep),
+            });
+            match LogFile::open(path, rotation, daemon.daemon) {
+                Ok(file) => Some(file),
+                Err(source) => {
+                    let error = logging::LoggingError::File {
+                        path: path.clone(),
+                        source,
+                    };
+                    return fail(error.to_string(), 2, readiness.is_none());
                 }
             }
+        }
+        None => None,
+    };
+    // A daemon's stderr is its log file from here on.
+    let to_stderr = readiness.is_none() || log_file.is_some();
+    if let Err(error) = logging::init(log.filter.as_deref(), log.log_format, log_file.clone()) {
+        return fail(error.to_string(), 2, to_stderr);
+    }
+    let config = match Config::load(config.as_deref(), std::env::vars(), &overrides) {
+        Ok(config) => config,
+        Err(errors) => return fail(format!("invalid configuration:\n{errors}"), 2, to_stderr),
+    };
+    let _pid_file = match daemon.pid_file.as_deref().map(PidFile::create).transpose() {
+        Ok(pid_file) => pid_file,
+        Err(error) => return fail(error.to_string(), 1, to_stderr),
+    };
+    let on_ready = readiness
+        .clone()
+        .map(|readiness| Box::new(move || readiness.ready()) as Box<dyn FnOnce() + Send>);
+    match run(config, log_file, on_ready) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            fail(format!("{error:#}"), 1, false)
+        }
+    }
+}
+
+/// What the foreground half of `serve --daemon` says and exits with.
+fn report_daemon(outcome: Outcome) -> ExitCode {
+    match outcome {
+        Outcome::Ready { pid } => {
+            println!("pushhub: serving in the background, pid {pid}");
+            ExitCode::SUCCESS
+        }
+        Outcome::Failed { reason, status } => {
+            let status = status
+                .map(|code| format!(" (exit status {code})"))
+                .unwrap_or_default();
+            let reason = if reason.is_empty() {
+                "it stopped without saying why; see its log file".to_owned()
+            } else {
+                reason
+            };
+            eprintln!("pushhub: the daemon did not start{status}: {reason}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -431,16 +559,6 @@ fn quiet_store_panics() {
             default(info);
         }
     }));
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PUSHHUB_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
@@ -494,7 +612,11 @@ fn raise_fd_limit() -> u64 {
     }
 }
 
-fn run(mut config: Config) -> anyhow::Result<()> {
+fn run(
+    mut config: Config,
+    log_file: Option<LogFile>,
+    on_ready: Option<Box<dyn FnOnce() + Send>>,
+) -> anyhow::Result<()> {
     let fd_limit = raise_fd_limit();
     let room = fd_limit.saturating_sub(RESERVED_FDS).max(1) as usize;
     let configured = config.limits.max_connections;
@@ -513,10 +635,14 @@ fn run(mut config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?
-        .block_on(serve(config))
+        .block_on(serve(config, log_file, on_ready))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    log_file: Option<LogFile>,
+    on_ready: Option<Box<dyn FnOnce() + Send>>,
+) -> anyhow::Result<()> {
     for app in &config.apps {
         if app.auth == AuthMode::None {
             tracing::warn!(
@@ -604,12 +730,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone()));
     tokio::spawn(on_sighup(tls.clone(), shutdown.clone()));
+    tokio::spawn(on_sigusr2(log_file, shutdown.clone()));
     let listeners = Listeners {
         client,
         api,
         tcp,
         pushserve,
         tls,
+        on_ready,
     };
     server::serve(config, listeners, shutdown)
         .await
@@ -682,6 +810,39 @@ async fn on_sighup(tls: Option<Arc<Tls>>, shutdown: CancellationToken) {
                 "SIGHUP: could not reload the TLS certificate, keeping the current one: {error}"
             ),
             Err(error) => tracing::error!(%error, "SIGHUP: the TLS reload failed"),
+        }
+    }
+}
+
+/// On each SIGUSR2 until `shutdown`, reopen the log file by its path: logrotate moves the
+/// file away, then signals (no `copytruncate`, so no line is lost between copy and
+/// truncation). Without a log file the signal is logged and ignored (its default action
+/// would stop the server).
+async fn on_sigusr2(log_file: Option<LogFile>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut usr2) = signal(SignalKind::user_defined2()) else {
+        tracing::error!("cannot install the SIGUSR2 handler");
+        return;
+    };
+    loop {
+        tokio::select! {
+            received = usr2.recv() => if received.is_none() { return },
+            _ = shutdown.cancelled() => return,
+        }
+        let Some(file) = &log_file else {
+            tracing::info!("SIGUSR2: logging to stderr; no log file to reopen");
+            continue;
+        };
+        match file.reopen() {
+            Ok(()) => tracing::info!(
+                log_file = %file.path().display(),
+                "SIGUSR2: reopened the log file"
+            ),
+            Err(error) => tracing::error!(
+                log_file = %file.path().display(),
+                %error,
+                "SIGUSR2: cannot reopen the log file; still writing to the old one"
+            ),
         }
     }
 }

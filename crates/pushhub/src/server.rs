@@ -49,6 +49,9 @@ pub struct Listeners {
     /// The certificate of the listeners that `config.tls` puts under TLS; `None` when TLS
     /// is off. Shared with whoever reloads it (SIGHUP), so new handshakes see a new one.
     pub tls: Option<Arc<Tls>>,
+    /// Called once every listener accepts and the timer store is open: the moment a
+    /// daemon tells its foreground process that it serves (`serve --daemon`).
+    pub on_ready: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// Serve until `shutdown` fires; then stop accepting, close every client with 1001 (going
@@ -143,8 +146,11 @@ pub async fn serve(
     let mut routers = match listeners.api {
         Some(api_listener) => {
             // The demo page on the client listener may call a loopback API (gateway/demo.rs).
-            let api =
-                gateway::allow_demo_origin(with_fallbacks(api), &listeners.client, &api_listener);
+            let api = gateway::allow_demo_origin(
+                api::with_request_ids(with_fallbacks(api)),
+                &listeners.client,
+                &api_listener,
+            );
             vec![
                 (
                     listeners.client,
@@ -156,7 +162,7 @@ pub async fn serve(
         }
         None => vec![(
             listeners.client,
-            with_fallbacks(gateway.merge(api)),
+            api::with_request_ids(with_fallbacks(gateway.merge(api))),
             tls_on(|t| t.client),
         )],
     };
@@ -191,6 +197,9 @@ pub async fn serve(
             accept,
             refuse,
         )));
+    }
+    if let Some(on_ready) = listeners.on_ready {
+        on_ready();
     }
 
     shutdown.cancelled().await;

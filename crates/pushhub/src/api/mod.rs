@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod native;
 pub mod params;
 pub mod pushserve;
+pub mod request_id;
 pub mod rooms;
 pub mod timers;
 
@@ -80,6 +81,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/getUsers", any(jdserver::get_users))
         .layer(axum::middleware::from_fn(crate::metrics::http::record))
         .with_state(state)
+}
+
+/// Wrap the API listener's routes (fallbacks included) in the [`request_id`] layer.
+pub fn with_request_ids(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(request_id::layer))
 }
 
 /// push-serve's own port (`[pushserve] addr`): its `/access` and `/push`, nothing else.

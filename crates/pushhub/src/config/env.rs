@@ -18,6 +18,8 @@ use super::{ConfigError, RawConfig, RawPushServe, RawTls};
 /// `PUSHHUB_*` variables that other parts of the program read.
 const NOT_CONFIG_KEYS: &[&str] = &[
     "PUSHHUB_LOG",
+    // `serve --log-format` (src/main.rs).
+    "PUSHHUB_LOG_FORMAT",
     "PUSHHUB_CONFIG",
     // The API key of `pushhub cron` and `pushhub timers` (src/main.rs).
     "PUSHHUB_API_KEY",

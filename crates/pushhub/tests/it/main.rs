@@ -17,7 +17,11 @@ mod cluster_timers;
 mod config_cli;
 mod conns;
 mod cron;
+// serve --daemon, pid file, log file (JSON, SIGUSR2, rotation), request ids.
+mod daemon;
 mod demo;
+// deploy/: the systemd unit (systemd-analyze verify) and nginx in front of a real server.
+mod deploy;
 mod depth;
 mod events;
 mod example_backend;
@@ -47,6 +51,8 @@ mod rooms;
 mod rpc;
 // scripts/*.sh against a real server (bash, curl).
 mod scripts;
+// A debug-level run of every feature that handles a secret; the log holds none.
+mod secrets;
 mod send;
 mod shutdown;
 mod store_damage;

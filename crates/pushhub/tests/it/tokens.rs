@@ -20,7 +20,7 @@ token_secrets = ["other-app-secret-0123456789abcdefg"]
 "#;
 
 /// A token minted by the real CLI, as a developer would.
-fn mint(app: &str, user: &str, secret: &str, extra: &[&str]) -> String {
+pub fn mint(app: &str, user: &str, secret: &str, extra: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_pushhub"))
         .args([
             "token", "--app", app, "--user", user, "--secret", secret, "--ttl", "10m",

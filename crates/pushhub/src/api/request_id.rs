@@ -1,0 +1,87 @@
+//! A request id on every API call: taken from the caller's `X-Request-Id` when it is a
+//! sane token, else made here; returned in the response's `X-Request-Id` and carried by
+//! a tracing span, so every log line the request causes can be found with it (and a
+//! backend can log the same id on its side).
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+/// The header, in and out.
+pub const HEADER: &str = "x-request-id";
+
+/// Longest incoming id kept; a longer one is replaced, so a caller cannot make every log
+/// line of its request arbitrarily long.
+pub const MAX_LEN: usize = 128;
+
+/// The middleware: wraps the request in a `request` span (`request_id`, method and path;
+/// never the query, where some dialects carry passwords) and sets the response header.
+pub async fn layer(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| acceptable(id))
+        .map_or_else(generate, str::to_owned);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let value = HeaderValue::from_str(&id).ok();
+    if let Some(value) = &value {
+        request.headers_mut().insert(HEADER, value.clone());
+    }
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "api request done"
+        );
+    });
+    if let Some(value) = value {
+        response.headers_mut().insert(HEADER, value);
+    }
+    response
+}
+
+/// 1 to [`MAX_LEN`] characters of `A-Z a-z 0-9 - _ . : /` (UUIDs, ULIDs, hex, trace ids).
+fn acceptable(id: &str) -> bool {
+    (1..=MAX_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'))
+}
+
+/// A fresh id: 128 random bits in hex (unique enough to grep for; not a secret).
+fn generate() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_bounded_tokens_are_kept() {
+        assert!(acceptable("3f2a-9b:trace/1.2_x"));
+        assert!(acceptable(&"a".repeat(MAX_LEN)));
+        for bad in [
+            "",
+            "has space",
+            "new\nline",
+            "quote\"",
+            "é",
+            &"a".repeat(MAX_LEN + 1),
+        ] {
+            assert!(!acceptable(bad), "{bad:?}");
+        }
+        assert_eq!(generate().len(), 32);
+        assert!(acceptable(&generate()));
+    }
+}
