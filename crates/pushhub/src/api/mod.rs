@@ -13,6 +13,7 @@ pub mod params;
 pub mod pushserve;
 pub mod rooms;
 pub mod timers;
+pub mod users_page;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

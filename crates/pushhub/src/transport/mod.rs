@@ -15,6 +15,7 @@ pub mod stream;
 pub mod tcp;
 pub mod ws;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,10 +47,44 @@ pub trait Framer: Send + Sync + 'static {
     fn frame_text(&self, payload: &[u8]) -> Bytes;
 }
 
+/// Who is at the other end of a connection and how it came, for the operator's view of
+/// it (`GET /v1/apps/{app}/users?conns=true`, `pushhub users`); nothing decides on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// `websocket`, `sse`, `poll` or `tcp`.
+    pub transport: &'static str,
+    /// The client's address: the socket's peer, or, for a client a trusted proxy forwarded,
+    /// its forwarded IP with port 0 (the proxy does not tell the port).
+    pub addr: Option<SocketAddr>,
+}
+
+impl Peer {
+    /// A client on `transport` whose socket peer is `socket` and whose address, after
+    /// trusted proxies' forwarding headers, is `client`.
+    pub fn new(
+        transport: &'static str,
+        socket: Option<SocketAddr>,
+        client: Option<IpAddr>,
+    ) -> Self {
+        let addr = match (socket, client) {
+            (Some(socket), Some(ip)) if socket.ip() != ip => Some(SocketAddr::new(ip, 0)),
+            (Some(socket), _) => Some(socket),
+            (None, ip) => ip.map(|ip| SocketAddr::new(ip, 0)),
+        };
+        Self { transport, addr }
+    }
+
+    /// The client's IP address, which per-address limits count.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.addr.map(|addr| addr.ip())
+    }
+}
+
 /// The dialect's way to talk to its client: queue text, framed for this transport.
 pub struct Link {
     outbox: Arc<Outbox>,
     framer: &'static dyn Framer,
+    peer: Peer,
     start: Mutex<Option<StreamStart>>,
     replay_limit: Option<usize>,
     origin: Option<String>,
@@ -81,11 +116,12 @@ pub struct StreamStart {
 }
 
 impl Link {
-    /// A link writing into `outbox` through `framer`.
-    pub fn new(outbox: Arc<Outbox>, framer: &'static dyn Framer) -> Self {
+    /// A link to `peer` writing into `outbox` through `framer`.
+    pub fn new(outbox: Arc<Outbox>, framer: &'static dyn Framer, peer: Peer) -> Self {
         Self {
             outbox,
             framer,
+            peer,
             start: Mutex::new(None),
             replay_limit: None,
             origin: None,
@@ -106,6 +142,11 @@ impl Link {
         self.origin = text(axum::http::header::ORIGIN);
         self.cookies = text(axum::http::header::COOKIE);
         self
+    }
+
+    /// Who the client is and how it came.
+    pub fn peer(&self) -> Peer {
+        self.peer
     }
 
     /// The `Origin` the client's request came with, if any.
