@@ -12,6 +12,7 @@ pub mod native;
 pub mod params;
 pub mod pushserve;
 pub mod rooms;
+pub mod tasks;
 pub mod timers;
 pub mod users_page;
 
@@ -63,6 +64,7 @@ pub fn router(state: ApiState) -> Router {
             post(conns::close_notes),
         )
         .route("/v1/stats", get(native::stats))
+        .route("/v1/tasks", get(tasks::tasks))
         .route("/v1/timers", post(timers::create).get(timers::list))
         .route("/v1/timers/{id}", get(timers::get).delete(timers::cancel))
         .route("/v1/cron", get(cron::list))

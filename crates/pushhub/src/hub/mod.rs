@@ -293,6 +293,11 @@ impl Hub {
         self.inner.apps.get(name)
     }
 
+    /// Every app there is now, by name.
+    pub fn apps(&self) -> Vec<Arc<AppSettings>> {
+        self.inner.apps.all()
+    }
+
     /// The server's counters.
     pub fn stats(&self) -> &Arc<Stats> {
         &self.inner.stats
