@@ -117,7 +117,11 @@ pub async fn serve(
         hub: hub.clone(),
         max_body_bytes: config.limits.max_body_bytes,
         started: Instant::now(),
-        keys: Arc::new(crate::api::auth::ApiKeys::new(&config.apps)),
+        keys: Arc::new(crate::api::auth::ApiKeys::new(
+            &config.apps,
+            &config.admin_keys,
+            config.api_exposure(),
+        )),
         pushserve: config.pushserve.clone().map(Arc::new),
         timers,
     };
