@@ -106,12 +106,15 @@ async fn users_api_shows_each_connection_in_detail_on_request_and_pages() {
 }
 
 const KEY: &str = "demo-key-0123456789";
+const ADMIN: &str = "admin-key-0123456789";
 
 /// A server whose app `demo` has an API key, a lifecycle webhook to `events` and an RPC
-/// backend at `rpc`; app `other` has its own key.
+/// backend at `rpc`; app `other` has its own key; an admin key opens both.
 fn keyed_server(events: &str, rpc: &str) -> (TestServer, tempfile::TempDir) {
     TestServer::with_config(&format!(
         r#"
+admin_keys = ["{ADMIN}"]
+
 [apps.demo]
 auth = "none"
 api_keys = ["{KEY}"]
@@ -268,6 +271,14 @@ async fn users_kick_and_push_commands_act_on_a_live_server() {
         err,
         "pushhub: user \"alice\" is not connected to app \"demo\"; nothing to close\n"
     );
+    let (ok, out, err) = operate(&server, &["users", "demo"], ADMIN, true);
+    assert!(ok, "an admin key opens every app: {err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["total_users"],
+        0
+    );
+    let (ok, _, err) = operate(&server, &["push", "other", "*", "1"], ADMIN, false);
+    assert!(ok, "{err}");
     let (ok, _, err) = operate(&server, &["users", "nope"], KEY, false);
     assert!(!ok);
     assert_eq!(
@@ -379,6 +390,14 @@ async fn tasks_reports_failing_webhooks_rpc_calls_and_timers() {
     );
     assert_eq!(answer["timers"]["latency"]["count"], 1, "{answer}");
 
+    let (ok, out, err) = operate(&server, &["tasks"], ADMIN, true);
+    assert!(ok, "{err}");
+    let apps: Value = serde_json::from_str::<Value>(&out).unwrap()["apps"].clone();
+    assert_eq!(
+        apps.as_array().unwrap().len(),
+        2,
+        "an admin sees every app: {apps}"
+    );
     let (ok, out, err) = operate(&server, &["tasks"], KEY, false);
     assert!(ok, "{err}");
     assert!(
