@@ -316,3 +316,20 @@ impl<H: ClientHandler + ?Sized> ClientHandler for Box<H> {
         (**self).on_close(reason).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_is_its_socket_unless_a_proxy_forwarded_another_address() {
+        let socket: SocketAddr = "10.0.0.2:5000".parse().unwrap();
+        let direct = Peer::new("websocket", Some(socket), Some(socket.ip()));
+        assert_eq!(direct.addr, Some(socket));
+        let forwarded = Peer::new("sse", Some(socket), Some("1.2.3.4".parse().unwrap()));
+        assert_eq!(forwarded.addr, Some("1.2.3.4:0".parse().unwrap()));
+        assert_eq!(forwarded.ip(), Some("1.2.3.4".parse().unwrap()));
+        assert_eq!(Peer::new("tcp", Some(socket), None).addr, Some(socket));
+        assert_eq!(Peer::new("poll", None, None).ip(), None);
+    }
+}
