@@ -6,6 +6,9 @@
 //! running server (which holds the store's lock) and on a remote one, under the same API
 //! keys as a backend.
 
+mod people;
+mod tasks;
+
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -42,6 +45,9 @@ pub enum CliError {
         /// The API's message.
         message: String,
     },
+    /// The command named something the server does not have (a user who is not online).
+    #[error("{0}")]
+    NotFound(String),
     /// The answer is not the API's JSON (is `--api` pointing at pushhub's API listener?).
     #[error("the answer from {url} is not pushhub's (HTTP {status}); is --api the API listener?")]
     NotPushhub {
@@ -51,6 +57,8 @@ pub enum CliError {
         status: u16,
     },
 }
+
+pub use people::{KickCommand, PushCommand, UsersCommand};
 
 /// What `pushhub cron` does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +135,18 @@ impl ApiClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<Value, CliError> {
+        self.call_with(method, path, query, None).await
+    }
+
+    /// Make one API call with `body` as its JSON body, if given; the answer's JSON, or the
+    /// API's error.
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, CliError> {
         let text = format!("{}{path}", self.base);
         let mut url = Url::parse(&text).map_err(|_| CliError::BadApiUrl(self.base.clone()))?;
         {
@@ -145,6 +165,9 @@ impl ApiClient {
         let mut request = self.http.request(method, url);
         if let Some(key) = &self.key {
             request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
         }
         let response = request.send().await.map_err(|e| CliError::Unreachable {
             url: shown.clone(),

@@ -45,3 +45,4 @@ pub mod store;
 pub mod sync;
 pub mod tls;
 pub mod transport;
+pub mod work_counters;

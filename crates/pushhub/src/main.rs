@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use pushhub::cli::{ApiClient, CliError, CronCommand, TimerCommand};
+use pushhub::cli::{
+    ApiClient, CliError, CronCommand, KickCommand, PushCommand, TimerCommand, UsersCommand,
+};
 use pushhub::config::{Config, Overrides};
 use pushhub::daemon::{Outcome, PidFile, Role};
 use pushhub::engine::EngineKind;
@@ -98,6 +100,65 @@ enum Command {
         #[command(subcommand)]
         action: TimerAction,
     },
+    /// Online users of an app with each connection: transport, dialect, address,
+    /// connected since, send queue (seed 003's `process show`).
+    Users {
+        /// The app.
+        #[arg(value_name = "APP")]
+        app_name: String,
+        /// Most users shown (1-10000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        limit: u64,
+        /// Start after this user id (the `more:` line of the previous page).
+        #[arg(long)]
+        after: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Close a user's connections (all, or one with --conn), through `/v1/disconnect`.
+    Kick {
+        /// The app.
+        #[arg(value_name = "APP")]
+        app_name: String,
+        /// The user.
+        user: String,
+        /// Only this connection (a CONN that `pushhub users` shows).
+        #[arg(long)]
+        conn: Option<String>,
+        /// The close reason the client sees (at most 120 bytes).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Ask the client not to reconnect: close code 4516 instead of 4009.
+        #[arg(long)]
+        no_reconnect: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Push a message, through `/v1/push`.
+    Push {
+        /// The app.
+        #[arg(value_name = "APP")]
+        app_name: String,
+        /// Who gets it: `100`, `100,101`, `group1/*`, `*` (the API's `to`), `room:NAME`,
+        /// `conn:CONN`, or `user:ID` for a user id that starts with `room:` or `conn:`.
+        target: String,
+        /// The payload: JSON (`{"a":1}`, `42`), or else the text as a string.
+        data: String,
+        /// The event name.
+        #[arg(long)]
+        event: Option<String>,
+        /// Send DATA as a string even when it parses as JSON.
+        #[arg(long)]
+        string: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Outgoing work: timers, cron, and each app's RPC and webhook queues (seed 003's
+    /// `task status`).
+    Tasks {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// The timer store in the data directory, with the server stopped: check it, or
     /// salvage a damaged one (see docs/operations.md).
     Store {
@@ -186,6 +247,32 @@ struct ApiArgs {
     /// Print the API's JSON answer instead of a table.
     #[arg(long, global = true)]
     json: bool,
+}
+
+/// How `pushhub users`, `kick`, `push` and `tasks` reach the server (they name their app
+/// themselves, or concern every app).
+#[derive(Args)]
+struct ServerArgs {
+    /// The server's API listener.
+    #[arg(long, default_value = "http://127.0.0.1:8082")]
+    api: String,
+    /// An API key of the app (or an admin key), needed when the app has keys.
+    #[arg(long, env = "PUSHHUB_API_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Print the API's JSON answer instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl From<ServerArgs> for ApiArgs {
+    fn from(server: ServerArgs) -> Self {
+        Self {
+            api: server.api,
+            app: None,
+            key: server.key,
+            json: server.json,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -376,6 +463,56 @@ fn main() -> ExitCode {
                 TimerAction::Cancel { id } => TimerCommand::Cancel(id),
             };
             operate(api, |client| async move { client.timers(&command).await })
+        }
+        Command::Users {
+            app_name,
+            limit,
+            after,
+            server,
+        } => {
+            let command = UsersCommand {
+                app: app_name,
+                limit: limit as usize,
+                after,
+            };
+            operate(server.into(), |client| async move {
+                client.users(&command).await
+            })
+        }
+        Command::Kick {
+            app_name,
+            user,
+            conn,
+            reason,
+            no_reconnect,
+            server,
+        } => {
+            let command = KickCommand {
+                app: app_name,
+                user,
+                conn,
+                reason,
+                for_good: no_reconnect,
+            };
+            operate(server.into(), |client| async move {
+                client.kick(&command).await
+            })
+        }
+        Command::Push {
+            app_name,
+            target,
+            data,
+            event,
+            string,
+            server,
+        } => {
+            let command = PushCommand::new(app_name, target, &data, string, event);
+            operate(server.into(), |client| async move {
+                client.push(&command).await
+            })
+        }
+        Command::Tasks { server } => {
+            operate(server.into(), |client| async move { client.tasks().await })
         }
         Command::Token {
             app,

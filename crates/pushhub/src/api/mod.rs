@@ -14,7 +14,9 @@ pub mod params;
 pub mod pushserve;
 pub mod request_id;
 pub mod rooms;
+pub mod tasks;
 pub mod timers;
+pub mod users_page;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,6 +67,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/stats", get(native::stats))
         .route("/metrics", get(metrics::metrics))
+        .route("/v1/tasks", get(tasks::tasks))
         .route("/v1/timers", post(timers::create).get(timers::list))
         .route("/v1/timers/{id}", get(timers::get).delete(timers::cancel))
         .route("/v1/cron", get(cron::list))

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::{json_body, ApiState};
+use super::{json_body, users_page, ApiState};
 use crate::disconnect::Disconnect;
 use crate::http_error::ApiError;
 use crate::hub::target::{self, Target};
@@ -187,26 +187,19 @@ pub async fn disconnect(
     Ok(Json(json!({ "disconnected": closed })))
 }
 
-/// `GET /v1/apps/{app}/users`: online users with their connection counts.
+/// `GET /v1/apps/{app}/users[?conns=true][&limit=N][&cursor=USER]`: online users with
+/// their connection counts, by user id; with `conns=true`, each with this node's
+/// connections in detail (see [`users_page`]).
 pub async fn users(
     State(state): State<ApiState>,
     app: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Path(app) = app.map_err(|e| ApiError::bad_request("invalid_app", e.body_text()))?;
-    state.keys.check(&headers, &app)?;
+    state.keys.check(request.headers(), &app)?;
+    let page = users_page::UsersQuery::parse(request.uri().query())?;
     let users = state.hub.users(&app).await?;
-    let connections: usize = users.iter().map(|(_, c)| c).sum();
-    let list: Vec<_> = users
-        .iter()
-        .map(|(user, count)| json!({"user": user, "connections": count}))
-        .collect();
-    Ok(Json(json!({
-        "app": app,
-        "users": list,
-        "total_users": users.len(),
-        "total_connections": connections,
-    })))
+    Ok(Json(users_page::render(&state.hub, &app, users, &page)))
 }
 
 /// `GET /v1/stats`: server counters.

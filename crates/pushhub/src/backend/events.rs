@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use super::call::{BackendClient, CallError};
 use crate::sync::lock;
+use crate::work_counters::{Latency, LatencySnapshot};
 
 /// One thing that happened to a connection.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -116,6 +117,35 @@ pub struct EventCounters {
     pub dropped: AtomicU64,
     /// Events dropped because their batch failed every attempt.
     pub failed: AtomicU64,
+    /// Attempts that failed and were tried again.
+    pub retries: AtomicU64,
+    /// Events in the batch being sent now (0 or a batch's size).
+    pub in_flight: AtomicU64,
+    /// How long each request took.
+    pub latency: Latency,
+}
+
+/// A copy of an app's webhook queue, for `GET /v1/tasks`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WebhookQueue {
+    /// Where the events go.
+    pub url: String,
+    /// Events waiting for their batch.
+    pub queued: u64,
+    /// The queue's bound.
+    pub max_queued: usize,
+    /// Events in the batch being sent.
+    pub in_flight: u64,
+    /// Events the backend accepted since start.
+    pub sent: u64,
+    /// Events dropped after every attempt of their batch failed.
+    pub failed: u64,
+    /// Events dropped because the queue was full.
+    pub dropped: u64,
+    /// Attempts that failed and were tried again.
+    pub retries: u64,
+    /// How long requests took.
+    pub latency: LatencySnapshot,
 }
 
 /// Where an app's events go: a bounded queue, drained by [`EventSink::start`]'s task.
@@ -168,6 +198,23 @@ impl EventSink {
         &self.counters
     }
 
+    /// The queue as it stands now.
+    pub fn queue(&self) -> WebhookQueue {
+        let c = &self.counters;
+        let bound = self.sender.max_capacity();
+        WebhookQueue {
+            url: self.settings.url.to_string(),
+            queued: bound.saturating_sub(self.sender.capacity()) as u64,
+            max_queued: bound,
+            in_flight: c.in_flight.load(Ordering::Relaxed),
+            sent: c.sent.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            latency: c.latency.snapshot(),
+        }
+    }
+
     /// Start sending: one task, tracked by `tracker`, that ends when `stop` fires, after
     /// one last attempt at what is queued (the server fires it once connections have
     /// ended, so their disconnects go out too). Starting twice does nothing.
@@ -199,7 +246,11 @@ impl EventSink {
                     _ = shutdown.cancelled() => break,
                 }
             }
+            self.counters
+                .in_flight
+                .store(batch.len() as u64, Ordering::Relaxed);
             self.deliver(&batch, &shutdown).await;
+            self.counters.in_flight.store(0, Ordering::Relaxed);
             batch.clear();
         }
         // Stopping: every connection has ended (their disconnects are queued); one
@@ -226,6 +277,7 @@ impl EventSink {
             if attempt == self.settings.max_attempts {
                 break;
             }
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
             let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
             tokio::select! {
                 _ = tokio::time::sleep(backoff + jitter) => {}
@@ -250,6 +302,7 @@ impl EventSink {
             events: batch,
         })
         .map_err(|e| e.to_string())?;
+        let started = std::time::Instant::now();
         let sent = tokio::time::timeout(
             self.settings.timeout,
             self.backend.post(&self.settings.url, body),
@@ -257,6 +310,7 @@ impl EventSink {
         let sent = crate::metrics::global()
             .timed_call("webhook", sent, super::call::outcome)
             .await;
+        self.counters.latency.record(started.elapsed());
         match sent {
             Err(_) => Err(format!(
                 "no answer within {} ms",

@@ -7,6 +7,7 @@
 //! of it closes the connection: a slow backend costs the caller a `rpc_timeout`, a client
 //! firing calls without waiting gets `rpc_busy`, and other connections never notice.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use tokio::sync::Semaphore;
 
 use super::call::{BackendClient, CallError};
 use super::rpc_answer::{self, RpcAnswer};
+use crate::work_counters::{Gauge, Latency, LatencySnapshot};
 
 /// The longest method name accepted.
 const MAX_METHOD_BYTES: usize = 128;
@@ -37,6 +39,43 @@ pub struct RpcProxy {
     settings: RpcSettings,
     backend: BackendClient,
     in_flight: Semaphore,
+    counters: RpcCounters,
+}
+
+/// How an app's RPC calls fare, for `GET /v1/tasks`.
+#[derive(Debug, Default)]
+pub struct RpcCounters {
+    /// Calls waiting for one of the app's `max_in_flight` slots.
+    pub waiting: Gauge,
+    /// Calls sent to the backend and not yet answered.
+    pub in_flight: Gauge,
+    /// Calls answered with a result.
+    pub succeeded: AtomicU64,
+    /// Calls that got no result (timeout, backend unreachable, error answer).
+    pub failed: AtomicU64,
+    /// Of those, calls whose deadline passed.
+    pub timeouts: AtomicU64,
+    /// How long answered and failed calls took, waiting for a slot included.
+    pub latency: Latency,
+}
+
+/// A copy of an app's [`RpcCounters`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RpcQueue {
+    /// Calls waiting for a slot.
+    pub queued: u64,
+    /// Calls at the backend.
+    pub in_flight: u64,
+    /// The app's limit on calls in flight.
+    pub max_in_flight: usize,
+    /// Calls answered with a result since start.
+    pub succeeded: u64,
+    /// Calls that got no result since start.
+    pub failed: u64,
+    /// Of those, calls whose deadline passed.
+    pub timeouts: u64,
+    /// How long calls took.
+    pub latency: LatencySnapshot,
 }
 
 impl std::fmt::Debug for RpcProxy {
@@ -134,6 +173,21 @@ impl RpcProxy {
             in_flight: Semaphore::new(settings.max_in_flight.max(1)),
             settings,
             backend,
+            counters: RpcCounters::default(),
+        }
+    }
+
+    /// How its calls fare now.
+    pub fn queue(&self) -> RpcQueue {
+        let c = &self.counters;
+        RpcQueue {
+            queued: c.waiting.get(),
+            in_flight: c.in_flight.get(),
+            max_in_flight: self.settings.max_in_flight,
+            succeeded: c.succeeded.load(Relaxed),
+            failed: c.failed.load(Relaxed),
+            timeouts: c.timeouts.load(Relaxed),
+            latency: c.latency.snapshot(),
         }
     }
 
@@ -167,12 +221,17 @@ impl RpcProxy {
         let url = self.route(call.method)?;
         let body = serde_json::to_vec(call).map_err(|e| RpcError::BadAnswer(e.to_string()))?;
         let deadline = self.settings.timeout;
+        let started = std::time::Instant::now();
+        let counters = &self.counters;
         let call = tokio::time::timeout(deadline, async {
+            let waiting = counters.waiting.hold();
             let _slot = self
                 .in_flight
                 .acquire()
                 .await
                 .map_err(|_| RpcError::Unavailable)?;
+            drop(waiting);
+            let _in_flight = counters.in_flight.hold();
             match self.backend.post(url, body).await {
                 Ok((status, answer)) => judge(status, answer),
                 Err(CallError::Unreachable) => Err(RpcError::Unavailable),
@@ -187,8 +246,17 @@ impl RpcProxy {
                 Ok(Err(RpcError::Failed { .. })) => "http_error",
                 Ok(Err(_)) => "bad_answer",
             })
-            .await;
-        answer.unwrap_or(Err(RpcError::Timeout(deadline.as_millis())))
+            .await
+            .unwrap_or_else(|_| {
+                counters.timeouts.fetch_add(1, Relaxed);
+                Err(RpcError::Timeout(deadline.as_millis()))
+            });
+        counters.latency.record(started.elapsed());
+        match &answer {
+            Ok(_) => counters.succeeded.fetch_add(1, Relaxed),
+            Err(_) => counters.failed.fetch_add(1, Relaxed),
+        };
+        answer
     }
 }
 

@@ -150,6 +150,7 @@ impl JdClient {
         let identity = authenticate(&app, presented).await?;
         self.credential_expiry = identity.expiry();
         let session = super::attach(
+            "jdserver",
             &self.hub,
             link,
             &self.renderer,

@@ -18,7 +18,8 @@ use bytes::Bytes;
 use crate::auth::Identity;
 use crate::disconnect::Disconnect;
 use crate::hub::{
-    AppSettings, ConnInfo, ConnectRequest, Cursor, FormatId, Hub, Publication, Render, Session,
+    AppSettings, ConnDetail, ConnInfo, ConnectRequest, Cursor, FormatId, Hub, Publication, Render,
+    Session,
 };
 use crate::transport::{Framer, Link, Liveness, StreamStart};
 
@@ -55,10 +56,12 @@ pub fn check_origin(app: &AppSettings, link: &Link) -> Result<(), Disconnect> {
     )))
 }
 
-/// Attach a client to the hub through `link`: `greet` queues the dialect's greeting before
-/// anything else, and the transport learns where the client's stream starts. A refusal
-/// is the reason to close.
+/// Attach a client of `dialect` (its name, for operators) to the hub through `link`:
+/// `greet` queues the dialect's greeting before anything else, and the transport learns
+/// where the client's stream starts. A refusal is the reason to close.
+#[allow(clippy::too_many_arguments)]
 pub async fn attach(
+    dialect: &'static str,
     hub: &Hub,
     link: &Link,
     renderer: &Arc<dyn Render>,
@@ -76,6 +79,11 @@ pub async fn attach(
         renderer: renderer.clone(),
         since,
         max_replay: link.replay_limit(),
+        detail: ConnDetail {
+            transport: link.peer().transport,
+            dialect,
+            addr: link.peer().addr,
+        },
     };
     hub.connect(request, |info| {
         greet(info);

@@ -169,6 +169,7 @@ impl ClientHandler for MSwooleClient {
         };
         let rooms = std::mem::take(&mut identity.rooms);
         let mut session = super::attach(
+            "mswoole",
             &self.hub,
             link,
             &self.renderer,

@@ -444,6 +444,7 @@ impl NativeClient {
         self.granted_rooms = std::mem::take(&mut identity.rooms);
         let (expires, expiry) = (identity.expires, identity.expiry());
         let session = super::attach(
+            "native",
             &self.hub,
             link,
             &self.renderer,

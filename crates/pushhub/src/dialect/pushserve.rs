@@ -142,6 +142,7 @@ impl ClientHandler for PushServeClient {
             expires: None,
         };
         let session = super::attach(
+            "pushserve",
             &self.hub,
             link,
             &self.renderer,

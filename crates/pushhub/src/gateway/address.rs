@@ -12,6 +12,8 @@ use axum::extract::ConnectInfo;
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 
+use crate::transport::Peer;
+
 /// The proxies whose forwarding headers are believed.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies {
@@ -55,16 +57,22 @@ impl TrustedProxies {
             .or(Some(peer))
     }
 
-    /// The client's address for an HTTP request, whose socket peer the server recorded.
-    pub fn of_request(
+    /// The client of an HTTP request on `transport`, whose socket peer the server
+    /// recorded: its address is the socket's, or the one trusted proxies forwarded.
+    pub fn peer_of_request(
         &self,
+        transport: &'static str,
         extensions: &axum::http::Extensions,
         headers: &HeaderMap,
-    ) -> Option<IpAddr> {
-        let peer = extensions
+    ) -> Peer {
+        let socket = extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
-        self.client_ip(peer, headers)
+            .map(|ConnectInfo(addr)| *addr);
+        Peer::new(
+            transport,
+            socket,
+            self.client_ip(socket.map(|s| s.ip()), headers),
+        )
     }
 }
 

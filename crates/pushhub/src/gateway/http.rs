@@ -5,7 +5,6 @@
 //! any origin, since they carry nothing a client could not get over WebSocket.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::extract::{Query, Request, State};
@@ -20,7 +19,7 @@ use crate::auth;
 use crate::dialect::jdserver::JdClient;
 use crate::http_error::ApiError;
 use crate::hub::{AuthMode, Cursor};
-use crate::transport::{poll, sse};
+use crate::transport::{poll, sse, Peer};
 
 /// Seconds a poll waits when the client does not say (or less, when
 /// `limits.max_poll_wait` is shorter).
@@ -161,8 +160,10 @@ pub async fn native_sse(
     extensions: Extensions,
     headers: HeaderMap,
 ) -> Response {
-    let address = state.trusted_proxies.of_request(&extensions, &headers);
-    if let Some(refused) = state.over_request_rate(address) {
+    let peer = state
+        .trusted_proxies
+        .peer_of_request("sse", &extensions, &headers);
+    if let Some(refused) = state.over_request_rate(peer.ip()) {
         return cors(refused);
     }
     if let Some(reason) = state.admission() {
@@ -182,7 +183,7 @@ pub async fn native_sse(
             sse::respond(
                 client,
                 &headers,
-                address,
+                peer,
                 state.new_outbox(),
                 &state.ws.connections,
                 stats,
@@ -201,11 +202,13 @@ pub async fn native_poll(
     extensions: Extensions,
     headers: HeaderMap,
 ) -> Response {
-    let address = state.trusted_proxies.of_request(&extensions, &headers);
-    if let Some(refused) = state.over_request_rate(address) {
+    let peer = state
+        .trusted_proxies
+        .peer_of_request("poll", &extensions, &headers);
+    if let Some(refused) = state.over_request_rate(peer.ip()) {
         return cors(refused);
     }
-    let answer = native_poll_answer(state, query, headers, address).await;
+    let answer = native_poll_answer(state, query, headers, peer).await;
     cors(answer.unwrap_or_else(IntoResponse::into_response))
 }
 
@@ -213,7 +216,7 @@ async fn native_poll_answer(
     state: GatewayState,
     query: HashMap<String, String>,
     headers: HeaderMap,
-    address: Option<IpAddr>,
+    peer: Peer,
 ) -> Result<Response, ApiError> {
     if let Some(reason) = state.admission() {
         return Err(ApiError::from(&reason));
@@ -227,7 +230,7 @@ async fn native_poll_answer(
     let polled = poll::poll(
         client,
         &headers,
-        address,
+        peer,
         state.new_outbox(),
         &state.ws.connections,
         state.hub.stats(),
@@ -282,10 +285,10 @@ fn text_or_number(params: &serde_json::Map<String, Value>, name: &str) -> Option
 
 async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
-    let address = state
+    let peer = state
         .trusted_proxies
-        .of_request(request.extensions(), &headers);
-    if let Some(refused) = state.over_request_rate(address) {
+        .peer_of_request("poll", request.extensions(), &headers);
+    if let Some(refused) = state.over_request_rate(peer.ip()) {
         return Ok(refused);
     }
     if let Some(reason) = state.admission() {
@@ -332,7 +335,7 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
     let polled = poll::poll(
         client,
         &headers,
-        address,
+        peer,
         state.new_outbox(),
         &state.ws.connections,
         state.hub.stats(),

@@ -51,7 +51,7 @@ use crate::disconnect::Disconnect;
 use crate::hub::{AuthMode, Cursor, Hub, Outbox, OutboxLimits, Render};
 use crate::transport::sse::SSE_FRAMER;
 use crate::transport::ws::{self, WsContext, WS_FRAMER};
-use crate::transport::{ClientHandler, Liveness, Refuse, RAW_FRAMER};
+use crate::transport::{ClientHandler, Liveness, Peer, Refuse, RAW_FRAMER};
 use request_rate::RequestRate;
 
 /// What the client listener's handlers share.
@@ -151,10 +151,10 @@ impl GatewayState {
         Some(response)
     }
 
-    /// The address a request's client connects from (see [`TrustedProxies`]).
-    fn client_ip(&self, request: &Request) -> Option<IpAddr> {
+    /// Who a request's client is, on `transport` (its address: see [`TrustedProxies`]).
+    fn peer(&self, transport: &'static str, request: &Request) -> Peer {
         self.trusted_proxies
-            .of_request(request.extensions(), request.headers())
+            .peer_of_request(transport, request.extensions(), request.headers())
     }
 
     /// Answer a WebSocket request: with the client `make` builds, or, when the server is
@@ -166,17 +166,20 @@ impl GatewayState {
         make: impl FnOnce() -> Result<H, Disconnect>,
     ) -> Response {
         let outbox = self.new_outbox();
-        let address = self.client_ip(&request);
+        let peer = self.peer("websocket", &request);
+        let address = peer.ip();
         let admitted = self.admission().map_or_else(make, Err).and_then(|client| {
             let registration = self.ws.connections.register(&outbox, address)?;
             Ok((client, registration))
         });
         let ws = self.ws.clone();
         match admitted {
-            Ok((client, registration)) => ws::upgrade(request, client, outbox, registration, ws),
+            Ok((client, registration)) => {
+                ws::upgrade(request, client, outbox, registration, peer, ws)
+            }
             Err(reason) => {
                 let registration = self.ws.connections.register_refused(&outbox);
-                ws::upgrade(request, self.refuse(reason), outbox, registration, ws)
+                ws::upgrade(request, self.refuse(reason), outbox, registration, peer, ws)
             }
         }
     }

@@ -184,6 +184,15 @@ impl Apps {
             .collect()
     }
 
+    /// Every app there is now: the declared ones and the development apps created so far,
+    /// by name.
+    pub fn all(&self) -> Vec<Arc<AppSettings>> {
+        let mut apps: Vec<_> = self.declared.values().cloned().collect();
+        apps.extend(lock(&self.created).values().cloned());
+        apps.sort_by(|a, b| a.name.cmp(&b.name));
+        apps
+    }
+
     /// The app called `name` if it exists now, without creating it: `Ok(None)` for a valid
     /// name that dynamic apps would accept but nobody has used yet.
     pub fn lookup(&self, name: &str) -> Result<Option<Arc<AppSettings>>, HubError> {

@@ -33,7 +33,7 @@ use tokio_util::task::TaskTracker;
 pub use app::{AppSettings, Apps, AuthMode, InvalidFrames};
 pub use cursor::Cursor;
 pub use outbox::{DirectWrite, Outbox, OutboxLimits};
-pub use registry::ConnId;
+pub use registry::{ConnDetail, ConnId, ConnSnapshot};
 pub use render::{FormatId, Render};
 pub use target::Target;
 
@@ -103,6 +103,8 @@ pub struct ConnectRequest {
     /// Most missed messages the client takes at once (a long-poll's batch); `None` for as
     /// many as fit comfortably in its send queue.
     pub max_replay: Option<usize>,
+    /// How it came (transport, dialect, address), for operators.
+    pub detail: ConnDetail,
 }
 
 /// One channel of a connection and where it stood when the connection attached (or, for
@@ -291,6 +293,11 @@ impl Hub {
         self.inner.apps.get(name)
     }
 
+    /// Every app there is now, by name.
+    pub fn apps(&self) -> Vec<Arc<AppSettings>> {
+        self.inner.apps.all()
+    }
+
     /// The server's counters.
     pub fn stats(&self) -> &Arc<Stats> {
         &self.inner.stats
@@ -340,8 +347,11 @@ impl Hub {
             }
         }
         let home = Registry::home(&app.name, &user);
-        let subscriber =
-            Arc::new(Subscriber::new(id, request.outbox, request.renderer).connected_at(since_ms));
+        let subscriber = Arc::new(
+            Subscriber::new(id, request.outbox, request.renderer)
+                .connected_at(since_ms)
+                .described(request.detail),
+        );
         let subscribed = self.inner.registry.subscribe_within(
             home,
             &channels,
@@ -694,6 +704,20 @@ impl Hub {
             Some(app) => Ok(self.inner.engine.presence.users(&app.name).await?),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// `user`'s connections to `app` on this node, oldest first, as an operator sees them
+    /// (how they came, since when, their send queues). Other nodes' connections are not
+    /// here: presence counts them, but their detail stays on their node.
+    pub fn user_conns(&self, app: &str, user: &str) -> Vec<ConnSnapshot> {
+        let mut conns = Vec::new();
+        self.inner.registry.for_each(
+            &channel::user(app, user),
+            Some(Registry::home(app, user)),
+            |subscriber| conns.push(subscriber.snapshot()),
+        );
+        conns.sort_by_key(|conn| conn.id);
+        conns
     }
 
     /// Close `user`'s connections to `app` on every node (only the one named `conn`, as a
@@ -1442,6 +1466,7 @@ mod tests {
             renderer: Arc::new(Plain(FormatId::unique())),
             since: None,
             max_replay: None,
+            detail: ConnDetail::default(),
         };
         (hub.connect(request, |_| {}).await.unwrap(), outbox)
     }

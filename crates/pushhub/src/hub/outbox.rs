@@ -271,6 +271,12 @@ impl Outbox {
         lock(&self.state).tally
     }
 
+    /// Frames and bytes waiting now: the operator's view of a connection's backlog.
+    pub fn depth(&self) -> (usize, usize) {
+        let state = lock(&self.state);
+        (state.frames.len(), state.bytes)
+    }
+
     /// The bounds this queue was made with.
     pub fn limits(&self) -> OutboxLimits {
         self.limits

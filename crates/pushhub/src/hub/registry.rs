@@ -107,6 +107,35 @@ pub struct Subscriber {
     /// When it connected (milliseconds since the Unix epoch): kick-oldest compares it with
     /// the user's connections on other nodes.
     since_ms: u64,
+    /// How it came, for the operator's view of it.
+    detail: ConnDetail,
+}
+
+/// How a connection came, as operators see it (`GET /v1/apps/{app}/users?conns=true`):
+/// labels the transport and dialect gave, never consulted by the hub.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnDetail {
+    /// `websocket`, `sse`, `poll` or `tcp`.
+    pub transport: &'static str,
+    /// `native`, `jdserver`, `pushserve`, `mswoole`...
+    pub dialect: &'static str,
+    /// The client's address (port 0 when a trusted proxy forwarded only its IP).
+    pub addr: Option<std::net::SocketAddr>,
+}
+
+/// One of this node's connections of a user, as [`crate::hub::Hub::user_conns`] reports it.
+#[derive(Debug, Clone)]
+pub struct ConnSnapshot {
+    /// The connection's id on this node.
+    pub id: ConnId,
+    /// How it came.
+    pub detail: ConnDetail,
+    /// When it connected (milliseconds since the Unix epoch).
+    pub since_ms: u64,
+    /// Frames waiting in its send queue.
+    pub queued: usize,
+    /// Bytes waiting in its send queue.
+    pub queued_bytes: usize,
 }
 
 impl Subscriber {
@@ -123,6 +152,25 @@ impl Subscriber {
             replaying_rooms: AtomicBool::new(false),
             shared: Mutex::new(None),
             since_ms: 0,
+            detail: ConnDetail::default(),
+        }
+    }
+
+    /// The same subscriber, come as `detail` says.
+    pub fn described(mut self, detail: ConnDetail) -> Self {
+        self.detail = detail;
+        self
+    }
+
+    /// What an operator sees of it now.
+    pub fn snapshot(&self) -> ConnSnapshot {
+        let (queued, queued_bytes) = self.outbox.depth();
+        ConnSnapshot {
+            id: self.id,
+            detail: self.detail,
+            since_ms: self.since_ms,
+            queued,
+            queued_bytes,
         }
     }
 

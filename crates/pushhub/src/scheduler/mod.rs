@@ -104,6 +104,8 @@ struct Counters {
     cancelled: AtomicU64,
     running: AtomicU64,
     store_errors: AtomicU64,
+    /// How long callbacks took.
+    latency: crate::work_counters::Latency,
 }
 
 /// A copy of the timer counters.
@@ -295,6 +297,21 @@ impl Timers {
             store_damaged: damage.problem.is_some(),
             store_damage_refusals: damage.refused,
         }
+    }
+
+    /// When the next timer is due (milliseconds since the Unix epoch), on a store this
+    /// node schedules alone; `None` when none waits, or when a shared store hands out due
+    /// timers to every node.
+    pub fn next_due_ms(&self) -> Option<u64> {
+        match self.inner.claims {
+            Some(_) => None,
+            None => lock(&self.inner.schedule).next_due(),
+        }
+    }
+
+    /// How long timer callbacks took since start.
+    pub fn latency(&self) -> crate::work_counters::LatencySnapshot {
+        self.inner.counters.latency.snapshot()
     }
 
     /// Fire timers and cron jobs until `shutdown`, purging finished timers past

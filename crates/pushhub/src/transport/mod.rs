@@ -15,6 +15,7 @@ pub mod stream;
 pub mod tcp;
 pub mod ws;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,10 +54,44 @@ pub trait Framer: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 }
 
+/// Who is at the other end of a connection and how it came, for the operator's view of
+/// it (`GET /v1/apps/{app}/users?conns=true`, `pushhub users`); nothing decides on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// `websocket`, `sse`, `poll` or `tcp`.
+    pub transport: &'static str,
+    /// The client's address: the socket's peer, or, for a client a trusted proxy forwarded,
+    /// its forwarded IP with port 0 (the proxy does not tell the port).
+    pub addr: Option<SocketAddr>,
+}
+
+impl Peer {
+    /// A client on `transport` whose socket peer is `socket` and whose address, after
+    /// trusted proxies' forwarding headers, is `client`.
+    pub fn new(
+        transport: &'static str,
+        socket: Option<SocketAddr>,
+        client: Option<IpAddr>,
+    ) -> Self {
+        let addr = match (socket, client) {
+            (Some(socket), Some(ip)) if socket.ip() != ip => Some(SocketAddr::new(ip, 0)),
+            (Some(socket), _) => Some(socket),
+            (None, ip) => ip.map(|ip| SocketAddr::new(ip, 0)),
+        };
+        Self { transport, addr }
+    }
+
+    /// The client's IP address, which per-address limits count.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.addr.map(|addr| addr.ip())
+    }
+}
+
 /// The dialect's way to talk to its client: queue text, framed for this transport.
 pub struct Link {
     outbox: Arc<Outbox>,
     framer: &'static dyn Framer,
+    peer: Peer,
     start: Mutex<Option<StreamStart>>,
     replay_limit: Option<usize>,
     origin: Option<String>,
@@ -88,11 +123,12 @@ pub struct StreamStart {
 }
 
 impl Link {
-    /// A link writing into `outbox` through `framer`.
-    pub fn new(outbox: Arc<Outbox>, framer: &'static dyn Framer) -> Self {
+    /// A link to `peer` writing into `outbox` through `framer`.
+    pub fn new(outbox: Arc<Outbox>, framer: &'static dyn Framer, peer: Peer) -> Self {
         Self {
             outbox,
             framer,
+            peer,
             start: Mutex::new(None),
             replay_limit: None,
             origin: None,
@@ -113,6 +149,11 @@ impl Link {
         self.origin = text(axum::http::header::ORIGIN);
         self.cookies = text(axum::http::header::COOKIE);
         self
+    }
+
+    /// Who the client is and how it came.
+    pub fn peer(&self) -> Peer {
+        self.peer
     }
 
     /// The `Origin` the client's request came with, if any.
@@ -280,5 +321,22 @@ impl<H: ClientHandler + ?Sized> ClientHandler for Box<H> {
 
     async fn on_close(&mut self, reason: &Disconnect) {
         (**self).on_close(reason).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_is_its_socket_unless_a_proxy_forwarded_another_address() {
+        let socket: SocketAddr = "10.0.0.2:5000".parse().unwrap();
+        let direct = Peer::new("websocket", Some(socket), Some(socket.ip()));
+        assert_eq!(direct.addr, Some(socket));
+        let forwarded = Peer::new("sse", Some(socket), Some("1.2.3.4".parse().unwrap()));
+        assert_eq!(forwarded.addr, Some("1.2.3.4:0".parse().unwrap()));
+        assert_eq!(forwarded.ip(), Some("1.2.3.4".parse().unwrap()));
+        assert_eq!(Peer::new("tcp", Some(socket), None).addr, Some(socket));
+        assert_eq!(Peer::new("poll", None, None).ip(), None);
     }
 }

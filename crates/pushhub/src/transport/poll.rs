@@ -4,7 +4,6 @@
 //! A waiting poll is a connection like any other: attached to the hub, counted in stats
 //! and presence, closed by shutdown.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use tokio::time::Instant;
 
 use super::connections::Connections;
 use super::feed::{Carries, Feed, Next};
-use super::{ClientHandler, Link, RAW_FRAMER};
+use super::{ClientHandler, Link, Peer, RAW_FRAMER};
 use crate::disconnect::Disconnect;
 use crate::hub::{Cursor, Outbox};
 use crate::stats::Stats;
@@ -37,15 +36,15 @@ pub struct Polled {
 pub async fn poll<H: ClientHandler>(
     mut handler: H,
     headers: &axum::http::HeaderMap,
-    address: Option<IpAddr>,
+    peer: Peer,
     outbox: Arc<Outbox>,
     connections: &Connections,
     stats: &Stats,
     wait: Duration,
     max: usize,
 ) -> Result<Polled, Disconnect> {
-    let _registration = connections.register(&outbox, address)?;
-    let link = Link::new(outbox.clone(), &RAW_FRAMER)
+    let _registration = connections.register(&outbox, peer.ip())?;
+    let link = Link::new(outbox.clone(), &RAW_FRAMER, peer)
         .with_replay_limit(max)
         .with_request_headers(headers);
     if let Err(reason) = handler.on_open(&link).await {
@@ -143,7 +142,7 @@ mod tests {
         let polled = poll(
             Flooded,
             &axum::http::HeaderMap::new(),
-            None,
+            Peer::new("poll", None, None),
             outbox,
             &Connections::default(),
             &stats,

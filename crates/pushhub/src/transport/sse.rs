@@ -6,7 +6,6 @@
 //! part of each event is framed once per message and shared by every SSE client; only the
 //! short `id:` line is written per client. Heartbeats are SSE comments.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -17,7 +16,7 @@ use tokio::time::Instant;
 
 use super::connections::{Connections, Registration};
 use super::feed::{Carries, Feed, Next};
-use super::{ClientHandler, Framer, Link};
+use super::{ClientHandler, Framer, Link, Peer};
 use crate::disconnect::Disconnect;
 use crate::http_error::ApiError;
 use crate::hub::Outbox;
@@ -67,7 +66,7 @@ struct Stream<H> {
 pub async fn respond<H>(
     mut handler: H,
     headers: &axum::http::HeaderMap,
-    address: Option<IpAddr>,
+    peer: Peer,
     outbox: Arc<Outbox>,
     connections: &Connections,
     stats: Arc<Stats>,
@@ -75,11 +74,11 @@ pub async fn respond<H>(
 where
     H: ClientHandler + 'static,
 {
-    let registration = match connections.register(&outbox, address) {
+    let registration = match connections.register(&outbox, peer.ip()) {
         Ok(registration) => registration,
         Err(reason) => return ApiError::from(&reason).into_response(),
     };
-    let link = Link::new(outbox.clone(), &SSE_FRAMER).with_request_headers(headers);
+    let link = Link::new(outbox.clone(), &SSE_FRAMER, peer).with_request_headers(headers);
     if let Err(reason) = handler.on_open(&link).await {
         handler.on_close(&reason).await;
         return ApiError::from(&reason).into_response();

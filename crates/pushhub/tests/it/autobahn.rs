@@ -31,7 +31,7 @@ use pushhub::disconnect::Disconnect;
 use pushhub::hub::{Outbox, OutboxLimits};
 use pushhub::transport::connections::Connections;
 use pushhub::transport::ws::{self, codec, connection::WsSettings, WsContext};
-use pushhub::transport::{ClientHandler, Link, Liveness};
+use pushhub::transport::{ClientHandler, Link, Liveness, Peer};
 use serde_json::Value;
 use tokio_util::task::TaskTracker;
 
@@ -102,7 +102,8 @@ async fn echo_server() -> SocketAddr {
                 .connections
                 .register(&outbox, None)
                 .expect("no address limit");
-            ws::upgrade(request, Echo, outbox, registration, ctx)
+            let peer = Peer::new("websocket", None, None);
+            ws::upgrade(request, Echo, outbox, registration, peer, ctx)
         }
     };
     let router = Router::new().route("/echo", get(echo));

@@ -42,6 +42,7 @@ mod login;
 mod mswoole;
 mod mswoole_des;
 mod native_ws;
+mod operator;
 // PHP as users run it (php-cli, php-curl): seed 000's calls, the docs' PHP.
 mod php;
 mod pushserve;

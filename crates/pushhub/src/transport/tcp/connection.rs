@@ -15,7 +15,7 @@ use crate::disconnect::Disconnect;
 use crate::hub::Outbox;
 use crate::stats::Stats;
 use crate::transport::stream::{self, Next, StreamSettings, Wire};
-use crate::transport::{ClientHandler, Framer, Link};
+use crate::transport::{ClientHandler, Framer, Link, Peer};
 
 /// What the connections of one listener share: framing, and the dialect's frames.
 #[derive(Clone)]
@@ -36,6 +36,7 @@ pub async fn run<S, H>(
     mut socket: S,
     handler: H,
     outbox: Arc<Outbox>,
+    peer: Peer,
     shared: Shared,
     settings: StreamSettings,
     stats: Arc<Stats>,
@@ -43,7 +44,7 @@ pub async fn run<S, H>(
     S: AsyncRead + AsyncWrite + Unpin,
     H: ClientHandler,
 {
-    let link = Link::new(outbox, shared.framer);
+    let link = Link::new(outbox, shared.framer, peer);
     let wire = TcpWire {
         decoder: Decoder::new(shared.framing),
         framer: shared.framer,

@@ -28,7 +28,7 @@ use crate::tls::Tls;
 use crate::transport::connections::Connections;
 use crate::transport::shared_tcp::SharedTcp;
 use crate::transport::stream::StreamSettings;
-use crate::transport::{ClientHandler, Framer};
+use crate::transport::{ClientHandler, Framer, Peer};
 
 /// What the carried dialect says where WebSocket would use control frames. Supplied by
 /// whoever wires the listener to a dialect, so this transport stays dialect-free.
@@ -113,8 +113,8 @@ pub async fn serve<F, R, H>(
         // once per layer it is passed through.
         let handler = Box::new(accept());
         let outbox = Arc::new(Outbox::new(ctx.outbox));
-        let peer = socket.peer_addr().ok().map(|addr| addr.ip());
-        let (registration, handler) = match ctx.connections.register(&outbox, peer) {
+        let peer = Peer::new("tcp", socket.peer_addr().ok(), None);
+        let (registration, handler) = match ctx.connections.register(&outbox, peer.ip()) {
             Ok(registration) => (registration, handler),
             Err(reason) => (
                 ctx.connections.register_refused(&outbox),
@@ -126,7 +126,7 @@ pub async fn serve<F, R, H>(
             ctx.tracker.spawn(async move {
                 let _registration = registration;
                 let socket = SharedTcp::attach(socket, &outbox, stats.clone());
-                connection::run(socket, handler, outbox, shared, settings, stats).await;
+                connection::run(socket, handler, outbox, peer, shared, settings, stats).await;
             });
             continue;
         };
@@ -145,7 +145,7 @@ pub async fn serve<F, R, H>(
                 },
                 _ = shutdown.cancelled() => return,
             };
-            connection::run(socket, handler, outbox, shared, settings, stats).await;
+            connection::run(socket, handler, outbox, peer, shared, settings, stats).await;
         });
     }
 }

@@ -45,7 +45,7 @@ use crate::stats::Stats;
 use crate::tls::TlsStream;
 use crate::transport::connections::{Connections, Registration};
 use crate::transport::shared_tcp::SharedTcp;
-use crate::transport::{ClientHandler, Link};
+use crate::transport::{ClientHandler, Link, Peer};
 
 /// What every WebSocket connection of a server shares.
 #[derive(Clone)]
@@ -69,6 +69,7 @@ pub fn upgrade<H>(
     handler: H,
     outbox: Arc<Outbox>,
     registration: Registration,
+    peer: Peer,
     ctx: WsContext,
 ) -> Response
 where
@@ -91,7 +92,7 @@ where
             return response;
         }
     };
-    let link = Link::new(outbox.clone(), &WS_FRAMER).with_request_headers(request.headers());
+    let link = Link::new(outbox.clone(), &WS_FRAMER, peer).with_request_headers(request.headers());
     let on_upgrade = hyper::upgrade::on(&mut request);
     let task = after_upgrade(
         on_upgrade,
@@ -222,7 +223,8 @@ mod tests {
             max_messages: 16,
             max_bytes: 1 << 16,
         };
-        Link::new(Arc::new(Outbox::new(limits)), &WS_FRAMER)
+        let peer = Peer::new("websocket", None, None);
+        Link::new(Arc::new(Outbox::new(limits)), &WS_FRAMER, peer)
     }
 
     #[tokio::test]
