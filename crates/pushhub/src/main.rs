@@ -719,6 +719,9 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             for warning in config.pushserve.iter().flat_map(|p| p.warnings()) {
                 println!("warning: {warning}");
             }
+            if let Some(warning) = admin_warning(&config) {
+                println!("warning: {warning}");
+            }
             println!(
                 "{}: ok ({} app(s), client listener {}, API listener {}{tcp}{pushserve}{tls})",
                 file.display(),
@@ -736,6 +739,17 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The warning for an API reachable from other hosts without an admin key: the admin
+/// dashboard and the server-wide operations are then refused to everyone.
+fn admin_warning(config: &Config) -> Option<String> {
+    let why = config
+        .api_exposure()
+        .filter(|_| config.admin_keys.is_empty())?;
+    Some(format!(
+        "{why} and no admin_keys are configured: the admin dashboard (/admin) and the server-wide operations are off; set admin_keys (or PUSHHUB_ADMIN_KEYS) to use them"
+    ))
 }
 
 /// Raise the soft open-file limit to the hard one and return the limit now in force.
@@ -800,6 +814,9 @@ async fn serve(
         );
     }
     for warning in config.pushserve.iter().flat_map(|p| p.warnings()) {
+        tracing::warn!("{warning}");
+    }
+    if let Some(warning) = admin_warning(&config) {
         tracing::warn!("{warning}");
     }
     let client = bind(config.listen)

@@ -121,6 +121,13 @@ impl ApiKeys {
 }
 
 impl ApiKeys {
+    /// Why server-wide operations are refused to everyone, if they are: the API is
+    /// reachable beyond this host for that reason and no admin key is configured. The
+    /// dashboard says so on its page rather than behind its sign-in.
+    pub fn admin_disabled(&self) -> Option<&'static str> {
+        self.exposure.filter(|_| self.admin.is_empty())
+    }
+
     /// May this request run a server-wide operation (status, reload, stop, the
     /// dashboard)? With admin keys configured, only with one of them; without, on a
     /// loopback API only, to a caller [`check_any`](Self::check_any) lets in.

@@ -4,9 +4,12 @@
 //! [`native`], the jdserver-compatible ones in [`jdserver`]. Every error is an
 //! [`ApiError`](crate::http_error::ApiError).
 
+pub mod admin;
 pub mod auth;
 pub mod conns;
 pub mod cron;
+mod dashboard;
+pub mod history;
 pub mod jdserver;
 pub mod metrics;
 pub mod native;
@@ -15,6 +18,7 @@ pub mod pushserve;
 pub mod request_id;
 pub mod rooms;
 pub mod tasks;
+pub mod timer_retry;
 pub mod timers;
 pub mod users_page;
 
@@ -61,6 +65,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::delete(rooms::remove),
         )
         .route("/v1/apps/{app}/users", get(native::users))
+        .route("/v1/apps/{app}/history", get(history::read))
         .route(
             "/v1/apps/{app}/conns/{conn}/close-notes",
             post(conns::close_notes),
@@ -68,8 +73,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/stats", get(native::stats))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/tasks", get(tasks::tasks))
+        .route("/v1/admin/overview", get(admin::overview))
         .route("/v1/timers", post(timers::create).get(timers::list))
         .route("/v1/timers/{id}", get(timers::get).delete(timers::cancel))
+        .route("/v1/timers/{id}/retry", post(timer_retry::retry))
         .route("/v1/cron", get(cron::list))
         .route(
             "/v1/cron/{name}",
@@ -82,6 +89,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/push", any(push))
         .route("/access", get(pushserve::access))
         .route("/getUsers", any(jdserver::get_users))
+        .merge(dashboard::routes())
         .layer(axum::middleware::from_fn(crate::metrics::http::record))
         .with_state(state)
 }

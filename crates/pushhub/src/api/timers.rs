@@ -5,6 +5,7 @@
 //! - `GET /v1/timers?app=&state=&limit=&cursor=`: an app's timers, in creation order.
 //! - `GET /v1/timers/{id}`: one timer, with its last attempt.
 //! - `DELETE /v1/timers/{id}`: cancel (409 once it has finished).
+//! - `POST /v1/timers/{id}/retry`: run a failed timer again ([`super::timer_retry`]).
 //!
 //! A timer belongs to an app; the app's API keys guard it as they guard pushes. Another
 //! app's timer answers 404, as if it did not exist.
@@ -522,7 +523,7 @@ pub(crate) fn request_body(
 }
 
 /// The timer `id` names, if the request may see it: another app's timer is not found.
-async fn visible_timer(
+pub(crate) async fn visible_timer(
     state: &ApiState,
     id: Result<Path<String>, PathRejection>,
     headers: &HeaderMap,

@@ -545,6 +545,10 @@ impl Presence for MemoryPresence {
     async fn online_elsewhere(&self, _app: &str, _conn: &str) -> Result<bool, EngineError> {
         Ok(false)
     }
+
+    async fn nodes(&self) -> Result<Vec<String>, EngineError> {
+        Ok(vec![crate::node::node_id().to_owned()])
+    }
 }
 
 #[cfg(test)]

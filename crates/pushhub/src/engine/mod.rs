@@ -259,6 +259,11 @@ pub trait Presence: Send + Sync {
     /// so one to a closed connection is refused rather than lost. An engine of one node
     /// holds no other node's connections, and answers false without doing any work.
     async fn online_elsewhere(&self, scope: &str, conn: &str) -> Result<bool, EngineError>;
+
+    /// The names of the live nodes ([`crate::node::node_id`]), sorted, this one included:
+    /// what an operator sees as the cluster. An engine of one node answers with its own
+    /// name alone.
+    async fn nodes(&self) -> Result<Vec<String>, EngineError>;
 }
 
 /// The engines a hub runs on.

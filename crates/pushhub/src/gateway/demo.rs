@@ -107,7 +107,8 @@ fn demo_origins(client: SocketAddr, api: SocketAddr) -> Option<Vec<HeaderValue>>
 /// panel uses, and only when the API listens on loopback. The API's own checks (API keys)
 /// are unchanged.
 ///
-/// Any other request from a web page (one with an `Origin` header) is refused with 403
+/// Requests of the API listener's own pages (the admin dashboard) pass as they are. Any
+/// other request from a web page (one with an `Origin` header) is refused with 403
 /// `cross_origin`: a loopback API serves apps without keys, and a page on any site could
 /// otherwise make a visiting developer's browser push through it with a "simple" request
 /// (a form or `text/plain` POST needs no preflight). Backends send no `Origin`.
@@ -131,6 +132,9 @@ async fn cors(origins: &[HeaderValue], request: Request, next: Next) -> Response
     let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
         return next.run(request).await;
     };
+    if same_origin(request.headers()) {
+        return next.run(request).await;
+    }
     if !(origins.contains(&origin) && demo_path(request.uri().path())) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
@@ -164,6 +168,15 @@ async fn cors(origins: &[HeaderValue], request: Request, next: Next) -> Response
     };
     allow(response.headers_mut(), origin);
     response
+}
+
+/// A request the browser made for a page of the API listener's own origin: the admin
+/// dashboard (`/admin`), the only page that origin serves. Browsers set `Sec-Fetch-Site`
+/// themselves and no page can forge it, so a page on another site never passes as this.
+fn same_origin(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|site| site.as_bytes() == b"same-origin")
 }
 
 fn allow(headers: &mut HeaderMap, origin: HeaderValue) {

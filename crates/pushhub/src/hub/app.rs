@@ -193,6 +193,14 @@ impl Apps {
         apps
     }
 
+    /// The names of the apps that exist now (declared, and created by use), sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.declared.keys().cloned().collect();
+        names.extend(lock(&self.created).keys().cloned());
+        names.sort_unstable();
+        names
+    }
+
     /// The app called `name` if it exists now, without creating it: `Ok(None)` for a valid
     /// name that dynamic apps would accept but nobody has used yet.
     pub fn lookup(&self, name: &str) -> Result<Option<Arc<AppSettings>>, HubError> {

@@ -11,6 +11,7 @@ pub mod app;
 pub mod channel;
 mod conns;
 pub mod cursor;
+mod inspect;
 mod interest;
 pub mod login;
 pub mod names;
@@ -32,6 +33,7 @@ use tokio_util::task::TaskTracker;
 
 pub use app::{AppSettings, Apps, AuthMode, InvalidFrames};
 pub use cursor::Cursor;
+pub use inspect::ChannelHistory;
 pub use outbox::{DirectWrite, Outbox, OutboxLimits};
 pub use registry::{ConnDetail, ConnId, ConnSnapshot};
 pub use render::{FormatId, Render};

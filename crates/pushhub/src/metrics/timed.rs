@@ -155,6 +155,10 @@ impl Presence for TimedPresence {
         timed("presence", self.kind(), "total", self.0.total(scope)).await
     }
 
+    async fn nodes(&self) -> Result<Vec<String>, EngineError> {
+        timed("presence", self.kind(), "nodes", self.0.nodes()).await
+    }
+
     async fn elsewhere(&self, scope: &str, user: &str) -> Result<Vec<RemoteConn>, EngineError> {
         let call = self.0.elsewhere(scope, user);
         timed("presence", self.kind(), "elsewhere", call).await

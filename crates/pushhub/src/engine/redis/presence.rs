@@ -417,6 +417,12 @@ impl Presence for RedisPresence {
         .map_err(unavailable)?;
         Ok(held && expires.is_some_and(|at| at >= now_ms() as f64))
     }
+
+    async fn nodes(&self) -> Result<Vec<String>, EngineError> {
+        let mut nodes: Vec<String> = self.live_nodes().await?.into_iter().collect();
+        nodes.sort_unstable();
+        Ok(nodes)
+    }
 }
 
 #[cfg(test)]
