@@ -23,17 +23,27 @@ fn loud(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
-fn missing(what: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{what}: with CI=true a missing service fails the run (.ci/run installs it)");
-    }
-    loud(&format!(
-        "\n*** SKIPPED the JavaScript client tests: {what} ***\n"
-    ));
-}
-
 #[test]
 fn javascript_client_sdk_and_demo_page() {
+    node_suite(
+        "the JavaScript client tests",
+        &[
+            "test/unit.test.js",
+            "test/server.test.js",
+            "test/browser.test.js",
+        ],
+    );
+}
+
+/// Run `files` of clients/js with `node --test` against this build's binary, failing on
+/// any failure; `what` names them in skips and the summary.
+pub fn node_suite(what: &str, files: &[&str]) {
+    let missing = |reason: &str| {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{reason}: with CI=true a missing service fails the run (.ci/run installs it)");
+        }
+        loud(&format!("\n*** SKIPPED {what}: {reason} ***\n"));
+    };
     let node = Command::new("node").arg("--version").output();
     match node {
         Ok(out) if out.status.success() => {
@@ -57,12 +67,8 @@ fn javascript_client_sdk_and_demo_page() {
     }
     let started = Instant::now();
     let mut child = Command::new("node")
-        .args([
-            "--test",
-            "test/unit.test.js",
-            "test/server.test.js",
-            "test/browser.test.js",
-        ])
+        .arg("--test")
+        .args(files)
         .current_dir(&dir)
         .env("PUSHHUB_BIN", env!("CARGO_BIN_EXE_pushhub"))
         .stdin(Stdio::null())
@@ -109,10 +115,7 @@ fn javascript_client_sdk_and_demo_page() {
         .filter(|l| l.contains("SKIPPED"))
         .collect();
     if !skips.is_empty() {
-        loud(&format!(
-            "\n*** JavaScript client tests skipped:\n{}\n",
-            skips.join("\n")
-        ));
+        loud(&format!("\n*** {what}: skipped:\n{}\n", skips.join("\n")));
     }
     let summary: Vec<&str> = out
         .lines()
@@ -124,7 +127,7 @@ fn javascript_client_sdk_and_demo_page() {
         .map(|l| l.trim_start_matches("# "))
         .collect();
     loud(&format!(
-        "javascript client tests ({:.1} s): {}",
+        "{what} ({:.1} s): {}",
         started.elapsed().as_secs_f64(),
         summary.join(", ")
     ));

@@ -1,5 +1,6 @@
 //! Integration tests: the real `pushhub` binary on port 0, real WebSocket and HTTP clients.
 
+mod admin_dashboard;
 mod api_keys;
 // WebSocket conformance (kosoku, Autobahn's cases) against an in-process echo server.
 mod autobahn;
