@@ -179,17 +179,22 @@ describe("admin dashboard in Chromium", { skip: skip ?? false, timeout: 180000 }
     const detail = admin.locator('#users-table tr[data-conns-of="alice"]');
     await detail.waitFor();
     const conns = detail.locator("tr[data-conn]");
-    const hasDetail = (await conns.count()) > 0;
-    if (hasDetail) {
-      // GET /v1/apps/{app}/users?conns=true: one row per connection, with its transport.
-      assert.equal(await conns.count(), 2);
-      const transports = await detail.locator("tr[data-conn] .chip").allTextContents();
-      assert.deepEqual(transports.sort(), ["sse", "websocket"]);
-    } else {
-      assert.match(await detail.textContent(), /does not report connection details/);
-    }
-    await admin.fill("#users-filter", "");
+    // GET /v1/apps/{app}/users?conns=true: one row per connection, with its transport.
+    await until(async () => (await conns.count()) === 2, "alice's two connections");
+    const transports = await detail.locator("tr[data-conn] .chip").allTextContents();
+    assert.deepEqual(transports.sort(), ["sse", "websocket"]);
+    assert.match(await detail.textContent(), /native/, "the dialect");
+    assert.match(await detail.textContent(), /127\.0\.0\.1/, "the address");
     await shot("04-users");
+    // Close alice's WebSocket connection only: her SSE one stays.
+    await detail.locator("tr[data-conn]", { hasText: "websocket" }).locator("button.disconnect-conn").click();
+    await admin.waitForSelector("#confirm[open]");
+    assert.match(await text("#confirm-text"), /connection .* of user “alice”/);
+    await admin.click("#confirm-ok");
+    await clients.alice.page.waitForSelector('#state[data-state="closed"]', { timeout: 10000 });
+    assert.equal(await clients.alice2.page.getAttribute("#state", "data-state"), "connected");
+    await until(async () => (await admin.locator('#users-table tr[data-user="alice"] td').nth(1).textContent()) === "1", "alice down to one");
+    await admin.fill("#users-filter", "");
     // Disconnect dave (WebSocket) for good: the dialog asks first, then his client is closed.
     await admin.locator('#users-table tr[data-user="dave"] button.disconnect').click();
     await admin.waitForSelector("#confirm[open]");
@@ -202,7 +207,7 @@ describe("admin dashboard in Chromium", { skip: skip ?? false, timeout: 180000 }
     await clients.dave.page.waitForSelector('#state[data-state="closed"]', { timeout: 10000 });
     assert.match(await clients.dave.page.locator("#log").textContent(), /4516|maintenance/);
     await until(async () => (await admin.locator('#users-table tr[data-user="dave"]').count()) === 0, "dave gone from the list");
-    assert.equal(await clients.alice.page.getAttribute("#state", "data-state"), "connected", "others stay");
+    assert.equal(await clients.alice2.page.getAttribute("#state", "data-state"), "connected", "others stay");
     // Cancelling the dialog disconnects nobody.
     await admin.locator('#users-table tr[data-user="carol"] button.disconnect').click();
     await admin.click("#confirm-cancel");

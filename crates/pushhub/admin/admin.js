@@ -6,6 +6,8 @@
 const KEY = "pushhub-admin-key";
 const REFRESH_MS = 2000;
 const CHART_POINTS = 60;
+/** Users listed (in id order) with their connections; the totals always cover everyone. */
+const USERS_PAGE = 500;
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -227,13 +229,13 @@ const views = {
       ["Replayed on resume", fmt(stats.replayed)],
       ["Slow consumers cut off", fmt(stats.slow_consumers), stats.slow_consumers ? "warn" : null],
       ["Rate-limited", `${fmt(stats.rate_limited_connections)} connections · ${fmt(stats.rate_limited_requests)} requests`],
-      ["History", `${fmt(stats.broker?.history_messages ?? 0)} messages in ${fmt(stats.broker?.streams ?? 0)} channels`],
+      ["History", `${fmt(stats.broker?.history_messages ?? 0)} messages in ${fmt(stats.broker?.streams ?? 0)} channel${stats.broker?.streams === 1 ? "" : "s"}`],
     ]);
   },
 
   async users() {
     if (!state.app) return;
-    const answer = await api("GET", `/v1/apps/${enc(state.app)}/users?conns=true`);
+    const answer = await api("GET", `/v1/apps/${enc(state.app)}/users?conns=true&limit=${USERS_PAGE}`);
     state.users = answer;
     renderUsers();
   },
@@ -334,7 +336,8 @@ function renderUsers() {
   if (!answer) return;
   const filter = $("#users-filter").value.trim();
   const users = answer.users.filter((u) => !filter || u.user.includes(filter));
-  $("#users-summary").textContent = `${fmt(answer.total_users)} users · ${fmt(answer.total_connections)} connections`;
+  const shown = answer.next_cursor ? ` · the first ${fmt(answer.users.length)} by id shown` : "";
+  $("#users-summary").textContent = `${fmt(answer.total_users)} users · ${fmt(answer.total_connections)} connections${shown}`;
   const rows = [];
   for (const u of users) {
     const conns = u.conns;
@@ -358,7 +361,13 @@ function renderUsers() {
 
 function connTable(user) {
   if (!user.conns) return el("p", { class: "muted" }, "This server does not report connection details (it needs GET /v1/apps/{app}/users?conns=true).");
+  const elsewhere = user.connections - user.conns.length;
+  const note = elsewhere > 0 ? el("p", { class: "hint note" }, `${elsewhere} more on other nodes: their details are on the node that holds them.`) : null;
   return el(
+    "div",
+    {},
+    note,
+    el(
     "table",
     { class: "table inner" },
     el("thead", {}, el("tr", {}, ["Connection", "Node", "Transport", "Dialect", "Address", "Connected", "Queue", ""].map((h) => el("th", {}, h)))),
@@ -379,6 +388,7 @@ function connTable(user) {
           el("td", { class: "actions" }, el("button", { type: "button", class: "small danger disconnect-conn", onclick: () => disconnect(user.user, c.conn) }, "Close")),
         ),
       ),
+    ),
     ),
   );
 }
