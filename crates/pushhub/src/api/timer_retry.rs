@@ -58,7 +58,7 @@ pub async fn retry(
     };
     let mut body = view(&created.timer, true);
     if let Some(object) = body.as_object_mut() {
-        object.insert("retry_of".into(), failed.id.to_string().into());
+        object.insert("retry_of".into(), serde_json::json!(failed.id));
     }
     Ok((
         status,
