@@ -18,7 +18,9 @@ mod config_cli;
 mod conns;
 mod cron;
 mod demo;
+// History in the data directory across graceful restarts and kill -9.
 mod depth;
+mod durable_history;
 mod events;
 mod example_backend;
 mod fanout;
