@@ -35,6 +35,9 @@ pub enum Command {
     /// pushhub's durable timers: creates per second through the API, fire lateness at a
     /// steady rate against a local HTTP sink, memory with many pending, restart after kill -9.
     Timers(crate::timers::TimersArgs),
+    /// pushhub's restart time with many channels of history: fill, stop (SIGTERM or
+    /// SIGKILL), start again, time until it serves, count the channels it kept.
+    Restart(crate::restart::RestartArgs),
     /// A long run of resuming, slow and hostile clients, reconnect storms and timer churn
     /// against one pushhub: RSS and CPU over time, lost and duplicated messages and timers.
     Soak(crate::soak::SoakArgs),

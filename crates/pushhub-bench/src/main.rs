@@ -19,6 +19,7 @@ mod proc_stats;
 mod publisher;
 mod relay;
 mod report;
+mod restart;
 mod resume_tally;
 mod scenario;
 mod seq;
@@ -45,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Suite(args) => suite::run(args).await,
         Command::Cluster(args) => cluster::run(args).await,
         Command::Timers(args) => timers::run(args).await,
+        Command::Restart(args) => restart::run(args).await,
         Command::Soak(args) => soak::run(args).await,
         Command::Idle(args) => {
             let settle = Duration::from_secs_f64(args.settle_secs.max(0.0));

@@ -81,10 +81,13 @@ pub async fn serve(
     let timers_done = tokio::spawn(timers.clone().run(shutdown.clone(), config.shutdown_grace));
     let stats = Arc::new(Stats::default());
     let tracker = TaskTracker::new();
+    let history = open_history_log(&config).await?;
+    let history_log = history.as_ref().map(|(log, _)| log.clone());
     let engine = engine::from_config(
         config.engine,
         redis.clone(),
         config.limits.max_history_bytes,
+        history,
         &tracker,
         shutdown.clone(),
     )?;
@@ -229,7 +232,40 @@ pub async fn serve(
     events_tracker.close();
     let _ = tokio::time::timeout_at(deadline + EVENTS_FLUSH, events_tracker.wait()).await;
     let _ = timers_done.await;
+    // Last: nothing publishes any more. A clean close lets a successor open the log.
+    if let Some(log) = history_log {
+        match log.close().await {
+            Ok(()) => tracing::info!("history log closed cleanly"),
+            Err(error) => tracing::error!(%error, "history log: closing failed"),
+        }
+    }
     Ok(())
+}
+
+/// Open the durable history log when the memory engine keeps histories on disk (off the
+/// runtime: it reads every segment back).
+async fn open_history_log(
+    config: &Config,
+) -> Result<
+    Option<(
+        Arc<crate::store::history::HistoryLog>,
+        crate::store::history::Restored,
+    )>,
+    StartError,
+> {
+    use crate::store::history::{HistoryLog, HistoryStore, LogOptions, SEGMENT_BYTES};
+    if config.engine != engine::EngineKind::Memory || config.history_store != HistoryStore::Disk {
+        return Ok(None);
+    }
+    let dir = config.data_dir.clone();
+    let options = LogOptions {
+        fsync: config.history_fsync,
+        segment_bytes: SEGMENT_BYTES,
+    };
+    let opened = tokio::task::spawn_blocking(move || HistoryLog::open(&dir, options))
+        .await
+        .map_err(|e| StoreError::Backend(format!("opening the history log: {e}")))??;
+    Ok(Some((Arc::new(opened.0), opened.1)))
 }
 
 /// How long start-up waits for Redis before serving anyway (reporting it unhealthy and

@@ -185,14 +185,26 @@ impl RunningServer {
         Ok(_data_dir)
     }
 
-    /// SIGTERM, then SIGKILL if it is still running after 10 s.
-    pub async fn stop(mut self) -> Result<()> {
+    /// SIGTERM and wait for the exit (a graceful stop); hands back the data directory,
+    /// for [`start_in`].
+    pub async fn terminate(mut self) -> Result<TempDir> {
+        self.signal_term();
+        self.child.wait().await?;
+        Ok(self._data_dir)
+    }
+
+    fn signal_term(&self) {
         if let Ok(pid) = i32::try_from(self.pid) {
             // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
             unsafe {
                 libc::kill(pid, libc::SIGTERM);
             }
         }
+    }
+
+    /// SIGTERM, then SIGKILL if it is still running after 10 s.
+    pub async fn stop(mut self) -> Result<()> {
+        self.signal_term();
         match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
             Ok(r) => {
                 r?;

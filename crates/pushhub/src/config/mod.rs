@@ -39,6 +39,7 @@ use crate::hub::{names, AppSettings, AuthMode, InvalidFrames, OutboxLimits};
 use crate::scheduler::log::Rotation;
 use crate::scheduler::targets::TargetPolicy;
 use crate::scheduler::TimerSettings;
+use crate::store::history::{FsyncPolicy, HistoryStore};
 use crate::store::RetryPolicy;
 use crate::transport::tcp::Framing;
 pub use pushserve::{PushServe, RawPushServe};
@@ -82,6 +83,15 @@ pub struct RawConfig {
     /// oldest kept messages are evicted, and clients resuming from before them are told
     /// `recovered: false`. All apps together are bounded by `limits.max_history_bytes`.
     pub history_max_bytes: usize,
+    /// Where the memory engine keeps channel histories: "disk" (an append-only log in
+    /// `data_dir/history`, so restarts keep every epoch, offset and kept message) or
+    /// "memory" (lost on restart: resuming clients get `recovered: false`). The Redis
+    /// engine keeps history in Redis and ignores this.
+    pub history_store: HistoryStore,
+    /// When the history log is forced to disk: "always", "every_second" or "never".
+    /// A killed process loses nothing under any of them; they differ on a machine crash
+    /// (see docs/operations.md).
+    pub history_fsync: FsyncPolicy,
     /// Resource limits.
     pub limits: RawLimits,
     /// Apps by name.
@@ -653,6 +663,8 @@ impl Default for RawConfig {
             history_size: 100,
             history_ttl: 600,
             history_max_bytes: 128 * 1024 * 1024,
+            history_store: HistoryStore::default(),
+            history_fsync: FsyncPolicy::default(),
             limits: RawLimits::default(),
             apps: BTreeMap::new(),
             pushserve: None,
@@ -726,6 +738,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Engine kind.
     pub engine: EngineKind,
+    /// Where the memory engine keeps histories.
+    pub history_store: HistoryStore,
+    /// When the history log is synced.
+    pub history_fsync: FsyncPolicy,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
     /// Limits.
@@ -1284,6 +1300,8 @@ fn validate(
         tcp_framing: framing,
         data_dir: raw.data_dir.clone(),
         engine: raw.engine,
+        history_store: raw.history_store,
+        history_fsync: raw.history_fsync,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace),
         limits: Limits {
             outbox: OutboxLimits {

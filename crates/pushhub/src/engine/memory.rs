@@ -3,6 +3,9 @@
 //! Histories are bounded per channel (size, TTL) and in bytes, in total and per app, by a
 //! [`HistoryBudget`]: the oldest kept messages are evicted first, and a client resuming
 //! from before an evicted message is told recovery is impossible, as for any other gap.
+//! With a [`HistoryLog`] (`history_store = "disk"`) every publication is written to the
+//! data directory before anyone sees it, and the streams come back after a restart
+//! ([`durable`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -17,7 +20,10 @@ use super::{
     Presence, Publication, Recovery, RemoteConn, StreamPosition,
 };
 use crate::stable_hash::stable_hash;
+use crate::store::history::HistoryLog;
 use crate::sync::lock;
+
+mod durable;
 
 /// Number of independently locked stream maps, so publishes to different channels from
 /// different threads rarely contend.
@@ -172,14 +178,18 @@ fn incomplete(top: StreamPosition) -> Recovery {
     }
 }
 
-/// Channel streams held in this process: offsets, epochs and bounded histories. A restart
-/// starts every channel in a new epoch, which is exactly what clients need to know.
+/// Channel streams held in this process: offsets, epochs and bounded histories. Without
+/// a log, a restart starts every channel in a new epoch, which is exactly what clients
+/// need to know; with one, the streams live on.
 /// Single node only: it hands publications to this process's hub alone (a Redis engine
 /// scales out).
 pub struct MemoryBroker {
     shards: Box<[Mutex<Shard>]>,
     events: OnceLock<Arc<dyn BrokerEvents>>,
     budget: HistoryBudget,
+    /// Where histories are made durable (`history_store = "disk"`); `None` keeps them in
+    /// memory only.
+    log: Option<Arc<HistoryLog>>,
 }
 
 /// One shard: streams and subscription counts by channel name, with its kept messages in
@@ -201,6 +211,7 @@ impl MemoryBroker {
                 .collect(),
             events: OnceLock::new(),
             budget: HistoryBudget::new(max_history_bytes),
+            log: None,
         }
     }
 
@@ -264,12 +275,15 @@ impl MemoryBroker {
     }
 
     /// Publish to one channel: offset, history and hand-over under the channel's turn.
+    /// With a durable log, the publication's record is handed to the kernel before it
+    /// becomes visible (its offset, the history, the hand-over), so a killed process never
+    /// forgets a publication that anyone saw.
     async fn publish_one(
         &self,
         channel: &Arc<str>,
         message: &Arc<Message>,
         history: HistoryPolicy,
-    ) -> StreamPosition {
+    ) -> Result<StreamPosition, EngineError> {
         let turn = self
             .shard(channel)
             .streams
@@ -277,11 +291,50 @@ impl MemoryBroker {
             .or_insert_with(|| Stream::new(Instant::now()))
             .turn
             .clone();
-        // Nothing below awaits: once it is this publish's turn, the offset, the history
-        // and the hand-over happen together, even if the caller stops waiting.
+        // Nothing below awaits but the log: once it is this publish's turn, the offset,
+        // the history and the hand-over happen together, even if the caller stops waiting.
         let _turn = turn.lock().await;
+        let publication = self.next_publication(channel, message, &turn);
+        if let Some(log) = &self.log {
+            let body = HistoryLog::body(&publication, history, durable::wall_ms());
+            log.append(vec![body])
+                .await
+                .map_err(|error| EngineError::Unavailable(error.to_string()))?;
+        }
+        self.commit(&publication, history);
+        Ok(publication.position.clone())
+    }
+
+    /// The publication `message` becomes at the channel's next offset (in a new epoch
+    /// when the stream was idle past its keep time), before anything is changed but that
+    /// renewal: the caller holds the channel's turn, so the offset stays free for it.
+    fn next_publication(
+        &self,
+        channel: &Arc<str>,
+        message: &Arc<Message>,
+        turn: &Turn,
+    ) -> Arc<Publication> {
         let now = Instant::now();
-        let (publication, subscribed, app_bytes) = {
+        let mut shard = self.shard(channel);
+        let stream = shard
+            .streams
+            .entry(channel.clone())
+            .or_insert_with(|| Stream::with_turn(now, turn.clone()));
+        if stream.expired(now) {
+            *stream = Stream::with_turn(now, turn.clone());
+        }
+        let position = StreamPosition {
+            epoch: stream.epoch.clone(),
+            offset: stream.offset + 1,
+        };
+        Arc::new(Publication::new(channel.clone(), position, message.clone()))
+    }
+
+    /// Make `publication` the channel's top, keep it in the history and hand it over.
+    fn commit(&self, publication: &Arc<Publication>, history: HistoryPolicy) {
+        let now = Instant::now();
+        let channel = &publication.channel;
+        let (subscribed, app_bytes) = {
             let mut shard = self.shard(channel);
             let Shard {
                 streams,
@@ -289,18 +342,11 @@ impl MemoryBroker {
                 queues,
             } = &mut *shard;
             let subscribed = subscribed.contains_key(channel);
-            let stream = streams
-                .entry(channel.clone())
-                .or_insert_with(|| Stream::with_turn(now, turn.clone()));
-            if stream.expired(now) {
-                *stream = Stream::with_turn(now, turn.clone());
-            }
-            stream.offset += 1;
-            let publication = Arc::new(Publication::new(
-                channel.clone(),
-                stream.position(),
-                message.clone(),
-            ));
+            // The turn held keeps the stream (see `forgettable`).
+            let Some(stream) = streams.get_mut(channel) else {
+                return;
+            };
+            stream.offset = publication.position.offset;
             stream.last_publish = now;
             let mut app_bytes = None;
             if history.is_off() {
@@ -311,9 +357,9 @@ impl MemoryBroker {
                 stream.keep_for = history.ttl;
                 let (charge, held) = self.budget.charge(
                     queues,
-                    &message.app,
+                    &publication.message.app,
                     channel,
-                    kept_bytes(&publication),
+                    kept_bytes(publication),
                     now,
                 );
                 app_bytes = Some(held);
@@ -327,22 +373,21 @@ impl MemoryBroker {
                 }
                 stream.trim(now);
             }
-            (publication, subscribed, app_bytes)
+            (subscribed, app_bytes)
         };
         // Over a bound, the oldest kept messages go now, each under its own shard's lock
         // (this one's released first: eviction looks at every shard).
         if let Some(app_bytes) = app_bytes {
-            self.enforce_bounds(&message.app, app_bytes, history.max_bytes, now);
+            self.enforce_bounds(&publication.message.app, app_bytes, history.max_bytes, now);
         }
         // In the history (and at the top) before anyone gets it, and handed over while
         // only this channel's turn is held: a client connecting now finds it in its
         // recovery or gets it live, never neither, without waiting for the fan-out.
         if subscribed {
             if let Some(events) = self.events.get() {
-                events.publication(&publication);
+                events.publication(publication);
             }
         }
-        publication.position.clone()
     }
 
     /// One channel's answer to a history request.
@@ -378,7 +423,15 @@ pub async fn sweep_periodically(
     let mut every = tokio::time::interval(SWEEP_EVERY);
     loop {
         tokio::select! {
-            _ = every.tick() => broker.sweep(),
+            _ = every.tick() => {
+                broker.sweep();
+                // Cut short by shutdown, a compaction leaves records twice, which
+                // reading the log back tolerates.
+                tokio::select! {
+                    () = broker.compact_if_needed() => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
             _ = shutdown.cancelled() => return,
         }
     }
@@ -435,9 +488,19 @@ impl Broker for MemoryBroker {
         message: &Arc<Message>,
         history: HistoryPolicy,
     ) -> Result<Vec<StreamPosition>, EngineError> {
+        if self.log.is_some() && channels.len() > 1 {
+            // Each channel waits for the log on its own turn, so a push to many users
+            // shares group commits rather than waiting for one write per channel.
+            return futures_util::future::try_join_all(
+                channels
+                    .iter()
+                    .map(|channel| self.publish_one(channel, message, history)),
+            )
+            .await;
+        }
         let mut positions = Vec::with_capacity(channels.len());
         for channel in channels {
-            positions.push(self.publish_one(channel, message, history).await);
+            positions.push(self.publish_one(channel, message, history).await?);
         }
         Ok(positions)
     }

@@ -291,17 +291,37 @@ pub enum EngineKind {
 /// Build the engines the configuration asks for, their histories holding at most
 /// `max_history_bytes` over all apps; their background upkeep runs on `tracker` until
 /// `shutdown` fires. `redis` is the connections to Redis, built once by the server when
-/// the engine is Redis (the timer store shares them).
+/// the engine is Redis (the timer store shares them). `log` is the durable history log
+/// and what it held, when the memory engine keeps its histories on disk.
 pub fn from_config(
     kind: EngineKind,
     redis: Option<Arc<crate::redis::RedisConnections>>,
     max_history_bytes: usize,
+    log: Option<(
+        Arc<crate::store::history::HistoryLog>,
+        crate::store::history::Restored,
+    )>,
     tracker: &tokio_util::task::TaskTracker,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<Engine, EngineError> {
     match (kind, redis) {
         (EngineKind::Memory, _) => {
-            let broker = Arc::new(memory::MemoryBroker::new(max_history_bytes));
+            let broker = Arc::new(match log {
+                Some((log, restored)) => {
+                    let (broker, report) =
+                        memory::MemoryBroker::durable(max_history_bytes, log, restored);
+                    tracing::info!(
+                        streams = report.streams,
+                        messages = report.messages,
+                        expired = report.expired,
+                        "history restored from the log: {} channel(s), {} message(s)",
+                        report.streams,
+                        report.messages
+                    );
+                    broker
+                }
+                None => memory::MemoryBroker::new(max_history_bytes),
+            });
             tracker.spawn(memory::sweep_periodically(broker.clone(), shutdown));
             Ok(Engine {
                 broker,

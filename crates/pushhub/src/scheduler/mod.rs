@@ -185,6 +185,9 @@ pub enum StartError {
     /// The engine (broker, presence) cannot be set up.
     #[error("engine: {0}")]
     Engine(#[from] crate::engine::EngineError),
+    /// The durable history log cannot be opened (locked, damaged, unwritable).
+    #[error(transparent)]
+    History(#[from] crate::store::history::HistoryError),
 }
 
 impl Timers {

@@ -15,6 +15,7 @@
 
 mod damage;
 mod embedded;
+pub mod history;
 pub mod integrity;
 pub mod jobs;
 mod redb_jobs;

@@ -24,6 +24,8 @@ mod demo;
 // deploy/: the systemd unit (systemd-analyze verify) and nginx in front of a real server.
 mod deploy;
 mod depth;
+// History in the data directory across graceful restarts and kill -9.
+mod durable_history;
 mod events;
 mod example_backend;
 mod fanout;
