@@ -518,15 +518,15 @@ fn run(mut config: Config) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     for app in &config.apps {
-        if app.auth == AuthMode::None {
+        if app.policy.auth == AuthMode::None {
             tracing::warn!(
-                app = %app.name,
+                app = %app.policy.name,
                 "app has auth = \"none\": any client may claim any user id; for development and trusted networks only"
             );
         }
-        if app.auth == AuthMode::MSwooleDes {
+        if app.policy.auth == AuthMode::MSwooleDes {
             tracing::warn!(
-                app = %app.name,
+                app = %app.policy.name,
                 "app has auth = \"mswoole-des\": MSwoole's 3DES-ECB auth strings have no integrity check and one shared key; anyone holding the key can be any user. Move the backend to tokens (docs/security.md)"
             );
         }

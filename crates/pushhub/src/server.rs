@@ -88,15 +88,16 @@ pub async fn serve(
     if !engine.nodes.ready(REDIS_START_WAIT).await {
         tracing::error!("not hearing the other nodes yet; serving anyway and retrying");
     }
+    let services = crate::services::assemble(&config)?;
     let hub = Hub::new(
-        Apps::new(config.apps.clone(), config.dynamic_apps.clone()),
+        Apps::new(services.apps.clone(), services.dynamic_apps.clone()),
         engine,
         stats.clone(),
     );
     // Lifecycle webhooks outlive the connections, so the disconnects that shutdown
     // causes are sent too: they stop once every connection has ended.
     let (events_tracker, events_stop) = (TaskTracker::new(), CancellationToken::new());
-    for events in config.apps.iter().filter_map(|app| app.events.as_ref()) {
+    for events in services.apps.iter().filter_map(|app| app.events.as_ref()) {
         events.start(&events_tracker, events_stop.clone());
     }
     let connections = Connections::with_address_limit(config.limits.max_connections_per_ip);
@@ -117,7 +118,9 @@ pub async fn serve(
         hub: hub.clone(),
         max_body_bytes: config.limits.max_body_bytes,
         started: Instant::now(),
-        keys: Arc::new(crate::api::auth::ApiKeys::new(&config.apps)),
+        keys: Arc::new(crate::api::auth::ApiKeys::new(
+            config.apps.iter().map(|app| &app.policy),
+        )),
         pushserve: config.pushserve.clone().map(Arc::new),
         timers,
     };

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::http::{header, HeaderMap, StatusCode};
 
 use crate::http_error::ApiError;
-use crate::hub::AppSettings;
+use crate::hub::AppPolicy;
 
 /// The API keys of every declared app.
 #[derive(Debug, Default)]
@@ -22,7 +22,7 @@ pub struct ApiKeys {
 
 impl ApiKeys {
     /// The keys of `apps`.
-    pub fn new(apps: &[AppSettings]) -> Self {
+    pub fn new<'a>(apps: impl IntoIterator<Item = &'a AppPolicy>) -> Self {
         let mut keys = Self::default();
         for app in apps {
             for key in &app.api_keys {
@@ -114,9 +114,9 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    fn app(name: &str, keys: &[&str]) -> AppSettings {
+    fn app(name: &str, keys: &[&str]) -> AppPolicy {
         let config = crate::config::Config::load(None, [], &Default::default()).unwrap();
-        AppSettings {
+        AppPolicy {
             name: name.into(),
             api_keys: keys.iter().map(|k| Arc::from(*k)).collect(),
             ..config.defaults

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use tokio_util::task::TaskTracker;
 
-pub use app::{AppSettings, Apps, AuthMode, InvalidFrames};
+pub use app::{AppPolicy, AppSettings, Apps, AuthMode, InvalidFrames};
 pub use cursor::Cursor;
 pub use outbox::{DirectWrite, Outbox, OutboxLimits};
 pub use registry::ConnId;
@@ -1379,8 +1379,9 @@ mod tests {
             presence: Arc::new(MemoryPresence::default()),
             nodes: Arc::new(crate::engine::LocalBus),
         };
+        let services = crate::services::assemble(&config).unwrap();
         Hub::new(
-            Apps::new(config.apps.clone(), config.dynamic_apps.clone()),
+            Apps::new(services.apps, services.dynamic_apps),
             engine,
             Arc::new(Stats::default()),
         )

@@ -183,6 +183,9 @@ pub enum StartError {
     /// The engine (broker, presence) cannot be set up.
     #[error("engine: {0}")]
     Engine(#[from] crate::engine::EngineError),
+    /// The apps' services (their backends' HTTP client) cannot be built.
+    #[error(transparent)]
+    Services(#[from] crate::services::AssembleError),
 }
 
 impl Timers {
