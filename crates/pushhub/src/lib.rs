@@ -33,6 +33,7 @@ pub mod node;
 pub mod outbound;
 pub mod parse_errors;
 pub mod redis;
+pub mod reload;
 pub mod scheduler;
 pub mod server;
 pub mod services;

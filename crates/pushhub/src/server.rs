@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, ArcSwapOption};
 use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use axum::Router;
@@ -25,6 +26,7 @@ use crate::gateway::{self, GatewayState, TcpGateway};
 use crate::http_error::ApiError;
 use crate::hub::{Apps, Hub};
 use crate::parse_errors::ErrorBodies;
+use crate::reload::{Reloader, Swaps};
 use crate::scheduler::own_listeners::OwnListeners;
 use crate::scheduler::{StartError, Timers};
 use crate::stats::Stats;
@@ -114,15 +116,34 @@ pub async fn serve(
     let tcp_framer: &'static TcpFramer =
         Box::leak(Box::new(TcpFramer::new(config.tcp_framing.clone())));
     let tcp_gateway = TcpGateway::new(gateway_state.clone(), tcp_framer);
+    let keys = Arc::new(ArcSwap::from_pointee(crate::api::auth::ApiKeys::new(
+        config.apps.iter().map(|app| &app.policy),
+    )));
+    let pushserve_live = Arc::new(ArcSwapOption::from_pointee(config.pushserve.clone()));
+    let reloader = Reloader::new(
+        config.clone(),
+        Swaps {
+            hub: hub.clone(),
+            keys: keys.clone(),
+            gateway: gateway_state.live(),
+            pushserve: pushserve_live.clone(),
+            tls: listeners.tls.clone(),
+            events: (events_tracker.clone(), events_stop.clone()),
+        },
+    );
+    tokio::spawn(crate::reload::on_signals(
+        reloader.clone(),
+        shutdown.clone(),
+    ));
     let api_state = ApiState {
         hub: hub.clone(),
         max_body_bytes: config.limits.max_body_bytes,
         started: Instant::now(),
-        keys: Arc::new(crate::api::auth::ApiKeys::new(
-            config.apps.iter().map(|app| &app.policy),
-        )),
-        pushserve: config.pushserve.clone().map(Arc::new),
+        keys,
+        pushserve: pushserve_live,
         timers,
+        reloader,
+        shutdown: shutdown.clone(),
     };
     // push-serve's own port: its client and API endpoints, under TLS with the clients'.
     let pushserve = gateway::pushserve_router(gateway_state.clone())

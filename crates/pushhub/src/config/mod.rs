@@ -753,6 +753,30 @@ pub struct Config {
     pub redis: Option<crate::redis::RedisSettings>,
     /// Where the configuration came from, for the start-up log.
     pub source: String,
+    /// The file's values as validated (after `PUSHHUB_*` variables and flags): what a
+    /// reload compares the new file with, key by key.
+    pub raw: RawConfig,
+    /// How to read the configuration again (a reload).
+    pub origin: ConfigOrigin,
+}
+
+/// Where a configuration was read from, so a reload reads it the same way: the same file,
+/// the same `PUSHHUB_*` variables, the same command-line flags.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigOrigin {
+    /// The file; `None`: the embedded default.
+    pub file: Option<PathBuf>,
+    /// The `PUSHHUB_*` variables in force at start.
+    pub vars: Vec<(String, String)>,
+    /// The command-line flags.
+    pub overrides: Overrides,
+}
+
+impl ConfigOrigin {
+    /// Read and validate the configuration again.
+    pub fn load(&self) -> Result<Config, ConfigErrors> {
+        Config::load(self.file.as_deref(), self.vars.clone(), &self.overrides)
+    }
 }
 
 /// One problem found in a configuration, with where it is.
@@ -804,6 +828,15 @@ impl Config {
         vars: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Config, ConfigErrors> {
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("PUSHHUB_"))
+            .collect();
+        let origin = ConfigOrigin {
+            file: file.map(Path::to_path_buf),
+            vars: vars.clone(),
+            overrides: overrides.clone(),
+        };
         let (text, source) = match file {
             Some(path) => match std::fs::read_to_string(path) {
                 Ok(text) => (text, path.display().to_string()),
@@ -858,6 +891,7 @@ impl Config {
         };
         validate(raw, embedded, &locate).map(|mut config| {
             config.source = source;
+            config.origin = origin;
             config
         })
     }
@@ -1259,6 +1293,8 @@ fn validate(
         timers,
         redis,
         source: String::new(),
+        raw: raw.clone(),
+        origin: ConfigOrigin::default(),
     })
 }
 

@@ -161,7 +161,11 @@ pub async fn native_sse(
     extensions: Extensions,
     headers: HeaderMap,
 ) -> Response {
-    let address = state.trusted_proxies.of_request(&extensions, &headers);
+    let address = state
+        .live
+        .load()
+        .trusted_proxies
+        .of_request(&extensions, &headers);
     if let Some(refused) = state.over_request_rate(address) {
         return cors(refused);
     }
@@ -201,7 +205,11 @@ pub async fn native_poll(
     extensions: Extensions,
     headers: HeaderMap,
 ) -> Response {
-    let address = state.trusted_proxies.of_request(&extensions, &headers);
+    let address = state
+        .live
+        .load()
+        .trusted_proxies
+        .of_request(&extensions, &headers);
     if let Some(refused) = state.over_request_rate(address) {
         return cors(refused);
     }
@@ -220,7 +228,7 @@ async fn native_poll_answer(
     }
     let wait = Wait::of(
         query.get("timeout").map(String::as_str),
-        state.max_poll_wait,
+        state.live.load().max_poll_wait,
     )?;
     let client = native_client(&state, &query, &headers, None, &state.native_raw, false)
         .map_err(|reason| ApiError::from(&reason))?;
@@ -283,6 +291,8 @@ fn text_or_number(params: &serde_json::Map<String, Value>, name: &str) -> Option
 async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
     let address = state
+        .live
+        .load()
         .trusted_proxies
         .of_request(request.extensions(), &headers);
     if let Some(refused) = state.over_request_rate(address) {
@@ -305,7 +315,7 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
     };
     let wait = Wait::of(
         text_or_number(&params, "timeout").as_deref(),
-        state.max_poll_wait,
+        state.live.load().max_poll_wait,
     )?;
     let credential_params = match &settings {
         Some(settings) => auth::query_params(settings),
@@ -321,7 +331,7 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
     let client = JdClient::given(
         state.hub.clone(),
         state.jdserver_raw.clone(),
-        state.defaults,
+        state.live.load().defaults,
         app,
         user,
         credential_params

@@ -20,6 +20,7 @@ pub mod registry;
 pub mod render;
 pub mod target;
 
+use arc_swap::ArcSwap;
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -163,7 +164,8 @@ pub struct PublishReceipt {
 }
 
 struct HubInner {
-    apps: Apps,
+    /// Swapped whole by a reload; read once per connect or API call, never per delivery.
+    apps: ArcSwap<Apps>,
     engine: Engine,
     registry: Registry,
     conns: LocalConns,
@@ -242,7 +244,7 @@ impl Hub {
     /// the engine's events handler.
     pub fn new(apps: Apps, engine: Engine, stats: Arc<Stats>) -> Self {
         let inner = Arc::new(HubInner {
-            apps,
+            apps: ArcSwap::from_pointee(apps),
             engine,
             registry: Registry::new(),
             conns: LocalConns::new(),
@@ -274,7 +276,7 @@ impl Hub {
     /// True when `user` of `app` holds a connection, asked of presence (so an engine
     /// across nodes answers for every node, not only this one).
     pub async fn online(&self, app: &str, user: &str) -> Result<bool, HubError> {
-        match self.inner.apps.lookup(app)? {
+        match self.inner.apps.load_full().lookup(app)? {
             Some(app) => Ok(self
                 .inner
                 .engine
@@ -288,7 +290,28 @@ impl Hub {
 
     /// The app called `name` (creating a development app when allowed).
     pub fn app(&self, name: &str) -> Result<Arc<AppSettings>, HubError> {
-        self.inner.apps.get(name)
+        self.inner.apps.load().get(name)
+    }
+
+    /// Serve `apps` from now on (a reload): new connections and API calls see them at
+    /// once; a connection already attached keeps the settings it was admitted with.
+    pub fn replace_apps(&self, apps: Apps) {
+        self.inner.apps.store(Arc::new(apps));
+    }
+
+    /// Close every connection of `app` attached to this node with `reason` (its app was
+    /// removed from the configuration); returns how many.
+    pub fn close_app(&self, app: &str, reason: &Disconnect) -> usize {
+        let mut chosen = Vec::new();
+        self.inner
+            .registry
+            .for_each(&channel::all(app), None, |subscriber| {
+                chosen.push(subscriber.outbox.clone());
+            });
+        for outbox in &chosen {
+            outbox.close(reason.clone());
+        }
+        chosen.len()
     }
 
     /// The server's counters.
@@ -674,7 +697,7 @@ impl Hub {
     /// Online users of `app` with their connection counts. Asking about a development
     /// app nobody has used yet answers with nobody, without creating it.
     pub async fn users(&self, app: &str) -> Result<Vec<(String, usize)>, HubError> {
-        match self.inner.apps.lookup(app)? {
+        match self.inner.apps.load_full().lookup(app)? {
             Some(app) => Ok(self.inner.engine.presence.users(&app.name).await?),
             None => Ok(Vec::new()),
         }
@@ -693,7 +716,7 @@ impl Hub {
         reason: &Disconnect,
     ) -> Result<usize, HubError> {
         names::check_user(user)?;
-        let Some(app) = self.inner.apps.lookup(app)? else {
+        let Some(app) = self.inner.apps.load_full().lookup(app)? else {
             return Ok(0);
         };
         let here = match conn.map(parse_conn_name) {
@@ -749,7 +772,7 @@ impl Hub {
     ) -> Result<usize, HubError> {
         names::check_user(user)?;
         names::check_room(room)?;
-        let Some(app) = self.inner.apps.lookup(app)? else {
+        let Some(app) = self.inner.apps.load_full().lookup(app)? else {
             return Ok(0);
         };
         let here = self.inner.change_room_local(&app, user, room, join).await?;
@@ -779,7 +802,7 @@ impl Hub {
         room: &str,
     ) -> Result<Vec<(String, usize)>, HubError> {
         names::check_room(room)?;
-        match self.inner.apps.lookup(app)? {
+        match self.inner.apps.load_full().lookup(app)? {
             Some(app) => Ok(self
                 .inner
                 .engine
