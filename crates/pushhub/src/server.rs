@@ -118,6 +118,8 @@ pub async fn serve(
     let tcp_gateway = TcpGateway::new(gateway_state.clone(), tcp_framer);
     let keys = Arc::new(ArcSwap::from_pointee(crate::api::auth::ApiKeys::new(
         config.apps.iter().map(|app| &app.policy),
+        &config.admin_keys,
+        config.api_exposure(),
     )));
     let pushserve_live = Arc::new(ArcSwapOption::from_pointee(config.pushserve.clone()));
     let reloader = Reloader::new(

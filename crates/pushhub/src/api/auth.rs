@@ -1,9 +1,13 @@
-//! Who may use the server API for which app: `Authorization: Bearer KEY`, where each key
-//! names exactly one app.
+//! Who may use the server API for which app: `Authorization: Bearer KEY`, where each app
+//! key names exactly one app and an admin key (`admin_keys`) opens every app and the
+//! server-wide operations.
 //!
-//! An app with keys needs one of them on every request about it (401 without, 403 with
-//! another app's key). An app without keys is open, which configuration allows only while
-//! the API listens on loopback, so only processes on this host reach it.
+//! An app with keys needs one of them (or an admin key) on every request about it (401
+//! without, 403 with another app's key). An app without keys is open, which configuration
+//! allows only while the API listens on loopback, so only processes on this host reach it.
+//! Server-wide operations (status, reload, stop, the dashboard) need an admin key once any
+//! is configured; without one they are open on a loopback API only, to callers that could
+//! already use every app, and refused on an exposed one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,17 +17,29 @@ use axum::http::{header, HeaderMap, StatusCode};
 use crate::http_error::ApiError;
 use crate::hub::AppPolicy;
 
-/// The API keys of every declared app.
+/// The API keys of every declared app, and the operators' keys.
 #[derive(Debug, Default)]
 pub struct ApiKeys {
     owner: HashMap<Arc<str>, Arc<str>>,
     keyed: HashSet<Arc<str>>,
+    admin: HashSet<Arc<str>>,
+    /// Why the API is reachable from beyond this host, if it is.
+    exposure: Option<&'static str>,
 }
 
 impl ApiKeys {
-    /// The keys of `apps`.
-    pub fn new<'a>(apps: impl IntoIterator<Item = &'a AppPolicy>) -> Self {
-        let mut keys = Self::default();
+    /// The keys of `apps` and the operators' `admin` keys, for an API listener reachable
+    /// beyond this host for the reason `exposure` (None: loopback only).
+    pub fn new<'a>(
+        apps: impl IntoIterator<Item = &'a AppPolicy>,
+        admin: &[String],
+        exposure: Option<&'static str>,
+    ) -> Self {
+        let mut keys = Self {
+            admin: admin.iter().map(|k| Arc::from(k.as_str())).collect(),
+            exposure,
+            ..Self::default()
+        };
         for app in apps {
             for key in &app.api_keys {
                 keys.owner.insert(key.clone(), app.name.clone());
@@ -31,6 +47,11 @@ impl ApiKeys {
             }
         }
         keys
+    }
+
+    /// Whether the request presents one of the operators' keys.
+    fn is_admin(&self, key: &str) -> bool {
+        self.admin.contains(key)
     }
 
     /// The key the request presents, if any; a malformed `Authorization` header is refused.
@@ -55,6 +76,7 @@ impl ApiKeys {
     /// May this request act for `app`?
     pub fn check(&self, headers: &HeaderMap, app: &str) -> Result<(), ApiError> {
         match Self::presented(headers)? {
+            Some(key) if self.is_admin(key) => Ok(()),
             Some(key) => match self.owner.get(key) {
                 Some(owner) if &**owner == app => Ok(()),
                 Some(_) => Err(ApiError::new(
@@ -73,10 +95,11 @@ impl ApiKeys {
         }
     }
 
-    /// The app whose key the request presents, if it presents one; an unknown key or a
-    /// malformed header is refused.
+    /// The app whose key the request presents, if it presents one (an admin key names
+    /// no app); an unknown key or a malformed header is refused.
     pub fn app_of(&self, headers: &HeaderMap) -> Result<Option<Arc<str>>, ApiError> {
         match Self::presented(headers)? {
+            Some(key) if self.is_admin(key) => Ok(None),
             Some(key) => match self.owner.get(key) {
                 Some(app) => Ok(Some(app.clone())),
                 None => Err(unknown_key()),
@@ -89,13 +112,45 @@ impl ApiKeys {
     /// key will do; without, the loopback-only API is open.
     pub fn check_any(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         match Self::presented(headers)? {
-            Some(key) if self.owner.contains_key(key) => Ok(()),
+            Some(key) if self.owner.contains_key(key) || self.is_admin(key) => Ok(()),
             Some(_) => Err(unknown_key()),
             None if self.keyed.is_empty() => Ok(()),
             None => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "missing_api_key",
                 "this server requires an API key: send Authorization: Bearer KEY",
+            )),
+        }
+    }
+}
+
+impl ApiKeys {
+    /// May this request run a server-wide operation (status, reload, stop, the
+    /// dashboard)? With admin keys configured, only with one of them; without, on a
+    /// loopback API only, to a caller [`check_any`](Self::check_any) lets in.
+    pub fn check_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.admin.is_empty() {
+            return match self.exposure {
+                Some(why) => Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "admin_disabled",
+                    format!("{why}, so server-wide operations need an admin key, and none is configured: set admin_keys"),
+                )),
+                None => self.check_any(headers),
+            };
+        }
+        match Self::presented(headers)? {
+            Some(key) if self.is_admin(key) => Ok(()),
+            Some(key) if self.owner.contains_key(key) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this is an app's API key: server-wide operations need an admin key",
+            )),
+            Some(_) => Err(unknown_key()),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing_admin_key",
+                "this operation needs an admin key: send Authorization: Bearer KEY",
             )),
         }
     }
@@ -134,11 +189,15 @@ mod tests {
 
     #[test]
     fn keys_open_only_their_own_app() {
-        let keys = ApiKeys::new(&[
-            app("a", &["key-a-1", "key-a-2"]),
-            app("b", &["key-b"]),
-            app("open", &[]),
-        ]);
+        let keys = ApiKeys::new(
+            &[
+                app("a", &["key-a-1", "key-a-2"]),
+                app("b", &["key-b"]),
+                app("open", &[]),
+            ],
+            &[],
+            None,
+        );
         assert!(keys.check(&bearer("key-a-1"), "a").is_ok());
         assert!(
             keys.check(&bearer("key-a-2"), "a").is_ok(),
@@ -180,8 +239,43 @@ mod tests {
             keys.check_any(&HeaderMap::new()).unwrap_err().code,
             "missing_api_key"
         );
-        assert!(ApiKeys::new(&[app("open", &[])])
+        assert!(ApiKeys::new(&[app("open", &[])], &[], None)
             .check_any(&HeaderMap::new())
             .is_ok());
+    }
+
+    #[test]
+    fn an_admin_key_opens_every_app_and_the_server_wide_operations() {
+        let admin = "admin-key-0123456789".to_owned();
+        let keys = ApiKeys::new(
+            &[app("a", &["key-a"]), app("open", &[])],
+            std::slice::from_ref(&admin),
+            Some("the API listens beyond loopback"),
+        );
+        assert!(keys.check(&bearer(&admin), "a").is_ok());
+        assert!(keys.check(&bearer(&admin), "open").is_ok());
+        assert!(keys.check_any(&bearer(&admin)).is_ok());
+        assert_eq!(keys.app_of(&bearer(&admin)).unwrap(), None);
+        assert!(keys.check_admin(&bearer(&admin)).is_ok());
+        let refused = |headers: &HeaderMap| keys.check_admin(headers).unwrap_err();
+        assert_eq!(refused(&bearer("key-a")).status, StatusCode::FORBIDDEN);
+        assert_eq!(refused(&bearer("nope")).code, "invalid_api_key");
+        assert_eq!(refused(&HeaderMap::new()).code, "missing_admin_key");
+    }
+
+    #[test]
+    fn without_admin_keys_server_wide_operations_are_open_on_loopback_only() {
+        let apps = [app("a", &["key-a"])];
+        let loopback = ApiKeys::new(&apps, &[], None);
+        assert!(loopback.check_admin(&bearer("key-a")).is_ok());
+        assert_eq!(
+            loopback.check_admin(&HeaderMap::new()).unwrap_err().code,
+            "missing_api_key"
+        );
+        let exposed = ApiKeys::new(&apps, &[], Some("the API listens beyond loopback"));
+        assert_eq!(
+            exposed.check_admin(&bearer("key-a")).unwrap_err().code,
+            "admin_disabled"
+        );
     }
 }

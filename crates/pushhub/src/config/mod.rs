@@ -94,6 +94,10 @@ pub struct RawConfig {
     pub timers: RawTimers,
     /// Where the Redis engine keeps cluster state; read when `engine = "redis"`.
     pub redis: redis::RawRedis,
+    /// Operators' keys (`Authorization: Bearer KEY`, 16+ characters): server-wide
+    /// operations (status, reload, stop, the admin dashboard) and every app's API. Without
+    /// any, those operations are open only while the API listens on loopback.
+    pub admin_keys: Vec<String>,
 }
 
 /// `[timers]`: how timers' HTTP calls are made, retried, kept and logged. Timers live in
@@ -651,6 +655,7 @@ impl Default for RawConfig {
             tls: None,
             timers: RawTimers::default(),
             redis: redis::RawRedis::default(),
+            admin_keys: Vec::new(),
         }
     }
 }
@@ -751,6 +756,8 @@ pub struct Config {
     pub timers: TimerSettings,
     /// Where Redis is, when the engine is Redis (None with the memory engine).
     pub redis: Option<crate::redis::RedisSettings>,
+    /// Operators' keys: server-wide operations and every app's API.
+    pub admin_keys: Vec<String>,
     /// Where the configuration came from, for the start-up log.
     pub source: String,
     /// The file's values as validated (after `PUSHHUB_*` variables and flags): what a
@@ -776,6 +783,26 @@ impl ConfigOrigin {
     /// Read and validate the configuration again.
     pub fn load(&self) -> Result<Config, ConfigErrors> {
         Config::load(self.file.as_deref(), self.vars.clone(), &self.overrides)
+    }
+}
+
+impl Config {
+    /// Why the API listener is reachable from beyond this host, if it is: then nothing
+    /// on it may be open without a key.
+    pub fn api_exposure(&self) -> Option<&'static str> {
+        api_exposure(Some(self.listen), self.api_listen)
+    }
+}
+
+/// Why an API on `api` is reachable from beyond this host (`listen` is the client
+/// listener, which single-port mode shares with the API), if it is.
+fn api_exposure(listen: Option<SocketAddr>, api: SocketAddr) -> Option<&'static str> {
+    if listen == Some(api) && api.port() != 0 {
+        Some("the API shares the client listener")
+    } else if !api.ip().is_loopback() {
+        Some("the API listens beyond loopback")
+    } else {
+        None
     }
 }
 
@@ -960,14 +987,7 @@ fn validate(
     }
     let dynamic = raw.dynamic_apps.unwrap_or(embedded);
     if let Some(api) = api_listen {
-        let exposed = if listen == Some(api) && api.port() != 0 {
-            Some("the API shares the client listener")
-        } else if !api.ip().is_loopback() {
-            Some("the API listens beyond loopback")
-        } else {
-            None
-        };
-        if let Some(why) = exposed {
+        if let Some(why) = api_exposure(listen, api) {
             if dynamic {
                 error(
                     &["dynamic_apps"],
@@ -1072,6 +1092,15 @@ fn validate(
         );
     }
     let mut seen_keys = std::collections::HashMap::new();
+    for key in &raw.admin_keys {
+        if key.len() < MIN_API_KEY_BYTES {
+            error(
+                &["admin_keys"],
+                format!("an admin key must be at least {MIN_API_KEY_BYTES} characters"),
+            );
+        }
+        seen_keys.insert(key.as_str(), "");
+    }
     for (name, app) in &raw.apps {
         for key in &app.api_keys {
             if key.len() < MIN_API_KEY_BYTES {
@@ -1080,11 +1109,16 @@ fn validate(
                     format!("an API key must be at least {MIN_API_KEY_BYTES} characters"),
                 );
             }
-            if let Some(other) = seen_keys.insert(key.as_str(), name.as_str()) {
-                error(
+            match seen_keys.insert(key.as_str(), name.as_str()) {
+                Some("") => error(
+                    &["apps", name, "api_keys"],
+                    "this key is also an admin key: an app's key must not open every app".into(),
+                ),
+                Some(other) => error(
                     &["apps", name, "api_keys"],
                     format!("this key is also a key of app {other:?}: a key names exactly one app"),
-                );
+                ),
+                None => {}
             }
         }
     }
@@ -1292,6 +1326,7 @@ fn validate(
         tls: raw.tls.clone(),
         timers,
         redis,
+        admin_keys: raw.admin_keys.clone(),
         source: String::new(),
         raw: raw.clone(),
         origin: ConfigOrigin::default(),
@@ -2273,5 +2308,24 @@ query_param = ["ukey", "token"]
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors[0].message.contains("at least 16"));
         assert!(errors[1].message.contains("also a key of app"));
+    }
+
+    #[test]
+    fn admin_keys_are_long_and_never_an_apps_key() {
+        let text = "admin_keys = [\"short\", \"0123456789abcdef\"]\n[apps.a]\nauth = \"none\"\napi_keys = [\"0123456789abcdef\"]\n";
+        let errors = load_text(text, &[]).unwrap_err().0;
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].key, "admin_keys");
+        assert!(errors[0].message.contains("at least 16"));
+        assert!(errors[1].message.contains("also an admin key"));
+        let config = load_text(
+            "[apps.a]\nauth = \"none\"\n",
+            &[(
+                "PUSHHUB_ADMIN_KEYS",
+                "k-0123456789abcdef,k-fedcba9876543210",
+            )],
+        )
+        .unwrap();
+        assert_eq!(config.admin_keys.len(), 2);
     }
 }

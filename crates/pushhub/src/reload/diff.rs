@@ -100,9 +100,12 @@ mod tests {
 
     #[test]
     fn names_changed_keys_not_values() {
-        let old = raw("heartbeat = 25\n[apps.a]\napi_keys = [\"secret-key-0123456789\"]\n");
-        let new =
-            raw("heartbeat = 30\n[apps.a]\napi_keys = [\"other-key-0123456789\"]\n[apps.b]\n");
+        let old = raw(
+            "heartbeat = 25\n[apps.a]\nauth = \"none\"\napi_keys = [\"secret-key-0123456789\"]\n",
+        );
+        let new = raw(
+            "heartbeat = 30\n[apps.a]\nauth = \"none\"\napi_keys = [\"other-key-0123456789\"]\n[apps.b]\nauth = \"none\"\n",
+        );
         let changed = changed_keys(&old, &new);
         assert_eq!(changed, ["heartbeat", "apps.a.api_keys", "apps.b"]);
         assert!(needing_restart(&changed).is_empty());
@@ -119,7 +122,7 @@ mod tests {
             needing_restart(&changed),
             ["listen", "engine", "limits.max_body_bytes"]
         );
-        let tls = raw("[tls]\ncert = \"c\"\nkey = \"k\"\nclient = true\n");
+        let tls = raw("listen = \"127.0.0.1:1\"\n[limits]\nmax_poll_wait = 5\n[tls]\ncert = \"c\"\nkey = \"k\"\nclient = true\n");
         assert_eq!(needing_restart(&changed_keys(&old, &tls)), ["tls"]);
     }
 }

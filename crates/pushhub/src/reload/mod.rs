@@ -271,6 +271,8 @@ impl Reloader {
         ));
         swaps.keys.store(Arc::new(ApiKeys::new(
             new.apps.iter().map(|app| &app.policy),
+            &new.admin_keys,
+            new.api_exposure(),
         )));
         // The connection limit was sized from the open-file limit at start.
         new.limits.max_connections = running.limits.max_connections;

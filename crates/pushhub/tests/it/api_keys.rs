@@ -18,6 +18,8 @@ api_keys = ["crm-key-0123456789"]
 auth = "none"
 "#;
 
+const ADMIN_KEY: &str = "admin-key-0123456789";
+
 async fn push(server: &TestServer, app: &str, key: Option<&str>) -> (u16, String) {
     let mut request = crate::util::http()
         .post(server.api_url("/v1/push"))
@@ -98,4 +100,49 @@ async fn each_app_answers_only_to_its_own_keys() {
         .unwrap();
     assert_eq!(stats.status(), 200);
     assert_eq!(server.get("/healthz").await.0, 200);
+}
+
+#[tokio::test]
+async fn an_admin_key_acts_for_every_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.toml");
+    std::fs::write(&path, format!("admin_keys = [\"{ADMIN_KEY}\"]\n{CONFIG}")).unwrap();
+    let server = TestServer::start_with(&["--config", path.to_str().unwrap()], &[]);
+
+    for app in ["wms", "crm", "open"] {
+        assert_eq!(
+            push(&server, app, Some(ADMIN_KEY)).await,
+            (200, String::new()),
+            "{app}"
+        );
+    }
+    let client = crate::util::http();
+    for path in ["/v1/apps/crm/users", "/v1/stats", "/getUsers?app=wms"] {
+        let answer = client
+            .get(server.api_url(path))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+    }
+    assert_eq!(
+        push(&server, "wms", Some("admin-key-012345678X")).await,
+        (401, "invalid_api_key".into())
+    );
+}
+
+#[test]
+fn admin_keys_come_from_the_environment_too() {
+    let server = TestServer::start_with(&[], &[("PUSHHUB_ADMIN_KEYS", ADMIN_KEY)]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let answer = crate::util::http()
+            .get(server.api_url("/v1/stats"))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    });
 }
