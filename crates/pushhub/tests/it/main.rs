@@ -40,6 +40,7 @@ mod native_ws;
 // PHP as users run it (php-cli, php-curl): seed 000's calls, the docs' PHP.
 mod php;
 mod pushserve;
+mod reload;
 mod resume;
 mod room_resume;
 mod rooms;
