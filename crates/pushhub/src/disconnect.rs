@@ -78,6 +78,9 @@ impl Disconnect {
     pub const BAD_REQUEST: Self = Self::fixed(4500, "bad request");
     /// The app does not exist.
     pub const UNKNOWN_APP: Self = Self::fixed(4501, "unknown app");
+    /// A reload removed the connection's app from the configuration: the same code as
+    /// connecting to an app that does not exist, which is what reconnecting would get.
+    pub const APP_REMOVED: Self = Self::fixed(4501, "app removed from the configuration");
     /// A jdserver client sent something other than `init` as its first frame.
     pub const EXPECTED_INIT: Self = Self::fixed(4502, "first frame must be {\"ac\":\"init\",...}");
     /// A raw TCP client's first frame was not `{"type":"connect",...}` (the same code as

@@ -9,7 +9,8 @@
 //! - [`hub`]: apps, users, channels, fan-out; never sees a wire format.
 //! - [`engine`]: channel streams and presence behind traits (memory by default).
 //! - [`api`]: the HTTP server API; [`gateway`]: the client listener's routes.
-//! - [`config`], [`server`]: configuration and running it all, with graceful shutdown.
+//! - [`config`], [`services`], [`server`]: configuration (plain data), the live services
+//!   built from it, and running it all, with graceful shutdown.
 //! - [`store`], [`scheduler`]: durable timers (delayed HTTP callbacks) and cron jobs, and
 //!   their execution; [`cli`]: the `pushhub cron` and `pushhub timers` commands.
 //! - [`logging`], [`daemon`]: where the log goes (human or JSON, files reopened on SIGUSR2
@@ -37,8 +38,10 @@ pub mod node;
 pub mod outbound;
 pub mod parse_errors;
 pub mod redis;
+pub mod reload;
 pub mod scheduler;
 pub mod server;
+pub mod services;
 pub mod stable_hash;
 pub mod stats;
 pub mod store;

@@ -795,15 +795,15 @@ async fn serve(
     on_ready: Option<Box<dyn FnOnce() + Send>>,
 ) -> anyhow::Result<()> {
     for app in &config.apps {
-        if app.auth == AuthMode::None {
+        if app.policy.auth == AuthMode::None {
             tracing::warn!(
-                app = %app.name,
+                app = %app.policy.name,
                 "app has auth = \"none\": any client may claim any user id; for development and trusted networks only"
             );
         }
-        if app.auth == AuthMode::MSwooleDes {
+        if app.policy.auth == AuthMode::MSwooleDes {
             tracing::warn!(
-                app = %app.name,
+                app = %app.policy.name,
                 "app has auth = \"mswoole-des\": MSwoole's 3DES-ECB auth strings have no integrity check and one shared key; anyone holding the key can be any user. Move the backend to tokens (docs/security.md)"
             );
         }
@@ -874,7 +874,7 @@ async fn serve(
             tracing::info!(
                 cert = %tls.cert_path().display(),
                 sha256 = %tls.fingerprint(),
-                "TLS on {} (wss://, https://); SIGHUP reloads the certificate",
+                "TLS on {} (wss://, https://); a reload (SIGHUP, SIGUSR1, pushhub reload) reads the certificate again",
                 tls_listeners(settings)
             );
             Some(Arc::new(tls))
@@ -883,7 +883,6 @@ async fn serve(
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone()));
-    tokio::spawn(on_sighup(tls.clone(), shutdown.clone()));
     tokio::spawn(on_sigusr2(log_file, shutdown.clone()));
     let listeners = Listeners {
         client,
@@ -925,47 +924,6 @@ fn tls_listeners(tls: &pushhub::config::RawTls) -> String {
         .map(|(_, name)| *name)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// On each SIGHUP until `shutdown`, read the TLS certificate and key again: new handshakes
-/// get the new pair, established connections keep theirs; a pair that does not load (a
-/// half-written renewal, a key that does not match) is logged and the old one stays.
-/// Without TLS there is nothing to reload; the signal is logged and does not stop the
-/// server (its default action would).
-async fn on_sighup(tls: Option<Arc<Tls>>, shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot install the SIGHUP handler");
-        return;
-    };
-    loop {
-        tokio::select! {
-            received = hangup.recv() => if received.is_none() { return },
-            _ = shutdown.cancelled() => return,
-        }
-        let Some(tls) = tls.clone() else {
-            tracing::info!("SIGHUP: no [tls] is configured; nothing to reload");
-            continue;
-        };
-        // File reads: off the runtime's worker threads.
-        let reloaded = tokio::task::spawn_blocking(move || {
-            let result = tls.reload();
-            (result, tls)
-        })
-        .await;
-        match reloaded {
-            Ok((Ok(sha256), tls)) => tracing::info!(
-                cert = %tls.cert_path().display(),
-                %sha256,
-                "SIGHUP: reloaded the TLS certificate; new connections use it"
-            ),
-            Ok((Err(error), _)) => tracing::error!(
-                tls_key = error.field(),
-                "SIGHUP: could not reload the TLS certificate, keeping the current one: {error}"
-            ),
-            Err(error) => tracing::error!(%error, "SIGHUP: the TLS reload failed"),
-        }
-    }
 }
 
 /// On each SIGUSR2 until `shutdown`, reopen the log file by its path: logrotate moves the

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, ArcSwapOption};
 use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use axum::Router;
@@ -25,6 +26,7 @@ use crate::gateway::{self, GatewayState, TcpGateway};
 use crate::http_error::ApiError;
 use crate::hub::{Apps, Hub};
 use crate::parse_errors::ErrorBodies;
+use crate::reload::{Reloader, Swaps};
 use crate::scheduler::own_listeners::OwnListeners;
 use crate::scheduler::{StartError, Timers};
 use crate::stats::Stats;
@@ -95,15 +97,16 @@ pub async fn serve(
     if !engine.nodes.ready(REDIS_START_WAIT).await {
         tracing::error!("not hearing the other nodes yet; serving anyway and retrying");
     }
+    let services = crate::services::assemble(&config)?;
     let hub = Hub::new(
-        Apps::new(config.apps.clone(), config.dynamic_apps.clone()),
+        Apps::new(services.apps.clone(), services.dynamic_apps.clone()),
         engine,
         stats.clone(),
     );
     // Lifecycle webhooks outlive the connections, so the disconnects that shutdown
     // causes are sent too: they stop once every connection has ended.
     let (events_tracker, events_stop) = (TaskTracker::new(), CancellationToken::new());
-    for events in config.apps.iter().filter_map(|app| app.events.as_ref()) {
+    for events in services.apps.iter().filter_map(|app| app.events.as_ref()) {
         events.start(&events_tracker, events_stop.clone());
     }
     let connections = Connections::with_address_limit(config.limits.max_connections_per_ip);
@@ -120,17 +123,36 @@ pub async fn serve(
     let tcp_framer: &'static TcpFramer =
         Box::leak(Box::new(TcpFramer::new(config.tcp_framing.clone())));
     let tcp_gateway = TcpGateway::new(gateway_state.clone(), tcp_framer);
+    let keys = Arc::new(ArcSwap::from_pointee(crate::api::auth::ApiKeys::new(
+        config.apps.iter().map(|app| &app.policy),
+        &config.admin_keys,
+        config.api_exposure(),
+    )));
+    let pushserve_live = Arc::new(ArcSwapOption::from_pointee(config.pushserve.clone()));
+    let reloader = Reloader::new(
+        config.clone(),
+        Swaps {
+            hub: hub.clone(),
+            keys: keys.clone(),
+            gateway: gateway_state.live(),
+            pushserve: pushserve_live.clone(),
+            tls: listeners.tls.clone(),
+            events: (events_tracker.clone(), events_stop.clone()),
+        },
+    );
+    tokio::spawn(crate::reload::on_signals(
+        reloader.clone(),
+        shutdown.clone(),
+    ));
     let api_state = ApiState {
         hub: hub.clone(),
         max_body_bytes: config.limits.max_body_bytes,
         started: Instant::now(),
-        keys: Arc::new(crate::api::auth::ApiKeys::new(
-            &config.apps,
-            &config.admin_keys,
-            config.api_exposure(),
-        )),
-        pushserve: config.pushserve.clone().map(Arc::new),
+        keys,
+        pushserve: pushserve_live,
         timers,
+        reloader,
+        shutdown: shutdown.clone(),
     };
     // push-serve's own port: its client and API endpoints, under TLS with the clients'.
     let pushserve = gateway::pushserve_router(gateway_state.clone())

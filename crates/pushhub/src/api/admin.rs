@@ -19,7 +19,7 @@ pub async fn overview(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    state.keys.check_admin(&headers)?;
+    state.keys.load().check_admin(&headers)?;
     let hub = &state.hub;
     let names = hub.app_names();
     let mut apps = Vec::new();

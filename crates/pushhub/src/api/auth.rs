@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::http::{header, HeaderMap, StatusCode};
 
 use crate::http_error::ApiError;
-use crate::hub::AppSettings;
+use crate::hub::AppPolicy;
 
 /// The API keys of every declared app, and the operators' keys.
 #[derive(Debug, Default)]
@@ -30,7 +30,11 @@ pub struct ApiKeys {
 impl ApiKeys {
     /// The keys of `apps` and the operators' `admin` keys, for an API listener reachable
     /// beyond this host for the reason `exposure` (None: loopback only).
-    pub fn new(apps: &[AppSettings], admin: &[String], exposure: Option<&'static str>) -> Self {
+    pub fn new<'a>(
+        apps: impl IntoIterator<Item = &'a AppPolicy>,
+        admin: &[String],
+        exposure: Option<&'static str>,
+    ) -> Self {
         let mut keys = Self {
             admin: admin.iter().map(|k| Arc::from(k.as_str())).collect(),
             exposure,
@@ -191,9 +195,9 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    fn app(name: &str, keys: &[&str]) -> AppSettings {
+    fn app(name: &str, keys: &[&str]) -> AppPolicy {
         let config = crate::config::Config::load(None, [], &Default::default()).unwrap();
-        AppSettings {
+        AppPolicy {
             name: name.into(),
             api_keys: keys.iter().map(|k| Arc::from(*k)).collect(),
             ..config.defaults

@@ -23,7 +23,7 @@ pub async fn close_notes(
     let Path((app, conn)) =
         path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
     let (parts, body) = request.into_parts();
-    state.keys.check(&parts.headers, &app)?;
+    state.keys.load().check(&parts.headers, &app)?;
     let change: CloseNotesChange =
         json_body(body, state.max_body_bytes, "close-notes change").await?;
     state.hub.change_close_notes(&app, &conn, &change).await?;

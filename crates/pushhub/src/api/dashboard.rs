@@ -46,7 +46,7 @@ pub(super) fn routes() -> Router<ApiState> {
 }
 
 async fn page(State(state): State<ApiState>) -> Response {
-    match state.keys.admin_disabled() {
+    match state.keys.load().admin_disabled() {
         None => asset(StatusCode::OK, "text/html; charset=utf-8", INDEX.into()),
         Some(why) => asset(
             StatusCode::FORBIDDEN,

@@ -29,7 +29,7 @@ pub async fn read(
 ) -> Result<Json<Value>, ApiError> {
     let Path(app) = app.map_err(|e| ApiError::bad_request("invalid_app", e.body_text()))?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_param", e.body_text()))?;
-    state.keys.check(&headers, &app)?;
+    state.keys.load().check(&headers, &app)?;
     let channel = query.get("channel").ok_or_else(|| {
         ApiError::bad_request(
             "missing_param",

@@ -52,7 +52,7 @@ async fn app_request(
     let headers = request.headers().clone();
     let params = request_params(state.max_body_bytes, request).await?;
     let app = text_param(&params, "app")?;
-    state.keys.check(&headers, &app)?;
+    state.keys.load().check(&headers, &app)?;
     Ok((params, app))
 }
 
@@ -141,7 +141,7 @@ fn timer_app(
 ) -> Result<String, ApiError> {
     let app = if params.contains_key("app") {
         text_param(params, "app")?
-    } else if let Some(app) = state.keys.app_of(headers)? {
+    } else if let Some(app) = state.keys.load().app_of(headers)? {
         app.to_string()
     } else if let Some(app) = &state.timers.settings().default_app {
         app.clone()
@@ -151,7 +151,7 @@ fn timer_app(
             "missing parameter \"app\": this server has several apps; name one, or send the app's API key",
         ));
     };
-    state.keys.check(headers, &app)?;
+    state.keys.load().check(headers, &app)?;
     Ok(app)
 }
 

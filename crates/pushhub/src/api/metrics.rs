@@ -15,7 +15,7 @@ pub async fn metrics(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    state.keys.check_monitoring(&headers)?;
+    state.keys.load().check_monitoring(&headers)?;
     let hub = &state.hub;
     let users = hub.users_online().await?;
     let snapshot = Snapshot {

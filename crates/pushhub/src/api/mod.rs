@@ -25,6 +25,7 @@ pub mod users_page;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::{ArcSwap, ArcSwapOption};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -44,12 +45,16 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// When the server started, for `uptime_secs`.
     pub started: Instant,
-    /// Which key may act for which app.
-    pub keys: Arc<auth::ApiKeys>,
-    /// push-serve compatibility, when enabled.
-    pub pushserve: Option<Arc<crate::config::PushServe>>,
+    /// Which key may act for which app; replaced whole by a reload, read once per request.
+    pub keys: Arc<ArcSwap<auth::ApiKeys>>,
+    /// push-serve compatibility, when enabled; replaced by a reload (a new password).
+    pub pushserve: Arc<ArcSwapOption<crate::config::PushServe>>,
     /// Delayed HTTP callbacks.
     pub timers: crate::scheduler::Timers,
+    /// Reloads the configuration (`POST /v1/admin/reload`) and knows its generation.
+    pub reloader: crate::reload::Reloader,
+    /// The server's shutdown token: `POST /v1/admin/stop` cancels it, as SIGTERM does.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The API listener's routes.

@@ -92,7 +92,7 @@ pub async fn push(
 ) -> Result<Json<PushResponse>, ApiError> {
     let (parts, body) = request.into_parts();
     let push: PushRequest = json_body(body, state.max_body_bytes, "push request").await?;
-    state.keys.check(&parts.headers, &push.app)?;
+    state.keys.load().check(&parts.headers, &push.app)?;
     let data = push.data.unwrap_or_else(|| RawValue::NULL.to_owned());
     let targets = match (push.to.as_deref(), push.room, push.conn) {
         (Some(to), None, None) => target::parse(to)?,
@@ -154,7 +154,7 @@ pub async fn disconnect(
     let (parts, body) = request.into_parts();
     let kick: DisconnectRequest =
         json_body(body, state.max_body_bytes, "disconnect request").await?;
-    state.keys.check(&parts.headers, &kick.app)?;
+    state.keys.load().check(&parts.headers, &kick.app)?;
     if let Some(text) = kick.conn.as_deref() {
         crate::hub::parse_conn_name(text).map_err(|_| {
             ApiError::bad_request(
@@ -196,7 +196,7 @@ pub async fn users(
     request: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Path(app) = app.map_err(|e| ApiError::bad_request("invalid_app", e.body_text()))?;
-    state.keys.check(request.headers(), &app)?;
+    state.keys.load().check(request.headers(), &app)?;
     let page = users_page::UsersQuery::parse(request.uri().query())?;
     let users = state.hub.users(&app).await?;
     Ok(Json(users_page::render(&state.hub, &app, users, &page)))
@@ -207,7 +207,7 @@ pub async fn stats(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    state.keys.check_any(&headers)?;
+    state.keys.load().check_any(&headers)?;
     let (broker, presence) = state.hub.engine_kinds();
     let mut body = serde_json::to_value(state.hub.stats().snapshot()).unwrap_or_else(|_| json!({}));
     if let Some(object) = body.as_object_mut() {

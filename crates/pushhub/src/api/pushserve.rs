@@ -35,11 +35,11 @@ impl IntoResponse for Refusal {
 }
 
 /// The push-serve configuration, if the request's password is right.
-fn authorized<'a>(
-    state: &'a ApiState,
+fn authorized(
+    state: &ApiState,
     query: &HashMap<String, String>,
-) -> Result<&'a crate::config::PushServe, Refusal> {
-    let Some(config) = state.pushserve.as_deref() else {
+) -> Result<std::sync::Arc<crate::config::PushServe>, Refusal> {
+    let Some(config) = state.pushserve.load_full() else {
         return Err(Refusal::new(
             "push-serve compatibility is not enabled on this server",
         ));
@@ -72,7 +72,7 @@ pub async fn access(
             let refusal = Refusal::new(format!("uid 无效 (invalid uid): {invalid}"));
             return Ok((StatusCode::BAD_REQUEST, refusal).into_response());
         }
-        let key = access_key(config, uid);
+        let key = access_key(&config, uid);
         Ok(Json(json!({"topic": "_access", "contents": key})).into_response())
     });
     answer.unwrap_or_else(IntoResponse::into_response)

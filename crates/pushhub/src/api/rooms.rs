@@ -35,7 +35,7 @@ pub async fn members(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let Path((app, room)) = path.map_err(path_error)?;
-    state.keys.check(&headers, &app)?;
+    state.keys.load().check(&headers, &app)?;
     let members = state.hub.room_members(&app, &room).await?;
     let connections: usize = members.iter().map(|(_, c)| c).sum();
     let users: Vec<_> = members
@@ -59,7 +59,7 @@ pub async fn add(
 ) -> Result<Json<Value>, ApiError> {
     let Path((app, room)) = path.map_err(path_error)?;
     let (parts, body) = request.into_parts();
-    state.keys.check(&parts.headers, &app)?;
+    state.keys.load().check(&parts.headers, &app)?;
     let add: AddMember = json_body(body, state.max_body_bytes, "add-member request").await?;
     let joined = state.hub.add_to_room(&app, &add.user, &room).await?;
     Ok(Json(json!({ "joined": joined })))
@@ -72,7 +72,7 @@ pub async fn remove(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let Path((app, room, user)) = path.map_err(path_error)?;
-    state.keys.check(&headers, &app)?;
+    state.keys.load().check(&headers, &app)?;
     let left = state.hub.remove_from_room(&app, &user, &room).await?;
     Ok(Json(json!({ "left": left })))
 }

@@ -17,8 +17,8 @@ pub async fn tasks(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    state.keys.check_any(&headers)?;
-    let only = state.keys.app_of(&headers)?;
+    state.keys.load().check_any(&headers)?;
+    let only = state.keys.load().app_of(&headers)?;
     let timers = state.timers.snapshot();
     let apps: Vec<Value> = state
         .hub

@@ -384,7 +384,7 @@ pub async fn create(State(state): State<ApiState>, request: Request) -> Result<R
     let (parts, body) = request.into_parts();
     let body = read_body(body, state.max_body_bytes).await?;
     let create: CreateTimer = parse_json(&body, "timer")?;
-    state.keys.check(&parts.headers, &create.app)?;
+    state.keys.load().check(&parts.headers, &create.app)?;
     state.hub.app(&create.app)?;
     let settings = state.timers.settings();
     let interval = interval_of(settings, create.interval_ms, create.times)?;
@@ -544,7 +544,7 @@ pub(crate) async fn visible_timer(
         .get(number)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    match state.keys.check(headers, &timer.app) {
+    match state.keys.load().check(headers, &timer.app) {
         Ok(()) => Ok(timer),
         Err(error) if error.status == StatusCode::FORBIDDEN => Err(not_found(&id)),
         Err(error) => Err(error),
@@ -597,7 +597,7 @@ pub(crate) fn request_app(
 ) -> Result<String, ApiError> {
     let app = match named {
         Some(app) => app,
-        None => match state.keys.app_of(headers)? {
+        None => match state.keys.load().app_of(headers)? {
             Some(app) => app.to_string(),
             None => state.timers.settings().default_app.clone().ok_or_else(|| {
                 ApiError::bad_request(
@@ -608,7 +608,7 @@ pub(crate) fn request_app(
         },
     };
     crate::hub::names::check_app(&app)?;
-    state.keys.check(headers, &app)?;
+    state.keys.load().check(headers, &app)?;
     Ok(app)
 }
 

@@ -23,19 +23,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::mswoole_des::MSwooleDes;
 use crate::auth::token::TokenKeys;
-use crate::auth::webhook::{WebhookAuth, WebhookSettings};
-use crate::backend::call::{BackendClient, Question};
-use crate::backend::events::{EventSettings, EventSink};
-use crate::backend::rooms::RoomPolicy;
-use crate::backend::rpc::{RpcProxy, RpcSettings};
-use crate::backend::send::{RoomSendPolicy, SendPolicy};
+use crate::backend::send::RoomSendPolicy;
 use crate::engine::{EngineKind, HistoryPolicy};
 use crate::gateway::TrustedProxies;
 use crate::hub::login::LoginPolicy;
 use crate::hub::registry::UserLimit;
-use crate::hub::{names, AppSettings, AuthMode, InvalidFrames, OutboxLimits};
+use crate::hub::{names, AppPolicy, AuthMode, InvalidFrames, OutboxLimits};
 use crate::scheduler::log::Rotation;
 use crate::scheduler::targets::TargetPolicy;
 use crate::scheduler::TimerSettings;
@@ -723,6 +717,18 @@ pub struct Limits {
     pub max_poll_wait: Duration,
 }
 
+/// One app as configured: its resolved policy, and the app's own table (`None` for the
+/// embedded demo app, the dynamic-app template and the defaults) from which
+/// `services::assemble` builds its backends. Plain data, so a reload can validate a new
+/// file and compare it with the running one before anything live is built.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// The app's resolved policy.
+    pub policy: AppPolicy,
+    /// The app's `[apps.NAME]` table as validated.
+    pub raw: Option<RawApp>,
+}
+
 /// The validated configuration the server runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -747,13 +753,13 @@ pub struct Config {
     /// Limits.
     pub limits: Limits,
     /// Declared apps.
-    pub apps: Vec<AppSettings>,
+    pub apps: Vec<AppConfig>,
     /// Proxies whose forwarding headers name the client's address.
     pub trusted_proxies: TrustedProxies,
     /// Policy of apps created on first use, when enabled.
-    pub dynamic_apps: Option<AppSettings>,
+    pub dynamic_apps: Option<AppConfig>,
     /// Connection mechanics before a client's app is known.
-    pub defaults: AppSettings,
+    pub defaults: AppPolicy,
     /// push-serve compatibility, when enabled.
     pub pushserve: Option<PushServe>,
     /// MSwoole compatibility, when enabled.
@@ -770,6 +776,30 @@ pub struct Config {
     pub admin_keys: Vec<String>,
     /// Where the configuration came from, for the start-up log.
     pub source: String,
+    /// The file's values as validated (after `PUSHHUB_*` variables and flags): what a
+    /// reload compares the new file with, key by key.
+    pub raw: RawConfig,
+    /// How to read the configuration again (a reload).
+    pub origin: ConfigOrigin,
+}
+
+/// Where a configuration was read from, so a reload reads it the same way: the same file,
+/// the same `PUSHHUB_*` variables, the same command-line flags.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigOrigin {
+    /// The file; `None`: the embedded default.
+    pub file: Option<PathBuf>,
+    /// The `PUSHHUB_*` variables in force at start.
+    pub vars: Vec<(String, String)>,
+    /// The command-line flags.
+    pub overrides: Overrides,
+}
+
+impl ConfigOrigin {
+    /// Read and validate the configuration again.
+    pub fn load(&self) -> Result<Config, ConfigErrors> {
+        Config::load(self.file.as_deref(), self.vars.clone(), &self.overrides)
+    }
 }
 
 impl Config {
@@ -841,6 +871,15 @@ impl Config {
         vars: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Config, ConfigErrors> {
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("PUSHHUB_"))
+            .collect();
+        let origin = ConfigOrigin {
+            file: file.map(Path::to_path_buf),
+            vars: vars.clone(),
+            overrides: overrides.clone(),
+        };
         let (text, source) = match file {
             Some(path) => match std::fs::read_to_string(path) {
                 Ok(text) => (text, path.display().to_string()),
@@ -895,6 +934,7 @@ impl Config {
         };
         validate(raw, embedded, &locate).map(|mut config| {
             config.source = source;
+            config.origin = origin;
             config
         })
     }
@@ -1172,86 +1212,56 @@ fn validate(
             "must be at least 1024".into(),
         );
     }
-    let outbound = match raw.apps.values().any(|a| {
-        a.auth_webhook.is_some()
-            || a.rpc.is_some()
-            || a.room_webhook.is_some()
-            || a.send_webhook.is_some()
-            || a.events.is_some()
-    }) {
-        true => match crate::outbound::client() {
-            Ok(client) => Some(client),
-            Err(e) => {
-                error(
-                    &["apps"],
-                    format!("cannot make an HTTP client for app backends: {e}"),
-                );
-                None
-            }
-        },
-        false => None,
-    };
-    let settings = |name: &str, app: Option<&RawApp>| AppSettings {
-        name: Arc::from(name),
-        auth: app.map(|a| a.auth).unwrap_or(AuthMode::None),
-        heartbeat: Duration::from_secs(app.and_then(|a| a.heartbeat).unwrap_or(raw.heartbeat)),
-        idle_timeout: Duration::from_secs(
-            app.and_then(|a| a.idle_timeout).unwrap_or(raw.idle_timeout),
-        ),
-        max_frame_bytes: app
-            .and_then(|a| a.max_frame_bytes)
-            .unwrap_or(limits.max_frame_bytes),
-        history: HistoryPolicy {
-            size: app.and_then(|a| a.history_size).unwrap_or(raw.history_size),
-            ttl: Duration::from_secs(app.and_then(|a| a.history_ttl).unwrap_or(raw.history_ttl)),
-            max_bytes: app
-                .and_then(|a| a.history_max_bytes)
-                .unwrap_or(raw.history_max_bytes),
-        },
-        api_keys: app
-            .map(|a| a.api_keys.iter().map(|k| Arc::from(k.as_str())).collect())
-            .unwrap_or_default(),
-        max_frames_per_second: app
-            .map_or(default_max_frames_per_second(), |a| a.max_frames_per_second),
-        allowed_origins: app
-            .map(|a| {
-                a.allowed_origins
-                    .iter()
-                    .map(|o| Arc::from(o.trim_end_matches('/')))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        user_limit: app
-            .filter(|a| a.max_connections_per_user > 0)
-            .map(|a| UserLimit {
-                max: a.max_connections_per_user,
-                kick_oldest: a.on_user_limit == UserLimitPolicy::KickOldest,
-            }),
-        token_keys: Arc::new(
-            app.and_then(|a| TokenKeys::new(&a.token_secrets, &a.token_public_keys).ok())
+    let settings = |name: &str, app: Option<&RawApp>| AppConfig {
+        policy: AppPolicy {
+            name: Arc::from(name),
+            auth: app.map(|a| a.auth).unwrap_or(AuthMode::None),
+            heartbeat: Duration::from_secs(app.and_then(|a| a.heartbeat).unwrap_or(raw.heartbeat)),
+            idle_timeout: Duration::from_secs(
+                app.and_then(|a| a.idle_timeout).unwrap_or(raw.idle_timeout),
+            ),
+            max_frame_bytes: app
+                .and_then(|a| a.max_frame_bytes)
+                .unwrap_or(limits.max_frame_bytes),
+            history: HistoryPolicy {
+                size: app.and_then(|a| a.history_size).unwrap_or(raw.history_size),
+                ttl: Duration::from_secs(
+                    app.and_then(|a| a.history_ttl).unwrap_or(raw.history_ttl),
+                ),
+                max_bytes: app
+                    .and_then(|a| a.history_max_bytes)
+                    .unwrap_or(raw.history_max_bytes),
+            },
+            api_keys: app
+                .map(|a| a.api_keys.iter().map(|k| Arc::from(k.as_str())).collect())
                 .unwrap_or_default(),
-        ),
-        webhook: app
-            .filter(|a| a.auth == AuthMode::Webhook)
-            .and_then(|a| a.auth_webhook.as_ref())
-            .and_then(|w| auth_webhook(w, outbound.as_ref()?)),
-        mswoole_des: app
-            .filter(|a| a.auth == AuthMode::MSwooleDes)
-            .and_then(|a| a.mswoole_des.as_ref())
-            .map(|des| Arc::new(MSwooleDes::new(&des.key, Duration::from_secs(des.max_age)))),
-        rpc: app.and_then(|a| rpc_proxy(a, outbound.as_ref()?)),
-        rooms: room_policy(app, outbound.as_ref()),
-        send: send_policy(app, outbound.as_ref()),
-        room_send: app.map(|a| a.room_send).unwrap_or_default(),
-        invalid_frames: app.map(|a| a.invalid_frames).unwrap_or_default(),
-        events: app.and_then(|a| event_sink(name, a, outbound.as_ref()?)),
-        handshake_timeout: Duration::from_secs(
-            app.and_then(|a| a.handshake_timeout)
-                .unwrap_or(limits.handshake_timeout),
-        ),
-        login: app.filter(|a| a.login_later).map(|a| LoginPolicy {
-            max_per_minute: a.max_logins_per_minute,
-        }),
+            max_frames_per_second: app
+                .map_or(default_max_frames_per_second(), |a| a.max_frames_per_second),
+            allowed_origins: app
+                .map(|a| {
+                    a.allowed_origins
+                        .iter()
+                        .map(|o| Arc::from(o.trim_end_matches('/')))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            user_limit: app
+                .filter(|a| a.max_connections_per_user > 0)
+                .map(|a| UserLimit {
+                    max: a.max_connections_per_user,
+                    kick_oldest: a.on_user_limit == UserLimitPolicy::KickOldest,
+                }),
+            room_send: app.map(|a| a.room_send).unwrap_or_default(),
+            invalid_frames: app.map(|a| a.invalid_frames).unwrap_or_default(),
+            handshake_timeout: Duration::from_secs(
+                app.and_then(|a| a.handshake_timeout)
+                    .unwrap_or(limits.handshake_timeout),
+            ),
+            login: app.filter(|a| a.login_later).map(|a| LoginPolicy {
+                max_per_minute: a.max_logins_per_minute,
+            }),
+        },
+        raw: app.cloned(),
     };
     let mut apps = Vec::new();
     for (name, app) in &raw.apps {
@@ -1267,8 +1277,8 @@ fn validate(
             check_liveness(
                 &mut error,
                 &key,
-                resolved.heartbeat.as_secs(),
-                resolved.idle_timeout.as_secs(),
+                resolved.policy.heartbeat.as_secs(),
+                resolved.policy.idle_timeout.as_secs(),
             );
         }
         if let Some(bytes) = app.max_frame_bytes {
@@ -1319,7 +1329,7 @@ fn validate(
             max_poll_wait: Duration::from_secs(limits.max_poll_wait),
         },
         trusted_proxies: TrustedProxies::new(trusted_proxies),
-        defaults: settings("", None),
+        defaults: settings("", None).policy,
         apps,
         dynamic_apps: dynamic,
         pushserve,
@@ -1336,6 +1346,8 @@ fn validate(
         redis,
         admin_keys: raw.admin_keys.clone(),
         source: String::new(),
+        raw: raw.clone(),
+        origin: ConfigOrigin::default(),
     })
 }
 
@@ -1472,7 +1484,7 @@ fn check_timers(error: &mut impl FnMut(&[&str], String), timers: &RawTimers) {
 
 /// The validated `[timers]` table; `apps` are the declared apps, whose only member (if
 /// there is one) is the app of jdserver `/setTimeout` calls that name none.
-fn timer_settings(raw: &RawTimers, apps: &[AppSettings]) -> TimerSettings {
+fn timer_settings(raw: &RawTimers, apps: &[AppConfig]) -> TimerSettings {
     TimerSettings {
         concurrency: raw.concurrency,
         request_timeout: Duration::from_secs(raw.request_timeout),
@@ -1491,104 +1503,12 @@ fn timer_settings(raw: &RawTimers, apps: &[AppSettings]) -> TimerSettings {
             body_bytes: raw.log_body_bytes,
         },
         default_app: match apps {
-            [only] => Some(only.name.to_string()),
+            [only] => Some(only.policy.name.to_string()),
             _ => None,
         },
         // Checked by `check_timers`.
         targets: Arc::new(TargetPolicy::new(&raw.allow_hosts).unwrap_or_default()),
     }
-}
-
-/// The validated backend check of `raw`, or `None` when its URL is invalid (reported).
-fn auth_webhook(raw: &RawAuthWebhook, client: &reqwest::Client) -> Option<Arc<WebhookAuth>> {
-    let settings = WebhookSettings {
-        url: reqwest::Url::parse(&raw.url).ok()?,
-        query_params: raw
-            .query_param
-            .names()
-            .iter()
-            .map(|name| Arc::from(name.as_str()))
-            .collect(),
-        cookie: raw.cookie.as_deref().map(Arc::from),
-        timeout: Duration::from_millis(raw.timeout_ms),
-        cache_ttl: Duration::from_secs(raw.cache_seconds),
-        max_concurrency: raw.max_concurrency,
-    };
-    Some(Arc::new(WebhookAuth::new(settings, client.clone())))
-}
-
-/// The RPC proxy of `app`, when it has a valid `rpc` table and `backend_secret`
-/// (anything invalid is reported by [`check_rpc`]).
-fn rpc_proxy(app: &RawApp, client: &reqwest::Client) -> Option<Arc<RpcProxy>> {
-    let rpc = app.rpc.as_ref()?;
-    let secret = app.backend_secret.as_deref()?;
-    let mut routes = Vec::new();
-    if let Some(url) = &rpc.url {
-        routes.push((String::new(), reqwest::Url::parse(url).ok()?));
-    }
-    for (prefix, url) in &rpc.routes {
-        routes.push((prefix.clone(), reqwest::Url::parse(url).ok()?));
-    }
-    routes.sort_by_key(|route| std::cmp::Reverse(route.0.len()));
-    let settings = RpcSettings {
-        routes,
-        timeout: Duration::from_millis(rpc.timeout_ms),
-        max_in_flight_per_connection: rpc.max_in_flight_per_connection,
-        max_in_flight: rpc.max_in_flight,
-    };
-    let backend = BackendClient::new(client.clone(), secret.into());
-    Some(Arc::new(RpcProxy::new(settings, backend)))
-}
-
-/// The question `raw` describes, asked through `client` and signed with `app`'s
-/// `backend_secret`; `None` when something is missing or invalid (reported by
-/// [`check_question`]).
-fn question(
-    app: &RawApp,
-    raw: Option<&RawQuestion>,
-    client: Option<&reqwest::Client>,
-) -> Option<Question> {
-    let raw = raw?;
-    Some(Question {
-        url: reqwest::Url::parse(&raw.url).ok()?,
-        timeout: Duration::from_millis(raw.timeout_ms),
-        backend: BackendClient::new(client?.clone(), app.backend_secret.as_deref()?.into()),
-    })
-}
-
-/// The room policy of `app` (the embedded default's apps and dynamic apps are
-/// `auth = "none"`: open).
-fn room_policy(app: Option<&RawApp>, client: Option<&reqwest::Client>) -> RoomPolicy {
-    let Some(app) = app else {
-        return RoomPolicy::Open;
-    };
-    let kind = app.join_rooms.unwrap_or(match app.auth {
-        AuthMode::None => JoinRooms::Open,
-        _ => JoinRooms::Credential,
-    });
-    match kind {
-        JoinRooms::Open => RoomPolicy::Open,
-        JoinRooms::Credential => RoomPolicy::Credential,
-        // Without a valid question (reported by check_question) nobody may join.
-        JoinRooms::Webhook => question(app, app.room_webhook.as_ref(), client)
-            .map_or(RoomPolicy::Credential, RoomPolicy::Webhook),
-    }
-}
-
-/// The lifecycle event sink of app `name`, when it has a valid `events` table and
-/// `backend_secret` (anything invalid is reported by [`check_events`]).
-fn event_sink(name: &str, app: &RawApp, client: &reqwest::Client) -> Option<Arc<EventSink>> {
-    let events = app.events.as_ref()?;
-    let settings = EventSettings {
-        url: reqwest::Url::parse(&events.url).ok()?,
-        max_batch: events.max_batch,
-        max_delay: Duration::from_millis(events.max_delay_ms),
-        queue: events.queue,
-        timeout: Duration::from_millis(events.timeout_ms),
-        max_attempts: events.max_attempts,
-    };
-    let backend = BackendClient::new(client.clone(), app.backend_secret.as_deref()?.into());
-    Some(Arc::new(EventSink::new(name.into(), settings, backend)))
 }
 
 fn check_events(error: &mut impl FnMut(&[&str], String), name: &str, app: &RawApp) {
@@ -1620,17 +1540,6 @@ fn check_events(error: &mut impl FnMut(&[&str], String), name: &str, app: &RawAp
     }
     if events.max_attempts == 0 {
         error(&path("max_attempts"), "must be at least 1".into());
-    }
-}
-
-/// The `send` policy of `app`.
-fn send_policy(app: Option<&RawApp>, client: Option<&reqwest::Client>) -> SendPolicy {
-    match app.map(|a| (a, a.client_send)) {
-        None | Some((_, ClientSend::Off)) => SendPolicy::Off,
-        Some((_, ClientSend::Open)) => SendPolicy::Open,
-        // Without a valid question (reported by check_question) nothing may be sent.
-        Some((app, ClientSend::Webhook)) => question(app, app.send_webhook.as_ref(), client)
-            .map_or(SendPolicy::Off, SendPolicy::Webhook),
     }
 }
 
@@ -2003,7 +1912,7 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:8081");
         assert_eq!(config.api_listen.to_string(), "127.0.0.1:8082");
         assert_eq!(config.apps.len(), 1);
-        assert_eq!(&*config.apps[0].name, "demo");
+        assert_eq!(&*config.apps[0].policy.name, "demo");
         assert!(config.dynamic_apps.is_some());
     }
 
@@ -2063,10 +1972,14 @@ routes = { "live." = "http://127.0.0.1:9000/live", "live.admin." = "http://127.0
         )
         .unwrap();
         assert_eq!(config.limits.max_connections_per_ip, 3);
-        let live = &config.apps[0];
+        let services = crate::services::assemble(&config).unwrap();
+        let live = &services.apps[0];
         let routes = &live.rpc.as_ref().unwrap().settings().routes;
         assert_eq!(routes[0].0, "live.admin.", "longest prefix first");
-        assert!(matches!(live.rooms, RoomPolicy::Credential));
+        assert!(matches!(
+            live.rooms,
+            crate::backend::rooms::RoomPolicy::Credential
+        ));
     }
 
     #[test]
@@ -2108,7 +2021,8 @@ query_param = ["ukey", "token"]
             &[],
         )
         .unwrap();
-        let swoole = &config.apps[0];
+        let services = crate::services::assemble(&config).unwrap();
+        let swoole = &services.apps[0];
         assert_eq!(swoole.login, Some(LoginPolicy { max_per_minute: 6 }));
         assert_eq!(crate::auth::query_params(swoole), ["ukey", "token"]);
     }
@@ -2165,7 +2079,7 @@ query_param = ["ukey", "token"]
     fn file_apps_only_unless_opted_in() {
         let config = load_text("[apps.wms]\nauth = \"none\"\nheartbeat = 5\n", &[]).unwrap();
         assert_eq!(config.apps.len(), 1);
-        assert_eq!(config.apps[0].heartbeat, Duration::from_secs(5));
+        assert_eq!(config.apps[0].policy.heartbeat, Duration::from_secs(5));
         assert!(config.dynamic_apps.is_none());
         let config = load_text("dynamic_apps = true\n", &[]).unwrap();
         assert!(config.apps.is_empty());

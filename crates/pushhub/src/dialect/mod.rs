@@ -18,13 +18,13 @@ use bytes::Bytes;
 use crate::auth::Identity;
 use crate::disconnect::Disconnect;
 use crate::hub::{
-    AppSettings, ConnDetail, ConnInfo, ConnectRequest, Cursor, FormatId, Hub, Publication, Render,
-    Session,
+    AppPolicy, AppSettings, ConnDetail, ConnInfo, ConnectRequest, Cursor, FormatId, Hub,
+    Publication, Render, Session,
 };
 use crate::transport::{Framer, Link, Liveness, StreamStart};
 
 /// The connection mechanics an app asks for, once a client is known to belong to it.
-pub fn liveness(app: &AppSettings) -> Liveness {
+pub fn liveness(app: &AppPolicy) -> Liveness {
     Liveness {
         heartbeat: app.heartbeat,
         idle_timeout: app.idle_timeout,

@@ -161,6 +161,8 @@ pub async fn native_sse(
     headers: HeaderMap,
 ) -> Response {
     let peer = state
+        .live
+        .load()
         .trusted_proxies
         .peer_of_request("sse", &extensions, &headers);
     if let Some(refused) = state.over_request_rate(peer.ip()) {
@@ -203,6 +205,8 @@ pub async fn native_poll(
     headers: HeaderMap,
 ) -> Response {
     let peer = state
+        .live
+        .load()
         .trusted_proxies
         .peer_of_request("poll", &extensions, &headers);
     if let Some(refused) = state.over_request_rate(peer.ip()) {
@@ -223,7 +227,7 @@ async fn native_poll_answer(
     }
     let wait = Wait::of(
         query.get("timeout").map(String::as_str),
-        state.max_poll_wait,
+        state.live.load().max_poll_wait,
     )?;
     let client = native_client(&state, &query, &headers, None, &state.native_raw, false)
         .map_err(|reason| ApiError::from(&reason))?;
@@ -285,9 +289,12 @@ fn text_or_number(params: &serde_json::Map<String, Value>, name: &str) -> Option
 
 async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
-    let peer = state
-        .trusted_proxies
-        .peer_of_request("poll", request.extensions(), &headers);
+    let peer =
+        state
+            .live
+            .load()
+            .trusted_proxies
+            .peer_of_request("poll", request.extensions(), &headers);
     if let Some(refused) = state.over_request_rate(peer.ip()) {
         return Ok(refused);
     }
@@ -308,7 +315,7 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
     };
     let wait = Wait::of(
         text_or_number(&params, "timeout").as_deref(),
-        state.max_poll_wait,
+        state.live.load().max_poll_wait,
     )?;
     let credential_params = match &settings {
         Some(settings) => auth::query_params(settings),
@@ -324,7 +331,7 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
     let client = JdClient::given(
         state.hub.clone(),
         state.jdserver_raw.clone(),
-        state.defaults,
+        state.live.load().defaults,
         app,
         user,
         credential_params

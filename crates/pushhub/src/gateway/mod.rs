@@ -34,6 +34,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -60,12 +61,9 @@ pub struct GatewayState {
     hub: Hub,
     ws: WsContext,
     outbox: OutboxLimits,
-    defaults: Liveness,
-    handshake_timeout: Duration,
+    live: Arc<ArcSwap<GatewayLive>>,
     max_connections: usize,
     max_request_bytes: usize,
-    max_poll_wait: Duration,
-    trusted_proxies: TrustedProxies,
     request_rate: RequestRate,
     native_ws: Arc<dyn Render>,
     native_sse: Arc<dyn Render>,
@@ -73,10 +71,38 @@ pub struct GatewayState {
     jdserver_ws: Arc<dyn Render>,
     jdserver_raw: Arc<dyn Render>,
     pushserve_ws: Arc<dyn Render>,
-    pushserve: Option<Arc<PushServe>>,
     mswoole_ws: Arc<dyn Render>,
     mswoole: Option<Arc<MSwoole>>,
     jdserver_websocket: bool,
+}
+
+/// The client listener's settings that a reload replaces: read once per connection or
+/// request (one atomic load), so a connection keeps what it was admitted with.
+#[derive(Debug)]
+pub struct GatewayLive {
+    defaults: Liveness,
+    handshake_timeout: Duration,
+    max_poll_wait: Duration,
+    trusted_proxies: TrustedProxies,
+    pushserve: Option<Arc<PushServe>>,
+}
+
+impl GatewayLive {
+    /// The settings `config` gives.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            // Until a client has authenticated no app's frame limit applies: the
+            // server-wide one does.
+            defaults: Liveness {
+                max_frames_per_second: config.limits.max_frames_per_second_before_auth,
+                ..crate::dialect::liveness(&config.defaults)
+            },
+            handshake_timeout: config.limits.handshake_timeout,
+            max_poll_wait: config.limits.max_poll_wait,
+            trusted_proxies: config.trusted_proxies.clone(),
+            pushserve: config.pushserve.clone().map(Arc::new),
+        }
+    }
 }
 
 impl GatewayState {
@@ -86,17 +112,9 @@ impl GatewayState {
             hub,
             ws,
             outbox: config.limits.outbox,
-            // Until a client has authenticated no app's frame limit applies: the
-            // server-wide one does.
-            defaults: Liveness {
-                max_frames_per_second: config.limits.max_frames_per_second_before_auth,
-                ..crate::dialect::liveness(&config.defaults)
-            },
-            handshake_timeout: config.limits.handshake_timeout,
+            live: Arc::new(ArcSwap::from_pointee(GatewayLive::new(config))),
             max_connections: config.limits.max_connections,
             max_request_bytes: config.limits.max_body_bytes,
-            max_poll_wait: config.limits.max_poll_wait,
-            trusted_proxies: config.trusted_proxies.clone(),
             request_rate: RequestRate::new(config.limits.max_requests_per_second_per_ip),
             native_ws: Renderer::shared(&NATIVE, &WS_FRAMER),
             native_sse: Renderer::shared(&NATIVE, &SSE_FRAMER),
@@ -104,11 +122,15 @@ impl GatewayState {
             jdserver_ws: Renderer::shared(&JDSERVER, &WS_FRAMER),
             jdserver_raw: Renderer::shared(&JDSERVER, &RAW_FRAMER),
             pushserve_ws: Renderer::shared(&PUSHSERVE, &WS_FRAMER),
-            pushserve: config.pushserve.clone().map(Arc::new),
             mswoole_ws: Renderer::shared(&MSWOOLE, &WS_FRAMER),
             mswoole: config.mswoole.clone().map(Arc::new),
             jdserver_websocket: config.jdserver_websocket,
         }
+    }
+
+    /// Where a reload stores the listener's new settings.
+    pub fn live(&self) -> Arc<ArcSwap<GatewayLive>> {
+        self.live.clone()
     }
 
     fn new_outbox(&self) -> Arc<Outbox> {
@@ -125,7 +147,7 @@ impl GatewayState {
     fn refuse(&self, reason: Disconnect) -> Refuse {
         Refuse {
             reason,
-            liveness: self.defaults,
+            liveness: self.live.load().defaults,
         }
     }
 
@@ -133,9 +155,10 @@ impl GatewayState {
     /// `init`, raw TCP's `connect`): server defaults with the frame limit for clients not
     /// yet authenticated, and a deadline for that frame.
     fn before_handshake(&self) -> Liveness {
+        let live = self.live.load();
         Liveness {
-            handshake_deadline: Some(tokio::time::Instant::now() + self.handshake_timeout),
-            ..self.defaults
+            handshake_deadline: Some(tokio::time::Instant::now() + live.handshake_timeout),
+            ..live.defaults
         }
     }
 
@@ -153,8 +176,11 @@ impl GatewayState {
 
     /// Who a request's client is, on `transport` (its address: see [`TrustedProxies`]).
     fn peer(&self, transport: &'static str, request: &Request) -> Peer {
-        self.trusted_proxies
-            .peer_of_request(transport, request.extensions(), request.headers())
+        self.live.load().trusted_proxies.peer_of_request(
+            transport,
+            request.extensions(),
+            request.headers(),
+        )
     }
 
     /// Answer a WebSocket request: with the client `make` builds, or, when the server is
@@ -257,7 +283,7 @@ fn native_client(
     }
     let before_attach = Liveness {
         handshake_deadline: Some(tokio::time::Instant::now() + app.handshake_timeout),
-        ..state.defaults
+        ..state.live.load().defaults
     };
     Ok(NativeClient::new(
         state.hub.clone(),

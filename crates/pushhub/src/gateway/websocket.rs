@@ -135,7 +135,7 @@ fn pushserve_client(
     state: &GatewayState,
     query: &HashMap<String, String>,
 ) -> Result<PushServeClient, Disconnect> {
-    let config = state.pushserve.clone().ok_or_else(|| {
+    let config = state.live.load().pushserve.clone().ok_or_else(|| {
         Disconnect::BAD_REQUEST.with_reason("push-serve compatibility is not enabled")
     })?;
     let (Some(uid), Some(key)) = (query.get("uid"), query.get("access_key")) else {

@@ -53,9 +53,11 @@ pub enum InvalidFrames {
     Close,
 }
 
-/// The policy of one app, resolved from configuration defaults and its own overrides.
+/// The plain policy of one app, resolved from configuration defaults and its own
+/// overrides: values only, so the configuration can hold it, compare it and validate it
+/// again on reload without building anything live.
 #[derive(Debug, Clone)]
-pub struct AppSettings {
+pub struct AppPolicy {
     /// The app's name, as it appears in channel names.
     pub name: Arc<str>,
     /// Client authentication.
@@ -76,6 +78,27 @@ pub struct AppSettings {
     pub allowed_origins: Vec<Arc<str>>,
     /// Most connections per user on one node, and what happens beyond it; `None`: no limit.
     pub user_limit: Option<UserLimit>,
+    /// Whether clients may `send` to the rooms they are in.
+    pub room_send: RoomSendPolicy,
+    /// What a frame the dialect cannot use (not JSON, no type, an unknown type) earns:
+    /// an error frame, or the end of the connection.
+    pub invalid_frames: InvalidFrames,
+    /// How long a client may take to present its credential once its app is known (the
+    /// wait for an `auth` frame, an auth webhook's answer).
+    pub handshake_timeout: Duration,
+    /// Whether a client may connect without a credential and log in later, and how often
+    /// it may try; `None`: it presents one at connect.
+    pub login: Option<super::login::LoginPolicy>,
+}
+
+/// One app as the hub runs it: its plain [`AppPolicy`] and the live services built from
+/// it (`services::assemble`), such as HTTP clients for its backends. A connection keeps
+/// the `Arc<AppSettings>` it was admitted with, so a reload never changes the rules under
+/// a connection already up.
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    /// The plain policy; its fields read through `Deref` as the app's own.
+    pub policy: AppPolicy,
     /// Keys that verify the app's client tokens (`auth = "token"`).
     pub token_keys: Arc<TokenKeys>,
     /// The backend that checks client credentials (`auth = "webhook"`).
@@ -88,19 +111,16 @@ pub struct AppSettings {
     pub rooms: RoomPolicy,
     /// Whether clients may `send` to other users.
     pub send: SendPolicy,
-    /// Whether clients may `send` to the rooms they are in.
-    pub room_send: RoomSendPolicy,
-    /// What a frame the dialect cannot use (not JSON, no type, an unknown type) earns:
-    /// an error frame, or the end of the connection.
-    pub invalid_frames: InvalidFrames,
     /// Where the app's lifecycle events (connect, disconnect, join, leave) go, if anywhere.
     pub events: Option<Arc<EventSink>>,
-    /// How long a client may take to present its credential once its app is known (the
-    /// wait for an `auth` frame, an auth webhook's answer).
-    pub handshake_timeout: Duration,
-    /// Whether a client may connect without a credential and log in later, and how often
-    /// it may try; `None`: it presents one at connect.
-    pub login: Option<super::login::LoginPolicy>,
+}
+
+impl std::ops::Deref for AppSettings {
+    type Target = AppPolicy;
+
+    fn deref(&self) -> &AppPolicy {
+        &self.policy
+    }
 }
 
 /// Most apps created on first use; a guard against a client inventing names without end.
@@ -150,10 +170,9 @@ impl Apps {
             app = name,
             "created development app on first use (auth = \"none\")"
         );
-        let app = Arc::new(AppSettings {
-            name: name.into(),
-            ..template.clone()
-        });
+        let mut app = template.clone();
+        app.policy.name = name.into();
+        let app = Arc::new(app);
         created.insert(name.to_owned(), app.clone());
         Ok(app)
     }

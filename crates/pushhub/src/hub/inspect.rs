@@ -21,7 +21,7 @@ impl Hub {
     /// The apps this server knows now, sorted: those declared, and development apps
     /// already created by use.
     pub fn app_names(&self) -> Vec<String> {
-        self.inner.apps.names()
+        self.inner.apps.load().names()
     }
 
     /// The live nodes sharing this hub's engine, this one included, sorted.
@@ -46,7 +46,7 @@ impl Hub {
         channel: &str,
         limit: usize,
     ) -> Result<ChannelHistory, HubError> {
-        let Some(app) = self.inner.apps.lookup(app)? else {
+        let Some(app) = self.inner.apps.load().lookup(app)? else {
             return Ok(ChannelHistory {
                 top: StreamPosition::empty(),
                 publications: Vec::new(),

@@ -21,6 +21,7 @@ pub mod registry;
 pub mod render;
 pub mod target;
 
+use arc_swap::ArcSwap;
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +32,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use tokio_util::task::TaskTracker;
 
-pub use app::{AppSettings, Apps, AuthMode, InvalidFrames};
+pub use app::{AppPolicy, AppSettings, Apps, AuthMode, InvalidFrames};
 pub use cursor::Cursor;
 pub use inspect::ChannelHistory;
 pub use outbox::{DirectWrite, Outbox, OutboxLimits};
@@ -167,7 +168,8 @@ pub struct PublishReceipt {
 }
 
 struct HubInner {
-    apps: Apps,
+    /// Swapped whole by a reload; read once per connect or API call, never per delivery.
+    apps: ArcSwap<Apps>,
     engine: Engine,
     registry: Registry,
     conns: LocalConns,
@@ -246,7 +248,7 @@ impl Hub {
     /// the engine's events handler.
     pub fn new(apps: Apps, engine: Engine, stats: Arc<Stats>) -> Self {
         let inner = Arc::new(HubInner {
-            apps,
+            apps: ArcSwap::from_pointee(apps),
             engine,
             registry: Registry::new(),
             conns: LocalConns::new(),
@@ -278,7 +280,7 @@ impl Hub {
     /// True when `user` of `app` holds a connection, asked of presence (so an engine
     /// across nodes answers for every node, not only this one).
     pub async fn online(&self, app: &str, user: &str) -> Result<bool, HubError> {
-        match self.inner.apps.lookup(app)? {
+        match self.inner.apps.load_full().lookup(app)? {
             Some(app) => Ok(self
                 .inner
                 .engine
@@ -292,12 +294,33 @@ impl Hub {
 
     /// The app called `name` (creating a development app when allowed).
     pub fn app(&self, name: &str) -> Result<Arc<AppSettings>, HubError> {
-        self.inner.apps.get(name)
+        self.inner.apps.load().get(name)
+    }
+
+    /// Serve `apps` from now on (a reload): new connections and API calls see them at
+    /// once; a connection already attached keeps the settings it was admitted with.
+    pub fn replace_apps(&self, apps: Apps) {
+        self.inner.apps.store(Arc::new(apps));
+    }
+
+    /// Close every connection of `app` attached to this node with `reason` (its app was
+    /// removed from the configuration); returns how many.
+    pub fn close_app(&self, app: &str, reason: &Disconnect) -> usize {
+        let mut chosen = Vec::new();
+        self.inner
+            .registry
+            .for_each(&channel::all(app), None, |subscriber| {
+                chosen.push(subscriber.outbox.clone());
+            });
+        for outbox in &chosen {
+            outbox.close(reason.clone());
+        }
+        chosen.len()
     }
 
     /// Every app there is now, by name.
     pub fn apps(&self) -> Vec<Arc<AppSettings>> {
-        self.inner.apps.all()
+        self.inner.apps.load().all()
     }
 
     /// The server's counters.
@@ -386,7 +409,7 @@ impl Hub {
             crate::metrics::global()
                 .connections
                 .get_or_create_owned(&crate::metrics::ConnLabels {
-                    app: self.inner.apps.metric_label(&app.name),
+                    app: self.inner.apps.load().metric_label(&app.name),
                     transport,
                     dialect,
                 });
@@ -702,7 +725,7 @@ impl Hub {
     /// Online users of `app` with their connection counts. Asking about a development
     /// app nobody has used yet answers with nobody, without creating it.
     pub async fn users(&self, app: &str) -> Result<Vec<(String, usize)>, HubError> {
-        match self.inner.apps.lookup(app)? {
+        match self.inner.apps.load_full().lookup(app)? {
             Some(app) => Ok(self.inner.engine.presence.users(&app.name).await?),
             None => Ok(Vec::new()),
         }
@@ -735,7 +758,7 @@ impl Hub {
         reason: &Disconnect,
     ) -> Result<usize, HubError> {
         names::check_user(user)?;
-        let Some(app) = self.inner.apps.lookup(app)? else {
+        let Some(app) = self.inner.apps.load_full().lookup(app)? else {
             return Ok(0);
         };
         let here = match conn.map(parse_conn_name) {
@@ -791,7 +814,7 @@ impl Hub {
     ) -> Result<usize, HubError> {
         names::check_user(user)?;
         names::check_room(room)?;
-        let Some(app) = self.inner.apps.lookup(app)? else {
+        let Some(app) = self.inner.apps.load_full().lookup(app)? else {
             return Ok(0);
         };
         let here = self.inner.change_room_local(&app, user, room, join).await?;
@@ -821,7 +844,7 @@ impl Hub {
         room: &str,
     ) -> Result<Vec<(String, usize)>, HubError> {
         names::check_room(room)?;
-        match self.inner.apps.lookup(app)? {
+        match self.inner.apps.load_full().lookup(app)? {
             Some(app) => Ok(self
                 .inner
                 .engine
@@ -847,11 +870,11 @@ impl Hub {
     pub async fn users_online(&self) -> Result<Vec<(String, u64)>, HubError> {
         let presence = &self.inner.engine.presence;
         let mut online = Vec::new();
-        for name in self.inner.apps.declared_names() {
+        for name in self.inner.apps.load().declared_names() {
             let count = presence.user_count(&name).await? as u64;
             online.push((name.to_string(), count));
         }
-        let created = self.inner.apps.created_names();
+        let created = self.inner.apps.load().created_names();
         if !created.is_empty() {
             let mut count = 0;
             for name in created {
@@ -1448,8 +1471,9 @@ mod tests {
             presence: Arc::new(MemoryPresence::default()),
             nodes: Arc::new(crate::engine::LocalBus),
         };
+        let services = crate::services::assemble(&config).unwrap();
         Hub::new(
-            Apps::new(config.apps.clone(), config.dynamic_apps.clone()),
+            Apps::new(services.apps, services.dynamic_apps),
             engine,
             Arc::new(Stats::default()),
         )

@@ -52,7 +52,10 @@ impl NodeEvents for HubNodes {
                 room,
                 join,
             } => {
-                let changed = match (names::check_room(&room), inner.apps.lookup(&app)) {
+                let changed = match (
+                    names::check_room(&room),
+                    inner.apps.load_full().lookup(&app),
+                ) {
                     (Ok(()), Ok(Some(app))) => {
                         inner.change_room_local(&app, &user, &room, join).await
                     }

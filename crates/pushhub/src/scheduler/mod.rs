@@ -188,6 +188,9 @@ pub enum StartError {
     /// The durable history log cannot be opened (locked, damaged, unwritable).
     #[error(transparent)]
     History(#[from] crate::store::history::HistoryError),
+    /// The apps' services (their backends' HTTP client) cannot be built.
+    #[error(transparent)]
+    Services(#[from] crate::services::AssembleError),
 }
 
 impl Timers {

@@ -49,6 +49,7 @@ mod operator;
 // PHP as users run it (php-cli, php-curl): seed 000's calls, the docs' PHP.
 mod php;
 mod pushserve;
+mod reload;
 mod resume;
 mod room_resume;
 mod rooms;
