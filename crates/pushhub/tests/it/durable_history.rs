@@ -245,7 +245,7 @@ fn newest_segment(data: &std::path::Path) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn a_torn_tail_is_cut_off_and_damage_refuses_to_start() {
-    let mut server = TestServer::start();
+    let mut server = TestServer::start_with(&[], &store(true));
     let (client, welcome) = server.native("demo", "7").await;
     let positions = Positions::from_welcome(&welcome);
     drop(client);
@@ -259,7 +259,7 @@ async fn a_torn_tail_is_cut_off_and_damage_refuses_to_start() {
     bytes.extend_from_slice(&100u32.to_le_bytes());
     bytes.extend_from_slice(&[7; 14]);
     std::fs::write(&segment, &bytes).expect("write");
-    let mut server = TestServer::start_in(data, &[], &[]);
+    let mut server = TestServer::start_in(data, &[], &store(true));
     server.wait_log("torn last record", 1).await;
     let (mut client, welcome) = resume(&server, "7", &positions).await;
     assert_eq!(welcome["recovered"], true, "{welcome}");
@@ -280,6 +280,7 @@ async fn a_torn_tail_is_cut_off_and_damage_refuses_to_start() {
         ])
         .arg("--data-dir")
         .arg(data.path())
+        .env("PUSHHUB_HISTORY_STORE", "disk")
         .output()
         .expect("run pushhub");
     assert!(!output.status.success());
@@ -289,7 +290,11 @@ async fn a_torn_tail_is_cut_off_and_damage_refuses_to_start() {
 
 #[tokio::test]
 async fn history_size_and_ttl_still_hold_after_a_restart() {
-    let env = [("PUSHHUB_HISTORY_SIZE", "2"), ("PUSHHUB_HISTORY_TTL", "5")];
+    let env = [
+        ("PUSHHUB_HISTORY_SIZE", "2"),
+        ("PUSHHUB_HISTORY_TTL", "5"),
+        store(true)[0],
+    ];
     let mut server = TestServer::start_with(&[], &env);
     let (client, welcome) = server.native("demo", "7").await;
     let positions = Positions::from_welcome(&welcome);
@@ -343,10 +348,10 @@ async fn push_room(server: &TestServer, room: &str, data: Value) -> (String, u64
 
 #[tokio::test]
 async fn rooms_resume_across_a_restart() {
-    let server = TestServer::start();
+    let server = TestServer::start_with(&[], &store(true));
     let (epoch, off) = push_room(&server, "r1", json!("seen")).await;
     push_room(&server, "r1", json!("missed")).await;
-    let server = restart(server, &[]);
+    let server = restart(server, &store(true));
     let (mut client, _) = server.native("demo", "7").await;
     client
         .send(

@@ -42,10 +42,12 @@ pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HistoryStore {
-    /// In the process only: a restart starts every channel in a new epoch.
+    /// In the process only: a restart starts every channel in a new epoch. The default
+    /// until the log keeps the history byte bounds in resident memory too
+    /// (docs/operations.md, Durable history).
+    #[default]
     Memory,
     /// In memory and in a log in `data_dir/history`: restarts keep every stream.
-    #[default]
     Disk,
 }
 
