@@ -7,6 +7,10 @@
 //! socket under hyper is wrapped in [`ErrorBodies`], which recognizes those automatic
 //! answers on their way out and sends them with the body.
 //!
+//! Hyper enforces its head limit only while a head is still arriving: a head larger than
+//! the limit that comes in one read is parsed and served. [`refuse_oversized_heads`] holds
+//! the limit however the bytes arrive, with the same answer.
+//!
 //! Recognizing is exact: hyper's automatic answer is a bare head with `content-length: 0`
 //! and status 400, 414 or 431, written on its own; pushhub's own answers with those
 //! statuses always carry a JSON body, so they never look like one.
@@ -15,8 +19,18 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::http_error::ApiError;
+
+/// The largest request head served: hyper's read buffer limit (8 KiB + 100 × 4 KiB), which
+/// it enforces by itself only on heads that arrive over several reads.
+pub const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
 
 /// A socket served by hyper, giving hyper's own error answers a JSON body.
 #[derive(Debug)]
@@ -41,6 +55,12 @@ impl<S> ErrorBodies<S> {
     }
 }
 
+/// The code and message of a 431: too many headers or too large a head.
+const HEADERS_TOO_LARGE: (&str, &str) = (
+    "headers_too_large",
+    "the request head is too large: at most 100 headers and about 400 KiB",
+);
+
 /// The status codes hyper answers by itself, with the code and message of their body.
 fn error_of(status: &[u8]) -> Option<(&'static str, &'static str)> {
     Some(match status {
@@ -52,12 +72,33 @@ fn error_of(status: &[u8]) -> Option<(&'static str, &'static str)> {
             "uri_too_long",
             "the request URI is longer than 65,534 bytes",
         ),
-        b"431" => (
-            "headers_too_large",
-            "the request head is too large: at most 100 headers and about 400 KiB",
-        ),
+        b"431" => HEADERS_TOO_LARGE,
         _ => return None,
     })
+}
+
+/// Refuse a request whose head is larger than [`MAX_HEAD_BYTES`], as hyper does when it
+/// sees one arrive in parts: 431 with the JSON body, and the connection closed after it.
+pub async fn refuse_oversized_heads(request: Request, next: Next) -> Response {
+    let head_bytes = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len())
+        + request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if head_bytes <= MAX_HEAD_BYTES {
+        return next.run(request).await;
+    }
+    let (code, message) = HEADERS_TOO_LARGE;
+    let mut answer =
+        ApiError::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, code, message).into_response();
+    answer
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    answer
 }
 
 /// The answer to send instead of `head`, when `head` is one of hyper's automatic ones.
@@ -218,5 +259,32 @@ mod tests {
         far.read_to_end(&mut seen).await.unwrap();
         writer.await.unwrap();
         assert_eq!(seen, with_body(HYPER_431).unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_head_over_the_limit_is_refused_however_it_arrived() {
+        use tower::ServiceExt;
+        let router = axum::Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn(refuse_oversized_heads));
+        let request = |value_bytes: usize| {
+            axum::http::Request::get("/healthz")
+                .header("x-big", "a".repeat(value_bytes))
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let served = router.clone().oneshot(request(400_000)).await.unwrap();
+        assert_eq!(served.status(), StatusCode::OK);
+        let refused = router.oneshot(request(MAX_HEAD_BYTES)).await.unwrap();
+        assert_eq!(
+            refused.status(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        assert_eq!(refused.headers()[header::CONNECTION], "close");
+        let body = axum::body::to_bytes(refused.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "headers_too_large");
     }
 }

@@ -383,6 +383,9 @@ async fn run_listener(
     tls: Option<Arc<Tls>>,
     shutdown: CancellationToken,
 ) {
+    let router = router.layer(axum::middleware::from_fn(
+        crate::parse_errors::refuse_oversized_heads,
+    ));
     let requests = TaskTracker::new();
     while let Some(stream) = tcp::next_socket(&listener, &shutdown).await {
         let (router, shutdown) = (router.clone(), shutdown.clone());
