@@ -451,7 +451,12 @@ async fn get_as(
 
 #[tokio::test]
 async fn hammering_poll_and_sse_gets_429_per_client_address() {
-    let (server, _dir) = TestServer::with_config(CONFIG);
+    // One request a second (bursts of two): the refusals below stay refused on a machine
+    // slow enough to take 20 ms per request, which the default 50 a second would refill.
+    let (server, _dir) = TestServer::with_config(&CONFIG.replace(
+        "[limits]\n",
+        "[limits]\nmax_requests_per_second_per_ip = 1\n",
+    ));
     let http = crate::util::http();
     let poll = "/v1/poll?app=calm&user=hammer&timeout=0";
     let mut refused = None;
