@@ -35,6 +35,29 @@ fn javascript_client_sdk_and_demo_page() {
     );
 }
 
+/// The failed subtests of a `node --test` TAP output with their error blocks, to lead a
+/// failure message that CI logs may cut short.
+fn failures_of(tap: &str) -> String {
+    let mut failures = Vec::new();
+    let mut lines = tap.lines().peekable();
+    while let Some(line) = lines.next() {
+        if !line.trim_start().starts_with("not ok") {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let mut block = vec![line];
+        while let Some(next) = lines.peek() {
+            let deeper = next.len() - next.trim_start().len() > indent;
+            if !deeper {
+                break;
+            }
+            block.push(lines.next().unwrap_or_default());
+        }
+        failures.push(block.join("\n"));
+    }
+    failures.join("\n")
+}
+
 /// Run `files` of clients/js with `node --test` against this build's binary, failing on
 /// any failure; `what` names them in skips and the summary.
 pub fn node_suite(what: &str, files: &[&str]) {
@@ -106,7 +129,8 @@ pub fn node_suite(what: &str, files: &[&str]) {
     );
     assert!(
         status.success(),
-        "node --test failed ({status}):\n{out}\n{err}"
+        "node --test failed ({status}):\n{}\nthe whole output:\n{out}\n{err}",
+        failures_of(&out)
     );
     // Skips inside the suite (no Chromium, say) are reported by the suite; pass them on.
     let skips: Vec<&str> = out
