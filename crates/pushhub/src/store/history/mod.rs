@@ -155,11 +155,8 @@ impl HistoryLog {
         let mut bytes = 0u64;
         for (index, (_, path)) in list.iter().enumerate() {
             let newest = index + 1 == list.len();
-            let read = segments::read(path, newest).map_err(|damage| HistoryError::Damaged {
-                path: damage.path.display().to_string(),
-                at: damage.at,
-                reason: damage.reason,
-            })?;
+            let read = segments::read(path, newest, |record, _| records.push(record))
+                .map_err(HistoryError::from)?;
             if read.whole < read.len {
                 tracing::warn!(
                     segment = %path.display(),
@@ -175,7 +172,6 @@ impl HistoryLog {
                     .map_err(|e| io(format!("cannot repair {}: {e}", path.display())))?;
             }
             bytes += read.whole as u64;
-            records.extend(read.records);
         }
         let next_lsn = records.iter().map(|r| r.lsn + 1).max().unwrap_or(1);
         let read_records = records.len() as u64;
@@ -292,31 +288,7 @@ impl HistoryLog {
             .collect();
         let mut report = CompactionReport::default();
         for (_, path) in &sealed {
-            let read_path = path.clone();
-            let read = tokio::task::spawn_blocking(move || segments::read(&read_path, false))
-                .await
-                .map_err(|e| io(e.to_string()))?
-                .map_err(|damage| HistoryError::Damaged {
-                    path: damage.path.display().to_string(),
-                    at: damage.at,
-                    reason: damage.reason,
-                })?;
-            report.removed_bytes += read.len as u64;
-            let mut framed = Vec::new();
-            for record in read.records.iter().filter(|r| is_live(r)) {
-                let mut body = record::body(&record.publication, record.policy, record.wall_ms);
-                record::frame(&mut framed, record.lsn, &mut body);
-                report.copied += 1;
-            }
-            report.copied_bytes += framed.len() as u64;
-            if !framed.is_empty() {
-                let (done, answer) = oneshot::channel();
-                self.send(writer::Command::Copy { framed, done })?;
-                answer
-                    .await
-                    .map_err(|_| HistoryError::Write("the writer stopped".into()))?
-                    .map_err(HistoryError::Write)?;
-            }
+            report.removed_bytes += self.copy_live(path, &is_live, &mut report).await?;
         }
         for (_, path) in &sealed {
             std::fs::remove_file(path)
@@ -328,6 +300,61 @@ impl HistoryLog {
             .bytes
             .fetch_sub(report.removed_bytes, Ordering::Relaxed);
         Ok(report)
+    }
+
+    /// Copy the records of sealed segment `path` that `is_live` keeps to the newest
+    /// segment, as they are on disk, in batches of at most [`COPY_BATCH_BYTES`]; returns
+    /// the segment's length. Reads the segment as a stream, off the runtime: compaction
+    /// holds one batch, never a whole segment.
+    async fn copy_live(
+        &self,
+        path: &Path,
+        is_live: &impl Fn(&Record) -> bool,
+        report: &mut CompactionReport,
+    ) -> Result<u64, HistoryError> {
+        let read_path = path.to_owned();
+        // Liveness is the engine's to judge, on the runtime; the reader, off it, sends
+        // each record with its frame, a few at a time.
+        let (records, mut frames) = tokio::sync::mpsc::channel::<(Record, Vec<u8>)>(16);
+        let reader = tokio::task::spawn_blocking(move || {
+            segments::read(&read_path, false, |record, frame| {
+                let _ = records.blocking_send((record, frame.to_vec()));
+            })
+        });
+        let mut batch = Vec::new();
+        while let Some((record, frame)) = frames.recv().await {
+            if !is_live(&record) {
+                continue;
+            }
+            report.copied += 1;
+            batch.extend_from_slice(&frame);
+            if batch.len() >= COPY_BATCH_BYTES {
+                self.copy(std::mem::take(&mut batch), report).await?;
+            }
+        }
+        if !batch.is_empty() {
+            self.copy(batch, report).await?;
+        }
+        let read = reader
+            .await
+            .map_err(|e| HistoryError::Write(e.to_string()))?
+            .map_err(HistoryError::from)?;
+        Ok(read.len as u64)
+    }
+
+    /// Append framed records copied from an older segment, synced.
+    async fn copy(
+        &self,
+        framed: Vec<u8>,
+        report: &mut CompactionReport,
+    ) -> Result<(), HistoryError> {
+        report.copied_bytes += framed.len() as u64;
+        let (done, answer) = oneshot::channel();
+        self.send(writer::Command::Copy { framed, done })?;
+        answer
+            .await
+            .map_err(|_| HistoryError::Write("the writer stopped".into()))?
+            .map_err(HistoryError::Write)
     }
 
     /// Close the log cleanly: sync it, record the clean stop and release the lock, so a
@@ -365,6 +392,19 @@ impl HistoryLog {
             .ok_or_else(|| HistoryError::Write("the log is closed".into()))?
             .send(command)
             .map_err(|_| HistoryError::Write("the writer stopped".into()))
+    }
+}
+
+/// Most bytes of copied records compaction hands to the writer at once.
+const COPY_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+impl From<segments::Damage> for HistoryError {
+    fn from(damage: segments::Damage) -> Self {
+        Self::Damaged {
+            path: damage.path.display().to_string(),
+            at: damage.at,
+            reason: damage.reason,
+        }
     }
 }
 

@@ -66,6 +66,11 @@ pub fn frame(out: &mut Vec<u8>, lsn: u64, body: &mut [u8]) {
     out.extend_from_slice(body);
 }
 
+/// The body length a record's frame header (at the start of `frame`) announces.
+pub fn body_len(frame: &[u8]) -> Option<usize> {
+    frame.get(..4).map(|len| le32(len) as usize)
+}
+
 /// The record at the start of `bytes` and its length on disk.
 pub fn decode(bytes: &[u8]) -> Result<(Record, usize), Bad> {
     let (len, crc) = match (bytes.get(..4), bytes.get(4..8)) {

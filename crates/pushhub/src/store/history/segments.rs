@@ -7,7 +7,7 @@
 //! anywhere else is damage, and the log refuses to open.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufReader, Read as _, Write};
 use std::path::{Path, PathBuf};
 
 use super::record::{self, Bad, Record};
@@ -62,62 +62,75 @@ pub struct Damage {
     pub reason: String,
 }
 
-/// The records of a segment, and how many bytes of it are whole (the file's length
-/// unless the end is a torn write).
+/// How much of a segment holds whole records.
 pub struct Read {
-    /// The records, in the order written.
-    pub records: Vec<Record>,
     /// Length of the part that holds whole records.
     pub whole: usize,
     /// Length of the file.
     pub len: usize,
 }
 
-/// Read a segment; `newest` allows a torn write at its end.
-pub fn read(path: &Path, newest: bool) -> Result<Read, Damage> {
+/// Read a segment record by record, handing each to `each` with its bytes on disk (frame
+/// included); `newest` allows a torn write at its end. Streams through one buffer the size
+/// of the largest record, so reading a segment costs no more memory than its records
+/// kept by `each`.
+pub fn read(
+    path: &Path,
+    newest: bool,
+    mut each: impl FnMut(Record, &[u8]),
+) -> Result<Read, Damage> {
     let damage = |at: usize, reason: String| Damage {
         path: path.to_owned(),
         at,
         reason,
     };
-    let bytes = std::fs::read(path).map_err(|error| damage(0, error.to_string()))?;
-    if bytes.len() < MAGIC.len() && newest && MAGIC.starts_with(&bytes) {
-        return Ok(Read {
-            records: Vec::new(),
-            whole: 0,
-            len: bytes.len(),
-        });
+    let file = File::open(path).map_err(|error| damage(0, error.to_string()))?;
+    let len = file
+        .metadata()
+        .map_err(|error| damage(0, error.to_string()))?
+        .len() as usize;
+    let mut file = BufReader::with_capacity(1 << 20, file);
+    let mut magic = vec![0; MAGIC.len().min(len)];
+    file.read_exact(&mut magic)
+        .map_err(|error| damage(0, error.to_string()))?;
+    if len < MAGIC.len() && newest && MAGIC.starts_with(&magic) {
+        return Ok(Read { whole: 0, len });
     }
-    if !bytes.starts_with(MAGIC) {
+    if magic != MAGIC {
         return Err(damage(0, "not a pushhub history segment".into()));
     }
-    let mut records = Vec::new();
     let mut at = MAGIC.len();
-    while at < bytes.len() {
-        match record::decode(&bytes[at..]) {
+    let mut frame = Vec::new();
+    while at < len {
+        let rest = len - at;
+        // The frame header gives the record's length; what the file holds of the record
+        // (at most that) is read, and decoding it tells short, damaged and whole apart.
+        frame.resize(rest.min(record::FRAME_HEADER), 0);
+        file.read_exact(&mut frame)
+            .map_err(|error| damage(at, error.to_string()))?;
+        if let Some(body_len) = record::body_len(&frame) {
+            let available = rest.min(record::FRAME_HEADER + body_len.min(record::MAX_BODY));
+            frame.resize(available, 0);
+            file.read_exact(&mut frame[record::FRAME_HEADER..])
+                .map_err(|error| damage(at, error.to_string()))?;
+        }
+        match record::decode(&frame) {
             Ok((record, used)) => {
-                records.push(record);
+                each(record, &frame[..used]);
                 at += used;
             }
             Err(Bad::Short) if newest => break,
-            Err(Bad::Damaged(_)) if newest && is_last(&bytes[at..]) => break,
+            Err(Bad::Damaged(_)) if newest && is_last(&frame, rest) => break,
             Err(Bad::Short) => return Err(damage(at, "record cut short".into())),
             Err(Bad::Damaged(reason)) => return Err(damage(at, reason)),
         }
     }
-    Ok(Read {
-        records,
-        whole: at,
-        len: bytes.len(),
-    })
+    Ok(Read { whole: at, len })
 }
 
-/// True when a record that failed its checksum reaches exactly to the end of the file:
-/// a torn last write rather than damage in the middle.
-fn is_last(rest: &[u8]) -> bool {
-    rest.get(..4).is_some_and(|len| {
-        let mut word = [0; 4];
-        word.copy_from_slice(len);
-        record::FRAME_HEADER + u32::from_le_bytes(word) as usize == rest.len()
-    })
+/// True when a record (`frame`, read from where `rest` bytes of the file are left) that
+/// failed its checksum reaches exactly to the end of the file: a torn last write rather
+/// than damage in the middle.
+fn is_last(frame: &[u8], rest: usize) -> bool {
+    record::body_len(frame).is_some_and(|len| record::FRAME_HEADER + len == rest)
 }
