@@ -121,14 +121,16 @@ pub async fn serve(
         tracing::error!("not hearing the other nodes yet; serving anyway and retrying");
     }
     let services = crate::services::assemble(&config)?;
-    let hub = Hub::new(
-        Apps::new(services.apps.clone(), services.dynamic_apps.clone()),
-        engine,
-        stats.clone(),
-    );
     for events in services.apps.iter().filter_map(|app| app.events.as_ref()) {
         events.start(&events_tracker, events_stop.clone());
     }
+    // Moved, not copied: the hub alone holds the apps, so a reload that replaces them
+    // lets their event sinks go once their last connection ends.
+    let hub = Hub::new(
+        Apps::new(services.apps, services.dynamic_apps),
+        engine,
+        stats.clone(),
+    );
     let connections = Connections::with_address_limit(config.limits.max_connections_per_ip);
     let ws = WsContext {
         settings: WsSettings {
