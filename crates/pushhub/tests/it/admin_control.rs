@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::operator::{dead_url, operate, pushhub};
+use crate::operator::{dead_url, operate, pushhub, sse};
 use crate::util::{http, TestServer};
 
 const ADMIN: &str = "admin-key-0123456789abcdef";
@@ -25,20 +25,6 @@ fn json_of(server: &TestServer, command: &[&str]) -> Value {
     let (ok, out, err) = operate(server, command, ADMIN, true);
     assert!(ok, "{command:?}: {err}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-/// An SSE response held open: a connection of `user` until dropped.
-async fn sse(server: &TestServer, user: &str) -> reqwest::Response {
-    let response = http()
-        .get(format!(
-            "http://{}/v1/sse?app=demo&user={user}",
-            server.client
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response
 }
 
 /// `GET /v1/admin/status` with the admin key, until `done` holds for it.

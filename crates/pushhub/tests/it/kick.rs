@@ -149,18 +149,8 @@ async fn sse_events_to_the_end(response: reqwest::Response) -> Vec<serde_json::V
 #[tokio::test]
 async fn a_kick_ends_sse_streams_and_waiting_polls_with_its_code_and_reason() {
     let server = TestServer::start();
-    let stream = |user: &'static str| {
-        crate::util::http()
-            .get(format!(
-                "http://{}/v1/sse?app=demo&user={user}",
-                server.client
-            ))
-            .send()
-    };
-    let (again, gone) = (
-        stream("sse-1").await.unwrap(),
-        stream("sse-2").await.unwrap(),
-    );
+    let again = crate::operator::sse(&server, "sse-1").await;
+    let gone = crate::operator::sse(&server, "sse-2").await;
     let poll = {
         let url = format!(
             "http://{}/v1/poll?app=demo&user=poll-1&timeout=10",

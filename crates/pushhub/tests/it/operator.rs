@@ -16,7 +16,7 @@ fn local_addr(client: &crate::util::Client) -> String {
 }
 
 /// An SSE response held open: a connection of `user` until dropped.
-async fn sse(server: &TestServer, user: &str) -> reqwest::Response {
+pub(crate) async fn sse(server: &TestServer, user: &str) -> reqwest::Response {
     let response = crate::util::http()
         .get(format!(
             "http://{}/v1/sse?app=demo&user={user}",
