@@ -145,7 +145,14 @@ fn history(setup: &HistorySetup) -> Value {
     match (setup.engine, setup.store, &setup.log) {
         (EngineKind::Redis, _, _) => json!({"kind": "redis"}),
         (_, HistoryStore::Disk, Some(log)) => {
-            json!({"kind": "disk", "fsync": setup.fsync, "bytes": log.bytes()})
+            let problem = log.problem();
+            json!({
+                "kind": "disk",
+                "fsync": setup.fsync,
+                "bytes": log.bytes(),
+                "healthy": problem.is_none(),
+                "problem": problem,
+            })
         }
         _ => json!({"kind": "memory"}),
     }

@@ -215,9 +215,10 @@ pub fn status_report(status: &Value) -> String {
         "history",
         match history["kind"].as_str() {
             Some("disk") => format!(
-                "on disk (fsync {}), {} in the log",
+                "on disk (fsync {}), {} in the log: {}",
                 text(&history["fsync"]),
-                mebibytes(&history["bytes"])
+                mebibytes(&history["bytes"]),
+                health(history)
             ),
             Some("redis") => "in Redis".into(),
             _ => "in memory (lost at restart)".into(),
@@ -319,7 +320,8 @@ mod tests {
             "memory": {"rss_bytes": 12_897_484},
             "engine": {"broker": "memory", "presence": "memory", "healthy": true, "problem": null},
             "stores": {"timers": {"kind": "redb", "healthy": true, "pending": 1, "running": 0},
-                "history": {"kind": "disk", "fsync": "every_second", "bytes": 1_048_576}},
+                "history": {"kind": "disk", "fsync": "every_second", "bytes": 1_048_576,
+                    "healthy": true, "problem": null}},
             "webhook_senders": 1,
             "reload": {"generation": 2, "last": {"at_ms": 0, "trigger": "SIGHUP", "ok": false,
                 "changed": [], "errors": ["pushhub.toml: heartbeat: must be at least 1"]}},
@@ -333,7 +335,7 @@ messages:    1.5/s published, 3.0/s delivered (last 10 s); -
 memory:      12.3 MiB resident
 engine:      broker memory, presence memory: healthy
 timers:      redb store healthy; 1 pending, 0 running
-history:     on disk (fsync every_second), 1.0 MiB in the log
+history:     on disk (fsync every_second), 1.0 MiB in the log: healthy
 webhooks:    1 sender(s) running
 config:      generation 2; last at 1970-01-01 00:00:00Z (SIGHUP): REFUSED, 1 error(s); the running configuration stayed
              pushhub.toml: heartbeat: must be at least 1

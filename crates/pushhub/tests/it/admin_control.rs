@@ -304,3 +304,28 @@ async fn stop_force_does_not_wait_out_the_grace_for_a_trickling_request() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_durable_history_log_and_its_health() {
+    let (server, _dir) = TestServer::with_config(&config(OLD_KEY, "history_store = \"disk\""));
+    let (ok, _, err) = operate(&server, &["push", "demo", "alice", "kept"], OLD_KEY, false);
+    assert!(ok, "{err}");
+    let status = json_of(&server, &["status"]);
+    let history = &status["stores"]["history"];
+    assert_eq!(
+        (
+            history["kind"].clone(),
+            history["healthy"].clone(),
+            history["fsync"].clone()
+        ),
+        (json!("disk"), json!(true), json!("every_second")),
+        "{status}"
+    );
+    assert!(history["bytes"].as_u64().unwrap() > 0, "{status}");
+    let (_, out, _) = operate(&server, &["status"], ADMIN, false);
+    assert!(
+        out.contains("history:     on disk (fsync every_second), ")
+            && out.contains(" in the log: healthy\n"),
+        "{out}"
+    );
+}
