@@ -7,7 +7,7 @@
 //! short `id:` line is written per client. Heartbeats are SSE comments.
 //!
 //! An event stream has no close code: when the server ends a stream for a reason (a kick,
-//! shutdown, a slow consumer), its last event is the dialect's goodbye frame naming the
+//! shutdown, a slow consumer, the credential's expiry), its last event is the dialect's goodbye frame naming the
 //! reason and its code, so a client can tell "reconnect" from "stop" as a WebSocket
 //! client does from the close frame.
 
@@ -169,7 +169,8 @@ impl<H: ClientHandler> Stream<H> {
             } => Some(bytes),
             Next::Timeout if self.expiry.is_some_and(|e| Instant::now() >= e) => {
                 self.handler.on_close(&Disconnect::TOKEN_EXPIRED).await;
-                None
+                self.ended = true;
+                Some(SSE_FRAMER.frame_text(&(self.goodbye)(&Disconnect::TOKEN_EXPIRED)))
             }
             Next::Timeout => {
                 self.next_ping = Instant::now() + self.heartbeat;

@@ -130,7 +130,7 @@ async fn connection_ids_name_their_node() {
 }
 
 /// Read an SSE response until it ends; its `data:` payloads as JSON, in order.
-async fn sse_events_to_the_end(response: reqwest::Response) -> Vec<serde_json::Value> {
+pub(crate) async fn sse_events_to_the_end(response: reqwest::Response) -> Vec<serde_json::Value> {
     let body = tokio::time::timeout(crate::util::WAIT, response.text())
         .await
         .expect("the stream ends")
