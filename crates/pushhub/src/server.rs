@@ -276,7 +276,7 @@ pub async fn serve(
     }
     events_stop.cancel();
     events_tracker.close();
-    let flush = if grace.is_zero() {
+    let flush = if control.forced() {
         Duration::ZERO
     } else {
         EVENTS_FLUSH

@@ -74,10 +74,16 @@ impl Control {
         }
     }
 
+    /// Whether the stop was forced (`{"force":true}`): nothing in flight is waited for,
+    /// the last lifecycle webhooks included.
+    pub fn forced(&self) -> bool {
+        self.forced.load(Ordering::Relaxed)
+    }
+
     /// How long the shutdown under way may wait for connections and calls to finish:
     /// nothing after a forced stop, else the configured grace.
     pub fn grace(&self) -> Duration {
-        if self.forced.load(Ordering::Relaxed) {
+        if self.forced() {
             Duration::ZERO
         } else {
             self.shutdown_grace
