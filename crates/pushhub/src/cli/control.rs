@@ -33,7 +33,8 @@ impl ApiClient {
     }
 
     /// `pushhub stop`: `POST /v1/admin/stop`, then wait until the server no longer
-    /// answers (its grace, and some slack); an error if it still does then.
+    /// answers on its API listener (its grace, and some slack); an error if it still does
+    /// then.
     pub async fn stop(&self, force: bool) -> Result<(Value, String), CliError> {
         let body = json!({ "force": force });
         let answer = self
@@ -51,19 +52,20 @@ impl ApiClient {
             }
             tokio::time::sleep(STOP_POLL).await;
         }
-        let how = if force {
-            "forced: without waiting for connections and calls".to_owned()
+        // The API listener is gone; the process itself exits once its clients and calls
+        // are done, which no request can see any more.
+        let node = text(&answer["node"]);
+        let took = started.elapsed().as_secs_f64();
+        let line = if force {
+            format!(
+                "node {node} is stopping now (forced): it stopped accepting after {took:.1} s and exits without waiting for connections and calls\n"
+            )
         } else {
             format!(
-                "graceful: up to {} s for connections and calls",
+                "node {node} is stopping: it stopped accepting after {took:.1} s and exits once its connections and calls finish, within {} s\n",
                 grace.as_secs_f64()
             )
         };
-        let line = format!(
-            "stopped node {} ({how}) in {:.1} s\n",
-            text(&answer["node"]),
-            started.elapsed().as_secs_f64()
-        );
         Ok((answer, line))
     }
 

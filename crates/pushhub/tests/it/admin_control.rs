@@ -260,8 +260,8 @@ async fn stop_closes_clients_with_1001_and_waits_for_the_exit() {
     assert!(ok, "{err}");
     assert!(
         out.starts_with(&format!(
-            "stopped node {node} (graceful: up to 10 s for connections and calls) in "
-        )),
+            "node {node} is stopping: it stopped accepting after "
+        )) && out.ends_with(" and exits once its connections and calls finish, within 10 s\n"),
         "{out}"
     );
     assert_eq!(client.closed().await.0, 1001);
