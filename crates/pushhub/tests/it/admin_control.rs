@@ -298,6 +298,10 @@ async fn stop_force_does_not_wait_out_the_grace_for_a_trickling_request() {
     );
     let status = tokio::task::block_in_place(|| server.wait_exit());
     assert!(status.success(), "{status:?}\n{}", server.log());
+    println!(
+        "forced stop with a 30 s grace and a request trickling in: process gone after {:?}",
+        started.elapsed()
+    );
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "a forced stop took {:?}",
