@@ -278,4 +278,6 @@ export declare class Heartbeat {
   probe(): void;
   stop(): void;
 }
+/** Whether a frame is the last one of an SSE stream or long-poll answer the server ended: an `error` frame with the `close` code. */
+export declare function isClosing(frame: unknown): boolean;
 export declare function classify(info: { code?: number; status?: number; error?: string }): "terminal" | "token" | "resume" | "retry";

@@ -1108,6 +1108,11 @@ export class PushhubClient {
               }
               data = [];
               if (!frame) continue;
+              if (isClosing(frame)) {
+                // The server ended the stream and says why: act on it as on a close frame.
+                this._ended(gen, { code: frame.close, reason: frame.message ?? "" });
+                return;
+              }
               if (!welcomed) {
                 if (frame.type === "welcome") welcomed = this._welcome(gen, frame);
                 if (!welcomed) return;
@@ -1172,12 +1177,22 @@ export class PushhubClient {
         } else if (!body.recovered) {
           this._emit("recovered", { recovered: false, lost: ["*"] });
         }
+        let closing = null;
         for (const frame of body.messages) {
+          if (isClosing(frame)) {
+            closing = frame;
+            break;
+          }
           this._frame(gen, frame);
           if (gen !== this._gen) return;
         }
         this._stream.apply(body.cursor);
         cursor = this._stream.cursor;
+        if (closing) {
+          // The server ended this poll and says why: act on it as on a close frame.
+          this._ended(gen, { code: closing.close, reason: closing.message ?? "" });
+          return;
+        }
       }
     })();
     return link;
@@ -1196,6 +1211,14 @@ function loginCredential(credential) {
 
 function roomChannel(app, room) {
   return `${app}:room:${room}`;
+}
+
+/**
+ * Whether `frame` is the last frame of an SSE stream or long-poll answer the server ended:
+ * an `error` frame carrying the close code (`{"type":"error","code":"kicked","close":4009,...}`).
+ */
+export function isClosing(frame) {
+  return frame?.type === "error" && Number.isInteger(frame.close);
 }
 
 /** How a connection's end is handled: `terminal`, `token` (fresh token, at once), `resume` (at once) or `retry` (backoff). */

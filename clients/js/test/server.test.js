@@ -160,9 +160,34 @@ describe("against a real server", { skip: skip ?? false, concurrency: true, time
       if (transport !== "poll") {
         // Long-poll has no connection to cut between two requests; the others reconnected.
         assert.deepEqual(seen.recovered, [{ recovered: true, lost: [] }]);
-        assert.equal(seen.disconnected[0].code, transport === "websocket" ? 4009 : 1006);
       }
+      // SSE and a poll in flight end with the kick's closing frame: the same code as WebSocket's.
+      assert.ok(seen.disconnected.every((d) => d.code === 4009 && d.willReconnect), JSON.stringify(seen.disconnected));
+      if (transport !== "poll") assert.equal(seen.disconnected.length, 1);
       client.close();
+    });
+
+    serverTest(`${transport}: kicked for good (4516), stops and does not come back`, async (server) => {
+      const user = `gone-${transport}`;
+      const { client, seen } = open(server, { user, transports: [transport], pollTimeout: 5, reconnect: { min: 50, max: 50, jitter: 0 } });
+      await until(() => client.state === "connected", "connected");
+      // Long-poll: the first answer comes at once; let the waiting poll that follows start.
+      await new Promise((r) => setTimeout(r, 200));
+      const kicked = await server.api("POST", "/v1/disconnect", { app: "demo", user, reconnect: false, reason: "banned" });
+      assert.deepEqual(kicked.body, { disconnected: 1 });
+      await until(() => client.state === "closed", "the client gives up");
+      assert.equal(seen.disconnected.length, 1);
+      assert.deepEqual(
+        [seen.disconnected[0].code, seen.disconnected[0].reason, seen.disconnected[0].willReconnect],
+        [4516, "banned", false],
+      );
+      assert.equal(seen.error.length, 1);
+      assert.equal(seen.error[0].closeCode, 4516);
+      // Were it to reconnect, it would have by now (50 ms backoff).
+      await new Promise((r) => setTimeout(r, 500));
+      const online = await server.api("GET", "/v1/apps/demo/users");
+      assert.ok(!online.body.users.some((u) => u.user === user), JSON.stringify(online.body));
+      assert.equal(client.state, "closed");
     });
   }
 

@@ -13,6 +13,7 @@ import {
   classify,
   formatCursor,
   heartbeatSettings,
+  isClosing,
   loginRetryDelay,
   parseCursor,
   reconnectPolicy,
@@ -157,6 +158,13 @@ describe("heartbeat", () => {
     assert.deepEqual(heartbeatSettings("seed003", { heartbeat: 25 }), { interval: 180, timeout: 30, retries: 1 });
     assert.equal(heartbeatSettings(false, { heartbeat: 25 }), null);
   });
+});
+
+test("the closing frame of SSE and long-poll is an error frame with a close code", () => {
+  assert.equal(isClosing({ type: "error", code: "kicked_for_good", close: 4516, message: "bye" }), true);
+  assert.equal(isClosing({ type: "error", id: 7, code: "rpc_failed", message: "no" }), false, "a call's error stays a call's");
+  assert.equal(isClosing({ type: "msg", close: 4516 }), false);
+  assert.equal(isClosing(null), false);
 });
 
 test("close codes and HTTP refusals", () => {

@@ -6,6 +6,7 @@
 //! running server (which holds the store's lock) and on a remote one, under the same API
 //! keys as a backend.
 
+mod control;
 mod people;
 mod tasks;
 
@@ -35,8 +36,9 @@ pub enum CliError {
         /// Why.
         reason: String,
     },
-    /// The server refused (its error code and message).
-    #[error("{code}: {message} (HTTP {status})")]
+    /// The server refused (its error code and message, and each of its errors when it
+    /// lists them, as a refused reload does).
+    #[error("{code}: {message} (HTTP {status}){}", details.iter().map(|d| format!("\n  {d}")).collect::<String>())]
     Api {
         /// HTTP status.
         status: u16,
@@ -44,7 +46,12 @@ pub enum CliError {
         code: String,
         /// The API's message.
         message: String,
+        /// Every error the answer lists (`location: key: message`), if it lists them.
+        details: Vec<String>,
     },
+    /// The server accepted a stop but did not go.
+    #[error("{0}")]
+    StillRunning(String),
     /// The command named something the server does not have (a user who is not online).
     #[error("{0}")]
     NotFound(String),
@@ -195,6 +202,12 @@ impl ApiClient {
                 status,
                 code: code.to_owned(),
                 message: message.to_owned(),
+                details: value["error"]["errors"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(error_line)
+                    .collect(),
             }),
             _ => Err(CliError::NotPushhub { url: shown, status }),
         }
@@ -277,6 +290,16 @@ impl ApiClient {
             }
         }
     }
+}
+
+/// One of the errors an API answer lists, as `location: key: message`.
+fn error_line(error: &Value) -> String {
+    [&error["location"], &error["key"], &error["message"]]
+        .into_iter()
+        .filter_map(Value::as_str)
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// The innermost cause of a request error: the part that says what went wrong.

@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod node;
 pub mod outbound;
 pub mod parse_errors;
+pub mod rates;
 pub mod redis;
 pub mod reload;
 pub mod scheduler;

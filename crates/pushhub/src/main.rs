@@ -159,6 +159,27 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// A running server's state: version, uptime, connections, users, message rates,
+    /// memory, engine and store health, configuration generation (admin key).
+    Status {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Read the configuration file again and apply it without dropping anyone, as
+    /// SIGHUP does; an invalid one is refused with every error (admin key).
+    Reload {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop a running server gracefully, as SIGTERM does, and wait until it is gone
+    /// (admin key).
+    Stop {
+        /// Do not wait for connections, requests, webhooks and timer calls to finish.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// The timer store in the data directory, with the server stopped: check it, or
     /// salvage a damaged one (see docs/operations.md).
     Store {
@@ -249,14 +270,15 @@ struct ApiArgs {
     json: bool,
 }
 
-/// How `pushhub users`, `kick`, `push` and `tasks` reach the server (they name their app
-/// themselves, or concern every app).
+/// How `pushhub users`, `kick`, `push`, `tasks`, `status`, `reload` and `stop` reach the
+/// server (they name their app themselves, or concern every app).
 #[derive(Args)]
 struct ServerArgs {
     /// The server's API listener.
     #[arg(long, default_value = "http://127.0.0.1:8082")]
     api: String,
-    /// An API key of the app (or an admin key), needed when the app has keys.
+    /// An API key of the app, or an admin key (status, reload and stop need one when
+    /// admin keys are configured).
     #[arg(long, env = "PUSHHUB_API_KEY", hide_env_values = true)]
     key: Option<String>,
     /// Print the API's JSON answer instead of text.
@@ -513,6 +535,18 @@ fn main() -> ExitCode {
         }
         Command::Tasks { server } => {
             operate(server.into(), |client| async move { client.tasks().await })
+        }
+        Command::Status { server } => {
+            operate(server.into(), |client| async move { client.status().await })
+        }
+        Command::Reload { server } => {
+            operate(server.into(), |client| async move { client.reload().await })
+        }
+        Command::Stop { force, server } => {
+            operate(
+                server.into(),
+                |client| async move { client.stop(force).await },
+            )
         }
         Command::Token {
             app,

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::api::admin_control::{Control, HistorySetup};
 use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::disconnect::Disconnect;
@@ -26,6 +27,7 @@ use crate::gateway::{self, GatewayState, TcpGateway};
 use crate::http_error::ApiError;
 use crate::hub::{Apps, Hub};
 use crate::parse_errors::ErrorBodies;
+use crate::rates::Rates;
 use crate::reload::{Reloader, Swaps};
 use crate::scheduler::own_listeners::OwnListeners;
 use crate::scheduler::{StartError, Timers};
@@ -80,11 +82,32 @@ pub async fn serve(
     config.timers.targets = Arc::new(config.timers.targets.as_ref().clone().refusing_own(own));
     let redis = connect_redis(&config).await?;
     let timers = start_timers(&config, redis.as_deref()).await?;
-    let timers_done = tokio::spawn(timers.clone().run(shutdown.clone(), config.shutdown_grace));
     let stats = Arc::new(Stats::default());
     let tracker = TaskTracker::new();
     let history = open_history_log(&config).await?;
     let history_log = history.as_ref().map(|(log, _)| log.clone());
+    // Lifecycle webhooks outlive the connections, so the disconnects that shutdown
+    // causes are sent too: they stop once every connection has ended.
+    let (events_tracker, events_stop) = (TaskTracker::new(), CancellationToken::new());
+    let control = Control::new(
+        Rates::start(stats.clone(), shutdown.clone()),
+        HistorySetup {
+            engine: config.engine,
+            store: config.history_store,
+            fsync: config.history_fsync,
+            log: history_log.clone(),
+        },
+        events_tracker.clone(),
+        config.shutdown_grace,
+    );
+    let timers_done = {
+        let control = control.clone();
+        tokio::spawn(
+            timers
+                .clone()
+                .run(shutdown.clone(), move || control.grace()),
+        )
+    };
     let engine = engine::from_config(
         config.engine,
         redis.clone(),
@@ -98,17 +121,16 @@ pub async fn serve(
         tracing::error!("not hearing the other nodes yet; serving anyway and retrying");
     }
     let services = crate::services::assemble(&config)?;
-    let hub = Hub::new(
-        Apps::new(services.apps.clone(), services.dynamic_apps.clone()),
-        engine,
-        stats.clone(),
-    );
-    // Lifecycle webhooks outlive the connections, so the disconnects that shutdown
-    // causes are sent too: they stop once every connection has ended.
-    let (events_tracker, events_stop) = (TaskTracker::new(), CancellationToken::new());
     for events in services.apps.iter().filter_map(|app| app.events.as_ref()) {
         events.start(&events_tracker, events_stop.clone());
     }
+    // Moved, not copied: the hub alone holds the apps, so a reload that replaces them
+    // lets their event sinks go once their last connection ends.
+    let hub = Hub::new(
+        Apps::new(services.apps, services.dynamic_apps),
+        engine,
+        stats.clone(),
+    );
     let connections = Connections::with_address_limit(config.limits.max_connections_per_ip);
     let ws = WsContext {
         settings: WsSettings {
@@ -153,6 +175,7 @@ pub async fn serve(
         timers,
         reloader,
         shutdown: shutdown.clone(),
+        control: control.clone(),
     };
     // push-serve's own port: its client and API endpoints, under TLS with the clients'.
     let pushserve = gateway::pushserve_router(gateway_state.clone())
@@ -228,7 +251,8 @@ pub async fn serve(
     }
 
     shutdown.cancelled().await;
-    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+    let grace = control.grace();
+    let deadline = tokio::time::Instant::now() + grace;
     tracing::info!(
         connections = connections.len(),
         "closing every client connection"
@@ -252,7 +276,12 @@ pub async fn serve(
     }
     events_stop.cancel();
     events_tracker.close();
-    let _ = tokio::time::timeout_at(deadline + EVENTS_FLUSH, events_tracker.wait()).await;
+    let flush = if control.forced() {
+        Duration::ZERO
+    } else {
+        EVENTS_FLUSH
+    };
+    let _ = tokio::time::timeout_at(deadline + flush, events_tracker.wait()).await;
     let _ = timers_done.await;
     // Last: nothing publishes any more. A clean close lets a successor open the log.
     if let Some(log) = history_log {

@@ -28,48 +28,40 @@ pub async fn overview(
         let connections: usize = users.iter().map(|(_, count)| count).sum();
         apps.push(json!({"app": name, "users": users.len(), "connections": connections}));
     }
-    let (broker, presence) = hub.engine_kinds();
-    let problem = hub.engine_health().await.err();
-    let timers = state.timers.snapshot();
     Ok(Json(json!({
         "node": crate::node::node_id(),
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
-        "memory": {"rss_bytes": resident_bytes()},
-        "engine": {
-            "broker": broker,
-            "presence": presence,
-            "healthy": problem.is_none(),
-            "problem": problem,
-        },
-        "store": {"kind": timers.store, "healthy": !timers.store_damaged},
+        "memory": memory(),
+        "engine": engine(hub).await,
+        "store": timer_store(&state.timers),
         "cluster": {"spans_nodes": hub.spans_nodes(), "nodes": hub.nodes().await?},
         "apps": apps,
         "apps_total": names.len(),
     })))
 }
 
-/// This process's resident memory, from `/proc/self/status` (Linux); `None` elsewhere.
-fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
+/// The engine's kinds and whether it reaches what it needs (`/healthz`'s check), as the
+/// dashboard and `pushhub status` show them.
+pub(super) async fn engine(hub: &crate::hub::Hub) -> Value {
+    let (broker, presence) = hub.engine_kinds();
+    let problem = hub.engine_health().await.err();
+    json!({
+        "broker": broker,
+        "presence": presence,
+        "healthy": problem.is_none(),
+        "problem": problem,
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn resident_memory_is_read_on_linux() {
-        if cfg!(target_os = "linux") {
-            let rss = super::resident_bytes().expect("VmRSS in /proc/self/status");
-            assert!(rss > 1024 * 1024, "{rss}");
-        }
-    }
+/// The timer store's kind and health.
+pub(super) fn timer_store(timers: &crate::scheduler::Timers) -> Value {
+    let snapshot = timers.snapshot();
+    json!({"kind": snapshot.store, "healthy": !snapshot.store_damaged})
+}
+
+/// This process's resident memory, as `/metrics` reads it (`null` where `/proc` is not).
+pub(super) fn memory() -> Value {
+    let resident = crate::metrics::process::resident_bytes();
+    json!({"rss_bytes": (resident > 0).then_some(resident)})
 }

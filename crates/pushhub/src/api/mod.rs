@@ -5,6 +5,7 @@
 //! [`ApiError`](crate::http_error::ApiError).
 
 pub mod admin;
+pub mod admin_control;
 pub mod auth;
 pub mod conns;
 pub mod cron;
@@ -55,6 +56,8 @@ pub struct ApiState {
     pub reloader: crate::reload::Reloader,
     /// The server's shutdown token: `POST /v1/admin/stop` cancels it, as SIGTERM does.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// What `/v1/admin/status` and `/v1/admin/stop` read and act on.
+    pub control: admin_control::Control,
 }
 
 /// The API listener's routes.
@@ -95,6 +98,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/access", get(pushserve::access))
         .route("/getUsers", any(jdserver::get_users))
         .merge(dashboard::routes())
+        .merge(admin_control::routes())
         .layer(axum::middleware::from_fn(crate::metrics::http::record))
         .with_state(state)
 }

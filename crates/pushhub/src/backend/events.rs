@@ -149,18 +149,29 @@ pub struct WebhookQueue {
 }
 
 /// Where an app's events go: a bounded queue, drained by [`EventSink::start`]'s task.
+///
+/// The task holds the queue's receiving end and the [`Shipper`], never the sink itself:
+/// when a reload replaces the app and the last connection admitted under the old one
+/// ends, the old sink is dropped, its queue closes, and its task sends what is left and
+/// ends. Reloads therefore never pile up sending tasks.
 pub struct EventSink {
+    shipper: Arc<Shipper>,
+    sender: mpsc::Sender<Event>,
+    receiver: Mutex<Option<mpsc::Receiver<Event>>>,
+}
+
+/// What sends an app's batches: its settings, client and counters, shared by the sink
+/// and its task.
+struct Shipper {
     app: Arc<str>,
     settings: EventSettings,
     backend: BackendClient,
-    sender: mpsc::Sender<Event>,
-    receiver: Mutex<Option<mpsc::Receiver<Event>>>,
     counters: EventCounters,
 }
 
 impl std::fmt::Debug for EventSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "EventSink({})", self.settings.url)
+        write!(f, "EventSink({})", self.shipper.settings.url)
     }
 }
 
@@ -169,12 +180,14 @@ impl EventSink {
     pub fn new(app: Arc<str>, settings: EventSettings, backend: BackendClient) -> Self {
         let (sender, receiver) = mpsc::channel(settings.queue.max(1));
         Self {
-            app,
-            settings,
-            backend,
+            shipper: Arc::new(Shipper {
+                app,
+                settings,
+                backend,
+                counters: EventCounters::default(),
+            }),
             sender,
             receiver: Mutex::new(Some(receiver)),
-            counters: EventCounters::default(),
         }
     }
 
@@ -182,10 +195,10 @@ impl EventSink {
     /// per hundred drops), so a slow backend never slows a connection.
     pub fn emit(&self, event: Event) {
         if self.sender.try_send(event).is_err() {
-            let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            let dropped = self.counters().dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped % 100 == 1 {
                 tracing::warn!(
-                    app = &*self.app,
+                    app = &*self.shipper.app,
                     dropped,
                     "lifecycle event queue full: dropping events"
                 );
@@ -195,15 +208,15 @@ impl EventSink {
 
     /// The counters.
     pub fn counters(&self) -> &EventCounters {
-        &self.counters
+        &self.shipper.counters
     }
 
     /// The queue as it stands now.
     pub fn queue(&self) -> WebhookQueue {
-        let c = &self.counters;
+        let c = self.counters();
         let bound = self.sender.max_capacity();
         WebhookQueue {
-            url: self.settings.url.to_string(),
+            url: self.shipper.settings.url.to_string(),
             queued: bound.saturating_sub(self.sender.capacity()) as u64,
             max_queued: bound,
             in_flight: c.in_flight.load(Ordering::Relaxed),
@@ -215,17 +228,20 @@ impl EventSink {
         }
     }
 
-    /// Start sending: one task, tracked by `tracker`, that ends when `stop` fires, after
-    /// one last attempt at what is queued (the server fires it once connections have
-    /// ended, so their disconnects go out too). Starting twice does nothing.
-    pub fn start(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
+    /// Start sending: one task, tracked by `tracker`, that ends when `stop` fires (the
+    /// server fires it once connections have ended, so their disconnects go out too) or
+    /// once this sink is dropped, after one last attempt at what is queued. Starting
+    /// twice does nothing.
+    pub fn start(&self, tracker: &TaskTracker, stop: CancellationToken) {
         let Some(receiver) = lock(&self.receiver).take() else {
             return;
         };
-        let sink = self.clone();
-        tracker.spawn(async move { sink.run(receiver, shutdown).await });
+        let shipper = self.shipper.clone();
+        tracker.spawn(async move { shipper.run(receiver, stop).await });
     }
+}
 
+impl Shipper {
     async fn run(&self, mut receiver: mpsc::Receiver<Event>, shutdown: CancellationToken) {
         let mut batch = Vec::with_capacity(self.settings.max_batch);
         loop {

@@ -10,13 +10,14 @@ use std::time::Duration;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, Extensions, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
 
 use super::{native_client, GatewayState};
 use crate::api::jdserver::{request_params, text_param};
 use crate::auth;
 use crate::dialect::jdserver::JdClient;
+use crate::dialect::native;
 use crate::http_error::ApiError;
 use crate::hub::{AuthMode, Cursor};
 use crate::transport::{poll, sse, Peer};
@@ -189,6 +190,7 @@ pub async fn native_sse(
                 state.new_outbox(),
                 &state.ws.connections,
                 stats,
+                native::closing_frame,
             )
             .await
         }
@@ -243,11 +245,16 @@ async fn native_poll_answer(
     )
     .await
     .map_err(|reason| ApiError::from(&reason))?;
+    let mut messages = polled.messages;
+    // A poll the server ended early says why last, as the stream's other transports do.
+    if let Some(reason) = &polled.closed {
+        messages.push(Bytes::from(native::closing_frame(reason)));
+    }
     let cursor = serde_json::to_string(&polled.cursor.to_string()).unwrap_or_default();
-    let size = 64 + cursor.len() + polled.messages.iter().map(|m| m.len() + 1).sum::<usize>();
+    let size = 64 + cursor.len() + messages.iter().map(|m| m.len() + 1).sum::<usize>();
     let mut body = BytesMut::with_capacity(size);
     body.put_slice(b"{\"messages\":[");
-    for (i, message) in polled.messages.iter().enumerate() {
+    for (i, message) in messages.iter().enumerate() {
         if i > 0 {
             body.put_u8(b',');
         }

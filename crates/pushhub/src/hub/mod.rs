@@ -405,14 +405,11 @@ impl Hub {
                 .await;
         }
         self.inner.stats.connection_opened();
-        let gauge =
-            crate::metrics::global()
-                .connections
-                .get_or_create_owned(&crate::metrics::ConnLabels {
-                    app: self.inner.apps.load().metric_label(&app.name),
-                    transport,
-                    dialect,
-                });
+        let gauge = crate::metrics::global().connection_gauge(crate::metrics::ConnLabels {
+            app: self.inner.apps.load().metric_label(&app.name),
+            transport,
+            dialect,
+        });
         gauge.inc();
         if let Some(events) = &app.events {
             events.emit(Event::Connect {

@@ -20,8 +20,9 @@ pub mod process;
 pub mod scrape;
 pub mod timed;
 
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -30,6 +31,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+
+use crate::sync::lock;
 
 /// The label value of every app created on first use (`dynamic_apps`): their names come
 /// from clients, so they never become labels of their own.
@@ -117,6 +120,10 @@ pub struct Metrics {
     pub engine_errors: Family<EngineLabels, Counter>,
     /// Refused credentials.
     pub auth_failures: Family<AuthLabels, Counter>,
+    /// Every connection kind [`connections`](Self::connections) has a gauge for: the
+    /// family cannot be walked, and `pushhub status` adds them up by transport and
+    /// dialect. Bounded as the labels are.
+    conn_kinds: Mutex<HashSet<ConnLabels>>,
 }
 
 static GLOBAL: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -126,6 +133,7 @@ static GLOBAL: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     engine: Family::new_with_constructor(latency_histogram),
     engine_errors: Family::default(),
     auth_failures: Family::default(),
+    conn_kinds: Mutex::default(),
 });
 
 /// The process's recorded metrics.
@@ -134,6 +142,31 @@ pub fn global() -> &'static Metrics {
 }
 
 impl Metrics {
+    /// The gauge of connections of this kind, to raise while one is attached.
+    pub fn connection_gauge(&self, labels: ConnLabels) -> Gauge {
+        if self.connections.get(&labels).is_none() {
+            lock(&self.conn_kinds).insert(labels.clone());
+        }
+        self.connections.get_or_create_owned(&labels)
+    }
+
+    /// Connections attached to this node now by transport and dialect (every app
+    /// together), read from the same gauges `/metrics` shows; sorted, kinds with none
+    /// left out.
+    pub fn connections_by_kind(&self) -> Vec<(&'static str, &'static str, i64)> {
+        let kinds: Vec<ConnLabels> = lock(&self.conn_kinds).iter().cloned().collect();
+        let mut sums: BTreeMap<(&'static str, &'static str), i64> = BTreeMap::new();
+        for labels in kinds {
+            if let Some(gauge) = self.connections.get(&labels) {
+                *sums.entry((labels.transport, labels.dialect)).or_default() += gauge.get();
+            }
+        }
+        sums.into_iter()
+            .filter(|(_, count)| *count > 0)
+            .map(|((transport, dialect), count)| (transport, dialect, count))
+            .collect()
+    }
+
     /// Count an outgoing call of `kind` that took `took` and ended with `outcome`.
     pub fn call(&self, kind: &'static str, outcome: &'static str, took: Duration) {
         self.calls

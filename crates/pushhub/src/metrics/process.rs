@@ -36,6 +36,12 @@ pub fn sample() -> ProcessSample {
     sample
 }
 
+/// Resident memory alone, in bytes (0 where it cannot be read): what the status pages
+/// show, without [`sample`]'s walk over every open file descriptor.
+pub fn resident_bytes() -> u64 {
+    parse_status(&std::fs::read_to_string("/proc/self/status").unwrap_or_default()).resident_bytes
+}
+
 /// Memory and threads from `/proc/self/status` (sizes there are in KiB, whatever the
 /// page size).
 fn parse_status(status: &str) -> ProcessSample {

@@ -321,11 +321,12 @@ impl Timers {
     }
 
     /// Fire timers and cron jobs until `shutdown`, purging finished timers past
-    /// retention meanwhile. Then give calls in flight up to `grace` to finish and record
+    /// retention meanwhile. Then give calls in flight up to `grace()` (asked then: a
+    /// forced stop gives none) to finish and record
     /// their results, close the log and the store. Calls still in flight after that stay
     /// `running` in the store: timers' are made again after a restart, and a job's is
     /// made up for by a catch-up run.
-    pub async fn run(self, shutdown: CancellationToken, grace: Duration) {
+    pub async fn run(self, shutdown: CancellationToken, grace: impl FnOnce() -> Duration) {
         let in_flight = self.inner.in_flight.clone();
         // Leases are renewed until the calls in flight are over, after the dispatchers stop.
         let calls_over = CancellationToken::new();
@@ -348,7 +349,10 @@ impl Timers {
             ),
         };
         in_flight.close();
-        if tokio::time::timeout(grace, in_flight.wait()).await.is_err() {
+        if tokio::time::timeout(grace(), in_flight.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 calls = in_flight.len(),
                 "timer calls still in flight at the end of the shutdown grace: they stay running and are made again after a restart (in a cluster: by another node, at once)"

@@ -26,6 +26,9 @@ pub struct Polled {
     pub cursor: Cursor,
     /// False when the client asked to resume and some channel could not be.
     pub recovered: bool,
+    /// Why the server ended the poll early (a kick, shutdown, a slow consumer), for the
+    /// answer to say so; `None` when it ended by itself (its wait, a full batch).
+    pub closed: Option<Disconnect>,
 }
 
 /// Attach `handler`'s client, wait up to `wait` for a first message, then take whatever
@@ -58,6 +61,7 @@ pub async fn poll<H: ClientHandler>(
     let mut feed = Feed::new(outbox, start.cursor);
     let mut messages = Vec::new();
     let mut deadline = Instant::now() + wait;
+    let mut closed = None;
     let reason = loop {
         if messages.len() >= max {
             break Disconnect::NORMAL;
@@ -77,6 +81,7 @@ pub async fn poll<H: ClientHandler>(
             Next::Timeout => break Disconnect::NORMAL,
             Next::Closed(reason) => {
                 super::record_end(stats, &reason);
+                closed = Some(reason.clone());
                 break reason;
             }
         }
@@ -86,6 +91,7 @@ pub async fn poll<H: ClientHandler>(
         messages,
         cursor: feed.cursor().clone(),
         recovered: start.recovered,
+        closed,
     })
 }
 
@@ -156,5 +162,6 @@ mod tests {
             "the overflowed queue was dropped"
         );
         assert_eq!(stats.snapshot().slow_consumers, 1);
+        assert_eq!(polled.closed, Some(Disconnect::SLOW_CONSUMER));
     }
 }

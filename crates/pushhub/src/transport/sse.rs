@@ -5,6 +5,11 @@
 //! automatic reconnect sends it back as `Last-Event-ID` and resumes exactly. The payload
 //! part of each event is framed once per message and shared by every SSE client; only the
 //! short `id:` line is written per client. Heartbeats are SSE comments.
+//!
+//! An event stream has no close code: when the server ends a stream for a reason (a kick,
+//! shutdown, a slow consumer, the credential's expiry), its last event is the dialect's goodbye frame naming the
+//! reason and its code, so a client can tell "reconnect" from "stop" as a WebSocket
+//! client does from the close frame.
 
 use std::sync::Arc;
 
@@ -57,12 +62,21 @@ struct Stream<H> {
     /// When the client's credential expires; the stream ends then.
     expiry: Option<Instant>,
     preamble: Option<Bytes>,
+    /// The dialect's last frame, naming why the server ended the stream.
+    goodbye: Goodbye,
+    /// The stream has said goodbye: the next read ends it.
+    ended: bool,
     stats: Arc<Stats>,
     _registration: Registration,
 }
 
+/// The last frame of a stream the server ends, in the dialect's words, e.g. the native
+/// `{"type":"error","code":"kicked","close":4009,"message":"..."}`.
+pub type Goodbye = fn(&Disconnect) -> Vec<u8>;
+
 /// Open `handler`'s client and answer with its event stream, or with an HTTP error if the
-/// dialect refuses it.
+/// dialect refuses it. A stream the server ends closes with `goodbye`'s frame.
+#[allow(clippy::too_many_arguments)]
 pub async fn respond<H>(
     mut handler: H,
     headers: &axum::http::HeaderMap,
@@ -70,6 +84,7 @@ pub async fn respond<H>(
     outbox: Arc<Outbox>,
     connections: &Connections,
     stats: Arc<Stats>,
+    goodbye: Goodbye,
 ) -> Response
 where
     H: ClientHandler + 'static,
@@ -98,6 +113,8 @@ where
         next_ping: Instant::now() + heartbeat,
         expiry: liveness.credential_expiry,
         preamble: Some(preamble),
+        goodbye,
+        ended: false,
         stats,
         _registration: registration,
     };
@@ -129,6 +146,9 @@ impl<H: ClientHandler> Stream<H> {
         if let Some(preamble) = self.preamble.take() {
             return Some(preamble);
         }
+        if self.ended {
+            return None;
+        }
         let deadline = self
             .expiry
             .map_or(self.next_ping, |e| e.min(self.next_ping));
@@ -149,7 +169,8 @@ impl<H: ClientHandler> Stream<H> {
             } => Some(bytes),
             Next::Timeout if self.expiry.is_some_and(|e| Instant::now() >= e) => {
                 self.handler.on_close(&Disconnect::TOKEN_EXPIRED).await;
-                None
+                self.ended = true;
+                Some(SSE_FRAMER.frame_text(&(self.goodbye)(&Disconnect::TOKEN_EXPIRED)))
             }
             Next::Timeout => {
                 self.next_ping = Instant::now() + self.heartbeat;
@@ -158,7 +179,8 @@ impl<H: ClientHandler> Stream<H> {
             Next::Closed(reason) => {
                 super::record_end(&self.stats, &reason);
                 self.handler.on_close(&reason).await;
-                None
+                self.ended = true;
+                Some(SSE_FRAMER.frame_text(&(self.goodbye)(&reason)))
             }
         }
     }

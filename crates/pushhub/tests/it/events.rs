@@ -164,3 +164,68 @@ async fn shutdown_sends_the_disconnects_it_causes() {
         .collect();
     assert_eq!(closed, [1001, 1001], "{events:?}");
 }
+
+/// The number of lifecycle webhook senders `GET /v1/admin/status` reports, once it is `n`.
+async fn wait_senders(server: &TestServer, n: u64) {
+    let deadline = tokio::time::Instant::now() + crate::util::WAIT;
+    loop {
+        let (status, body) = server.get("/v1/admin/status").await;
+        assert_eq!(status, 200, "{body}");
+        if body["webhook_senders"] == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected {n} webhook senders: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// Two workers: the backends live in this test process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_do_not_pile_up_senders_and_a_replaced_one_flushes_then_stops() {
+    let first = Backend::start(|_| Answer::new(200, "{}")).await;
+    let second = Backend::start(|_| Answer::new(200, "{}")).await;
+    let (server, dir) = server(&first);
+    let path = dir.path().join("pushhub.toml");
+    wait_senders(&server, 1).await;
+    let (old, _) = server.native("live", "old").await;
+    wait_for(&first, 0, 1).await;
+
+    // Ten reloads, each a new sink for the app: the one the open connection was
+    // admitted with keeps sending for it, every other replaced one ends at once.
+    const RELOADS: u64 = 10;
+    for reload in 1..=RELOADS {
+        let url = if reload == RELOADS {
+            second.url("/events")
+        } else {
+            first.url("/events")
+        };
+        let text = format!(
+            "heartbeat = {}\n[apps.live]\nauth = \"none\"\nbackend_secret = \"live-backend-secret-0123456789abcdef\"\n[apps.live.events]\nurl = \"{url}\"\nmax_batch = 3\nmax_delay_ms = 100\n",
+            10 + reload
+        );
+        std::fs::write(&path, text).unwrap();
+        let (status, body) = server.post_json("/v1/admin/reload", &json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["generation"], reload + 1, "{body}");
+    }
+    wait_senders(&server, 2).await;
+
+    // The old connection's disconnect still goes where it was admitted to send it;
+    // then its sender ends, and new connections report to the new URL.
+    drop(old);
+    wait_senders(&server, 1).await;
+    let events = accepted(&first, 0);
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["connect", "disconnect"], "{events:?}");
+    let (_new, _) = server.native("live", "new").await;
+    let events = wait_for(&second, 0, 1).await;
+    assert_eq!(
+        (events[0]["type"].as_str(), events[0]["user"].as_str()),
+        (Some("connect"), Some("new"))
+    );
+    assert_eq!(accepted(&first, 0).len(), 2, "the old sender posts no more");
+    println!("webhook senders after {RELOADS} reloads: 2 while the old connection lived, then 1");
+}

@@ -128,3 +128,83 @@ async fn connection_ids_name_their_node() {
         "message ids carry the node too: {message_id}"
     );
 }
+
+/// Read an SSE response until it ends; its `data:` payloads as JSON, in order.
+pub(crate) async fn sse_events_to_the_end(response: reqwest::Response) -> Vec<serde_json::Value> {
+    let body = tokio::time::timeout(crate::util::WAIT, response.text())
+        .await
+        .expect("the stream ends")
+        .expect("the stream reads");
+    body.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|line| line.strip_prefix("data: "))
+                .collect();
+            (!data.is_empty()).then(|| serde_json::from_str(&data.join("\n")).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_kick_ends_sse_streams_and_waiting_polls_with_its_code_and_reason() {
+    let server = TestServer::start();
+    let again = crate::operator::sse(&server, "sse-1").await;
+    let gone = crate::operator::sse(&server, "sse-2").await;
+    let poll = {
+        let url = format!(
+            "http://{}/v1/poll?app=demo&user=poll-1&timeout=10",
+            server.client
+        );
+        tokio::spawn(async move { crate::util::http().get(url).send().await.unwrap() })
+    };
+    server.wait_connections(3).await;
+    server.push("sse-1", json!("before")).await;
+
+    for (user, reconnect) in [("sse-1", true), ("sse-2", false), ("poll-1", false)] {
+        let (status, body) = server
+            .post_json(
+                "/v1/disconnect",
+                &json!({"app": "demo", "user": user, "reconnect": reconnect, "reason": "maintenance"}),
+            )
+            .await;
+        assert_eq!((status, body), (200, json!({"disconnected": 1})));
+    }
+    let events = sse_events_to_the_end(again).await;
+    let kinds: Vec<_> = events.iter().map(|e| e["type"].clone()).collect();
+    assert_eq!(kinds, ["welcome", "msg", "error"], "{events:?}");
+    assert_eq!(
+        events[2],
+        json!({"type": "error", "code": "kicked", "close": 4009, "message": "maintenance"})
+    );
+    let events = sse_events_to_the_end(gone).await;
+    assert_eq!(
+        events.last().unwrap(),
+        &json!({"type": "error", "code": "kicked_for_good", "close": 4516, "message": "maintenance"})
+    );
+    let answer = tokio::time::timeout(crate::util::WAIT, poll)
+        .await
+        .expect("the kick answers the waiting poll at once")
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(
+        body["messages"],
+        json!([{"type": "error", "code": "kicked_for_good", "close": 4516, "message": "maintenance"}]),
+        "{body}"
+    );
+    assert!(body["cursor"].is_string(), "{body}");
+
+    // A poll that simply waits out its time ends with no closing frame.
+    let answer = crate::util::http()
+        .get(format!(
+            "http://{}/v1/poll?app=demo&user=poll-2&timeout=0.1",
+            server.client
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["messages"], json!([]), "{body}");
+}

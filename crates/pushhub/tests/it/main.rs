@@ -1,5 +1,7 @@
 //! Integration tests: the real `pushhub` binary on port 0, real WebSocket and HTTP clients.
 
+// pushhub status, reload and stop, and the admin endpoints behind them.
+mod admin_control;
 mod admin_dashboard;
 mod api_keys;
 // WebSocket conformance (kosoku, Autobahn's cases) against an in-process echo server.

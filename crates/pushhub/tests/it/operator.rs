@@ -16,7 +16,7 @@ fn local_addr(client: &crate::util::Client) -> String {
 }
 
 /// An SSE response held open: a connection of `user` until dropped.
-async fn sse(server: &TestServer, user: &str) -> reqwest::Response {
+pub(crate) async fn sse(server: &TestServer, user: &str) -> reqwest::Response {
     let response = crate::util::http()
         .get(format!(
             "http://{}/v1/sse?app=demo&user={user}",
@@ -136,7 +136,7 @@ api_keys = ["other-key-0123456789"]
 }
 
 /// Run `pushhub ARGS` as an operator would; its success, stdout and stderr.
-fn pushhub(args: &[&str]) -> (bool, String, String) {
+pub(crate) fn pushhub(args: &[&str]) -> (bool, String, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_pushhub"))
         .args(args)
         .env_remove("PUSHHUB_API_KEY")
@@ -150,7 +150,12 @@ fn pushhub(args: &[&str]) -> (bool, String, String) {
 }
 
 /// `pushhub COMMAND ... --api URL --key KEY [--json]`.
-fn operate(server: &TestServer, command: &[&str], key: &str, json: bool) -> (bool, String, String) {
+pub(crate) fn operate(
+    server: &TestServer,
+    command: &[&str],
+    key: &str,
+    json: bool,
+) -> (bool, String, String) {
     let api = format!("http://{}", server.api);
     let mut args = command.to_vec();
     args.extend(["--api", &api, "--key", key]);
@@ -161,7 +166,7 @@ fn operate(server: &TestServer, command: &[&str], key: &str, json: bool) -> (boo
 }
 
 /// A URL nothing listens on.
-fn dead_url() -> String {
+pub(crate) fn dead_url() -> String {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/dead", closed.local_addr().unwrap());
     drop(closed);

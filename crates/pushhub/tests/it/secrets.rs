@@ -1,5 +1,5 @@
 //! No secret is ever logged: a server at debug level (every crate) with known API keys,
-//! token secrets, a backend secret, a push-serve password and credentials, driven through
+//! admin keys (used, refused and rotated by a reload), token secrets, a backend secret, a push-serve password and credentials, driven through
 //! every feature that handles them; then its whole log is searched for each secret, as
 //! is and in its base64 and hex forms.
 
@@ -20,6 +20,9 @@ const PUSHSERVE_PASSWORD: &str = "ps-password-Gh5Jk6Lm7Nb8Vc9";
 const WRONG_PASSWORD: &str = "ps-wrong-Ab3Cd4Ef5Gh6Ij7";
 const TIMER_BEARER: &str = "timer-bearer-Rt5Yu6Io7Pa8Sd9";
 const UKEY: &str = "ukey-cred-Wq2Ee3Rr4Tt5Yy6Uu7";
+const ADMIN_KEY: &str = "admin-key-Vb6Nm7Qa8Ws9Ed0Rf";
+const NEW_ADMIN_KEY: &str = "admin-new-Tg1Yh2Uj3Ik4Ol5Pp";
+const WRONG_ADMIN_KEY: &str = "admin-wrong-Xs6Cd7Vf8Bg9Nh0";
 const BAD_UKEY: &str = "ukey-bad-Lp0Ok9Ij8Uh7Yg6";
 
 fn answer(request: &Recorded) -> Answer {
@@ -64,6 +67,8 @@ async fn no_secret_is_ever_logged() {
     let backend = Backend::start(answer).await;
     let config = format!(
         r#"
+admin_keys = ["{ADMIN_KEY}"]
+
 [apps.secure]
 auth = "token"
 token_secrets = ["{TOKEN_SECRET}", "{OLD_TOKEN_SECRET}"]
@@ -94,7 +99,7 @@ password = "{PUSHSERVE_PASSWORD}"
     );
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("pushhub.toml");
-    std::fs::write(&path, config).expect("write config");
+    std::fs::write(&path, &config).expect("write config");
     let mut server = TestServer::start_with(
         &["--config", path.to_str().expect("path"), "--log", "debug"],
         &[],
@@ -198,6 +203,26 @@ password = "{PUSHSERVE_PASSWORD}"
     let refusal = response.text().await.expect("body");
     assert!(refusal.contains("error"), "{refusal}");
 
+    // Operators: status, the dashboard's overview and a reload that rotates the admin key,
+    // with the admin key; refusals of a wrong one and of an app's key.
+    let admin = |path: &str, key: &'static str| {
+        let request = if path.ends_with("/reload") {
+            client.post(api(path))
+        } else {
+            client.get(api(path))
+        }
+        .bearer_auth(key);
+        async move { request.send().await.expect("admin call").status() }
+    };
+    assert_eq!(admin("/v1/admin/status", ADMIN_KEY).await, 200);
+    assert_eq!(admin("/v1/admin/overview", ADMIN_KEY).await, 200);
+    assert_eq!(admin("/v1/admin/status", WRONG_ADMIN_KEY).await, 401);
+    assert_eq!(admin("/v1/admin/status", API_KEY).await, 403);
+    std::fs::write(&path, config.replace(ADMIN_KEY, NEW_ADMIN_KEY)).expect("rewrite config");
+    assert_eq!(admin("/v1/admin/reload", ADMIN_KEY).await, 200);
+    assert_eq!(admin("/v1/admin/status", NEW_ADMIN_KEY).await, 200);
+    assert_eq!(admin("/v1/admin/status", ADMIN_KEY).await, 401);
+
     // Lifecycle events (signed) for a disconnect, then a clean stop.
     drop(user);
     wait_for(&backend, "/events").await;
@@ -213,6 +238,9 @@ password = "{PUSHSERVE_PASSWORD}"
         ("old token secret", OLD_TOKEN_SECRET.to_owned()),
         ("backend secret", BACKEND_SECRET.to_owned()),
         ("API key", API_KEY.to_owned()),
+        ("admin key", ADMIN_KEY.to_owned()),
+        ("rotated admin key", NEW_ADMIN_KEY.to_owned()),
+        ("wrong admin key", WRONG_ADMIN_KEY.to_owned()),
         ("wrong API key", WRONG_KEY.to_owned()),
         ("push-serve password", PUSHSERVE_PASSWORD.to_owned()),
         ("wrong push-serve password", WRONG_PASSWORD.to_owned()),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use serde_json::{json, Value};
@@ -282,6 +282,132 @@ async fn wss_and_https_serve_and_sighup_swaps_the_certificate_without_dropping_a
     read_until(&mut sse, &["sse-after"]).await;
     // Both WebSockets and the SSE stream.
     server.wait_connections(3).await;
+}
+
+/// A combined reload's configuration: the admin key, app `demo` with `key` and frames up
+/// to `max_frame_bytes`, under TLS with `files`' pair.
+fn combined(files: &Files, key: &str, max_frame_bytes: u32) -> PathBuf {
+    files.config(
+        "admin_keys = [\"admin-key-0123456789abcdef\"]\n",
+        &format!("[apps.demo]\nauth = \"none\"\napi_keys = [\"{key}\"]\nmax_frame_bytes = {max_frame_bytes}\n"),
+    )
+}
+
+/// Push `data` to `user` of app `demo` with API key `key`; the status.
+async fn push_with(server: &TestServer, key: &str, user: &str, data: &str) -> u16 {
+    crate::util::http()
+        .post(server.api_url("/v1/push"))
+        .bearer_auth(key)
+        .json(&json!({"app": "demo", "to": user, "event": "e", "data": data}))
+        .send()
+        .await
+        .expect("push")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reload_rotates_a_key_changes_a_limit_and_replaces_the_certificate_dropping_nobody() {
+    const ADMIN: &str = "admin-key-0123456789abcdef";
+    const OLD: &str = "demo-old-key-0123456789";
+    const NEW: &str = "demo-new-key-0123456789";
+    let first = SelfSigned::new("pushhub first", 11);
+    let second = SelfSigned::new("pushhub second", 12);
+    let files = Files::new(&first);
+    let config = combined(&files, OLD, 1000);
+    let server = TestServer::start_with(&["--config", config.to_str().expect("path")], &[]);
+    server.wait_log("TLS on client", 1).await;
+    let trusting_both = connector(&[&first, &second], &[b"http/1.1"]);
+    let (mut old_ws, presented) = wss(&server, &trusting_both, "1").await;
+    assert_eq!(presented, first.der);
+    let (mut old_sse, _) = tls_connect(&trusting_both, server.client).await;
+    http_get(&mut old_sse, "/v1/sse?app=demo&user=2", &["\"welcome\""]).await;
+    assert_eq!(push_with(&server, OLD, "1", "before").await, 200);
+    assert_eq!(ws_json(&mut old_ws).await["data"], "before");
+
+    // One change: a new key, a smaller frame limit and a renewed certificate.
+    files.install_key(&second);
+    files.install_cert(&second);
+    combined(&files, NEW, 200);
+    let answer = crate::util::http()
+        .post(server.api_url("/v1/admin/reload"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(answer.status(), 200);
+    let applied: Value = answer.json().await.expect("JSON");
+    assert_eq!(applied["generation"], 2, "{applied}");
+    assert_eq!(
+        applied["changed"],
+        json!(["apps.demo.max_frame_bytes", "apps.demo.api_keys"]),
+        "{applied}"
+    );
+    let sha256 = applied["tls_sha256"].as_str().expect("a fingerprint");
+    assert!(
+        server.log().contains(sha256),
+        "the log names the new certificate"
+    );
+
+    // Every connection made before is up and served, under the rules it came with.
+    assert_eq!(
+        push_with(&server, OLD, "1", "x").await,
+        401,
+        "the old key is refused"
+    );
+    assert_eq!(push_with(&server, NEW, "1,2", "after").await, 200);
+    assert_eq!(ws_json(&mut old_ws).await["data"], "after");
+    read_until(&mut old_sse, &["after"]).await;
+    let padded = json!({"type": "ping", "id": "x".repeat(300)}).to_string();
+    old_ws
+        .send(Message::text(padded.clone()))
+        .await
+        .expect("send");
+    assert_eq!(
+        push_with(&server, NEW, "1", "still").await,
+        200,
+        "the old connection keeps its 1000-byte limit"
+    );
+    loop {
+        let frame = ws_json(&mut old_ws).await;
+        if frame["type"] == "msg" {
+            assert_eq!(frame["data"], "still");
+            break;
+        }
+    }
+
+    // New connections: the new certificate, and the new limit.
+    let (mut new_ws, presented) = wss(&server, &connector(&[&second], &[b"http/1.1"]), "3").await;
+    assert_eq!(presented, second.der);
+    new_ws.send(Message::text(padded)).await.expect("send");
+    let closed = loop {
+        match tokio::time::timeout(WAIT, new_ws.next())
+            .await
+            .expect("a close")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => break u16::from(frame.code),
+            Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(closed, 1009, "a new connection gets the new limit");
+    let status: Value = crate::util::http()
+        .get(server.api_url("/v1/admin/status"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        status["connections"]["total"], 2,
+        "both connections made before the reload are up: {status}"
+    );
+    println!(
+        "connections made before the reload and still up after it: {} of 2",
+        status["connections"]["total"]
+    );
 }
 
 #[tokio::test]

@@ -200,10 +200,29 @@ async fn tokens_expire_on_live_connections_unless_refreshed() {
         (Some("refreshed"), Some(2))
     );
 
+    let stream = crate::util::http()
+        .get(format!(
+            "http://{}/v1/sse?app=secure&token={}",
+            server.client,
+            short("d")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+
     let started = std::time::Instant::now();
     let (code, _) = lapsing.closed().await;
     assert_eq!(code, 4006);
     assert!(started.elapsed() < std::time::Duration::from_secs(9));
+    // An SSE stream ends at its token's expiry too, saying so last.
+    let events = crate::kick::sse_events_to_the_end(stream).await;
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last["code"].clone(), last["close"].clone()),
+        (json!("token_expired"), json!(4006)),
+        "{events:?}"
+    );
     server
         .post_json(
             "/v1/push",

@@ -197,6 +197,12 @@ impl TestServer {
             .args(["-TERM", &pid])
             .status()
             .expect("kill");
+        self.wait_exit()
+    }
+
+    /// Wait for the process to exit by itself (after a stop); panics with the log after
+    /// [`WAIT`].
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {

@@ -134,6 +134,9 @@ pub struct HistoryLog {
     shared: Arc<writer::Shared>,
     segment_bytes: u64,
     lock: Mutex<Option<File>>,
+    /// Why the last append failed, until one succeeds again: the health `pushhub status`
+    /// shows (publishes fail meanwhile).
+    failing: Mutex<Option<String>>,
 }
 
 impl HistoryLog {
@@ -229,6 +232,7 @@ impl HistoryLog {
                 shared,
                 segment_bytes: options.segment_bytes,
                 lock: Mutex::new(Some(lock_file)),
+                failing: Mutex::new(None),
             },
             restored,
         ))
@@ -244,11 +248,20 @@ impl HistoryLog {
     /// are written in that order.
     pub async fn append(&self, bodies: Vec<Vec<u8>>) -> Result<(), HistoryError> {
         let (done, answer) = oneshot::channel();
-        self.send(writer::Command::Append { bodies, done })?;
-        answer
-            .await
-            .map_err(|_| HistoryError::Write("the writer stopped".into()))?
-            .map_err(HistoryError::Write)
+        let result = match self.send(writer::Command::Append { bodies, done }) {
+            Ok(()) => answer
+                .await
+                .map_err(|_| HistoryError::Write("the writer stopped".into()))
+                .and_then(|written| written.map_err(HistoryError::Write)),
+            Err(error) => Err(error),
+        };
+        *lock(&self.failing) = result.as_ref().err().map(ToString::to_string);
+        result
+    }
+
+    /// Why the last append failed, while appends fail; `None` while they succeed.
+    pub fn problem(&self) -> Option<String> {
+        lock(&self.failing).clone()
     }
 
     /// Bytes in the log's segments.

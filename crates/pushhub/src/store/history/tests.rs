@@ -48,8 +48,14 @@ async fn records_come_back_after_a_clean_close_and_the_lock_passes_on() {
         log.append(vec![body("a", "e1", offset)]).await.unwrap();
     }
     log.append(vec![body("b", "e2", 1)]).await.unwrap();
+    assert_eq!(log.problem(), None);
     log.close().await.unwrap();
     assert!(log.append(vec![body("a", "e1", 6)]).await.is_err());
+    assert_eq!(
+        log.problem().as_deref(),
+        Some("history log: the log is closed"),
+        "a failing append is the log's health"
+    );
     let (_log, restored) = HistoryLog::open(dir.path(), OPTIONS).unwrap();
     assert_eq!(restored.records, 6);
     let a = stream(&restored, "a");

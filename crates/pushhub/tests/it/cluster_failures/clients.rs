@@ -439,7 +439,9 @@ impl Session<'_> {
             };
             let body = answer?;
             self.recovered(body["recovered"] == true);
-            for msg in body["messages"].as_array().into_iter().flatten() {
+            // A poll the node ended early (its shutdown) closes with an `error` frame.
+            let messages = body["messages"].as_array().into_iter().flatten();
+            for msg in messages.filter(|m| m["type"] == "msg") {
                 self.seen.record(&msg["data"]);
             }
             *cursor = Cursor::parse(body["cursor"].as_str().ok_or("no cursor")?);
