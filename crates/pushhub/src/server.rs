@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::api::admin_control::{Control, HistorySetup};
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiContext};
 use crate::config::Config;
 use crate::disconnect::Disconnect;
 use crate::engine;
@@ -166,7 +166,7 @@ pub async fn serve(
         reloader.clone(),
         shutdown.clone(),
     ));
-    let api_state = ApiState {
+    let api_state = Arc::new(ApiContext {
         hub: hub.clone(),
         max_body_bytes: config.limits.max_body_bytes,
         started: Instant::now(),
@@ -176,7 +176,7 @@ pub async fn serve(
         reloader,
         shutdown: shutdown.clone(),
         control: control.clone(),
-    };
+    });
     // push-serve's own port: its client and API endpoints, under TLS with the clients'.
     let pushserve = gateway::pushserve_router(gateway_state.clone())
         .merge(api::pushserve_router(api_state.clone()));
