@@ -49,8 +49,15 @@ fuzz_target!(|data: &[u8]| {
     };
     match parse_login(&frame, names) {
         Ok(login) => {
-            let param = login.credential.param.as_deref().expect("a named credential");
-            let position = names.iter().position(|n| *n == param).expect("one of the names");
+            let param = login
+                .credential
+                .param
+                .as_deref()
+                .expect("a named credential");
+            let position = names
+                .iter()
+                .position(|n| *n == param)
+                .expect("one of the names");
             assert!(names[..position].iter().all(|n| frame.get(n).is_none()));
             assert_eq!(frame[param].as_str(), Some(login.credential.value.as_str()));
             assert!(!login.credential.value.is_empty());
