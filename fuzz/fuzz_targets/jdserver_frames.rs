@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let hub = pushhub_fuzz::hub();
-    let link = link(if mode % 2 == 0 { "websocket" } else { "poll" });
+    let link = link();
     pushhub_fuzz::runtime().block_on(async {
         let line = |i: usize| lines.get(i).cloned();
         let (mut client, feed) = if mode % 2 == 0 {

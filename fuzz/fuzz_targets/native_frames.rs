@@ -107,14 +107,14 @@ fuzz_target!(|data: &[u8]| {
             0 => {
                 let client =
                     NativeClient::awaiting_connect(hub.clone(), renderer, before_handshake());
-                run(client, &link("tcp"), &lines).await;
+                run(client, &link(), &lines).await;
             }
             1 => {
                 let name = if mode & 4 == 0 { "demo" } else { "solo" };
                 let app = hub.app(name).expect("declared app");
                 let user = lines[0].clone();
                 // A first connection of the same user, still open while the second runs.
-                let first_link = link("websocket");
+                let first_link = link();
                 let presented = Presented {
                     user: Some(user),
                     ..Presented::default()
@@ -136,7 +136,7 @@ fuzz_target!(|data: &[u8]| {
                     renderer,
                     before_handshake(),
                 );
-                run(client, &link("websocket"), &lines[1..]).await;
+                run(client, &link(), &lines[1..]).await;
                 check_sent(&first_link);
                 first
                     .on_close(first_open.as_ref().err().unwrap_or(&Disconnect::NORMAL))
@@ -152,7 +152,7 @@ fuzz_target!(|data: &[u8]| {
                     renderer,
                     before_handshake(),
                 );
-                run(client, &link("websocket"), &lines).await;
+                run(client, &link(), &lines).await;
             }
             _ => {
                 let app = hub.app("secure").expect("declared app");
@@ -168,7 +168,7 @@ fuzz_target!(|data: &[u8]| {
                     renderer,
                     before_handshake(),
                 );
-                run(client, &link("websocket"), &lines[1..]).await;
+                run(client, &link(), &lines[1..]).await;
             }
         }
     });

@@ -148,15 +148,14 @@ pub fn jdserver_renderer() -> Arc<dyn Render> {
         .clone()
 }
 
-/// A link of a client on `transport` (with no address, as behind an unknown proxy) whose
-/// frames are left unframed (so a target reads payloads as they are), with a queue as
-/// large as a server's default.
-pub fn link(transport: &'static str) -> Link {
+/// A link to a client with no known address whose frames are left unframed (so a target
+/// reads payloads as they are), with a queue as large as a server's default.
+pub fn link() -> Link {
     let outbox = Arc::new(Outbox::new(OutboxLimits {
         max_messages: 1024,
         max_bytes: 1 << 20,
     }));
-    Link::new(outbox, &RAW_FRAMER, Peer::new(transport, None, None))
+    Link::new(outbox, &RAW_FRAMER, Peer::new(None, None))
 }
 
 /// Everything queued on `link` so far, and the reason it is closing, if it is.

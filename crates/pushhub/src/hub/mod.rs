@@ -106,8 +106,8 @@ pub struct ConnectRequest {
     /// Most missed messages the client takes at once (a long-poll's batch); `None` for as
     /// many as fit comfortably in its send queue.
     pub max_replay: Option<usize>,
-    /// How it came (transport, dialect, address), for operators.
-    pub detail: ConnDetail,
+    /// The client's address, for operators (its transport and dialect are its renderer's).
+    pub addr: Option<std::net::SocketAddr>,
 }
 
 /// One channel of a connection and where it stood when the connection attached (or, for
@@ -345,6 +345,11 @@ impl Hub {
         }
         let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let (transport, dialect) = request.renderer.kind();
+        let detail = ConnDetail {
+            transport,
+            dialect,
+            addr: request.addr,
+        };
         let resuming = request.since.is_some();
         let app = request.app;
         let since_ms = now_ms();
@@ -375,7 +380,7 @@ impl Hub {
         let subscriber = Arc::new(
             Subscriber::new(id, request.outbox, request.renderer)
                 .connected_at(since_ms)
-                .described(request.detail),
+                .described(detail),
         );
         let subscribed = self.inner.registry.subscribe_within(
             home,
@@ -1492,7 +1497,7 @@ mod tests {
             renderer: Arc::new(Plain(FormatId::unique())),
             since: None,
             max_replay: None,
-            detail: ConnDetail::default(),
+            addr: None,
         };
         (hub.connect(request, |_| {}).await.unwrap(), outbox)
     }

@@ -53,7 +53,7 @@ type Latencies<L> = Family<L, Histogram, fn() -> Histogram>;
 pub struct ConnLabels {
     /// A configured app's name, or [`DYNAMIC_APP`].
     pub app: String,
-    /// `ws`, `sse`, `poll` or `tcp`.
+    /// `websocket`, `sse`, `poll` or `tcp`.
     pub transport: &'static str,
     /// `native`, `jdserver`, `pushserve` or `mswoole`.
     pub dialect: &'static str,
