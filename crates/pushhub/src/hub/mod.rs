@@ -874,17 +874,17 @@ impl Hub {
     /// apps created on first use together under [`crate::metrics::DYNAMIC_APP`].
     pub async fn users_online(&self) -> Result<Vec<(String, u64)>, HubError> {
         let presence = &self.inner.engine.presence;
+        let apps = self.inner.apps.load_full();
         let mut online = Vec::new();
-        for name in self.inner.apps.load().declared_names() {
-            let count = presence.user_count(&name).await? as u64;
-            online.push((name.to_string(), count));
-        }
-        let created = self.inner.apps.load().created_names();
-        if !created.is_empty() {
-            let mut count = 0;
-            for name in created {
-                count += presence.user_count(&name).await? as u64;
+        let mut created = None;
+        for app in apps.all() {
+            let count = presence.user_count(&app.name).await? as u64;
+            match apps.is_declared(&app.name) {
+                true => online.push((app.name.to_string(), count)),
+                false => *created.get_or_insert(0) += count,
             }
+        }
+        if let Some(count) = created {
             online.push((crate::metrics::DYNAMIC_APP.to_owned(), count));
         }
         Ok(online)
