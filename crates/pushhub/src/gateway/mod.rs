@@ -6,7 +6,7 @@
 //! - `GET /` with a WebSocket upgrade: jdserver dialect (first frame `{"ac":"init",...}`),
 //!   unless `[jdserver] websocket = false`.
 //! - `/getMsg?app=&user=[&timeout=][&cursor=]`: jdserver long-poll.
-//! - `GET /demo` (and `/demo/*.js`, `/demo/demo.css`): the demo page and the JavaScript SDK
+//! - `GET /demo` (and `/demo/*.js`, `/demo/*.css`): the demo page and the JavaScript SDK
 //!   it runs ([`demo`]).
 //! - `GET /ws?uid=&access_key=`: push-serve dialect.
 //! - `[mswoole] paths` (default `/mswoole`; `/` when jdserver's WebSocket is off)
