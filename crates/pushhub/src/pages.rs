@@ -1,12 +1,17 @@
 //! The pages embedded in the binary (the demo page on the client listener, the admin
 //! dashboard on the API listener): each page's files served from memory with one set of
-//! security headers. No files on disk, no CDN, no build step.
+//! security headers, and the stylesheet both pages share. No files on disk, no CDN, no
+//! build step.
 
 use axum::body::Body;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+
+/// The look the demo page and the dashboard share (palette, header, cards, forms,
+/// buttons), served beside each page's files as `base.css`.
+pub const BASE_CSS: &str = include_str!("../../../clients/js/demo/base.css");
 
 /// One file of a page: the path it is served at and its text.
 #[derive(Debug, Clone, Copy)]

@@ -18,11 +18,15 @@ use crate::pages::{self, Asset};
 
 const INDEX: &str = include_str!("../../admin/index.html");
 
-/// The dashboard's script and stylesheet (the page itself is [`page`]'s answer).
-static ASSETS: [Asset; 2] = [
+/// The dashboard's script and stylesheets (the page itself is [`page`]'s answer).
+static ASSETS: [Asset; 3] = [
     Asset {
         path: "/admin/admin.js",
         body: include_str!("../../admin/admin.js"),
+    },
+    Asset {
+        path: "/admin/base.css",
+        body: pages::BASE_CSS,
     },
     Asset {
         path: "/admin/admin.css",
@@ -59,6 +63,7 @@ fn disabled_page(why: &str) -> String {
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>pushhub admin: no admin key configured</title>
   <link rel="icon" href="data:,">
+  <link rel="stylesheet" href="/admin/base.css">
   <link rel="stylesheet" href="/admin/admin.css">
 </head>
 <body>

@@ -22,8 +22,8 @@ use crate::pages::{self, Asset};
 
 const INDEX: &str = include_str!("../../../../clients/js/demo/index.html");
 
-/// The page, its script and stylesheet, and the SDK.
-static ASSETS: [Asset; 5] = [
+/// The page, its script and stylesheets, and the SDK.
+static ASSETS: [Asset; 6] = [
     Asset {
         path: "/demo",
         body: INDEX,
@@ -35,6 +35,10 @@ static ASSETS: [Asset; 5] = [
     Asset {
         path: "/demo/demo.js",
         body: include_str!("../../../../clients/js/demo/demo.js"),
+    },
+    Asset {
+        path: "/demo/base.css",
+        body: pages::BASE_CSS,
     },
     Asset {
         path: "/demo/demo.css",
