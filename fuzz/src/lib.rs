@@ -204,6 +204,29 @@ pub fn frames(data: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// Whether `json` nests deeper than a serde_json parse can go on this harness's stack.
+///
+/// The server parses JSON into a `Value` on a task's 2 MiB stack, within serde_json's 128
+/// levels; under ASAN on the script's 256 KiB stack that parse alone overflows past about
+/// 100 levels (fuzz finding in `mswoole_des`, seed `regress_deep_plaintext`), so targets
+/// leave deeper inputs (counted conservatively: brackets inside strings count too) to the
+/// unit tests that parse them on a task-sized stack.
+pub fn deeper_than_the_harness_stack(json: &[u8]) -> bool {
+    const MAX_HARNESS_DEPTH: usize = 64;
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for byte in json {
+        match byte {
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest > MAX_HARNESS_DEPTH
+}
+
 /// The connections attached to `hub` now.
 pub fn connections(hub: &Hub) -> u64 {
     hub.stats().connections()
