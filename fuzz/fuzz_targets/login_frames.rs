@@ -11,24 +11,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use pushhub::dialect::native::login::parse_login;
-
-const MAX_HARNESS_DEPTH: usize = 64;
-
-/// The deepest bracket nesting of `text`, strings not told apart.
-fn nesting(text: &[u8]) -> usize {
-    let (mut depth, mut deepest) = (0usize, 0usize);
-    for byte in text {
-        match byte {
-            b'[' | b'{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
-}
+use pushhub_fuzz::deeper_than_the_harness_stack;
 
 const NAME_SETS: [&[&str]; 3] = [&["token"], &["ukey", "token"], &["ukey"]];
 
@@ -37,11 +20,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let names = NAME_SETS[usize::from(choice) % NAME_SETS.len()];
-    // The server reads frames into a `Value` on a task's 2 MiB stack, within serde_json's
-    // 128 levels; under ASAN on this harness's small stack that parse alone overflows
-    // past ~100 levels, so deeper inputs (counted conservatively: brackets inside strings
-    // count too) are left to the depth tests.
-    if nesting(text) > MAX_HARNESS_DEPTH {
+    if deeper_than_the_harness_stack(text) {
         return;
     }
     let Ok(frame) = serde_json::from_slice::<serde_json::Value>(text) else {
@@ -49,8 +28,15 @@ fuzz_target!(|data: &[u8]| {
     };
     match parse_login(&frame, names) {
         Ok(login) => {
-            let param = login.credential.param.as_deref().expect("a named credential");
-            let position = names.iter().position(|n| *n == param).expect("one of the names");
+            let param = login
+                .credential
+                .param
+                .as_deref()
+                .expect("a named credential");
+            let position = names
+                .iter()
+                .position(|n| *n == param)
+                .expect("one of the names");
             assert!(names[..position].iter().all(|n| frame.get(n).is_none()));
             assert_eq!(frame[param].as_str(), Some(login.credential.value.as_str()));
             assert!(!login.credential.value.is_empty());

@@ -41,7 +41,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(!access_key_valid(config, &format!("{uid}x"), &issued));
         assert!(!access_key_valid(config, uid, &format!("{issued}A")));
     }
-    assert!(!access_key_valid(&expiring, uid, &access_key(&forever, uid)));
+    assert!(!access_key_valid(
+        &expiring,
+        uid,
+        &access_key(&forever, uid)
+    ));
 
     let names: Vec<String> = form_urlencoded::parse(text.as_bytes())
         .map(|(k, _)| k.into_owned())

@@ -14,10 +14,10 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use serde::de::IgnoredAny;
 use pushhub::backend::rpc::judge;
 use pushhub::backend::rpc_answer::RESERVED_MEMBER;
 use pushhub::close_notes::{CloseNotes, MAX_NOTES, MAX_NOTE_BYTES};
+use serde::de::IgnoredAny;
 
 fuzz_target!(|data: &[u8]| {
     let (status, body) = match data {
@@ -42,7 +42,9 @@ fuzz_target!(|data: &[u8]| {
         }
         return;
     };
-    change.check().expect("carried close notes pass their check");
+    change
+        .check()
+        .expect("carried close notes pass their check");
     let mut notes = CloseNotes::default();
     for _ in 0..3 {
         let before = notes.clone();
@@ -51,7 +53,9 @@ fuzz_target!(|data: &[u8]| {
         }
         for list in [&notes.controllers, &notes.close_keys] {
             assert!(list.len() <= MAX_NOTES);
-            assert!(list.iter().all(|n| !n.is_empty() && n.len() <= MAX_NOTE_BYTES));
+            assert!(list
+                .iter()
+                .all(|n| !n.is_empty() && n.len() <= MAX_NOTE_BYTES));
         }
     }
 });

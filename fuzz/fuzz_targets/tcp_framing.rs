@@ -134,7 +134,11 @@ fuzz_target!(|data: &[u8]| {
         Framing::Length(header) => header.payload_limit(usize::MAX),
     };
     if stream.len() > limit {
-        assert_eq!(closed, Some(1009), "a payload over the packet limit was read");
+        assert_eq!(
+            closed,
+            Some(1009),
+            "a payload over the packet limit was read"
+        );
         return;
     }
     assert_eq!(closed, None);

@@ -10,15 +10,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pushhub::auth::token::TokenKeys;
-use pushhub::config::{Config, Overrides};
+use pushhub::config::{AppConfig, Config, Overrides};
 use pushhub::dialect::{jdserver::JDSERVER, native::NATIVE, Renderer};
 use pushhub::disconnect::Disconnect;
 use pushhub::engine::memory::{MemoryBroker, MemoryPresence};
 use pushhub::engine::Engine;
 use pushhub::hub::registry::UserLimit;
-use pushhub::hub::{AppSettings, Apps, AuthMode, Hub, Outbox, OutboxLimits, Render, Target};
+use pushhub::hub::{
+    AppPolicy, AppSettings, Apps, AuthMode, Hub, Outbox, OutboxLimits, Render, Target,
+};
+use pushhub::services;
 use pushhub::stats::Stats;
-use pushhub::transport::{Link, Liveness, RAW_FRAMER};
+use pushhub::transport::{Link, Liveness, Peer, RAW_FRAMER};
 
 /// The HS256 secret of the `secure` app (and of the token target).
 pub const SECRET: &str = "fuzz-secret-0123456789abcdef0123";
@@ -84,25 +87,30 @@ pub fn all_keys() -> &'static TokenKeys {
 
 /// The apps of a fuzzing hub: `demo` (auth none, as embedded), `secure` (HS256 tokens),
 /// `solo` (one connection per user, the oldest is replaced), and development apps
-/// created on first use.
+/// created on first use. Assembled as the server assembles its configuration.
 fn apps() -> Apps {
     let config = config();
-    let mut declared = config.apps.clone();
+    let services = services::assemble(config).expect("the embedded default assembles");
+    let declared_app =
+        |policy: AppPolicy| services::app_settings(&AppConfig { policy, raw: None }, None);
+    let mut declared = services.apps;
     declared.push(AppSettings {
-        name: "secure".into(),
-        auth: AuthMode::Token,
         token_keys: hs256_keys(),
-        ..config.defaults.clone()
+        ..declared_app(AppPolicy {
+            name: "secure".into(),
+            auth: AuthMode::Token,
+            ..config.defaults.clone()
+        })
     });
-    declared.push(AppSettings {
+    declared.push(declared_app(AppPolicy {
         name: "solo".into(),
         user_limit: Some(UserLimit {
             max: 1,
             kick_oldest: true,
         }),
         ..config.defaults.clone()
-    });
-    Apps::new(declared, config.dynamic_apps.clone())
+    }));
+    Apps::new(declared, services.dynamic_apps)
 }
 
 /// A fresh hub on the memory engine, so every input starts from the same state (libFuzzer
@@ -140,14 +148,14 @@ pub fn jdserver_renderer() -> Arc<dyn Render> {
         .clone()
 }
 
-/// A link whose frames are left unframed (so a target reads payloads as they are), with
-/// a queue as large as a server's default.
+/// A link to a client with no known address whose frames are left unframed (so a target
+/// reads payloads as they are), with a queue as large as a server's default.
 pub fn link() -> Link {
     let outbox = Arc::new(Outbox::new(OutboxLimits {
         max_messages: 1024,
         max_bytes: 1 << 20,
     }));
-    Link::new(outbox, &RAW_FRAMER)
+    Link::new(outbox, &RAW_FRAMER, Peer::new(None, None))
 }
 
 /// Everything queued on `link` so far, and the reason it is closing, if it is.
@@ -194,6 +202,29 @@ pub fn frames(data: &[u8]) -> Vec<String> {
         .split('\n')
         .map(str::to_owned)
         .collect()
+}
+
+/// Whether `json` nests deeper than a serde_json parse can go on this harness's stack.
+///
+/// The server parses JSON into a `Value` on a task's 2 MiB stack, within serde_json's 128
+/// levels; under ASAN on the script's 256 KiB stack that parse alone overflows past about
+/// 100 levels (fuzz finding in `mswoole_des`, seed `regress_deep_plaintext`), so targets
+/// leave deeper inputs (counted conservatively: brackets inside strings count too) to the
+/// unit tests that parse them on a task-sized stack.
+pub fn deeper_than_the_harness_stack(json: &[u8]) -> bool {
+    const MAX_HARNESS_DEPTH: usize = 64;
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for byte in json {
+        match byte {
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest > MAX_HARNESS_DEPTH
 }
 
 /// The connections attached to `hub` now.

@@ -3,15 +3,15 @@
 // real clients (the demo page over WebSocket, SSE and long-poll), a real HTTP target for
 // timers and cron, and screenshots of every view kept under target/tmp/admin-screenshots/.
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { createServer } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 
-import { ROOT, binaryPath, missing, startServer, until } from "./helpers/server.js";
+import { browserMissing, openDemo, startBrowserAndServer } from "./helpers/browser.js";
+import { ROOT, until } from "./helpers/server.js";
 
 const SHOTS = process.env.ADMIN_SCREENSHOTS ?? join(ROOT, "target", "tmp", "admin-screenshots");
-const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 const ADMIN_KEY = "admin-key-0123456789abcdef";
 const CONFIG = `
 admin_keys = ["${ADMIN_KEY}"]
@@ -26,24 +26,7 @@ auth = "none"
 auth = "none"
 `;
 
-let chromium = null;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch {
-  // reported below
-}
-const nodeMajor = Number(process.versions.node.split(".")[0]);
-const skip = missing(
-  nodeMajor < 20
-    ? `playwright-core needs Node >= 20 (this is ${process.version})`
-    : !binaryPath()
-      ? "no pushhub binary (set PUSHHUB_BIN or run cargo build)"
-      : !chromium
-        ? "playwright-core is not installed (npm ci in clients/js)"
-        : !existsSync(CHROMIUM)
-          ? `no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_BIN)`
-          : null,
-);
+const skip = browserMissing();
 
 /** A real HTTP target: records every call; `/flaky` fails until `target.healed`. */
 async function startTarget() {
@@ -74,6 +57,7 @@ async function adminApi(server, method, path, body) {
 describe("admin dashboard in Chromium", { skip: skip ?? false, timeout: 180000 }, () => {
   let browser;
   let server;
+  let stop;
   let target;
   const clients = {};
   let admin;
@@ -81,32 +65,19 @@ describe("admin dashboard in Chromium", { skip: skip ?? false, timeout: 180000 }
 
   before(async () => {
     mkdirSync(SHOTS, { recursive: true });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    });
     target = await startTarget();
-    server = await startServer({ config: CONFIG });
-    // Real clients, one per transport, on the demo page of the client listener.
-    for (const [user, transports] of [
-      ["alice", "websocket"],
-      ["bob", "sse"],
-      ["carol", "poll"],
-      ["dave", "websocket"],
+    ({ browser, server, stop } = await startBrowserAndServer({ config: CONFIG }));
+    // Real clients, one per transport, on the demo page of the client listener, and a
+    // second connection of alice's, so her row has two.
+    for (const [name, user, transports] of [
+      ["alice", "alice", "websocket"],
+      ["bob", "bob", "sse"],
+      ["carol", "carol", "poll"],
+      ["dave", "dave", "websocket"],
+      ["alice2", "alice", "sse"],
     ]) {
-      const context = await browser.newContext();
-      const page = await context.newPage();
-      const query = new URLSearchParams({ user, api: server.apiUrl, backoff: "100,1000", transports, autoconnect: "1" });
-      await page.goto(`${server.url}/demo?${query}`);
-      await page.waitForSelector('#state[data-state="connected"]');
-      clients[user] = { page, context };
+      clients[name] = await openDemo(browser, server, { user, transports });
     }
-    // A second connection of alice's, so her row has two.
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    await page.goto(`${server.url}/demo?${new URLSearchParams({ user: "alice", api: server.apiUrl, transports: "sse", autoconnect: "1" })}`);
-    await page.waitForSelector('#state[data-state="connected"]');
-    clients.alice2 = { page, context };
     // Timers: one pending far ahead, one that fails at once (its target answers 500).
     await adminApi(server, "POST", "/v1/timers", { app: "demo", url: `${target.url}/later`, delay_ms: 3600000 });
     const failing = await adminApi(server, "POST", "/v1/timers", { app: "demo", url: `${target.url}/flaky`, retry: { max_attempts: 1 } });
@@ -121,8 +92,7 @@ describe("admin dashboard in Chromium", { skip: skip ?? false, timeout: 180000 }
   });
 
   after(async () => {
-    await browser?.close();
-    await server?.stop();
+    await stop?.();
     await target?.close();
   });
 

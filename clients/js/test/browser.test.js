@@ -1,39 +1,21 @@
 // The demo page and the SDK in a real browser: Debian's Chromium, headless, driven by
 // playwright-core, against the real pushhub binary on port 0.
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 
-import { binaryPath, missing, startServer, until } from "./helpers/server.js";
+import { browserMissing, openDemo, startBrowserAndServer } from "./helpers/browser.js";
+import { startServer, until } from "./helpers/server.js";
 
 const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), "..", "test-artifacts");
-const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 const CONFIG = `
 [apps.demo]
 auth = "none"
 client_send = "open"
 `;
-
-let chromium = null;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch {
-  // reported below
-}
-const nodeMajor = Number(process.versions.node.split(".")[0]);
-const skip = missing(
-  nodeMajor < 20
-    ? `playwright-core needs Node >= 20 (this is ${process.version})`
-    : !binaryPath()
-    ? "no pushhub binary (set PUSHHUB_BIN or run cargo build)"
-    : !chromium
-      ? "playwright-core is not installed (npm ci in clients/js)"
-      : !existsSync(CHROMIUM)
-        ? `no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_BIN)`
-        : null,
-);
+const skip = browserMissing();
 
 /** A page without WebSocket, as behind a proxy that blocks it: every connection fails at once. */
 function blockWebSocket() {
@@ -55,33 +37,16 @@ function blockWebSocket() {
 describe("in Chromium", { skip: skip ?? false, timeout: 120000 }, () => {
   let browser;
   let server;
+  let stop;
   before(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    });
-    server = await startServer({ config: CONFIG });
+    ({ browser, server, stop } = await startBrowserAndServer({ config: CONFIG }));
   });
   after(async () => {
-    await browser?.close();
-    await server?.stop();
+    await stop?.();
   });
 
-  /** The demo page for `user`, connected (autoconnect), with fast reconnects. */
-  async function demoPage(target, { user = "100", init, transports, connect = true } = {}) {
-    const context = await browser.newContext({ viewport: { width: 1360, height: 1000 } });
-    if (init) await context.addInitScript(init);
-    const page = await context.newPage();
-    const errors = [];
-    page.on("pageerror", (error) => errors.push(String(error)));
-    page.on("console", (m) => m.type() === "error" && /Content.Security.Policy|Uncaught/.test(m.text()) && errors.push(m.text()));
-    const query = new URLSearchParams({ user, api: target.apiUrl, backoff: "100,1000" });
-    if (connect) query.set("autoconnect", "1");
-    if (transports) query.set("transports", transports);
-    await page.goto(`${target.url}/demo?${query}`);
-    if (connect) await page.waitForSelector('#state[data-state="connected"]');
-    return { page, context, errors };
-  }
+  /** The demo page of `target` for `user`, connected (autoconnect), with fast reconnects. */
+  const demoPage = (target, options) => openDemo(browser, target, { viewport: { width: 1360, height: 1000 }, ...options });
 
   const received = (page) => page.evaluate(() => window.demo.messages.map((m) => m.data));
 

@@ -36,6 +36,7 @@ pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod outbound;
+pub mod pages;
 pub mod parse_errors;
 pub mod rates;
 pub mod redis;

@@ -89,7 +89,7 @@ pub fn app_settings(app: &AppConfig, outbound: Option<&reqwest::Client>) -> AppS
             .filter(|_| auth == AuthMode::MSwooleDes)
             .and_then(|a| a.mswoole_des.as_ref())
             .map(|des| Arc::new(MSwooleDes::new(&des.key, Duration::from_secs(des.max_age)))),
-        rpc: raw.and_then(|a| rpc_proxy(a, outbound?)),
+        rpc: raw.and_then(|a| rpc_proxy(&app.policy.name, a, outbound?)),
         rooms: room_policy(raw, outbound),
         send: send_policy(raw, outbound),
         events: raw.and_then(|a| event_sink(&app.policy.name, a, outbound?)),
@@ -114,9 +114,9 @@ fn auth_webhook(raw: &RawAuthWebhook, client: &reqwest::Client) -> Option<Arc<We
     Some(Arc::new(WebhookAuth::new(settings, client.clone())))
 }
 
-/// The RPC proxy of `app`, when it has a valid `rpc` table and `backend_secret`
+/// The RPC proxy of app `name`, when it has a valid `rpc` table and `backend_secret`
 /// (anything invalid is reported by the configuration check).
-fn rpc_proxy(app: &RawApp, client: &reqwest::Client) -> Option<Arc<RpcProxy>> {
+fn rpc_proxy(name: &str, app: &RawApp, client: &reqwest::Client) -> Option<Arc<RpcProxy>> {
     let rpc = app.rpc.as_ref()?;
     let secret = app.backend_secret.as_deref()?;
     let mut routes = Vec::new();
@@ -134,7 +134,8 @@ fn rpc_proxy(app: &RawApp, client: &reqwest::Client) -> Option<Arc<RpcProxy>> {
         max_in_flight: rpc.max_in_flight,
     };
     let backend = BackendClient::new(client.clone(), secret.into());
-    Some(Arc::new(RpcProxy::new(settings, backend)))
+    let calls = crate::work_counters::calls("rpc", Some(name));
+    Some(Arc::new(RpcProxy::new(settings, backend, calls)))
 }
 
 /// The question `raw` describes, asked through `client` and signed with `app`'s

@@ -8,16 +8,31 @@
 //! in, and the page says so instead, with how to configure a key.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
 use super::ApiState;
+use crate::pages::{self, Asset};
 
 const INDEX: &str = include_str!("../../admin/index.html");
-const SCRIPT: &str = include_str!("../../admin/admin.js");
-const STYLE: &str = include_str!("../../admin/admin.css");
+
+/// The dashboard's script and stylesheets (the page itself is [`page`]'s answer).
+static ASSETS: [Asset; 3] = [
+    Asset {
+        path: "/admin/admin.js",
+        body: include_str!("../../admin/admin.js"),
+    },
+    Asset {
+        path: "/admin/base.css",
+        body: pages::BASE_CSS,
+    },
+    Asset {
+        path: "/admin/admin.css",
+        body: include_str!("../../admin/admin.css"),
+    },
+];
 
 /// Scripts, styles and API calls from the page's own origin only; no framing (the page
 /// carries buttons that disconnect users and cancel timers).
@@ -26,33 +41,15 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 /// The dashboard's routes, for the API router.
 pub(super) fn routes() -> Router<ApiState> {
-    Router::new()
+    pages::routes(&ASSETS, CSP)
         .route("/admin", get(page))
         .route("/admin/", get(page))
-        .route(
-            "/admin/admin.js",
-            get(|| async {
-                asset(
-                    StatusCode::OK,
-                    "text/javascript; charset=utf-8",
-                    SCRIPT.into(),
-                )
-            }),
-        )
-        .route(
-            "/admin/admin.css",
-            get(|| async { asset(StatusCode::OK, "text/css; charset=utf-8", STYLE.into()) }),
-        )
 }
 
 async fn page(State(state): State<ApiState>) -> Response {
     match state.keys.load().admin_disabled() {
-        None => asset(StatusCode::OK, "text/html; charset=utf-8", INDEX.into()),
-        Some(why) => asset(
-            StatusCode::FORBIDDEN,
-            "text/html; charset=utf-8",
-            disabled_page(why),
-        ),
+        None => pages::respond(StatusCode::OK, "/admin", CSP, INDEX),
+        Some(why) => pages::respond(StatusCode::FORBIDDEN, "/admin", CSP, disabled_page(why)),
     }
 }
 
@@ -66,6 +63,7 @@ fn disabled_page(why: &str) -> String {
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>pushhub admin: no admin key configured</title>
   <link rel="icon" href="data:,">
+  <link rel="stylesheet" href="/admin/base.css">
   <link rel="stylesheet" href="/admin/admin.css">
 </head>
 <body>
@@ -84,20 +82,4 @@ fn disabled_page(why: &str) -> String {
 </html>
 "#
     )
-}
-
-fn asset(status: StatusCode, content_type: &'static str, body: String) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::X_FRAME_OPTIONS, "DENY"),
-            (header::REFERRER_POLICY, "no-referrer"),
-            (header::CONTENT_SECURITY_POLICY, CSP),
-        ],
-        body,
-    )
-        .into_response()
 }

@@ -26,6 +26,7 @@ pub async fn metrics(
         timers: state.timers.snapshot(),
         cron: state.timers.cron_snapshot(),
         users,
+        calls: crate::work_counters::histograms(),
         process: process::sample(),
         uptime_secs: state.started.elapsed().as_secs_f64(),
     };

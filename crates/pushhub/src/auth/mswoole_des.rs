@@ -305,6 +305,33 @@ mod tests {
         );
     }
 
+    /// Fuzz finding (`mswoole_des`, seed `regress_deep_plaintext`): 128 nested `[` sealed
+    /// as an `auth`. The fuzz harness's own JSON check overflowed its 256 KiB ASAN stack;
+    /// the server's parse stays within serde_json's 128 levels, so on the stack a
+    /// connection task has (2 MiB), the deepest plaintext an `auth` can hold is refused
+    /// and the deepest JSON serde reads opens.
+    #[test]
+    fn deeply_nested_plaintexts_are_refused_or_read_on_a_task_sized_stack() {
+        let opened = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let deepest_sealable = "[".repeat(MAX_AUTH_BYTES * 3 / 4 - 16);
+                let deep = seal("kfw001-websocket", &deepest_sealable);
+                let nested = format!(
+                    r#"{{"id":1,"ctime":{NOW},"x":{}{}}}"#,
+                    "[".repeat(126),
+                    "]".repeat(126)
+                );
+                let kept = seal("kfw001-websocket", &nested);
+                (des().open(&deep, NOW), des().open(&kept, NOW))
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(opened.0, Err(DesAuthError::NotJson));
+        assert_eq!(opened.1.unwrap().user, "1");
+    }
+
     #[test]
     fn keys_past_24_bytes_are_cut_as_mcrypt_did() {
         let long = "kfw001-websocket-and-more-than-24";

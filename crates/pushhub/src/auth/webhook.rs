@@ -164,7 +164,8 @@ impl WebhookAuth {
                 .map_err(|e| (*e).clone()),
             None => self.ask(app, credential).await.map(Arc::new),
         };
-        crate::metrics::global().call("auth", webhook_outcome(&verdict), started.elapsed());
+        crate::work_counters::calls("auth", None)
+            .record(webhook_outcome(&verdict), started.elapsed());
         match verdict.as_deref() {
             Ok(Verdict::Accepted(identity)) => Ok(identity.clone()),
             Ok(Verdict::Rejected(why)) => {

@@ -110,8 +110,8 @@ impl Question {
     pub async fn ask(&self, body: &impl serde::Serialize) -> Result<Verdict, String> {
         let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
         let answer = tokio::time::timeout(self.timeout, self.backend.post(&self.url, body));
-        let answer = crate::metrics::global()
-            .timed_call("question", answer, outcome)
+        let answer = crate::work_counters::calls("question", None)
+            .time(answer, outcome)
             .await;
         match answer {
             Err(_) => Err(format!(

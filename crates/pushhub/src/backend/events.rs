@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use super::call::{BackendClient, CallError};
 use crate::sync::lock;
-use crate::work_counters::{Latency, LatencySnapshot};
+use crate::work_counters::{CallRecord, LatencySnapshot};
 
 /// One thing that happened to a connection.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -121,8 +121,9 @@ pub struct EventCounters {
     pub retries: AtomicU64,
     /// Events in the batch being sent now (0 or a batch's size).
     pub in_flight: AtomicU64,
-    /// How long each request took.
-    pub latency: Latency,
+    /// How each request ended and how long it took: the app's `webhook` record, which
+    /// `/metrics` reads too.
+    pub requests: Arc<CallRecord>,
 }
 
 /// A copy of an app's webhook queue, for `GET /v1/tasks`.
@@ -176,15 +177,20 @@ impl std::fmt::Debug for EventSink {
 }
 
 impl EventSink {
-    /// A sink for `app`'s events as `settings` says, sent through `backend`.
+    /// A sink for `app`'s events as `settings` says, sent through `backend`; its requests
+    /// go in the app's `webhook` record.
     pub fn new(app: Arc<str>, settings: EventSettings, backend: BackendClient) -> Self {
         let (sender, receiver) = mpsc::channel(settings.queue.max(1));
+        let counters = EventCounters {
+            requests: crate::work_counters::calls("webhook", Some(&app)),
+            ..EventCounters::default()
+        };
         Self {
             shipper: Arc::new(Shipper {
                 app,
                 settings,
                 backend,
-                counters: EventCounters::default(),
+                counters,
             }),
             sender,
             receiver: Mutex::new(Some(receiver)),
@@ -224,7 +230,7 @@ impl EventSink {
             failed: c.failed.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
-            latency: c.latency.snapshot(),
+            latency: c.requests.latency(),
         }
     }
 
@@ -318,15 +324,15 @@ impl Shipper {
             events: batch,
         })
         .map_err(|e| e.to_string())?;
-        let started = std::time::Instant::now();
         let sent = tokio::time::timeout(
             self.settings.timeout,
             self.backend.post(&self.settings.url, body),
         );
-        let sent = crate::metrics::global()
-            .timed_call("webhook", sent, super::call::outcome)
+        let sent = self
+            .counters
+            .requests
+            .time(sent, super::call::outcome)
             .await;
-        self.counters.latency.record(started.elapsed());
         match sent {
             Err(_) => Err(format!(
                 "no answer within {} ms",

@@ -7,7 +7,7 @@
 //! of it closes the connection: a slow backend costs the caller a `rpc_timeout`, a client
 //! firing calls without waiting gets `rpc_busy`, and other connections never notice.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 
 use super::call::{BackendClient, CallError};
 use super::rpc_answer::{self, RpcAnswer};
-use crate::work_counters::{Gauge, Latency, LatencySnapshot};
+use crate::work_counters::{CallRecord, Gauge, LatencySnapshot};
 
 /// The longest method name accepted.
 const MAX_METHOD_BYTES: usize = 128;
@@ -49,14 +49,9 @@ pub struct RpcCounters {
     pub waiting: Gauge,
     /// Calls sent to the backend and not yet answered.
     pub in_flight: Gauge,
-    /// Calls answered with a result.
-    pub succeeded: AtomicU64,
-    /// Calls that got no result (timeout, backend unreachable, error answer).
-    pub failed: AtomicU64,
-    /// Of those, calls whose deadline passed.
-    pub timeouts: AtomicU64,
-    /// How long answered and failed calls took, waiting for a slot included.
-    pub latency: Latency,
+    /// How each call ended and how long it took, waiting for a slot included: the app's
+    /// `rpc` record, which `/metrics` reads too.
+    pub calls: Arc<CallRecord>,
 }
 
 /// A copy of an app's [`RpcCounters`].
@@ -167,13 +162,18 @@ enum ErrorDetail {
 }
 
 impl RpcProxy {
-    /// A proxy as `settings` says, calling through `backend`.
-    pub fn new(settings: RpcSettings, backend: BackendClient) -> Self {
+    /// A proxy as `settings` says, calling through `backend`, recording its calls in
+    /// `calls`.
+    pub fn new(settings: RpcSettings, backend: BackendClient, calls: Arc<CallRecord>) -> Self {
         Self {
             in_flight: Semaphore::new(settings.max_in_flight.max(1)),
             settings,
             backend,
-            counters: RpcCounters::default(),
+            counters: RpcCounters {
+                waiting: Gauge::default(),
+                in_flight: Gauge::default(),
+                calls,
+            },
         }
     }
 
@@ -184,10 +184,10 @@ impl RpcProxy {
             queued: c.waiting.get(),
             in_flight: c.in_flight.get(),
             max_in_flight: self.settings.max_in_flight,
-            succeeded: c.succeeded.load(Relaxed),
-            failed: c.failed.load(Relaxed),
-            timeouts: c.timeouts.load(Relaxed),
-            latency: c.latency.snapshot(),
+            succeeded: c.calls.count("ok"),
+            failed: c.calls.total() - c.calls.count("ok"),
+            timeouts: c.calls.count("timeout"),
+            latency: c.calls.latency(),
         }
     }
 
@@ -221,7 +221,6 @@ impl RpcProxy {
         let url = self.route(call.method)?;
         let body = serde_json::to_vec(call).map_err(|e| RpcError::BadAnswer(e.to_string()))?;
         let deadline = self.settings.timeout;
-        let started = std::time::Instant::now();
         let counters = &self.counters;
         let call = tokio::time::timeout(deadline, async {
             let waiting = counters.waiting.hold();
@@ -238,8 +237,9 @@ impl RpcProxy {
                 Err(error @ CallError::TooLarge) => Err(RpcError::BadAnswer(error.to_string())),
             }
         });
-        let answer = crate::metrics::global()
-            .timed_call("rpc", call, |answer| match answer {
+        counters
+            .calls
+            .time(call, |answer| match answer {
                 Err(_) => "timeout",
                 Ok(Ok(_)) => "ok",
                 Ok(Err(RpcError::Unavailable)) => "unreachable",
@@ -247,16 +247,7 @@ impl RpcProxy {
                 Ok(Err(_)) => "bad_answer",
             })
             .await
-            .unwrap_or_else(|_| {
-                counters.timeouts.fetch_add(1, Relaxed);
-                Err(RpcError::Timeout(deadline.as_millis()))
-            });
-        counters.latency.record(started.elapsed());
-        match &answer {
-            Ok(_) => counters.succeeded.fetch_add(1, Relaxed),
-            Err(_) => counters.failed.fetch_add(1, Relaxed),
-        };
-        answer
+            .unwrap_or(Err(RpcError::Timeout(deadline.as_millis())))
     }
 }
 
@@ -303,6 +294,7 @@ mod tests {
                 max_in_flight: 1,
             },
             BackendClient::new(crate::outbound::client().unwrap(), "secret".into()),
+            Arc::default(),
         )
     }
 

@@ -150,7 +150,6 @@ impl JdClient {
         let identity = authenticate(&app, presented).await?;
         self.credential_expiry = identity.expiry();
         let session = super::attach(
-            "jdserver",
             &self.hub,
             link,
             &self.renderer,

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use crate::auth::Identity;
 use crate::disconnect::Disconnect;
 use crate::hub::{
-    AppPolicy, AppSettings, ConnDetail, ConnInfo, ConnectRequest, Cursor, FormatId, Hub,
-    Publication, Render, Session,
+    AppPolicy, AppSettings, ConnInfo, ConnectRequest, Cursor, FormatId, Hub, Publication, Render,
+    Session,
 };
 use crate::transport::{Framer, Link, Liveness, StreamStart};
 
@@ -56,12 +56,10 @@ pub fn check_origin(app: &AppSettings, link: &Link) -> Result<(), Disconnect> {
     )))
 }
 
-/// Attach a client of `dialect` (its name, for operators) to the hub through `link`:
-/// `greet` queues the dialect's greeting before anything else, and the transport learns
+/// Attach a client to the hub through `link`, in the wire format of `renderer` (which
+/// also names its transport and dialect for operators): `greet` queues the dialect's greeting before anything else, and the transport learns
 /// where the client's stream starts. A refusal is the reason to close.
-#[allow(clippy::too_many_arguments)]
 pub async fn attach(
-    dialect: &'static str,
     hub: &Hub,
     link: &Link,
     renderer: &Arc<dyn Render>,
@@ -79,11 +77,7 @@ pub async fn attach(
         renderer: renderer.clone(),
         since,
         max_replay: link.replay_limit(),
-        detail: ConnDetail {
-            transport: link.peer().transport,
-            dialect,
-            addr: link.peer().addr,
-        },
+        addr: link.peer().addr,
     };
     hub.connect(request, |info| {
         greet(info);
@@ -101,7 +95,7 @@ pub trait Encode: Send + Sync + 'static {
     /// The payload bytes for `publication`.
     fn encode(&self, publication: &Publication) -> Vec<u8>;
 
-    /// The dialect's name, as metrics label its connections.
+    /// The dialect's name, as metrics, the admin API and the dashboard show a connection's.
     fn name(&self) -> &'static str;
 }
 

@@ -169,7 +169,6 @@ impl ClientHandler for MSwooleClient {
         };
         let rooms = std::mem::take(&mut identity.rooms);
         let mut session = super::attach(
-            "mswoole",
             &self.hub,
             link,
             &self.renderer,

@@ -444,7 +444,6 @@ impl NativeClient {
         self.granted_rooms = std::mem::take(&mut identity.rooms);
         let (expires, expiry) = (identity.expires, identity.expiry());
         let session = super::attach(
-            "native",
             &self.hub,
             link,
             &self.renderer,

@@ -142,7 +142,6 @@ impl ClientHandler for PushServeClient {
             expires: None,
         };
         let session = super::attach(
-            "pushserve",
             &self.hub,
             link,
             &self.renderer,

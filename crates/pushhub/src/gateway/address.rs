@@ -57,22 +57,17 @@ impl TrustedProxies {
             .or(Some(peer))
     }
 
-    /// The client of an HTTP request on `transport`, whose socket peer the server
-    /// recorded: its address is the socket's, or the one trusted proxies forwarded.
+    /// The client of an HTTP request, whose socket peer the server recorded: its address
+    /// is the socket's, or the one trusted proxies forwarded.
     pub fn peer_of_request(
         &self,
-        transport: &'static str,
         extensions: &axum::http::Extensions,
         headers: &HeaderMap,
     ) -> Peer {
         let socket = extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| *addr);
-        Peer::new(
-            transport,
-            socket,
-            self.client_ip(socket.map(|s| s.ip()), headers),
-        )
+        Peer::new(socket, self.client_ip(socket.map(|s| s.ip()), headers))
     }
 }
 

@@ -14,16 +14,41 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::http_error::ApiError;
+use crate::pages::{self, Asset};
 
 const INDEX: &str = include_str!("../../../../clients/js/demo/index.html");
-const SCRIPT: &str = include_str!("../../../../clients/js/demo/demo.js");
-const STYLE: &str = include_str!("../../../../clients/js/demo/demo.css");
-const SDK: &str = include_str!("../../../../clients/js/src/pushhub.js");
+
+/// The page, its script and stylesheets, and the SDK.
+static ASSETS: [Asset; 6] = [
+    Asset {
+        path: "/demo",
+        body: INDEX,
+    },
+    Asset {
+        path: "/demo/",
+        body: INDEX,
+    },
+    Asset {
+        path: "/demo/demo.js",
+        body: include_str!("../../../../clients/js/demo/demo.js"),
+    },
+    Asset {
+        path: "/demo/base.css",
+        body: pages::BASE_CSS,
+    },
+    Asset {
+        path: "/demo/demo.css",
+        body: include_str!("../../../../clients/js/demo/demo.css"),
+    },
+    Asset {
+        path: "/demo/pushhub.js",
+        body: include_str!("../../../../clients/js/src/pushhub.js"),
+    },
+];
 
 /// Scripts and styles from the page's own origin only (the page shows pushed data with
 /// `textContent`; this is the second line of defence); connections to any pushhub
@@ -34,42 +59,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 /// The demo's routes, for the client listener's router.
 pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route(
-            "/demo",
-            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
-        )
-        .route(
-            "/demo/",
-            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
-        )
-        .route(
-            "/demo/demo.js",
-            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
-        )
-        .route(
-            "/demo/demo.css",
-            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
-        )
-        .route(
-            "/demo/pushhub.js",
-            get(|| async { asset("text/javascript; charset=utf-8", SDK) }),
-        )
-}
-
-fn asset(content_type: &'static str, body: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::X_FRAME_OPTIONS, "DENY"),
-            (header::REFERRER_POLICY, "no-referrer"),
-            (header::CONTENT_SECURITY_POLICY, CSP),
-        ],
-        body,
-    )
-        .into_response()
+    pages::routes(&ASSETS, CSP)
 }
 
 /// API paths the demo's push panel calls: push, kick, online users and rooms, stats.

@@ -165,7 +165,7 @@ pub async fn native_sse(
         .live
         .load()
         .trusted_proxies
-        .peer_of_request("sse", &extensions, &headers);
+        .peer_of_request(&extensions, &headers);
     if let Some(refused) = state.over_request_rate(peer.ip()) {
         return cors(refused);
     }
@@ -210,7 +210,7 @@ pub async fn native_poll(
         .live
         .load()
         .trusted_proxies
-        .peer_of_request("poll", &extensions, &headers);
+        .peer_of_request(&extensions, &headers);
     if let Some(refused) = state.over_request_rate(peer.ip()) {
         return cors(refused);
     }
@@ -296,12 +296,11 @@ fn text_or_number(params: &serde_json::Map<String, Value>, name: &str) -> Option
 
 async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
-    let peer =
-        state
-            .live
-            .load()
-            .trusted_proxies
-            .peer_of_request("poll", request.extensions(), &headers);
+    let peer = state
+        .live
+        .load()
+        .trusted_proxies
+        .peer_of_request(request.extensions(), &headers);
     if let Some(refused) = state.over_request_rate(peer.ip()) {
         return Ok(refused);
     }

@@ -6,7 +6,7 @@
 //! - `GET /` with a WebSocket upgrade: jdserver dialect (first frame `{"ac":"init",...}`),
 //!   unless `[jdserver] websocket = false`.
 //! - `/getMsg?app=&user=[&timeout=][&cursor=]`: jdserver long-poll.
-//! - `GET /demo` (and `/demo/*.js`, `/demo/demo.css`): the demo page and the JavaScript SDK
+//! - `GET /demo` (and `/demo/*.js`, `/demo/*.css`): the demo page and the JavaScript SDK
 //!   it runs ([`demo`]).
 //! - `GET /ws?uid=&access_key=`: push-serve dialect.
 //! - `[mswoole] paths` (default `/mswoole`; `/` when jdserver's WebSocket is off)
@@ -174,13 +174,12 @@ impl GatewayState {
         Some(response)
     }
 
-    /// Who a request's client is, on `transport` (its address: see [`TrustedProxies`]).
-    fn peer(&self, transport: &'static str, request: &Request) -> Peer {
-        self.live.load().trusted_proxies.peer_of_request(
-            transport,
-            request.extensions(),
-            request.headers(),
-        )
+    /// Who a request's client is (its address: see [`TrustedProxies`]).
+    fn peer(&self, request: &Request) -> Peer {
+        self.live
+            .load()
+            .trusted_proxies
+            .peer_of_request(request.extensions(), request.headers())
     }
 
     /// Answer a WebSocket request: with the client `make` builds, or, when the server is
@@ -192,7 +191,7 @@ impl GatewayState {
         make: impl FnOnce() -> Result<H, Disconnect>,
     ) -> Response {
         let outbox = self.new_outbox();
-        let peer = self.peer("websocket", &request);
+        let peer = self.peer(&request);
         let address = peer.ip();
         let admitted = self.admission().map_or_else(make, Err).and_then(|client| {
             let registration = self.ws.connections.register(&outbox, address)?;

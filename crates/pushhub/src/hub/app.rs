@@ -177,47 +177,29 @@ impl Apps {
         Ok(app)
     }
 
+    /// Whether `name` is a configured app (not one created on first use).
+    pub fn is_declared(&self, name: &str) -> bool {
+        self.declared.contains_key(name)
+    }
+
     /// The label metrics give app `name`: its own for a configured app, the shared
     /// [`crate::metrics::DYNAMIC_APP`] for one created on first use, whose name came
     /// from a client and must not make a label of its own.
     pub fn metric_label(&self, name: &str) -> String {
-        if self.declared.contains_key(name) {
+        if self.is_declared(name) {
             name.to_owned()
         } else {
             crate::metrics::DYNAMIC_APP.to_owned()
         }
     }
 
-    /// The configured apps' names, sorted.
-    pub fn declared_names(&self) -> Vec<Arc<str>> {
-        let mut names: Vec<_> = self.declared.values().map(|a| a.name.clone()).collect();
-        names.sort();
-        names
-    }
-
-    /// The names of the apps created on first use so far.
-    pub fn created_names(&self) -> Vec<Arc<str>> {
-        lock(&self.created)
-            .values()
-            .map(|a| a.name.clone())
-            .collect()
-    }
-
-    /// Every app there is now: the declared ones and the development apps created so far,
-    /// by name.
+    /// Every app there is now, sorted by name: the declared ones and the development
+    /// apps created so far. The one listing; callers take names or labels from it.
     pub fn all(&self) -> Vec<Arc<AppSettings>> {
         let mut apps: Vec<_> = self.declared.values().cloned().collect();
         apps.extend(lock(&self.created).values().cloned());
         apps.sort_by(|a, b| a.name.cmp(&b.name));
         apps
-    }
-
-    /// The names of the apps that exist now (declared, and created by use), sorted.
-    pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.declared.keys().cloned().collect();
-        names.extend(lock(&self.created).keys().cloned());
-        names.sort_unstable();
-        names
     }
 
     /// The app called `name` if it exists now, without creating it: `Ok(None)` for a valid

@@ -21,7 +21,7 @@ impl Hub {
     /// The apps this server knows now, sorted: those declared, and development apps
     /// already created by use.
     pub fn app_names(&self) -> Vec<String> {
-        self.inner.apps.load().names()
+        self.apps().iter().map(|app| app.name.to_string()).collect()
     }
 
     /// The live nodes sharing this hub's engine, this one included, sorted.

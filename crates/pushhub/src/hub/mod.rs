@@ -106,8 +106,8 @@ pub struct ConnectRequest {
     /// Most missed messages the client takes at once (a long-poll's batch); `None` for as
     /// many as fit comfortably in its send queue.
     pub max_replay: Option<usize>,
-    /// How it came (transport, dialect, address), for operators.
-    pub detail: ConnDetail,
+    /// The client's address, for operators (its transport and dialect are its renderer's).
+    pub addr: Option<std::net::SocketAddr>,
 }
 
 /// One channel of a connection and where it stood when the connection attached (or, for
@@ -345,6 +345,11 @@ impl Hub {
         }
         let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let (transport, dialect) = request.renderer.kind();
+        let detail = ConnDetail {
+            transport,
+            dialect,
+            addr: request.addr,
+        };
         let resuming = request.since.is_some();
         let app = request.app;
         let since_ms = now_ms();
@@ -375,7 +380,7 @@ impl Hub {
         let subscriber = Arc::new(
             Subscriber::new(id, request.outbox, request.renderer)
                 .connected_at(since_ms)
-                .described(request.detail),
+                .described(detail),
         );
         let subscribed = self.inner.registry.subscribe_within(
             home,
@@ -866,17 +871,17 @@ impl Hub {
     /// apps created on first use together under [`crate::metrics::DYNAMIC_APP`].
     pub async fn users_online(&self) -> Result<Vec<(String, u64)>, HubError> {
         let presence = &self.inner.engine.presence;
+        let apps = self.inner.apps.load_full();
         let mut online = Vec::new();
-        for name in self.inner.apps.load().declared_names() {
-            let count = presence.user_count(&name).await? as u64;
-            online.push((name.to_string(), count));
-        }
-        let created = self.inner.apps.load().created_names();
-        if !created.is_empty() {
-            let mut count = 0;
-            for name in created {
-                count += presence.user_count(&name).await? as u64;
+        let mut created = None;
+        for app in apps.all() {
+            let count = presence.user_count(&app.name).await? as u64;
+            match apps.is_declared(&app.name) {
+                true => online.push((app.name.to_string(), count)),
+                false => *created.get_or_insert(0) += count,
             }
+        }
+        if let Some(count) = created {
             online.push((crate::metrics::DYNAMIC_APP.to_owned(), count));
         }
         Ok(online)
@@ -1489,7 +1494,7 @@ mod tests {
             renderer: Arc::new(Plain(FormatId::unique())),
             since: None,
             max_replay: None,
-            detail: ConnDetail::default(),
+            addr: None,
         };
         (hub.connect(request, |_| {}).await.unwrap(), outbox)
     }

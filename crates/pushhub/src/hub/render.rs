@@ -38,8 +38,9 @@ pub trait Render: Send + Sync {
     /// The complete frame(s) for `publication`, ready to write.
     fn render(&self, publication: &Publication) -> Bytes;
 
-    /// The transport's and the dialect's names (`("ws", "native")`): opaque labels for
-    /// metrics, which the hub passes on without reading.
+    /// The transport's and the dialect's names (`("websocket", "native")`): opaque labels
+    /// for metrics and the operator's view of a connection, which the hub passes on
+    /// without reading.
     fn kind(&self) -> (&'static str, &'static str);
 }
 

@@ -4,9 +4,11 @@
 //! - **Read at scrape time** ([`scrape`]): the counters the hot paths already keep as
 //!   plain atomics ([`crate::stats::Stats`]), the broker's, timers' and cron's snapshots,
 //!   presence and the process itself. Nothing is recorded per delivery for them.
+//!   Outgoing HTTP calls are read the same way, from the records `GET /v1/tasks` reads
+//!   ([`crate::work_counters`]).
 //! - **Recorded where they happen** ([`Metrics`]): rare or per-request events with a
-//!   latency (API requests, backend and callback calls, engine round trips, auth
-//!   failures) and connection counts by kind. These go into one process-wide set, as the
+//!   latency (API requests, engine round trips, auth failures) and connection counts by
+//!   kind. These go into one process-wide set, as the
 //!   `metrics` crate's global recorder does, because several of them happen in services
 //!   that configuration builds before any server exists (backend clients, webhooks): a
 //!   process runs one server.
@@ -21,9 +23,7 @@ pub mod scrape;
 pub mod timed;
 
 use std::collections::{BTreeMap, HashSet};
-use std::future::Future;
 use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -38,15 +38,10 @@ use crate::sync::lock;
 /// from clients, so they never become labels of their own.
 pub const DYNAMIC_APP: &str = "_dynamic";
 
-/// Buckets of every latency histogram, in seconds: 0.5 ms to 30 s, covering a loopback
-/// engine call and a backend that is about to time out alike.
-const LATENCY_BUCKETS: [f64; 16] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
-    30.0,
-];
-
+/// Every latency histogram has the outgoing calls' buckets (0.5 ms to 30 s, covering a
+/// loopback engine call and a backend that is about to time out alike).
 fn latency_histogram() -> Histogram {
-    Histogram::new(LATENCY_BUCKETS)
+    Histogram::new(crate::work_counters::LATENCY_BUCKETS)
 }
 
 type Latencies<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -56,7 +51,7 @@ type Latencies<L> = Family<L, Histogram, fn() -> Histogram>;
 pub struct ConnLabels {
     /// A configured app's name, or [`DYNAMIC_APP`].
     pub app: String,
-    /// `ws`, `sse`, `poll` or `tcp`.
+    /// `websocket`, `sse`, `poll` or `tcp`.
     pub transport: &'static str,
     /// `native`, `jdserver`, `pushserve` or `mswoole`.
     pub dialect: &'static str,
@@ -72,17 +67,6 @@ pub struct ApiLabels {
     pub method: String,
     /// The status code answered.
     pub status: u16,
-}
-
-/// One call pushhub made to someone else's HTTP endpoint.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CallLabels {
-    /// What the call was for: `rpc`, `question` (room checks, message vetting),
-    /// `webhook` (lifecycle events), `auth` (the auth webhook), `timer`, `cron`.
-    pub kind: &'static str,
-    /// `ok` (2xx), `http_error` (another status), `timeout`, `unreachable`, `refused`
-    /// (the target guard refused it) or `too_large` (the answer was too big).
-    pub outcome: &'static str,
 }
 
 /// One engine operation.
@@ -112,8 +96,6 @@ pub struct Metrics {
     pub connections: Family<ConnLabels, Gauge>,
     /// API request latency by endpoint, method and status.
     pub api_requests: Latencies<ApiLabels>,
-    /// Outgoing HTTP calls by kind and outcome.
-    pub calls: Latencies<CallLabels>,
     /// Engine round trips.
     pub engine: Latencies<EngineLabels>,
     /// Engine operations that failed.
@@ -129,7 +111,6 @@ pub struct Metrics {
 static GLOBAL: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     connections: Family::default(),
     api_requests: Family::new_with_constructor(latency_histogram),
-    calls: Family::new_with_constructor(latency_histogram),
     engine: Family::new_with_constructor(latency_histogram),
     engine_errors: Family::default(),
     auth_failures: Family::default(),
@@ -167,27 +148,6 @@ impl Metrics {
             .collect()
     }
 
-    /// Count an outgoing call of `kind` that took `took` and ended with `outcome`.
-    pub fn call(&self, kind: &'static str, outcome: &'static str, took: Duration) {
-        self.calls
-            .get_or_create(&CallLabels { kind, outcome })
-            .observe(took.as_secs_f64());
-    }
-
-    /// Run `call`, an outgoing call of `kind` bounded by its own deadline, and count it
-    /// under the outcome `judge` reads from its result.
-    pub async fn timed_call<T>(
-        &self,
-        kind: &'static str,
-        call: impl Future<Output = T>,
-        judge: impl FnOnce(&T) -> &'static str,
-    ) -> T {
-        let started = Instant::now();
-        let result = call.await;
-        self.call(kind, judge(&result), started.elapsed());
-        result
-    }
-
     /// Count a refused credential.
     pub fn auth_failure(&self, source: &'static str, reason: &'static str) {
         self.auth_failures
@@ -207,12 +167,6 @@ impl Metrics {
             "API requests by route template, method and status, with their latency",
             Unit::Seconds,
             self.api_requests.clone(),
-        );
-        registry.register_with_unit(
-            "outgoing_call_duration",
-            "HTTP calls pushhub made (RPC, backend questions, webhooks, auth webhook, timers, cron) by kind and outcome, with their latency",
-            Unit::Seconds,
-            self.calls.clone(),
         );
         registry.register_with_unit(
             "engine_duration",

@@ -3,7 +3,7 @@
 //! themselves are the plain atomics `/v1/stats` shows.
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -14,6 +14,7 @@ use crate::engine::BrokerStats;
 use crate::scheduler::cron::CronSnapshot;
 use crate::scheduler::TimersSnapshot;
 use crate::stats::StatsSnapshot;
+use crate::work_counters::Histogram;
 
 /// Everything one scrape reads, gathered before it is written.
 #[derive(Debug, Clone)]
@@ -32,6 +33,8 @@ pub struct Snapshot {
     pub cron: CronSnapshot,
     /// Online users per app label (configured apps, and [`super::DYNAMIC_APP`]).
     pub users: Vec<(String, u64)>,
+    /// Outgoing HTTP calls by kind and outcome, from their records.
+    pub calls: Vec<(&'static str, &'static str, Histogram)>,
     /// The process's memory and CPU.
     pub process: ProcessSample,
     /// Seconds since the server started.
@@ -242,6 +245,7 @@ impl Collector for Snapshot {
             p.max_fds,
         )?;
         out.gauge("process_threads", "Threads of the process", p.threads)?;
+        out.call_histograms(&self.calls)?;
         Ok(())
     }
 }
@@ -250,6 +254,32 @@ impl Collector for Snapshot {
 struct Out<'a>(DescriptorEncoder<'a>);
 
 impl Out<'_> {
+    /// The outgoing calls' latency histograms, labelled by kind and outcome (nothing
+    /// before the first call, as for any labelled family).
+    fn call_histograms(
+        &mut self,
+        calls: &[(&'static str, &'static str, Histogram)],
+    ) -> Result<(), std::fmt::Error> {
+        let mut encoder = self.0.encode_descriptor(
+            "outgoing_call_duration",
+            "HTTP calls pushhub made (RPC, backend questions, webhooks, auth webhook, timers, cron) by kind and outcome, with their latency",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for (kind, outcome, histogram) in calls {
+            let labels = [("kind", *kind), ("outcome", *outcome)];
+            encoder
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(
+                    histogram.sum,
+                    histogram.count,
+                    &histogram.buckets,
+                    None,
+                )?;
+        }
+        Ok(())
+    }
+
     fn write<M: EncodeMetric>(
         &mut self,
         name: &str,

@@ -106,7 +106,6 @@ pub(super) async fn make_attempt(inner: Arc<Inner>, timer: Timer, _slot: OwnedSe
     ];
     let result = inner.executor.call("timer", &timer.request, &marks).await;
     inner.counters.running.fetch_sub(1, Relaxed);
-    inner.counters.latency.record(result.duration);
     let now = unix_ms();
     let verdict = match result.refused {
         true => Verdict::Final,

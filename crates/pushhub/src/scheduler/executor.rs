@@ -122,7 +122,8 @@ impl Executor {
     }
 
     /// Make `request`, adding pushhub's own headers `marks` (a timer's id and attempt, a
-    /// job's name and run); counted in the metrics as a call of `kind` (`timer`, `cron`).
+    /// job's name and run); recorded as a call of `kind` (`timer`, `cron`), which `/metrics`
+    /// and the timers' latency read.
     pub async fn call(
         &self,
         kind: &'static str,
@@ -138,7 +139,7 @@ impl Executor {
             Err(Failure::Refused(_)) => "refused",
             Err(Failure::Other(_)) => "unreachable",
         };
-        crate::metrics::global().call(kind, counted, duration);
+        crate::work_counters::calls(kind, None).record(counted, duration);
         let failed = |error, refused| CallResult {
             status: None,
             headers: Vec::new(),

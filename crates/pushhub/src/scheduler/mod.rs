@@ -104,8 +104,6 @@ struct Counters {
     cancelled: AtomicU64,
     running: AtomicU64,
     store_errors: AtomicU64,
-    /// How long callbacks took.
-    latency: crate::work_counters::Latency,
 }
 
 /// A copy of the timer counters.
@@ -315,9 +313,9 @@ impl Timers {
         }
     }
 
-    /// How long timer callbacks took since start.
+    /// How long timer callbacks took since start (the `timer` calls' record).
     pub fn latency(&self) -> crate::work_counters::LatencySnapshot {
-        self.inner.counters.latency.snapshot()
+        crate::work_counters::calls("timer", None).latency()
     }
 
     /// Fire timers and cron jobs until `shutdown`, purging finished timers past

@@ -50,35 +50,31 @@ pub trait Framer: Send + Sync + 'static {
     /// The framed bytes of `payload`.
     fn frame_text(&self, payload: &[u8]) -> Bytes;
 
-    /// The transport's name, as metrics label its connections.
+    /// The transport's name (`websocket`, `sse`, `poll` or `tcp`), as metrics, the admin
+    /// API and the dashboard show a connection's.
     fn name(&self) -> &'static str;
 }
 
-/// Who is at the other end of a connection and how it came, for the operator's view of
-/// it (`GET /v1/apps/{app}/users?conns=true`, `pushhub users`); nothing decides on it.
+/// Who is at the other end of a connection, for per-address limits and the operator's
+/// view of it (`GET /v1/apps/{app}/users?conns=true`, `pushhub users`). How it came
+/// (transport and dialect) is its renderer's [`crate::hub::Render::kind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer {
-    /// `websocket`, `sse`, `poll` or `tcp`.
-    pub transport: &'static str,
     /// The client's address: the socket's peer, or, for a client a trusted proxy forwarded,
     /// its forwarded IP with port 0 (the proxy does not tell the port).
     pub addr: Option<SocketAddr>,
 }
 
 impl Peer {
-    /// A client on `transport` whose socket peer is `socket` and whose address, after
-    /// trusted proxies' forwarding headers, is `client`.
-    pub fn new(
-        transport: &'static str,
-        socket: Option<SocketAddr>,
-        client: Option<IpAddr>,
-    ) -> Self {
+    /// A client whose socket peer is `socket` and whose address, after trusted proxies'
+    /// forwarding headers, is `client`.
+    pub fn new(socket: Option<SocketAddr>, client: Option<IpAddr>) -> Self {
         let addr = match (socket, client) {
             (Some(socket), Some(ip)) if socket.ip() != ip => Some(SocketAddr::new(ip, 0)),
             (Some(socket), _) => Some(socket),
             (None, ip) => ip.map(|ip| SocketAddr::new(ip, 0)),
         };
-        Self { transport, addr }
+        Self { addr }
     }
 
     /// The client's IP address, which per-address limits count.
@@ -331,12 +327,12 @@ mod tests {
     #[test]
     fn a_peer_is_its_socket_unless_a_proxy_forwarded_another_address() {
         let socket: SocketAddr = "10.0.0.2:5000".parse().unwrap();
-        let direct = Peer::new("websocket", Some(socket), Some(socket.ip()));
+        let direct = Peer::new(Some(socket), Some(socket.ip()));
         assert_eq!(direct.addr, Some(socket));
-        let forwarded = Peer::new("sse", Some(socket), Some("1.2.3.4".parse().unwrap()));
+        let forwarded = Peer::new(Some(socket), Some("1.2.3.4".parse().unwrap()));
         assert_eq!(forwarded.addr, Some("1.2.3.4:0".parse().unwrap()));
         assert_eq!(forwarded.ip(), Some("1.2.3.4".parse().unwrap()));
-        assert_eq!(Peer::new("tcp", Some(socket), None).addr, Some(socket));
-        assert_eq!(Peer::new("poll", None, None).ip(), None);
+        assert_eq!(Peer::new(Some(socket), None).addr, Some(socket));
+        assert_eq!(Peer::new(None, None).ip(), None);
     }
 }

@@ -148,7 +148,7 @@ mod tests {
         let polled = poll(
             Flooded,
             &axum::http::HeaderMap::new(),
-            Peer::new("poll", None, None),
+            Peer::new(None, None),
             outbox,
             &Connections::default(),
             &stats,

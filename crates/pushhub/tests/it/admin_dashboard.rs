@@ -99,6 +99,7 @@ async fn the_page_is_served_with_a_strict_policy() {
     for (path, kind) in [
         ("/admin", "text/html"),
         ("/admin/admin.js", "text/javascript"),
+        ("/admin/base.css", "text/css"),
         ("/admin/admin.css", "text/css"),
     ] {
         let response = http().get(server.api_url(path)).send().await.expect("get");

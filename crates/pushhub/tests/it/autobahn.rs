@@ -102,7 +102,7 @@ async fn echo_server() -> SocketAddr {
                 .connections
                 .register(&outbox, None)
                 .expect("no address limit");
-            let peer = Peer::new("websocket", None, None);
+            let peer = Peer::new(None, None);
             ws::upgrade(request, Echo, outbox, registration, peer, ctx)
         }
     };

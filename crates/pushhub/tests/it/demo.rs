@@ -55,6 +55,7 @@ async fn the_page_and_the_sdk_are_served_from_the_binary() {
 
     for (path, kind) in [
         ("/demo/demo.js", "text/javascript"),
+        ("/demo/base.css", "text/css"),
         ("/demo/demo.css", "text/css"),
     ] {
         let (status, headers, _) = request(Method::GET, &format!("{base}{path}"), &[]).await;

@@ -3,12 +3,12 @@
 //! Each scenario also runs with `history_store = "memory"`, where it must come out the
 //! other way: that is what shows the test can fail.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{encode, Client, Event, TestServer, WAIT};
+use crate::util::{encode, Event, Positions, TestServer, WAIT};
 
 /// `history_store` as the environment sets it.
 fn store(disk: bool) -> [(&'static str, &'static str); 1] {
@@ -16,48 +16,6 @@ fn store(disk: bool) -> [(&'static str, &'static str); 1] {
         "PUSHHUB_HISTORY_STORE",
         if disk { "disk" } else { "memory" },
     )]
-}
-
-/// A native client's position in each of its channels.
-#[derive(Default, Clone, Debug)]
-struct Positions(BTreeMap<String, (String, u64)>);
-
-impl Positions {
-    fn from_welcome(welcome: &Value) -> Self {
-        let mut positions = Self::default();
-        for channel in welcome["channels"].as_array().expect("channels") {
-            positions.see(channel);
-        }
-        positions
-    }
-
-    fn see(&mut self, frame: &Value) {
-        let ch = frame["ch"].as_str().expect("ch").to_owned();
-        let epoch = frame["epoch"].as_str().expect("epoch").to_owned();
-        self.0
-            .insert(ch, (epoch, frame["off"].as_u64().expect("off")));
-    }
-
-    fn cursor(&self) -> String {
-        let entries: Vec<String> = self
-            .0
-            .iter()
-            .map(|(ch, (e, o))| format!("{ch}@{e}:{o}"))
-            .collect();
-        entries.join(",")
-    }
-}
-
-async fn resume(server: &TestServer, user: &str, positions: &Positions) -> (Client, Value) {
-    let mut client = server
-        .ws(&format!(
-            "/v1/ws?app=demo&user={user}&since={}",
-            encode(&positions.cursor())
-        ))
-        .await;
-    let welcome = client.json().await;
-    assert_eq!(welcome["type"], "welcome", "{welcome}");
-    (client, welcome)
 }
 
 async fn poll(server: &TestServer, user: &str, cursor: Option<&str>) -> Value {
@@ -104,7 +62,7 @@ async fn missed_across_a_graceful_restart(disk: bool) -> [(Value, Vec<Value>); 2
     server.push("7", json!(4)).await;
     let server = restart(server, &env);
 
-    let (mut client, welcome) = resume(&server, "7", &positions).await;
+    let (mut client, welcome) = server.resume("7", &positions).await;
     let mut ws = Vec::new();
     if welcome["recovered"] == true {
         for _ in 0..3 {
@@ -182,7 +140,7 @@ async fn pushes_across_a_kill(disk: bool) -> (usize, usize, usize, Value) {
         }
     }
     let server = TestServer::start_in(data, &[], &env);
-    let (mut client, welcome) = resume(&server, "7", &positions).await;
+    let (mut client, welcome) = server.resume("7", &positions).await;
     if welcome["recovered"] == true {
         let top = welcome["channels"]
             .as_array()
@@ -192,7 +150,7 @@ async fn pushes_across_a_kill(disk: bool) -> (usize, usize, usize, Value) {
             .expect("user channel")["off"]
             .as_u64()
             .expect("off");
-        let mut at = positions.0["demo:user:7"].1;
+        let mut at = positions.offset("demo:user:7");
         while at < top {
             let msg = client.json().await;
             assert_eq!(msg["off"].as_u64(), Some(at + 1), "in order, no gap: {msg}");
@@ -261,7 +219,7 @@ async fn a_torn_tail_is_cut_off_and_damage_refuses_to_start() {
     std::fs::write(&segment, &bytes).expect("write");
     let mut server = TestServer::start_in(data, &[], &store(true));
     server.wait_log("torn last record", 1).await;
-    let (mut client, welcome) = resume(&server, "7", &positions).await;
+    let (mut client, welcome) = server.resume("7", &positions).await;
     assert_eq!(welcome["recovered"], true, "{welcome}");
     assert_eq!(client.json().await["data"], "kept");
     assert!(server.terminate().success());
@@ -305,7 +263,7 @@ async fn history_size_and_ttl_still_hold_after_a_restart() {
     let mut at_two = positions.clone();
     assert!(server.terminate().success());
     let server = TestServer::start_in(server.crash(), &[], &env);
-    let (_, welcome) = resume(&server, "7", &positions).await;
+    let (_, welcome) = server.resume("7", &positions).await;
     assert_eq!(
         welcome["recovered"], false,
         "offset 1 fell out of the 2 kept"
@@ -319,12 +277,12 @@ async fn history_size_and_ttl_still_hold_after_a_restart() {
         .clone();
     assert_eq!(user["off"], 3, "the stream kept its offsets");
     at_two.see(&json!({"ch": "demo:user:7", "epoch": user["epoch"], "off": 1}));
-    let (mut client, welcome) = resume(&server, "7", &at_two).await;
+    let (mut client, welcome) = server.resume("7", &at_two).await;
     assert_eq!(welcome["recovered"], true);
     assert_eq!(client.json().await["data"], 2);
     assert_eq!(client.json().await["data"], 3);
     tokio::time::sleep(Duration::from_millis(5_500)).await;
-    let (_, welcome) = resume(&server, "7", &at_two).await;
+    let (_, welcome) = server.resume("7", &at_two).await;
     assert_eq!(
         welcome["recovered"], false,
         "the TTL counts across the restart"

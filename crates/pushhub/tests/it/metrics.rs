@@ -170,8 +170,8 @@ async fn metrics_count_real_traffic_on_every_transport() {
     server.wait_connections(4).await;
     let metrics = Metrics::scrape(&server).await;
     for (transport, dialect) in [
-        ("ws", "native"),
-        ("ws", "jdserver"),
+        ("websocket", "native"),
+        ("websocket", "jdserver"),
         ("sse", "native"),
         ("tcp", "native"),
     ] {
@@ -444,7 +444,7 @@ async fn apps_created_on_first_use_share_one_label() {
     let metrics = Metrics::scrape(&server).await;
     let dynamic = [
         ("app", "_dynamic"),
-        ("transport", "ws"),
+        ("transport", "websocket"),
         ("dialect", "native"),
     ];
     assert_eq!(metrics.value("pushhub_connections", &dynamic), 2.0);

@@ -1,53 +1,12 @@
 //! Resume: a client that reconnects with its cursor gets exactly what it missed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{encode, Client, Event, TestServer};
-
-/// What a native client knows: its position in each channel.
-#[derive(Default, Clone)]
-struct Positions(BTreeMap<String, (String, u64)>);
-
-impl Positions {
-    fn from_welcome(welcome: &Value) -> Self {
-        let mut positions = Self::default();
-        for channel in welcome["channels"].as_array().unwrap() {
-            positions.see(channel);
-        }
-        positions
-    }
-
-    fn see(&mut self, frame: &Value) {
-        let ch = frame["ch"].as_str().unwrap().to_owned();
-        let epoch = frame["epoch"].as_str().unwrap().to_owned();
-        self.0.insert(ch, (epoch, frame["off"].as_u64().unwrap()));
-    }
-
-    fn cursor(&self) -> String {
-        let entries: Vec<String> = self
-            .0
-            .iter()
-            .map(|(ch, (e, o))| format!("{ch}@{e}:{o}"))
-            .collect();
-        entries.join(",")
-    }
-}
-
-async fn resume(server: &TestServer, user: &str, positions: &Positions) -> (Client, Value) {
-    let mut client = server
-        .ws(&format!(
-            "/v1/ws?app=demo&user={user}&since={}",
-            encode(&positions.cursor())
-        ))
-        .await;
-    let welcome = client.json().await;
-    assert_eq!(welcome["type"], "welcome", "{welcome}");
-    (client, welcome)
-}
+use crate::util::{Event, Positions, TestServer};
 
 #[tokio::test]
 async fn reconnecting_client_gets_what_it_missed_then_live() {
@@ -71,7 +30,7 @@ async fn reconnecting_client_gets_what_it_missed_then_live() {
     server.push("*", json!(4)).await;
     server.push("7", json!(5)).await;
 
-    let (mut client, welcome) = resume(&server, "7", &positions).await;
+    let (mut client, welcome) = server.resume("7", &positions).await;
     assert_eq!(welcome["recovered"], true, "{welcome}");
     let replayed: Vec<Value> = vec![
         client.json().await,
@@ -98,7 +57,7 @@ async fn a_gap_larger_than_history_says_recovered_false() {
     for n in 0..5 {
         server.push("8", json!(n)).await;
     }
-    let (mut client, welcome) = resume(&server, "8", &positions).await;
+    let (mut client, welcome) = server.resume("8", &positions).await;
     assert_eq!(welcome["recovered"], false);
     let user_channel = &welcome["channels"][0];
     assert_eq!(
@@ -125,10 +84,8 @@ async fn a_stale_epoch_says_recovered_false_and_a_bad_cursor_is_refused() {
     let server = TestServer::start();
     server.push("9", json!(1)).await;
     let mut positions = Positions::default();
-    positions
-        .0
-        .insert("demo:user:9".into(), ("zzzzzzzz".into(), 1));
-    let (_client, welcome) = resume(&server, "9", &positions).await;
+    positions.set("demo:user:9", "zzzzzzzz", 1);
+    let (_client, welcome) = server.resume("9", &positions).await;
     assert_eq!(welcome["recovered"], false);
     let mut bad = server.ws("/v1/ws?app=demo&user=9&since=nonsense").await;
     let (code, reason) = bad.closed().await;
@@ -141,10 +98,8 @@ async fn a_user_who_never_connected_can_fetch_what_was_kept_for_them() {
     let server = TestServer::start();
     server.push("newcomer", json!("welcome aboard")).await;
     let mut positions = Positions::default();
-    positions
-        .0
-        .insert("demo:user:newcomer".into(), (String::new(), 0));
-    let (mut client, welcome) = resume(&server, "newcomer", &positions).await;
+    positions.set("demo:user:newcomer", "", 0);
+    let (mut client, welcome) = server.resume("newcomer", &positions).await;
     assert_eq!(welcome["recovered"], true);
     assert_eq!(client.json().await["data"], "welcome aboard");
 }
@@ -212,7 +167,7 @@ async fn no_loss_and_no_duplicates_under_random_reconnects() {
                     );
                     drop(client);
                     reconnects += 1;
-                    let (next, welcome) = resume(&server, &user, &positions).await;
+                    let (next, welcome) = server.resume(&user, &positions).await;
                     assert_eq!(welcome["recovered"], true, "{user}: {welcome}");
                     client = next;
                 }
@@ -262,7 +217,7 @@ async fn a_large_gap_is_replayed_in_parts_without_loss() {
     let mut received = Vec::new();
     let mut parts = 0;
     loop {
-        let (mut client, welcome) = resume(&server, "big", &positions).await;
+        let (mut client, welcome) = server.resume("big", &positions).await;
         assert_eq!(welcome["recovered"], true);
         parts += 1;
         loop {

@@ -1,5 +1,6 @@
 //! A real `pushhub` binary on port 0, and clients that talk to it through real sockets.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -279,6 +280,20 @@ impl TestServer {
         (client, welcome)
     }
 
+    /// A native WebSocket client of app `demo` resuming from `positions`, after its
+    /// welcome frame.
+    pub async fn resume(&self, user: &str, positions: &Positions) -> (Client, Value) {
+        let mut client = self
+            .ws(&format!(
+                "/v1/ws?app=demo&user={user}&since={}",
+                encode(&positions.cursor())
+            ))
+            .await;
+        let welcome = client.json().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        (client, welcome)
+    }
+
     /// A jdserver client that has sent its init frame.
     pub async fn jdserver(&self, app: &str, user: Value) -> Client {
         let mut client = self.ws("/").await;
@@ -332,6 +347,71 @@ fn clock_ticks_per_second() -> f64 {
         .and_then(|out| String::from_utf8(out.stdout).ok())
         .and_then(|text| text.trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+/// What a native client knows: its position (epoch and offset) in each channel.
+#[derive(Default, Clone, Debug)]
+pub struct Positions(BTreeMap<String, (String, u64)>);
+
+impl Positions {
+    /// The positions a cursor the server gave spells (`CH@EPOCH:OFF,...`); entries it
+    /// cannot read are left out.
+    pub fn parse(cursor: &str) -> Self {
+        let mut positions = Self::default();
+        for entry in cursor.split(',') {
+            let Some((ch, position)) = entry.rsplit_once('@') else {
+                continue;
+            };
+            let Some((epoch, off)) = position.split_once(':') else {
+                continue;
+            };
+            if let Ok(off) = off.parse() {
+                positions.set(ch, epoch, off);
+            }
+        }
+        positions
+    }
+
+    /// The positions a welcome frame gives.
+    pub fn from_welcome(welcome: &Value) -> Self {
+        let mut positions = Self::default();
+        for channel in welcome["channels"].as_array().expect("channels") {
+            positions.see(channel);
+        }
+        positions
+    }
+
+    /// Move to the position of `frame` (a message, or a welcome's channel).
+    pub fn see(&mut self, frame: &Value) {
+        let ch = frame["ch"].as_str().expect("ch");
+        let epoch = frame["epoch"].as_str().expect("epoch");
+        self.set(ch, epoch, frame["off"].as_u64().expect("off"));
+    }
+
+    /// Claim to be at `off` of `epoch` in `channel`.
+    pub fn set(&mut self, channel: &str, epoch: &str, off: u64) {
+        self.0.insert(channel.to_owned(), (epoch.to_owned(), off));
+    }
+
+    /// Whether it knows no channel yet.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The offset it has reached in `channel`.
+    pub fn offset(&self, channel: &str) -> u64 {
+        self.0.get(channel).expect("a known channel").1
+    }
+
+    /// The cursor a client resumes with: `CH@EPOCH:OFF,...`.
+    pub fn cursor(&self) -> String {
+        let entries: Vec<String> = self
+            .0
+            .iter()
+            .map(|(ch, (e, o))| format!("{ch}@{e}:{o}"))
+            .collect();
+        entries.join(",")
+    }
 }
 
 /// Percent-encode `text` for a query string (cursors hold `:`, `@`, `,` and `/`).

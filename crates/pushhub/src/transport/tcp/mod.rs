@@ -113,7 +113,7 @@ pub async fn serve<F, R, H>(
         // once per layer it is passed through.
         let handler = Box::new(accept());
         let outbox = Arc::new(Outbox::new(ctx.outbox));
-        let peer = Peer::new("tcp", socket.peer_addr().ok(), None);
+        let peer = Peer::new(socket.peer_addr().ok(), None);
         let (registration, handler) = match ctx.connections.register(&outbox, peer.ip()) {
             Ok(registration) => (registration, handler),
             Err(reason) => (

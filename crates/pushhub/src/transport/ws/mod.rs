@@ -25,7 +25,7 @@ impl Framer for WsFramer {
     }
 
     fn name(&self) -> &'static str {
-        "ws"
+        "websocket"
     }
 }
 
@@ -223,7 +223,7 @@ mod tests {
             max_messages: 16,
             max_bytes: 1 << 16,
         };
-        let peer = Peer::new("websocket", None, None);
+        let peer = Peer::new(None, None);
         Link::new(Arc::new(Outbox::new(limits)), &WS_FRAMER, peer)
     }
 

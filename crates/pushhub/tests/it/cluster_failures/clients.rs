@@ -4,7 +4,6 @@
 //! Each message a test publishes carries `{"seq": N}`; a client records every `seq` it
 //! receives, duplicates included, so the tally can tell lost from duplicated.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::util::encode;
+use crate::util::{encode, Positions};
 
 /// The app every cluster client joins.
 pub const APP: &str = "demo";
@@ -99,47 +98,6 @@ pub struct Endpoint {
     pub api: SocketAddr,
     /// Raw TCP listener.
     pub tcp: SocketAddr,
-}
-
-/// A position in each channel, as cursors spell it: `CH@EPOCH:OFF,...`.
-#[derive(Default, Clone, Debug)]
-struct Cursor(BTreeMap<String, (String, u64)>);
-
-impl Cursor {
-    fn parse(text: &str) -> Self {
-        let mut cursor = Self::default();
-        for entry in text.split(',').filter(|e| !e.is_empty()) {
-            let Some((ch, position)) = entry.rsplit_once('@') else {
-                continue;
-            };
-            let Some((epoch, off)) = position.split_once(':') else {
-                continue;
-            };
-            if let Ok(off) = off.parse() {
-                cursor.0.insert(ch.to_owned(), (epoch.to_owned(), off));
-            }
-        }
-        cursor
-    }
-
-    fn see(&mut self, msg: &Value) {
-        if let (Some(ch), Some(epoch), Some(off)) = (
-            msg["ch"].as_str(),
-            msg["epoch"].as_str(),
-            msg["off"].as_u64(),
-        ) {
-            self.0.insert(ch.to_owned(), (epoch.to_owned(), off));
-        }
-    }
-
-    fn text(&self) -> String {
-        let entries: Vec<String> = self
-            .0
-            .iter()
-            .map(|(ch, (epoch, off))| format!("{ch}@{epoch}:{off}"))
-            .collect();
-        entries.join(",")
-    }
 }
 
 /// What a client has seen, shared with the test.
@@ -225,7 +183,7 @@ async fn run(
     stop: CancellationToken,
 ) {
     let http = crate::util::http();
-    let mut cursor = Cursor::default();
+    let mut cursor = Positions::default();
     while !stop.is_cancelled() {
         let node = seen.node.load(Ordering::Relaxed);
         let endpoint = nodes[node];
@@ -289,11 +247,11 @@ impl Session<'_> {
     }
 
     /// Native frames (WebSocket or TCP): a welcome, then `msg` frames.
-    fn native_frame(&self, cursor: &mut Cursor, frame: &Value) -> Ended {
+    fn native_frame(&self, cursor: &mut Positions, frame: &Value) -> Ended {
         match frame["type"].as_str() {
             Some("welcome") => {
                 self.recovered(frame["recovered"] == true);
-                *cursor = Cursor::parse(frame["cursor"].as_str().unwrap_or_default());
+                *cursor = Positions::parse(frame["cursor"].as_str().unwrap_or_default());
                 self.seen.ready.store(true, Ordering::Relaxed);
                 Ok(())
             }
@@ -307,12 +265,12 @@ impl Session<'_> {
         }
     }
 
-    async fn native_ws(&self, cursor: &mut Cursor) -> Ended {
+    async fn native_ws(&self, cursor: &mut Positions) -> Ended {
         let url = format!(
             "ws://{}/v1/ws?app={APP}&user={}&since={}",
             self.endpoint.client,
             self.user,
-            encode(&cursor.text())
+            encode(&cursor.cursor())
         );
         let Some(connected) =
             bounded(self.stop, STEP, tokio_tungstenite::connect_async(url)).await?
@@ -338,7 +296,7 @@ impl Session<'_> {
         }
     }
 
-    async fn tcp(&self, cursor: &mut Cursor) -> Ended {
+    async fn tcp(&self, cursor: &mut Positions) -> Ended {
         let Some(connected) =
             bounded(self.stop, STEP, TcpStream::connect(self.endpoint.tcp)).await?
         else {
@@ -347,7 +305,7 @@ impl Session<'_> {
         let stream = connected.map_err(|e| format!("connect: {e}"))?;
         let (read, mut write) = stream.into_split();
         let hello =
-            json!({"type": "connect", "app": APP, "user": self.user, "since": cursor.text()});
+            json!({"type": "connect", "app": APP, "user": self.user, "since": cursor.cursor()});
         write
             .write_all(format!("{hello}\n").as_bytes())
             .await
@@ -372,13 +330,13 @@ impl Session<'_> {
         }
     }
 
-    async fn sse(&self, cursor: &mut Cursor) -> Ended {
+    async fn sse(&self, cursor: &mut Positions) -> Ended {
         let mut request = self.http.get(format!(
             "http://{}/v1/sse?app={APP}&user={}",
             self.endpoint.client, self.user
         ));
-        if !cursor.0.is_empty() {
-            request = request.header("last-event-id", cursor.text());
+        if !cursor.is_empty() {
+            request = request.header("last-event-id", cursor.cursor());
         }
         let Some(response) = bounded(self.stop, STEP, request.send()).await? else {
             return Ok(());
@@ -394,7 +352,7 @@ impl Session<'_> {
                 let mut data = String::new();
                 for line in block.lines() {
                     if let Some(id) = line.strip_prefix("id: ") {
-                        *cursor = Cursor::parse(id);
+                        *cursor = Positions::parse(id);
                     } else if let Some(part) = line.strip_prefix("data: ") {
                         data.push_str(part);
                     }
@@ -425,14 +383,14 @@ impl Session<'_> {
 
     /// Native long-poll: chained requests, each from the cursor the previous one returned
     /// (the first, without a cursor, only learns the current position).
-    async fn poll(&self, cursor: &mut Cursor) -> Ended {
+    async fn poll(&self, cursor: &mut Positions) -> Ended {
         loop {
-            let wait = if cursor.0.is_empty() { 0 } else { POLL_SECONDS };
+            let wait = if cursor.is_empty() { 0 } else { POLL_SECONDS };
             let url = format!(
                 "http://{}/v1/poll?app={APP}&user={}&timeout={wait}&since={}",
                 self.endpoint.client,
                 self.user,
-                encode(&cursor.text())
+                encode(&cursor.cursor())
             );
             let Some(answer) = bounded(self.stop, STEP + STEP, self.get_json(&url)).await? else {
                 return Ok(());
@@ -444,7 +402,7 @@ impl Session<'_> {
             for msg in messages.filter(|m| m["type"] == "msg") {
                 self.seen.record(&msg["data"]);
             }
-            *cursor = Cursor::parse(body["cursor"].as_str().ok_or("no cursor")?);
+            *cursor = Positions::parse(body["cursor"].as_str().ok_or("no cursor")?);
             self.seen.ready.store(true, Ordering::Relaxed);
         }
     }
@@ -465,18 +423,18 @@ impl Session<'_> {
     }
 
     /// jdserver getMsg: one message per request, the cursor in a header.
-    async fn get_msg(&self, cursor: &mut Cursor) -> Ended {
+    async fn get_msg(&self, cursor: &mut Positions) -> Ended {
         loop {
             let mut url = format!(
                 "http://{}/getMsg?app={APP}&user={}",
                 self.endpoint.client, self.user
             );
-            if cursor.0.is_empty() {
+            if cursor.is_empty() {
                 url.push_str("&timeout=0");
             } else {
                 url.push_str(&format!(
                     "&timeout={POLL_SECONDS}&cursor={}",
-                    encode(&cursor.text())
+                    encode(&cursor.cursor())
                 ));
             }
             let Some(answer) = bounded(self.stop, STEP + STEP, async {
@@ -516,7 +474,7 @@ impl Session<'_> {
             if next.is_empty() {
                 return Err("no X-Pushhub-Cursor".into());
             }
-            *cursor = Cursor::parse(&next);
+            *cursor = Positions::parse(&next);
             self.seen.ready.store(true, Ordering::Relaxed);
         }
     }
