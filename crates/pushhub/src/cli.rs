@@ -8,6 +8,7 @@
 
 mod people;
 mod tasks;
+mod upgrade;
 
 use std::fmt::Write as _;
 use std::time::Duration;

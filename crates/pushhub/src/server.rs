@@ -1,5 +1,6 @@
 //! Running a server: the hub, its listeners (plain or TLS), and graceful shutdown.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,6 +37,7 @@ use crate::transport::connections::Connections;
 use crate::transport::tcp::{self, TcpContext, TcpFramer};
 use crate::transport::ws::connection::WsSettings;
 use crate::transport::ws::WsContext;
+use crate::upgrade::{Launch, Role, Upgrader};
 
 /// Already-bound listeners; binding happens in the caller so tests can use port 0.
 pub struct Listeners {
@@ -54,15 +56,21 @@ pub struct Listeners {
     /// Called once every listener accepts and the timer store is open: the moment a
     /// daemon tells its foreground process that it serves (`serve --daemon`).
     pub on_ready: Option<Box<dyn FnOnce() + Send>>,
+    /// How this process was started, so an upgrade can start its successor the same way;
+    /// `None` refuses upgrades (an embedded server).
+    pub launch: Option<Launch>,
 }
 
 /// Serve until `shutdown` fires; then stop accepting, close every client with 1001 (going
 /// away), and give clients, in-flight API requests and timer calls up to `shutdown_grace`.
+/// When an upgrade fired it ([`Upgrader`]), clients are closed with 1012 (reconnect now)
+/// instead, the histories kept in memory are written for the successor, and the successor
+/// is told once every store is closed.
 /// Accept errors (such as running out of file descriptors) are logged and retried, so
 /// serving fails only at start, when the timer store in `data_dir` cannot be opened.
 pub async fn serve(
     mut config: Config,
-    listeners: Listeners,
+    mut listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
     // Timers never call pushhub itself: the guard learns every address it is bound to.
@@ -81,15 +89,22 @@ pub async fn serve(
     let redis = connect_redis(&config).await?;
     let timers = start_timers(&config, redis.as_deref()).await?;
     let timers_done = tokio::spawn(timers.clone().run(shutdown.clone(), config.shutdown_grace));
+    let upgrader = Upgrader::new(
+        listeners.launch.take(),
+        listener_fds(&listeners),
+        shutdown.clone(),
+    );
     let stats = Arc::new(Stats::default());
     let tracker = TaskTracker::new();
     let history = open_history_log(&config).await?;
     let history_log = history.as_ref().map(|(log, _)| log.clone());
-    let engine = engine::from_config(
+    let snapshot = take_snapshot(&config, history.is_some()).await;
+    let (engine, memory_histories) = engine::from_config(
         config.engine,
         redis.clone(),
         config.limits.max_history_bytes,
         history,
+        snapshot,
         &tracker,
         shutdown.clone(),
     )?;
@@ -153,6 +168,7 @@ pub async fn serve(
         timers,
         reloader,
         shutdown: shutdown.clone(),
+        upgrader: upgrader.clone(),
     };
     // push-serve's own port: its client and API endpoints, under TLS with the clients'.
     let pushserve = gateway::pushserve_router(gateway_state.clone())
@@ -226,14 +242,24 @@ pub async fn serve(
     if let Some(on_ready) = listeners.on_ready {
         on_ready();
     }
+    crate::upgrade::systemd::notify("READY=1\nSTATUS=serving");
 
     shutdown.cancelled().await;
     let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+    let handover = upgrader.take_handover();
+    let goodbye = match &handover {
+        Some(_) => Disconnect::RESTART,
+        None => {
+            crate::upgrade::systemd::notify("STOPPING=1");
+            Disconnect::SHUTDOWN
+        }
+    };
     tracing::info!(
         connections = connections.len(),
+        code = goodbye.code,
         "closing every client connection"
     );
-    connections.close_all(Disconnect::SHUTDOWN);
+    connections.close_all(goodbye);
     tracker.close();
     let drained = tokio::time::timeout_at(deadline, async {
         for listener in &mut accepting {
@@ -261,7 +287,69 @@ pub async fn serve(
             Err(error) => tracing::error!(%error, "history log: closing failed"),
         }
     }
+    if let Some(handover) = handover {
+        if let Some(broker) = memory_histories {
+            write_snapshot(&config, &broker).await;
+        }
+        handover.release().await;
+    }
     Ok(())
+}
+
+/// Each listener's role and descriptor, for an upgrade to hand over.
+fn listener_fds(listeners: &Listeners) -> Vec<(Role, RawFd)> {
+    [
+        (Role::Client, Some(&listeners.client)),
+        (Role::Api, listeners.api.as_ref()),
+        (Role::Tcp, listeners.tcp.as_ref()),
+        (Role::PushServe, listeners.pushserve.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(role, listener)| Some((role, listener?.as_raw_fd())))
+    .collect()
+}
+
+/// The histories an upgrade left in `data_dir`, when they live in memory only (with the
+/// log, `durable`, the log has them); read and deleted off the runtime. A snapshot that
+/// cannot be read is reported and its channels start afresh.
+async fn take_snapshot(config: &Config, durable: bool) -> Option<crate::store::history::Restored> {
+    use crate::store::history::snapshot;
+    if config.engine != engine::EngineKind::Memory || durable {
+        return None;
+    }
+    let dir = config.data_dir.clone();
+    match tokio::task::spawn_blocking(move || snapshot::take(&dir)).await {
+        Ok(Ok(restored)) => restored,
+        Ok(Err(error)) => {
+            tracing::error!(%error, "channels start in new epochs (resuming clients get recovered:false)");
+            None
+        }
+        Err(error) => {
+            tracing::error!(%error, "reading the history snapshot failed");
+            None
+        }
+    }
+}
+
+/// Write every channel's history for the successor of an upgrade (off the runtime).
+async fn write_snapshot(config: &Config, broker: &Arc<engine::memory::MemoryBroker>) {
+    let started = Instant::now();
+    let streams = broker.snapshot();
+    let channels = streams.len();
+    let dir = config.data_dir.clone();
+    let written =
+        tokio::task::spawn_blocking(move || crate::store::history::snapshot::write(&dir, &streams))
+            .await;
+    match written {
+        Ok(Ok(bytes)) => tracing::info!(
+            channels,
+            bytes,
+            took_ms = started.elapsed().as_millis() as u64,
+            "upgrade: history snapshot written for the new process"
+        ),
+        Ok(Err(error)) => tracing::error!(%error, "upgrade: the new process starts every channel in a new epoch"),
+        Err(error) => tracing::error!(%error, "upgrade: writing the history snapshot failed"),
+    }
 }
 
 /// Open the durable history log when the memory engine keeps histories on disk (off the
