@@ -189,6 +189,7 @@ pub async fn native_sse(
                 state.new_outbox(),
                 &state.ws.connections,
                 stats,
+                crate::dialect::native::closing_frame,
             )
             .await
         }
@@ -197,7 +198,10 @@ pub async fn native_sse(
     cors(response)
 }
 
-/// `GET /v1/poll`: wait for messages, answer `{"messages":[…],"cursor":"…","recovered":…}`.
+/// `GET /v1/poll`: wait for messages, answer `{"messages":[…],"cursor":"…","recovered":…}`,
+/// with `"closed":{…}` (the closing `error` frame of the other transports) when the server
+/// cut the poll short: `"close":1012` (an upgrade) asks the client to poll again after a
+/// short random delay rather than at once.
 pub async fn native_poll(
     State(state): State<GatewayState>,
     Query(query): Query<HashMap<String, String>>,
@@ -244,7 +248,14 @@ async fn native_poll_answer(
     .await
     .map_err(|reason| ApiError::from(&reason))?;
     let cursor = serde_json::to_string(&polled.cursor.to_string()).unwrap_or_default();
-    let size = 64 + cursor.len() + polled.messages.iter().map(|m| m.len() + 1).sum::<usize>();
+    let closed = polled
+        .closed
+        .as_ref()
+        .map(crate::dialect::native::closing_frame);
+    let size = 64
+        + cursor.len()
+        + closed.as_ref().map_or(0, Vec::len)
+        + polled.messages.iter().map(|m| m.len() + 1).sum::<usize>();
     let mut body = BytesMut::with_capacity(size);
     body.put_slice(b"{\"messages\":[");
     for (i, message) in polled.messages.iter().enumerate() {
@@ -256,10 +267,15 @@ async fn native_poll_answer(
     body.put_slice(b"],\"cursor\":");
     body.put_slice(cursor.as_bytes());
     body.put_slice(if polled.recovered {
-        b",\"recovered\":true}"
+        b",\"recovered\":true"
     } else {
-        b",\"recovered\":false}"
+        b",\"recovered\":false"
     });
+    if let Some(closed) = closed {
+        body.put_slice(b",\"closed\":");
+        body.put_slice(&closed);
+    }
+    body.put_u8(b'}');
     state.hub.stats().bytes_out(body.len());
     let content_type = HeaderValue::from_static("application/json");
     let mut response = ([(header::CONTENT_TYPE, content_type)], body.freeze()).into_response();

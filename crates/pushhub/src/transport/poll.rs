@@ -26,6 +26,9 @@ pub struct Polled {
     pub cursor: Cursor,
     /// False when the client asked to resume and some channel could not be.
     pub recovered: bool,
+    /// Why the server cut the poll short (a kick, an upgrade's 1012, shutdown); `None`
+    /// when it ended as polls do (a message arrived, or the wait ran out).
+    pub closed: Option<Disconnect>,
 }
 
 /// Attach `handler`'s client, wait up to `wait` for a first message, then take whatever
@@ -58,6 +61,7 @@ pub async fn poll<H: ClientHandler>(
     let mut feed = Feed::new(outbox, start.cursor);
     let mut messages = Vec::new();
     let mut deadline = Instant::now() + wait;
+    let mut closed = None;
     let reason = loop {
         if messages.len() >= max {
             break Disconnect::NORMAL;
@@ -77,6 +81,7 @@ pub async fn poll<H: ClientHandler>(
             Next::Timeout => break Disconnect::NORMAL,
             Next::Closed(reason) => {
                 super::record_end(stats, &reason);
+                closed = Some(reason.clone());
                 break reason;
             }
         }
@@ -86,6 +91,7 @@ pub async fn poll<H: ClientHandler>(
         messages,
         cursor: feed.cursor().clone(),
         recovered: start.recovered,
+        closed,
     })
 }
 

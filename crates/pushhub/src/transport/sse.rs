@@ -57,12 +57,18 @@ struct Stream<H> {
     /// When the client's credential expires; the stream ends then.
     expiry: Option<Instant>,
     preamble: Option<Bytes>,
+    /// The dialect's last frame, naming why the server ends the stream.
+    goodbye: fn(&Disconnect) -> Vec<u8>,
+    /// The goodbye was sent: the stream ends.
+    ended: bool,
     stats: Arc<Stats>,
     _registration: Registration,
 }
 
 /// Open `handler`'s client and answer with its event stream, or with an HTTP error if the
-/// dialect refuses it.
+/// dialect refuses it. When the server ends the stream (a kick, a slow consumer, an
+/// upgrade's 1012, shutdown), its last event is `goodbye`'s frame naming the reason: a
+/// stream that merely stops cannot tell a client whether or when to come back.
 pub async fn respond<H>(
     mut handler: H,
     headers: &axum::http::HeaderMap,
@@ -70,6 +76,7 @@ pub async fn respond<H>(
     outbox: Arc<Outbox>,
     connections: &Connections,
     stats: Arc<Stats>,
+    goodbye: fn(&Disconnect) -> Vec<u8>,
 ) -> Response
 where
     H: ClientHandler + 'static,
@@ -98,6 +105,8 @@ where
         next_ping: Instant::now() + heartbeat,
         expiry: liveness.credential_expiry,
         preamble: Some(preamble),
+        goodbye,
+        ended: false,
         stats,
         _registration: registration,
     };
@@ -126,6 +135,9 @@ where
 impl<H: ClientHandler> Stream<H> {
     /// The next bytes of the response; `None` ends it.
     async fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
         if let Some(preamble) = self.preamble.take() {
             return Some(preamble);
         }
@@ -158,7 +170,8 @@ impl<H: ClientHandler> Stream<H> {
             Next::Closed(reason) => {
                 super::record_end(&self.stats, &reason);
                 self.handler.on_close(&reason).await;
-                None
+                self.ended = true;
+                Some(SSE_FRAMER.frame_text(&(self.goodbye)(&reason)))
             }
         }
     }
