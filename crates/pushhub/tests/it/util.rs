@@ -30,6 +30,8 @@ pub struct TestServer {
     log: Arc<Mutex<String>>,
     _data: tempfile::TempDir,
     http: reqwest::Client,
+    /// Processes that took over from this one (`pushhub upgrade`): killed with it.
+    successors: Mutex<Vec<u32>>,
 }
 
 impl TestServer {
@@ -118,6 +120,7 @@ impl TestServer {
             log,
             _data: data,
             http: http(),
+            successors: Mutex::new(Vec::new()),
         }
     }
 
@@ -188,6 +191,36 @@ impl TestServer {
         let _ = self.child.wait();
         let placeholder = tempfile::tempdir().expect("temp dir");
         std::mem::replace(&mut self._data, placeholder)
+    }
+
+    /// `POST /v1/admin/upgrade`: the server starts a successor on its listeners and data
+    /// directory and, once it is ready, drains and exits. The successor (whose pid the
+    /// answer names) lives as long as this value; its log joins this one.
+    pub async fn upgrade(&self) -> (u16, Value) {
+        let (status, answer) = self
+            .post_json("/v1/admin/upgrade", &serde_json::json!({}))
+            .await;
+        if let Some(pid) = answer["pid"].as_u64() {
+            self.successors.lock().unwrap().push(pid as u32);
+        }
+        (status, answer)
+    }
+
+    /// Wait until the process this server started as has exited (after an upgrade);
+    /// its exit status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the old process did not exit:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Send SIGTERM and wait for the exit status.
@@ -314,6 +347,11 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for pid in self.successors.lock().unwrap().drain(..) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
     }
 }
 
