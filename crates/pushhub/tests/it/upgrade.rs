@@ -226,3 +226,39 @@ async fn timers_due_around_the_upgrade_fire_once_each() {
     eprintln!("timers handed over to the new process: {handed_over}");
     assert!(handed_over > 0 && handed_over < TIMERS, "{new}");
 }
+
+/// The datagrams a server sent to `$NOTIFY_SOCKET` (systemd's `Type=notify`), one string each.
+fn notifications(socket: &std::os::unix::net::UnixDatagram, wanted: usize) -> Vec<String> {
+    socket.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut buffer = [0u8; 512];
+    (0..wanted)
+        .map(|_| {
+            let n = socket.recv(&mut buffer).expect("a notification within the wait");
+            String::from_utf8_lossy(&buffer[..n]).into_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn systemd_is_told_ready_and_follows_the_new_main_process() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
+    let path = path.to_str().expect("UTF-8 path");
+    let mut server = TestServer::start_with(&[], &[("NOTIFY_SOCKET", path)]);
+    assert_eq!(notifications(&socket, 1), ["READY=1\nSTATUS=serving"]);
+    let (status, answer) = server.upgrade().await;
+    assert_eq!(status, 200, "{answer}");
+    let pid = answer["pid"].as_u64().expect("pid");
+    // The old main process names the new one before it exits; the new one, once it
+    // serves, says so.
+    let said = notifications(&socket, 2);
+    assert_eq!(
+        said,
+        [
+            format!("MAINPID={pid}\nSTATUS=handing over to pid {pid}"),
+            "READY=1\nSTATUS=serving".to_owned()
+        ]
+    );
+    assert!(server.wait_exit().success());
+}
