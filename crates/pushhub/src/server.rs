@@ -476,12 +476,15 @@ async fn run_listener(
         let (router, shutdown) = (router.clone(), shutdown.clone());
         // Handlers see the socket's peer as `ConnectInfo`, for per-address limits.
         let peer = stream.peer_addr().ok();
-        let router = router.map_request(move |mut request: IncomingRequest| {
-            if let Some(peer) = peer {
-                request.extensions_mut().insert(ConnectInfo(peer));
-            }
-            request
-        });
+        let stopping = shutdown.clone();
+        let router = router
+            .map_request(move |mut request: IncomingRequest| {
+                if let Some(peer) = peer {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                }
+                request
+            })
+            .map_response(move |response| last_once_stopping(response, &stopping));
         // Plain sockets go to hyper as they are: the TLS path costs them nothing.
         let Some(tls) = tls.clone() else {
             requests.spawn(serve_http(stream, router, shutdown));
@@ -506,8 +509,32 @@ async fn run_listener(
     requests.wait().await;
 }
 
-/// Serve HTTP/1.1 requests (and upgrades) on one connection until it ends, or finish the
-/// request in flight and stop once `shutdown` fires.
+/// Once the server stops, every answer says `Connection: close` (a WebSocket upgrade's
+/// excepted): the client's next request opens a new connection, which the kernel queues for
+/// the successor of an upgrade, instead of reusing this one as it closes.
+fn last_once_stopping(
+    mut response: axum::response::Response,
+    shutdown: &CancellationToken,
+) -> axum::response::Response {
+    if shutdown.is_cancelled() && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
+/// How long an idle keep-alive connection is still read once the server stops, before it
+/// is closed. Closing at once would drop a request already on its way (a backend reusing
+/// its pooled connection just then sees the connection reset and cannot tell whether its
+/// push was taken); read a moment longer, it is answered (with `Connection: close`). Only
+/// idle connections wait it out, and they are the ones that make a stop wait for it.
+const KEEP_ALIVE_LINGER: Duration = Duration::from_millis(200);
+
+/// Serve HTTP/1.1 requests (and upgrades) on one connection until it ends, or, once
+/// `shutdown` fires, answer what arrives within [`KEEP_ALIVE_LINGER`], finish the request
+/// in flight and stop.
 async fn serve_http<S, R>(stream: S, router: R, shutdown: CancellationToken)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -532,8 +559,13 @@ where
     let result = tokio::select! {
         result = connection.as_mut() => result,
         _ = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+            match tokio::time::timeout(KEEP_ALIVE_LINGER, connection.as_mut()).await {
+                Ok(result) => result,
+                Err(_) => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
         }
     };
     if let Err(error) = result {

@@ -262,3 +262,35 @@ async fn systemd_is_told_ready_and_follows_the_new_main_process() {
     );
     assert!(server.wait_exit().success());
 }
+
+/// With the Redis engine, history is in Redis: only the listeners, the connections and the
+/// node's presence change hands. Two nodes, clients on both, publishes through both while
+/// node 0 is upgraded; its clients come back (on node 1, where these clients go next) and
+/// miss nothing, and the new node 0 serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upgrade_of_one_redis_node_loses_and_duplicates_nothing() {
+    let Some(redis) = pushhub_testkit::RedisServer::start() else {
+        return;
+    };
+    let mut cluster = Cluster::start(&redis.url(), 2);
+    cluster.spawn_clients(&Dialect::RESUMING, &[0, 1], 1);
+    cluster.wait_ready().await;
+    let publisher = Publisher::start(&cluster.endpoints, &[0, 1], 0, EVERY);
+    publisher.wait_more(30, WAIT).await;
+    let (status, answer) = cluster.node(0).upgrade().await;
+    assert_eq!(status, 200, "{answer}\n{}", cluster.logs());
+    publisher.wait_more(60, WAIT).await;
+    let expected = publisher.stop().await;
+    assert!(
+        expected.other.is_empty() && expected.refused.is_empty(),
+        "every publish is answered 200 through an upgrade: {:?}",
+        expected.other
+    );
+    cluster.node(0).wait_log("upgrade: accepting again", 1).await;
+    let (status, health) = cluster.node(0).get("/healthz").await;
+    assert_eq!(status, 200, "the new node 0 serves: {health}");
+    cluster
+        .finish("upgrade of a Redis node", &expected)
+        .await
+        .assert_clean(true);
+}
