@@ -89,7 +89,7 @@ impl Channel {
 
     /// Tell the predecessor why this process cannot serve (it keeps serving).
     pub fn failed(&mut self, reason: &str) {
-        let reason = reason.replace('\n', "; ");
+        let reason = reason.trim_end().replace(":\n", ": ").replace('\n', "; ");
         let _ = self.say(&format!("{FAILED}{reason}"));
     }
 

@@ -294,3 +294,63 @@ async fn an_upgrade_of_one_redis_node_loses_and_duplicates_nothing() {
         .await
         .assert_clean(true);
 }
+
+/// `pushhub ARGS`, run off the runtime: (success, stdout, stderr).
+async fn pushhub(args: Vec<String>) -> (bool, String, String) {
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pushhub"))
+            .args(&args)
+            .env_remove("PUSHHUB_API_KEY")
+            .output()
+            .expect("run pushhub")
+    })
+    .await
+    .expect("the command's thread");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn pushhub_upgrade_on_the_command_line_and_again_on_the_new_process() {
+    let server = TestServer::start();
+    let api = format!("http://{}", server.api);
+    let args = |json: bool| {
+        let mut args = vec!["upgrade".to_owned(), "--api".to_owned(), api.clone()];
+        if json {
+            args.push("--json".into());
+        }
+        args
+    };
+    let (ok, out, err) = pushhub(args(true)).await;
+    assert!(ok, "{out}{err}");
+    let answer: Value = serde_json::from_str(&out).expect("JSON");
+    let first = answer["pid"].as_u64().expect("pid") as u32;
+    server.adopt(first);
+    assert_eq!(answer["upgraded"], true);
+    server.wait_log("upgrade: accepting again", 1).await;
+    // The new process was started the same way, so it can be upgraded in turn.
+    let (ok, out, err) = pushhub(args(false)).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.starts_with("upgraded: pid "), "{out}");
+    let second: u32 = out["upgraded: pid ".len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|pid| pid.parse().ok())
+        .expect("the new pid");
+    server.adopt(second);
+    assert_ne!(first, second);
+    server.wait_log("upgrade: accepting again", 2).await;
+    assert_eq!(server.push("1", json!("third process")).await, 0);
+
+    let (ok, _, err) = pushhub(vec![
+        "upgrade".into(),
+        "--api".into(),
+        "http://127.0.0.1:9".into(),
+    ])
+    .await;
+    assert!(!ok);
+    assert!(err.contains("cannot reach the API"), "{err}");
+}

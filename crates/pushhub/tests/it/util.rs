@@ -201,9 +201,14 @@ impl TestServer {
             .post_json("/v1/admin/upgrade", &serde_json::json!({}))
             .await;
         if let Some(pid) = answer["pid"].as_u64() {
-            self.successors.lock().unwrap().push(pid as u32);
+            self.adopt(pid as u32);
         }
         (status, answer)
+    }
+
+    /// Kill process `pid` (a successor started by an upgrade) when this server is dropped.
+    pub fn adopt(&self, pid: u32) {
+        self.successors.lock().unwrap().push(pid);
     }
 
     /// Wait until the process this server started as has exited (after an upgrade);
