@@ -146,8 +146,13 @@ pub async fn run(args: UpgradeArgs) -> Result<()> {
         .await?;
     let upgrade_answer_ms = asked.elapsed().as_millis() as u64;
     let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
-    ensure!(status.is_success(), "the upgrade was refused: {status} {answer}");
-    let successor = answer["pid"].as_u64().context("no pid in the upgrade's answer")?;
+    ensure!(
+        status.is_success(),
+        "the upgrade was refused: {status} {answer}"
+    );
+    let successor = answer["pid"]
+        .as_u64()
+        .context("no pid in the upgrade's answer")?;
     let ready_ms = answer["ready_ms"].as_u64().unwrap_or(0);
     // Every client had one connection; each is back once the server counts two for it.
     let target = 2 * args.clients as u64;
@@ -251,7 +256,12 @@ async fn publish(
             "data": {"s": seq, "t": unix_micros()},
         });
         match conn
-            .request(Method::POST, "/v1/push", Some(Bytes::from(body.to_string())), None)
+            .request(
+                Method::POST,
+                "/v1/push",
+                Some(Bytes::from(body.to_string())),
+                None,
+            )
             .await
         {
             Ok((status, _)) if status.is_success() => {

@@ -525,7 +525,10 @@ fn main() -> ExitCode {
             operate(server.into(), |client| async move { client.tasks().await })
         }
         Command::Upgrade { server } => {
-            operate(server.into(), |client| async move { client.upgrade().await })
+            operate(
+                server.into(),
+                |client| async move { client.upgrade().await },
+            )
         }
         Command::Token {
             app,
@@ -578,7 +581,11 @@ fn serve_command(
     // Taken before anything else: the path this process was started by (a successor is
     // started the same way), and what an upgrading predecessor handed over.
     let launch = Launch::current()
-        .map_err(|error| eprintln!("pushhub: upgrades are off: cannot tell how this process was started: {error}"))
+        .map_err(|error| {
+            eprintln!(
+                "pushhub: upgrades are off: cannot tell how this process was started: {error}"
+            )
+        })
         .ok();
     let inherited = match Inherited::from_env() {
         Ok(inherited) => inherited,
@@ -863,7 +870,11 @@ async fn serve(config: Config, log_file: Option<LogFile>, start: Start<'_>) -> a
         tracing::warn!("{warning}");
     }
     let listen = |role: upgrade::Role, addr: std::net::SocketAddr, what: &str| {
-        let inherited = start.inherited.borrow_mut().as_mut().and_then(|i| i.take(role));
+        let inherited = start
+            .inherited
+            .borrow_mut()
+            .as_mut()
+            .and_then(|i| i.take(role));
         listener(inherited, role, addr).with_context(|| format!("binding the {what} on {addr}"))
     };
     let client = listen(upgrade::Role::Client, config.listen, "client listener")?;
@@ -872,7 +883,11 @@ async fn serve(config: Config, log_file: Option<LogFile>, start: Start<'_>) -> a
     let api = if single_port {
         None
     } else {
-        Some(listen(upgrade::Role::Api, config.api_listen, "API listener")?)
+        Some(listen(
+            upgrade::Role::Api,
+            config.api_listen,
+            "API listener",
+        )?)
     };
     let api_addr = match &api {
         Some(listener) => listener.local_addr()?,
@@ -883,7 +898,11 @@ async fn serve(config: Config, log_file: Option<LogFile>, start: Start<'_>) -> a
         None => None,
     };
     let pushserve = match config.pushserve.as_ref().and_then(|p| p.addr) {
-        Some(addr) => Some(listen(upgrade::Role::PushServe, addr, "push-serve's port (addr)")?),
+        Some(addr) => Some(listen(
+            upgrade::Role::PushServe,
+            addr,
+            "push-serve's port (addr)",
+        )?),
         None => None,
     };
     // Appended only when on, so the line reads the same as before for everyone else.
@@ -958,7 +977,9 @@ async fn take_over(
         .ready()
         .context("telling the old process that this one is ready")?;
     let ready_at = std::time::Instant::now();
-    tracing::info!("upgrade: ready; waiting for the old process to drain and release the data directory");
+    tracing::info!(
+        "upgrade: ready; waiting for the old process to drain and release the data directory"
+    );
     let mut channel = predecessor.channel;
     let released = tokio::task::spawn_blocking(move || channel.wait_released())
         .await

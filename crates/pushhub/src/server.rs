@@ -347,7 +347,9 @@ async fn write_snapshot(config: &Config, broker: &Arc<engine::memory::MemoryBrok
             took_ms = started.elapsed().as_millis() as u64,
             "upgrade: history snapshot written for the new process"
         ),
-        Ok(Err(error)) => tracing::error!(%error, "upgrade: the new process starts every channel in a new epoch"),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "upgrade: the new process starts every channel in a new epoch")
+        }
         Err(error) => tracing::error!(%error, "upgrade: writing the history snapshot failed"),
     }
 }

@@ -344,15 +344,18 @@ pub fn from_config(
             };
             Ok((engine, (!durable).then_some(broker)))
         }
-        (EngineKind::Redis, Some(redis)) => Ok((Engine {
-            broker: Arc::new(redis::RedisBroker::start(
-                redis.clone(),
-                tracker,
-                shutdown.clone(),
-            )?),
-            presence: redis::RedisPresence::start(redis.clone(), tracker, shutdown.clone()),
-            nodes: redis::RedisNodeBus::start(redis, tracker, shutdown),
-        }, None)),
+        (EngineKind::Redis, Some(redis)) => Ok((
+            Engine {
+                broker: Arc::new(redis::RedisBroker::start(
+                    redis.clone(),
+                    tracker,
+                    shutdown.clone(),
+                )?),
+                presence: redis::RedisPresence::start(redis.clone(), tracker, shutdown.clone()),
+                nodes: redis::RedisNodeBus::start(redis, tracker, shutdown),
+            },
+            None,
+        )),
         (EngineKind::Redis, None) => Err(EngineError::Unavailable(
             "engine = \"redis\" needs Redis URLs ([redis] urls or --redis-url)".into(),
         )),

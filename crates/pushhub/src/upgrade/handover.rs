@@ -77,10 +77,7 @@ impl Upgrader {
     pub async fn upgrade(&self) -> Result<Started, UpgradeError> {
         let inner = &self.inner;
         let launch = inner.launch.as_ref().ok_or(UpgradeError::Unavailable)?;
-        let _one = inner
-            .starting
-            .try_lock()
-            .map_err(|_| UpgradeError::Busy)?;
+        let _one = inner.starting.try_lock().map_err(|_| UpgradeError::Busy)?;
         if lock(&inner.handover).is_some() {
             return Err(UpgradeError::Busy);
         }
@@ -182,9 +179,14 @@ impl Handover {
     pub async fn release(mut self) {
         let line = format!("{RELEASED}\n");
         match self.channel.get_mut().write_all(line.as_bytes()).await {
-            Ok(()) => tracing::info!(pid = self.pid, "upgrade: stores released to the new process"),
+            Ok(()) => tracing::info!(
+                pid = self.pid,
+                "upgrade: stores released to the new process"
+            ),
             // It learns the same from the channel closing when this process exits.
-            Err(error) => tracing::warn!(pid = self.pid, %error, "upgrade: cannot reach the new process"),
+            Err(error) => {
+                tracing::warn!(pid = self.pid, %error, "upgrade: cannot reach the new process")
+            }
         }
     }
 }

@@ -44,7 +44,10 @@ async fn upgrade_under_publishing(store: &str) {
     let node = cluster.node(0);
     node.wait_log("upgrade: accepting again", 1).await;
     let log = node.log();
-    assert!(log.contains("closing every client connection connections="), "{log}");
+    assert!(
+        log.contains("closing every client connection connections="),
+        "{log}"
+    );
     let gap = log
         .lines()
         .find(|line| line.contains("upgrade: accepting again"))
@@ -99,7 +102,9 @@ async fn clients_are_told_1012_in_every_transport() {
         .await
         .expect("connect frame");
     let mut lines = tokio::io::BufReader::new(read).lines();
-    let welcome = tokio::time::timeout(WAIT, lines.next_line()).await.expect("welcome");
+    let welcome = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("welcome");
     assert!(welcome.expect("read").expect("line").contains("welcome"));
     server.wait_connections(4).await;
 
@@ -109,10 +114,17 @@ async fn clients_are_told_1012_in_every_transport() {
         ws.next().await,
         Event::Close(1012, "service restart: reconnect now".into())
     );
-    let text = tokio::time::timeout(WAIT, sse.text()).await.expect("sse end").expect("body");
+    let text = tokio::time::timeout(WAIT, sse.text())
+        .await
+        .expect("sse end")
+        .expect("body");
     let last = text.trim_end().lines().last().unwrap_or_default();
     let goodbye: Value = serde_json::from_str(last.trim_start_matches("data: ")).expect(last);
-    assert_eq!((goodbye["code"].as_str(), goodbye["close"].as_u64()), (Some("restart"), Some(1012)), "{text}");
+    assert_eq!(
+        (goodbye["code"].as_str(), goodbye["close"].as_u64()),
+        (Some("restart"), Some(1012)),
+        "{text}"
+    );
     let polled: Value = tokio::time::timeout(WAIT, poll)
         .await
         .expect("poll answer")
@@ -137,14 +149,19 @@ async fn clients_are_told_1012_in_every_transport() {
 async fn a_successor_that_cannot_start_leaves_the_server_serving() {
     let (mut server, dir) = TestServer::with_config("[apps.demo]\nauth = \"none\"\n");
     let (mut client, _) = server.native("demo", "7").await;
-    std::fs::write(dir.path().join("pushhub.toml"), "[apps.demo]\nauth = \"sometimes\"\n")
-        .expect("break the config");
+    std::fs::write(
+        dir.path().join("pushhub.toml"),
+        "[apps.demo]\nauth = \"sometimes\"\n",
+    )
+    .expect("break the config");
     let (status, answer) = server.upgrade().await;
     assert_eq!(status, 500, "{answer}");
     assert_eq!(answer["error"]["code"], "upgrade_failed", "{answer}");
     let message = answer["error"]["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains("cannot serve") && message.contains("auth") && message.contains("keeps serving"),
+        message.contains("cannot serve")
+            && message.contains("auth")
+            && message.contains("keeps serving"),
         "{message}"
     );
     // Nothing changed for anyone: the client is still connected and gets its messages.
@@ -152,12 +169,18 @@ async fn a_successor_that_cannot_start_leaves_the_server_serving() {
     assert_eq!(client.json().await["data"], "still here");
     assert!(client.silent_for(Duration::from_millis(300)).await);
 
-    std::fs::write(dir.path().join("pushhub.toml"), "[apps.demo]\nauth = \"none\"\n")
-        .expect("mend the config");
+    std::fs::write(
+        dir.path().join("pushhub.toml"),
+        "[apps.demo]\nauth = \"none\"\n",
+    )
+    .expect("mend the config");
     let (status, answer) = server.upgrade().await;
     assert_eq!(status, 200, "{answer}");
     assert!(server.wait_exit().success(), "{}", server.log());
-    assert_eq!(client.next().await, Event::Close(1012, "service restart: reconnect now".into()));
+    assert_eq!(
+        client.next().await,
+        Event::Close(1012, "service restart: reconnect now".into())
+    );
     assert_eq!(server.push("7", json!("new process")).await, 0);
 }
 
@@ -211,7 +234,10 @@ async fn timers_due_around_the_upgrade_fire_once_each() {
         missing.len(),
         twice.len()
     );
-    assert!(twice.is_empty() && missing.is_empty(), "twice {twice:?}, missing {missing:?}");
+    assert!(
+        twice.is_empty() && missing.is_empty(),
+        "twice {twice:?}, missing {missing:?}"
+    );
     let log = server.log();
     let (_, new) = log
         .split_once("upgrade: ready;")
@@ -233,7 +259,9 @@ fn notifications(socket: &std::os::unix::net::UnixDatagram, wanted: usize) -> Ve
     let mut buffer = [0u8; 512];
     (0..wanted)
         .map(|_| {
-            let n = socket.recv(&mut buffer).expect("a notification within the wait");
+            let n = socket
+                .recv(&mut buffer)
+                .expect("a notification within the wait");
             String::from_utf8_lossy(&buffer[..n]).into_owned()
         })
         .collect()
@@ -286,7 +314,10 @@ async fn an_upgrade_of_one_redis_node_loses_and_duplicates_nothing() {
         "every publish is answered 200 through an upgrade: {:?}",
         expected.other
     );
-    cluster.node(0).wait_log("upgrade: accepting again", 1).await;
+    cluster
+        .node(0)
+        .wait_log("upgrade: accepting again", 1)
+        .await;
     let (status, health) = cluster.node(0).get("/healthz").await;
     assert_eq!(status, 200, "the new node 0 serves: {health}");
     cluster

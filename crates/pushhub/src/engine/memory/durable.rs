@@ -261,7 +261,10 @@ mod tests {
         assert_eq!(next[0].offset, 6);
         assert_eq!(next[0].epoch, positions[0].epoch);
         let next = successor.publish(&[quiet], &message, off).await.unwrap();
-        assert_eq!(next[0].epoch, without[0].epoch, "a channel without history keeps its epoch");
+        assert_eq!(
+            next[0].epoch, without[0].epoch,
+            "a channel without history keeps its epoch"
+        );
         assert_eq!(next[0].offset, 2);
     }
 

@@ -134,17 +134,24 @@ fn decode(bytes: &[u8]) -> Result<Restored, String> {
     if &header[..8] != MAGIC {
         return Err("not a pushhub history snapshot".into());
     }
-    let word = |at: usize| u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    let word = |at: usize| {
+        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
     let version = word(8);
     if version != VERSION {
-        return Err(format!("format version {version}; this pushhub reads {VERSION}"));
+        return Err(format!(
+            "format version {version}; this pushhub reads {VERSION}"
+        ));
     }
     let mut length = [0u8; 8];
     length.copy_from_slice(&header[12..20]);
     let length = u64::from_le_bytes(length);
     let body = &bytes[HEADER..];
     if body.len() as u64 != length {
-        return Err(format!("the body has {} bytes, the header says {length}", body.len()));
+        return Err(format!(
+            "the body has {} bytes, the header says {length}",
+            body.len()
+        ));
     }
     if crc32fast::hash(body) != word(20) {
         return Err("checksum mismatch".into());
@@ -198,7 +205,10 @@ mod tests {
                         offset,
                     };
                     let message = Arc::new(Message::for_test(&format!("m{offset}")));
-                    (1_000 + offset, Arc::new(Publication::new(channel.into(), position, message)))
+                    (
+                        1_000 + offset,
+                        Arc::new(Publication::new(channel.into(), position, message)),
+                    )
                 })
                 .collect(),
         }
@@ -215,7 +225,10 @@ mod tests {
         let first = &restored.streams[0];
         assert_eq!(first.channel.as_ref(), "a:user:1");
         assert_eq!(first.top.offset, 5);
-        assert_eq!((first.last_wall_ms, first.policy), (1_005, streams[0].policy));
+        assert_eq!(
+            (first.last_wall_ms, first.policy),
+            (1_005, streams[0].policy)
+        );
         let kept: Vec<(u64, u64, String)> = first
             .kept
             .iter()
