@@ -964,39 +964,24 @@ async fn serve(config: Config, log_file: Option<LogFile>, start: Start<'_>) -> a
 }
 
 /// The successor's side of an upgrade, once its configuration, listeners and certificate
-/// are in hand: tell the predecessor it is ready, wait until it has closed the data
-/// directory's stores, and return the `on_ready` that logs how long new connections
-/// waited in the kernel's queue (the predecessor stops accepting on `ready`).
+/// are in hand: hand over ([`Inherited::take_over`]) and return the `on_ready` that logs
+/// how long new connections waited in the kernel's queue.
 async fn take_over(
     predecessor: Inherited,
     on_ready: Option<Box<dyn FnOnce() + Send>>,
 ) -> anyhow::Result<Box<dyn FnOnce() + Send>> {
-    let mut predecessor = predecessor;
-    predecessor
-        .channel
-        .ready()
-        .context("telling the old process that this one is ready")?;
-    let ready_at = std::time::Instant::now();
-    tracing::info!(
-        "upgrade: ready; waiting for the old process to drain and release the data directory"
-    );
-    let mut channel = predecessor.channel;
-    let released = tokio::task::spawn_blocking(move || channel.wait_released())
+    let ready_at = predecessor
+        .take_over()
         .await
-        .context("waiting for the old process")?;
-    tracing::info!(
-        how = ?released,
-        after_ms = ready_at.elapsed().as_millis() as u64,
-        "upgrade: the old process released the data directory"
-    );
+        .context("taking over from the old process")?;
     Ok(Box::new(move || {
         if let Some(on_ready) = on_ready {
             on_ready();
         }
+        let gap_ms = ready_at.elapsed().as_millis();
         tracing::info!(
-            gap_ms = ready_at.elapsed().as_millis() as u64,
-            "upgrade: accepting again {} ms after the old process stopped",
-            ready_at.elapsed().as_millis()
+            gap_ms = gap_ms as u64,
+            "upgrade: accepting again {gap_ms} ms after the old process stopped"
         );
     }))
 }

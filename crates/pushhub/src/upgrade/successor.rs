@@ -74,6 +74,27 @@ impl Inherited {
         })
     }
 
+    /// Tell the predecessor this process is ready (it stops accepting then), and wait
+    /// until it has closed the data directory's stores (or is gone). Returns when `ready`
+    /// was said: the moment new connections started waiting in the kernel's queue.
+    pub async fn take_over(self) -> std::io::Result<std::time::Instant> {
+        let mut channel = self.channel;
+        channel.ready()?;
+        let ready_at = std::time::Instant::now();
+        tracing::info!(
+            "upgrade: ready; waiting for the old process to drain and release the data directory"
+        );
+        let released = tokio::task::spawn_blocking(move || channel.wait_released())
+            .await
+            .map_err(std::io::Error::other)?;
+        tracing::info!(
+            how = ?released,
+            after_ms = ready_at.elapsed().as_millis() as u64,
+            "upgrade: the old process released the data directory"
+        );
+        Ok(ready_at)
+    }
+
     /// Take the inherited listener of `role`, if there is one.
     pub fn take(&mut self, role: Role) -> Option<TcpListener> {
         let at = self.listeners.iter().position(|(r, _)| *r == role)?;
