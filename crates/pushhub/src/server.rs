@@ -265,7 +265,16 @@ pub async fn serve(
         for listener in &mut accepting {
             let _ = listener.await;
         }
-        tracker.wait().await;
+        if handover.is_some() {
+            // Once every client's handler has let go of the hub, nothing publishes any
+            // more: the goodbyes still lingering (waiting for each client's close reply)
+            // need not hold up the successor, which waits for this process's stores.
+            while hub.stats().connections() > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        } else {
+            tracker.wait().await;
+        }
         hub.settle().await;
     })
     .await;
@@ -292,6 +301,10 @@ pub async fn serve(
             write_snapshot(&config, &broker).await;
         }
         handover.release().await;
+        // The goodbyes finish while the successor serves: exiting now would reset
+        // connections whose close reply is still on its way, and clients would read a
+        // lost connection (1006) rather than 1012.
+        let _ = tokio::time::timeout_at(deadline, tracker.wait()).await;
     }
     Ok(())
 }
