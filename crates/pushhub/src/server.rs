@@ -197,36 +197,23 @@ pub async fn serve(
                     listeners.client,
                     with_fallbacks(gateway),
                     tls_on(|t| t.client),
-                    Duration::ZERO,
                 ),
-                (api_listener, api, tls_on(|t| t.api), KEEP_ALIVE_LINGER),
+                (api_listener, api, tls_on(|t| t.api)),
             ]
         }
         None => vec![(
             listeners.client,
             api::with_request_ids(with_fallbacks(gateway.merge(api))),
             tls_on(|t| t.client),
-            KEEP_ALIVE_LINGER,
         )],
     };
     if let Some(listener) = listeners.pushserve {
-        routers.push((
-            listener,
-            with_fallbacks(pushserve),
-            tls_on(|t| t.client),
-            KEEP_ALIVE_LINGER,
-        ));
+        routers.push((listener, with_fallbacks(pushserve), tls_on(|t| t.client)));
     }
     let mut accepting: Vec<_> = routers
         .into_iter()
-        .map(|(listener, router, tls, linger)| {
-            tokio::spawn(run_listener(
-                listener,
-                router,
-                tls,
-                linger,
-                shutdown.clone(),
-            ))
+        .map(|(listener, router, tls)| {
+            tokio::spawn(run_listener(listener, router, tls, shutdown.clone()))
         })
         .collect();
     if let Some(listener) = listeners.tcp {
@@ -497,7 +484,6 @@ async fn run_listener(
     listener: TcpListener,
     router: Router,
     tls: Option<Arc<Tls>>,
-    linger: Duration,
     shutdown: CancellationToken,
 ) {
     let requests = TaskTracker::new();
@@ -516,7 +502,7 @@ async fn run_listener(
             .map_response(move |response| last_once_stopping(response, &stopping));
         // Plain sockets go to hyper as they are: the TLS path costs them nothing.
         let Some(tls) = tls.clone() else {
-            requests.spawn(serve_http(stream, router, linger, shutdown));
+            requests.spawn(serve_http(stream, router, shutdown));
             continue;
         };
         requests.spawn(async move {
@@ -530,7 +516,7 @@ async fn run_listener(
                 },
                 _ = shutdown.cancelled() => return,
             };
-            serve_http(stream, router, linger, shutdown).await;
+            serve_http(stream, router, shutdown).await;
         });
     }
     drop(listener);
@@ -554,19 +540,17 @@ fn last_once_stopping(
     response
 }
 
-/// How long an idle keep-alive connection of a listener that takes pushes (the API's,
-/// push-serve's) is still read once the server stops, before it is closed. Closing at once
-/// would drop a request already on its way (a backend reusing its pooled connection just
-/// then sees the connection reset and cannot tell whether its push was taken); read a
-/// moment longer, it is answered (with `Connection: close`). The client listener closes
-/// at once: a client whose poll meets a reset reconnects and resumes, and a connection
-/// that carried an SSE stream is not reused for a round with the stopping process.
+/// How long an idle keep-alive connection is still read once the server stops, before it
+/// is closed. Closing at once would drop a request already on its way (a backend reusing
+/// its pooled connection just then sees the connection reset and cannot tell whether its
+/// push was taken); read a moment longer, it is answered (with `Connection: close`). Only
+/// idle connections wait it out, and they are the ones that make a stop wait for it.
 const KEEP_ALIVE_LINGER: Duration = Duration::from_millis(200);
 
 /// Serve HTTP/1.1 requests (and upgrades) on one connection until it ends, or, once
-/// `shutdown` fires, answer what arrives within `linger` ([`KEEP_ALIVE_LINGER`] or none),
-/// finish the request in flight and stop.
-async fn serve_http<S, R>(stream: S, router: R, linger: Duration, shutdown: CancellationToken)
+/// `shutdown` fires, answer what arrives within [`KEEP_ALIVE_LINGER`], finish the request
+/// in flight and stop.
+async fn serve_http<S, R>(stream: S, router: R, shutdown: CancellationToken)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     R: tower::Service<
@@ -590,7 +574,7 @@ where
     let result = tokio::select! {
         result = connection.as_mut() => result,
         _ = shutdown.cancelled() => {
-            match tokio::time::timeout(linger, connection.as_mut()).await {
+            match tokio::time::timeout(KEEP_ALIVE_LINGER, connection.as_mut()).await {
                 Ok(result) => result,
                 Err(_) => {
                     connection.as_mut().graceful_shutdown();
