@@ -231,15 +231,21 @@ describe("against a server that dies", { skip: skip ?? false, concurrency: true,
       successor = upgraded.body.pid;
       const back = Date.now();
       for (let n = 5; n < 10; n++) await push(n);
-      await until(() => clients.every(({ seen }) => seen.message.length >= 10), "every message", 4000);
+      const report = () =>
+        clients.map(({ transport, client, seen }) => `${transport}: ${client.state}, ${seen.message.length} messages, ${JSON.stringify(seen.disconnected)}`).join("; ");
+      await until(() => clients.every(({ seen }) => seen.message.length >= 10), "every message", 4000).catch((error) => {
+        throw new Error(`${error.message}: ${report()}`);
+      });
       await until(() => clients.every(({ client }) => client.state === "connected"), "all back", 4000);
       const tookMs = Date.now() - back;
       await new Promise((r) => setTimeout(r, 200));
       for (const { transport, seen, data } of clients) {
         assert.deepEqual(data(), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], transport);
+        // A long-poller between two requests has nothing to close: its next poll simply
+        // reaches the new process. A connection that was open is closed with 1012.
         const restart = seen.disconnected.find((d) => d.code === 1012);
-        assert.ok(restart, `${transport} saw no 1012: ${JSON.stringify(seen.disconnected)}`);
-        assert.ok(restart.willReconnect && restart.delay >= 0 && restart.delay <= 300, `${transport}: ${JSON.stringify(restart)}`);
+        assert.ok(restart || (transport === "poll" && seen.disconnected.length === 0), `${transport} saw no 1012: ${JSON.stringify(seen.disconnected)}`);
+        if (restart) assert.ok(restart.willReconnect && restart.delay >= 0 && restart.delay <= 300, `${transport}: ${JSON.stringify(restart)}`);
         assert.deepEqual(seen.error, [], transport);
       }
       assert.ok(tookMs < 4000, `back in ${tookMs} ms`);
