@@ -81,6 +81,12 @@ export interface ConnectOptions {
   connectTimeout?: number;
   /** Seconds a long-poll request waits (default 25, at most 120). */
   pollTimeout?: number;
+  /**
+   * After a server restart close (1012: `pushhub upgrade` hands the listeners to a new
+   * process), reconnect after a random delay in [0, this] ms instead of the backoff
+   * (default 1000).
+   */
+  restartJitter?: number;
   /** A WebSocket constructor (Node 18/20: `import WebSocket from "ws"`); default `globalThis.WebSocket`. */
   WebSocket?: new (url: string) => any;
   /** A fetch implementation (default `globalThis.fetch`). */
@@ -251,6 +257,7 @@ export declare function connect(options: ConnectOptions): PushhubClient;
 
 // The building blocks, exported for tests and for other clients.
 export declare const DEFAULT_RECONNECT: Readonly<Required<ExponentialReconnect>>;
+export declare const DEFAULT_RESTART_JITTER: number;
 export declare const SEED003_RECONNECT: Readonly<ListReconnect>;
 export declare const SEED003_HEARTBEAT: Readonly<Required<HeartbeatOptions>>;
 export declare const SEED003_LOGIN_RETRY: number;
@@ -280,4 +287,4 @@ export declare class Heartbeat {
 }
 /** Whether a frame is the last one of an SSE stream or long-poll answer the server ended: an `error` frame with the `close` code. */
 export declare function isClosing(frame: unknown): boolean;
-export declare function classify(info: { code?: number; status?: number; error?: string }): "terminal" | "token" | "resume" | "retry";
+export declare function classify(info: { code?: number; status?: number; error?: string }): "terminal" | "token" | "resume" | "restart" | "retry";

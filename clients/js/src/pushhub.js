@@ -23,6 +23,13 @@ export const DEFAULT_RECONNECT = Object.freeze({
   retries: Infinity,
 });
 
+/**
+ * After a server restart close (1012: an upgrade hands the listeners to a new process),
+ * reconnect after a random delay in [0, this] ms: soon, but not every client in the same
+ * millisecond. The `restartJitter` option overrides it.
+ */
+export const DEFAULT_RESTART_JITTER = 1000;
+
 /** Seed 003's policy (swoole-push): at most 3 retries, 60, 120 and 180 s after the loss. */
 export const SEED003_RECONNECT = Object.freeze({ delays: Object.freeze([60000, 120000, 180000]), retries: 3 });
 
@@ -333,6 +340,8 @@ export class PushhubClient {
     this._connectTimeout = options.connectTimeout ?? 10000;
     this._requestTimeout = options.timeout ?? 10000;
     this._pollTimeout = options.pollTimeout ?? 25;
+    this._restartJitter = options.restartJitter ?? DEFAULT_RESTART_JITTER;
+    if (!(this._restartJitter >= 0)) throw new TypeError("restartJitter must be milliseconds >= 0");
     this._stream = new Stream(options.since ?? "");
     this._handlers = new Map(EVENTS.map((e) => [e, new Set()]));
     this._pending = new Map();
@@ -962,6 +971,16 @@ export class PushhubClient {
       this._start();
       return;
     }
+    if (kind === "restart") {
+      // The server is being replaced and the new one already holds the address: come back
+      // soon, spread over the jitter window, from the first transport, without backoff.
+      const delay = Math.round(this._restartJitter * this._random());
+      this._index = 0;
+      tell(true, delay);
+      this._setState("reconnecting");
+      this._timer = this._timers.setTimeout(() => this._start(), delay);
+      return;
+    }
     // A transport that cannot even be reached (a proxy that blocks WebSocket): try the next
     // one at once. One that worked before is given up on only after 3 failed rounds (a
     // restarting server should not send every client to long-poll); after a backoff every
@@ -1110,7 +1129,8 @@ export class PushhubClient {
               if (!frame) continue;
               if (isClosing(frame)) {
                 // The server ended the stream and says why: act on it as on a close frame.
-                this._ended(gen, { code: frame.close, reason: frame.message ?? "" });
+                abort.abort();
+                this._ended(gen, { code: frame.close, reason: frame.message ?? "", error: frame.code });
                 return;
               }
               if (!welcomed) {
@@ -1190,7 +1210,7 @@ export class PushhubClient {
         cursor = this._stream.cursor;
         if (closing) {
           // The server ended this poll and says why: act on it as on a close frame.
-          this._ended(gen, { code: closing.close, reason: closing.message ?? "" });
+          this._ended(gen, { code: closing.close, reason: closing.message ?? "", error: closing.code });
           return;
         }
       }
@@ -1221,11 +1241,15 @@ export function isClosing(frame) {
   return frame?.type === "error" && Number.isInteger(frame.close);
 }
 
-/** How a connection's end is handled: `terminal`, `token` (fresh token, at once), `resume` (at once) or `retry` (backoff). */
+/**
+ * How a connection's end is handled: `terminal`, `token` (fresh token, at once), `resume`
+ * (at once), `restart` (after a short random delay) or `retry` (backoff).
+ */
 export function classify(info) {
   const { code, status, error } = info;
   if (code === 4006 || (status === 401 && error === "token_expired")) return "token";
   if (code === 4005) return "resume";
+  if (code === 1012) return "restart";
   if (code >= 4500 && code <= 4999) return "terminal";
   if (status !== undefined) {
     if (status === 429) return error === "user_full" ? "terminal" : "retry";

@@ -230,6 +230,56 @@ describe("against a real server", { skip: skip ?? false, concurrency: true, time
 });
 
 describe("against a server that dies", { skip: skip ?? false, concurrency: true, timeout: 60000 }, () => {
+  test("upgraded (pushhub upgrade): every transport comes back within restartJitter after 1012 and resumes, each message once", async () => {
+    const server = await startServer({ config: CONFIG });
+    let successor = null;
+    try {
+      // A reconnect on the error backoff would wait 5 s: the restart close must not use it.
+      const clients = ["websocket", "sse", "poll"].map((transport) => ({
+        transport,
+        ...open(server, { user: `up-${transport}`, transports: [transport], restartJitter: 300, reconnect: { min: 5000, max: 5000, jitter: 0 } }),
+      }));
+      await until(() => clients.every(({ client }) => client.state === "connected"), "connected");
+      const push = async (n) => {
+        try {
+          await server.push({ to: "*", data: n });
+        } catch (error) {
+          // A keep-alive connection the old process closed as it drained: sent again once.
+          if (!String(error?.cause ?? error).includes("closed")) throw error;
+          await server.push({ to: "*", data: n });
+        }
+      };
+      for (let n = 0; n < 5; n++) await push(n);
+      const upgraded = await server.api("POST", "/v1/admin/upgrade");
+      assert.equal(upgraded.status, 200, JSON.stringify(upgraded.body));
+      successor = upgraded.body.pid;
+      const back = Date.now();
+      for (let n = 5; n < 10; n++) await push(n);
+      const report = () =>
+        clients.map(({ transport, client, seen }) => `${transport}: ${client.state}, ${seen.message.length} messages, ${JSON.stringify(seen.disconnected)}`).join("; ");
+      await until(() => clients.every(({ seen }) => seen.message.length >= 10), "every message", 4000).catch((error) => {
+        throw new Error(`${error.message}: ${report()}`);
+      });
+      await until(() => clients.every(({ client }) => client.state === "connected"), "all back", 4000);
+      const tookMs = Date.now() - back;
+      await new Promise((r) => setTimeout(r, 200));
+      for (const { transport, seen, data } of clients) {
+        assert.deepEqual(data(), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], transport);
+        // A long-poller between two requests has nothing to close: its next poll simply
+        // reaches the new process. A connection that was open is closed with 1012.
+        const restart = seen.disconnected.find((d) => d.code === 1012);
+        assert.ok(restart || (transport === "poll" && seen.disconnected.length === 0), `${transport} saw no 1012: ${JSON.stringify(seen.disconnected)}`);
+        if (restart) assert.ok(restart.willReconnect && restart.delay >= 0 && restart.delay <= 300, `${transport}: ${JSON.stringify(restart)}`);
+        assert.deepEqual(seen.error, [], transport);
+      }
+      assert.ok(tookMs < 4000, `back in ${tookMs} ms`);
+    } finally {
+      for (const client of server.clients ?? []) client.close();
+      if (successor) process.kill(successor, "SIGKILL");
+      await server.stop();
+    }
+  });
+
   test("killed and restarted on the same ports: reconnects, recovered:false, new epoch read from its start", async () => {
     let server = await startServer({ config: CONFIG });
     const first = server;

@@ -173,6 +173,7 @@ test("close codes and HTTP refusals", () => {
   assert.equal(classify({ code: 4000 }), "retry");
   assert.equal(classify({ code: 4009 }), "retry");
   assert.equal(classify({ code: 4005 }), "resume");
+  assert.equal(classify({ code: 1012 }), "restart");
   assert.equal(classify({ code: 4006 }), "token");
   assert.equal(classify({ code: 4500 }), "terminal");
   assert.equal(classify({ code: 4516 }), "terminal");
@@ -395,6 +396,38 @@ describe("client", () => {
     FakeSocket.last.drop(4005, "more missed messages to replay");
     assert.equal(FakeSocket.all.length, 2);
     assert.match(FakeSocket.last.url.searchParams.get("since"), /demo:all@a:7/);
+  });
+
+  test("1012 (an upgrade) reconnects after a random delay within restartJitter, not the backoff, and resumes", () => {
+    let draw = 0.5;
+    const { client, seen } = make({ restartJitter: 800, random: () => draw });
+    FakeSocket.last.welcome();
+    FakeSocket.last.receive({ type: "msg", ch: "demo:user:100", epoch: "e1", off: 3, id: "m3", data: 3 });
+    // Earlier failures grew the backoff; a restart close does not use it.
+    FakeSocket.last.drop(1006);
+    clock.advance(1000);
+    FakeSocket.last.welcome("demo:all@:0,demo:user:100@e1:3");
+    FakeSocket.last.drop(1012, "service restart: reconnect now");
+    assert.equal(client.state, "reconnecting");
+    assert.deepEqual(
+      [seen.disconnected.at(-1).code, seen.disconnected.at(-1).willReconnect, seen.disconnected.at(-1).delay],
+      [1012, true, 400],
+    );
+    const sockets = FakeSocket.all.length;
+    clock.advance(399);
+    assert.equal(FakeSocket.all.length, sockets);
+    clock.advance(1);
+    assert.equal(FakeSocket.all.length, sockets + 1);
+    assert.match(FakeSocket.last.url.searchParams.get("since"), /demo:user:100@e1:3/);
+    FakeSocket.last.welcome("demo:all@:0,demo:user:100@e1:3");
+    FakeSocket.last.receive({ type: "msg", ch: "demo:user:100", epoch: "e1", off: 3, id: "m3", data: 3 }); // overlap
+    FakeSocket.last.receive({ type: "msg", ch: "demo:user:100", epoch: "e1", off: 4, id: "m4", data: 4 });
+    assert.deepEqual(seen.message.map((m) => m.id), ["m3", "m4"]);
+    // Each client draws its own delay: spread over the window, never past it.
+    draw = 0.999;
+    FakeSocket.last.drop(1012);
+    assert.equal(seen.disconnected.at(-1).delay, 799);
+    assert.throws(() => make({ restartJitter: -1 }), TypeError);
   });
 
   test("seed 003 preset: three retries at 60/120/180 s, then give up", () => {

@@ -38,6 +38,10 @@ pub enum Command {
     /// pushhub's restart time with many channels of history: fill, stop (SIGTERM or
     /// SIGKILL), start again, time until it serves, count the channels it kept.
     Restart(crate::restart::RestartArgs),
+    /// pushhub's zero-downtime upgrade: resuming WebSocket clients, broadcasts at a steady
+    /// rate, `POST /v1/admin/upgrade` in the middle; lost, duplicated, the gap and the time
+    /// until every client is back.
+    Upgrade(crate::upgrade::UpgradeArgs),
     /// A long run of resuming, slow and hostile clients, reconnect storms and timer churn
     /// against one pushhub: RSS and CPU over time, lost and duplicated messages and timers.
     Soak(crate::soak::SoakArgs),

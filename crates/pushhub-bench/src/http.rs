@@ -40,6 +40,12 @@ impl HttpConn {
         })
     }
 
+    /// True once the server has closed the connection (after an answer that said
+    /// `Connection: close`): a request sent on it would fail unsent.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
     /// Sends one request and reads the whole response body.
     pub async fn request(
         &mut self,

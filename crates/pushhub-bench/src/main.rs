@@ -27,6 +27,7 @@ mod soak;
 mod suite;
 mod target;
 mod timers;
+mod upgrade;
 mod worker;
 
 use std::time::Duration;
@@ -47,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Cluster(args) => cluster::run(args).await,
         Command::Timers(args) => timers::run(args).await,
         Command::Restart(args) => restart::run(args).await,
+        Command::Upgrade(args) => upgrade::run(args).await,
         Command::Soak(args) => soak::run(args).await,
         Command::Idle(args) => {
             let settle = Duration::from_secs_f64(args.settle_secs.max(0.0));

@@ -9,6 +9,7 @@
 mod control;
 mod people;
 mod tasks;
+mod upgrade;
 
 use std::fmt::Write as _;
 use std::time::Duration;

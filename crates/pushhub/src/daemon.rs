@@ -159,8 +159,19 @@ impl PidFile {
     /// never sees it half-written), unless it names another live pushhub. A stale file
     /// (the process is gone, or the id now belongs to another program) is replaced.
     pub fn create(path: &Path) -> Result<Self, DaemonError> {
+        Self::write(path, None)
+    }
+
+    /// [`PidFile::create`] for the successor of an upgrade: the file may name
+    /// `predecessor`, which is about to exit.
+    pub fn take_over(path: &Path, predecessor: u32) -> Result<Self, DaemonError> {
+        Self::write(path, Some(predecessor))
+    }
+
+    fn write(path: &Path, predecessor: Option<u32>) -> Result<Self, DaemonError> {
         let pid = std::process::id();
-        if let Some(running) = running_pushhub(path).filter(|running| *running as u32 != pid) {
+        let ours = |running: &i32| *running as u32 == pid || Some(*running as u32) == predecessor;
+        if let Some(running) = running_pushhub(path).filter(|running| !ours(running)) {
             return Err(DaemonError::Running {
                 pid: running,
                 path: path.to_owned(),

@@ -41,6 +41,11 @@ impl Disconnect {
     pub const NORMAL: Self = Self::fixed(1000, "normal closure");
     /// The server is shutting down; reconnect to another node or later.
     pub const SHUTDOWN: Self = Self::fixed(1001, "server shutting down");
+    /// A new version of the server takes over (`pushhub upgrade`): reconnect to the same
+    /// address now, after a short random delay (RFC 6455's "service restart"). The
+    /// successor already holds the listening sockets, so the reconnect is queued, never
+    /// refused, and resumes from the client's position.
+    pub const RESTART: Self = Self::fixed(1012, "service restart: reconnect now");
     /// The client broke the WebSocket framing rules.
     pub const PROTOCOL_ERROR: Self = Self::fixed(1002, "websocket protocol error");
     /// The client sent a binary frame where text is expected.
@@ -144,6 +149,7 @@ impl Disconnect {
             1007 => "invalid_utf8",
             1008 => "rate_limited",
             1009 => "too_big",
+            1012 => "restart",
             4000 => "idle_timeout",
             4001 => "slow_consumer",
             4002 => "server_full",
@@ -202,6 +208,7 @@ mod tests {
         let all = [
             Disconnect::NORMAL,
             Disconnect::SHUTDOWN,
+            Disconnect::RESTART,
             Disconnect::PROTOCOL_ERROR,
             Disconnect::BINARY_NOT_SUPPORTED,
             Disconnect::ABNORMAL,

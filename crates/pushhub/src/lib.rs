@@ -16,6 +16,7 @@
 //! - [`logging`], [`daemon`]: where the log goes (human or JSON, files reopened on SIGUSR2
 //!   or rotated by size) and `serve --daemon` with its pid file.
 //! - [`tls`]: `wss://` and `https://` without a proxy in front, reloadable certificates.
+//! - [`upgrade`]: a new binary taking over the listeners while this one drains.
 //! - [`parse_errors`]: the JSON error body on answers hyper gives requests it cannot parse.
 
 pub mod api;
@@ -50,4 +51,5 @@ pub mod store;
 pub mod sync;
 pub mod tls;
 pub mod transport;
+pub mod upgrade;
 pub mod work_counters;

@@ -16,6 +16,8 @@ use pushhub::hub::AuthMode;
 use pushhub::logging::{self, LogFile, LogFormat};
 use pushhub::server::{self, Listeners};
 use pushhub::tls::Tls;
+use pushhub::upgrade::successor::Inherited;
+use pushhub::upgrade::{self, Launch};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -177,6 +179,14 @@ enum Command {
         /// Do not wait for connections, requests, webhooks and timer calls to finish.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Replace the running server by the binary now at the path it was started from,
+    /// without refusing anyone: the new process takes over the listening sockets, the old
+    /// one closes its clients with 1012 (reconnect now) and exits (an admin key when the
+    /// API is exposed; docs/operations.md, "Upgrading without downtime").
+    Upgrade {
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -548,6 +558,12 @@ fn main() -> ExitCode {
                 |client| async move { client.stop(force).await },
             )
         }
+        Command::Upgrade { server } => {
+            operate(
+                server.into(),
+                |client| async move { client.upgrade().await },
+            )
+        }
         Command::Token {
             app,
             user,
@@ -596,7 +612,24 @@ fn serve_command(
     log: LogArgs,
     daemon: DaemonArgs,
 ) -> ExitCode {
-    let readiness = if daemon.daemon {
+    // Taken before anything else: the path this process was started by (a successor is
+    // started the same way), and what an upgrading predecessor handed over.
+    let launch = Launch::current()
+        .map_err(|error| {
+            eprintln!(
+                "pushhub: upgrades are off: cannot tell how this process was started: {error}"
+            )
+        })
+        .ok();
+    let inherited = match Inherited::from_env() {
+        Ok(inherited) => inherited,
+        Err(error) => {
+            eprintln!("pushhub: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    // A successor is already detached when its predecessor was.
+    let readiness = if daemon.daemon && inherited.is_none() {
         match pushhub::daemon::detach() {
             Ok(Role::Parent(outcome)) => return report_daemon(outcome),
             Ok(Role::Daemon(readiness)) => Some(Arc::new(readiness)),
@@ -610,9 +643,13 @@ fn serve_command(
     };
     // Until the log file is open, a daemon's stderr is still the terminal, where the
     // foreground process prints the reason already.
+    let inherited = std::cell::RefCell::new(inherited);
     let fail = |message: String, code: u8, to_stderr: bool| {
         if let Some(readiness) = &readiness {
             readiness.failed(&message);
+        }
+        if let Some(inherited) = inherited.borrow_mut().as_mut() {
+            inherited.channel.failed(&message);
         }
         if to_stderr {
             eprintln!("pushhub: {message}");
@@ -647,14 +684,27 @@ fn serve_command(
         Ok(config) => config,
         Err(errors) => return fail(format!("invalid configuration:\n{errors}"), 2, to_stderr),
     };
-    let _pid_file = match daemon.pid_file.as_deref().map(PidFile::create).transpose() {
+    let predecessor = inherited
+        .borrow()
+        .is_some()
+        .then(std::os::unix::process::parent_id);
+    let take_pid_file = |path: &std::path::Path| match predecessor {
+        Some(pid) => PidFile::take_over(path, pid),
+        None => PidFile::create(path),
+    };
+    let _pid_file = match daemon.pid_file.as_deref().map(take_pid_file).transpose() {
         Ok(pid_file) => pid_file,
         Err(error) => return fail(error.to_string(), 1, to_stderr),
     };
     let on_ready = readiness
         .clone()
         .map(|readiness| Box::new(move || readiness.ready()) as Box<dyn FnOnce() + Send>);
-    match run(config, log_file, on_ready) {
+    let start = Start {
+        on_ready,
+        launch,
+        inherited: &inherited,
+    };
+    match run(config, log_file, start) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -797,11 +847,15 @@ fn raise_fd_limit() -> u64 {
     }
 }
 
-fn run(
-    mut config: Config,
-    log_file: Option<LogFile>,
+/// How `serve` starts beyond its configuration: whom to tell once it serves, how it was
+/// launched, and what a predecessor handed over (an upgrade).
+struct Start<'a> {
     on_ready: Option<Box<dyn FnOnce() + Send>>,
-) -> anyhow::Result<()> {
+    launch: Option<Launch>,
+    inherited: &'a std::cell::RefCell<Option<Inherited>>,
+}
+
+fn run(mut config: Config, log_file: Option<LogFile>, start: Start<'_>) -> anyhow::Result<()> {
     let fd_limit = raise_fd_limit();
     let room = fd_limit.saturating_sub(RESERVED_FDS).max(1) as usize;
     let configured = config.limits.max_connections;
@@ -820,14 +874,10 @@ fn run(
         .enable_all()
         .build()
         .context("starting the runtime")?
-        .block_on(serve(config, log_file, on_ready))
+        .block_on(serve(config, log_file, start))
 }
 
-async fn serve(
-    config: Config,
-    log_file: Option<LogFile>,
-    on_ready: Option<Box<dyn FnOnce() + Send>>,
-) -> anyhow::Result<()> {
+async fn serve(config: Config, log_file: Option<LogFile>, start: Start<'_>) -> anyhow::Result<()> {
     for app in &config.apps {
         if app.policy.auth == AuthMode::None {
             tracing::warn!(
@@ -853,32 +903,40 @@ async fn serve(
     if let Some(warning) = admin_warning(&config) {
         tracing::warn!("{warning}");
     }
-    let client = bind(config.listen)
-        .with_context(|| format!("binding the client listener on {}", config.listen))?;
+    let listen = |role: upgrade::Role, addr: std::net::SocketAddr, what: &str| {
+        let inherited = start
+            .inherited
+            .borrow_mut()
+            .as_mut()
+            .and_then(|i| i.take(role));
+        listener(inherited, role, addr).with_context(|| format!("binding the {what} on {addr}"))
+    };
+    let client = listen(upgrade::Role::Client, config.listen, "client listener")?;
     let client_addr = client.local_addr()?;
     let single_port = config.api_listen == config.listen && config.listen.port() != 0;
     let api = if single_port {
         None
     } else {
-        Some(
-            bind(config.api_listen)
-                .with_context(|| format!("binding the API listener on {}", config.api_listen))?,
-        )
+        Some(listen(
+            upgrade::Role::Api,
+            config.api_listen,
+            "API listener",
+        )?)
     };
     let api_addr = match &api {
         Some(listener) => listener.local_addr()?,
         None => client_addr,
     };
     let tcp = match config.tcp_listen {
-        Some(addr) => {
-            Some(bind(addr).with_context(|| format!("binding the raw TCP listener on {addr}"))?)
-        }
+        Some(addr) => Some(listen(upgrade::Role::Tcp, addr, "raw TCP listener")?),
         None => None,
     };
     let pushserve = match config.pushserve.as_ref().and_then(|p| p.addr) {
-        Some(addr) => Some(
-            bind(addr).with_context(|| format!("binding push-serve's port (addr) on {addr}"))?,
-        ),
+        Some(addr) => Some(listen(
+            upgrade::Role::PushServe,
+            addr,
+            "push-serve's port (addr)",
+        )?),
         None => None,
     };
     // Appended only when on, so the line reads the same as before for everyone else.
@@ -915,6 +973,11 @@ async fn serve(
         }
         None => None,
     };
+    let mut on_ready = start.on_ready;
+    let predecessor = start.inherited.borrow_mut().take();
+    if let Some(predecessor) = predecessor {
+        on_ready = Some(take_over(predecessor, on_ready).await?);
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone()));
     tokio::spawn(on_sigusr2(log_file, shutdown.clone()));
@@ -925,12 +988,59 @@ async fn serve(
         pushserve,
         tls,
         on_ready,
+        launch: start.launch,
     };
     server::serve(config, listeners, shutdown)
         .await
         .context("starting the timer service")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The successor's side of an upgrade, once its configuration, listeners and certificate
+/// are in hand: hand over ([`Inherited::take_over`]) and return the `on_ready` that logs
+/// how long new connections waited in the kernel's queue.
+async fn take_over(
+    predecessor: Inherited,
+    on_ready: Option<Box<dyn FnOnce() + Send>>,
+) -> anyhow::Result<Box<dyn FnOnce() + Send>> {
+    let ready_at = predecessor
+        .take_over()
+        .await
+        .context("taking over from the old process")?;
+    Ok(Box::new(move || {
+        if let Some(on_ready) = on_ready {
+            on_ready();
+        }
+        let gap_ms = ready_at.elapsed().as_millis();
+        tracing::info!(
+            gap_ms = gap_ms as u64,
+            "upgrade: accepting again {gap_ms} ms after the old process stopped"
+        );
+    }))
+}
+
+/// The listener for `role` at `addr`: the one inherited from an upgrading predecessor
+/// when it is at that address (or `addr` asks for any port), else a new one.
+fn listener(
+    inherited: Option<std::net::TcpListener>,
+    role: upgrade::Role,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<TcpListener> {
+    if let Some(listener) = inherited {
+        let held = listener.local_addr()?;
+        if held == addr || addr.port() == 0 {
+            listener.set_nonblocking(true)?;
+            return TcpListener::from_std(listener);
+        }
+        tracing::warn!(
+            %role,
+            configured = %addr,
+            inherited = %held,
+            "upgrade: the configuration moved this listener; binding the new address (the old one closes with the old process)"
+        );
+    }
+    bind(addr)
 }
 
 /// Pending connections the kernel may queue per listener: a burst of reconnecting

@@ -1,5 +1,6 @@
 //! Running a server: the hub, its listeners (plain or TLS), and graceful shutdown.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,6 +39,7 @@ use crate::transport::connections::Connections;
 use crate::transport::tcp::{self, TcpContext, TcpFramer};
 use crate::transport::ws::connection::WsSettings;
 use crate::transport::ws::WsContext;
+use crate::upgrade::{Launch, Role, Upgrader};
 
 /// Already-bound listeners; binding happens in the caller so tests can use port 0.
 pub struct Listeners {
@@ -56,15 +58,21 @@ pub struct Listeners {
     /// Called once every listener accepts and the timer store is open: the moment a
     /// daemon tells its foreground process that it serves (`serve --daemon`).
     pub on_ready: Option<Box<dyn FnOnce() + Send>>,
+    /// How this process was started, so an upgrade can start its successor the same way;
+    /// `None` refuses upgrades (an embedded server).
+    pub launch: Option<Launch>,
 }
 
 /// Serve until `shutdown` fires; then stop accepting, close every client with 1001 (going
 /// away), and give clients, in-flight API requests and timer calls up to `shutdown_grace`.
+/// When an upgrade fired it ([`Upgrader`]), clients are closed with 1012 (reconnect now)
+/// instead, the histories kept in memory are written for the successor, and the successor
+/// is told once every store is closed.
 /// Accept errors (such as running out of file descriptors) are logged and retried, so
 /// serving fails only at start, when the timer store in `data_dir` cannot be opened.
 pub async fn serve(
     mut config: Config,
-    listeners: Listeners,
+    mut listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
     // Timers never call pushhub itself: the guard learns every address it is bound to.
@@ -82,6 +90,11 @@ pub async fn serve(
     config.timers.targets = Arc::new(config.timers.targets.as_ref().clone().refusing_own(own));
     let redis = connect_redis(&config).await?;
     let timers = start_timers(&config, redis.as_deref()).await?;
+    let upgrader = Upgrader::new(
+        listeners.launch.take(),
+        listener_fds(&listeners),
+        shutdown.clone(),
+    );
     let stats = Arc::new(Stats::default());
     let tracker = TaskTracker::new();
     let history = open_history_log(&config).await?;
@@ -108,11 +121,13 @@ pub async fn serve(
                 .run(shutdown.clone(), move || control.grace()),
         )
     };
-    let engine = engine::from_config(
+    let snapshot = take_snapshot(&config, history.is_some()).await;
+    let (engine, memory_histories) = engine::from_config(
         config.engine,
         redis.clone(),
         config.limits.max_history_bytes,
         history,
+        snapshot,
         &tracker,
         shutdown.clone(),
     )?;
@@ -176,6 +191,7 @@ pub async fn serve(
         reloader,
         shutdown: shutdown.clone(),
         control: control.clone(),
+        upgrader: upgrader.clone(),
     });
     // push-serve's own port: its client and API endpoints, under TLS with the clients'.
     let pushserve = gateway::pushserve_router(gateway_state.clone())
@@ -249,21 +265,40 @@ pub async fn serve(
     if let Some(on_ready) = listeners.on_ready {
         on_ready();
     }
+    crate::upgrade::systemd::notify("READY=1\nSTATUS=serving");
 
     shutdown.cancelled().await;
     let grace = control.grace();
     let deadline = tokio::time::Instant::now() + grace;
+    let handover = upgrader.take_handover();
+    let goodbye = match &handover {
+        Some(_) => Disconnect::RESTART,
+        None => {
+            crate::upgrade::systemd::notify("STOPPING=1");
+            Disconnect::SHUTDOWN
+        }
+    };
     tracing::info!(
         connections = connections.len(),
+        code = goodbye.code,
         "closing every client connection"
     );
-    connections.close_all(Disconnect::SHUTDOWN);
+    connections.close_all(goodbye);
     tracker.close();
     let drained = tokio::time::timeout_at(deadline, async {
         for listener in &mut accepting {
             let _ = listener.await;
         }
-        tracker.wait().await;
+        if handover.is_some() {
+            // Once every client's handler has let go of the hub, nothing publishes any
+            // more: the goodbyes still lingering (waiting for each client's close reply)
+            // need not hold up the successor, which waits for this process's stores.
+            while hub.stats().connections() > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        } else {
+            tracker.wait().await;
+        }
         hub.settle().await;
     })
     .await;
@@ -290,7 +325,75 @@ pub async fn serve(
             Err(error) => tracing::error!(%error, "history log: closing failed"),
         }
     }
+    if let Some(handover) = handover {
+        if let Some(broker) = memory_histories {
+            write_snapshot(&config, &broker).await;
+        }
+        handover.release().await;
+        // The goodbyes finish while the successor serves: exiting now would reset
+        // connections whose close reply is still on its way, and clients would read a
+        // lost connection (1006) rather than 1012.
+        let _ = tokio::time::timeout_at(deadline, tracker.wait()).await;
+    }
     Ok(())
+}
+
+/// Each listener's role and descriptor, for an upgrade to hand over.
+fn listener_fds(listeners: &Listeners) -> Vec<(Role, RawFd)> {
+    [
+        (Role::Client, Some(&listeners.client)),
+        (Role::Api, listeners.api.as_ref()),
+        (Role::Tcp, listeners.tcp.as_ref()),
+        (Role::PushServe, listeners.pushserve.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(role, listener)| Some((role, listener?.as_raw_fd())))
+    .collect()
+}
+
+/// The histories an upgrade left in `data_dir`, when they live in memory only (with the
+/// log, `durable`, the log has them); read and deleted off the runtime. A snapshot that
+/// cannot be read is reported and its channels start afresh.
+async fn take_snapshot(config: &Config, durable: bool) -> Option<crate::store::history::Restored> {
+    use crate::store::history::snapshot;
+    if config.engine != engine::EngineKind::Memory || durable {
+        return None;
+    }
+    let dir = config.data_dir.clone();
+    match tokio::task::spawn_blocking(move || snapshot::take(&dir)).await {
+        Ok(Ok(restored)) => restored,
+        Ok(Err(error)) => {
+            tracing::error!(%error, "channels start in new epochs (resuming clients get recovered:false)");
+            None
+        }
+        Err(error) => {
+            tracing::error!(%error, "reading the history snapshot failed");
+            None
+        }
+    }
+}
+
+/// Write every channel's history for the successor of an upgrade (off the runtime).
+async fn write_snapshot(config: &Config, broker: &Arc<engine::memory::MemoryBroker>) {
+    let started = Instant::now();
+    let streams = broker.snapshot();
+    let channels = streams.len();
+    let dir = config.data_dir.clone();
+    let written =
+        tokio::task::spawn_blocking(move || crate::store::history::snapshot::write(&dir, &streams))
+            .await;
+    match written {
+        Ok(Ok(bytes)) => tracing::info!(
+            channels,
+            bytes,
+            took_ms = started.elapsed().as_millis() as u64,
+            "upgrade: history snapshot written for the new process"
+        ),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "upgrade: the new process starts every channel in a new epoch")
+        }
+        Err(error) => tracing::error!(%error, "upgrade: writing the history snapshot failed"),
+    }
 }
 
 /// Open the durable history log when the memory engine keeps histories on disk (off the
@@ -420,12 +523,15 @@ async fn run_listener(
         let (router, shutdown) = (router.clone(), shutdown.clone());
         // Handlers see the socket's peer as `ConnectInfo`, for per-address limits.
         let peer = stream.peer_addr().ok();
-        let router = router.map_request(move |mut request: IncomingRequest| {
-            if let Some(peer) = peer {
-                request.extensions_mut().insert(ConnectInfo(peer));
-            }
-            request
-        });
+        let stopping = shutdown.clone();
+        let router = router
+            .map_request(move |mut request: IncomingRequest| {
+                if let Some(peer) = peer {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                }
+                request
+            })
+            .map_response(move |response| last_once_stopping(response, &stopping));
         // Plain sockets go to hyper as they are: the TLS path costs them nothing.
         let Some(tls) = tls.clone() else {
             requests.spawn(serve_http(stream, router, shutdown));
@@ -450,8 +556,32 @@ async fn run_listener(
     requests.wait().await;
 }
 
-/// Serve HTTP/1.1 requests (and upgrades) on one connection until it ends, or finish the
-/// request in flight and stop once `shutdown` fires.
+/// Once the server stops, every answer says `Connection: close` (a WebSocket upgrade's
+/// excepted): the client's next request opens a new connection, which the kernel queues for
+/// the successor of an upgrade, instead of reusing this one as it closes.
+fn last_once_stopping(
+    mut response: axum::response::Response,
+    shutdown: &CancellationToken,
+) -> axum::response::Response {
+    if shutdown.is_cancelled() && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
+/// How long an idle keep-alive connection is still read once the server stops, before it
+/// is closed. Closing at once would drop a request already on its way (a backend reusing
+/// its pooled connection just then sees the connection reset and cannot tell whether its
+/// push was taken); read a moment longer, it is answered (with `Connection: close`). Only
+/// idle connections wait it out, and they are the ones that make a stop wait for it.
+const KEEP_ALIVE_LINGER: Duration = Duration::from_millis(200);
+
+/// Serve HTTP/1.1 requests (and upgrades) on one connection until it ends, or, once
+/// `shutdown` fires, answer what arrives within [`KEEP_ALIVE_LINGER`], finish the request
+/// in flight and stop.
 async fn serve_http<S, R>(stream: S, router: R, shutdown: CancellationToken)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -476,8 +606,13 @@ where
     let result = tokio::select! {
         result = connection.as_mut() => result,
         _ = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+            match tokio::time::timeout(KEEP_ALIVE_LINGER, connection.as_mut()).await {
+                Ok(result) => result,
+                Err(_) => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
         }
     };
     if let Err(error) = result {

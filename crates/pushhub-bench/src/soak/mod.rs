@@ -16,9 +16,9 @@
 //! failed, or the server died.
 
 mod hostile;
-mod ledger;
-mod normal;
-mod phase;
+pub(crate) mod ledger;
+pub(crate) mod normal;
+pub(crate) mod phase;
 mod slow;
 mod timer_churn;
 
@@ -142,7 +142,7 @@ struct SoakResult {
 }
 
 /// `host:port` of an `http://` URL, and the authority to send.
-fn api_addr(url: &str) -> Result<(SocketAddr, String)> {
+pub(crate) fn api_addr(url: &str) -> Result<(SocketAddr, String)> {
     let authority = url
         .strip_prefix("http://")
         .context("API URL must start with http://")?

@@ -21,6 +21,7 @@ pub mod rooms;
 pub mod tasks;
 pub mod timer_retry;
 pub mod timers;
+pub mod upgrade;
 pub mod users_page;
 
 use std::sync::Arc;
@@ -62,6 +63,8 @@ pub struct ApiContext {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// What `/v1/admin/status` and `/v1/admin/stop` read and act on.
     pub control: admin_control::Control,
+    /// Starts a successor (`POST /v1/admin/upgrade`).
+    pub upgrader: crate::upgrade::Upgrader,
 }
 
 /// The API listener's routes.
@@ -86,6 +89,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/v1/tasks", get(tasks::tasks))
         .route("/v1/admin/overview", get(admin::overview))
+        .route("/v1/admin/upgrade", post(upgrade::upgrade))
         .route("/v1/timers", post(timers::create).get(timers::list))
         .route("/v1/timers/{id}", get(timers::get).delete(timers::cancel))
         .route("/v1/timers/{id}/retry", post(timer_retry::retry))

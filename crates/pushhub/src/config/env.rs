@@ -23,6 +23,8 @@ const NOT_CONFIG_KEYS: &[&str] = &[
     "PUSHHUB_CONFIG",
     // The API key of `pushhub cron` and `pushhub timers` (src/main.rs).
     "PUSHHUB_API_KEY",
+    // The listening sockets a successor inherits in an upgrade (src/upgrade/).
+    "PUSHHUB_UPGRADE",
 ];
 
 /// One variable that was applied: the key path it set and the variable's name.

@@ -292,7 +292,11 @@ pub enum EngineKind {
 /// `max_history_bytes` over all apps; their background upkeep runs on `tracker` until
 /// `shutdown` fires. `redis` is the connections to Redis, built once by the server when
 /// the engine is Redis (the timer store shares them). `log` is the durable history log
-/// and what it held, when the memory engine keeps its histories on disk.
+/// and what it held, when the memory engine keeps its histories on disk; else `snapshot`
+/// is what an upgrade left of the histories, if anything.
+///
+/// Also returns the memory broker when histories live in memory only: an upgrade writes
+/// its snapshot from it.
 pub fn from_config(
     kind: EngineKind,
     redis: Option<Arc<crate::redis::RedisConnections>>,
@@ -301,43 +305,57 @@ pub fn from_config(
         Arc<crate::store::history::HistoryLog>,
         crate::store::history::Restored,
     )>,
+    snapshot: Option<crate::store::history::Restored>,
     tracker: &tokio_util::task::TaskTracker,
     shutdown: tokio_util::sync::CancellationToken,
-) -> Result<Engine, EngineError> {
+) -> Result<(Engine, Option<Arc<memory::MemoryBroker>>), EngineError> {
     match (kind, redis) {
         (EngineKind::Memory, _) => {
-            let broker = Arc::new(match log {
-                Some((log, restored)) => {
+            let durable = log.is_some();
+            let (broker, report) = match (log, snapshot) {
+                (Some((log, restored)), _) => {
                     let (broker, report) =
                         memory::MemoryBroker::durable(max_history_bytes, log, restored);
-                    tracing::info!(
-                        streams = report.streams,
-                        messages = report.messages,
-                        expired = report.expired,
-                        "history restored from the log: {} channel(s), {} message(s)",
-                        report.streams,
-                        report.messages
-                    );
-                    broker
+                    (broker, Some(("the log", report)))
                 }
-                None => memory::MemoryBroker::new(max_history_bytes),
-            });
+                (None, Some(restored)) => {
+                    let (broker, report) =
+                        memory::MemoryBroker::from_snapshot(max_history_bytes, restored);
+                    (broker, Some(("the upgrade's snapshot", report)))
+                }
+                (None, None) => (memory::MemoryBroker::new(max_history_bytes), None),
+            };
+            if let Some((source, report)) = report {
+                tracing::info!(
+                    streams = report.streams,
+                    messages = report.messages,
+                    expired = report.expired,
+                    "history restored from {source}: {} channel(s), {} message(s)",
+                    report.streams,
+                    report.messages
+                );
+            }
+            let broker = Arc::new(broker);
             tracker.spawn(memory::sweep_periodically(broker.clone(), shutdown));
-            Ok(Engine {
-                broker,
+            let engine = Engine {
+                broker: broker.clone(),
                 presence: Arc::new(memory::MemoryPresence::default()),
                 nodes: Arc::new(LocalBus),
-            })
+            };
+            Ok((engine, (!durable).then_some(broker)))
         }
-        (EngineKind::Redis, Some(redis)) => Ok(Engine {
-            broker: Arc::new(redis::RedisBroker::start(
-                redis.clone(),
-                tracker,
-                shutdown.clone(),
-            )?),
-            presence: redis::RedisPresence::start(redis.clone(), tracker, shutdown.clone()),
-            nodes: redis::RedisNodeBus::start(redis, tracker, shutdown),
-        }),
+        (EngineKind::Redis, Some(redis)) => Ok((
+            Engine {
+                broker: Arc::new(redis::RedisBroker::start(
+                    redis.clone(),
+                    tracker,
+                    shutdown.clone(),
+                )?),
+                presence: redis::RedisPresence::start(redis.clone(), tracker, shutdown.clone()),
+                nodes: redis::RedisNodeBus::start(redis, tracker, shutdown),
+            },
+            None,
+        )),
         (EngineKind::Redis, None) => Err(EngineError::Unavailable(
             "engine = \"redis\" needs Redis URLs ([redis] urls or --redis-url)".into(),
         )),

@@ -200,6 +200,9 @@ pub async fn native_sse(
 }
 
 /// `GET /v1/poll`: wait for messages, answer `{"messages":[…],"cursor":"…","recovered":…}`.
+/// When the server cut the poll short, the last message is the closing `error` frame the
+/// other transports end with: `"close":1012` (an upgrade) asks the client to poll again
+/// after a short random delay rather than at once, 4516 (kicked for good) not at all.
 pub async fn native_poll(
     State(state): State<GatewayState>,
     Query(query): Query<HashMap<String, String>>,
@@ -263,10 +266,11 @@ async fn native_poll_answer(
     body.put_slice(b"],\"cursor\":");
     body.put_slice(cursor.as_bytes());
     body.put_slice(if polled.recovered {
-        b",\"recovered\":true}"
+        b",\"recovered\":true"
     } else {
-        b",\"recovered\":false}"
+        b",\"recovered\":false"
     });
+    body.put_u8(b'}');
     state.hub.stats().bytes_out(body.len());
     let content_type = HeaderValue::from_static("application/json");
     let mut response = ([(header::CONTENT_TYPE, content_type)], body.freeze()).into_response();

@@ -26,8 +26,8 @@ pub struct Polled {
     pub cursor: Cursor,
     /// False when the client asked to resume and some channel could not be.
     pub recovered: bool,
-    /// Why the server ended the poll early (a kick, shutdown, a slow consumer), for the
-    /// answer to say so; `None` when it ended by itself (its wait, a full batch).
+    /// Why the server cut the poll short (a kick, an upgrade's 1012, shutdown); `None`
+    /// when it ended as polls do (a message arrived, or the wait ran out).
     pub closed: Option<Disconnect>,
 }
 

@@ -75,7 +75,9 @@ struct Stream<H> {
 pub type Goodbye = fn(&Disconnect) -> Vec<u8>;
 
 /// Open `handler`'s client and answer with its event stream, or with an HTTP error if the
-/// dialect refuses it. A stream the server ends closes with `goodbye`'s frame.
+/// dialect refuses it. When the server ends the stream (a kick, a slow consumer, an
+/// upgrade's 1012, shutdown), its last event is `goodbye`'s frame naming the reason: a
+/// stream that merely stops cannot tell a client whether or when to come back.
 #[allow(clippy::too_many_arguments)]
 pub async fn respond<H>(
     mut handler: H,
@@ -143,6 +145,9 @@ where
 impl<H: ClientHandler> Stream<H> {
     /// The next bytes of the response; `None` ends it.
     async fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
         if let Some(preamble) = self.preamble.take() {
             return Some(preamble);
         }

@@ -6,15 +6,12 @@
 //!
 //! Each test is skipped loudly when Redis is not installed (and fails under `CI=true`).
 
-mod clients;
-mod harness;
-
 use std::time::Duration;
 
 use pushhub_testkit::{RedisCluster, RedisOptions, RedisServer, SentinelGroup};
 
-use clients::Dialect;
-use harness::{publish, Cluster, Expected, Outcome, Publisher};
+use crate::counting::clients::Dialect;
+use crate::counting::harness::{publish, Cluster, Expected, Outcome, Publisher};
 
 /// Time between two publishes of the background publisher.
 const EVERY: Duration = Duration::from_millis(10);

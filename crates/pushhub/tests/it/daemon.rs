@@ -289,3 +289,59 @@ async fn the_log_file_rotates_by_size_keeping_n_files() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn an_upgraded_daemon_hands_its_pid_file_and_log_file_to_the_new_process() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log_path = dir.path().join("pushhub.log");
+    let pid_path = dir.path().join("pushhub.pid");
+    let args = [
+        "--daemon",
+        "--log-file",
+        log_path.to_str().expect("path"),
+        "--pid-file",
+        pid_path.to_str().expect("path"),
+        "--log-format",
+        "json",
+    ];
+    let output = serve(dir.path(), &args);
+    assert!(output.status.success(), "{output:?}");
+    let read_pid = || -> i32 {
+        std::fs::read_to_string(&pid_path)
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let old = Daemon { pid: read_pid() };
+    let api = api_address(&wait_for_log(&log_path, "timer store open"));
+    let answer: Value = http()
+        .post(format!("http://{api}/v1/admin/upgrade"))
+        .send()
+        .await
+        .expect("upgrade")
+        .json()
+        .await
+        .expect("JSON");
+    let new = Daemon {
+        pid: answer["pid"].as_i64().expect("the new pid") as i32,
+    };
+    wait_for_log(&log_path, "upgrade: accepting again");
+    let deadline = Instant::now() + WAIT;
+    while alive(old.pid) || read_pid() != new.pid {
+        assert!(Instant::now() < deadline, "pid file: {}", read_pid());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let health = http()
+        .get(format!("http://{api}/healthz"))
+        .send()
+        .await
+        .expect("the new daemon answers");
+    assert_eq!(health.status(), 200);
+    signal(new.pid, "TERM");
+    let deadline = Instant::now() + WAIT;
+    while pid_path.exists() || alive(new.pid) {
+        assert!(Instant::now() < deadline, "the new daemon did not clean up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

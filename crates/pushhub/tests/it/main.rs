@@ -19,6 +19,8 @@ mod cluster_failures;
 mod cluster_timers;
 mod config_cli;
 mod conns;
+// Resuming clients of every dialect and the lost/duplicated tally (cluster failures, upgrade).
+mod counting;
 mod cron;
 // serve --daemon, pid file, log file (JSON, SIGUSR2, rotation), request ids.
 mod daemon;
@@ -69,6 +71,8 @@ mod timer_targets;
 mod timers;
 mod tls;
 mod tokens;
+// pushhub upgrade: a new process takes over the listeners under continuous publishing.
+mod upgrade;
 mod user_ids;
 mod util;
 mod webhook_auth;

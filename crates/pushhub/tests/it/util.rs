@@ -31,6 +31,8 @@ pub struct TestServer {
     log: Arc<Mutex<String>>,
     _data: tempfile::TempDir,
     http: reqwest::Client,
+    /// Processes that took over from this one (`pushhub upgrade`): killed with it.
+    successors: Mutex<Vec<u32>>,
 }
 
 impl TestServer {
@@ -119,6 +121,7 @@ impl TestServer {
             log,
             _data: data,
             http: http(),
+            successors: Mutex::new(Vec::new()),
         }
     }
 
@@ -191,6 +194,24 @@ impl TestServer {
         std::mem::replace(&mut self._data, placeholder)
     }
 
+    /// `POST /v1/admin/upgrade`: the server starts a successor on its listeners and data
+    /// directory and, once it is ready, drains and exits. The successor (whose pid the
+    /// answer names) lives as long as this value; its log joins this one.
+    pub async fn upgrade(&self) -> (u16, Value) {
+        let (status, answer) = self
+            .post_json("/v1/admin/upgrade", &serde_json::json!({}))
+            .await;
+        if let Some(pid) = answer["pid"].as_u64() {
+            self.adopt(pid as u32);
+        }
+        (status, answer)
+    }
+
+    /// Kill process `pid` (a successor started by an upgrade) when this server is dropped.
+    pub fn adopt(&self, pid: u32) {
+        self.successors.lock().unwrap().push(pid);
+    }
+
     /// Send SIGTERM and wait for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -201,8 +222,8 @@ impl TestServer {
         self.wait_exit()
     }
 
-    /// Wait for the process to exit by itself (after a stop); panics with the log after
-    /// [`WAIT`].
+    /// Wait for the process this server started as to exit by itself (after a stop or
+    /// an upgrade); panics with the log after [`WAIT`].
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + WAIT;
         loop {
@@ -335,6 +356,11 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for pid in self.successors.lock().unwrap().drain(..) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
     }
 }
 

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 use super::{kept_bytes, Kept, MemoryBroker, Stream, STREAM_IDLE_WITHOUT_HISTORY};
-use crate::store::history::{HistoryLog, Record, Restored};
+use crate::engine::HistoryPolicy;
+use crate::store::history::{HistoryLog, Record, Restored, RestoredStream};
 
 /// Bytes a stream's top record is counted as when deciding whether the log needs
 /// compacting (beside the kept messages' own bytes).
@@ -44,6 +45,54 @@ impl MemoryBroker {
         let report = broker.restore(restored);
         broker.log = Some(log);
         (broker, report)
+    }
+
+    /// A broker without a log, starting from a snapshot an upgrade left
+    /// ([`crate::store::history::snapshot`]): the same restore as from a log.
+    pub fn from_snapshot(max_history_bytes: usize, restored: Restored) -> (Self, RestoreReport) {
+        let broker = Self::new(max_history_bytes);
+        let report = broker.restore(restored);
+        (broker, report)
+    }
+
+    /// Every live channel's stream as [`Self::restore`] takes it back: what an upgrade
+    /// hands its successor when histories live in memory only. Call it once nothing
+    /// publishes any more (a publish under way would be missing from it).
+    pub fn snapshot(&self) -> Vec<RestoredStream> {
+        let (now, now_wall) = (Instant::now(), wall_ms());
+        let wall = |at: Instant| {
+            let age = u64::try_from(now.duration_since(at).as_millis()).unwrap_or(u64::MAX);
+            now_wall.saturating_sub(age)
+        };
+        let mut streams = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = crate::sync::lock(shard);
+            for (channel, stream) in shard.streams.iter_mut() {
+                stream.trim(now);
+                if stream.expired(now) {
+                    continue;
+                }
+                // `restore` reads only the TTL and whether history is on: with it on, a
+                // stream is kept for its TTL; off, for the idle time without history.
+                let on = !stream.ttl.is_zero() && stream.keep_for == stream.ttl;
+                streams.push(RestoredStream {
+                    channel: channel.clone(),
+                    top: stream.position(),
+                    last_wall_ms: wall(stream.last_publish),
+                    policy: HistoryPolicy {
+                        ttl: stream.ttl,
+                        size: if on { usize::MAX } else { 0 },
+                        max_bytes: usize::MAX,
+                    },
+                    kept: stream
+                        .history
+                        .iter()
+                        .map(|kept| (wall(kept.at), kept.publication.clone()))
+                        .collect(),
+                });
+            }
+        }
+        streams
     }
 
     fn restore(&self, restored: Restored) -> RestoreReport {
@@ -165,6 +214,59 @@ mod tests {
 
     // The shared broker contract, run against the memory engine over a log.
     contract::contract_suite!(durable());
+
+    #[tokio::test]
+    async fn a_snapshot_brings_back_epochs_offsets_and_history_without_a_log() {
+        let broker = MemoryBroker::new(usize::MAX);
+        let channel: Arc<str> = "a:user:1".into();
+        let quiet: Arc<str> = "a:user:2".into();
+        let message = Arc::new(Message::for_test("x"));
+        let mut positions = Vec::new();
+        for _ in 0..5 {
+            positions.extend(
+                broker
+                    .publish(std::slice::from_ref(&channel), &message, KEEP)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let off = HistoryPolicy {
+            size: 0,
+            ttl: Duration::ZERO,
+            max_bytes: usize::MAX,
+        };
+        let without = broker
+            .publish(std::slice::from_ref(&quiet), &message, off)
+            .await
+            .unwrap();
+        let streams = broker.snapshot();
+        let (successor, report) = MemoryBroker::from_snapshot(
+            usize::MAX,
+            Restored {
+                streams,
+                records: 0,
+            },
+        );
+        assert_eq!((report.streams, report.messages), (2, 3));
+        let request = HistoryRequest {
+            channel: channel.clone(),
+            since: Some(positions[1].clone()),
+            limit: None,
+        };
+        let recovery = successor.history(&[request]).await.unwrap().remove(0);
+        assert!(recovery.complete);
+        let offsets: Vec<u64> = recovery.missed.iter().map(|p| p.position.offset).collect();
+        assert_eq!(offsets, [3, 4, 5], "KEEP holds three");
+        let next = successor.publish(&[channel], &message, KEEP).await.unwrap();
+        assert_eq!(next[0].offset, 6);
+        assert_eq!(next[0].epoch, positions[0].epoch);
+        let next = successor.publish(&[quiet], &message, off).await.unwrap();
+        assert_eq!(
+            next[0].epoch, without[0].epoch,
+            "a channel without history keeps its epoch"
+        );
+        assert_eq!(next[0].offset, 2);
+    }
 
     #[tokio::test]
     async fn a_reopened_log_restores_epoch_offsets_and_history() {

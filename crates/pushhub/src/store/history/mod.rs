@@ -16,6 +16,7 @@
 
 mod record;
 mod segments;
+pub mod snapshot;
 mod state;
 mod writer;
 

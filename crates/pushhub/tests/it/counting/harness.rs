@@ -1,6 +1,6 @@
-//! N pushhub nodes on one Redis, resuming clients spread over them, a publisher that
-//! records what each node accepted and refused, and the tally of lost and duplicated
-//! messages.
+//! pushhub nodes (N on one Redis, or one being upgraded), resuming clients spread over
+//! them, a publisher that records what each node accepted and refused, and the tally of
+//! lost and duplicated messages.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -20,7 +20,7 @@ const SETTLE: Duration = Duration::from_secs(30);
 /// History deep enough that no test's gap outgrows it: a `recovered:false` is then a bug.
 const HISTORY_SIZE: &str = "10000";
 
-/// pushhub nodes sharing one Redis, and the clients connected to them.
+/// pushhub nodes (sharing one Redis, or a single one), and the clients connected to them.
 pub struct Cluster {
     nodes: Vec<Option<TestServer>>,
     /// Where each node listens (a killed node's addresses refuse connections).
@@ -33,21 +33,27 @@ impl Cluster {
     /// `count` nodes `serve --engine redis --redis-url url`, each with raw TCP and
     /// push-serve turned on.
     pub fn start(url: &str, count: usize) -> Self {
-        let nodes: Vec<TestServer> = (0..count)
+        let nodes = (0..count)
             .map(|_| {
-                TestServer::start_with(
-                    &["--engine", "redis", "--redis-url", url],
-                    &[
-                        ("PUSHHUB_HISTORY_SIZE", HISTORY_SIZE),
-                        ("PUSHHUB_TCP_LISTEN", "127.0.0.1:0"),
-                        ("PUSHHUB_PUSHSERVE_PASSWORD", PUSHSERVE_PASSWORD),
-                        // Every long-poll client comes from 127.0.0.1, one request per
-                        // message at the publisher's rate.
-                        ("PUSHHUB_LIMITS_MAX_REQUESTS_PER_SECOND_PER_IP", "100000"),
-                    ],
-                )
+                let mut env = Self::ENV.to_vec();
+                env.push(("PUSHHUB_PUSHSERVE_PASSWORD", PUSHSERVE_PASSWORD));
+                TestServer::start_with(&["--engine", "redis", "--redis-url", url], &env)
             })
             .collect();
+        Self::of(nodes)
+    }
+
+    /// What every node needs for these tests: history deep enough, raw TCP on, and no
+    /// request rate limit for the long-pollers (all from 127.0.0.1, one request per
+    /// message at the publisher's rate).
+    pub const ENV: [(&'static str, &'static str); 3] = [
+        ("PUSHHUB_HISTORY_SIZE", HISTORY_SIZE),
+        ("PUSHHUB_TCP_LISTEN", "127.0.0.1:0"),
+        ("PUSHHUB_LIMITS_MAX_REQUESTS_PER_SECOND_PER_IP", "100000"),
+    ];
+
+    /// The clients' view of `nodes`, already started (with [`Cluster::ENV`]).
+    pub fn of(nodes: Vec<TestServer>) -> Self {
         let endpoints = nodes
             .iter()
             .map(|node| Endpoint {
@@ -410,7 +416,7 @@ impl Tally {
     pub fn assert_clean(&self, resuming: bool) {
         use std::io::Write;
         let mut table = format!(
-            "\ncluster {}: publishes refused (503 engine_unavailable) {}\n\
+            "\n{}: publishes refused (503 engine_unavailable) {}\n\
              {:<10} {:>7} {:>8} {:>5} {:>10} {:>10} {:>17} {:>10} {:>13}\n",
             self.name,
             self.refused,
