@@ -80,7 +80,7 @@ async fn status_reports_the_server_and_reload_applies_or_refuses_with_every_erro
         kinds,
         [
             json!({"transport": "sse", "dialect": "native", "connections": 1}),
-            json!({"transport": "ws", "dialect": "native", "connections": 1}),
+            json!({"transport": "websocket", "dialect": "native", "connections": 1}),
         ],
         "{status}"
     );
