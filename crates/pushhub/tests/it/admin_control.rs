@@ -114,7 +114,7 @@ async fn status_reports_the_server_and_reload_applies_or_refuses_with_every_erro
         "{out}"
     );
     for line in [
-        "connections: 2 (sse/native 1, ws/native 1)\n",
+        "connections: 2 (sse/native 1, websocket/native 1)\n",
         "users:       2 (demo 2)\n",
         "engine:      broker memory, presence memory: healthy\n",
         "config:      generation 1; no reload since start\n",
