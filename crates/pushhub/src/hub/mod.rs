@@ -1467,6 +1467,7 @@ mod tests {
             broker: Arc::new(MemoryBroker::new(usize::MAX)),
             presence: Arc::new(MemoryPresence::default()),
             nodes: Arc::new(crate::engine::LocalBus),
+            idempotency: Arc::new(crate::engine::idempotency::MemoryIdempotency::default()),
         };
         let services = crate::services::assemble(&config).unwrap();
         Hub::new(

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use super::EngineLabels;
 use crate::engine::{
-    Broker, BrokerEvents, BrokerStats, Engine, EngineError, HistoryPolicy, HistoryRequest, Message,
+    BatchPublish, Broker, BrokerEvents, BrokerStats, Engine, EngineError, HistoryPolicy, HistoryRequest, Message,
     Presence, Recovery, RemoteConn, StreamPosition,
 };
 
@@ -20,6 +20,7 @@ pub fn engine(engine: Engine) -> Engine {
         broker: Arc::new(TimedBroker(engine.broker)),
         presence: Arc::new(TimedPresence(engine.presence)),
         nodes: engine.nodes,
+        idempotency: engine.idempotency,
     }
 }
 
@@ -84,6 +85,17 @@ impl Broker for TimedBroker {
     ) -> Result<Vec<StreamPosition>, EngineError> {
         let call = self.0.publish(channels, message, history);
         timed("broker", self.kind(), "publish", call).await
+    }
+
+    async fn publish_batch(
+        &self,
+        batch: &[BatchPublish],
+    ) -> Vec<Result<Vec<StreamPosition>, EngineError>> {
+        let call = async { Ok::<_, EngineError>(self.0.publish_batch(batch).await) };
+        match timed("broker", self.kind(), "publish_batch", call).await {
+            Ok(results) => results,
+            Err(error) => vec![Err(error)],
+        }
     }
 
     async fn history(&self, requests: &[HistoryRequest]) -> Result<Vec<Recovery>, EngineError> {
