@@ -206,7 +206,9 @@ mod tests {
         assert!(lock(&keys.state).by_key.len() <= MAX_MEMORY_KEYS);
         assert_eq!(keys.claim("0").await.unwrap(), Claim::First);
         assert_eq!(
-            keys.claim(&(MAX_MEMORY_KEYS + 9).to_string()).await.unwrap(),
+            keys.claim(&(MAX_MEMORY_KEYS + 9).to_string())
+                .await
+                .unwrap(),
             Claim::Done(outcome("m"))
         );
     }

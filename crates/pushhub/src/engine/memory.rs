@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use super::budget::{Charge, HistoryBudget, ShardQueues};
 use super::{
-    BatchPublish, Broker, BrokerEvents, BrokerStats, EngineError, HistoryPolicy, HistoryRequest, Message,
-    Presence, Publication, Recovery, RemoteConn, StreamPosition,
+    BatchPublish, Broker, BrokerEvents, BrokerStats, EngineError, HistoryPolicy, HistoryRequest,
+    Message, Presence, Publication, Recovery, RemoteConn, StreamPosition,
 };
 use crate::stable_hash::stable_hash;
 use crate::store::history::HistoryLog;

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 
 use super::EngineLabels;
 use crate::engine::{
-    BatchPublish, Broker, BrokerEvents, BrokerStats, Engine, EngineError, HistoryPolicy, HistoryRequest, Message,
-    Presence, Recovery, RemoteConn, StreamPosition,
+    BatchPublish, Broker, BrokerEvents, BrokerStats, Engine, EngineError, HistoryPolicy,
+    HistoryRequest, Message, Presence, Recovery, RemoteConn, StreamPosition,
 };
 
 /// `engine` with its broker and presence timed.

@@ -41,7 +41,10 @@ impl RedisIdempotency {
     }
 
     fn unavailable(&self, key: &str, error: &fred::error::Error) -> EngineError {
-        EngineError::Unavailable(format!("redis {}: {error}", self.connections.shard(key).url))
+        EngineError::Unavailable(format!(
+            "redis {}: {error}",
+            self.connections.shard(key).url
+        ))
     }
 }
 
@@ -75,9 +78,11 @@ impl Idempotency for RedisIdempotency {
                 .map_err(|error| self.unavailable(key, &error))?;
             match held.as_deref() {
                 Some(text) if !text.is_empty() => {
-                    return serde_json::from_str(text).map(Claim::Done).map_err(|error| {
-                        EngineError::Unavailable(format!("idempotency key {name}: {error}"))
-                    })
+                    return serde_json::from_str(text)
+                        .map(Claim::Done)
+                        .map_err(|error| {
+                            EngineError::Unavailable(format!("idempotency key {name}: {error}"))
+                        })
                 }
                 // Expired between the two commands: claim again at once.
                 None => continue,
@@ -88,8 +93,9 @@ impl Idempotency for RedisIdempotency {
     }
 
     async fn settle(&self, key: &str, outcome: &Outcome) -> Result<(), EngineError> {
-        let text = serde_json::to_string(outcome)
-            .map_err(|error| EngineError::Unavailable(format!("answer not serializable: {error}")))?;
+        let text = serde_json::to_string(outcome).map_err(|error| {
+            EngineError::Unavailable(format!("answer not serializable: {error}"))
+        })?;
         let _: Value = self
             .pool(key)
             .set(

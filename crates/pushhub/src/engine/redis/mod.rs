@@ -42,8 +42,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{
-    BatchPublish, Broker, BrokerEvents, BrokerStats, EngineError, HistoryPolicy, HistoryRequest, Message,
-    Recovery, StreamPosition,
+    BatchPublish, Broker, BrokerEvents, BrokerStats, EngineError, HistoryPolicy, HistoryRequest,
+    Message, Recovery, StreamPosition,
 };
 use crate::redis::{shard_of, RedisConnections, Topology};
 use keys::Keys;
