@@ -56,12 +56,43 @@ impl Hub {
         pushes: Vec<PushSpec>,
     ) -> Result<Vec<Result<PublishReceipt, HubError>>, HubError> {
         let app = self.app(app)?;
-        let claims = join_all(pushes.iter().map(|push| self.claim(&app.name, push))).await;
+        // A key repeated within the batch is one push: the repeat gets the first's answer.
+        let mut first_of: HashMap<&str, usize> = HashMap::new();
+        let repeats: Vec<Option<usize>> = pushes
+            .iter()
+            .enumerate()
+            .map(|(index, push)| {
+                let key = push.idempotency_key.as_deref()?;
+                match first_of.get(key) {
+                    Some(&first) => Some(first),
+                    None => {
+                        first_of.insert(key, index);
+                        None
+                    }
+                }
+            })
+            .collect();
+        let name = &app.name;
+        let claims = join_all(
+            pushes
+                .iter()
+                .zip(&repeats)
+                .map(|(push, repeat)| async move {
+                    match repeat {
+                        Some(_) => Ok(None),
+                        None => self.claim(name, push).await,
+                    }
+                }),
+        )
+        .await;
         let mut answers: Vec<Option<Result<PublishReceipt, HubError>>> =
             pushes.iter().map(|_| None).collect();
         let mut batch = Vec::with_capacity(pushes.len());
         let mut owners = Vec::with_capacity(pushes.len());
         for (index, (push, claim)) in pushes.into_iter().zip(claims).enumerate() {
+            if repeats[index].is_some() {
+                continue;
+            }
             match claim {
                 Err(error) => answers[index] = Some(Err(error)),
                 Ok(Some(Claim::Done(outcome))) => answers[index] = Some(Ok(receipt(outcome))),
@@ -94,6 +125,11 @@ impl Hub {
         .await;
         for ((index, _, _), answer) in owners.iter().zip(settled) {
             answers[*index] = Some(answer);
+        }
+        for (index, repeat) in repeats.into_iter().enumerate() {
+            if let Some(first) = repeat {
+                answers[index] = answers[first].as_ref().map(repeated);
+            }
         }
         Ok(answers
             .into_iter()
@@ -253,6 +289,18 @@ impl Hub {
             }
         }
         Ok(receipt)
+    }
+}
+
+/// The answer of a push that repeats an earlier key of its batch: the earlier push's.
+fn repeated(answer: &Result<PublishReceipt, HubError>) -> Result<PublishReceipt, HubError> {
+    match answer {
+        Ok(receipt) => Ok(receipt.clone()),
+        Err(HubError::InvalidIdempotencyKey(why)) => {
+            Err(HubError::InvalidIdempotencyKey(why.clone()))
+        }
+        Err(HubError::IdempotencyBusy(key)) => Err(HubError::IdempotencyBusy(key.clone())),
+        Err(error) => Err(EngineError::Unavailable(error.to_string()).into()),
     }
 }
 
