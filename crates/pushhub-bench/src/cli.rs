@@ -38,6 +38,9 @@ pub enum Command {
     /// pushhub's restart time with many channels of history: fill, stop (SIGTERM or
     /// SIGKILL), start again, time until it serves, count the channels it kept.
     Restart(crate::restart::RestartArgs),
+    /// pushhub's ingest to offline users: single pushes against batches of 10, 100 and
+    /// 1,000 (`POST /v1/batch`): pushes/s, server CPU per push, request latency.
+    Batch(crate::batch::BatchArgs),
     /// A long run of resuming, slow and hostile clients, reconnect storms and timer churn
     /// against one pushhub: RSS and CPU over time, lost and duplicated messages and timers.
     Soak(crate::soak::SoakArgs),
