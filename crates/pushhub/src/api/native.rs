@@ -122,6 +122,12 @@ pub async fn push(
         if push.to.is_some() || push.room.is_some() {
             return Err(ApiError::bad_request("invalid_request", ONE_TARGET));
         }
+        if push.idempotency_key.is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "a push to one \"conn\" is live-only and takes no \"idempotency_key\"",
+            ));
+        }
         let receipt = state
             .hub
             .push_to_conn(&push.app, &conn, push.event, data)

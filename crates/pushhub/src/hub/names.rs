@@ -24,15 +24,15 @@ pub fn check_app(app: &str) -> Result<(), HubError> {
 }
 
 /// Longest idempotency key accepted, in bytes.
-pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 
-/// Check an idempotency key: 1–128 bytes without control characters (a backend's own
+/// Check an idempotency key: 1–256 bytes (as timers take them) without control characters (a backend's own
 /// id for a push, such as `order-10-shipped` or a UUID).
 pub fn check_idempotency_key(key: &str) -> Result<(), HubError> {
     if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES || key.chars().any(char::is_control)
     {
         return Err(HubError::InvalidIdempotencyKey(format!(
-            "idempotency_key must be 1-{MAX_IDEMPOTENCY_KEY_BYTES} bytes without control characters"
+            "idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes without control characters"
         )));
     }
     Ok(())
