@@ -251,3 +251,57 @@ fn broadcast_target(entry: &RawValue) -> Result<Vec<Target>, ApiError> {
     let target: TargetEntry = parse_json(entry.get().as_bytes(), "target")?;
     targets_of(target.to.as_deref(), target.room, ONE_TARGET)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn each_entry_is_read_on_its_own() {
+        let spec = push_spec(&raw(r#"{"to":"1,2","data":{"a":1},"idempotency_key":"k"}"#)).unwrap();
+        assert_eq!(spec.targets.len(), 2);
+        assert_eq!(spec.data.get(), r#"{"a":1}"#);
+        assert_eq!(spec.idempotency_key.as_deref(), Some("k"));
+        let errors = [
+            (r#"{"data":1}"#, "invalid_request"),
+            (r#"{"to":"1","room":"r"}"#, "invalid_request"),
+            (r#"{"to":"1","conn":"x"}"#, "invalid_request"),
+            (r#"{"to":""}"#, "invalid_target"),
+            (r#"{"room":"a*"}"#, "invalid_room"),
+            (r#""text""#, "invalid_request"),
+        ];
+        for (entry, code) in errors {
+            assert_eq!(push_spec(&raw(entry)).unwrap_err().code, code, "{entry}");
+        }
+        assert_eq!(
+            broadcast_target(&raw(r#"{"room":"lobby"}"#)).unwrap().len(),
+            1
+        );
+        assert_eq!(
+            broadcast_target(&raw(r#"{"to":"1","data":2}"#))
+                .unwrap_err()
+                .code,
+            "invalid_request"
+        );
+    }
+
+    proptest! {
+        /// Whatever an entry holds, reading it answers a push or a 4xx, never panics.
+        #[test]
+        fn any_entry_reads_or_fails_with_a_client_error(text in "[{}\\[\\]\":,a-z0-9 */]{0,60}") {
+            if let Ok(entry) = RawValue::from_string(text) {
+                if let Err(error) = push_spec(&entry) {
+                    prop_assert!(error.status.is_client_error());
+                }
+                if let Err(error) = broadcast_target(&entry) {
+                    prop_assert!(error.status.is_client_error());
+                }
+            }
+        }
+    }
+}
