@@ -12,7 +12,7 @@
 //!
 //! [`Broker::publish_batch`]: crate::engine::Broker::publish_batch
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::future::join_all;
@@ -172,10 +172,13 @@ impl Hub {
             .collect();
         let seq = batch[0].message.seq;
         let app = &app;
+        // A channel two targets share is counted for the first of them.
+        let mut counted = HashSet::new();
         let answers = targets.iter().map(|targets| {
             let channels = channels_of(&app.name, targets);
             let here = channels
                 .iter()
+                .filter(|channel| counted.insert((*channel).clone()))
                 .filter_map(|channel| reached.get(&(seq, channel.clone())))
                 .sum();
             let positions: Vec<_> = channels

@@ -25,12 +25,12 @@ pub fn engine(engine: Engine) -> Engine {
 }
 
 /// Run `call`, recording how long it took and whether it failed.
-async fn timed<T>(
+async fn timed<T, E>(
     part: &'static str,
     engine: &'static str,
     op: &'static str,
-    call: impl Future<Output = Result<T, EngineError>>,
-) -> Result<T, EngineError> {
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     let started = Instant::now();
     let result = call.await;
     let metrics = super::global();
@@ -91,11 +91,18 @@ impl Broker for TimedBroker {
         &self,
         batch: &[BatchPublish],
     ) -> Vec<Result<Vec<StreamPosition>, EngineError>> {
-        let call = async { Ok::<_, EngineError>(self.0.publish_batch(batch).await) };
-        match timed("broker", self.kind(), "publish_batch", call).await {
-            Ok(results) => results,
-            Err(error) => vec![Err(error)],
-        }
+        // A batch with any failed publish counts as one failure.
+        let call = async {
+            let results = self.0.publish_batch(batch).await;
+            if results.iter().any(Result::is_err) {
+                Err(results)
+            } else {
+                Ok(results)
+            }
+        };
+        timed("broker", self.kind(), "publish_batch", call)
+            .await
+            .unwrap_or_else(|results| results)
     }
 
     async fn history(&self, requests: &[HistoryRequest]) -> Result<Vec<Recovery>, EngineError> {
