@@ -1,7 +1,7 @@
 //! The `batch` scenario: how fast pushhub accepts pushes to offline users, one per
 //! `POST /v1/push` against batches of 10, 100 and 1,000 per `POST /v1/batch` (issue 18).
 //!
-//! On a fresh server (`--pushhub-bin`, nobody connected, so the numbers are the ingest
+//! On a fresh server for each size (`--pushhub-bin`, nobody connected, so the numbers are the ingest
 //! path: HTTP, JSON, targets, history append, the answer), for each size in `--sizes`
 //! (1 = single pushes): `--conns` keep-alive connections send requests back to back for
 //! `--secs` seconds, each push to the next user of a round-robin over `--users`. Reported
@@ -63,9 +63,13 @@ struct BatchResult {
 pub async fn run(args: BatchArgs) -> Result<()> {
     std::fs::create_dir_all(&args.log_dir)?;
     let kind = ServerKind::Pushhub(args.pushhub_bin.clone());
-    let server = server::start(&kind, &args.log_dir, "batch", None, &[]).await?;
     for &size in &args.sizes {
+        // A fresh server per size: histories filled by one size's run (and evicted at
+        // their byte bound) would weigh on the next one's.
+        let tag = format!("batch-{size}");
+        let server = server::start(&kind, &args.log_dir, &tag, None, &[]).await?;
         let result = measure(&server, &args, size.max(1)).await?;
+        server.stop().await?;
         println!(
             "batch: {} push(es)/request, {} conns: {:.0} pushes/s, {:.2} µs server CPU/push, request p50 {:.2} ms p99 {:.2} ms",
             result.size,
@@ -77,7 +81,7 @@ pub async fn run(args: BatchArgs) -> Result<()> {
         );
         println!("{}", serde_json::to_string(&result)?);
     }
-    server.stop().await
+    Ok(())
 }
 
 async fn measure(server: &RunningServer, args: &BatchArgs, size: usize) -> Result<BatchResult> {
