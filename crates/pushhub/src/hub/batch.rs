@@ -19,7 +19,7 @@ use futures_util::future::join_all;
 use serde_json::value::RawValue;
 
 use super::{
-    channels_of, names, AppSettings, Hub, HubError, PublishReceipt, PublishScope, Target,
+    channels_of, names, AppSettings, Hub, HubError, PublishReceipt, PublishScope, Reached, Target,
     PUBLISHING,
 };
 use crate::engine::idempotency::{Claim, Outcome};
@@ -38,9 +38,6 @@ pub struct PushSpec {
     /// publishing again.
     pub idempotency_key: Option<String>,
 }
-
-/// Connections reached on this node, per message (its `seq`) and channel.
-type Reached = HashMap<(u64, Arc<str>), u64>;
 
 /// The idempotency key `key` of `app` as the engine stores it (app names hold no `:`).
 fn scoped(app: &str, key: &str) -> String {

@@ -192,6 +192,9 @@ struct HubInner {
     cleanups: TaskTracker,
 }
 
+/// Connections reached on this node, per message (its `seq`) and channel.
+type Reached = HashMap<(u64, Arc<str>), u64>;
+
 /// What one publish call did on this node, gathered while the broker hands its
 /// publications to [`HubEvents`] inside the call (the memory engine does; an engine
 /// delivering from its own task finds no scope and writes at once).
@@ -200,7 +203,7 @@ struct PublishScope {
     delivered: Cell<u64>,
     /// For a batch: connections reached per message (its `seq`) and channel, so each
     /// push of the batch, and each target of a broadcast, gets its own count.
-    per_publication: RefCell<Option<HashMap<(u64, Arc<str>), u64>>>,
+    per_publication: RefCell<Option<Reached>>,
     unsent: RefCell<Unsent>,
 }
 
