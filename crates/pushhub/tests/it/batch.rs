@@ -284,6 +284,12 @@ async fn a_retried_push_with_its_key_is_published_once() {
         .await;
     assert_eq!(status, 200, "{other_app}");
     assert_ne!(other_app["id"], first["id"], "keys are per app");
+    let conn = json!({"app": "demo", "conn": "x-1", "data": 1, "idempotency_key": "k"});
+    let (status, refused) = server.post_json("/v1/push", &conn).await;
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (400, &json!("invalid_request"))
+    );
 
     let got: Vec<Value> = messages(&mut alice, 2)
         .await
