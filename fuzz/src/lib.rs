@@ -121,6 +121,7 @@ pub fn hub() -> Hub {
         broker: Arc::new(MemoryBroker::new(config().limits.max_history_bytes)),
         presence: Arc::new(MemoryPresence::default()),
         nodes: Arc::new(pushhub::engine::LocalBus),
+        idempotency: Arc::new(pushhub::engine::idempotency::MemoryIdempotency::default()),
     };
     let hub = Hub::new(apps(), engine, Arc::new(Stats::default()));
     let data = serde_json::value::RawValue::from_string(r#"{"id":1,"text":"hello"}"#.into())

@@ -42,6 +42,9 @@ pub enum Command {
     /// rate, `POST /v1/admin/upgrade` in the middle; lost, duplicated, the gap and the time
     /// until every client is back.
     Upgrade(crate::upgrade::UpgradeArgs),
+    /// pushhub's ingest to offline users: single pushes against batches of 10, 100 and
+    /// 1,000 (`POST /v1/batch`): pushes/s, server CPU per push, request latency.
+    Batch(crate::batch::BatchArgs),
     /// A long run of resuming, slow and hostile clients, reconnect storms and timer churn
     /// against one pushhub: RSS and CPU over time, lost and duplicated messages and timers.
     Soak(crate::soak::SoakArgs),

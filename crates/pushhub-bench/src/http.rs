@@ -46,6 +46,14 @@ impl HttpConn {
         self.sender.is_closed()
     }
 
+    /// Opens a connection to the server at `api_url` (`http://HOST:PORT`).
+    pub async fn to_url(api_url: &str) -> Result<Self> {
+        let authority = api_url
+            .strip_prefix("http://")
+            .context("API URL is not http://")?;
+        Self::connect(authority.parse()?, authority).await
+    }
+
     /// Sends one request and reads the whole response body.
     pub async fn request(
         &mut self,

@@ -4,6 +4,7 @@
 
 mod affinity;
 mod aggregate;
+mod batch;
 mod cli;
 mod clock;
 mod cluster;
@@ -49,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Timers(args) => timers::run(args).await,
         Command::Restart(args) => restart::run(args).await,
         Command::Upgrade(args) => upgrade::run(args).await,
+        Command::Batch(args) => batch::run(args).await,
         Command::Soak(args) => soak::run(args).await,
         Command::Idle(args) => {
             let settle = Duration::from_secs_f64(args.settle_secs.max(0.0));

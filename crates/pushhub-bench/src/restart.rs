@@ -11,13 +11,13 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use hyper::Method;
 use serde::Serialize;
 
 use crate::http::HttpConn;
-use crate::suite::server::{self, RunningServer, ServerKind};
+use crate::suite::server::{self, ServerKind};
 
 /// Arguments of `pushhub-bench restart`.
 #[derive(clap::Args, Debug, Clone)]
@@ -82,7 +82,7 @@ async fn measure(kind: &ServerKind, args: &RestartArgs, store: &str) -> Result<R
     let tag = format!("restart-{store}");
     let server = server::start(kind, &args.log_dir, &tag, None, &env).await?;
     let filling = Instant::now();
-    let mut conn = connect(&server).await?;
+    let mut conn = HttpConn::to_url(&server.api_url).await?;
     let per_push = args.per_push.max(1);
     for first in (0..args.channels).step_by(per_push as usize) {
         let users: Vec<String> = (first..(first + per_push).min(args.channels))
@@ -121,7 +121,7 @@ async fn measure(kind: &ServerKind, args: &RestartArgs, store: &str) -> Result<R
     )
     .await?;
     let restart_secs = restarting.elapsed().as_secs_f64();
-    let streams_after = streams(&mut connect(&server).await?).await?;
+    let streams_after = streams(&mut HttpConn::to_url(&server.api_url).await?).await?;
     server.stop().await?;
     Ok(RestartResult {
         store: store.to_owned(),
@@ -133,15 +133,6 @@ async fn measure(kind: &ServerKind, args: &RestartArgs, store: &str) -> Result<R
         restart_secs,
         streams_after,
     })
-}
-
-async fn connect(server: &RunningServer) -> Result<HttpConn> {
-    let authority = server
-        .api_url
-        .strip_prefix("http://")
-        .context("API URL is not http://")?
-        .to_owned();
-    HttpConn::connect(authority.parse()?, &authority).await
 }
 
 /// `broker.streams` from `/v1/stats`.

@@ -99,6 +99,12 @@ impl From<HubError> for ApiError {
             HubError::InvalidRoom(_) => Self::bad_request("invalid_room", message),
             HubError::UserFull(_) => Self::new(StatusCode::TOO_MANY_REQUESTS, "user_full", message),
             HubError::InvalidConn(_) => Self::bad_request("invalid_conn", message),
+            HubError::InvalidIdempotencyKey(_) => {
+                Self::bad_request("invalid_idempotency_key", message)
+            }
+            HubError::IdempotencyBusy(_) => {
+                Self::new(StatusCode::CONFLICT, "idempotency_in_progress", message)
+            }
             HubError::UnknownConn(_) => Self::new(StatusCode::NOT_FOUND, "unknown_conn", message),
             HubError::CloseNotes(CloseNotesError::Invalid(_)) => {
                 Self::bad_request("invalid_close_notes", message)

@@ -184,6 +184,8 @@ pub async fn serve(
     let api_state = Arc::new(ApiContext {
         hub: hub.clone(),
         max_body_bytes: config.limits.max_body_bytes,
+        max_batch: config.limits.max_batch,
+        max_batch_body_bytes: config.limits.max_batch_body_bytes,
         started: Instant::now(),
         keys,
         pushserve: pushserve_live,

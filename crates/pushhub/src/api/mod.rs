@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod admin_control;
 pub mod auth;
+pub mod batch;
 pub mod conns;
 pub mod cron;
 mod dashboard;
@@ -49,6 +50,10 @@ pub struct ApiContext {
     pub hub: Hub,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Most pushes one `POST /v1/batch` carries.
+    pub max_batch: usize,
+    /// Largest `POST /v1/batch` body accepted.
+    pub max_batch_body_bytes: usize,
     /// When the server started, for `uptime_secs`.
     pub started: Instant,
     /// Which key may act for which app; replaced whole by a reload, read once per request.
@@ -72,6 +77,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(native::healthz))
         .route("/v1/push", post(native::push))
+        .route("/v1/batch", post(batch::batch))
         .route("/v1/disconnect", post(native::disconnect))
         .route("/v1/apps/{app}/rooms/{room}", get(rooms::members))
         .route("/v1/apps/{app}/rooms/{room}/members", post(rooms::add))

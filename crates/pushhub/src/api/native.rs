@@ -13,7 +13,7 @@ use super::{json_body, users_page, ApiState};
 use crate::disconnect::Disconnect;
 use crate::http_error::ApiError;
 use crate::hub::target::{self, Target};
-use crate::hub::{names, PublishReceipt};
+use crate::hub::{names, PublishReceipt, PushSpec};
 
 /// Body of `POST /v1/push`.
 #[derive(Debug, Deserialize)]
@@ -33,6 +33,10 @@ struct PushRequest {
     event: Option<String>,
     #[serde(default)]
     data: Option<Box<RawValue>>,
+    /// Makes a retry within the idempotency window answer with the first push's answer
+    /// instead of publishing again.
+    #[serde(default)]
+    idempotency_key: Option<String>,
 }
 
 /// Answer of `POST /v1/push`.
@@ -84,6 +88,26 @@ impl From<PublishReceipt> for PushResponse {
     }
 }
 
+/// What a push naming no target, or more than one kind, is told.
+const ONE_TARGET: &str = "give one of \"to\" (users, groups, everyone), \"room\" or \"conn\"";
+
+/// The targets of a push that names users, groups or everyone (`to`) or a room; `hint`
+/// is what it is told when it names neither or both.
+pub fn targets_of(
+    to: Option<&str>,
+    room: Option<String>,
+    hint: &str,
+) -> Result<Vec<Target>, ApiError> {
+    match (to, room) {
+        (Some(to), None) => Ok(target::parse(to)?),
+        (None, Some(room)) => {
+            names::check_room(&room)?;
+            Ok(vec![Target::Room(room)])
+        }
+        _ => Err(ApiError::bad_request("invalid_request", hint.to_owned())),
+    }
+}
+
 /// `POST /v1/push`: publish to users, groups, everyone or a room of an app, or push to one
 /// connection.
 pub async fn push(
@@ -94,26 +118,40 @@ pub async fn push(
     let push: PushRequest = json_body(body, state.max_body_bytes, "push request").await?;
     state.keys.load().check(&parts.headers, &push.app)?;
     let data = push.data.unwrap_or_else(|| RawValue::NULL.to_owned());
-    let targets = match (push.to.as_deref(), push.room, push.conn) {
-        (Some(to), None, None) => target::parse(to)?,
-        (None, Some(room), None) => {
-            names::check_room(&room)?;
-            vec![Target::Room(room)]
+    if let Some(conn) = push.conn {
+        if push.to.is_some() || push.room.is_some() {
+            return Err(ApiError::bad_request("invalid_request", ONE_TARGET));
         }
-        (None, None, Some(conn)) => {
-            let receipt = state
-                .hub
-                .push_to_conn(&push.app, &conn, push.event, data)
-                .await?;
-            return Ok(Json(receipt.into()));
-        }
-        _ => {
+        if push.idempotency_key.is_some() {
             return Err(ApiError::bad_request(
                 "invalid_request",
-                "give one of \"to\" (users, groups, everyone), \"room\" or \"conn\"",
-            ))
+                "a push to one \"conn\" is live-only and takes no \"idempotency_key\"",
+            ));
         }
-    };
+        let receipt = state
+            .hub
+            .push_to_conn(&push.app, &conn, push.event, data)
+            .await?;
+        return Ok(Json(receipt.into()));
+    }
+    let targets = targets_of(push.to.as_deref(), push.room, ONE_TARGET)?;
+    if push.idempotency_key.is_some() {
+        let spec = PushSpec {
+            targets,
+            event: push.event,
+            data,
+            idempotency_key: push.idempotency_key,
+        };
+        let mut answers = state.hub.publish_batch(&push.app, vec![spec]).await?;
+        let answer = answers.pop().ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the push got no answer",
+            )
+        })?;
+        return Ok(Json(answer?.into()));
+    }
     let receipt = state
         .hub
         .publish(&push.app, &targets, push.event, data)

@@ -309,6 +309,10 @@ pub struct RawLimits {
     pub write_timeout: u64,
     /// Largest API request body in bytes.
     pub max_body_bytes: usize,
+    /// Most pushes one `POST /v1/batch` may carry (targets of its broadcast form included).
+    pub max_batch: usize,
+    /// Largest `POST /v1/batch` body in bytes.
+    pub max_batch_body_bytes: usize,
     /// Most bytes the histories of all channels of all apps hold together (the memory
     /// engine's); beyond it the oldest kept messages are evicted, whatever their app.
     pub max_history_bytes: usize,
@@ -680,6 +684,8 @@ impl Default for RawLimits {
             max_queue_bytes: 4 * 1024 * 1024,
             write_timeout: 10,
             max_body_bytes: 1024 * 1024,
+            max_batch: 1000,
+            max_batch_body_bytes: 16 * 1024 * 1024,
             max_history_bytes: 256 * 1024 * 1024,
             max_connections: 0,
             max_connections_per_ip: 0,
@@ -701,6 +707,10 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// Largest API body.
     pub max_body_bytes: usize,
+    /// Most pushes per batch.
+    pub max_batch: usize,
+    /// Largest batch body.
+    pub max_batch_body_bytes: usize,
     /// Most bytes of history over all apps.
     pub max_history_bytes: usize,
     /// Most client connections; 0 until resolved from the open-file limit at start.
@@ -1212,6 +1222,18 @@ fn validate(
             "must be at least 1024".into(),
         );
     }
+    if !(1..=100_000).contains(&limits.max_batch) {
+        error(
+            &["limits", "max_batch"],
+            "must be between 1 and 100000".into(),
+        );
+    }
+    if limits.max_batch_body_bytes < limits.max_body_bytes {
+        error(
+            &["limits", "max_batch_body_bytes"],
+            "must be at least limits.max_body_bytes: a batch of one push is a push".into(),
+        );
+    }
     let settings = |name: &str, app: Option<&RawApp>| AppConfig {
         policy: AppPolicy {
             name: Arc::from(name),
@@ -1320,6 +1342,8 @@ fn validate(
             },
             write_timeout: Duration::from_secs(limits.write_timeout),
             max_body_bytes: limits.max_body_bytes,
+            max_batch: limits.max_batch,
+            max_batch_body_bytes: limits.max_batch_body_bytes,
             max_history_bytes: limits.max_history_bytes,
             max_connections: limits.max_connections,
             max_connections_per_ip: limits.max_connections_per_ip,

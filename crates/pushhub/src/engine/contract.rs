@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{
-    Broker, BrokerEvents, HistoryPolicy, HistoryRequest, Message, Publication, StreamPosition,
+    BatchPublish, Broker, BrokerEvents, HistoryPolicy, HistoryRequest, Message, Publication,
+    StreamPosition,
 };
 use crate::sync::lock;
 
@@ -29,6 +30,7 @@ macro_rules! contract_suite {
             epochs_name_one_life_of_a_stream,
             racing_publishers_keep_order_and_lose_nothing,
             recover_then_live_has_no_gap_and_no_duplicate,
+            a_batch_keeps_each_channels_order_and_answers_each_publish,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {$(
@@ -170,6 +172,56 @@ pub async fn own_publications_reach_the_handler_exactly_once(broker: Arc<dyn Bro
         .unwrap();
     assert_eq!(kept[0].missed.len(), 1);
     assert_eq!(&*kept[0].missed[0].message.id, "m");
+}
+
+/// A batch answers each publish in order with its positions; publishes of one channel
+/// (in one publish or across several) get consecutive offsets in the batch's order, reach
+/// the handler in that order, and are kept in the history with their own messages.
+pub async fn a_batch_keeps_each_channels_order_and_answers_each_publish(broker: Arc<dyn Broker>) {
+    let recorder = registered(&broker);
+    broker.subscribe(&channels(&["x", "y"])).await.unwrap();
+    broker
+        .publish(&channels(&["x"]), &message("before"), KEEP)
+        .await
+        .unwrap();
+    let publish = |names: &[&str], id: &str| BatchPublish {
+        channels: channels(names),
+        message: message(id),
+        history: KEEP,
+    };
+    let batch = [
+        publish(&["x"], "b1"),
+        publish(&["y", "x"], "b2"),
+        publish(&["z"], "b3"),
+        publish(&["x"], "b4"),
+    ];
+    let answers: Vec<Vec<StreamPosition>> = broker
+        .publish_batch(&batch)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let offsets: Vec<Vec<u64>> = answers
+        .iter()
+        .map(|positions| positions.iter().map(|p| p.offset).collect())
+        .collect();
+    assert_eq!(offsets, [vec![2], vec![1, 3], vec![1], vec![4]]);
+    recorder.wait_for("x", 4).await;
+    recorder.wait_for("y", 1).await;
+    assert_eq!(recorder.offsets("x"), [1, 2, 3, 4]);
+    assert_eq!(recorder.offsets("y"), [1]);
+    assert!(recorder.offsets("z").is_empty(), "z was never subscribed");
+    let since = StreamPosition {
+        epoch: answers[0][0].epoch.clone(),
+        offset: 1,
+    };
+    let kept = broker
+        .history(&[request("x", Some(since), None)])
+        .await
+        .unwrap();
+    let ids: Vec<&str> = kept[0].missed.iter().map(|p| &*p.message.id).collect();
+    assert_eq!(ids, ["b1", "b2", "b4"], "KEEP holds the last three");
+    assert!(broker.publish_batch(&[]).await.is_empty());
 }
 
 /// Subscriptions are counted: two subscribes need two unsubscribes, and an unsubscribe of

@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use super::budget::{Charge, HistoryBudget, ShardQueues};
 use super::{
-    Broker, BrokerEvents, BrokerStats, EngineError, HistoryPolicy, HistoryRequest, Message,
-    Presence, Publication, Recovery, RemoteConn, StreamPosition,
+    BatchPublish, Broker, BrokerEvents, BrokerStats, EngineError, HistoryPolicy, HistoryRequest,
+    Message, Presence, Publication, Recovery, RemoteConn, StreamPosition,
 };
 use crate::stable_hash::stable_hash;
 use crate::store::history::HistoryLog;
@@ -274,16 +274,19 @@ impl MemoryBroker {
         Some(Some(app_bytes))
     }
 
-    /// Publish to one channel: offset, history and hand-over under the channel's turn.
-    /// With a durable log, the publication's record is handed to the kernel before it
-    /// becomes visible (its offset, the history, the hand-over), so a killed process never
-    /// forgets a publication that anyone saw.
-    async fn publish_one(
+    /// Publish `items` (messages with their history policies) to one channel, in order:
+    /// offsets, history and hand-over under the channel's turn, taken once for all of
+    /// them. With a durable log, the publications' records are handed to the kernel (in
+    /// one append) before they become visible (their offsets, the history, the hand-over),
+    /// so a killed process never forgets a publication that anyone saw.
+    async fn publish_run(
         &self,
         channel: &Arc<str>,
-        message: &Arc<Message>,
-        history: HistoryPolicy,
-    ) -> Result<StreamPosition, EngineError> {
+        items: &[(&Arc<Message>, HistoryPolicy)],
+    ) -> Result<Vec<StreamPosition>, EngineError> {
+        let Some(((first, _), rest)) = items.split_first() else {
+            return Ok(Vec::new());
+        };
         let turn = self
             .shard(channel)
             .streams
@@ -291,18 +294,54 @@ impl MemoryBroker {
             .or_insert_with(|| Stream::new(Instant::now()))
             .turn
             .clone();
-        // Nothing below awaits but the log: once it is this publish's turn, the offset,
+        // Nothing below awaits but the log: once it is this publish's turn, the offsets,
         // the history and the hand-over happen together, even if the caller stops waiting.
         let _turn = turn.lock().await;
-        let publication = self.next_publication(channel, message, &turn);
+        let head = self.next_publication(channel, first, &turn);
+        let mut publications = Vec::with_capacity(items.len());
+        publications.push(head.clone());
+        for (next, (message, _)) in (head.position.offset + 1..).zip(rest) {
+            let position = StreamPosition {
+                epoch: head.position.epoch.clone(),
+                offset: next,
+            };
+            publications.push(Arc::new(Publication::new(
+                channel.clone(),
+                position,
+                Arc::clone(message),
+            )));
+        }
         if let Some(log) = &self.log {
-            let body = HistoryLog::body(&publication, history, durable::wall_ms());
-            log.append(vec![body])
+            let now = durable::wall_ms();
+            let bodies = publications
+                .iter()
+                .zip(items)
+                .map(|(publication, (_, history))| HistoryLog::body(publication, *history, now))
+                .collect();
+            log.append(bodies)
                 .await
                 .map_err(|error| EngineError::Unavailable(error.to_string()))?;
         }
-        self.commit(&publication, history);
-        Ok(publication.position.clone())
+        for (publication, (_, history)) in publications.iter().zip(items) {
+            self.commit(publication, *history);
+        }
+        Ok(publications
+            .iter()
+            .map(|publication| publication.position.clone())
+            .collect())
+    }
+
+    /// Publish `message` to one channel.
+    async fn publish_one(
+        &self,
+        channel: &Arc<str>,
+        message: &Arc<Message>,
+        history: HistoryPolicy,
+    ) -> Result<StreamPosition, EngineError> {
+        let mut positions = self.publish_run(channel, &[(message, history)]).await?;
+        positions
+            .pop()
+            .ok_or_else(|| EngineError::Unavailable("nothing published".into()))
     }
 
     /// The publication `message` becomes at the channel's next offset (in a new epoch
@@ -503,6 +542,50 @@ impl Broker for MemoryBroker {
             positions.push(self.publish_one(channel, message, history).await?);
         }
         Ok(positions)
+    }
+
+    async fn publish_batch(
+        &self,
+        batch: &[BatchPublish],
+    ) -> Vec<Result<Vec<StreamPosition>, EngineError>> {
+        // Each channel once, in the order the batch first names it, with the publishes
+        // (batch index, place among that publish's channels) that go there.
+        let mut runs: Vec<(&Arc<str>, Vec<(usize, usize)>)> = Vec::new();
+        let mut run_of: HashMap<&str, usize> = HashMap::new();
+        for (index, publish) in batch.iter().enumerate() {
+            for (place, channel) in publish.channels.iter().enumerate() {
+                let run = *run_of.entry(channel).or_insert_with(|| {
+                    runs.push((channel, Vec::new()));
+                    runs.len() - 1
+                });
+                runs[run].1.push((index, place));
+            }
+        }
+        let mut results: Vec<Result<Vec<StreamPosition>, EngineError>> = batch
+            .iter()
+            .map(|publish| Ok(vec![StreamPosition::empty(); publish.channels.len()]))
+            .collect();
+        for (channel, uses) in runs {
+            let items: Vec<_> = uses
+                .iter()
+                .map(|&(index, _)| (&batch[index].message, batch[index].history))
+                .collect();
+            match self.publish_run(channel, &items).await {
+                Ok(positions) => {
+                    for (&(index, place), position) in uses.iter().zip(positions) {
+                        if let Ok(slots) = &mut results[index] {
+                            slots[place] = position;
+                        }
+                    }
+                }
+                Err(error) => {
+                    for &(index, _) in &uses {
+                        results[index] = Err(EngineError::Unavailable(error.to_string()));
+                    }
+                }
+            }
+        }
+        results
     }
 
     async fn history(&self, requests: &[HistoryRequest]) -> Result<Vec<Recovery>, EngineError> {

@@ -25,6 +25,7 @@
 pub mod budget;
 #[cfg(test)]
 pub mod contract;
+pub mod idempotency;
 pub mod memory;
 pub mod node_bus;
 pub mod publication;
@@ -35,6 +36,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use idempotency::Idempotency;
 pub use node_bus::{LocalBus, NodeBus, NodeCommand, NodeEvents};
 pub use publication::{Message, Publication, StreamPosition};
 
@@ -90,6 +92,17 @@ pub struct Recovery {
     /// True when `missed` starts exactly where the client stands: same epoch and the
     /// history still reaches back to its position (or it gave none).
     pub complete: bool,
+}
+
+/// One publish of a [`Broker::publish_batch`] call.
+#[derive(Debug, Clone)]
+pub struct BatchPublish {
+    /// Its channels.
+    pub channels: Vec<Arc<str>>,
+    /// Its message.
+    pub message: Arc<Message>,
+    /// Its app's history policy.
+    pub history: HistoryPolicy,
 }
 
 /// Counts a broker reports about what it holds, for `/v1/stats`.
@@ -176,6 +189,17 @@ pub trait Broker: Send + Sync {
         message: &Arc<Message>,
         history: HistoryPolicy,
     ) -> Result<Vec<StreamPosition>, EngineError>;
+
+    /// Publish many messages in one call (a batch of pushes), each as [`Broker::publish`]
+    /// would, with one answer per publish in the order of `batch`; one failing publish
+    /// does not fail the others. Publishes of one channel get their offsets in the order
+    /// of `batch`. An engine does the batch's work together: the memory engine takes each
+    /// channel's turn once for all the batch's publishes there, the Redis engine sends all
+    /// the scripts in one pipeline.
+    async fn publish_batch(
+        &self,
+        batch: &[BatchPublish],
+    ) -> Vec<Result<Vec<StreamPosition>, EngineError>>;
 
     /// What each requested channel holds after its `since`, in one call (a connecting
     /// client asks for all its channels at once), answered in the order of `requests`.
@@ -275,6 +299,8 @@ pub struct Engine {
     pub presence: Arc<dyn Presence>,
     /// Commands to the other nodes.
     pub nodes: Arc<dyn NodeBus>,
+    /// Idempotency keys of pushes, shared by the nodes the broker spans.
+    pub idempotency: Arc<dyn Idempotency>,
 }
 
 /// Which engine to run; the only place that matches on engine kinds.
@@ -341,6 +367,7 @@ pub fn from_config(
                 broker: broker.clone(),
                 presence: Arc::new(memory::MemoryPresence::default()),
                 nodes: Arc::new(LocalBus),
+                idempotency: Arc::new(idempotency::MemoryIdempotency::default()),
             };
             Ok((engine, (!durable).then_some(broker)))
         }
@@ -352,6 +379,7 @@ pub fn from_config(
                     shutdown.clone(),
                 )?),
                 presence: redis::RedisPresence::start(redis.clone(), tracker, shutdown.clone()),
+                idempotency: Arc::new(redis::RedisIdempotency::new(redis.clone())),
                 nodes: redis::RedisNodeBus::start(redis, tracker, shutdown),
             },
             None,

@@ -8,6 +8,7 @@
 //! delivers it to this node's connections.
 
 pub mod app;
+mod batch;
 pub mod channel;
 mod conns;
 pub mod cursor;
@@ -23,7 +24,7 @@ pub mod target;
 
 use arc_swap::ArcSwap;
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,6 +34,7 @@ use serde_json::value::RawValue;
 use tokio_util::task::TaskTracker;
 
 pub use app::{AppPolicy, AppSettings, Apps, AuthMode, InvalidFrames};
+pub use batch::PushSpec;
 pub use cursor::Cursor;
 pub use inspect::ChannelHistory;
 pub use outbox::{DirectWrite, Outbox, OutboxLimits};
@@ -78,6 +80,13 @@ pub enum HubError {
     /// The text is not a connection id as a `welcome` shows it.
     #[error("conn {0:?} is not a connection id from a welcome frame")]
     InvalidConn(String),
+    /// The idempotency key is not one.
+    #[error("{0}")]
+    InvalidIdempotencyKey(String),
+    /// A push with the same idempotency key is still being published (the first try):
+    /// retry later for its answer.
+    #[error("a push with idempotency key {0:?} is still being published; retry for its answer")]
+    IdempotencyBusy(String),
     /// No node holds an open connection of that id in the app: it closed, or never was.
     #[error("connection {0:?} is not open in this app (it closed, or never existed)")]
     UnknownConn(String),
@@ -183,12 +192,18 @@ struct HubInner {
     cleanups: TaskTracker,
 }
 
+/// Connections reached on this node, per message (its `seq`) and channel.
+type Reached = HashMap<(u64, Arc<str>), u64>;
+
 /// What one publish call did on this node, gathered while the broker hands its
 /// publications to [`HubEvents`] inside the call (the memory engine does; an engine
 /// delivering from its own task finds no scope and writes at once).
 #[derive(Default)]
 struct PublishScope {
     delivered: Cell<u64>,
+    /// For a batch: connections reached per message (its `seq`) and channel, so each
+    /// push of the batch, and each target of a broadcast, gets its own count.
+    per_publication: RefCell<Option<Reached>>,
     unsent: RefCell<Unsent>,
 }
 
@@ -221,6 +236,10 @@ impl BrokerEvents for HubEvents {
         let in_scope = PUBLISHING.try_with(|scope| {
             let delivered = inner.deliver_local(publication, home, &mut scope.unsent.borrow_mut());
             scope.delivered.set(scope.delivered.get() + delivered);
+            if let Some(counts) = scope.per_publication.borrow_mut().as_mut() {
+                let key = (publication.message.seq, publication.channel.clone());
+                *counts.entry(key).or_default() += delivered;
+            }
         });
         if in_scope.is_err() {
             let mut unsent = Unsent::default();
@@ -573,17 +592,7 @@ impl Hub {
     ) -> Result<PublishReceipt, HubError> {
         let app = self.app(app)?;
         let here = parse_conn_name(conn).map_err(|_| HubError::InvalidConn(conn.to_owned()))?;
-        let serial = self.inner.next_message.fetch_add(1, Ordering::Relaxed);
-        let message = Arc::new(Message {
-            id: message_id(serial).into(),
-            app: app.name.clone(),
-            event: event.map(String::into_boxed_str),
-            from: None,
-            data,
-            ts_ms: now_ms(),
-            seq: serial,
-            shared: false,
-        });
+        let message = self.inner.new_message(&app.name, event, data, None, false);
         let delivered = match here {
             Some(id) => self.inner.push_local(&app.name, conn, id, message.clone()),
             None => {
@@ -674,30 +683,10 @@ impl Hub {
         from: Option<Arc<str>>,
     ) -> Result<PublishReceipt, HubError> {
         let app = self.app(app)?;
-        let serial = self.inner.next_message.fetch_add(1, Ordering::Relaxed);
-        let mut channels: Vec<Arc<str>> = Vec::with_capacity(targets.len());
-        let mut named = HashSet::with_capacity(if targets.len() > 1 { targets.len() } else { 0 });
-        for target in targets {
-            let channel = match target {
-                Target::All => channel::all(&app.name),
-                Target::Group(g) => channel::group(&app.name, g),
-                Target::Room(r) => channel::room(&app.name, r),
-                Target::User(u) => channel::user(&app.name, u),
-            };
-            if targets.len() == 1 || named.insert(channel.clone()) {
-                channels.push(channel);
-            }
-        }
-        let message = Arc::new(Message {
-            id: message_id(serial).into(),
-            app: app.name.clone(),
-            event: event.map(String::into_boxed_str),
-            from,
-            data,
-            ts_ms: now_ms(),
-            seq: serial,
-            shared: channels.len() > 1,
-        });
+        let channels = channels_of(&app.name, targets);
+        let message = self
+            .inner
+            .new_message(&app.name, event, data, from, channels.len() > 1);
         let broker = &self.inner.engine.broker;
         let (published, delivered) = PUBLISHING
             .scope(PublishScope::default(), async {
@@ -707,21 +696,27 @@ impl Hub {
             .await;
         let positions = published?;
         self.inner.stats.accepted(positions.len() as u64);
-        let delivered = if self.inner.engine.presence.spans_nodes() {
-            nodes::reach(self.inner.engine.presence.as_ref(), &app.name, targets)
-                .await
-                .unwrap_or_else(|error| {
-                    tracing::warn!(%error, "presence cannot count a push's recipients");
-                    delivered
-                })
-        } else {
-            delivered
-        };
+        let delivered = self.reached(&app.name, targets, delivered).await;
         Ok(PublishReceipt {
             id: message.id.clone(),
             delivered,
             positions: channels.into_iter().zip(positions).collect(),
         })
+    }
+
+    /// How many connections a push to `targets` of `app` reached: `here`, what this
+    /// node's deliveries counted, on one node; across nodes, what presence counts (or
+    /// `here`, with a warning, when presence cannot answer).
+    async fn reached(&self, app: &str, targets: &[Target], here: u64) -> u64 {
+        if !self.inner.engine.presence.spans_nodes() {
+            return here;
+        }
+        nodes::reach(self.inner.engine.presence.as_ref(), app, targets)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "presence cannot count a push's recipients");
+                here
+            })
     }
 
     /// Online users of `app` with their connection counts. Asking about a development
@@ -897,6 +892,28 @@ impl Hub {
 }
 
 impl HubInner {
+    /// A new message of `app`, with the next id of this node.
+    fn new_message(
+        &self,
+        app: &Arc<str>,
+        event: Option<String>,
+        data: Box<RawValue>,
+        from: Option<Arc<str>>,
+        shared: bool,
+    ) -> Arc<Message> {
+        let serial = self.next_message.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Message {
+            id: message_id(serial).into(),
+            app: app.clone(),
+            event: event.map(String::into_boxed_str),
+            from,
+            data,
+            ts_ms: now_ms(),
+            seq: serial,
+            shared,
+        })
+    }
+
     /// Put (or take) `user`'s connections on this node in room `room` of `app`; returns
     /// how many changed.
     async fn change_room_local(
@@ -1406,6 +1423,24 @@ pub fn parse_conn_name(name: &str) -> Result<Option<ConnId>, NotAConnName> {
     Ok((node == crate::node::node_id()).then_some(id))
 }
 
+/// The channels `targets` of `app` publish to, each once, in the order of `targets`.
+fn channels_of(app: &str, targets: &[Target]) -> Vec<Arc<str>> {
+    let mut channels: Vec<Arc<str>> = Vec::with_capacity(targets.len());
+    let mut named = HashSet::with_capacity(if targets.len() > 1 { targets.len() } else { 0 });
+    for target in targets {
+        let channel = match target {
+            Target::All => channel::all(app),
+            Target::Group(g) => channel::group(app, g),
+            Target::Room(r) => channel::room(app, r),
+            Target::User(u) => channel::user(app, u),
+        };
+        if targets.len() == 1 || named.insert(channel.clone()) {
+            channels.push(channel);
+        }
+    }
+    channels
+}
+
 /// The id of this node's `serial`-th message: unique across nodes and restarts.
 fn message_id(serial: u64) -> String {
     format!("{}-{serial:x}", crate::node::node_id())
@@ -1472,6 +1507,7 @@ mod tests {
             broker: Arc::new(MemoryBroker::new(usize::MAX)),
             presence: Arc::new(MemoryPresence::default()),
             nodes: Arc::new(crate::engine::LocalBus),
+            idempotency: Arc::new(crate::engine::idempotency::MemoryIdempotency::default()),
         };
         let services = crate::services::assemble(&config).unwrap();
         Hub::new(

@@ -23,6 +23,21 @@ pub fn check_app(app: &str) -> Result<(), HubError> {
     }
 }
 
+/// Longest idempotency key accepted, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+
+/// Check an idempotency key: 1–256 bytes (as timers take them) without control characters (a backend's own
+/// id for a push, such as `order-10-shipped` or a UUID).
+pub fn check_idempotency_key(key: &str) -> Result<(), HubError> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES || key.chars().any(char::is_control)
+    {
+        return Err(HubError::InvalidIdempotencyKey(format!(
+            "idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Most group levels (`/`) a user id may have: each is a channel of its own, and a
 /// connection's cursor names every channel, so ids may not make it grow without end.
 pub const MAX_GROUP_DEPTH: usize = 16;

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 
 use super::EngineLabels;
 use crate::engine::{
-    Broker, BrokerEvents, BrokerStats, Engine, EngineError, HistoryPolicy, HistoryRequest, Message,
-    Presence, Recovery, RemoteConn, StreamPosition,
+    BatchPublish, Broker, BrokerEvents, BrokerStats, Engine, EngineError, HistoryPolicy,
+    HistoryRequest, Message, Presence, Recovery, RemoteConn, StreamPosition,
 };
 
 /// `engine` with its broker and presence timed.
@@ -20,16 +20,17 @@ pub fn engine(engine: Engine) -> Engine {
         broker: Arc::new(TimedBroker(engine.broker)),
         presence: Arc::new(TimedPresence(engine.presence)),
         nodes: engine.nodes,
+        idempotency: engine.idempotency,
     }
 }
 
 /// Run `call`, recording how long it took and whether it failed.
-async fn timed<T>(
+async fn timed<T, E>(
     part: &'static str,
     engine: &'static str,
     op: &'static str,
-    call: impl Future<Output = Result<T, EngineError>>,
-) -> Result<T, EngineError> {
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     let started = Instant::now();
     let result = call.await;
     let metrics = super::global();
@@ -84,6 +85,24 @@ impl Broker for TimedBroker {
     ) -> Result<Vec<StreamPosition>, EngineError> {
         let call = self.0.publish(channels, message, history);
         timed("broker", self.kind(), "publish", call).await
+    }
+
+    async fn publish_batch(
+        &self,
+        batch: &[BatchPublish],
+    ) -> Vec<Result<Vec<StreamPosition>, EngineError>> {
+        // A batch with any failed publish counts as one failure.
+        let call = async {
+            let results = self.0.publish_batch(batch).await;
+            if results.iter().any(Result::is_err) {
+                Err(results)
+            } else {
+                Ok(results)
+            }
+        };
+        timed("broker", self.kind(), "publish_batch", call)
+            .await
+            .unwrap_or_else(|results| results)
     }
 
     async fn history(&self, requests: &[HistoryRequest]) -> Result<Vec<Recovery>, EngineError> {

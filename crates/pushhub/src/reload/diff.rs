@@ -34,6 +34,8 @@ pub const RESTART_ONLY: &[&str] = &[
     "limits.max_queue_bytes",
     "limits.write_timeout",
     "limits.max_body_bytes",
+    "limits.max_batch",
+    "limits.max_batch_body_bytes",
     "limits.max_history_bytes",
     "limits.max_connections",
     "limits.max_connections_per_ip",

@@ -8,6 +8,8 @@ mod api_keys;
 mod autobahn;
 mod backend;
 mod bad_input;
+// POST /v1/batch and idempotent pushes.
+mod batch;
 mod cluster_presence;
 // The JavaScript SDK and demo page (clients/js): node --test, headless Chromium.
 mod browser;

@@ -19,6 +19,7 @@
 
 mod dispatch;
 mod health;
+mod idempotency;
 mod keys;
 mod node_bus;
 mod presence;
@@ -28,6 +29,7 @@ mod sentinel;
 mod stream;
 mod subscriptions;
 
+pub use idempotency::RedisIdempotency;
 pub use node_bus::RedisNodeBus;
 pub use presence::RedisPresence;
 
@@ -40,8 +42,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{
-    Broker, BrokerEvents, BrokerStats, EngineError, HistoryPolicy, HistoryRequest, Message,
-    Recovery, StreamPosition,
+    BatchPublish, Broker, BrokerEvents, BrokerStats, EngineError, HistoryPolicy, HistoryRequest,
+    Message, Recovery, StreamPosition,
 };
 use crate::redis::{shard_of, RedisConnections, Topology};
 use keys::Keys;
@@ -177,6 +179,41 @@ impl Broker for RedisBroker {
         publish::publish(&self.inner, channels, message, history).await
     }
 
+    async fn publish_batch(
+        &self,
+        batch: &[BatchPublish],
+    ) -> Vec<Result<Vec<StreamPosition>, EngineError>> {
+        // Each wave's publishes start together, so fred pipelines them on its connections;
+        // connections are taken in turn, so a channel's second publish in the batch waits
+        // for a later wave to keep the batch's order there. A batch to distinct channels
+        // is one wave.
+        let mut results: Vec<Option<Result<Vec<StreamPosition>, EngineError>>> =
+            batch.iter().map(|_| None).collect();
+        for wave in waves(batch) {
+            let answers = futures_util::future::join_all(wave.iter().map(|&index| {
+                let publish = &batch[index];
+                publish::publish(
+                    &self.inner,
+                    &publish.channels,
+                    &publish.message,
+                    publish.history,
+                )
+            }))
+            .await;
+            for (index, answer) in wave.into_iter().zip(answers) {
+                results[index] = Some(answer);
+            }
+        }
+        results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(EngineError::Unavailable("publish not attempted".into()))
+                })
+            })
+            .collect()
+    }
+
     async fn history(&self, requests: &[HistoryRequest]) -> Result<Vec<Recovery>, EngineError> {
         let inner = &self.inner;
         futures_util::future::try_join_all(requests.iter().map(|request| async move {
@@ -199,6 +236,29 @@ impl Broker for RedisBroker {
     async fn health(&self) -> Result<(), String> {
         health::health(&self.inner).await
     }
+}
+
+/// The indexes of `batch` in waves: a publish goes in the wave after the last one that
+/// holds any of its channels, so each channel appears at most once per wave, in order.
+fn waves(batch: &[BatchPublish]) -> Vec<Vec<usize>> {
+    let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    for (index, publish) in batch.iter().enumerate() {
+        let wave = publish
+            .channels
+            .iter()
+            .filter_map(|channel| last.get(channel.as_ref()).map(|w| w + 1))
+            .max()
+            .unwrap_or(0);
+        for channel in &publish.channels {
+            last.insert(channel, wave);
+        }
+        if waves.len() <= wave {
+            waves.resize_with(wave + 1, Vec::new);
+        }
+        waves[wave].push(index);
+    }
+    waves
 }
 
 #[cfg(test)]
