@@ -35,8 +35,8 @@ fn javascript_client_sdk_and_demo_page() {
     );
 }
 
-/// The failed subtests of a `node --test` TAP output with their error blocks, to lead a
-/// failure message that CI logs may cut short.
+/// The failed subtests of a `node --test` TAP output with their error blocks, to end a
+/// failure message: CI logs keep a failure's head and tail and cut its middle.
 fn failures_of(tap: &str) -> String {
     let mut failures = Vec::new();
     let mut lines = tap.lines().peekable();
@@ -129,7 +129,8 @@ pub fn node_suite(what: &str, files: &[&str]) {
     );
     assert!(
         status.success(),
-        "node --test failed ({status}):\n{}\nthe whole output:\n{out}\n{err}",
+        "node --test failed ({status}); the whole output:\n{out}\n{err}\n\
+         the failed subtests:\n{}",
         failures_of(&out)
     );
     // Skips inside the suite (no Chromium, say) are reported by the suite; pass them on.
