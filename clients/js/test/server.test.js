@@ -257,11 +257,12 @@ describe("against a server that dies", { skip: skip ?? false, concurrency: true,
       for (let n = 5; n < 10; n++) await push(n);
       const report = () =>
         clients.map(({ transport, client, seen }) => `${transport}: ${client.state}, ${seen.message.length} messages, ${JSON.stringify(seen.disconnected)}`).join("; ");
-      await until(() => clients.every(({ seen }) => seen.message.length >= 10), "every message", 4000).catch((error) => {
-        throw new Error(`${error.message}: ${report()}`);
+      // The wall clock only bounds a hang: on a loaded CI machine the hand-over alone can take
+      // seconds. That nobody waited for the error backoff is shown by each close's own delay.
+      await until(() => clients.every(({ seen }) => seen.message.length >= 10), "every message", 20000).catch((error) => {
+        throw new Error(`${error.message} (${Date.now() - back} ms after the upgrade): ${report()}`);
       });
-      await until(() => clients.every(({ client }) => client.state === "connected"), "all back", 4000);
-      const tookMs = Date.now() - back;
+      await until(() => clients.every(({ client }) => client.state === "connected"), "all back", 20000);
       await new Promise((r) => setTimeout(r, 200));
       for (const { transport, seen, data } of clients) {
         assert.deepEqual(data(), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], transport);
@@ -272,7 +273,6 @@ describe("against a server that dies", { skip: skip ?? false, concurrency: true,
         if (restart) assert.ok(restart.willReconnect && restart.delay >= 0 && restart.delay <= 300, `${transport}: ${JSON.stringify(restart)}`);
         assert.deepEqual(seen.error, [], transport);
       }
-      assert.ok(tookMs < 4000, `back in ${tookMs} ms`);
     } finally {
       for (const client of server.clients ?? []) client.close();
       if (successor) process.kill(successor, "SIGKILL");
