@@ -18,6 +18,12 @@
 //! next sees the dead node (each looks every heartbeat). Node clocks must agree to well
 //! within the TTL (they do on NTP-synchronised hosts).
 //!
+//! Readers do not ask Redis which nodes live each time: every heartbeat reads all the
+//! nodes' deadlines, and a deadline only moves forward while its node lives, so a
+//! remembered one still to come proves the node alive. Only an entry of a node that looks
+//! dead or is unknown (one that started since) makes a reader read the deadlines again, so
+//! a push to a user costs one command, not two.
+//!
 //! Entries this node holds are mirrored in memory: when its heartbeat finds that Redis
 //! forgot it (a Redis restarted without persistence, or this node was purged after a long
 //! stall), it writes them all again; leaves that failed while Redis was away are retried.
@@ -60,6 +66,8 @@ pub struct RedisPresence {
     stale: Mutex<HashSet<Entry>>,
     /// Set when Redis forgot this node, until all its entries are written again.
     rewrite: AtomicBool,
+    /// Every node's heartbeat deadline (ms since the epoch) as last read from Redis.
+    deadlines: Mutex<HashMap<String, u64>>,
 }
 
 /// Key names under one prefix.
@@ -117,6 +125,7 @@ impl RedisPresence {
             mine: Mutex::default(),
             stale: Mutex::default(),
             rewrite: AtomicBool::new(false),
+            deadlines: Mutex::default(),
         });
         tracker.spawn(presence.clone().heartbeat(shutdown));
         presence
@@ -191,15 +200,45 @@ impl RedisPresence {
             self.erase(&entry).await?;
             lock(&self.stale).remove(&entry);
         }
+        let now = now_ms();
         let dead: Vec<String> = self
-            .pool()
-            .zrangebyscore(self.keys.nodes(), i64::MIN, now_ms() as i64, false, None)
-            .await
-            .map_err(unavailable)?;
+            .read_deadlines()
+            .await?
+            .into_iter()
+            .filter(|(_, deadline)| *deadline < now)
+            .map(|(node, _)| node)
+            .collect();
         for node in dead {
             self.purge(&node).await?;
         }
         Ok(())
+    }
+
+    /// Read every node's heartbeat deadline from Redis (one command), remembering them
+    /// for readers.
+    async fn read_deadlines(&self) -> Result<HashMap<String, u64>, EngineError> {
+        let scored: Vec<(String, f64)> = self
+            .pool()
+            .zrange(self.keys.nodes(), 0, -1, None, false, None, true)
+            .await
+            .map_err(unavailable)?;
+        let deadlines: HashMap<String, u64> = scored
+            .into_iter()
+            .map(|(node, deadline)| (node, deadline as u64))
+            .collect();
+        lock(&self.deadlines).clone_from(&deadlines);
+        Ok(deadlines)
+    }
+
+    /// Whether `node` lives by the deadlines remembered: `None` when they cannot tell
+    /// (a deadline passed, which a heartbeat since may have moved, or a node not seen yet).
+    fn known_alive(&self, node: &str, now: u64) -> Option<bool> {
+        if node == node_id() {
+            return Some(true);
+        }
+        lock(&self.deadlines)
+            .get(node)
+            .and_then(|deadline| (*deadline >= now).then_some(true))
     }
 
     /// Mark this node dead and purge its entries (a clean shutdown: its connections are
@@ -289,32 +328,48 @@ impl RedisPresence {
         erased.map(drop).map_err(unavailable)
     }
 
-    /// Nodes whose heartbeat has not run out (this one always counts as alive).
+    /// Nodes whose heartbeat has not run out, read from Redis now (this one always
+    /// counts as alive).
     async fn live_nodes(&self) -> Result<HashSet<String>, EngineError> {
+        let now = now_ms();
         let mut live: HashSet<String> = self
-            .pool()
-            .zrangebyscore(self.keys.nodes(), now_ms() as i64, i64::MAX, false, None)
-            .await
-            .map_err(unavailable)?;
+            .read_deadlines()
+            .await?
+            .into_iter()
+            .filter(|(_, deadline)| *deadline >= now)
+            .map(|(node, _)| node)
+            .collect();
         live.insert(node_id().to_owned());
         Ok(live)
     }
 
+    /// Of `conns`, those whose node lives: decided from the remembered deadlines when
+    /// they tell, else from a fresh read of them.
+    async fn alive<T>(
+        &self,
+        conns: Vec<T>,
+        name: impl Fn(&T) -> &str,
+    ) -> Result<Vec<T>, EngineError> {
+        let now = now_ms();
+        if conns
+            .iter()
+            .all(|conn| self.known_alive(node_of(name(conn)), now).is_some())
+        {
+            return Ok(conns);
+        }
+        let live = self.live_nodes().await?;
+        Ok(conns
+            .into_iter()
+            .filter(|conn| live.contains(node_of(name(conn))))
+            .collect())
+    }
+
     /// A hash of connection name → value, with the entries of dead nodes left out.
     async fn live_entries(&self, key: String) -> Result<Vec<(String, String)>, EngineError> {
-        let (entries, live) = tokio::try_join!(
-            async {
-                self.pool()
-                    .hgetall::<HashMap<String, String>, _>(key)
-                    .await
-                    .map_err(unavailable)
-            },
-            self.live_nodes(),
-        )?;
-        Ok(entries
-            .into_iter()
-            .filter(|(conn, _)| live.contains(node_of(conn)))
-            .collect())
+        let entries: HashMap<String, String> =
+            self.pool().hgetall(key).await.map_err(unavailable)?;
+        self.alive(entries.into_iter().collect(), |(conn, _)| conn.as_str())
+            .await
     }
 }
 
@@ -374,7 +429,12 @@ impl Presence for RedisPresence {
     }
 
     async fn connections(&self, scope: &str, user: &str) -> Result<usize, EngineError> {
-        Ok(self.live_entries(self.keys.user(scope, user)).await?.len())
+        let conns: Vec<String> = self
+            .pool()
+            .hkeys(self.keys.user(scope, user))
+            .await
+            .map_err(unavailable)?;
+        Ok(self.alive(conns, String::as_str).await?.len())
     }
 
     /// Counts the scope's entries as stored: a dead node's are included until a node
@@ -401,21 +461,18 @@ impl Presence for RedisPresence {
         Ok(remote)
     }
 
-    /// One `HEXISTS` and one `ZSCORE`, pipelined: the entry, and whether its node's
-    /// heartbeat still runs.
+    /// One `HEXISTS`: the entry (and whether its node's heartbeat still runs, read
+    /// again only when the remembered deadlines cannot tell).
     async fn online_elsewhere(&self, scope: &str, conn: &str) -> Result<bool, EngineError> {
-        let node = node_of(conn);
-        if node == node_id() {
+        if node_of(conn) == node_id() {
             return Ok(false);
         }
-        let (held, expires) = tokio::try_join!(
-            self.pool()
-                .hexists::<bool, _, _>(self.keys.conns(scope), conn),
-            self.pool()
-                .zscore::<Option<f64>, _, _>(self.keys.nodes(), node),
-        )
-        .map_err(unavailable)?;
-        Ok(held && expires.is_some_and(|at| at >= now_ms() as f64))
+        let held: bool = self
+            .pool()
+            .hexists(self.keys.conns(scope), conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(held && !self.alive(vec![conn], |conn| *conn).await?.is_empty())
     }
 
     async fn nodes(&self) -> Result<Vec<String>, EngineError> {
@@ -525,23 +582,36 @@ mod tests {
     }
 
     /// Another live node's connections count and show as elsewhere, oldest first; once
-    /// its heartbeat has run out they stop counting at once, and the next heartbeat of
-    /// this node purges them from Redis.
+    /// its heartbeat has run out they stop counting at once, before any heartbeat of this
+    /// node has purged them. While every node's deadline is known and still to come, a
+    /// reader asks Redis nothing about nodes.
     #[tokio::test]
-    async fn other_nodes_count_until_their_heartbeat_runs_out_then_are_purged() {
+    async fn other_nodes_count_until_their_heartbeat_runs_out() {
         let Some(redis) = RedisServer::start() else {
             return;
         };
-        let (presence, stop) = presence(&redis, Duration::from_secs(3)).await;
+        // Heartbeats every 10 s: the first ran at start, the next comes after this test.
+        let (presence, stop) = presence(&redis, Duration::from_secs(30)).await;
         presence.join("app", "u1", 1, 500).await.unwrap();
-        let alive_until = now_ms() + 60_000;
+        let alive_until = now_ms() + 2_000;
         foreign(&redis, "othernod", alive_until, "u1", "7", 300);
         foreign(&redis, "othernod", alive_until, "u1", "8", 100);
+        // A node not seen before: read once, then remembered.
+        assert_eq!(presence.connections("app", "u1").await.unwrap(), 3);
+        let node_reads = |calls: &BTreeMap<String, u64>| -> u64 {
+            ["zrange", "zrangebyscore", "zscore"]
+                .iter()
+                .filter_map(|read| calls.get(*read))
+                .sum()
+        };
+        let before = redis.command_calls();
         assert_eq!(presence.connections("app", "u1").await.unwrap(), 3);
         assert!(presence
             .online_elsewhere("app", "othernod-7")
             .await
             .unwrap());
+        let after = redis.command_calls();
+        assert_eq!(node_reads(&after), node_reads(&before), "{after:?}");
         assert!(!presence
             .online_elsewhere("app", "othernod-9")
             .await
@@ -569,23 +639,40 @@ mod tests {
             ]
         );
         // The node stops beating: its heartbeat runs out.
-        redis.cli(&[
-            "ZADD",
-            "t:presence:nodes",
-            &(now_ms() - 1).to_string(),
-            "othernod",
-        ]);
+        while now_ms() <= alive_until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert_eq!(presence.users("app").await.unwrap(), [("u1".to_owned(), 1)]);
+        assert_eq!(presence.connections("app", "u1").await.unwrap(), 1);
         assert!(presence.elsewhere("app", "u1").await.unwrap().is_empty());
         assert!(!presence
             .online_elsewhere("app", "othernod-7")
             .await
             .unwrap());
+        assert_eq!(
+            redis.cli(&["HLEN", "t:presence:{app}:conns"]).trim(),
+            "3",
+            "left out by the readers, not purged yet"
+        );
+        stop.cancel();
+    }
+
+    /// A node whose heartbeat ran out is purged from Redis by the next heartbeat of a
+    /// live one, and never counted meanwhile.
+    #[tokio::test]
+    async fn dead_nodes_are_purged() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let (presence, stop) = presence(&redis, Duration::from_secs(3)).await;
+        presence.join("app", "u1", 1, 500).await.unwrap();
+        foreign(&redis, "deadnode", now_ms() - 1, "u1", "7", 300);
+        assert_eq!(presence.connections("app", "u1").await.unwrap(), 1);
         let purged = eventually(|| {
             redis.cli(&["HLEN", "t:presence:{app}:conns"]).trim() == "1"
-                && redis.cli(&["EXISTS", "t:presence:node:othernod"]).trim() == "0"
+                && redis.cli(&["EXISTS", "t:presence:node:deadnode"]).trim() == "0"
                 && redis
-                    .cli(&["ZSCORE", "t:presence:nodes", "othernod"])
+                    .cli(&["ZSCORE", "t:presence:nodes", "deadnode"])
                     .trim()
                     .is_empty()
         })
