@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{EngineError, StreamPosition};
@@ -75,6 +76,9 @@ pub trait Idempotency: Send + Sync {
 #[derive(Default)]
 pub struct MemoryIdempotency {
     state: Mutex<Keys>,
+    /// Wakes the retries waiting on a first try whenever any try settles or gives up, so
+    /// a retry answers as soon as its first try has.
+    settled: Notify,
 }
 
 #[derive(Default)]
@@ -124,14 +128,15 @@ impl Keys {
     }
 }
 
-/// How often a retry looks again whether the first try settled.
-const POLL_EVERY: Duration = Duration::from_millis(10);
-
 #[async_trait]
 impl Idempotency for MemoryIdempotency {
     async fn claim(&self, key: &str) -> Result<Claim, EngineError> {
         let deadline = Instant::now() + WAIT_FOR_FIRST;
         loop {
+            // Listening before looking: a settle between the look and the wait still wakes.
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
             let now = Instant::now();
             if let Some(claim) = lock(&self.state).claim(key, now) {
                 return Ok(claim);
@@ -139,7 +144,9 @@ impl Idempotency for MemoryIdempotency {
             if now >= deadline {
                 return Ok(Claim::Busy);
             }
-            tokio::time::sleep(POLL_EVERY).await;
+            // Past the deadline the loop looks once more: a first try that went away
+            // unsettled may have expired meanwhile.
+            let _ = tokio::time::timeout_at(deadline, settled).await;
         }
     }
 
@@ -147,11 +154,13 @@ impl Idempotency for MemoryIdempotency {
         if let Some((_, slot)) = lock(&self.state).by_key.get_mut(key) {
             *slot = Some(outcome.clone());
         }
+        self.settled.notify_waiters();
         Ok(())
     }
 
     async fn release(&self, key: &str) -> Result<(), EngineError> {
         lock(&self.state).by_key.remove(key);
+        self.settled.notify_waiters();
         Ok(())
     }
 }
@@ -193,6 +202,26 @@ mod tests {
         assert_eq!(keys.claim("k").await.unwrap(), Claim::First);
         tokio::time::advance(PENDING_FOR).await;
         assert_eq!(keys.claim("k").await.unwrap(), Claim::First);
+    }
+
+    /// A retry waiting on a first try answers the moment it settles, not a poll later.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_retry_answers_as_soon_as_the_first_try_settles() {
+        let keys = std::sync::Arc::new(MemoryIdempotency::default());
+        assert_eq!(keys.claim("k").await.unwrap(), Claim::First);
+        let retry = tokio::spawn({
+            let keys = keys.clone();
+            async move { keys.claim("k").await.unwrap() }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let settled_at = Instant::now();
+        keys.settle("k", &outcome("m-1")).await.unwrap();
+        assert_eq!(retry.await.unwrap(), Claim::Done(outcome("m-1")));
+        assert_eq!(
+            Instant::now(),
+            settled_at,
+            "the retry waited past the settle"
+        );
     }
 
     #[tokio::test(start_paused = true)]
