@@ -4,7 +4,11 @@
 //! 1. Storm (optional): `--storm` clients connect to one Redis node at once; how long
 //!    until Redis counts a subscribed channel for every one of them.
 //! 2. Reference: one memory-engine node, `--conns-per-node` clients, the broadcast.
-//! 3. Cluster: `--nodes` Redis-engine nodes, `--conns-per-node` clients on each (the
+//! 3. Reference: `--nodes` reference relays side by side, `--conns-per-node` clients on
+//!    each, every broadcast published to each of them: the same connections and
+//!    deliveries per second as the cluster on the same cores, with no coordination at
+//!    all, so what this machine allows such a load (a latency both miss is its limit).
+//! 4. Cluster: `--nodes` Redis-engine nodes, `--conns-per-node` clients on each (the
 //!    worker processes spread over the nodes), the same broadcast published through the
 //!    first node; Redis's own `INFO commandstats` counted from the moment every client is
 //!    connected, so commands per publish come from Redis, not from pushhub.
@@ -53,6 +57,9 @@ pub struct ClusterArgs {
     /// Skip the memory-engine reference run.
     #[arg(long)]
     pub skip_memory: bool,
+    /// Skip the reference run of relays side by side.
+    #[arg(long)]
+    pub skip_relays: bool,
     /// Clients of the connect storm against one Redis node (0: no storm).
     #[arg(long, default_value_t = 0)]
     pub storm: u64,
@@ -80,7 +87,18 @@ const NODE_ENV: [(&str, Option<&str>); 2] = [
     ("PUSHHUB_LIMITS_MAX_CONNECTIONS_PER_IP", Some("100000")),
 ];
 
-/// Runs the storm, the reference and the cluster, and prints every result and a summary.
+/// How a broadcast reaches the servers of a run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Servers {
+    /// One memory-engine pushhub.
+    Memory,
+    /// Relays that share nothing: each broadcast is published to each.
+    Relays,
+    /// Redis-engine nodes: a broadcast published through the first reaches all.
+    Cluster,
+}
+
+/// Runs the storm, the references and the cluster, and prints every result and a summary.
 pub async fn run(args: ClusterArgs) -> Result<()> {
     crate::limits::raise_nofile()?;
     let Some(redis) = tokio::task::block_in_place(RedisServer::start) else {
@@ -115,8 +133,25 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
     } else {
         let env = owned_env(&[]);
         let node = server::start(&kind, &log_dir, "cluster-memory", None, &env).await?;
-        let outcome = broadcast(&args, std::slice::from_ref(&node), None).await;
+        let outcome = broadcast(&args, std::slice::from_ref(&node), Servers::Memory, None).await;
         node.stop().await?;
+        let result = outcome?.0;
+        println!("{}", result.human());
+        Some(result)
+    };
+
+    let relays = if args.skip_relays {
+        None
+    } else {
+        let mut relays = Vec::new();
+        for index in 0..args.nodes {
+            let tag = format!("cluster-relay-{index}");
+            relays.push(server::start(&ServerKind::Relay, &log_dir, &tag, None, &[]).await?);
+        }
+        let outcome = broadcast(&args, &relays, Servers::Relays, None).await;
+        for relay in relays {
+            relay.stop().await?;
+        }
         let result = outcome?.0;
         println!("{}", result.human());
         Some(result)
@@ -128,13 +163,22 @@ pub async fn run(args: ClusterArgs) -> Result<()> {
         let tag = format!("cluster-node-{index}");
         nodes.push(server::start(&kind, &log_dir, &tag, None, &env).await?);
     }
-    let outcome = broadcast(&args, &nodes, Some(&redis)).await;
+    let outcome = broadcast(&args, &nodes, Servers::Cluster, Some(&redis)).await;
     for node in nodes {
         node.stop().await?;
     }
     let (result, commands) = outcome?;
     println!("{}", result.human());
-    print_summary(&args, storm, reference.as_ref(), &result, commands.as_ref());
+    print_summary(
+        &args,
+        storm,
+        References {
+            memory: reference.as_ref(),
+            relays: relays.as_ref(),
+        },
+        &result,
+        commands.as_ref(),
+    );
     Ok(())
 }
 
@@ -163,6 +207,7 @@ struct Commands {
 async fn broadcast(
     args: &ClusterArgs,
     nodes: &[RunningServer],
+    servers: Servers,
     redis: Option<&RedisServer>,
 ) -> Result<(RunResult, Option<Commands>)> {
     let conns = args.conns_per_node * nodes.len() as u64;
@@ -175,7 +220,14 @@ async fn broadcast(
     let procs = procs.div_ceil(nodes.len()) * nodes.len();
     let cfg = LoadConfig {
         ws_url: ws_urls.join(","),
-        api_url: nodes[0].api_url.clone(),
+        api_url: match servers {
+            Servers::Relays => nodes
+                .iter()
+                .map(|n| n.api_url.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            Servers::Memory | Servers::Cluster => nodes[0].api_url.clone(),
+        },
         pid: Some(nodes[0].pid),
         more_pids: nodes[1..].iter().map(|n| n.pid).collect(),
         app: "demo".to_owned(),
@@ -184,9 +236,10 @@ async fn broadcast(
         concurrency: args.connect_concurrency,
         token: None,
         connect_timeout: Duration::from_secs(300),
-        server_label: Some(match redis {
-            Some(_) => format!("{} redis-engine nodes", nodes.len()),
-            None => "1 memory-engine node".to_owned(),
+        server_label: Some(match servers {
+            Servers::Cluster => format!("{} redis-engine nodes", nodes.len()),
+            Servers::Relays => format!("{} relays side by side", nodes.len()),
+            Servers::Memory => "1 memory-engine node".to_owned(),
         }),
         worker_cpu: None,
     };
@@ -311,10 +364,16 @@ async fn storm(args: &ClusterArgs, redis: &RedisServer, node: &RunningServer) ->
     })
 }
 
+/// The reference runs beside the cluster's.
+struct References<'a> {
+    memory: Option<&'a RunResult>,
+    relays: Option<&'a RunResult>,
+}
+
 fn print_summary(
     args: &ClusterArgs,
     storm: Option<Storm>,
-    reference: Option<&RunResult>,
+    references: References<'_>,
     cluster: &RunResult,
     commands: Option<&Commands>,
 ) {
@@ -347,7 +406,24 @@ fn print_summary(
         cluster.latency.p99_ms,
         per_1k(cluster)
     );
-    if let Some(r) = reference {
+    if let Some(r) = references.relays {
+        println!(
+            "relays: {} side by side x {} clients: delivered {} of {}, lost {}, p50 {:.1} ms, \
+             p99 {:.1} ms, server CPU {:.2} ms per 1,000 deliveries; cluster / relays: p99 \
+             {:.2}, CPU {:.2}",
+            args.nodes,
+            args.conns_per_node,
+            r.deliveries,
+            r.expected,
+            r.lost,
+            r.latency.p50_ms,
+            r.latency.p99_ms,
+            per_1k(r),
+            cluster.latency.p99_ms / r.latency.p99_ms,
+            per_1k(cluster) / per_1k(r)
+        );
+    }
+    if let Some(r) = references.memory {
         println!(
             "memory: 1 node x {} clients: delivered {} of {}, lost {}, p99 {:.1} ms, server \
              CPU {:.2} ms per 1,000 deliveries; cluster / memory = {:.2} (target <= 1.3)",

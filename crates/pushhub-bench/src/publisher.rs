@@ -21,8 +21,9 @@ use crate::target::ApiTarget;
 /// How to publish.
 #[derive(Clone, Debug)]
 pub struct PublishConfig {
-    /// Where to POST.
-    pub api: ApiTarget,
+    /// Where to POST: one server, or several that share nothing (relays side by side),
+    /// each of which gets every message at the same tick.
+    pub apis: Vec<ApiTarget>,
     /// App every message is published to.
     pub app: String,
     /// Messages per second (paced from the first send; a slow server delays, never skips).
@@ -34,9 +35,9 @@ pub struct PublishConfig {
 /// What the publisher observed.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PublishStats {
-    /// Messages the server accepted (HTTP 2xx).
+    /// Messages every server accepted (HTTP 2xx).
     pub accepted: u64,
-    /// Messages that failed (transport error or non-2xx).
+    /// Messages that failed on some server (transport error or non-2xx).
     pub errors: u64,
     /// Sum of the `delivered` counts the server answered with.
     pub server_delivered: u64,
@@ -44,7 +45,7 @@ pub struct PublishStats {
     pub first_send_us: u64,
     /// Wall clock (µs) just before the last POST.
     pub last_send_us: u64,
-    /// POST round-trip times.
+    /// POST round-trip times (with several servers, until the last answered).
     pub request_latency: LatencySummary,
     /// First error seen, for the human report.
     pub first_error: Option<String>,
@@ -59,10 +60,14 @@ struct PushAnswer {
 
 /// Sends messages `seqs` (usually `0..plan.messages`) following `plan`'s routing.
 pub async fn publish(cfg: &PublishConfig, plan: &Plan, seqs: Range<u64>) -> Result<PublishStats> {
-    let mut conn = HttpConn::connect(cfg.api.addr, &cfg.api.authority)
-        .await
-        .context("publisher connect")?;
-    let path = cfg.api.path("/v1/push");
+    let mut conns = Vec::with_capacity(cfg.apis.len());
+    for api in &cfg.apis {
+        conns.push(
+            HttpConn::connect(api.addr, &api.authority)
+                .await
+                .context("publisher connect")?,
+        );
+    }
     let period = Duration::from_secs_f64(1.0 / cfg.rate.max(0.001));
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -78,19 +83,33 @@ pub async fn publish(cfg: &PublishConfig, plan: &Plan, seqs: Range<u64>) -> Resu
         stats.last_send_us = t;
         let body = push_body(&cfg.app, plan, seq, t);
         let started = Instant::now();
-        match send_one(&mut conn, &path, body, cfg.token.as_deref()).await {
-            Ok(delivered) => {
-                stats.accepted += 1;
-                stats.server_delivered += delivered;
+        let sends = conns.iter_mut().zip(&cfg.apis).map(|(conn, api)| {
+            let body = body.clone();
+            async move {
+                let sent = send_one(conn, &api.path("/v1/push"), body, cfg.token.as_deref()).await;
+                if sent.is_err() {
+                    // The connection may be broken; start a new one for the next message.
+                    if let Ok(c) = HttpConn::connect(api.addr, &api.authority).await {
+                        *conn = c;
+                    }
+                }
+                sent
             }
-            Err(e) => {
-                stats.errors += 1;
-                stats.first_error.get_or_insert_with(|| format!("{e:#}"));
-                // The connection may be broken; start a new one for the next message.
-                if let Ok(c) = HttpConn::connect(cfg.api.addr, &cfg.api.authority).await {
-                    conn = c;
+        });
+        let mut failed = false;
+        for sent in futures_util::future::join_all(sends).await {
+            match sent {
+                Ok(delivered) => stats.server_delivered += delivered,
+                Err(e) => {
+                    failed = true;
+                    stats.first_error.get_or_insert_with(|| format!("{e:#}"));
                 }
             }
+        }
+        if failed {
+            stats.errors += 1;
+        } else {
+            stats.accepted += 1;
         }
         rtt.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
     }

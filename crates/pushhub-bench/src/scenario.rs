@@ -26,7 +26,8 @@ use crate::target::ApiTarget;
 pub struct LoadConfig {
     /// WebSocket URL, e.g. `ws://127.0.0.1:8081/v1/ws`.
     pub ws_url: String,
-    /// API base URL, e.g. `http://127.0.0.1:8082`.
+    /// API base URL, e.g. `http://127.0.0.1:8082`; several, comma-separated, are servers
+    /// that share nothing (relays side by side), and each message is published to each.
     pub api_url: String,
     /// Server process to sample for CPU and RSS.
     pub pid: Option<u32>,
@@ -205,7 +206,7 @@ pub async fn run_traffic(
         conns,
         messages: traffic.messages,
     };
-    let api = ApiTarget::resolve(&cfg.api_url).await?;
+    let apis = ApiTarget::resolve_all(&cfg.api_url).await?;
     let Connected {
         mut pool,
         mut result,
@@ -215,7 +216,7 @@ pub async fn run_traffic(
     let window = Window::start(cfg, &pool)?;
     let published = publish(
         &PublishConfig {
-            api,
+            apis,
             app: cfg.app.clone(),
             rate: traffic.rate,
             token: cfg.token.clone(),
@@ -429,7 +430,7 @@ pub async fn run_resume(cfg: &LoadConfig, conns: u64, p: ResumeParams) -> Result
         ..
     } = connect(cfg, plan, opts).await?;
     let publish_cfg = PublishConfig {
-        api: api.clone(),
+        apis: vec![api.clone()],
         app: cfg.app.clone(),
         rate: p.rate,
         token: cfg.token.clone(),

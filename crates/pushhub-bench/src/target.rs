@@ -82,6 +82,19 @@ impl ApiTarget {
         })
     }
 
+    /// Resolves a comma-separated list of `http://` URLs: servers that share nothing (relays
+    /// side by side), each of which gets every message.
+    pub async fn resolve_all(urls: &str) -> Result<Vec<Self>> {
+        let mut targets = Vec::new();
+        for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            targets.push(Self::resolve(url).await?);
+        }
+        if targets.is_empty() {
+            bail!("no --api-url given");
+        }
+        Ok(targets)
+    }
+
     /// Full request path for an API route such as `/v1/push`.
     pub fn path(&self, route: &str) -> String {
         format!("{}{route}", self.base_path)
