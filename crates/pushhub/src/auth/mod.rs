@@ -8,6 +8,7 @@
 //! credential.
 
 pub mod mswoole_des;
+pub mod pusher;
 pub mod token;
 pub mod webhook;
 
