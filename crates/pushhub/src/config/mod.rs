@@ -4,8 +4,8 @@
 //! Without a file the server runs the embedded default: app `demo` with `auth = "none"`,
 //! and any other valid app name accepted on first use as another development app (as
 //! jdserver did). With a file only the declared apps exist unless `dynamic_apps = true`.
-//! The file's tables are in [`raw`]: each field's doc comment is its operator
-//! documentation, which `pushhub.example.toml` and docs/operations.md repeat. [`checks`]
+//! The file's tables are in `raw.rs`: each field's doc comment is its operator
+//! documentation, which `pushhub.example.toml` and docs/operations.md repeat. `checks.rs`
 //! validates them into a [`Config`].
 
 mod checks;

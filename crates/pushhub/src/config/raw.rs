@@ -1,5 +1,5 @@
 //! The configuration file's tables as TOML gives them, with their defaults: what an
-//! operator may write, before [`super::checks`] turns it into a [`super::Config`].
+//! operator may write, before `checks.rs` turns it into a [`super::Config`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,7 +27,7 @@ pub struct RawConfig {
     pub tcp_listen: Option<String>,
     /// How frames are delimited on the raw TCP listener: "lines" (newline-delimited JSON),
     /// "length" (4-byte big-endian length prefix), or a table of Swoole's settings (a
-    /// delimiter, or a 2- or 4-byte length field at an offset: see [`tcp_framing`]).
+    /// delimiter, or a 2- or 4-byte length field at an offset: see [`super::tcp_framing`]).
     pub tcp_framing: RawTcpFraming,
     /// Where durable state lives (timers, cron, optional history).
     pub data_dir: PathBuf,
