@@ -22,13 +22,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use super::timers::{
-    callback_request, header_list, header_object, request_app, request_body, Call,
-};
+use super::timers::{header_list, header_object, request_app, request_body};
 use super::{parse_json, read_body, ApiState};
 use crate::http_error::ApiError;
 use crate::scheduler::cron::spec::{local_time, SpecError};
 use crate::scheduler::cron::CronError;
+use crate::scheduler::rules::{callback_request, Call};
 use crate::store::{Job, JobDefinition, JobRun, Overlap};
 
 /// Longest job name.

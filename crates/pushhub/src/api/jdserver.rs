@@ -7,10 +7,10 @@ use axum::extract::{Request, State};
 use axum::Json;
 use serde_json::{Map, Value};
 
-use super::timers::{self, Call, When};
 use super::{content_type, params, read_body, ApiState};
 use crate::http_error::ApiError;
 use crate::hub::target;
+use crate::scheduler::rules::{self, Call, When};
 use crate::store::RetryPolicy;
 
 /// Every parameter of a jdserver-style request (query, form or JSON body), bodies up to
@@ -126,7 +126,7 @@ pub async fn set_timeout(
         max_attempts: 1,
         ..settings.retry
     };
-    let timer = timers::new_timer(settings, app, call, When::Delay(delay), once, None, None)?;
+    let timer = rules::new_timer(settings, app, call, When::Delay(delay), once, None, None)?;
     let created = state.timers.create(timer).await?;
     Ok(Json(Value::from(created.timer.id)))
 }
@@ -197,7 +197,7 @@ fn header_lines(params: &Map<String, Value>) -> Result<Vec<(String, String)>, Ap
                 .split_once(':')
                 .ok_or_else(|| malformed(format!("header line {line:?} is not \"Name: value\"")))?;
             let (name, value) = (name.trim(), value.trim());
-            timers::check_header(name, value)?;
+            rules::check_header(name, value)?;
             headers.push((name.to_owned(), value.to_owned()));
         }
     }

@@ -1,4 +1,5 @@
-//! Native timer endpoints, and the checks every way of creating a timer shares.
+//! Native timer endpoints; the checks every way of creating a timer shares are the
+//! scheduler's ([`crate::scheduler::rules`]).
 //!
 //! - `POST /v1/timers`: create (201), or return the timer with the same idempotency key
 //!   (200); with `interval_ms` (and optionally `times`), an interval timer.
@@ -12,7 +13,7 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -21,262 +22,19 @@ use serde_json::{json, Map, Value};
 
 use super::{parse_json, read_body, ApiState};
 use crate::http_error::ApiError;
-use crate::scheduler::executor::OWN_HEADERS;
-use crate::scheduler::{interval, unix_ms, TimerSettings};
-use crate::store::{
-    CallbackRequest, Cancel, Interval, ListQuery, NewTimer, RetryPolicy, Timer, TimerId, TimerState,
-};
+use crate::scheduler::rules::{interval_of, new_timer, Call, RuleError, When};
+use crate::store::{Cancel, ListQuery, RetryPolicy, Timer, TimerId, TimerState};
 
-/// Longest URL accepted.
-const MAX_URL_BYTES: usize = 8192;
-/// Most headers a timer may send.
-const MAX_HEADERS: usize = 100;
-/// Longest idempotency key.
-const MAX_KEY_BYTES: usize = 256;
-/// Longest per-timer call timeout: an hour.
-const MAX_TIMEOUT_MS: u64 = 3_600_000;
+impl From<RuleError> for ApiError {
+    fn from(refused: RuleError) -> Self {
+        ApiError::bad_request(refused.code, refused.message)
+    }
+}
+
 /// Most timers in one page of a listing.
 const MAX_PAGE: usize = 1000;
 /// Timers in a page when the request does not say.
 const DEFAULT_PAGE: usize = 100;
-/// Methods a timer may use.
-const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-/// Headers the HTTP client sets itself (pushhub's own, [`OWN_HEADERS`], too): a timer
-/// or a cron job may not set them.
-const RESERVED_HEADERS: [&str; 7] = [
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-];
-
-/// When a timer fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum When {
-    /// This many milliseconds from now.
-    Delay(i64),
-    /// At this Unix time in milliseconds (a past time fires at once).
-    At(i64),
-}
-
-/// A timer's or cron job's request, as a caller gave it, before the checks.
-#[derive(Debug, Clone, Default)]
-pub struct Call {
-    /// The method.
-    pub method: String,
-    /// The URL.
-    pub url: String,
-    /// Headers, in order.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: Option<String>,
-    /// The per-call timeout, in milliseconds (default: `request_timeout`).
-    pub timeout_ms: Option<u64>,
-}
-
-/// Check a caller's timer and make it ready to store; `interval` makes it an interval
-/// timer, whose first tick is at `when`.
-pub fn new_timer(
-    settings: &TimerSettings,
-    app: String,
-    call: Call,
-    when: When,
-    retry: RetryPolicy,
-    idempotency_key: Option<String>,
-    interval: Option<Interval>,
-) -> Result<NewTimer, ApiError> {
-    let request = callback_request(settings, call)?;
-    check_retry(&retry)?;
-    if let Some(key) = &idempotency_key {
-        if key.is_empty() || key.len() > MAX_KEY_BYTES {
-            return Err(ApiError::bad_request(
-                "invalid_idempotency_key",
-                format!("idempotency_key must be 1 to {MAX_KEY_BYTES} bytes"),
-            ));
-        }
-    }
-    let now = unix_ms();
-    Ok(NewTimer {
-        app,
-        request,
-        due_ms: due(settings, when, now)?,
-        created_ms: now,
-        retry,
-        idempotency_key,
-        interval,
-    })
-}
-
-/// The interval of `POST /v1/timers`'s `interval_ms` and `times`, within the bounds of
-/// `settings`; `None` for a one-shot timer.
-fn interval_of(
-    settings: &TimerSettings,
-    interval_ms: Option<u64>,
-    times: Option<u32>,
-) -> Result<Option<Interval>, ApiError> {
-    let invalid = |message: String| ApiError::bad_request("invalid_interval", message);
-    match (interval_ms, times) {
-        (None, None) => Ok(None),
-        (None, Some(_)) => Err(invalid(
-            "times counts an interval timer's ticks: give interval_ms too".into(),
-        )),
-        (Some(every_ms), times) => {
-            interval::check(every_ms, times, settings.min_interval, settings.max_delay)
-                .map(Some)
-                .map_err(|e| invalid(e.to_string()))
-        }
-    }
-}
-
-/// Check a caller's request (URL and allowed target, method, headers, timeout) and make
-/// it ready to store, for a timer or a cron job.
-pub fn callback_request(settings: &TimerSettings, call: Call) -> Result<CallbackRequest, ApiError> {
-    let url = check_url(&call.url)?;
-    settings
-        .targets
-        .check_url(&url)
-        .map_err(|refused| ApiError::bad_request("target_not_allowed", refused.to_string()))?;
-    if !METHODS.contains(&call.method.as_str()) {
-        return Err(ApiError::bad_request(
-            "invalid_method",
-            format!(
-                "method {:?} is not one of {}",
-                call.method,
-                METHODS.join(", ")
-            ),
-        ));
-    }
-    if call.headers.len() > MAX_HEADERS {
-        return Err(ApiError::bad_request(
-            "invalid_header",
-            format!("more than {MAX_HEADERS} headers"),
-        ));
-    }
-    for (name, value) in &call.headers {
-        check_header(name, value)?;
-    }
-    let timeout_ms = call
-        .timeout_ms
-        .unwrap_or(u64::try_from(settings.request_timeout.as_millis()).unwrap_or(u64::MAX));
-    if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
-        return Err(ApiError::bad_request(
-            "invalid_timeout",
-            format!("timeout_ms must be between 1 and {MAX_TIMEOUT_MS}"),
-        ));
-    }
-    Ok(CallbackRequest {
-        method: call.method,
-        url: call.url,
-        headers: call.headers,
-        body: call.body,
-        timeout_ms,
-    })
-}
-
-/// An absolute `http://` or `https://` URL with a host.
-fn check_url(url: &str) -> Result<reqwest::Url, ApiError> {
-    if url.len() > MAX_URL_BYTES {
-        return Err(ApiError::bad_request(
-            "invalid_url",
-            format!("the URL is longer than {MAX_URL_BYTES} bytes"),
-        ));
-    }
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| ApiError::bad_request("invalid_url", format!("{url:?} is not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(ApiError::bad_request(
-            "invalid_scheme",
-            format!(
-                "{url:?}: only http:// and https:// URLs are called, not {}://",
-                parsed.scheme()
-            ),
-        ));
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(ApiError::bad_request(
-            "invalid_url",
-            format!("{url:?} has no host"),
-        ));
-    }
-    Ok(parsed)
-}
-
-/// A header a timer may send.
-pub fn check_header(name: &str, value: &str) -> Result<(), ApiError> {
-    let parsed = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_header",
-            format!("{name:?} is not a valid header name"),
-        )
-    })?;
-    if RESERVED_HEADERS.contains(&parsed.as_str()) || OWN_HEADERS.contains(&parsed.as_str()) {
-        return Err(ApiError::bad_request(
-            "invalid_header",
-            format!("header {name:?} is set by pushhub itself"),
-        ));
-    }
-    HeaderValue::from_str(value).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_header",
-            format!("the value of header {name:?} has characters a header may not hold"),
-        )
-    })?;
-    Ok(())
-}
-
-fn check_retry(retry: &RetryPolicy) -> Result<(), ApiError> {
-    let invalid = |message: &str| Err(ApiError::bad_request("invalid_retry", message.to_owned()));
-    if !(1..=100).contains(&retry.max_attempts) {
-        return invalid("retry.max_attempts must be between 1 and 100");
-    }
-    if retry.base_ms == 0 || retry.max_ms < retry.base_ms || retry.max_ms > 86_400_000 {
-        return invalid(
-            "retry.base_ms must be at least 1, and retry.max_ms between base_ms and 86400000",
-        );
-    }
-    Ok(())
-}
-
-/// The due time of `when`, within `max_delay` of `now`.
-fn due(settings: &TimerSettings, when: When, now: u64) -> Result<u64, ApiError> {
-    let max = u64::try_from(settings.max_delay.as_millis()).unwrap_or(u64::MAX);
-    let too_far = || {
-        ApiError::bad_request(
-            "invalid_delay",
-            format!(
-                "a timer may be set at most {} seconds ahead (timers.max_delay)",
-                settings.max_delay.as_secs()
-            ),
-        )
-    };
-    match when {
-        When::Delay(ms) if ms < 0 => Err(ApiError::bad_request(
-            "invalid_delay",
-            format!("the delay is negative ({ms} ms)"),
-        )),
-        When::Delay(ms) => {
-            let ms = ms.unsigned_abs();
-            if ms > max {
-                return Err(too_far());
-            }
-            Ok(now + ms)
-        }
-        When::At(ms) if ms < 0 => Err(ApiError::bad_request(
-            "invalid_delay",
-            format!("`at` is before 1970 ({ms})"),
-        )),
-        When::At(ms) => {
-            let at = ms.unsigned_abs();
-            if at.saturating_sub(now) > max {
-                return Err(too_far());
-            }
-            Ok(at)
-        }
-    }
-}
 
 /// A request's headers as the API shows them: name → value, repeated names joined with
 /// `, `.

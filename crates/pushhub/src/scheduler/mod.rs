@@ -35,6 +35,7 @@ pub mod executor;
 pub mod interval;
 pub mod log;
 pub mod own_listeners;
+pub mod rules;
 pub mod schedule;
 pub mod targets;
 
