@@ -18,8 +18,8 @@ use bytes::Bytes;
 use crate::auth::Identity;
 use crate::disconnect::Disconnect;
 use crate::hub::{
-    AppPolicy, AppSettings, ConnInfo, ConnectRequest, Cursor, FormatId, Hub, Publication, Render,
-    Session,
+    AppPolicy, AppSettings, ConnInfo, ConnectRequest, Cursor, FormatId, Grant, Hub, Publication,
+    Render, Session,
 };
 use crate::transport::{Framer, Link, Liveness, StreamStart};
 
@@ -73,6 +73,10 @@ pub async fn attach(
         app,
         user: identity.user,
         groups: identity.groups,
+        grant: Grant {
+            rooms: identity.rooms,
+            info: identity.info.map(Arc::new),
+        },
         outbox: link.outbox().clone(),
         renderer: renderer.clone(),
         since,

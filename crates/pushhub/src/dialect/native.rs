@@ -17,14 +17,12 @@ use serde_json::value::RawValue;
 use super::calls::Calls;
 use super::Encode;
 use crate::auth::{authenticate, Credential, CredentialSource, Presented};
-use crate::backend::rooms::JoinRequest;
-use crate::backend::send::SendRequest;
 use crate::disconnect::Disconnect;
 use crate::hub::cursor::position;
 use crate::hub::login::LoginAttempts;
 use crate::hub::{
-    AppSettings, AuthMode, ConnInfo, Cursor, Hub, HubError, InvalidFrames, Publication,
-    PublishReceipt, Render, Session,
+    AppSettings, AuthMode, ConnInfo, Cursor, Hub, InvalidFrames, Publication, PublishReceipt,
+    Render, Session,
 };
 use crate::transport::{ClientHandler, Link, Liveness};
 
@@ -363,10 +361,6 @@ pub struct NativeClient {
     /// The mechanics in force: the app's once it is known.
     liveness: Liveness,
     session: Option<Session>,
-    /// What the credential said about the user beyond its id, for RPC calls.
-    info: Option<Arc<serde_json::Value>>,
-    /// The rooms the credential lets the user join.
-    granted_rooms: Vec<String>,
     calls: Calls,
 }
 
@@ -403,8 +397,6 @@ impl NativeClient {
             waiting: None,
             logins: LoginAttempts::new(tokio::time::Instant::now()),
             session: None,
-            info: None,
-            granted_rooms: Vec::new(),
             calls: Calls::default(),
         }
     }
@@ -423,8 +415,6 @@ impl NativeClient {
             logins: LoginAttempts::new(tokio::time::Instant::now()),
             liveness: before_connect,
             session: None,
-            info: None,
-            granted_rooms: Vec::new(),
             calls: Calls::default(),
         }
     }
@@ -439,9 +429,7 @@ impl NativeClient {
         reply_to: Option<&serde_json::Value>,
         link: &Link,
     ) -> Result<(), Disconnect> {
-        let mut identity = authenticate(&app, presented).await?;
-        self.info = identity.info.take().map(Arc::new);
-        self.granted_rooms = std::mem::take(&mut identity.rooms);
+        let identity = authenticate(&app, presented).await?;
         let (expires, expiry) = (identity.expires, identity.expiry());
         let session = super::attach(
             &self.hub,
@@ -479,9 +467,6 @@ impl NativeClient {
         let Some(session) = &mut self.session else {
             return;
         };
-        if let Err(error) = crate::hub::names::check_room(room) {
-            return send_error(link, id, "invalid_room", &error.to_string());
-        }
         let since = match since {
             (None, None) => None,
             (epoch, Some(off)) => match position(epoch.as_deref().unwrap_or_default(), off) {
@@ -493,23 +478,7 @@ impl NativeClient {
                 return send_error(link, id, "invalid_position", why);
             }
         };
-        let conn = session.conn();
-        let request = JoinRequest {
-            app: &session.app().name,
-            user: session.user(),
-            conn: &conn,
-            room,
-            info: self.info.as_deref(),
-        };
-        if let Err(refused) = session
-            .app()
-            .rooms
-            .may_join(&request, &self.granted_rooms)
-            .await
-        {
-            return send_error(link, id, refused.code(), &refused.to_string());
-        }
-        let joined = session.join_room(room, since, |state| {
+        let joined = session.join(room, since, |state| {
             let joined = Joined {
                 kind: "joined",
                 id,
@@ -521,12 +490,8 @@ impl NativeClient {
             };
             link.send_text(&serde_json::to_vec(&joined).unwrap_or_default());
         });
-        match joined.await {
-            Ok(_) => {}
-            Err(error) => {
-                let reason = Disconnect::from(&error);
-                send_error(link, id, reason.name(), &reason.reason);
-            }
+        if let Err(error) = joined.await {
+            send_error(link, id, error.code(), &error.to_string());
         }
     }
 
@@ -541,29 +506,9 @@ impl NativeClient {
         link: &Link,
     ) {
         let Some(session) = &self.session else { return };
-        let conn = session.conn();
-        let request = SendRequest {
-            app: &session.app().name,
-            from: session.user(),
-            conn: &conn,
-            to,
-            event: event.as_deref(),
-            data: &data,
-        };
-        if let Err(refused) = session.app().send.may_send(&request).await {
-            return send_error(link, id, refused.code(), &refused.to_string());
-        }
-        let sent = self
-            .hub
-            .send(&session.app().name, session.user(), to, event, data)
-            .await;
-        match sent {
+        match session.send(to, event, data).await {
             Ok(receipt) => send_sent(link, id, &receipt),
-            Err(HubError::InvalidUser(why)) => send_error(link, id, "invalid_user", &why),
-            Err(error) => {
-                let reason = Disconnect::from(&error);
-                send_error(link, id, reason.name(), &reason.reason);
-            }
+            Err(error) => send_error(link, id, error.code(), &error.to_string()),
         }
     }
 
@@ -579,26 +524,9 @@ impl NativeClient {
         link: &Link,
     ) {
         let Some(session) = &self.session else { return };
-        if let Err(error) = crate::hub::names::check_room(room) {
-            return send_error(link, id, "invalid_room", &error.to_string());
-        }
-        let allowed = session
-            .app()
-            .room_send
-            .may_send(room, session.in_room(room));
-        if let Err(refused) = allowed {
-            return send_error(link, id, refused.code(), &refused.to_string());
-        }
-        let sent = self
-            .hub
-            .send_to_room(&session.app().name, session.user(), room, event, data)
-            .await;
-        match sent {
+        match session.send_to_room(room, event, data).await {
             Ok(receipt) => send_sent(link, id, &receipt),
-            Err(error) => {
-                let reason = Disconnect::from(&error);
-                send_error(link, id, reason.name(), &reason.reason);
-            }
+            Err(error) => send_error(link, id, error.code(), &error.to_string()),
         }
     }
 
@@ -625,7 +553,7 @@ impl NativeClient {
     /// Leave `room`; `left` either way (leaving a room one is not in changes nothing).
     async fn leave(&mut self, room: &str, id: Option<&serde_json::Value>, link: &Link) {
         let Some(session) = &self.session else { return };
-        match session.leave_room(room).await {
+        match session.leave(room).await {
             Ok(_) => {
                 let left = Left {
                     kind: "left",
@@ -634,11 +562,7 @@ impl NativeClient {
                 };
                 link.send_text(&serde_json::to_vec(&left).unwrap_or_default());
             }
-            Err(HubError::InvalidRoom(why)) => send_error(link, id, "invalid_room", &why),
-            Err(error) => {
-                let reason = Disconnect::from(&error);
-                send_error(link, id, reason.name(), &reason.reason);
-            }
+            Err(error) => send_error(link, id, error.code(), &error.to_string()),
         }
     }
 
@@ -648,22 +572,22 @@ impl NativeClient {
     fn rpc(&mut self, id: serde_json::Value, method: String, data: Box<RawValue>, link: &Link) {
         let Some(session) = &self.session else { return };
         let reply_id = id.clone();
-        let started = self.calls.start(
-            session,
-            self.info.clone(),
-            method,
-            data,
-            link.sender(),
-            move |answer| match answer {
-                Ok(data) => serde_json::to_vec(&Reply {
-                    kind: "reply",
-                    id: &reply_id,
-                    data: &data,
-                })
-                .unwrap_or_default(),
-                Err(error) => error_frame(Some(&reply_id), error.code(), &error.to_string()),
-            },
-        );
+        let started =
+            self.calls.start(
+                session,
+                method,
+                data,
+                link.sender(),
+                move |answer| match answer {
+                    Ok(data) => serde_json::to_vec(&Reply {
+                        kind: "reply",
+                        id: &reply_id,
+                        data: &data,
+                    })
+                    .unwrap_or_default(),
+                    Err(error) => error_frame(Some(&reply_id), error.code(), &error.to_string()),
+                },
+            );
         if let Err(error) = started {
             send_error(link, Some(&id), error.code(), &error.to_string());
         }
@@ -673,24 +597,17 @@ impl NativeClient {
     /// A refusal is an error frame; the connection keeps its current expiry.
     fn refresh(&mut self, token: &str, id: Option<&serde_json::Value>, link: &Link) {
         let Some(session) = &self.session else { return };
-        let refused = |code: &str, message: &str| send_error(link, id, code, message);
-        if session.app().auth != AuthMode::Token {
-            return refused("not_a_token_app", "this app does not use tokens");
-        }
-        match crate::auth::verify(session.app(), token) {
-            Ok(claims) if claims.sub.as_str() != &**session.user() => {
-                refused("wrong_user", "the new token is for another user")
-            }
-            Ok(claims) => {
-                self.liveness.credential_expiry = crate::auth::expiry_instant(claims.exp);
+        match session.refresh(token) {
+            Ok(expires) => {
+                self.liveness.credential_expiry = crate::auth::expiry_instant(expires);
                 let refreshed = Refreshed {
                     kind: "refreshed",
                     id,
-                    expires: claims.exp,
+                    expires,
                 };
                 link.send_text(&serde_json::to_vec(&refreshed).unwrap_or_default());
             }
-            Err(reason) => refused(reason.name(), &reason.reason),
+            Err(error) => send_error(link, id, error.code(), &error.to_string()),
         }
     }
 

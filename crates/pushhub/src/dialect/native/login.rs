@@ -240,8 +240,6 @@ impl NativeClient {
         {
             Ok(()) => self.waiting = None,
             Err(refused) => {
-                self.info = None;
-                self.granted_rooms.clear();
                 send_error(link, id, refused.name(), &refused.reason);
             }
         }
@@ -262,8 +260,6 @@ impl NativeClient {
         let app = session.app().clone();
         std::mem::take(&mut self.calls).abandon();
         session.close(&logged_out()).await;
-        self.info = None;
-        self.granted_rooms.clear();
         if let Err(refused) = self.wait(app, None, id, link) {
             send_error(link, id, refused.name(), &refused.reason);
         }
