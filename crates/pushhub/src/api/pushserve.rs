@@ -16,7 +16,7 @@ use serde_json::{json, value::RawValue};
 use subtle::ConstantTimeEq;
 
 use super::{read_body, ApiState};
-use crate::dialect::pushserve::access_key;
+use crate::auth::access_key::access_key;
 use crate::hub::{names, Target};
 
 /// A push-serve error answer: `{"topic":"error","contents":…}`.

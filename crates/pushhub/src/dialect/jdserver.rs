@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::Encode;
 use crate::auth::{authenticate, Credential, CredentialSource, Presented};
 use crate::disconnect::Disconnect;
-use crate::hub::{Cursor, Hub, Publication, Render, Session};
+use crate::hub::{AppSettings, Cursor, Hub, Publication, Render, Session};
 use crate::transport::{ClientHandler, Link, Liveness};
 
 /// Encodes publications the way jdserver sent `msg`.
@@ -127,6 +127,10 @@ impl JdClient {
             Some(_) => return Err(bad("\"token\" must be a string")),
         };
         let credential = token.map(|token| Credential::new(token, CredentialSource::Frame));
+        // The one client whose app is named after the upgrade: the gateway could not hold
+        // its page's origin to the app's allowed origins, so that happens here.
+        let app = self.hub.app(app).map_err(|e| Disconnect::from(&e))?;
+        app.admit_origin(link.origin())?;
         self.attach(app, user, credential, None, link).await
     }
 
@@ -135,13 +139,12 @@ impl JdClient {
     /// `token`, or for webhooks the app's cookie when the request carries it), then attach.
     async fn attach(
         &mut self,
-        app: &str,
+        app: Arc<AppSettings>,
         user: Option<String>,
         credential: Option<Credential>,
         since: Option<Cursor>,
         link: &Link,
     ) -> Result<(), Disconnect> {
-        let app = self.hub.app(app).map_err(|e| Disconnect::from(&e))?;
         let presented = Presented {
             user,
             credential,
@@ -175,7 +178,8 @@ impl ClientHandler for JdClient {
                 since,
             }) => {
                 let credential = token.map(|token| Credential::new(token, CredentialSource::Query));
-                self.attach(&app, user, credential, since, link).await
+                let app = self.hub.app(&app).map_err(|e| Disconnect::from(&e))?;
+                self.attach(app, user, credential, since, link).await
             }
             None => Ok(()),
         }

@@ -646,7 +646,8 @@ impl NativeClient {
                 let since = parse_since(frame.since.as_deref())?;
                 let app = self.hub.app(&frame.app).map_err(|e| Disconnect::from(&e))?;
                 if app.login.is_some() && frame.token.is_none() {
-                    return self.wait(app, since, None, link);
+                    self.wait(app, since, None, link);
+                    return Ok(());
                 }
                 let presented = Presented {
                     user: frame.user,
@@ -675,7 +676,8 @@ impl ClientHandler for NativeClient {
         } = request;
         if app.auth != AuthMode::None && presented.credential_for(&app).is_none() {
             if app.login.is_some() {
-                return self.wait(app, since, None, link);
+                self.wait(app, since, None, link);
+                return Ok(());
             }
             self.awaiting_auth = Some((app, since));
             return Ok(());

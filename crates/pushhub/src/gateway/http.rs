@@ -338,6 +338,11 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
         ),
         None => None,
     };
+    if let Some(settings) = &settings {
+        settings
+            .admit_origin(super::origin(&headers))
+            .map_err(|reason| ApiError::from(&reason))?;
+    }
     let client = JdClient::given(
         state.hub.clone(),
         state.jdserver_raw.clone(),

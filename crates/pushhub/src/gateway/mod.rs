@@ -243,6 +243,11 @@ pub fn pushserve_router(state: GatewayState) -> Router {
         .with_state(state)
 }
 
+/// The `Origin` a browser page's request carries; `None` from anything but a page.
+fn origin(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+}
+
 /// A native client from the request's `app`, `user`, credential (`token`, or the app's
 /// webhook parameter or cookie) and `since` (a `Last-Event-ID`, when the transport has one,
 /// stands in for `since`). A client that can send frames may bring its credential in a
@@ -280,6 +285,7 @@ fn native_client(
     if app.auth != AuthMode::None && presented.credential_for(&app).is_none() && !can_send_frames {
         return Err(auth::missing_credential(&app, false));
     }
+    app.admit_origin(origin(headers))?;
     let before_attach = Liveness {
         handshake_deadline: Some(tokio::time::Instant::now() + app.handshake_timeout),
         ..state.live.load().defaults

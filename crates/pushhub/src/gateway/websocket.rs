@@ -9,10 +9,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{native_client, GatewayState};
+use crate::auth::access_key::access_key_valid;
 use crate::auth::{authenticate, Credential, CredentialSource, Identity, Presented};
 use crate::dialect::jdserver::JdClient;
 use crate::dialect::mswoole::{self, MSwooleClient};
-use crate::dialect::pushserve::{access_key_valid, PushServeClient};
+use crate::dialect::pushserve::PushServeClient;
 use crate::disconnect::Disconnect;
 use crate::hub::AppSettings;
 
@@ -69,8 +70,10 @@ pub async fn mswoole(
                 .into_response();
         }
     };
+    let origin = super::origin(request.headers()).map(str::to_owned);
     state.open(request, || {
         let (app, identity) = identity;
+        app.admit_origin(origin.as_deref())?;
         let default_method = state
             .mswoole
             .as_ref()
@@ -128,12 +131,16 @@ pub async fn pushserve(
     Query(query): Query<HashMap<String, String>>,
     request: Request,
 ) -> Response {
-    state.open(request, || pushserve_client(&state, &query))
+    let origin = super::origin(request.headers()).map(str::to_owned);
+    state.open(request, || {
+        pushserve_client(&state, &query, origin.as_deref())
+    })
 }
 
 fn pushserve_client(
     state: &GatewayState,
     query: &HashMap<String, String>,
+    origin: Option<&str>,
 ) -> Result<PushServeClient, Disconnect> {
     let config = state.live.load().pushserve.clone().ok_or_else(|| {
         Disconnect::BAD_REQUEST.with_reason("push-serve compatibility is not enabled")
@@ -153,6 +160,7 @@ fn pushserve_client(
         .hub
         .app(&config.app)
         .map_err(|e| Disconnect::from(&e))?;
+    app.admit_origin(origin)?;
     Ok(PushServeClient::new(
         state.hub.clone(),
         app,
