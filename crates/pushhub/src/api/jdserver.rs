@@ -1,14 +1,14 @@
 //! jdserver-compatible API endpoints (seed 000): `/push`, `/getUsers` and `/setTimeout`.
 //!
 //! Parameters come from the query string, a form body or a JSON body, by GET or POST,
-//! with PHP bracket notation for arrays ([`super::params`]).
+//! with PHP bracket notation for arrays ([`crate::api::params`]).
 
 use axum::extract::{Request, State};
 use axum::Json;
 use serde_json::{Map, Value};
 
-use super::timers::{self, Call, When};
-use super::{content_type, params, read_body, ApiState};
+use crate::api::timers::{self, Call, When};
+use crate::api::{content_type, params, read_body, ApiState};
 use crate::http_error::ApiError;
 use crate::hub::target;
 use crate::store::RetryPolicy;

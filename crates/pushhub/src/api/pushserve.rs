@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 use subtle::ConstantTimeEq;
 
-use super::{read_body, ApiState};
+use crate::api::{read_body, ApiState};
 use crate::auth::access_key::access_key;
 use crate::hub::{names, Target};
 
