@@ -1,8 +1,9 @@
 //! The server API: what backends and operators call on the API listener.
 //!
 //! Handlers only parse and render; the hub does the work. The native endpoints live in
-//! [`native`], the jdserver-compatible ones in [`jdserver`]. Every error is an
-//! [`ApiError`](crate::http_error::ApiError).
+//! [`native`]; the jdserver- and push-serve-compatible ones live with their dialects
+//! (`dialect/jdserver/api.rs`, `dialect/pushserve/api.rs`), which this router mounts.
+//! Every error is an [`ApiError`](crate::http_error::ApiError).
 
 pub mod admin;
 pub mod admin_control;
@@ -12,11 +13,9 @@ pub mod conns;
 pub mod cron;
 mod dashboard;
 pub mod history;
-pub mod jdserver;
 pub mod metrics;
 pub mod native;
 pub mod params;
-pub mod pushserve;
 pub mod request_id;
 pub mod rooms;
 pub mod tasks;
@@ -35,6 +34,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{any, get, post, put};
 use axum::Router;
 
+use crate::dialect::jdserver::api as jdserver;
+use crate::dialect::pushserve::api as pushserve;
 use crate::http_error::ApiError;
 use crate::hub::Hub;
 use crate::json_depth;

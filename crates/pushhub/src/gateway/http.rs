@@ -14,8 +14,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
 
 use super::{native_client, GatewayState};
-use crate::api::jdserver::{request_params, text_param};
 use crate::auth;
+use crate::dialect::jdserver::api::{request_params, text_param};
 use crate::dialect::jdserver::JdClient;
 use crate::dialect::native;
 use crate::http_error::ApiError;

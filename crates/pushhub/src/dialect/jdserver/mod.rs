@@ -3,7 +3,10 @@
 //! Client: a WebSocket on `/` whose first frame is `{"ac":"init","app":"wms","user":"100"}`
 //! (`user` may be a number). After that the client receives each push's `msg` raw: a
 //! string as the string itself, a number as its text, anything else as JSON. jdserver had
-//! no replies and ignored other frames after init; so does this dialect.
+//! no replies and ignored other frames after init; so does this dialect. Its API
+//! endpoints (`/push`, `/getUsers`, `/setTimeout`) are in [`api`].
+
+pub mod api;
 
 use std::sync::Arc;
 

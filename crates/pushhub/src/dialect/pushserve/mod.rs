@@ -6,7 +6,10 @@
 //! `{"topic":…,"number":1,"contents":…}`; the backend pushes with
 //! `POST /push?uid=&password=` and a JSON body `{"topic":…,"contents":…}`.
 //!
-//! The access keys themselves are credentials: [`crate::auth::access_key`].
+//! The access keys themselves are credentials: [`crate::auth::access_key`]. This folder
+//! holds the client side (here) and the API endpoints ([`api`]).
+
+pub mod api;
 
 use std::sync::Arc;
 
