@@ -340,7 +340,7 @@ async fn get_msg(state: GatewayState, request: Request) -> Result<Response, ApiE
     };
     if let Some(settings) = &settings {
         settings
-            .admit_origin(super::origin(&headers))
+            .admit_origin(super::request_origin(&headers))
             .map_err(|reason| ApiError::from(&reason))?;
     }
     let client = JdClient::given(

@@ -8,12 +8,13 @@
 //! - `/getMsg?app=&user=[&timeout=][&cursor=]`: jdserver long-poll.
 //! - `GET /demo` (and `/demo/*.js`, `/demo/*.css`): the demo page and the JavaScript SDK
 //!   it runs ([`demo`]).
-//! - `GET /ws?uid=&access_key=`: push-serve dialect.
-//! - `[mswoole] paths` (default `/mswoole`; `/` when jdserver's WebSocket is off)
-//!   `?auth=`: MSwoole dialect.
+//! - Dialects whose endpoints live in their own folder mount them through
+//!   [`ClientEndpoints`], listed once in [`dialects`]: push-serve's `GET /ws?uid=&access_key=`
+//!   (`dialect/pushserve/gateway.rs`), MSwoole's `[mswoole] paths` `?auth=`
+//!   (`dialect/mswoole/gateway.rs`).
 //!
-//! push-serve's own port (`[pushserve] addr`) serves its `/ws` ([`pushserve_router`]),
-//! beside its API endpoints.
+//! A dialect's own port (push-serve's `[pushserve] addr`) serves its
+//! [`ClientEndpoints::own_port_routes`] ([`pushserve_router`]), beside its API endpoints.
 //!
 //! The raw TCP listener (`tcp_listen`) has no paths: its sockets are native clients whose
 //! first frame is `{"type":"connect",...}` ([`TcpGateway`]).
@@ -42,11 +43,9 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::auth::{self, CredentialSource, Presented};
-use crate::config::{Config, MSwoole, PushServe};
+use crate::config::{Config, PushServe};
 use crate::dialect::jdserver::JDSERVER;
-use crate::dialect::mswoole::MSWOOLE;
 use crate::dialect::native::{NativeClient, NATIVE};
-use crate::dialect::pushserve::PUSHSERVE;
 use crate::dialect::Renderer;
 use crate::disconnect::Disconnect;
 use crate::hub::{AuthMode, Cursor, Hub, Outbox, OutboxLimits, Render};
@@ -70,10 +69,27 @@ pub struct GatewayState {
     native_raw: Arc<dyn Render>,
     jdserver_ws: Arc<dyn Render>,
     jdserver_raw: Arc<dyn Render>,
-    pushserve_ws: Arc<dyn Render>,
-    mswoole_ws: Arc<dyn Render>,
-    mswoole: Option<Arc<MSwoole>>,
+    dialects: Arc<[Arc<dyn ClientEndpoints>]>,
     jdserver_websocket: bool,
+}
+
+/// A dialect's client endpoints, as the gateway mounts them: the one surface through
+/// which the gateway knows a dialect that keeps its endpoints in its own folder.
+pub trait ClientEndpoints: Send + Sync + 'static {
+    /// Its routes on the client listener.
+    fn routes(self: Arc<Self>) -> Router<GatewayState>;
+
+    /// Its routes on a port of its own (push-serve's `[pushserve] addr`), if it has one.
+    fn own_port_routes(self: Arc<Self>) -> Option<Router<GatewayState>> {
+        None
+    }
+}
+
+/// The dialects that mount their own client endpoints: adding a dialect adds it here.
+fn dialects(config: &Config) -> Vec<Arc<dyn ClientEndpoints>> {
+    let mut dialects = vec![crate::dialect::pushserve::gateway::endpoints()];
+    dialects.extend(crate::dialect::mswoole::gateway::endpoints(config));
+    dialects
 }
 
 /// The client listener's settings that a reload replaces: read once per connection or
@@ -121,9 +137,7 @@ impl GatewayState {
             native_raw: Renderer::shared(&NATIVE, &RAW_FRAMER),
             jdserver_ws: Renderer::shared(&JDSERVER, &WS_FRAMER),
             jdserver_raw: Renderer::shared(&JDSERVER, &RAW_FRAMER),
-            pushserve_ws: Renderer::shared(&PUSHSERVE, &WS_FRAMER),
-            mswoole_ws: Renderer::shared(&MSWOOLE, &WS_FRAMER),
-            mswoole: config.mswoole.clone().map(Arc::new),
+            dialects: dialects(config).into(),
             jdserver_websocket: config.jdserver_websocket,
         }
     }
@@ -131,6 +145,16 @@ impl GatewayState {
     /// Where a reload stores the listener's new settings.
     pub fn live(&self) -> Arc<ArcSwap<GatewayLive>> {
         self.live.clone()
+    }
+
+    /// The hub clients attach to.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// push-serve compatibility as configured now (a reload may change its password).
+    pub fn pushserve(&self) -> Option<Arc<PushServe>> {
+        self.live.load().pushserve.clone()
     }
 
     fn new_outbox(&self) -> Arc<Outbox> {
@@ -185,7 +209,7 @@ impl GatewayState {
     /// Answer a WebSocket request: with the client `make` builds, or, when the server is
     /// full, the client's address holds its limit, or `make` refuses, with a connection
     /// that closes at once with the reason.
-    fn open<H: ClientHandler + 'static>(
+    pub fn open<H: ClientHandler + 'static>(
         &self,
         request: Request,
         make: impl FnOnce() -> Result<H, Disconnect>,
@@ -213,17 +237,14 @@ impl GatewayState {
 /// The client listener's routes.
 pub fn router(state: GatewayState) -> Router {
     let mut router = Router::new();
-    if let Some(mswoole) = &state.mswoole {
-        for path in &mswoole.paths {
-            router = router.route(path, get(websocket::mswoole));
-        }
+    for dialect in state.dialects.iter() {
+        router = router.merge(dialect.clone().routes());
     }
     if state.jdserver_websocket {
         router = router.route("/", get(websocket::jdserver));
     }
     router
         .route("/v1/ws", get(websocket::native))
-        .route("/ws", get(websocket::pushserve))
         .route("/v1/sse", get(http::native_sse).options(http::preflight))
         .route("/v1/poll", get(http::native_poll).options(http::preflight))
         .route(
@@ -236,15 +257,18 @@ pub fn router(state: GatewayState) -> Router {
         .with_state(state)
 }
 
-/// push-serve's own port: its client endpoint `/ws` only.
+/// push-serve's own port: its client endpoint `/ws` only (the own-port routes of every
+/// dialect that has them).
 pub fn pushserve_router(state: GatewayState) -> Router {
-    Router::new()
-        .route("/ws", get(websocket::pushserve))
-        .with_state(state)
+    let mut router = Router::new();
+    for dialect in state.dialects.iter() {
+        router = router.merge(dialect.clone().own_port_routes().unwrap_or_default());
+    }
+    router.with_state(state)
 }
 
 /// The `Origin` a browser page's request carries; `None` from anything but a page.
-fn origin(headers: &HeaderMap) -> Option<&str> {
+pub fn request_origin(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
 }
 
@@ -285,7 +309,7 @@ fn native_client(
     if app.auth != AuthMode::None && presented.credential_for(&app).is_none() && !can_send_frames {
         return Err(auth::missing_credential(&app, false));
     }
-    app.admit_origin(origin(headers))?;
+    app.admit_origin(request_origin(headers))?;
     let before_attach = Liveness {
         handshake_deadline: Some(tokio::time::Instant::now() + app.handshake_timeout),
         ..state.live.load().defaults

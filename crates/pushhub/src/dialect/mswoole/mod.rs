@@ -11,6 +11,8 @@
 //! configured default method, as MSwoole routed it to `Index.Index.Index`; the text `2`
 //! is MSwoole's keep-alive, answered `3`.
 
+pub mod gateway;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;

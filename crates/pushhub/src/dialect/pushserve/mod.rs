@@ -7,9 +7,10 @@
 //! `POST /push?uid=&password=` and a JSON body `{"topic":…,"contents":…}`.
 //!
 //! The access keys themselves are credentials: [`crate::auth::access_key`]. This folder
-//! holds the client side (here) and the API endpoints ([`api`]).
+//! holds the client (here), its endpoint ([`gateway`]) and the API endpoints ([`api`]).
 
 pub mod api;
+pub mod gateway;
 
 use std::sync::Arc;
 
