@@ -3,13 +3,12 @@
 //! - `GET /v1/ws?app=&user=[&since=]`: native dialect over WebSocket.
 //! - `GET /v1/sse?app=&user=[&since=]`: native dialect over Server-Sent Events.
 //! - `GET /v1/poll?app=&user=[&since=][&timeout=]`: native long-poll.
-//! - `GET /` with a WebSocket upgrade: jdserver dialect (first frame `{"ac":"init",...}`),
-//!   unless `[jdserver] websocket = false`.
-//! - `/getMsg?app=&user=[&timeout=][&cursor=]`: jdserver long-poll.
 //! - `GET /demo` (and `/demo/*.js`, `/demo/*.css`): the demo page and the JavaScript SDK
 //!   it runs ([`demo`]).
 //! - Dialects whose endpoints live in their own folder mount them through
-//!   [`ClientEndpoints`], listed once in [`dialects`]: push-serve's `GET /ws?uid=&access_key=`
+//!   [`ClientEndpoints`], listed once in [`dialects`]: jdserver's WebSocket on `/` (first
+//!   frame `{"ac":"init",...}`) and `getMsg` long-poll (`dialect/jdserver/gateway.rs`);
+//!   push-serve's `GET /ws?uid=&access_key=`
 //!   (`dialect/pushserve/gateway.rs`), MSwoole's `[mswoole] paths` `?auth=`
 //!   (`dialect/mswoole/gateway.rs`).
 //!
@@ -28,6 +27,7 @@ mod websocket;
 
 pub use address::TrustedProxies;
 pub use demo::allow_demo_origin;
+pub use http::{cors, preflight, Wait};
 pub use tcp::TcpGateway;
 
 use std::collections::HashMap;
@@ -44,7 +44,6 @@ use axum::Router;
 
 use crate::auth::{self, CredentialSource, Presented};
 use crate::config::{Config, PushServe};
-use crate::dialect::jdserver::JDSERVER;
 use crate::dialect::native::{NativeClient, NATIVE};
 use crate::dialect::Renderer;
 use crate::disconnect::Disconnect;
@@ -67,10 +66,7 @@ pub struct GatewayState {
     native_ws: Arc<dyn Render>,
     native_sse: Arc<dyn Render>,
     native_raw: Arc<dyn Render>,
-    jdserver_ws: Arc<dyn Render>,
-    jdserver_raw: Arc<dyn Render>,
     dialects: Arc<[Arc<dyn ClientEndpoints>]>,
-    jdserver_websocket: bool,
 }
 
 /// A dialect's client endpoints, as the gateway mounts them: the one surface through
@@ -87,7 +83,10 @@ pub trait ClientEndpoints: Send + Sync + 'static {
 
 /// The dialects that mount their own client endpoints: adding a dialect adds it here.
 fn dialects(config: &Config) -> Vec<Arc<dyn ClientEndpoints>> {
-    let mut dialects = vec![crate::dialect::pushserve::gateway::endpoints()];
+    let mut dialects = vec![
+        crate::dialect::jdserver::gateway::endpoints(config),
+        crate::dialect::pushserve::gateway::endpoints(),
+    ];
     dialects.extend(crate::dialect::mswoole::gateway::endpoints(config));
     dialects
 }
@@ -135,10 +134,7 @@ impl GatewayState {
             native_ws: Renderer::shared(&NATIVE, &WS_FRAMER),
             native_sse: Renderer::shared(&NATIVE, &SSE_FRAMER),
             native_raw: Renderer::shared(&NATIVE, &RAW_FRAMER),
-            jdserver_ws: Renderer::shared(&JDSERVER, &WS_FRAMER),
-            jdserver_raw: Renderer::shared(&JDSERVER, &RAW_FRAMER),
             dialects: dialects(config).into(),
-            jdserver_websocket: config.jdserver_websocket,
         }
     }
 
@@ -157,13 +153,34 @@ impl GatewayState {
         self.live.load().pushserve.clone()
     }
 
-    fn new_outbox(&self) -> Arc<Outbox> {
+    /// The server-wide liveness for a client whose app is not known yet.
+    pub fn defaults(&self) -> Liveness {
+        self.live.load().defaults
+    }
+
+    /// The longest a long-poll may wait.
+    pub fn max_poll_wait(&self) -> Duration {
+        self.live.load().max_poll_wait
+    }
+
+    /// The largest request body a client endpoint reads.
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes
+    }
+
+    /// Every live client connection, for the limits a poll counts against.
+    pub fn connections(&self) -> &crate::transport::connections::Connections {
+        &self.ws.connections
+    }
+
+    /// A send queue for a new client, with the server's limits.
+    pub fn new_outbox(&self) -> Arc<Outbox> {
         Arc::new(Outbox::new(self.outbox))
     }
 
     /// Why a new connection must be refused before any dialect sees it, if it must.
     /// Every live connection counts, attached to the hub or still in its handshake.
-    fn admission(&self) -> Option<Disconnect> {
+    pub fn admission(&self) -> Option<Disconnect> {
         (self.max_connections > 0 && self.ws.connections.len() >= self.max_connections)
             .then_some(Disconnect::SERVER_FULL)
     }
@@ -178,7 +195,7 @@ impl GatewayState {
     /// The mechanics for a client that has yet to name its app in a first frame (jdserver's
     /// `init`, raw TCP's `connect`): server defaults with the frame limit for clients not
     /// yet authenticated, and a deadline for that frame.
-    fn before_handshake(&self) -> Liveness {
+    pub fn before_handshake(&self) -> Liveness {
         let live = self.live.load();
         Liveness {
             handshake_deadline: Some(tokio::time::Instant::now() + live.handshake_timeout),
@@ -188,7 +205,7 @@ impl GatewayState {
 
     /// Count one SSE or long-poll request from `address` against its budget: the answer
     /// (429, retry in a second) when the address has spent it.
-    fn over_request_rate(&self, address: Option<IpAddr>) -> Option<Response> {
+    pub fn over_request_rate(&self, address: Option<IpAddr>) -> Option<Response> {
         let reason = self.request_rate.admit(address).err()?;
         self.hub.stats().rate_limited_request();
         let mut response = crate::http_error::ApiError::from(&reason).into_response();
@@ -199,7 +216,7 @@ impl GatewayState {
     }
 
     /// Who a request's client is (its address: see [`TrustedProxies`]).
-    fn peer(&self, request: &Request) -> Peer {
+    pub fn peer(&self, request: &Request) -> Peer {
         self.live
             .load()
             .trusted_proxies
@@ -240,19 +257,10 @@ pub fn router(state: GatewayState) -> Router {
     for dialect in state.dialects.iter() {
         router = router.merge(dialect.clone().routes());
     }
-    if state.jdserver_websocket {
-        router = router.route("/", get(websocket::jdserver));
-    }
     router
         .route("/v1/ws", get(websocket::native))
         .route("/v1/sse", get(http::native_sse).options(http::preflight))
         .route("/v1/poll", get(http::native_poll).options(http::preflight))
-        .route(
-            "/getMsg",
-            get(http::jdserver_get_msg)
-                .post(http::jdserver_get_msg)
-                .options(http::preflight),
-        )
         .merge(demo::routes())
         .with_state(state)
 }

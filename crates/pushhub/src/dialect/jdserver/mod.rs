@@ -7,6 +7,7 @@
 //! endpoints (`/push`, `/getUsers`, `/setTimeout`) are in [`api`].
 
 pub mod api;
+pub mod gateway;
 
 use std::sync::Arc;
 
