@@ -1,16 +1,16 @@
-//! The client listener: which path speaks which dialect over which transport.
+//! The client listener: admission (connection limits, request rates, the page's origin),
+//! the upgrade, and the routes each dialect mounts.
 //!
-//! - `GET /v1/ws?app=&user=[&since=]`: native dialect over WebSocket.
-//! - `GET /v1/sse?app=&user=[&since=]`: native dialect over Server-Sent Events.
-//! - `GET /v1/poll?app=&user=[&since=][&timeout=]`: native long-poll.
-//! - `GET /demo` (and `/demo/*.js`, `/demo/*.css`): the demo page and the JavaScript SDK
-//!   it runs ([`demo`]).
-//! - Dialects whose endpoints live in their own folder mount them through
-//!   [`ClientEndpoints`], listed once in [`dialects`]: jdserver's WebSocket on `/` (first
-//!   frame `{"ac":"init",...}`) and `getMsg` long-poll (`dialect/jdserver/gateway.rs`);
-//!   push-serve's `GET /ws?uid=&access_key=`
-//!   (`dialect/pushserve/gateway.rs`), MSwoole's `[mswoole] paths` `?auth=`
-//!   (`dialect/mswoole/gateway.rs`).
+//! Every dialect keeps its endpoints in its own folder and mounts them through
+//! [`ClientEndpoints`], listed once in [`dialects`]:
+//! - native: `GET /v1/ws`, `/v1/sse`, `/v1/poll` (`dialect/native/gateway.rs`);
+//! - jdserver: the WebSocket on `/` (first frame `{"ac":"init",...}`) and the `getMsg`
+//!   long-poll (`dialect/jdserver/gateway.rs`);
+//! - push-serve: `GET /ws?uid=&access_key=` (`dialect/pushserve/gateway.rs`);
+//! - MSwoole: `[mswoole] paths` `?auth=` (`dialect/mswoole/gateway.rs`).
+//!
+//! `GET /demo` (and `/demo/*.js`, `/demo/*.css`) serves the demo page and the JavaScript
+//! SDK it runs ([`demo`]).
 //!
 //! A dialect's own port (push-serve's `[pushserve] addr`) serves its
 //! [`ClientEndpoints::own_port_routes`] ([`pushserve_router`]), beside its API endpoints.
@@ -23,14 +23,12 @@ mod demo;
 mod http;
 mod request_rate;
 mod tcp;
-mod websocket;
 
 pub use address::TrustedProxies;
 pub use demo::allow_demo_origin;
 pub use http::{cors, preflight, Wait};
 pub use tcp::TcpGateway;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,18 +37,13 @@ use arc_swap::ArcSwap;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
 
-use crate::auth::{self, CredentialSource, Presented};
 use crate::config::{Config, PushServe};
-use crate::dialect::native::{NativeClient, NATIVE};
-use crate::dialect::Renderer;
 use crate::disconnect::Disconnect;
-use crate::hub::{AuthMode, Cursor, Hub, Outbox, OutboxLimits, Render};
-use crate::transport::sse::SSE_FRAMER;
-use crate::transport::ws::{self, WsContext, WS_FRAMER};
-use crate::transport::{ClientHandler, Liveness, Peer, Refuse, RAW_FRAMER};
+use crate::hub::{Hub, Outbox, OutboxLimits};
+use crate::transport::ws::{self, WsContext};
+use crate::transport::{ClientHandler, Liveness, Peer, Refuse};
 use request_rate::RequestRate;
 
 /// What the client listener's handlers share.
@@ -63,9 +56,6 @@ pub struct GatewayState {
     max_connections: usize,
     max_request_bytes: usize,
     request_rate: RequestRate,
-    native_ws: Arc<dyn Render>,
-    native_sse: Arc<dyn Render>,
-    native_raw: Arc<dyn Render>,
     dialects: Arc<[Arc<dyn ClientEndpoints>]>,
 }
 
@@ -84,6 +74,7 @@ pub trait ClientEndpoints: Send + Sync + 'static {
 /// The dialects that mount their own client endpoints: adding a dialect adds it here.
 fn dialects(config: &Config) -> Vec<Arc<dyn ClientEndpoints>> {
     let mut dialects = vec![
+        crate::dialect::native::gateway::endpoints(),
         crate::dialect::jdserver::gateway::endpoints(config),
         crate::dialect::pushserve::gateway::endpoints(),
     ];
@@ -131,9 +122,6 @@ impl GatewayState {
             max_connections: config.limits.max_connections,
             max_request_bytes: config.limits.max_body_bytes,
             request_rate: RequestRate::new(config.limits.max_requests_per_second_per_ip),
-            native_ws: Renderer::shared(&NATIVE, &WS_FRAMER),
-            native_sse: Renderer::shared(&NATIVE, &SSE_FRAMER),
-            native_raw: Renderer::shared(&NATIVE, &RAW_FRAMER),
             dialects: dialects(config).into(),
         }
     }
@@ -257,12 +245,7 @@ pub fn router(state: GatewayState) -> Router {
     for dialect in state.dialects.iter() {
         router = router.merge(dialect.clone().routes());
     }
-    router
-        .route("/v1/ws", get(websocket::native))
-        .route("/v1/sse", get(http::native_sse).options(http::preflight))
-        .route("/v1/poll", get(http::native_poll).options(http::preflight))
-        .merge(demo::routes())
-        .with_state(state)
+    router.merge(demo::routes()).with_state(state)
 }
 
 /// push-serve's own port: its client endpoint `/ws` only (the own-port routes of every
@@ -278,56 +261,4 @@ pub fn pushserve_router(state: GatewayState) -> Router {
 /// The `Origin` a browser page's request carries; `None` from anything but a page.
 pub fn request_origin(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
-}
-
-/// A native client from the request's `app`, `user`, credential (`token`, or the app's
-/// webhook parameter or cookie) and `since` (a `Last-Event-ID`, when the transport has one,
-/// stands in for `since`). A client that can send frames may bring its credential in a
-/// first `auth` frame instead; one that cannot (SSE, long-poll) is refused at once without.
-fn native_client(
-    state: &GatewayState,
-    query: &HashMap<String, String>,
-    headers: &HeaderMap,
-    last_event_id: Option<&str>,
-    renderer: &Arc<dyn Render>,
-    can_send_frames: bool,
-) -> Result<NativeClient, Disconnect> {
-    let app = query.get("app").ok_or_else(|| {
-        Disconnect::BAD_REQUEST.with_reason("missing app: connect with ?app=APP&user=USER")
-    })?;
-    let since = last_event_id
-        .or(query.get("since").map(String::as_str))
-        .map(Cursor::parse)
-        .transpose()
-        .map_err(|error| Disconnect::BAD_REQUEST.with_reason(error.to_string()))?;
-    let app = state
-        .hub
-        .app(app)
-        .map_err(|error| Disconnect::from(&error))?;
-    let presented = Presented {
-        user: query.get("user").cloned(),
-        credential: auth::credential_in(&app, CredentialSource::Query, |name| {
-            query.get(name).map(String::as_str)
-        }),
-        cookies: headers
-            .get(header::COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-    };
-    if app.auth != AuthMode::None && presented.credential_for(&app).is_none() && !can_send_frames {
-        return Err(auth::missing_credential(&app, false));
-    }
-    app.admit_origin(request_origin(headers))?;
-    let before_attach = Liveness {
-        handshake_deadline: Some(tokio::time::Instant::now() + app.handshake_timeout),
-        ..state.live.load().defaults
-    };
-    Ok(NativeClient::new(
-        state.hub.clone(),
-        app,
-        presented,
-        since,
-        renderer.clone(),
-        before_attach,
-    ))
 }

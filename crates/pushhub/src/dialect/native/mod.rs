@@ -6,6 +6,7 @@
 //! same `welcome`. An app with `login_later` lets a client without a credential wait,
 //! anonymous, until it sends a `login` frame ([`login`]).
 
+pub mod gateway;
 pub mod login;
 
 use std::sync::Arc;
