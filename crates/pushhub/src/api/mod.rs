@@ -36,6 +36,7 @@ use axum::Router;
 
 use crate::dialect::jdserver::api as jdserver;
 use crate::dialect::pushserve::api as pushserve;
+pub use crate::dialect::pushserve::api::own_port_router as pushserve_router;
 use crate::http_error::ApiError;
 use crate::hub::Hub;
 use crate::json_depth;
@@ -121,20 +122,6 @@ pub fn router(state: ApiState) -> Router {
 /// Wrap the API listener's routes (fallbacks included) in the [`request_id`] layer.
 pub fn with_request_ids(router: Router) -> Router {
     router.layer(axum::middleware::from_fn(request_id::layer))
-}
-
-/// push-serve's own port (`[pushserve] addr`): its `/access` and `/push`, nothing else.
-/// Every `/push` there is push-serve's, whatever its query names, so jdserver's `/push`
-/// and the native API (which answer for apps by API key, or openly on loopback) are never
-/// reachable through it.
-pub fn pushserve_router(state: ApiState) -> Router {
-    Router::new()
-        .route("/access", get(pushserve::access))
-        .route(
-            "/push",
-            any(|State(state), request| pushserve::push(state, request)),
-        )
-        .with_state(state)
 }
 
 /// `/push` is jdserver's, or push-serve's when it names `uid` and `password` (the two

@@ -10,7 +10,8 @@ use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::{any, get};
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 use subtle::ConstantTimeEq;
@@ -94,6 +95,17 @@ pub fn is_pushserve(query: Option<&str>) -> bool {
         password |= key == "password";
     }
     uid && password
+}
+
+/// push-serve's own port (`[pushserve] addr`): its `/access` and `/push`, nothing else.
+/// Every `/push` there is push-serve's, whatever its query names, so jdserver's `/push`
+/// and the native API (which answer for apps by API key, or openly on loopback) are never
+/// reachable through it.
+pub fn own_port_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/access", get(access))
+        .route("/push", any(|State(state), request| push(state, request)))
+        .with_state(state)
 }
 
 /// `POST /push?uid=&password=` with `{"topic":…,"contents":…}`: push to that user.
