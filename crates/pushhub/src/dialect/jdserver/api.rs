@@ -4,7 +4,8 @@
 //! with PHP bracket notation for arrays ([`crate::api::params`]).
 
 use axum::extract::{Request, State};
-use axum::Json;
+use axum::routing::any;
+use axum::{Json, Router};
 use serde_json::{Map, Value};
 
 use crate::api::timers::{self, Call, When};
@@ -12,6 +13,14 @@ use crate::api::{content_type, params, read_body, ApiState};
 use crate::http_error::ApiError;
 use crate::hub::target;
 use crate::store::RetryPolicy;
+
+/// jdserver's API routes but `/push`, which it shares with push-serve (the API router
+/// tells the two apart).
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/getUsers", any(get_users))
+        .route("/setTimeout", any(set_timeout))
+}
 
 /// Every parameter of a jdserver-style request (query, form or JSON body), bodies up to
 /// `max_body_bytes`.

@@ -97,6 +97,12 @@ pub fn is_pushserve(query: Option<&str>) -> bool {
     uid && password
 }
 
+/// push-serve's API routes on the API listener but `/push`, which it shares with
+/// jdserver (the API router tells the two apart).
+pub fn routes() -> Router<ApiState> {
+    Router::new().route("/access", get(access))
+}
+
 /// push-serve's own port (`[pushserve] addr`): its `/access` and `/push`, nothing else.
 /// Every `/push` there is push-serve's, whatever its query names, so jdserver's `/push`
 /// and the native API (which answer for apps by API key, or openly on loopback) are never
