@@ -1,8 +1,9 @@
 //! The server API: what backends and operators call on the API listener.
 //!
 //! Handlers only parse and render; the hub does the work. The native endpoints live in
-//! [`native`], the jdserver-compatible ones in [`jdserver`]. Every error is an
-//! [`ApiError`](crate::http_error::ApiError).
+//! [`native`]; the jdserver- and push-serve-compatible ones live with their dialects
+//! (`dialect/jdserver/api.rs`, `dialect/pushserve/api.rs`), which this router mounts.
+//! Every error is an [`ApiError`](crate::http_error::ApiError).
 
 pub mod admin;
 pub mod admin_control;
@@ -12,11 +13,9 @@ pub mod conns;
 pub mod cron;
 mod dashboard;
 pub mod history;
-pub mod jdserver;
 pub mod metrics;
 pub mod native;
 pub mod params;
-pub mod pushserve;
 pub mod request_id;
 pub mod rooms;
 pub mod tasks;
@@ -35,6 +34,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{any, get, post, put};
 use axum::Router;
 
+use crate::dialect::jdserver::api as jdserver;
+use crate::dialect::pushserve::api as pushserve;
+pub use crate::dialect::pushserve::api::own_port_router as pushserve_router;
 use crate::http_error::ApiError;
 use crate::hub::Hub;
 use crate::json_depth;
@@ -107,10 +109,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/cron/{name}/pause", post(cron::pause))
         .route("/v1/cron/{name}/resume", post(cron::resume))
         .route("/v1/cron/{name}/run", post(cron::run))
-        .route("/setTimeout", any(jdserver::set_timeout))
         .route("/push", any(push))
-        .route("/access", get(pushserve::access))
-        .route("/getUsers", any(jdserver::get_users))
+        .merge(jdserver::routes())
+        .merge(pushserve::routes())
         .merge(dashboard::routes())
         .merge(admin_control::routes())
         .layer(axum::middleware::from_fn(crate::metrics::http::record))
@@ -120,20 +121,6 @@ pub fn router(state: ApiState) -> Router {
 /// Wrap the API listener's routes (fallbacks included) in the [`request_id`] layer.
 pub fn with_request_ids(router: Router) -> Router {
     router.layer(axum::middleware::from_fn(request_id::layer))
-}
-
-/// push-serve's own port (`[pushserve] addr`): its `/access` and `/push`, nothing else.
-/// Every `/push` there is push-serve's, whatever its query names, so jdserver's `/push`
-/// and the native API (which answer for apps by API key, or openly on loopback) are never
-/// reachable through it.
-pub fn pushserve_router(state: ApiState) -> Router {
-    Router::new()
-        .route("/access", get(pushserve::access))
-        .route(
-            "/push",
-            any(|State(state), request| pushserve::push(state, request)),
-        )
-        .with_state(state)
 }
 
 /// `/push` is jdserver's, or push-serve's when it names `uid` and `password` (the two

@@ -7,6 +7,7 @@
 //! gather what the client presented and call [`authenticate`]; they never look inside a
 //! credential.
 
+pub mod access_key;
 pub mod mswoole_des;
 pub mod pusher;
 pub mod token;

@@ -32,14 +32,13 @@ impl Drop for InFlight {
 }
 
 impl Calls {
-    /// Call `method` with `data` on `session`'s app backend for its user (whose
-    /// credential said `info`), and queue `answer(result)` to `sender` when it returns.
+    /// Call `method` with `data` on `session`'s app backend for its user (with what its
+    /// credential said about it), and queue `answer(result)` to `sender` when it returns.
     /// Refused at once (the error is returned, nothing is queued) when the app takes no
     /// calls or the connection has its limit in flight.
     pub fn start(
         &self,
         session: &Session,
-        info: Option<Arc<serde_json::Value>>,
         method: String,
         data: Box<RawValue>,
         sender: LinkSender,
@@ -53,11 +52,12 @@ impl Calls {
         }
         let in_flight = InFlight(self.in_flight.clone());
         let abandon = self.abandon.clone();
-        let (hub, app, user, conn) = (
+        let (hub, app, user, conn, info) = (
             session.hub().clone(),
             session.app().clone(),
             session.user().clone(),
             session.conn(),
+            session.grant().info.clone(),
         );
         tokio::spawn(async move {
             let _in_flight = in_flight;

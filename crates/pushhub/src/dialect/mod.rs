@@ -18,8 +18,8 @@ use bytes::Bytes;
 use crate::auth::Identity;
 use crate::disconnect::Disconnect;
 use crate::hub::{
-    AppPolicy, AppSettings, ConnInfo, ConnectRequest, Cursor, FormatId, Hub, Publication, Render,
-    Session,
+    AppPolicy, AppSettings, ConnInfo, ConnectRequest, Cursor, FormatId, Grant, Hub, Publication,
+    Render, Session,
 };
 use crate::transport::{Framer, Link, Liveness, StreamStart};
 
@@ -35,30 +35,11 @@ pub fn liveness(app: &AppPolicy) -> Liveness {
     }
 }
 
-/// Refuse a browser page whose origin `app` does not allow: at attach, and before a
-/// client waits to log in, so a foreign page cannot even hold a waiting socket.
-pub fn check_origin(app: &AppSettings, link: &Link) -> Result<(), Disconnect> {
-    let Some(origin) = link.origin() else {
-        return Ok(());
-    };
-    let origin = origin.trim_end_matches('/');
-    let allowed = app.allowed_origins.is_empty()
-        || app
-            .allowed_origins
-            .iter()
-            .any(|o| &**o == origin || &**o == "*");
-    if allowed {
-        return Ok(());
-    }
-    Err(Disconnect::ORIGIN_NOT_ALLOWED.with_reason(format!(
-        "origin {origin:?} may not connect to app {:?}",
-        app.name
-    )))
-}
-
 /// Attach a client to the hub through `link`, in the wire format of `renderer` (which
-/// also names its transport and dialect for operators): `greet` queues the dialect's greeting before anything else, and the transport learns
-/// where the client's stream starts. A refusal is the reason to close.
+/// also names its transport and dialect for operators): `greet` queues the dialect's
+/// greeting before anything else, and the transport learns where the client's stream
+/// starts. A refusal is the reason to close. The gateway has held the request's origin to
+/// the app's allowed origins already.
 pub async fn attach(
     hub: &Hub,
     link: &Link,
@@ -68,11 +49,14 @@ pub async fn attach(
     since: Option<Cursor>,
     greet: impl FnOnce(&ConnInfo),
 ) -> Result<Session, Disconnect> {
-    check_origin(&app, link)?;
     let request = ConnectRequest {
         app,
         user: identity.user,
         groups: identity.groups,
+        grant: Grant {
+            rooms: identity.rooms,
+            info: identity.info.map(Arc::new),
+        },
         outbox: link.outbox().clone(),
         renderer: renderer.clone(),
         since,

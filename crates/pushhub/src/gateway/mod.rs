@@ -1,19 +1,19 @@
-//! The client listener: which path speaks which dialect over which transport.
+//! The client listener: admission (connection limits, request rates, the page's origin),
+//! the upgrade, and the routes each dialect mounts.
 //!
-//! - `GET /v1/ws?app=&user=[&since=]`: native dialect over WebSocket.
-//! - `GET /v1/sse?app=&user=[&since=]`: native dialect over Server-Sent Events.
-//! - `GET /v1/poll?app=&user=[&since=][&timeout=]`: native long-poll.
-//! - `GET /` with a WebSocket upgrade: jdserver dialect (first frame `{"ac":"init",...}`),
-//!   unless `[jdserver] websocket = false`.
-//! - `/getMsg?app=&user=[&timeout=][&cursor=]`: jdserver long-poll.
-//! - `GET /demo` (and `/demo/*.js`, `/demo/*.css`): the demo page and the JavaScript SDK
-//!   it runs ([`demo`]).
-//! - `GET /ws?uid=&access_key=`: push-serve dialect.
-//! - `[mswoole] paths` (default `/mswoole`; `/` when jdserver's WebSocket is off)
-//!   `?auth=`: MSwoole dialect.
+//! Every dialect keeps its endpoints in its own folder and mounts them through
+//! [`ClientEndpoints`], listed once in [`dialects`]:
+//! - native: `GET /v1/ws`, `/v1/sse`, `/v1/poll` (`dialect/native/gateway.rs`);
+//! - jdserver: the WebSocket on `/` (first frame `{"ac":"init",...}`) and the `getMsg`
+//!   long-poll (`dialect/jdserver/gateway.rs`);
+//! - push-serve: `GET /ws?uid=&access_key=` (`dialect/pushserve/gateway.rs`);
+//! - MSwoole: `[mswoole] paths` `?auth=` (`dialect/mswoole/gateway.rs`).
 //!
-//! push-serve's own port (`[pushserve] addr`) serves its `/ws` ([`pushserve_router`]),
-//! beside its API endpoints.
+//! `GET /demo` (and `/demo/*.js`, `/demo/*.css`) serves the demo page and the JavaScript
+//! SDK it runs ([`demo`]).
+//!
+//! A dialect's own port (push-serve's `[pushserve] addr`) serves its
+//! [`ClientEndpoints::own_port_routes`] ([`pushserve_router`]), beside its API endpoints.
 //!
 //! The raw TCP listener (`tcp_listen`) has no paths: its sockets are native clients whose
 //! first frame is `{"type":"connect",...}` ([`TcpGateway`]).
@@ -23,13 +23,12 @@ mod demo;
 mod http;
 mod request_rate;
 mod tcp;
-mod websocket;
 
 pub use address::TrustedProxies;
 pub use demo::allow_demo_origin;
+pub use http::{cors, preflight, Wait};
 pub use tcp::TcpGateway;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,21 +37,13 @@ use arc_swap::ArcSwap;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
 
-use crate::auth::{self, CredentialSource, Presented};
-use crate::config::{Config, MSwoole, PushServe};
-use crate::dialect::jdserver::JDSERVER;
-use crate::dialect::mswoole::MSWOOLE;
-use crate::dialect::native::{NativeClient, NATIVE};
-use crate::dialect::pushserve::PUSHSERVE;
-use crate::dialect::Renderer;
+use crate::config::{Config, PushServe};
 use crate::disconnect::Disconnect;
-use crate::hub::{AuthMode, Cursor, Hub, Outbox, OutboxLimits, Render};
-use crate::transport::sse::SSE_FRAMER;
-use crate::transport::ws::{self, WsContext, WS_FRAMER};
-use crate::transport::{ClientHandler, Liveness, Peer, Refuse, RAW_FRAMER};
+use crate::hub::{Hub, Outbox, OutboxLimits};
+use crate::transport::ws::{self, WsContext};
+use crate::transport::{ClientHandler, Liveness, Peer, Refuse};
 use request_rate::RequestRate;
 
 /// What the client listener's handlers share.
@@ -65,15 +56,30 @@ pub struct GatewayState {
     max_connections: usize,
     max_request_bytes: usize,
     request_rate: RequestRate,
-    native_ws: Arc<dyn Render>,
-    native_sse: Arc<dyn Render>,
-    native_raw: Arc<dyn Render>,
-    jdserver_ws: Arc<dyn Render>,
-    jdserver_raw: Arc<dyn Render>,
-    pushserve_ws: Arc<dyn Render>,
-    mswoole_ws: Arc<dyn Render>,
-    mswoole: Option<Arc<MSwoole>>,
-    jdserver_websocket: bool,
+    dialects: Arc<[Arc<dyn ClientEndpoints>]>,
+}
+
+/// A dialect's client endpoints, as the gateway mounts them: the one surface through
+/// which the gateway knows a dialect that keeps its endpoints in its own folder.
+pub trait ClientEndpoints: Send + Sync + 'static {
+    /// Its routes on the client listener.
+    fn routes(self: Arc<Self>) -> Router<GatewayState>;
+
+    /// Its routes on a port of its own (push-serve's `[pushserve] addr`), if it has one.
+    fn own_port_routes(self: Arc<Self>) -> Option<Router<GatewayState>> {
+        None
+    }
+}
+
+/// The dialects that mount their own client endpoints: adding a dialect adds it here.
+fn dialects(config: &Config) -> Vec<Arc<dyn ClientEndpoints>> {
+    let mut dialects = vec![
+        crate::dialect::native::gateway::endpoints(),
+        crate::dialect::jdserver::gateway::endpoints(config),
+        crate::dialect::pushserve::gateway::endpoints(),
+    ];
+    dialects.extend(crate::dialect::mswoole::gateway::endpoints(config));
+    dialects
 }
 
 /// The client listener's settings that a reload replaces: read once per connection or
@@ -116,15 +122,7 @@ impl GatewayState {
             max_connections: config.limits.max_connections,
             max_request_bytes: config.limits.max_body_bytes,
             request_rate: RequestRate::new(config.limits.max_requests_per_second_per_ip),
-            native_ws: Renderer::shared(&NATIVE, &WS_FRAMER),
-            native_sse: Renderer::shared(&NATIVE, &SSE_FRAMER),
-            native_raw: Renderer::shared(&NATIVE, &RAW_FRAMER),
-            jdserver_ws: Renderer::shared(&JDSERVER, &WS_FRAMER),
-            jdserver_raw: Renderer::shared(&JDSERVER, &RAW_FRAMER),
-            pushserve_ws: Renderer::shared(&PUSHSERVE, &WS_FRAMER),
-            mswoole_ws: Renderer::shared(&MSWOOLE, &WS_FRAMER),
-            mswoole: config.mswoole.clone().map(Arc::new),
-            jdserver_websocket: config.jdserver_websocket,
+            dialects: dialects(config).into(),
         }
     }
 
@@ -133,13 +131,44 @@ impl GatewayState {
         self.live.clone()
     }
 
-    fn new_outbox(&self) -> Arc<Outbox> {
+    /// The hub clients attach to.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// push-serve compatibility as configured now (a reload may change its password).
+    pub fn pushserve(&self) -> Option<Arc<PushServe>> {
+        self.live.load().pushserve.clone()
+    }
+
+    /// The server-wide liveness for a client whose app is not known yet.
+    pub fn defaults(&self) -> Liveness {
+        self.live.load().defaults
+    }
+
+    /// The longest a long-poll may wait.
+    pub fn max_poll_wait(&self) -> Duration {
+        self.live.load().max_poll_wait
+    }
+
+    /// The largest request body a client endpoint reads.
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes
+    }
+
+    /// Every live client connection, for the limits a poll counts against.
+    pub fn connections(&self) -> &crate::transport::connections::Connections {
+        &self.ws.connections
+    }
+
+    /// A send queue for a new client, with the server's limits.
+    pub fn new_outbox(&self) -> Arc<Outbox> {
         Arc::new(Outbox::new(self.outbox))
     }
 
     /// Why a new connection must be refused before any dialect sees it, if it must.
     /// Every live connection counts, attached to the hub or still in its handshake.
-    fn admission(&self) -> Option<Disconnect> {
+    pub fn admission(&self) -> Option<Disconnect> {
         (self.max_connections > 0 && self.ws.connections.len() >= self.max_connections)
             .then_some(Disconnect::SERVER_FULL)
     }
@@ -154,7 +183,7 @@ impl GatewayState {
     /// The mechanics for a client that has yet to name its app in a first frame (jdserver's
     /// `init`, raw TCP's `connect`): server defaults with the frame limit for clients not
     /// yet authenticated, and a deadline for that frame.
-    fn before_handshake(&self) -> Liveness {
+    pub fn before_handshake(&self) -> Liveness {
         let live = self.live.load();
         Liveness {
             handshake_deadline: Some(tokio::time::Instant::now() + live.handshake_timeout),
@@ -164,7 +193,7 @@ impl GatewayState {
 
     /// Count one SSE or long-poll request from `address` against its budget: the answer
     /// (429, retry in a second) when the address has spent it.
-    fn over_request_rate(&self, address: Option<IpAddr>) -> Option<Response> {
+    pub fn over_request_rate(&self, address: Option<IpAddr>) -> Option<Response> {
         let reason = self.request_rate.admit(address).err()?;
         self.hub.stats().rate_limited_request();
         let mut response = crate::http_error::ApiError::from(&reason).into_response();
@@ -175,7 +204,7 @@ impl GatewayState {
     }
 
     /// Who a request's client is (its address: see [`TrustedProxies`]).
-    fn peer(&self, request: &Request) -> Peer {
+    pub fn peer(&self, request: &Request) -> Peer {
         self.live
             .load()
             .trusted_proxies
@@ -185,7 +214,7 @@ impl GatewayState {
     /// Answer a WebSocket request: with the client `make` builds, or, when the server is
     /// full, the client's address holds its limit, or `make` refuses, with a connection
     /// that closes at once with the reason.
-    fn open<H: ClientHandler + 'static>(
+    pub fn open<H: ClientHandler + 'static>(
         &self,
         request: Request,
         make: impl FnOnce() -> Result<H, Disconnect>,
@@ -213,83 +242,23 @@ impl GatewayState {
 /// The client listener's routes.
 pub fn router(state: GatewayState) -> Router {
     let mut router = Router::new();
-    if let Some(mswoole) = &state.mswoole {
-        for path in &mswoole.paths {
-            router = router.route(path, get(websocket::mswoole));
-        }
+    for dialect in state.dialects.iter() {
+        router = router.merge(dialect.clone().routes());
     }
-    if state.jdserver_websocket {
-        router = router.route("/", get(websocket::jdserver));
-    }
-    router
-        .route("/v1/ws", get(websocket::native))
-        .route("/ws", get(websocket::pushserve))
-        .route("/v1/sse", get(http::native_sse).options(http::preflight))
-        .route("/v1/poll", get(http::native_poll).options(http::preflight))
-        .route(
-            "/getMsg",
-            get(http::jdserver_get_msg)
-                .post(http::jdserver_get_msg)
-                .options(http::preflight),
-        )
-        .merge(demo::routes())
-        .with_state(state)
+    router.merge(demo::routes()).with_state(state)
 }
 
-/// push-serve's own port: its client endpoint `/ws` only.
+/// push-serve's own port: its client endpoint `/ws` only (the own-port routes of every
+/// dialect that has them).
 pub fn pushserve_router(state: GatewayState) -> Router {
-    Router::new()
-        .route("/ws", get(websocket::pushserve))
-        .with_state(state)
+    let mut router = Router::new();
+    for dialect in state.dialects.iter() {
+        router = router.merge(dialect.clone().own_port_routes().unwrap_or_default());
+    }
+    router.with_state(state)
 }
 
-/// A native client from the request's `app`, `user`, credential (`token`, or the app's
-/// webhook parameter or cookie) and `since` (a `Last-Event-ID`, when the transport has one,
-/// stands in for `since`). A client that can send frames may bring its credential in a
-/// first `auth` frame instead; one that cannot (SSE, long-poll) is refused at once without.
-fn native_client(
-    state: &GatewayState,
-    query: &HashMap<String, String>,
-    headers: &HeaderMap,
-    last_event_id: Option<&str>,
-    renderer: &Arc<dyn Render>,
-    can_send_frames: bool,
-) -> Result<NativeClient, Disconnect> {
-    let app = query.get("app").ok_or_else(|| {
-        Disconnect::BAD_REQUEST.with_reason("missing app: connect with ?app=APP&user=USER")
-    })?;
-    let since = last_event_id
-        .or(query.get("since").map(String::as_str))
-        .map(Cursor::parse)
-        .transpose()
-        .map_err(|error| Disconnect::BAD_REQUEST.with_reason(error.to_string()))?;
-    let app = state
-        .hub
-        .app(app)
-        .map_err(|error| Disconnect::from(&error))?;
-    let presented = Presented {
-        user: query.get("user").cloned(),
-        credential: auth::credential_in(&app, CredentialSource::Query, |name| {
-            query.get(name).map(String::as_str)
-        }),
-        cookies: headers
-            .get(header::COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-    };
-    if app.auth != AuthMode::None && presented.credential_for(&app).is_none() && !can_send_frames {
-        return Err(auth::missing_credential(&app, false));
-    }
-    let before_attach = Liveness {
-        handshake_deadline: Some(tokio::time::Instant::now() + app.handshake_timeout),
-        ..state.live.load().defaults
-    };
-    Ok(NativeClient::new(
-        state.hub.clone(),
-        app,
-        presented,
-        since,
-        renderer.clone(),
-        before_attach,
-    ))
+/// The `Origin` a browser page's request carries; `None` from anything but a page.
+pub fn request_origin(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
 }

@@ -15,6 +15,7 @@ use crate::backend::events::EventSink;
 use crate::backend::rooms::RoomPolicy;
 use crate::backend::rpc::RpcProxy;
 use crate::backend::send::{RoomSendPolicy, SendPolicy};
+use crate::disconnect::Disconnect;
 use crate::engine::HistoryPolicy;
 use crate::sync::lock;
 
@@ -113,6 +114,30 @@ pub struct AppSettings {
     pub send: SendPolicy,
     /// Where the app's lifecycle events (connect, disconnect, join, leave) go, if anywhere.
     pub events: Option<Arc<EventSink>>,
+}
+
+impl AppPolicy {
+    /// Refuse a browser page whose `origin` this app does not allow (no `Origin`: not a
+    /// page, nothing to check). The gateway asks at the upgrade, before any dialect holds
+    /// the socket, so a foreign page cannot even wait there to log in.
+    pub fn admit_origin(&self, origin: Option<&str>) -> Result<(), Disconnect> {
+        let Some(origin) = origin else {
+            return Ok(());
+        };
+        let origin = origin.trim_end_matches('/');
+        let allowed = self.allowed_origins.is_empty()
+            || self
+                .allowed_origins
+                .iter()
+                .any(|o| &**o == origin || &**o == "*");
+        if allowed {
+            return Ok(());
+        }
+        Err(Disconnect::ORIGIN_NOT_ALLOWED.with_reason(format!(
+            "origin {origin:?} may not connect to app {:?}",
+            self.name
+        )))
+    }
 }
 
 impl std::ops::Deref for AppSettings {

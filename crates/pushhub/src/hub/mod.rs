@@ -18,6 +18,7 @@ pub mod login;
 pub mod names;
 mod nodes;
 pub mod outbox;
+mod policy;
 pub mod registry;
 pub mod render;
 pub mod target;
@@ -38,6 +39,7 @@ pub use batch::PushSpec;
 pub use cursor::Cursor;
 pub use inspect::ChannelHistory;
 pub use outbox::{DirectWrite, Outbox, OutboxLimits};
+pub use policy::{Grant, RefreshError, RoomError, SendError};
 pub use registry::{ConnDetail, ConnId, ConnSnapshot};
 pub use render::{FormatId, Render};
 pub use target::Target;
@@ -106,6 +108,8 @@ pub struct ConnectRequest {
     pub user: String,
     /// Groups granted by its credential, beyond those its user id implies.
     pub groups: Vec<String>,
+    /// What else its credential grants, for the app's rules on its later requests.
+    pub grant: Grant,
     /// Where fan-out queues its frames.
     pub outbox: Arc<Outbox>,
     /// Its wire format.
@@ -453,6 +457,7 @@ impl Hub {
             connected: std::time::Instant::now(),
             attached: true,
             gauge,
+            grant: request.grant,
         };
         // Subscribed before the history is read: whatever is published from here on is
         // either in the history read below or handed over live (held until go_live).
@@ -562,8 +567,9 @@ impl Hub {
     }
 
     /// Deliver a message user `from` sends to user `to` of `app` (a client's `send`):
-    /// published to `to`'s channel like any push, marked with its sender.
-    pub async fn send(
+    /// published to `to`'s channel like any push, marked with its sender. Clients reach it
+    /// through [`Session::send`], which asks the app's send policy first.
+    async fn send(
         &self,
         app: &str,
         from: &str,
@@ -658,9 +664,9 @@ impl Hub {
     }
 
     /// Publish a client's message to room `room` of `app`, from user `from`: every
-    /// member gets it. Whether the client may is the caller's decision (the app's
-    /// `room_send` policy, given [`Session::in_room`]).
-    pub async fn send_to_room(
+    /// member gets it. Clients reach it through [`Session::send_to_room`], which asks the
+    /// app's `room_send` policy first.
+    async fn send_to_room(
         &self,
         app: &str,
         from: &str,
@@ -1108,6 +1114,8 @@ pub struct Session {
     attached: bool,
     /// This connection's count in `pushhub_connections`, taken back when it detaches.
     gauge: prometheus_client::metrics::gauge::Gauge,
+    /// What its credential grants ([`Session::join`] and RPC calls read it).
+    grant: Grant,
 }
 
 impl Session {
@@ -1149,10 +1157,10 @@ impl Session {
     /// then go live, as [`Hub::connect`] does for the connection's own channels: a message
     /// published to the room at any moment during this reaches the connection exactly
     /// once. Without `since` the connection starts at the room's top. Whether the user may
-    /// join is the caller's decision (the app's room policy). Joining a room the
-    /// connection is in changes nothing: it has had the room's messages live, so the
-    /// answer's start is its own `since` (or the top).
-    pub async fn join_room(
+    /// join was decided by the caller ([`Session::join`] asks the app's room policy).
+    /// Joining a room the connection is in changes nothing: it has had the room's messages
+    /// live, so the answer's start is its own `since` (or the top).
+    async fn join_room(
         &mut self,
         room: &str,
         since: Option<StreamPosition>,
@@ -1293,7 +1301,7 @@ impl Session {
     }
 
     /// Leave room `room`. False when the connection was not in it.
-    pub async fn leave_room(&self, room: &str) -> Result<bool, HubError> {
+    async fn leave_room(&self, room: &str) -> Result<bool, HubError> {
         names::check_room(room)?;
         let channel = channel::room(&self.app.name, room);
         let inner = &self.hub.inner;
@@ -1526,6 +1534,7 @@ mod tests {
             app: hub.app("demo").unwrap(),
             user: user.to_owned(),
             groups: Vec::new(),
+            grant: Grant::default(),
             outbox: outbox.clone(),
             renderer: Arc::new(Plain(FormatId::unique())),
             since: None,

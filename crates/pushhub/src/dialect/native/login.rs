@@ -126,15 +126,14 @@ struct LoginRefused<'a> {
 impl NativeClient {
     /// Let the client wait for its login: the app's liveness (no handshake deadline: seed
     /// 003's clients stayed connected without logging in), and a `waiting` frame
-    /// answering `reply_to`. A page from an origin the app refuses is closed instead.
+    /// answering `reply_to`.
     pub(super) fn wait(
         &mut self,
         app: Arc<AppSettings>,
         since: Option<Cursor>,
         reply_to: Option<&Value>,
         link: &Link,
-    ) -> Result<(), Disconnect> {
-        crate::dialect::check_origin(&app, link)?;
+    ) {
         self.liveness = crate::dialect::liveness(&app);
         let frame = WaitingFrame {
             kind: "waiting",
@@ -147,7 +146,6 @@ impl NativeClient {
         };
         link.send_text(&serde_json::to_vec(&frame).unwrap_or_default());
         self.waiting = Some(Waiting { app, since });
-        Ok(())
     }
 
     /// A frame from a waiting client: `login`, `auth` (a client written for apps that
@@ -172,7 +170,7 @@ impl NativeClient {
             Some("auth") => self.login(&value, true, link).await,
             Some("logout") => {
                 if let Some(waiting) = self.waiting.take() {
-                    self.wait(waiting.app, waiting.since, id, link)?;
+                    self.wait(waiting.app, waiting.since, id, link);
                 }
             }
             Some("ping") => {
@@ -240,8 +238,6 @@ impl NativeClient {
         {
             Ok(()) => self.waiting = None,
             Err(refused) => {
-                self.info = None;
-                self.granted_rooms.clear();
                 send_error(link, id, refused.name(), &refused.reason);
             }
         }
@@ -262,11 +258,7 @@ impl NativeClient {
         let app = session.app().clone();
         std::mem::take(&mut self.calls).abandon();
         session.close(&logged_out()).await;
-        self.info = None;
-        self.granted_rooms.clear();
-        if let Err(refused) = self.wait(app, None, id, link) {
-            send_error(link, id, refused.name(), &refused.reason);
-        }
+        self.wait(app, None, id, link);
     }
 }
 

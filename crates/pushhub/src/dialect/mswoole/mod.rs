@@ -11,6 +11,8 @@
 //! configured default method, as MSwoole routed it to `Index.Index.Index`; the text `2`
 //! is MSwoole's keep-alive, answered `3`.
 
+pub mod gateway;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -130,7 +132,6 @@ pub struct MSwooleClient {
     renderer: Arc<dyn Render>,
     app: Arc<AppSettings>,
     identity: Option<Identity>,
-    info: Option<Arc<Value>>,
     session: Option<Session>,
     expiry: Option<tokio::time::Instant>,
     calls: Calls,
@@ -152,7 +153,6 @@ impl MSwooleClient {
             renderer,
             app,
             expiry: identity.expiry(),
-            info: identity.info.clone().map(Arc::new),
             identity: Some(identity),
             session: None,
             calls: Calls::default(),
@@ -164,10 +164,9 @@ impl MSwooleClient {
 #[async_trait]
 impl ClientHandler for MSwooleClient {
     async fn on_open(&mut self, link: &Link) -> Result<(), Disconnect> {
-        let Some(mut identity) = self.identity.take() else {
+        let Some(identity) = self.identity.take() else {
             return Ok(());
         };
-        let rooms = std::mem::take(&mut identity.rooms);
         let mut session = super::attach(
             &self.hub,
             link,
@@ -178,11 +177,7 @@ impl ClientHandler for MSwooleClient {
             |_| {},
         )
         .await?;
-        for room in rooms.iter().filter(|room| *room != "*") {
-            if let Err(error) = session.join_room(room, None, |_| {}).await {
-                tracing::warn!(%error, room, "MSwoole client could not join its token's room");
-            }
-        }
+        session.join_granted_rooms().await;
         self.session = Some(session);
         Ok(())
     }
@@ -218,14 +213,11 @@ impl ClientHandler for MSwooleClient {
         let data =
             serde_json::value::to_raw_value(&frame).unwrap_or_else(|_| RawValue::NULL.to_owned());
         let (event, reply_event) = (method.clone(), method.clone());
-        let started = self.calls.start(
-            session,
-            self.info.clone(),
-            method,
-            data,
-            link.sender(),
-            move |answer| reply_frame(&reply_event, answer),
-        );
+        let started = self
+            .calls
+            .start(session, method, data, link.sender(), move |answer| {
+                reply_frame(&reply_event, answer)
+            });
         if let Err(error) = started {
             link.send_text(&reply_frame(&event, Err(error)));
         }

@@ -3,7 +3,11 @@
 //! Client: a WebSocket on `/` whose first frame is `{"ac":"init","app":"wms","user":"100"}`
 //! (`user` may be a number). After that the client receives each push's `msg` raw: a
 //! string as the string itself, a number as its text, anything else as JSON. jdserver had
-//! no replies and ignored other frames after init; so does this dialect.
+//! no replies and ignored other frames after init; so does this dialect. Its API
+//! endpoints (`/push`, `/getUsers`, `/setTimeout`) are in [`api`].
+
+pub mod api;
+pub mod gateway;
 
 use std::sync::Arc;
 
@@ -13,7 +17,7 @@ use serde_json::Value;
 use super::Encode;
 use crate::auth::{authenticate, Credential, CredentialSource, Presented};
 use crate::disconnect::Disconnect;
-use crate::hub::{Cursor, Hub, Publication, Render, Session};
+use crate::hub::{AppSettings, Cursor, Hub, Publication, Render, Session};
 use crate::transport::{ClientHandler, Link, Liveness};
 
 /// Encodes publications the way jdserver sent `msg`.
@@ -127,6 +131,10 @@ impl JdClient {
             Some(_) => return Err(bad("\"token\" must be a string")),
         };
         let credential = token.map(|token| Credential::new(token, CredentialSource::Frame));
+        // The one client whose app is named after the upgrade: the gateway could not hold
+        // its page's origin to the app's allowed origins, so that happens here.
+        let app = self.hub.app(app).map_err(|e| Disconnect::from(&e))?;
+        app.admit_origin(link.origin())?;
         self.attach(app, user, credential, None, link).await
     }
 
@@ -135,13 +143,12 @@ impl JdClient {
     /// `token`, or for webhooks the app's cookie when the request carries it), then attach.
     async fn attach(
         &mut self,
-        app: &str,
+        app: Arc<AppSettings>,
         user: Option<String>,
         credential: Option<Credential>,
         since: Option<Cursor>,
         link: &Link,
     ) -> Result<(), Disconnect> {
-        let app = self.hub.app(app).map_err(|e| Disconnect::from(&e))?;
         let presented = Presented {
             user,
             credential,
@@ -175,7 +182,8 @@ impl ClientHandler for JdClient {
                 since,
             }) => {
                 let credential = token.map(|token| Credential::new(token, CredentialSource::Query));
-                self.attach(&app, user, credential, since, link).await
+                let app = self.hub.app(&app).map_err(|e| Disconnect::from(&e))?;
+                self.attach(app, user, credential, since, link).await
             }
             None => Ok(()),
         }

@@ -10,13 +10,14 @@ use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::{any, get};
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 use subtle::ConstantTimeEq;
 
-use super::{read_body, ApiState};
-use crate::dialect::pushserve::access_key;
+use crate::api::{read_body, ApiState};
+use crate::auth::access_key::access_key;
 use crate::hub::{names, Target};
 
 /// A push-serve error answer: `{"topic":"error","contents":…}`.
@@ -94,6 +95,23 @@ pub fn is_pushserve(query: Option<&str>) -> bool {
         password |= key == "password";
     }
     uid && password
+}
+
+/// push-serve's API routes on the API listener but `/push`, which it shares with
+/// jdserver (the API router tells the two apart).
+pub fn routes() -> Router<ApiState> {
+    Router::new().route("/access", get(access))
+}
+
+/// push-serve's own port (`[pushserve] addr`): its `/access` and `/push`, nothing else.
+/// Every `/push` there is push-serve's, whatever its query names, so jdserver's `/push`
+/// and the native API (which answer for apps by API key, or openly on loopback) are never
+/// reachable through it.
+pub fn own_port_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/access", get(access))
+        .route("/push", any(|State(state), request| push(state, request)))
+        .with_state(state)
 }
 
 /// `POST /push?uid=&password=` with `{"topic":…,"contents":…}`: push to that user.

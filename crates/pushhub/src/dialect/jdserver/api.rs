@@ -1,17 +1,26 @@
 //! jdserver-compatible API endpoints (seed 000): `/push`, `/getUsers` and `/setTimeout`.
 //!
 //! Parameters come from the query string, a form body or a JSON body, by GET or POST,
-//! with PHP bracket notation for arrays ([`super::params`]).
+//! with PHP bracket notation for arrays ([`crate::api::params`]).
 
 use axum::extract::{Request, State};
-use axum::Json;
+use axum::routing::any;
+use axum::{Json, Router};
 use serde_json::{Map, Value};
 
-use super::{content_type, params, read_body, ApiState};
+use crate::api::{content_type, params, read_body, ApiState};
 use crate::http_error::ApiError;
 use crate::hub::target;
 use crate::scheduler::rules::{self, Call, When};
 use crate::store::RetryPolicy;
+
+/// jdserver's API routes but `/push`, which it shares with push-serve (the API router
+/// tells the two apart).
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/getUsers", any(get_users))
+        .route("/setTimeout", any(set_timeout))
+}
 
 /// Every parameter of a jdserver-style request (query, form or JSON body), bodies up to
 /// `max_body_bytes`.

@@ -6,344 +6,35 @@
 //! same `welcome`. An app with `login_later` lets a client without a credential wait,
 //! anonymous, until it sends a `login` frame ([`login`]).
 
+mod encode;
+mod frames;
+pub mod gateway;
 pub mod login;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::calls::Calls;
-use super::Encode;
 use crate::auth::{authenticate, Credential, CredentialSource, Presented};
-use crate::backend::rooms::JoinRequest;
-use crate::backend::send::SendRequest;
 use crate::disconnect::Disconnect;
 use crate::hub::cursor::position;
 use crate::hub::login::LoginAttempts;
-use crate::hub::{
-    AppSettings, AuthMode, ConnInfo, Cursor, Hub, HubError, InvalidFrames, Publication,
-    PublishReceipt, Render, Session,
-};
+use crate::hub::{AppSettings, AuthMode, Cursor, Hub, InvalidFrames, Render, Session};
 use crate::transport::{ClientHandler, Link, Liveness};
-
-/// Encodes publications as native `msg` frames.
-pub struct NativeEncoder;
-
-/// The native encoder; stateless.
-pub static NATIVE: NativeEncoder = NativeEncoder;
-
-#[derive(Serialize)]
-struct MsgFrame<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    ch: &'a str,
-    epoch: &'a str,
-    off: u64,
-    id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    event: Option<&'a str>,
-    /// The sending user, for a client's `send` (absent on backend pushes).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from: Option<&'a str>,
-    data: &'a RawValue,
-    ts: u64,
-}
-
-impl Encode for NativeEncoder {
-    fn encode(&self, p: &Publication) -> Vec<u8> {
-        let frame = MsgFrame {
-            kind: "msg",
-            ch: &p.channel,
-            epoch: &p.position.epoch,
-            off: p.position.offset,
-            id: &p.message.id,
-            event: p.message.event.as_deref(),
-            from: p.message.from.as_deref(),
-            data: &p.message.data,
-            ts: p.message.ts_ms,
-        };
-        serde_json::to_vec(&frame).unwrap_or_default()
-    }
-
-    fn name(&self) -> &'static str {
-        "native"
-    }
-}
-
-/// A frame a native client sends.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum ClientFrame {
-    /// Application-level ping; answered with `pong` (WebSocket pings work too).
-    Ping {
-        #[serde(default)]
-        id: Option<serde_json::Value>,
-    },
-    /// The answer to the server's `ping` frame (raw TCP heartbeat); nothing to do.
-    Pong {},
-    /// Raw TCP's first frame; anywhere else it is answered with an error.
-    Connect {},
-    /// An event for another user of the app (`to`), or for every member of a room the
-    /// client is in (`room`), when the app allows it; answered with `sent`.
-    Send {
-        #[serde(default)]
-        id: Option<serde_json::Value>,
-        #[serde(default)]
-        to: Option<String>,
-        #[serde(default)]
-        room: Option<String>,
-        #[serde(default)]
-        event: Option<String>,
-        #[serde(default)]
-        data: serde_json::Value,
-    },
-    /// A call to the app's backend, answered with `reply` or `error` carrying the same id.
-    Rpc {
-        id: serde_json::Value,
-        method: String,
-        #[serde(default)]
-        data: serde_json::Value,
-    },
-    /// Join a room, answered with `joined` (or an `error` with the same id); with the
-    /// position last seen in it (`epoch`, `off`, as `msg` frames carry them), what the room
-    /// carried since then is replayed first.
-    Join {
-        #[serde(default)]
-        id: Option<serde_json::Value>,
-        room: String,
-        #[serde(default)]
-        epoch: Option<String>,
-        #[serde(default)]
-        off: Option<u64>,
-    },
-    /// Leave a room, answered with `left`.
-    Leave {
-        #[serde(default)]
-        id: Option<serde_json::Value>,
-        room: String,
-    },
-    /// A login on a connection that is logged in already: refused.
-    Login {},
-    /// End the login, keep the socket: the connection waits anonymous again.
-    Logout {
-        #[serde(default)]
-        id: Option<serde_json::Value>,
-    },
-    /// A fresh token for the same user, before the current one expires.
-    Refresh {
-        #[serde(default)]
-        id: Option<serde_json::Value>,
-        token: String,
-    },
-}
-
-#[derive(Serialize)]
-struct Refreshed<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a serde_json::Value>,
-    expires: u64,
-}
-
-/// Raw TCP's first frame: who the client is, and where it left off.
-#[derive(Debug, Deserialize)]
-struct ConnectFrame {
-    app: String,
-    #[serde(default)]
-    user: Option<String>,
-    #[serde(default)]
-    token: Option<String>,
-    /// A cursor, as the WebSocket `since` query parameter.
-    #[serde(default)]
-    since: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Welcome<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    /// The `login` frame's id, when a login attached the connection.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a serde_json::Value>,
-    conn: String,
-    app: &'a str,
-    user: &'a str,
-    heartbeat: u64,
-    idle_timeout: u64,
-    max_frame_bytes: usize,
-    recovered: bool,
-    cursor: String,
-    /// When the connection's token expires (Unix seconds): refresh before then.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires: Option<u64>,
-    channels: Vec<ChannelFrame<'a>>,
-}
-
-#[derive(Serialize)]
-struct ChannelFrame<'a> {
-    ch: &'a str,
-    epoch: &'a str,
-    off: u64,
-    recovered: bool,
-}
-
-impl<'a> Welcome<'a> {
-    fn new(info: &'a ConnInfo, expires: Option<u64>, id: Option<&'a serde_json::Value>) -> Self {
-        Welcome {
-            kind: "welcome",
-            id,
-            conn: crate::hub::conn_name(info.id),
-            app: &info.app.name,
-            user: &info.user,
-            heartbeat: info.app.heartbeat.as_secs(),
-            idle_timeout: info.app.idle_timeout.as_secs(),
-            max_frame_bytes: info.app.max_frame_bytes,
-            recovered: info.recovered,
-            cursor: info.start_cursor().to_string(),
-            expires,
-            channels: info
-                .channels
-                .iter()
-                .map(|c| ChannelFrame {
-                    ch: &c.channel,
-                    epoch: &c.position.epoch,
-                    off: c.position.offset,
-                    recovered: c.recovered,
-                })
-                .collect(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct ErrorFrame<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a serde_json::Value>,
-    code: &'a str,
-    /// The close code, on the frame a transport without close frames ends with.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    close: Option<u16>,
-    message: &'a str,
-}
-
-#[derive(Serialize)]
-struct Joined<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a serde_json::Value>,
-    room: &'a str,
-    ch: &'a str,
-    /// Where the client stands before the replay that follows: its own position when
-    /// recovered, else the room's top.
-    epoch: &'a str,
-    off: u64,
-    /// False when the client gave a position the room's history no longer reaches.
-    recovered: bool,
-}
-
-#[derive(Serialize)]
-struct Sent<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a serde_json::Value>,
-    ch: &'a str,
-    epoch: &'a str,
-    off: u64,
-}
-
-#[derive(Serialize)]
-struct Left<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a serde_json::Value>,
-    room: &'a str,
-}
-
-#[derive(Serialize)]
-struct Reply<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    id: &'a serde_json::Value,
-    data: &'a RawValue,
-}
-
-#[derive(Serialize)]
-struct Pong<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a serde_json::Value>,
-}
-
-/// Queue an `error` frame; the connection stays open.
-/// The `sent` answer to a `send`: where the message stands in the channel it went to.
-fn send_sent(link: &Link, id: Option<&serde_json::Value>, receipt: &PublishReceipt) {
-    let Some((channel, position)) = receipt.positions.first() else {
-        return;
-    };
-    let sent = Sent {
-        kind: "sent",
-        id,
-        ch: channel,
-        epoch: &position.epoch,
-        off: position.offset,
-    };
-    link.send_text(&serde_json::to_vec(&sent).unwrap_or_default());
-}
-
-fn send_error(link: &Link, id: Option<&serde_json::Value>, code: &str, message: &str) {
-    link.send_text(&error_frame(id, code, message));
-}
-
-fn error_frame(id: Option<&serde_json::Value>, code: &str, message: &str) -> Vec<u8> {
-    let frame = ErrorFrame {
-        kind: "error",
-        id,
-        code,
-        close: None,
-        message,
-    };
-    serde_json::to_vec(&frame).unwrap_or_default()
-}
-
-/// The server's heartbeat on transports without a ping of their own (raw TCP).
-pub const PING: &[u8] = br#"{"type":"ping"}"#;
-
-/// The last frame on transports without a close frame of their own (raw TCP): an `error`
-/// frame naming the reason, with its close code, e.g.
-/// `{"type":"error","code":"too_big","close":1009,"message":"..."}`.
-pub fn closing_frame(reason: &Disconnect) -> Vec<u8> {
-    let frame = ErrorFrame {
-        kind: "error",
-        id: None,
-        code: reason.name(),
-        close: Some(reason.code),
-        message: &reason.reason,
-    };
-    serde_json::to_vec(&frame).unwrap_or_default()
-}
+pub use encode::{NativeEncoder, NATIVE};
+pub use frames::{closing_frame, PING};
+use frames::{
+    error_frame, send_error, send_sent, AuthFrame, ClientFrame, ConnectFrame, Joined, Left, Pong,
+    Refreshed, Reply, Welcome,
+};
 
 /// Who a client said it is in its request, to attach as when the connection opens.
 struct FromRequest {
     app: Arc<AppSettings>,
     presented: Presented,
     since: Option<Cursor>,
-}
-
-/// The first frame of a client that authenticates in-band: `{"type":"auth","token":...}`.
-#[derive(Debug, Deserialize)]
-struct AuthFrame {
-    token: String,
-    #[serde(default)]
-    since: Option<String>,
 }
 
 /// One native client: attached at open with the app, user and token from the request; or
@@ -363,10 +54,6 @@ pub struct NativeClient {
     /// The mechanics in force: the app's once it is known.
     liveness: Liveness,
     session: Option<Session>,
-    /// What the credential said about the user beyond its id, for RPC calls.
-    info: Option<Arc<serde_json::Value>>,
-    /// The rooms the credential lets the user join.
-    granted_rooms: Vec<String>,
     calls: Calls,
 }
 
@@ -403,8 +90,6 @@ impl NativeClient {
             waiting: None,
             logins: LoginAttempts::new(tokio::time::Instant::now()),
             session: None,
-            info: None,
-            granted_rooms: Vec::new(),
             calls: Calls::default(),
         }
     }
@@ -423,8 +108,6 @@ impl NativeClient {
             logins: LoginAttempts::new(tokio::time::Instant::now()),
             liveness: before_connect,
             session: None,
-            info: None,
-            granted_rooms: Vec::new(),
             calls: Calls::default(),
         }
     }
@@ -439,9 +122,7 @@ impl NativeClient {
         reply_to: Option<&serde_json::Value>,
         link: &Link,
     ) -> Result<(), Disconnect> {
-        let mut identity = authenticate(&app, presented).await?;
-        self.info = identity.info.take().map(Arc::new);
-        self.granted_rooms = std::mem::take(&mut identity.rooms);
+        let identity = authenticate(&app, presented).await?;
         let (expires, expiry) = (identity.expires, identity.expiry());
         let session = super::attach(
             &self.hub,
@@ -479,9 +160,6 @@ impl NativeClient {
         let Some(session) = &mut self.session else {
             return;
         };
-        if let Err(error) = crate::hub::names::check_room(room) {
-            return send_error(link, id, "invalid_room", &error.to_string());
-        }
         let since = match since {
             (None, None) => None,
             (epoch, Some(off)) => match position(epoch.as_deref().unwrap_or_default(), off) {
@@ -493,23 +171,7 @@ impl NativeClient {
                 return send_error(link, id, "invalid_position", why);
             }
         };
-        let conn = session.conn();
-        let request = JoinRequest {
-            app: &session.app().name,
-            user: session.user(),
-            conn: &conn,
-            room,
-            info: self.info.as_deref(),
-        };
-        if let Err(refused) = session
-            .app()
-            .rooms
-            .may_join(&request, &self.granted_rooms)
-            .await
-        {
-            return send_error(link, id, refused.code(), &refused.to_string());
-        }
-        let joined = session.join_room(room, since, |state| {
+        let joined = session.join(room, since, |state| {
             let joined = Joined {
                 kind: "joined",
                 id,
@@ -521,12 +183,8 @@ impl NativeClient {
             };
             link.send_text(&serde_json::to_vec(&joined).unwrap_or_default());
         });
-        match joined.await {
-            Ok(_) => {}
-            Err(error) => {
-                let reason = Disconnect::from(&error);
-                send_error(link, id, reason.name(), &reason.reason);
-            }
+        if let Err(error) = joined.await {
+            send_error(link, id, error.code(), &error.to_string());
         }
     }
 
@@ -541,29 +199,9 @@ impl NativeClient {
         link: &Link,
     ) {
         let Some(session) = &self.session else { return };
-        let conn = session.conn();
-        let request = SendRequest {
-            app: &session.app().name,
-            from: session.user(),
-            conn: &conn,
-            to,
-            event: event.as_deref(),
-            data: &data,
-        };
-        if let Err(refused) = session.app().send.may_send(&request).await {
-            return send_error(link, id, refused.code(), &refused.to_string());
-        }
-        let sent = self
-            .hub
-            .send(&session.app().name, session.user(), to, event, data)
-            .await;
-        match sent {
+        match session.send(to, event, data).await {
             Ok(receipt) => send_sent(link, id, &receipt),
-            Err(HubError::InvalidUser(why)) => send_error(link, id, "invalid_user", &why),
-            Err(error) => {
-                let reason = Disconnect::from(&error);
-                send_error(link, id, reason.name(), &reason.reason);
-            }
+            Err(error) => send_error(link, id, error.code(), &error.to_string()),
         }
     }
 
@@ -579,26 +217,9 @@ impl NativeClient {
         link: &Link,
     ) {
         let Some(session) = &self.session else { return };
-        if let Err(error) = crate::hub::names::check_room(room) {
-            return send_error(link, id, "invalid_room", &error.to_string());
-        }
-        let allowed = session
-            .app()
-            .room_send
-            .may_send(room, session.in_room(room));
-        if let Err(refused) = allowed {
-            return send_error(link, id, refused.code(), &refused.to_string());
-        }
-        let sent = self
-            .hub
-            .send_to_room(&session.app().name, session.user(), room, event, data)
-            .await;
-        match sent {
+        match session.send_to_room(room, event, data).await {
             Ok(receipt) => send_sent(link, id, &receipt),
-            Err(error) => {
-                let reason = Disconnect::from(&error);
-                send_error(link, id, reason.name(), &reason.reason);
-            }
+            Err(error) => send_error(link, id, error.code(), &error.to_string()),
         }
     }
 
@@ -625,7 +246,7 @@ impl NativeClient {
     /// Leave `room`; `left` either way (leaving a room one is not in changes nothing).
     async fn leave(&mut self, room: &str, id: Option<&serde_json::Value>, link: &Link) {
         let Some(session) = &self.session else { return };
-        match session.leave_room(room).await {
+        match session.leave(room).await {
             Ok(_) => {
                 let left = Left {
                     kind: "left",
@@ -634,11 +255,7 @@ impl NativeClient {
                 };
                 link.send_text(&serde_json::to_vec(&left).unwrap_or_default());
             }
-            Err(HubError::InvalidRoom(why)) => send_error(link, id, "invalid_room", &why),
-            Err(error) => {
-                let reason = Disconnect::from(&error);
-                send_error(link, id, reason.name(), &reason.reason);
-            }
+            Err(error) => send_error(link, id, error.code(), &error.to_string()),
         }
     }
 
@@ -648,22 +265,22 @@ impl NativeClient {
     fn rpc(&mut self, id: serde_json::Value, method: String, data: Box<RawValue>, link: &Link) {
         let Some(session) = &self.session else { return };
         let reply_id = id.clone();
-        let started = self.calls.start(
-            session,
-            self.info.clone(),
-            method,
-            data,
-            link.sender(),
-            move |answer| match answer {
-                Ok(data) => serde_json::to_vec(&Reply {
-                    kind: "reply",
-                    id: &reply_id,
-                    data: &data,
-                })
-                .unwrap_or_default(),
-                Err(error) => error_frame(Some(&reply_id), error.code(), &error.to_string()),
-            },
-        );
+        let started =
+            self.calls.start(
+                session,
+                method,
+                data,
+                link.sender(),
+                move |answer| match answer {
+                    Ok(data) => serde_json::to_vec(&Reply {
+                        kind: "reply",
+                        id: &reply_id,
+                        data: &data,
+                    })
+                    .unwrap_or_default(),
+                    Err(error) => error_frame(Some(&reply_id), error.code(), &error.to_string()),
+                },
+            );
         if let Err(error) = started {
             send_error(link, Some(&id), error.code(), &error.to_string());
         }
@@ -673,24 +290,17 @@ impl NativeClient {
     /// A refusal is an error frame; the connection keeps its current expiry.
     fn refresh(&mut self, token: &str, id: Option<&serde_json::Value>, link: &Link) {
         let Some(session) = &self.session else { return };
-        let refused = |code: &str, message: &str| send_error(link, id, code, message);
-        if session.app().auth != AuthMode::Token {
-            return refused("not_a_token_app", "this app does not use tokens");
-        }
-        match crate::auth::verify(session.app(), token) {
-            Ok(claims) if claims.sub.as_str() != &**session.user() => {
-                refused("wrong_user", "the new token is for another user")
-            }
-            Ok(claims) => {
-                self.liveness.credential_expiry = crate::auth::expiry_instant(claims.exp);
+        match session.refresh(token) {
+            Ok(expires) => {
+                self.liveness.credential_expiry = crate::auth::expiry_instant(expires);
                 let refreshed = Refreshed {
                     kind: "refreshed",
                     id,
-                    expires: claims.exp,
+                    expires,
                 };
                 link.send_text(&serde_json::to_vec(&refreshed).unwrap_or_default());
             }
-            Err(reason) => refused(reason.name(), &reason.reason),
+            Err(error) => send_error(link, id, error.code(), &error.to_string()),
         }
     }
 
@@ -729,7 +339,8 @@ impl NativeClient {
                 let since = parse_since(frame.since.as_deref())?;
                 let app = self.hub.app(&frame.app).map_err(|e| Disconnect::from(&e))?;
                 if app.login.is_some() && frame.token.is_none() {
-                    return self.wait(app, since, None, link);
+                    self.wait(app, since, None, link);
+                    return Ok(());
                 }
                 let presented = Presented {
                     user: frame.user,
@@ -758,7 +369,8 @@ impl ClientHandler for NativeClient {
         } = request;
         if app.auth != AuthMode::None && presented.credential_for(&app).is_none() {
             if app.login.is_some() {
-                return self.wait(app, since, None, link);
+                self.wait(app, since, None, link);
+                return Ok(());
             }
             self.awaiting_auth = Some((app, since));
             return Ok(());
@@ -868,23 +480,5 @@ impl ClientHandler for NativeClient {
         if let Some(session) = self.session.take() {
             session.close(reason).await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn closing_frame_names_the_reason_and_its_code() {
-        assert_eq!(
-            String::from_utf8(closing_frame(&Disconnect::SHUTDOWN)).unwrap(),
-            r#"{"type":"error","code":"shutdown","close":1001,"message":"server shutting down"}"#
-        );
-        let frame: serde_json::Value =
-            serde_json::from_slice(&closing_frame(&Disconnect::TOO_BIG.with_reason("a\nb")))
-                .unwrap();
-        assert_eq!(frame["code"], "too_big");
-        assert_eq!(frame["message"], "a\nb");
     }
 }
