@@ -281,16 +281,31 @@ mod tests {
         };
         let served = router.clone().oneshot(request(400_000)).await.unwrap();
         assert_eq!(served.status(), StatusCode::OK);
-        let refused = router.oneshot(request(MAX_HEAD_BYTES)).await.unwrap();
-        assert_eq!(
-            refused.status(),
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
-        );
-        assert_eq!(refused.headers()[header::CONNECTION], "close");
-        let body = axum::body::to_bytes(refused.into_body(), 4096)
-            .await
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body["error"]["code"], "headers_too_large");
+        // HTTP/2 requests reach it with any number of headers; HTTP/1.1 ones with 100 at most.
+        let many = |count: usize| {
+            let mut request = request(0);
+            for i in 0..count {
+                let name = header::HeaderName::try_from(format!("x-h-{i}")).unwrap();
+                request
+                    .headers_mut()
+                    .insert(name, HeaderValue::from_static("1"));
+            }
+            request
+        };
+        let served = router.clone().oneshot(many(MAX_HEADERS - 1)).await.unwrap();
+        assert_eq!(served.status(), StatusCode::OK);
+        for refused in [request(MAX_HEAD_BYTES), many(MAX_HEADERS)] {
+            let refused = router.clone().oneshot(refused).await.unwrap();
+            assert_eq!(
+                refused.status(),
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            );
+            assert_eq!(refused.headers()[header::CONNECTION], "close");
+            let body = axum::body::to_bytes(refused.into_body(), 4096)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"]["code"], "headers_too_large");
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! HTTP/2 on the listeners that serve the API, with real HTTP/2 clients: cleartext with
 //! prior knowledge (hyper's client on one socket, reqwest, curl), many pushes at once on
 //! one connection, batches, errors and the head limits over HTTP/2, HTTP/1.1 keep-alive
-//! and WebSocket beside it on the same port, and a stop that lets a stream in flight
-//! finish. HTTP/2 over TLS (ALPN) is in `tls.rs`, with its certificates.
+//! and WebSocket beside it on the same port, a stop that lets a stream in flight finish,
+//! and pushes that go on through an upgrade. HTTP/2 over TLS (ALPN) is in `tls.rs`, with
+//! its certificates.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -338,4 +339,57 @@ async fn a_stop_lets_the_stream_in_flight_finish() {
     assert!(refused.is_err(), "a new stream after GOAWAY: {refused:?}");
     let exit = tokio::task::block_in_place(|| server.wait_exit());
     assert!(exit.success(), "exit status {exit:?}\n{}", server.log());
+}
+
+/// An upgrade under HTTP/2 pushes from one client, several at once: the old process sends
+/// GOAWAY and answers the pushes it took, the client sends the rest on a new connection to
+/// the new process, and every push is answered 200, by one process or the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_over_http2_go_on_through_an_upgrade() {
+    const AT_ONCE: usize = 8;
+    let server = TestServer::start();
+    let http2 = h2c();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let pushers: Vec<_> = (0..AT_ONCE)
+        .map(|_| {
+            let (http2, stop) = (http2.clone(), stop.clone());
+            let url = server.api_url("/v1/push");
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while !stop.is_cancelled() {
+                    let push = json!({"app": "demo", "to": "nobody", "event": "e", "data": 1});
+                    let response = http2.post(&url).json(&push).send().await;
+                    let answer = match response {
+                        Ok(response) => {
+                            let (status, version) = (response.status(), response.version());
+                            let body: Value = response.json().await.unwrap_or_default();
+                            Ok((status.as_u16(), version, body))
+                        }
+                        Err(error) => Err(error.to_string()),
+                    };
+                    answers.push(answer);
+                }
+                answers
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, answer) = server.upgrade().await;
+    assert_eq!(status, 200, "{answer}");
+    server.wait_log("upgrade: accepting again", 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    let mut nodes = BTreeSet::new();
+    let mut pushes = 0;
+    for pusher in pushers {
+        for answer in pusher.await.expect("pusher") {
+            let (status, version, body) = answer.expect("every push is answered");
+            assert_eq!((status, version), (200, Version::HTTP_2), "{body}");
+            let id = body["id"].as_str().expect("message id");
+            nodes.insert(id.split('-').next().expect("node").to_owned());
+            pushes += 1;
+        }
+    }
+    assert_eq!(nodes.len(), 2, "both processes answered pushes: {nodes:?}");
+    eprintln!("{pushes} pushes over HTTP/2 through the upgrade, all answered");
 }
