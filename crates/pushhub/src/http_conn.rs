@@ -110,7 +110,7 @@ pub async fn serve_plain<R>(
     protocols: Protocols,
     shutdown: CancellationToken,
 ) where
-    R: Router,
+    R: HttpService,
 {
     if protocols == Protocols::Http1 {
         return serve_http1(stream, router, shutdown).await;
@@ -143,7 +143,7 @@ async fn sniff(
 /// only by listeners that serve it), else HTTP/1.1.
 pub async fn serve_tls<R>(stream: TlsStream, router: R, shutdown: CancellationToken)
 where
-    R: Router,
+    R: HttpService,
 {
     if stream.get_ref().1.alpn_protocol() == Some(&b"h2"[..]) {
         serve_http2(stream, router, shutdown).await
@@ -153,7 +153,7 @@ where
 }
 
 /// The service a connection is served with: the listener's router, as a tower service.
-pub trait Router:
+pub trait HttpService:
     tower::Service<
         IncomingRequest,
         Response = axum::response::Response,
@@ -165,7 +165,7 @@ pub trait Router:
 {
 }
 
-impl<R> Router for R where
+impl<R> HttpService for R where
     R: tower::Service<
             IncomingRequest,
             Response = axum::response::Response,
@@ -200,7 +200,7 @@ async fn opens_with_preface(stream: &TcpStream) -> std::io::Result<bool> {
 async fn serve_http1<S, R>(stream: S, router: R, shutdown: CancellationToken)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    R: Router,
+    R: HttpService,
 {
     let stopping = shutdown.clone();
     let router = router.map_response(move |response| last_once_stopping(response, &stopping));
@@ -257,7 +257,7 @@ fn last_once_stopping(
 async fn serve_http2<S, R>(stream: S, router: R, shutdown: CancellationToken)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    R: Router,
+    R: HttpService,
 {
     let opened = Instant::now();
     let last_request = Arc::new(AtomicU64::new(0));

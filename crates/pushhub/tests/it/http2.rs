@@ -218,8 +218,21 @@ async fn one_port_serves_http2_http1_and_websocket() {
         assert_eq!(response.status(), 200);
         assert_eq!(client.json().await["data"], n);
     }
-    // A second WebSocket client connects after HTTP/2 was spoken on the port.
+    // A second WebSocket client connects after HTTP/2 was spoken on the port, and an SSE
+    // stream is read over HTTP/2.
     let (mut second, _) = server.native("demo", "one-port").await;
+    let mut sse = http2
+        .get(format!(
+            "http://{}/v1/sse?app=demo&user=one-port",
+            server.client
+        ))
+        .send()
+        .await
+        .expect("SSE over HTTP/2");
+    assert_eq!(sse.version(), reqwest::Version::HTTP_2);
+    assert_eq!(sse.status(), 200);
+    let mut events = String::new();
+    read_until(&mut sse, &mut events, "welcome").await;
     let response = http2
         .post(server.api_url("/v1/push"))
         .bearer_auth(KEY)
@@ -230,6 +243,19 @@ async fn one_port_serves_http2_http1_and_websocket() {
     assert_eq!(response.status(), 200);
     assert_eq!(client.json().await["data"], "both");
     assert_eq!(second.json().await["data"], "both");
+    read_until(&mut sse, &mut events, "\"both\"").await;
+}
+
+/// Read `stream` into `text` until it holds `wanted`.
+async fn read_until(stream: &mut reqwest::Response, text: &mut String, wanted: &str) {
+    while !text.contains(wanted) {
+        let chunk = tokio::time::timeout(WAIT, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {wanted} in time: {text}"))
+            .expect("stream")
+            .expect("stream open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
 }
 
 /// The machine's curl, when it speaks HTTP/2: `--http2-prior-knowledge` as docs/api.md
