@@ -258,6 +258,42 @@ async fn read_until(stream: &mut reqwest::Response, text: &mut String, wanted: &
     }
 }
 
+/// The per-address request rate counts each HTTP/2 stream: long-polls sent at once on one
+/// connection are refused past the budget as they would be on as many connections.
+#[tokio::test]
+async fn the_request_rate_counts_each_stream() {
+    const POLLS: usize = 20;
+    let (server, _dir) = TestServer::single_port(&format!(
+        "dynamic_apps = false\n[limits]\nmax_requests_per_second_per_ip = 1\n\
+         [apps.demo]\nauth = \"none\"\napi_keys = [\"{KEY}\"]\n"
+    ));
+    let sender = h2_connection(server.client).await;
+    let polls = (0..POLLS).map(|_| {
+        let mut sender = sender.clone();
+        tokio::spawn(async move {
+            let poll = Request::get("/v1/poll?app=demo&user=rate&timeout=0")
+                .body(Body::empty())
+                .expect("request");
+            send(&mut sender, poll).await
+        })
+    });
+    let mut refused = 0;
+    for answer in futures_util::future::join_all(polls).await {
+        let (status, version, body) = answer.expect("poll task");
+        assert_eq!(version, Version::HTTP_2);
+        match status {
+            200 => {}
+            429 => {
+                assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+                refused += 1;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    // 1 a second with bursts of 2: a few at most are served in the time the burst takes.
+    assert!(refused >= POLLS - 5, "{refused} of {POLLS} refused");
+}
+
 /// The machine's curl, when it speaks HTTP/2: `--http2-prior-knowledge` as docs/api.md
 /// shows it. Without curl, or a curl without HTTP/2, the test says so and skips (it fails
 /// under CI=true).
