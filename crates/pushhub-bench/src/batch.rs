@@ -7,6 +7,9 @@
 //! `--secs` seconds, each push to the next user of a round-robin over `--users`. Reported
 //! per size: pushes/s accepted, server CPU per push (from `/proc/PID/stat`), and request
 //! latency (p50, p99). Every answer is checked: a push that fails fails the run.
+//! With `--h2-streams`, a last row sends single pushes over HTTP/2 ([`http2`]).
+
+mod http2;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +46,10 @@ pub struct BatchArgs {
     /// Where the server's log goes.
     #[arg(long, default_value = "bench-logs")]
     pub log_dir: PathBuf,
+    /// Also measure single pushes over HTTP/2: this many requests at once on each of
+    /// `--conns` connections; 0 skips the row.
+    #[arg(long, default_value_t = 0)]
+    pub h2_streams: usize,
 }
 
 /// One size's measurement.
@@ -70,17 +77,32 @@ pub async fn run(args: BatchArgs) -> Result<()> {
         let server = server::start(&kind, &args.log_dir, &tag, None, &[]).await?;
         let result = measure(&server, &args, size.max(1)).await?;
         server.stop().await?;
-        println!(
-            "batch: {} push(es)/request, {} conns: {:.0} pushes/s, {:.2} µs server CPU/push, request p50 {:.2} ms p99 {:.2} ms",
-            result.size,
-            result.conns,
-            result.pushes_per_sec,
-            result.server_cpu_us_per_push,
-            result.request_p50_ms,
-            result.request_p99_ms,
-        );
-        println!("{}", serde_json::to_string(&result)?);
+        report("", &result)?;
     }
+    if args.h2_streams > 0 {
+        let server = server::start(&kind, &args.log_dir, "batch-h2", None, &[]).await?;
+        let result = http2::measure(&server, &args).await?;
+        server.stop().await?;
+        report(
+            &format!(" over HTTP/2 ({} streams each)", args.h2_streams),
+            &result,
+        )?;
+    }
+    Ok(())
+}
+
+/// Print one row, human and JSON.
+fn report(how: &str, result: &BatchResult) -> Result<()> {
+    println!(
+        "batch{how}: {} push(es)/request, {} conns: {:.0} pushes/s, {:.2} µs server CPU/push, request p50 {:.2} ms p99 {:.2} ms",
+        result.size,
+        result.conns,
+        result.pushes_per_sec,
+        result.server_cpu_us_per_push,
+        result.request_p50_ms,
+        result.request_p99_ms,
+    );
+    println!("{}", serde_json::to_string(result)?);
     Ok(())
 }
 
@@ -99,31 +121,49 @@ async fn measure(server: &RunningServer, args: &BatchArgs, size: usize) -> Resul
         tokio::spawn(send_until(conn, size, users, next_user, until))
     });
     let mut latencies = Vec::new();
-    let mut requests = 0;
     for sender in futures_util::future::join_all(senders).await {
-        let sent = sender??;
-        requests += sent.len() as u64;
-        latencies.extend(sent);
+        latencies.extend(sender??);
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu_after = proc_stats::cpu_micros(server.pid).context("server gone")?;
-    latencies.sort_unstable();
-    let pushes = requests * size as u64;
-    let quantile = |q: f64| {
-        let at = ((latencies.len() as f64 - 1.0) * q).round() as usize;
-        latencies.get(at).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
-    Ok(BatchResult {
+    Ok(BatchResult::from_latencies(
         size,
-        conns: args.conns,
-        requests,
-        pushes,
+        args.conns,
+        latencies,
         secs,
-        pushes_per_sec: pushes as f64 / secs,
-        server_cpu_us_per_push: (cpu_after - cpu_before) as f64 / pushes.max(1) as f64,
-        request_p50_ms: quantile(0.5),
-        request_p99_ms: quantile(0.99),
-    })
+        cpu_after - cpu_before,
+    ))
+}
+
+impl BatchResult {
+    /// The row for requests of `size` pushes that took `latencies`, in `secs` seconds of
+    /// which the server spent `cpu_micros` on the CPU.
+    fn from_latencies(
+        size: usize,
+        conns: usize,
+        mut latencies: Vec<Duration>,
+        secs: f64,
+        cpu_micros: u64,
+    ) -> Self {
+        latencies.sort_unstable();
+        let requests = latencies.len() as u64;
+        let pushes = requests * size as u64;
+        let quantile = |q: f64| {
+            let at = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+            latencies.get(at).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        Self {
+            size,
+            conns,
+            requests,
+            pushes,
+            secs,
+            pushes_per_sec: pushes as f64 / secs,
+            server_cpu_us_per_push: cpu_micros as f64 / pushes.max(1) as f64,
+            request_p50_ms: quantile(0.5),
+            request_p99_ms: quantile(0.99),
+        }
+    }
 }
 
 /// Send requests of `size` pushes on `conn` until `until`; each one's latency.

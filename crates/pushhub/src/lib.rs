@@ -17,6 +17,7 @@
 //!   or rotated by size) and `serve --daemon` with its pid file.
 //! - [`tls`]: `wss://` and `https://` without a proxy in front, reloadable certificates.
 //! - [`upgrade`]: a new binary taking over the listeners while this one drains.
+//! - [`http_conn`]: one accepted HTTP connection, HTTP/1.1 or HTTP/2, and its limits.
 //! - [`parse_errors`]: the JSON error body on answers hyper gives requests it cannot parse.
 
 pub mod api;
@@ -30,6 +31,7 @@ pub mod dialect;
 pub mod disconnect;
 pub mod engine;
 pub mod gateway;
+pub mod http_conn;
 pub mod http_error;
 pub mod hub;
 pub mod json_depth;

@@ -32,6 +32,10 @@ use crate::http_error::ApiError;
 /// it enforces by itself only on heads that arrive over several reads.
 pub const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
 
+/// The most headers a request may carry: hyper's HTTP/1.1 limit, held for HTTP/2 requests
+/// (which hyper does not count) by [`refuse_oversized_heads`].
+pub const MAX_HEADERS: usize = 100;
+
 /// A socket served by hyper, giving hyper's own error answers a JSON body.
 #[derive(Debug)]
 pub struct ErrorBodies<S> {
@@ -77,8 +81,10 @@ fn error_of(status: &[u8]) -> Option<(&'static str, &'static str)> {
     })
 }
 
-/// Refuse a request whose head is larger than [`MAX_HEAD_BYTES`], as hyper does when it
-/// sees one arrive in parts: 431 with the JSON body, and the connection closed after it.
+/// Refuse a request whose head is larger than [`MAX_HEAD_BYTES`] or has more than
+/// [`MAX_HEADERS`] headers, as hyper does when it sees one arrive in parts over HTTP/1.1:
+/// 431 with the JSON body, and the connection closed after it (over HTTP/2, only the
+/// stream ends).
 pub async fn refuse_oversized_heads(request: Request, next: Next) -> Response {
     let head_bytes = request
         .uri()
@@ -89,7 +95,7 @@ pub async fn refuse_oversized_heads(request: Request, next: Next) -> Response {
             .iter()
             .map(|(name, value)| name.as_str().len() + value.len() + 4)
             .sum::<usize>();
-    if head_bytes <= MAX_HEAD_BYTES {
+    if head_bytes <= MAX_HEAD_BYTES && request.headers().len() <= MAX_HEADERS {
         return next.run(request).await;
     }
     let (code, message) = HEADERS_TOO_LARGE;
@@ -275,16 +281,31 @@ mod tests {
         };
         let served = router.clone().oneshot(request(400_000)).await.unwrap();
         assert_eq!(served.status(), StatusCode::OK);
-        let refused = router.oneshot(request(MAX_HEAD_BYTES)).await.unwrap();
-        assert_eq!(
-            refused.status(),
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
-        );
-        assert_eq!(refused.headers()[header::CONNECTION], "close");
-        let body = axum::body::to_bytes(refused.into_body(), 4096)
-            .await
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body["error"]["code"], "headers_too_large");
+        // HTTP/2 requests reach it with any number of headers; HTTP/1.1 ones with 100 at most.
+        let many = |count: usize| {
+            let mut request = request(0);
+            for i in 0..count {
+                let name = header::HeaderName::try_from(format!("x-h-{i}")).unwrap();
+                request
+                    .headers_mut()
+                    .insert(name, HeaderValue::from_static("1"));
+            }
+            request
+        };
+        let served = router.clone().oneshot(many(MAX_HEADERS - 1)).await.unwrap();
+        assert_eq!(served.status(), StatusCode::OK);
+        for refused in [request(MAX_HEAD_BYTES), many(MAX_HEADERS)] {
+            let refused = router.clone().oneshot(refused).await.unwrap();
+            assert_eq!(
+                refused.status(),
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            );
+            assert_eq!(refused.headers()[header::CONNECTION], "close");
+            let body = axum::body::to_bytes(refused.into_body(), 4096)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"]["code"], "headers_too_large");
+        }
     }
 }

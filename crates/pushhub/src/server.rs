@@ -10,10 +10,6 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use axum::Router;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,9 +21,9 @@ use crate::config::Config;
 use crate::disconnect::Disconnect;
 use crate::engine;
 use crate::gateway::{self, GatewayState, TcpGateway};
+use crate::http_conn::{self, IncomingRequest, Protocols};
 use crate::http_error::ApiError;
 use crate::hub::{Apps, Hub};
-use crate::parse_errors::ErrorBodies;
 use crate::rates::Rates;
 use crate::reload::{Reloader, Swaps};
 use crate::scheduler::own_listeners::OwnListeners;
@@ -201,7 +197,8 @@ pub async fn serve(
     let gateway = gateway::router(gateway_state);
     let api = api::router(api_state);
     // Which listeners speak TLS (single-port mode: the client listener's choice, which
-    // the configuration check made equal to the API's).
+    // the configuration check made equal to the API's), and which HTTP/2 as well: every
+    // one that serves the API (push-serve's port serves its `/push`).
     let tls_on = |on: fn(&crate::config::RawTls) -> bool| {
         config
             .tls
@@ -222,23 +219,36 @@ pub async fn serve(
                     listeners.client,
                     with_fallbacks(gateway),
                     tls_on(|t| t.client),
+                    Protocols::Http1,
                 ),
-                (api_listener, api, tls_on(|t| t.api)),
+                (api_listener, api, tls_on(|t| t.api), Protocols::Http1And2),
             ]
         }
         None => vec![(
             listeners.client,
             api::with_request_ids(with_fallbacks(gateway.merge(api))),
             tls_on(|t| t.client),
+            Protocols::Http1And2,
         )],
     };
     if let Some(listener) = listeners.pushserve {
-        routers.push((listener, with_fallbacks(pushserve), tls_on(|t| t.client)));
+        routers.push((
+            listener,
+            with_fallbacks(pushserve),
+            tls_on(|t| t.client),
+            Protocols::Http1And2,
+        ));
     }
     let mut accepting: Vec<_> = routers
         .into_iter()
-        .map(|(listener, router, tls)| {
-            tokio::spawn(run_listener(listener, router, tls, shutdown.clone()))
+        .map(|(listener, router, tls, protocols)| {
+            tokio::spawn(run_listener(
+                listener,
+                router,
+                tls,
+                protocols,
+                shutdown.clone(),
+            ))
         })
         .collect();
     if let Some(listener) = listeners.tcp {
@@ -494,27 +504,24 @@ fn with_fallbacks(router: Router) -> Router {
         })
 }
 
-/// A request as hyper hands it to the service.
-type IncomingRequest = hyper::Request<hyper::body::Incoming>;
-
 /// How long the last lifecycle events may take to send once connections have ended.
 const EVENTS_FLUSH: Duration = Duration::from_secs(2);
 
-/// How long a client may take to send a request's headers (slowloris protection).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Accept HTTP/1.1 connections (with upgrades) until `shutdown`, then wait for requests in
-/// flight. Upgraded connections leave hyper at the upgrade and are not waited for here.
-/// With `tls`, each socket first completes a TLS handshake in its own task, within
-/// [`crate::tls::HANDSHAKE_TIMEOUT`]; a failed one (a plain HTTP client, a port scanner, an
-/// untrusted certificate) is logged at debug level and dropped.
+/// Accept HTTP connections (HTTP/1.1 with upgrades, and HTTP/2 where `protocols` says so)
+/// until `shutdown`, then wait for requests in flight. Upgraded connections leave hyper at
+/// the upgrade and are not waited for here. With `tls`, each socket first completes a TLS
+/// handshake in its own task, within [`crate::tls::HANDSHAKE_TIMEOUT`]; a failed one (a
+/// plain HTTP client, a port scanner, an untrusted certificate) is logged at debug level
+/// and dropped.
 ///
 /// Served with hyper directly rather than `axum::serve` so an upgraded connection is the
-/// `TcpStream` (or TLS stream) it started as, and so header reads have a deadline.
+/// `TcpStream` (or TLS stream) it started as, and so header reads have a deadline
+/// ([`http_conn`]).
 async fn run_listener(
     listener: TcpListener,
     router: Router,
     tls: Option<Arc<Tls>>,
+    protocols: Protocols,
     shutdown: CancellationToken,
 ) {
     let router = router.layer(axum::middleware::from_fn(
@@ -522,26 +529,25 @@ async fn run_listener(
     ));
     let requests = TaskTracker::new();
     while let Some(stream) = tcp::next_socket(&listener, &shutdown).await {
-        let (router, shutdown) = (router.clone(), shutdown.clone());
+        let shutdown = shutdown.clone();
         // Handlers see the socket's peer as `ConnectInfo`, for per-address limits.
         let peer = stream.peer_addr().ok();
-        let stopping = shutdown.clone();
         let router = router
+            .clone()
             .map_request(move |mut request: IncomingRequest| {
                 if let Some(peer) = peer {
                     request.extensions_mut().insert(ConnectInfo(peer));
                 }
                 request
-            })
-            .map_response(move |response| last_once_stopping(response, &stopping));
+            });
         // Plain sockets go to hyper as they are: the TLS path costs them nothing.
         let Some(tls) = tls.clone() else {
-            requests.spawn(serve_http(stream, router, shutdown));
+            requests.spawn(http_conn::serve_plain(stream, router, protocols, shutdown));
             continue;
         };
         requests.spawn(async move {
             let stream = tokio::select! {
-                handshake = tls.accept_http(stream) => match handshake {
+                handshake = tls.accept_http(stream, protocols) => match handshake {
                     Ok(stream) => stream,
                     Err(error) => {
                         tracing::debug!(%error, "TLS handshake failed");
@@ -550,74 +556,10 @@ async fn run_listener(
                 },
                 _ = shutdown.cancelled() => return,
             };
-            serve_http(stream, router, shutdown).await;
+            http_conn::serve_tls(stream, router, shutdown).await;
         });
     }
     drop(listener);
     requests.close();
     requests.wait().await;
-}
-
-/// Once the server stops, every answer says `Connection: close` (a WebSocket upgrade's
-/// excepted): the client's next request opens a new connection, which the kernel queues for
-/// the successor of an upgrade, instead of reusing this one as it closes.
-fn last_once_stopping(
-    mut response: axum::response::Response,
-    shutdown: &CancellationToken,
-) -> axum::response::Response {
-    if shutdown.is_cancelled() && response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        response.headers_mut().insert(
-            axum::http::header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
-    }
-    response
-}
-
-/// How long an idle keep-alive connection is still read once the server stops, before it
-/// is closed. Closing at once would drop a request already on its way (a backend reusing
-/// its pooled connection just then sees the connection reset and cannot tell whether its
-/// push was taken); read a moment longer, it is answered (with `Connection: close`). Only
-/// idle connections wait it out, and they are the ones that make a stop wait for it.
-const KEEP_ALIVE_LINGER: Duration = Duration::from_millis(200);
-
-/// Serve HTTP/1.1 requests (and upgrades) on one connection until it ends, or, once
-/// `shutdown` fires, answer what arrives within [`KEEP_ALIVE_LINGER`], finish the request
-/// in flight and stop.
-async fn serve_http<S, R>(stream: S, router: R, shutdown: CancellationToken)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    R: tower::Service<
-            IncomingRequest,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    R::Future: Send + 'static,
-{
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(
-            TokioIo::new(ErrorBodies::new(stream)),
-            TowerToHyperService::new(router),
-        )
-        .with_upgrades();
-    let mut connection = std::pin::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = shutdown.cancelled() => {
-            match tokio::time::timeout(KEEP_ALIVE_LINGER, connection.as_mut()).await {
-                Ok(result) => result,
-                Err(_) => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            }
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%error, "http connection ended with an error");
-    }
 }

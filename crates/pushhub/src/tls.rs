@@ -27,6 +27,8 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::http_conn::Protocols;
+
 /// A server-side TLS connection over TCP: what a TLS listener hands to hyper and to the
 /// connection task, and what a WebSocket upgrade is recovered as.
 pub type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
@@ -239,10 +241,12 @@ fn fingerprint(key: &CertifiedKey) -> String {
 }
 
 /// The TLS configurations built from one certificate and key: HTTP listeners announce
-/// `http/1.1` by ALPN; raw TCP announces nothing, so clients that offer ALPN names of
-/// their own are not refused.
+/// `http/1.1` by ALPN, and `h2` before it where they serve the API
+/// ([`crate::http_conn::Protocols`]); raw TCP announces nothing, so clients that offer ALPN
+/// names of their own are not refused.
 struct Current {
-    http: Arc<ServerConfig>,
+    http1: Arc<ServerConfig>,
+    http1_and_2: Arc<ServerConfig>,
     raw: Arc<ServerConfig>,
     sha256: String,
 }
@@ -261,7 +265,8 @@ impl Current {
             Ok(Arc::new(config))
         };
         Ok(Self {
-            http: config(vec![b"http/1.1".to_vec()])?,
+            http1: config(Protocols::Http1.alpn())?,
+            http1_and_2: config(Protocols::Http1And2.alpn())?,
             raw: config(Vec::new())?,
             sha256,
         })
@@ -333,10 +338,19 @@ impl Tls {
         &self.cert
     }
 
-    /// The TLS handshake of an accepted HTTP listener socket, within
-    /// [`HANDSHAKE_TIMEOUT`].
-    pub async fn accept_http(&self, socket: TcpStream) -> std::io::Result<TlsStream> {
-        handshake(TlsAcceptor::from(self.current().http.clone()), socket).await
+    /// The TLS handshake of an accepted HTTP listener socket, offering by ALPN the HTTP
+    /// versions it speaks, within [`HANDSHAKE_TIMEOUT`].
+    pub async fn accept_http(
+        &self,
+        socket: TcpStream,
+        protocols: Protocols,
+    ) -> std::io::Result<TlsStream> {
+        let current = self.current();
+        let config = match protocols {
+            Protocols::Http1 => &current.http1,
+            Protocols::Http1And2 => &current.http1_and_2,
+        };
+        handshake(TlsAcceptor::from(config.clone()), socket).await
     }
 
     /// The TLS handshake of an accepted raw TCP socket, within [`HANDSHAKE_TIMEOUT`].

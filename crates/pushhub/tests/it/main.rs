@@ -38,6 +38,7 @@ mod fanout;
 mod flood;
 mod history;
 mod history_bound;
+mod http2;
 mod http_clients;
 mod http_errors;
 mod interval_timers;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{http, TestServer};
+use crate::util::{free_port, http, TestServer};
 
 const KEY: &str = "shop-key-0123456789";
 
@@ -85,12 +85,4 @@ async fn timers_and_cron_jobs_aimed_at_pushhubs_own_listeners_are_refused() {
     let timer = json!({"app": "shop", "url": backend, "delay_ms": 60_000});
     let (status, body) = send(http().post(server.api_url("/v1/timers")).json(&timer)).await;
     assert_eq!(status, 201, "{body}");
-}
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
 }

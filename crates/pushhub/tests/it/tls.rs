@@ -449,6 +449,55 @@ async fn raw_tcp_and_the_api_speak_tls_when_asked() {
     assert_eq!(json_line(&mut lines).await["data"], "over-tls");
 }
 
+/// HTTP/2 over TLS where the API has TLS: its listener offers `h2` by ALPN and reqwest
+/// pushes over it; the client listener (WebSocket, SSE, long-poll only) keeps to
+/// `http/1.1` even for a client offering `h2` first.
+#[tokio::test]
+async fn the_api_speaks_http2_by_alpn_and_the_client_listener_keeps_http1() {
+    let pair = SelfSigned::new("pushhub", 11);
+    let files = Files::new(&pair);
+    let config = files.config("", "api = true\n");
+    let server = TestServer::start_with(&["--config", config.to_str().expect("path")], &[]);
+    server.wait_log("TLS on client, api", 1).await;
+    let offer: &[&[u8]] = &[b"h2", b"http/1.1"];
+    for (addr, offered, chosen) in [
+        (server.api, offer, &b"h2"[..]),
+        (server.api, &[&b"http/1.1"[..]][..], &b"http/1.1"[..]),
+        (server.client, offer, &b"http/1.1"[..]),
+    ] {
+        let (stream, _) = tls_connect(&connector(&[&pair], offered), addr).await;
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(chosen), "{addr}");
+    }
+
+    let (mut ws, _) = wss(&server, &connector(&[&pair], &[b"http/1.1"]), "h2").await;
+    let mut roots = RootCertStore::empty();
+    roots.add(pair.der.clone()).expect("trust anchor");
+    let mut tls =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    tls.alpn_protocols = offer.iter().map(|name| name.to_vec()).collect();
+    let https = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .resolve("localhost", server.api)
+        .build()
+        .expect("client");
+    let url = format!("https://localhost:{}/v1/push", server.api.port());
+    for n in 0..3 {
+        let response = https
+            .post(&url)
+            .json(&json!({"app": "demo", "to": "h2", "event": "e", "data": n}))
+            .send()
+            .await
+            .expect("push over h2");
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert_eq!(response.status(), 200);
+        assert_eq!(ws_json(&mut ws).await["data"], n);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_tls_clients_with_1001_and_does_not_wait_for_silent_handshakes() {
     let pair = SelfSigned::new("pushhub", 3);

@@ -58,10 +58,34 @@ impl TestServer {
 
     /// With extra arguments and environment, on an existing data directory (a restart).
     pub fn start_in(data: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_on(("127.0.0.1:0", "127.0.0.1:0"), data, args, env)
+    }
+
+    /// In single-port mode (the client listener serves the API too) on a free port, with
+    /// configuration file `text` (which must give every app API keys); the directory
+    /// holding it lives as long as the returned guard.
+    pub fn single_port(text: &str) -> (Self, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("pushhub.toml");
+        std::fs::write(&path, text).expect("write config");
+        let path = path.to_str().expect("UTF-8 temp path");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let data = tempfile::tempdir().expect("temp dir");
+        let server = Self::start_on((&addr, &addr), data, &["--config", path], &[]);
+        (server, dir)
+    }
+
+    /// Listening on `(client, api)`, with extra arguments and environment, on `data`.
+    fn start_on(
+        (listen, api_listen): (&str, &str),
+        data: tempfile::TempDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_pushhub"));
         command
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"])
+            .args(["--listen", listen, "--api-listen", api_listen])
             .arg("--data-dir")
             .arg(data.path())
             .args(args)
@@ -525,6 +549,14 @@ impl Client {
             }
         }
     }
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
 }
 
 /// An HTTP client made the way the server makes its own (ring through rustls, no
