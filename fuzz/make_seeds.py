@@ -264,3 +264,18 @@ write(
     ).encode(),
 )
 write("mswoole_des", "string_ctime", b'\x01{"id":"wall-1","code":7,"ctime":"1700000000"}')
+
+# push_body: [mode: even a POST /v1/push body | odd a POST /v1/batch body, at most
+# mode / 2 % 8 entries] (docs/api.md's examples)
+bodies = [
+    ("push_user", 0, {"app": "demo", "to": "42", "event": "order", "data": {"id": 7}}),
+    ("push_mix", 0, {"app": "demo", "to": "1,2,vip/*", "data": "hi", "idempotency_key": "k1"}),
+    ("push_room", 0, {"app": "demo", "room": "lobby", "event": "e"}),
+    ("push_conn", 0, {"app": "demo", "conn": "n1-c5", "data": [1, 2]}),
+    ("push_two_kinds", 0, {"app": "demo", "to": "1", "room": "r"}),
+    ("batch_pushes", 7, {"app": "demo", "pushes": [{"to": "1", "data": 1}, {"room": "r"}, {"to": ""}]}),
+    ("batch_broadcast", 7, {"app": "demo", "broadcast": [{"to": "1,2"}, {"room": "r"}], "event": "e", "data": {"a": 1}}),
+    ("batch_too_many", 2, {"app": "demo", "pushes": [{"to": "1"}, {"to": "2"}]}),
+]
+for name, mode, body in bodies:
+    write("push_body", name, bytes([mode]) + json.dumps(body).encode())

@@ -45,6 +45,10 @@ pub enum Command {
     /// pushhub's ingest to offline users: single pushes against batches of 10, 100 and
     /// 1,000 (`POST /v1/batch`): pushes/s, server CPU per push, request latency.
     Batch(crate::batch::BatchArgs),
+    /// pushhub's ingest against the reference relay (and nchan) in one run: single pushes
+    /// with N connections, batches, a steady rate to online users; pushes/s, server CPU
+    /// per push, latency and the ratios.
+    Ingest(crate::ingest::IngestArgs),
     /// A long run of resuming, slow and hostile clients, reconnect storms and timer churn
     /// against one pushhub: RSS and CPU over time, lost and duplicated messages and timers.
     Soak(crate::soak::SoakArgs),

@@ -11,6 +11,7 @@ mod cluster;
 mod cursor;
 mod hist;
 mod http;
+mod ingest;
 mod ipc;
 mod limits;
 mod netstat;
@@ -51,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Restart(args) => restart::run(args).await,
         Command::Upgrade(args) => upgrade::run(args).await,
         Command::Batch(args) => batch::run(args).await,
+        Command::Ingest(args) => ingest::run(args).await,
         Command::Soak(args) => soak::run(args).await,
         Command::Idle(args) => {
             let settle = Duration::from_secs_f64(args.settle_secs.max(0.0));

@@ -6,6 +6,8 @@
 //! too large, more pushes than `limits.max_batch`, an unknown app or a refused key); a
 //! bad entry gets its own error in the answer and the others are published.
 
+use std::borrow::Cow;
+
 use axum::extract::{Request, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -16,36 +18,37 @@ use super::{parse_json, read_body, ApiState};
 use crate::http_error::ApiError;
 use crate::hub::{PublishReceipt, PushSpec, Target};
 
-/// Body of `POST /v1/batch`: entries stay raw until each is read on its own, so one bad
-/// entry fails alone.
+/// Body of `POST /v1/batch`: entries stay raw (borrowed from the body, not copied) until
+/// each is read on its own, so one bad entry fails alone.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchRequest {
-    app: String,
-    #[serde(default)]
-    pushes: Option<Vec<Box<RawValue>>>,
-    #[serde(default)]
-    broadcast: Option<Vec<Box<RawValue>>>,
+pub struct BatchRequest<'a> {
+    #[serde(borrow)]
+    app: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pushes: Option<Vec<&'a RawValue>>,
+    #[serde(default, borrow)]
+    broadcast: Option<Vec<&'a RawValue>>,
     /// The broadcast's event.
     #[serde(default)]
     event: Option<String>,
     /// The broadcast's payload.
-    #[serde(default)]
-    data: Option<Box<RawValue>>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
 }
 
 /// One push of the `pushes` form.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PushEntry {
-    #[serde(default)]
-    to: Option<String>,
+struct PushEntry<'a> {
+    #[serde(default, borrow)]
+    to: Option<Cow<'a, str>>,
     #[serde(default)]
     room: Option<String>,
     #[serde(default)]
     event: Option<String>,
-    #[serde(default)]
-    data: Option<Box<RawValue>>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
     #[serde(default)]
     idempotency_key: Option<String>,
 }
@@ -116,6 +119,81 @@ impl BatchResponse {
     }
 }
 
+/// What a `POST /v1/batch` asks for: each entry read and checked on its own.
+#[derive(Debug)]
+pub enum BatchEntries {
+    /// The `pushes` form: each push, or why it cannot be published.
+    Pushes(Vec<Result<PushSpec, ApiError>>),
+    /// The `broadcast` form: one message to each target that reads.
+    Broadcast {
+        /// Each entry's targets, or why they cannot be pushed to.
+        targets: Vec<Result<Vec<Target>, ApiError>>,
+        /// The event name.
+        event: Option<String>,
+        /// The payload.
+        data: Box<RawValue>,
+    },
+}
+
+/// Read a `POST /v1/batch` body: `400 bad_json` when it is not JSON, `400
+/// invalid_request` when a field is missing, mistyped or unknown. The app is known from
+/// here on (for the key check); the entries are read by [`BatchRequest::into_entries`].
+pub fn read_batch(body: &[u8]) -> Result<BatchRequest<'_>, ApiError> {
+    parse_json(body, "batch request")
+}
+
+impl BatchRequest<'_> {
+    /// The app pushed to.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// Its entries, each read on its own; the whole batch is refused when it has neither
+    /// form or both, more than `max_batch` entries, or `event`/`data` beside `pushes`.
+    pub fn into_entries(self, max_batch: usize) -> Result<BatchEntries, ApiError> {
+        let entries = match (&self.pushes, &self.broadcast) {
+            (Some(entries), None) | (None, Some(entries)) => entries.len(),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "give one of \"pushes\" (a list of pushes) or \"broadcast\" (a list of targets, with \"event\" and \"data\")",
+                ))
+            }
+        };
+        if entries > max_batch {
+            return Err(ApiError::bad_request(
+                "too_many_pushes",
+                format!(
+                    "a batch carries at most {max_batch} pushes (limits.max_batch); this one has {entries}"
+                ),
+            ));
+        }
+        match self.pushes {
+            Some(pushes) => {
+                if self.event.is_some() || self.data.is_some() {
+                    return Err(ApiError::bad_request(
+                        "invalid_request",
+                        "\"event\" and \"data\" go with \"broadcast\"; each of \"pushes\" has its own",
+                    ));
+                }
+                Ok(BatchEntries::Pushes(
+                    pushes.into_iter().map(push_spec).collect(),
+                ))
+            }
+            None => Ok(BatchEntries::Broadcast {
+                targets: self
+                    .broadcast
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(broadcast_target)
+                    .collect(),
+                event: self.event,
+                data: self.data.unwrap_or(RawValue::NULL).to_owned(),
+            }),
+        }
+    }
+}
+
 /// `POST /v1/batch`: publish many pushes, or one message to many targets, in one request.
 pub async fn batch(
     State(state): State<ApiState>,
@@ -123,40 +201,16 @@ pub async fn batch(
 ) -> Result<Json<BatchResponse>, ApiError> {
     let (parts, body) = request.into_parts();
     let bytes = read_body(body, state.max_batch_body_bytes).await?;
-    let batch: BatchRequest = parse_json(&bytes, "batch request")?;
-    state.keys.load().check(&parts.headers, &batch.app)?;
-    let entries = match (&batch.pushes, &batch.broadcast) {
-        (Some(entries), None) | (None, Some(entries)) => entries.len(),
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "give one of \"pushes\" (a list of pushes) or \"broadcast\" (a list of targets, with \"event\" and \"data\")",
-            ))
-        }
-    };
-    if entries > state.max_batch {
-        return Err(ApiError::bad_request(
-            "too_many_pushes",
-            format!(
-                "a batch carries at most {} pushes (limits.max_batch); this one has {entries}",
-                state.max_batch
-            ),
-        ));
-    }
-    let results = match batch.pushes {
-        Some(pushes) => {
-            if batch.event.is_some() || batch.data.is_some() {
-                return Err(ApiError::bad_request(
-                    "invalid_request",
-                    "\"event\" and \"data\" go with \"broadcast\"; each of \"pushes\" has its own",
-                ));
-            }
-            pushes_form(&state, &batch.app, &pushes).await?
-        }
-        None => {
-            let targets = batch.broadcast.unwrap_or_default();
-            broadcast_form(&state, &batch.app, &targets, batch.event, batch.data).await?
-        }
+    let batch = read_batch(&bytes)?;
+    state.keys.load().check(&parts.headers, batch.app())?;
+    let app = batch.app.clone();
+    let results = match batch.into_entries(state.max_batch)? {
+        BatchEntries::Pushes(specs) => pushes_form(&state, &app, specs).await?,
+        BatchEntries::Broadcast {
+            targets,
+            event,
+            data,
+        } => broadcast_form(&state, &app, targets, event, data).await?,
     };
     Ok(Json(BatchResponse::new(results)))
 }
@@ -165,12 +219,12 @@ pub async fn batch(
 async fn pushes_form(
     state: &ApiState,
     app: &str,
-    entries: &[Box<RawValue>],
+    entries: Vec<Result<PushSpec, ApiError>>,
 ) -> Result<Vec<EntryAnswer>, ApiError> {
     let mut answers: Vec<Option<EntryAnswer>> = Vec::with_capacity(entries.len());
     let mut specs = Vec::with_capacity(entries.len());
     for entry in entries {
-        match push_spec(entry) {
+        match entry {
             Ok(spec) => {
                 answers.push(None);
                 specs.push(spec);
@@ -205,7 +259,7 @@ fn push_spec(entry: &RawValue) -> Result<PushSpec, ApiError> {
     Ok(PushSpec {
         targets: targets_of(push.to.as_deref(), push.room, ONE_TARGET)?,
         event: push.event,
-        data: push.data.unwrap_or_else(|| RawValue::NULL.to_owned()),
+        data: push.data.unwrap_or(RawValue::NULL).to_owned(),
         idempotency_key: push.idempotency_key,
     })
 }
@@ -215,19 +269,14 @@ fn push_spec(entry: &RawValue) -> Result<PushSpec, ApiError> {
 async fn broadcast_form(
     state: &ApiState,
     app: &str,
-    entries: &[Box<RawValue>],
+    parsed: Vec<Result<Vec<Target>, ApiError>>,
     event: Option<String>,
-    data: Option<Box<RawValue>>,
+    data: Box<RawValue>,
 ) -> Result<Vec<EntryAnswer>, ApiError> {
-    let parsed: Vec<Result<Vec<Target>, ApiError>> = entries
-        .iter()
-        .map(|entry| broadcast_target(entry))
-        .collect();
     let good: Vec<Vec<Target>> = parsed
         .iter()
         .filter_map(|p| p.as_ref().ok().cloned())
         .collect();
-    let data = data.unwrap_or_else(|| RawValue::NULL.to_owned());
     let mut receipts = if good.is_empty() {
         Vec::new().into_iter()
     } else {

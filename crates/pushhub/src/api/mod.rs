@@ -152,7 +152,10 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(
 /// [`json_depth::MAX_DEPTH`] (checked first, because the payload fields it carries as raw
 /// JSON skip the parser's own limit), `400 bad_json` when it is not JSON, `400
 /// invalid_request` (naming `what`) when a field is missing, mistyped or unknown.
-pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
+pub fn parse_json<'a, T: serde::Deserialize<'a>>(
+    bytes: &'a [u8],
+    what: &str,
+) -> Result<T, ApiError> {
     json_depth::check(bytes)?;
     serde_json::from_slice(bytes).map_err(|error| {
         if error.is_syntax() || error.is_eof() {

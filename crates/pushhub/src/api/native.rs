@@ -1,6 +1,9 @@
 //! Native API endpoints: `/v1/push`, `/v1/disconnect`, `/v1/apps/{app}/users`, `/v1/stats`,
 //! `/healthz`.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::HeaderMap;
@@ -9,20 +12,22 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::{json_body, users_page, ApiState};
+use super::{json_body, parse_json, read_body, users_page, ApiState};
 use crate::disconnect::Disconnect;
 use crate::http_error::ApiError;
 use crate::hub::target::{self, Target};
 use crate::hub::{names, PublishReceipt, PushSpec};
 
-/// Body of `POST /v1/push`.
+/// Body of `POST /v1/push`, read in place: its names borrow from the body (copied only
+/// when JSON escapes them) until the push needs them owned.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PushRequest {
-    app: String,
+pub struct PushRequest<'a> {
+    #[serde(borrow)]
+    app: Cow<'a, str>,
     /// Users, groups or everyone, in the target grammar.
-    #[serde(default)]
-    to: Option<String>,
+    #[serde(default, borrow)]
+    to: Option<Cow<'a, str>>,
     /// A room, instead of `to`.
     #[serde(default)]
     room: Option<String>,
@@ -31,19 +36,77 @@ struct PushRequest {
     conn: Option<String>,
     #[serde(default)]
     event: Option<String>,
-    #[serde(default)]
-    data: Option<Box<RawValue>>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
     /// Makes a retry within the idempotency window answer with the first push's answer
     /// instead of publishing again.
     #[serde(default)]
     idempotency_key: Option<String>,
 }
 
-/// Answer of `POST /v1/push`.
+/// What a `POST /v1/push` asks for, checked.
+#[derive(Debug)]
+pub enum PushAction {
+    /// A push to one connection, live-only.
+    Conn {
+        /// The connection, as its `welcome` named it.
+        conn: String,
+        /// The event name.
+        event: Option<String>,
+        /// The payload.
+        data: Box<RawValue>,
+    },
+    /// A publish to users, groups, everyone or a room.
+    Publish(PushSpec),
+}
+
+/// Read a `POST /v1/push` body: `400 bad_json` when it is not JSON, `400 invalid_request`
+/// when a field is missing, mistyped or unknown. The app is known from here on (for the
+/// key check); what the push asks for is checked by [`PushRequest::into_action`].
+pub fn read_push(body: &[u8]) -> Result<PushRequest<'_>, ApiError> {
+    parse_json(body, "push request")
+}
+
+impl PushRequest<'_> {
+    /// The app pushed to.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// What the push asks for, or the `400` telling what it names wrong.
+    pub fn into_action(self) -> Result<PushAction, ApiError> {
+        let data = self.data.unwrap_or(RawValue::NULL).to_owned();
+        if let Some(conn) = self.conn {
+            if self.to.is_some() || self.room.is_some() {
+                return Err(ApiError::bad_request("invalid_request", ONE_TARGET));
+            }
+            if self.idempotency_key.is_some() {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "a push to one \"conn\" is live-only and takes no \"idempotency_key\"",
+                ));
+            }
+            return Ok(PushAction::Conn {
+                conn,
+                event: self.event,
+                data,
+            });
+        }
+        Ok(PushAction::Publish(PushSpec {
+            targets: targets_of(self.to.as_deref(), self.room, ONE_TARGET)?,
+            event: self.event,
+            data,
+            idempotency_key: self.idempotency_key,
+        }))
+    }
+}
+
+/// Answer of `POST /v1/push`. Its names are the receipt's own, shared rather than
+/// copied: the answer is written straight from them.
 #[derive(Debug, Serialize)]
 pub struct PushResponse {
     /// The message id.
-    pub id: String,
+    pub id: Arc<str>,
     /// Connections the message reached: on one node, those it was queued to; across nodes,
     /// the targets' online connections as presence counts them (see docs/api.md).
     pub delivered: u64,
@@ -58,9 +121,9 @@ pub struct PushResponse {
 #[derive(Debug, Serialize)]
 pub struct ChannelPosition {
     /// The channel.
-    pub ch: String,
+    pub ch: Arc<str>,
     /// Its epoch.
-    pub epoch: String,
+    pub epoch: Arc<str>,
     /// The message's offset there.
     pub off: u64,
 }
@@ -72,15 +135,15 @@ impl From<PublishReceipt> for PushResponse {
             _ => None,
         };
         Self {
-            id: receipt.id.to_string(),
+            id: receipt.id,
             delivered: receipt.delivered,
             off,
             channels: receipt
                 .positions
                 .into_iter()
-                .map(|(channel, position)| ChannelPosition {
-                    ch: channel.to_string(),
-                    epoch: position.epoch.to_string(),
+                .map(|(ch, position)| ChannelPosition {
+                    ch,
+                    epoch: position.epoch,
                     off: position.offset,
                 })
                 .collect(),
@@ -115,34 +178,19 @@ pub async fn push(
     request: Request,
 ) -> Result<Json<PushResponse>, ApiError> {
     let (parts, body) = request.into_parts();
-    let push: PushRequest = json_body(body, state.max_body_bytes, "push request").await?;
-    state.keys.load().check(&parts.headers, &push.app)?;
-    let data = push.data.unwrap_or_else(|| RawValue::NULL.to_owned());
-    if let Some(conn) = push.conn {
-        if push.to.is_some() || push.room.is_some() {
-            return Err(ApiError::bad_request("invalid_request", ONE_TARGET));
+    let body = read_body(body, state.max_body_bytes).await?;
+    let push = read_push(&body)?;
+    state.keys.load().check(&parts.headers, push.app())?;
+    let app = push.app.clone();
+    let spec = match push.into_action()? {
+        PushAction::Conn { conn, event, data } => {
+            let receipt = state.hub.push_to_conn(&app, &conn, event, data).await?;
+            return Ok(Json(receipt.into()));
         }
-        if push.idempotency_key.is_some() {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "a push to one \"conn\" is live-only and takes no \"idempotency_key\"",
-            ));
-        }
-        let receipt = state
-            .hub
-            .push_to_conn(&push.app, &conn, push.event, data)
-            .await?;
-        return Ok(Json(receipt.into()));
-    }
-    let targets = targets_of(push.to.as_deref(), push.room, ONE_TARGET)?;
-    if push.idempotency_key.is_some() {
-        let spec = PushSpec {
-            targets,
-            event: push.event,
-            data,
-            idempotency_key: push.idempotency_key,
-        };
-        let mut answers = state.hub.publish_batch(&push.app, vec![spec]).await?;
+        PushAction::Publish(spec) => spec,
+    };
+    if spec.idempotency_key.is_some() {
+        let mut answers = state.hub.publish_batch(&app, vec![spec]).await?;
         let answer = answers.pop().ok_or_else(|| {
             ApiError::new(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -154,7 +202,7 @@ pub async fn push(
     }
     let receipt = state
         .hub
-        .publish(&push.app, &targets, push.event, data)
+        .publish(&app, &spec.targets, spec.event, spec.data)
         .await?;
     Ok(Json(receipt.into()))
 }

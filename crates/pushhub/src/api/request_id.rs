@@ -19,22 +19,25 @@ pub const MAX_LEN: usize = 128;
 /// The middleware: wraps the request in a `request` span (`request_id`, method and path;
 /// never the query, where some dialects carry passwords) and sets the response header.
 pub async fn layer(mut request: Request, next: Next) -> Response {
-    let id = request
+    let given = request
         .headers()
         .get(HEADER)
-        .and_then(|value| value.to_str().ok())
-        .filter(|id| acceptable(id))
-        .map_or_else(generate, str::to_owned);
+        .filter(|value| value.to_str().is_ok_and(acceptable))
+        .cloned();
+    let value = match given {
+        Some(value) => value,
+        None => {
+            let value = generate();
+            request.headers_mut().insert(HEADER, value.clone());
+            value
+        }
+    };
     let span = tracing::info_span!(
         "request",
-        request_id = %id,
+        request_id = value.to_str().unwrap_or_default(),
         method = %request.method(),
         path = %request.uri().path(),
     );
-    let value = HeaderValue::from_str(&id).ok();
-    if let Some(value) = &value {
-        request.headers_mut().insert(HEADER, value.clone());
-    }
     let started = std::time::Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     span.in_scope(|| {
@@ -44,9 +47,7 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
             "api request done"
         );
     });
-    if let Some(value) = value {
-        response.headers_mut().insert(HEADER, value);
-    }
+    response.headers_mut().insert(HEADER, value);
     response
 }
 
@@ -58,9 +59,16 @@ fn acceptable(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'))
 }
 
-/// A fresh id: 128 random bits in hex (unique enough to grep for; not a secret).
-fn generate() -> String {
-    format!("{:032x}", fastrand::u128(..))
+/// A fresh id: 128 random bits in hex (unique enough to grep for; not a secret), written
+/// straight into the header value.
+fn generate() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits = fastrand::u128(..);
+    let mut text = [0u8; 32];
+    for (at, digit) in text.iter_mut().enumerate() {
+        *digit = HEX[(bits >> (124 - 4 * at) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
@@ -82,6 +90,6 @@ mod tests {
             assert!(!acceptable(bad), "{bad:?}");
         }
         assert_eq!(generate().len(), 32);
-        assert!(acceptable(&generate()));
+        assert!(acceptable(generate().to_str().unwrap()));
     }
 }

@@ -215,44 +215,51 @@ impl HistoryBudget {
         bytes: usize,
         at: Instant,
     ) -> (Charge, usize) {
-        // Looked up by reference first: cloning the app's name for every publish would
+        // Looked up by reference, once: cloning the app's name for every publish would
         // bounce its reference count between the threads publishing for that app.
-        let held = match queues.apps.get(app.as_ref()) {
-            Some(queue) => queue.held.clone(),
-            None => {
-                let held = lock(&self.apps)
-                    .entry(app.clone())
-                    .or_insert_with(|| {
-                        Arc::new(AppHeld {
-                            app: Held::default(),
-                            total: self.total.clone(),
-                        })
-                    })
-                    .clone();
-                let queue = AppQueue {
-                    held: held.clone(),
-                    entries: VecDeque::new(),
-                };
-                queues.apps.insert(app.clone(), queue);
-                held
-            }
-        };
+        let ShardQueues { all, apps } = queues;
+        if let Some(queue) = apps.get_mut(app.as_ref()) {
+            return self.keep(queue, all, channel, bytes, at);
+        }
+        let held = lock(&self.apps)
+            .entry(app.clone())
+            .or_insert_with(|| {
+                Arc::new(AppHeld {
+                    app: Held::default(),
+                    total: self.total.clone(),
+                })
+            })
+            .clone();
+        let queue = apps.entry(app.clone()).or_insert(AppQueue {
+            held,
+            entries: VecDeque::new(),
+        });
+        self.keep(queue, all, channel, bytes, at)
+    }
+
+    /// [`Self::charge`] once the app's queue in the shard is found.
+    fn keep(
+        &self,
+        queue: &mut AppQueue,
+        all: &mut VecDeque<Entry>,
+        channel: &Arc<str>,
+        bytes: usize,
+        at: Instant,
+    ) -> (Charge, usize) {
         self.total.0.fetch_add(bytes, Relaxed);
-        let app_bytes = held.app.0.fetch_add(bytes, Relaxed) + bytes;
+        let app_bytes = queue.held.app.0.fetch_add(bytes, Relaxed) + bytes;
         let token = Arc::new(Token {
             bytes,
             live: AtomicBool::new(true),
-            held,
+            held: queue.held.clone(),
         });
         let entry = || Entry {
             at,
             token: token.clone(),
             channel: channel.clone(),
         };
-        if let Some(queue) = queues.apps.get_mut(app.as_ref()) {
-            queue.entries.push_back(entry());
-        }
-        queues.all.push_back(entry());
+        queue.entries.push_back(entry());
+        all.push_back(entry());
         (Charge(token), app_bytes)
     }
 

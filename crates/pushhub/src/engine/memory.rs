@@ -42,6 +42,29 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// same channel parks its task, not a worker thread.
 type Turn = Arc<tokio::sync::Mutex<()>>;
 
+/// How a publish found its channel's turn.
+enum Taken {
+    /// Free: taken, the publications named and kept in the same look at the stream.
+    Kept(
+        tokio::sync::OwnedMutexGuard<()>,
+        Vec<Arc<Publication>>,
+        AfterKeep,
+    ),
+    /// Free: taken and the publications named; their records go to the log first.
+    Named(tokio::sync::OwnedMutexGuard<()>, Vec<Arc<Publication>>),
+    /// Held by another publish: to wait for.
+    Waiting(Turn),
+}
+
+/// What keeping a run of publications leaves to do once the shard's lock is released.
+#[derive(Debug, Default)]
+struct AfterKeep {
+    /// Someone here is subscribed to the channel: the publications are handed over.
+    subscribed: bool,
+    /// The bytes the app holds now and its bound, when history is kept.
+    app_bytes: Option<(usize, usize)>,
+}
+
 /// What a kept message is counted as, beyond its payload and channel name: the entry, the
 /// publication and their places in the eviction queues.
 const KEPT_OVERHEAD_BYTES: usize = 192;
@@ -116,6 +139,35 @@ impl Stream {
         {
             self.history.pop_front();
         }
+    }
+
+    /// The publications `first` and `rest` become at the next offsets (in a new epoch
+    /// when the stream was idle past its keep time), before anything is changed but that
+    /// renewal: the caller holds the channel's turn, so the offsets stay free for it.
+    fn next_publications(
+        &mut self,
+        channel: &Arc<str>,
+        first: &Arc<Message>,
+        rest: &[(&Arc<Message>, HistoryPolicy)],
+        now: Instant,
+    ) -> Vec<Arc<Publication>> {
+        if self.expired(now) {
+            *self = Self::with_turn(now, self.turn.clone());
+        }
+        let mut publications = Vec::with_capacity(rest.len() + 1);
+        let messages = std::iter::once(first).chain(rest.iter().map(|(message, _)| *message));
+        for (offset, message) in (self.offset + 1..).zip(messages) {
+            let position = StreamPosition {
+                epoch: self.epoch.clone(),
+                offset,
+            };
+            publications.push(Arc::new(Publication::new(
+                channel.clone(),
+                position,
+                Arc::clone(message),
+            )));
+        }
+        publications
     }
 
     fn position(&self) -> StreamPosition {
@@ -279,6 +331,11 @@ impl MemoryBroker {
     /// them. With a durable log, the publications' records are handed to the kernel (in
     /// one append) before they become visible (their offsets, the history, the hand-over),
     /// so a killed process never forgets a publication that anyone saw.
+    ///
+    /// The channel is looked up once when its turn is free (the usual case): the same
+    /// look takes the turn, names the offsets and, without a log to write first, keeps
+    /// the publications. A turn another publish holds is waited for, and the stream is
+    /// looked at again once it is this publish's.
     async fn publish_run(
         &self,
         channel: &Arc<str>,
@@ -287,48 +344,73 @@ impl MemoryBroker {
         let Some(((first, _), rest)) = items.split_first() else {
             return Ok(Vec::new());
         };
-        let turn = self
-            .shard(channel)
-            .streams
-            .entry(channel.clone())
-            .or_insert_with(|| Stream::new(Instant::now()))
-            .turn
-            .clone();
-        // Nothing below awaits but the log: once it is this publish's turn, the offsets,
-        // the history and the hand-over happen together, even if the caller stops waiting.
-        let _turn = turn.lock().await;
-        let head = self.next_publication(channel, first, &turn);
-        let mut publications = Vec::with_capacity(items.len());
-        publications.push(head.clone());
-        for (next, (message, _)) in (head.position.offset + 1..).zip(rest) {
-            let position = StreamPosition {
-                epoch: head.position.epoch.clone(),
-                offset: next,
-            };
-            publications.push(Arc::new(Publication::new(
-                channel.clone(),
-                position,
-                Arc::clone(message),
-            )));
-        }
-        if let Some(log) = &self.log {
-            let now = durable::wall_ms();
-            let bodies = publications
-                .iter()
-                .zip(items)
-                .map(|(publication, (_, history))| HistoryLog::body(publication, *history, now))
-                .collect();
-            log.append(bodies)
-                .await
-                .map_err(|error| EngineError::Unavailable(error.to_string()))?;
-        }
-        for (publication, (_, history)) in publications.iter().zip(items) {
-            self.commit(publication, *history);
-        }
+        let taken = {
+            let now = Instant::now();
+            let mut shard = self.shard(channel);
+            let Shard {
+                streams,
+                subscribed,
+                queues,
+            } = &mut *shard;
+            let stream = streams
+                .entry(channel.clone())
+                .or_insert_with(|| Stream::new(now));
+            match stream.turn.clone().try_lock_owned() {
+                Ok(turn) => {
+                    let publications = stream.next_publications(channel, first, rest, now);
+                    if self.log.is_none() {
+                        let kept = self.keep(stream, subscribed, queues, &publications, items);
+                        Taken::Kept(turn, publications, kept)
+                    } else {
+                        Taken::Named(turn, publications)
+                    }
+                }
+                Err(_) => Taken::Waiting(stream.turn.clone()),
+            }
+        };
+        // Nothing below awaits but the turn and the log: once it is this publish's turn,
+        // the offsets, the history and the hand-over happen together, even if the caller
+        // stops waiting.
+        let (_turn, publications, kept) = match taken {
+            Taken::Kept(turn, publications, kept) => (turn, publications, kept),
+            Taken::Named(turn, publications) => {
+                self.write_log(&publications, items).await?;
+                let kept = self.keep_again(&publications, items);
+                (turn, publications, kept)
+            }
+            Taken::Waiting(turn) => {
+                let held = turn.clone().lock_owned().await;
+                let publications = self.next_publications(channel, first, rest, &turn);
+                self.write_log(&publications, items).await?;
+                let kept = self.keep_again(&publications, items);
+                (held, publications, kept)
+            }
+        };
+        self.hand_over(&publications, kept);
         Ok(publications
             .iter()
             .map(|publication| publication.position.clone())
             .collect())
+    }
+
+    /// Hand the publications' records to the log, when there is one.
+    async fn write_log(
+        &self,
+        publications: &[Arc<Publication>],
+        items: &[(&Arc<Message>, HistoryPolicy)],
+    ) -> Result<(), EngineError> {
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        let now = durable::wall_ms();
+        let bodies = publications
+            .iter()
+            .zip(items)
+            .map(|(publication, (_, history))| HistoryLog::body(publication, *history, now))
+            .collect();
+        log.append(bodies)
+            .await
+            .map_err(|error| EngineError::Unavailable(error.to_string()))
     }
 
     /// Publish `message` to one channel.
@@ -344,87 +426,110 @@ impl MemoryBroker {
             .ok_or_else(|| EngineError::Unavailable("nothing published".into()))
     }
 
-    /// The publication `message` becomes at the channel's next offset (in a new epoch
-    /// when the stream was idle past its keep time), before anything is changed but that
-    /// renewal: the caller holds the channel's turn, so the offset stays free for it.
-    fn next_publication(
+    /// The publications `first` and `rest` become at the channel's next offsets, looked
+    /// up once the caller holds the channel's turn (waited for: the stream may have been
+    /// forgotten meanwhile, and is then made again with that turn).
+    fn next_publications(
         &self,
         channel: &Arc<str>,
-        message: &Arc<Message>,
+        first: &Arc<Message>,
+        rest: &[(&Arc<Message>, HistoryPolicy)],
         turn: &Turn,
-    ) -> Arc<Publication> {
+    ) -> Vec<Arc<Publication>> {
         let now = Instant::now();
         let mut shard = self.shard(channel);
-        let stream = shard
+        shard
             .streams
             .entry(channel.clone())
-            .or_insert_with(|| Stream::with_turn(now, turn.clone()));
-        if stream.expired(now) {
-            *stream = Stream::with_turn(now, turn.clone());
-        }
-        let position = StreamPosition {
-            epoch: stream.epoch.clone(),
-            offset: stream.offset + 1,
-        };
-        Arc::new(Publication::new(channel.clone(), position, message.clone()))
+            .or_insert_with(|| Stream::with_turn(now, turn.clone()))
+            .next_publications(channel, first, rest, now)
     }
 
-    /// Make `publication` the channel's top, keep it in the history and hand it over.
-    fn commit(&self, publication: &Arc<Publication>, history: HistoryPolicy) {
+    /// Keep `publications` (named under the turn, their records written) in their
+    /// stream: one more look at it, for all of them.
+    fn keep_again(
+        &self,
+        publications: &[Arc<Publication>],
+        items: &[(&Arc<Message>, HistoryPolicy)],
+    ) -> AfterKeep {
+        let Some(channel) = publications.first().map(|p| p.channel.clone()) else {
+            return AfterKeep::default();
+        };
+        let mut shard = self.shard(&channel);
+        let Shard {
+            streams,
+            subscribed,
+            queues,
+        } = &mut *shard;
+        // The turn held keeps the stream (see `forgettable`).
+        match streams.get_mut(&channel) {
+            Some(stream) => self.keep(stream, subscribed, queues, publications, items),
+            None => AfterKeep::default(),
+        }
+    }
+
+    /// Make `publications` the channel's top and keep them in its history, under the
+    /// shard's lock; what happens after the lock is released is in the answer.
+    fn keep(
+        &self,
+        stream: &mut Stream,
+        subscribed: &HashMap<Arc<str>, usize>,
+        queues: &mut ShardQueues,
+        publications: &[Arc<Publication>],
+        items: &[(&Arc<Message>, HistoryPolicy)],
+    ) -> AfterKeep {
         let now = Instant::now();
-        let channel = &publication.channel;
-        let (subscribed, app_bytes) = {
-            let mut shard = self.shard(channel);
-            let Shard {
-                streams,
-                subscribed,
-                queues,
-            } = &mut *shard;
-            let subscribed = subscribed.contains_key(channel);
-            // The turn held keeps the stream (see `forgettable`).
-            let Some(stream) = streams.get_mut(channel) else {
-                return;
-            };
+        let mut after = AfterKeep::default();
+        for (publication, (_, history)) in publications.iter().zip(items) {
+            let channel = &publication.channel;
             stream.offset = publication.position.offset;
             stream.last_publish = now;
-            let mut app_bytes = None;
             if history.is_off() {
                 stream.history.clear();
                 stream.keep_for = STREAM_IDLE_WITHOUT_HISTORY;
-            } else {
-                stream.ttl = history.ttl;
-                stream.keep_for = history.ttl;
-                let (charge, held) = self.budget.charge(
-                    queues,
-                    &publication.message.app,
-                    channel,
-                    kept_bytes(publication),
-                    now,
-                );
-                app_bytes = Some(held);
-                stream.history.push_back(Kept {
-                    at: now,
-                    publication: publication.clone(),
-                    charge,
-                });
-                while stream.history.len() > history.size {
-                    stream.history.pop_front();
-                }
-                stream.trim(now);
+                continue;
             }
-            (subscribed, app_bytes)
-        };
-        // Over a bound, the oldest kept messages go now, each under its own shard's lock
-        // (this one's released first: eviction looks at every shard).
-        if let Some(app_bytes) = app_bytes {
-            self.enforce_bounds(&publication.message.app, app_bytes, history.max_bytes, now);
+            stream.ttl = history.ttl;
+            stream.keep_for = history.ttl;
+            let (charge, held) = self.budget.charge(
+                queues,
+                &publication.message.app,
+                channel,
+                kept_bytes(publication),
+                now,
+            );
+            after.app_bytes = Some((held, history.max_bytes));
+            stream.history.push_back(Kept {
+                at: now,
+                publication: publication.clone(),
+                charge,
+            });
+            while stream.history.len() > history.size {
+                stream.history.pop_front();
+            }
+            stream.trim(now);
         }
-        // In the history (and at the top) before anyone gets it, and handed over while
-        // only this channel's turn is held: a client connecting now finds it in its
-        // recovery or gets it live, never neither, without waiting for the fan-out.
-        if subscribed {
+        after.subscribed = publications
+            .first()
+            .is_some_and(|p| subscribed.contains_key(&p.channel));
+        after
+    }
+
+    /// What follows keeping `publications`, with only their channel's turn held: over a
+    /// bound, the oldest kept messages go, each under its own shard's lock (eviction looks
+    /// at every shard); then the publications are handed over. In the history (and at the
+    /// top) before anyone gets them, and handed over while only this channel's turn is
+    /// held: a client connecting now finds them in its recovery or gets them live, never
+    /// neither, without waiting for the fan-out.
+    fn hand_over(&self, publications: &[Arc<Publication>], kept: AfterKeep) {
+        if let (Some((app_bytes, max_app)), Some(first)) = (kept.app_bytes, publications.first()) {
+            self.enforce_bounds(&first.message.app, app_bytes, max_app, Instant::now());
+        }
+        if kept.subscribed {
             if let Some(events) = self.events.get() {
-                events.publication(publication);
+                for publication in publications {
+                    events.publication(publication);
+                }
             }
         }
     }

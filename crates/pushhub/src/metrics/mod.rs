@@ -62,9 +62,9 @@ pub struct ConnLabels {
 pub struct ApiLabels {
     /// The matched route, such as `/v1/apps/{app}/users` (requests for no route at all
     /// reach the listener's fallback, outside the API router, and are not counted).
-    pub endpoint: String,
-    /// The HTTP method.
-    pub method: String,
+    pub endpoint: http::Endpoint,
+    /// The HTTP method (a standard one, or `other`).
+    pub method: &'static str,
     /// The status code answered.
     pub status: u16,
 }

@@ -69,7 +69,7 @@ async fn app_request(
 pub async fn push(
     State(state): State<ApiState>,
     request: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PushAnswer>, ApiError> {
     let (params, app) = app_request(&state, request).await?;
     let user = text_param(&params, "user")?;
     let msg = params
@@ -79,9 +79,20 @@ pub async fn push(
         .map_err(|e| ApiError::bad_request("invalid_param", format!("parameter \"msg\": {e}")))?;
     let targets = target::parse(&user)?;
     let receipt = state.hub.publish(&app, &targets, None, data).await?;
-    Ok(Json(
-        serde_json::json!({"id": &*receipt.id, "delivered": receipt.delivered}),
-    ))
+    Ok(Json(PushAnswer {
+        id: receipt.id,
+        delivered: receipt.delivered,
+    }))
+}
+
+/// jdserver's answer to `/push`: `{"id":"…","delivered":N}`, written straight from the
+/// receipt.
+#[derive(Debug, serde::Serialize)]
+pub struct PushAnswer {
+    /// The message id.
+    id: std::sync::Arc<str>,
+    /// Connections the message reached.
+    delivered: u64,
 }
 
 /// `/getUsers?app=`: the ids of the app's online users, as a JSON array.
