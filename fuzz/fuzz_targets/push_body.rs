@@ -16,10 +16,10 @@
 use libfuzzer_sys::fuzz_target;
 use pushhub::api::batch::{read_batch, BatchEntries};
 use pushhub::api::native::{read_push, PushAction};
+use pushhub::http_error::ApiError;
 use pushhub::hub::names::check_user;
 use pushhub::hub::target::MAX_TARGET_ITEMS;
 use pushhub::hub::{PushSpec, Target};
-use pushhub::http_error::ApiError;
 
 fn refused(error: &ApiError) {
     assert!(error.status.is_client_error(), "{error:?}");
@@ -40,8 +40,7 @@ fn check(spec: &PushSpec) {
             check_user(name).expect("a read user or group is a valid user id");
         }
     }
-    serde_json::from_str::<serde::de::IgnoredAny>(spec.data.get())
-        .expect("a read payload is JSON");
+    serde_json::from_str::<serde::de::IgnoredAny>(spec.data.get()).expect("a read payload is JSON");
 }
 
 /// `spec` of `app` written back as a `POST /v1/push` body.

@@ -14,9 +14,9 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use pushhub::api::pushserve::is_pushserve;
+use pushhub::auth::access_key::{access_key, access_key_valid};
 use pushhub::config::PushServe;
-use pushhub::dialect::pushserve::{access_key, access_key_valid};
+use pushhub::dialect::pushserve::api::is_pushserve;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
