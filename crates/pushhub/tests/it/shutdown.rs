@@ -19,7 +19,7 @@ async fn sigterm_closes_every_client_with_1001_and_exits_zero() {
         assert_eq!(code, 1001);
         assert!(reason.contains("shutting down"), "{reason}");
     }
-    assert!(server.log().contains("stopped"));
+    server.wait_log("stopped", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,9 +39,5 @@ async fn shutdown_does_not_wait_past_the_grace_period_for_a_trickling_request() 
         "took {:?}",
         started.elapsed()
     );
-    assert!(
-        server.log().contains("grace period ended"),
-        "{}",
-        server.log()
-    );
+    server.wait_log("grace period ended", 1).await;
 }

@@ -344,10 +344,8 @@ async fn one_reload_rotates_a_key_changes_a_limit_and_replaces_the_certificate_d
         "{applied}"
     );
     let sha256 = applied["tls_sha256"].as_str().expect("a fingerprint");
-    assert!(
-        server.log().contains(sha256),
-        "the log names the new certificate"
-    );
+    // The log line is read from the server's stderr as it comes: wait for it.
+    server.wait_log(sha256, 1).await;
 
     // Every connection made before is up and served, under the rules it came with.
     assert_eq!(
@@ -523,7 +521,7 @@ async fn sigterm_closes_tls_clients_with_1001_and_does_not_wait_for_silent_hands
         Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001),
         other => panic!("expected a close frame, got {other:?}"),
     }
-    assert!(server.log().contains("stopped"), "{}", server.log());
+    server.wait_log("stopped", 1).await;
 }
 
 /// The next newline-delimited frame as JSON.
