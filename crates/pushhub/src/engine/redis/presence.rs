@@ -590,8 +590,11 @@ mod tests {
         let Some(redis) = RedisServer::start() else {
             return;
         };
-        // Heartbeats every 10 s: the first ran at start, the next comes after this test.
+        // Heartbeats every 10 s: wait for the first (it reads the deadlines), so that the
+        // next comes after this test.
         let (presence, stop) = presence(&redis, Duration::from_secs(30)).await;
+        let beaten = eventually(|| redis.command_calls().contains_key("zrange")).await;
+        assert!(beaten, "the first heartbeat did not run");
         presence.join("app", "u1", 1, 500).await.unwrap();
         let alive_until = now_ms() + 2_000;
         foreign(&redis, "othernod", alive_until, "u1", "7", 300);
