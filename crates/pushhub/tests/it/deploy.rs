@@ -103,8 +103,10 @@ impl Nginx {
             .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
         let prefix = dir.path().display().to_string();
         std::fs::write(dir.path().join("pushhub.conf"), site).expect("write site");
+        // One process (no master and worker): killing it when the test ends leaves no
+        // worker behind, orphaned, holding its port.
         let main = format!(
-            "daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\n\
+            "daemon off;\nmaster_process off;\npid {prefix}/nginx.pid;\n\
              error_log {prefix}/error.log info;\nevents {{ worker_connections 256; }}\n\
              http {{\n  access_log {prefix}/access.log;\n\
              client_body_temp_path {prefix}/body;\n  proxy_temp_path {prefix}/proxy;\n\
