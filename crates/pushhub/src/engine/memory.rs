@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::budget::{Charge, HistoryBudget, ShardQueues};
 use super::{
     BatchPublish, Broker, BrokerEvents, BrokerStats, EngineError, HistoryPolicy, HistoryRequest,
-    Message, Presence, Publication, Recovery, RemoteConn, StreamPosition,
+    Member, Message, Presence, Publication, Recovery, RemoteConn, StreamPosition,
 };
 use crate::stable_hash::stable_hash;
 use crate::store::history::HistoryLog;
@@ -715,10 +715,13 @@ impl Broker for MemoryBroker {
     }
 }
 
-/// Online users of every app, counted per connection.
+/// Online users of every scope (an app, a room channel), counted per connection, with
+/// the info members joined with.
 #[derive(Default)]
 pub struct MemoryPresence {
     apps: Mutex<HashMap<String, BTreeMap<String, usize>>>,
+    /// Per scope, each member's info (from its first connection's join).
+    infos: Mutex<HashMap<String, HashMap<String, Arc<str>>>>,
 }
 
 #[async_trait]
@@ -799,6 +802,89 @@ impl Presence for MemoryPresence {
 
     async fn nodes(&self) -> Result<Vec<String>, EngineError> {
         Ok(vec![crate::node::node_id().to_owned()])
+    }
+
+    async fn join_member(
+        &self,
+        scope: &str,
+        user: &str,
+        _conn: u64,
+        _since_ms: u64,
+        info: &str,
+    ) -> Result<bool, EngineError> {
+        // Both maps change under the count's lock, so a concurrent leave of the same
+        // member cannot interleave between them.
+        let mut apps = lock(&self.apps);
+        let count = apps
+            .entry(scope.to_owned())
+            .or_default()
+            .entry(user.to_owned())
+            .or_default();
+        *count += 1;
+        let first = *count == 1;
+        lock(&self.infos)
+            .entry(scope.to_owned())
+            .or_default()
+            .entry(user.to_owned())
+            .or_insert_with(|| info.into());
+        Ok(first)
+    }
+
+    async fn leave_member(&self, scope: &str, user: &str, _conn: u64) -> Result<bool, EngineError> {
+        let mut apps = lock(&self.apps);
+        let Some(users) = apps.get_mut(scope) else {
+            return Ok(false);
+        };
+        let Some(count) = users.get_mut(user) else {
+            return Ok(false);
+        };
+        *count = count.saturating_sub(1);
+        let last = *count == 0;
+        if last {
+            users.remove(user);
+            if users.is_empty() {
+                apps.remove(scope);
+            }
+            let mut infos = lock(&self.infos);
+            if let Some(members) = infos.get_mut(scope) {
+                members.remove(user);
+                if members.is_empty() {
+                    infos.remove(scope);
+                }
+            }
+        }
+        Ok(last)
+    }
+
+    async fn members(&self, scope: &str) -> Result<Vec<Member>, EngineError> {
+        let apps = lock(&self.apps);
+        let infos = lock(&self.infos);
+        let infos = infos.get(scope);
+        Ok(apps
+            .get(scope)
+            .map(|users| {
+                users
+                    .iter()
+                    .map(|(user, conns)| Member {
+                        user: user.clone(),
+                        conns: *conns,
+                        info: infos.and_then(|infos| infos.get(user)).cloned(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn scopes(&self, prefix: &str) -> Result<Vec<(String, usize)>, EngineError> {
+        let apps = lock(&self.apps);
+        let mut scopes: Vec<(String, usize)> = apps
+            .iter()
+            .filter(|(scope, _)| scope.starts_with(prefix))
+            .map(|(scope, users)| (scope.clone(), users.values().sum()))
+            .filter(|(_, conns)| *conns > 0)
+            .collect();
+        scopes.sort_unstable();
+        Ok(scopes)
     }
 }
 

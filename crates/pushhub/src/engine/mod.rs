@@ -226,6 +226,27 @@ pub struct RemoteConn {
     pub since_ms: u64,
 }
 
+/// One user present in a scope, as a presence channel lists its members: once however
+/// many connections the user holds there, on however many nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The user id.
+    pub user: String,
+    /// Its connections in the scope.
+    pub conns: usize,
+    /// What the member shows of itself (JSON text, e.g. Pusher's `user_info`): the info
+    /// its first connection in the scope joined with, kept until its last one leaves.
+    pub info: Option<Arc<str>>,
+}
+
+/// Where presence tells the hub of members that left without a leave: a node died, and
+/// whichever node purged its entries reports the users whose last connection in a scope
+/// went with it, so every node's members of that scope hear of it.
+pub trait PresenceEvents: Send + Sync {
+    /// `users` no longer hold any connection in `scope`.
+    fn members_gone(&self, scope: &str, users: &[String]);
+}
+
 /// Who is online: users of a scope (an app, or a room channel) and how many connections
 /// each holds.
 ///
@@ -288,6 +309,37 @@ pub trait Presence: Send + Sync {
     /// what an operator sees as the cluster. An engine of one node answers with its own
     /// name alone.
     async fn nodes(&self) -> Result<Vec<String>, EngineError>;
+
+    /// Record connection `conn` of `user` in `scope` as a member showing `info` (JSON
+    /// text): [`Presence::join`] for a scope whose members are listed with their info.
+    /// True when this is the user's first connection in the scope on any node: of two
+    /// first connections joining at once on two nodes, exactly one is told so (the
+    /// member was added once).
+    async fn join_member(
+        &self,
+        scope: &str,
+        user: &str,
+        conn: u64,
+        since_ms: u64,
+        info: &str,
+    ) -> Result<bool, EngineError>;
+
+    /// Undo [`Presence::join_member`]. True when that was the user's last connection in
+    /// the scope on any node (the member was removed), told to exactly one leaver.
+    async fn leave_member(&self, scope: &str, user: &str, conn: u64) -> Result<bool, EngineError>;
+
+    /// The members of `scope`, sorted by user id, each with its connection count and info
+    /// (users who joined without [`Presence::join_member`] have none).
+    async fn members(&self, scope: &str) -> Result<Vec<Member>, EngineError>;
+
+    /// Scopes whose name starts with `prefix` that hold at least one connection, with
+    /// their connection counts, sorted by name: which channels are occupied (Pusher's
+    /// `GET /channels`).
+    async fn scopes(&self, prefix: &str) -> Result<Vec<(String, usize)>, EngineError>;
+
+    /// Give presence the hub's handler for members a dead node took with it; called once
+    /// at start. An engine of one node has no other node to lose, and ignores it.
+    fn register_events(&self, _events: Arc<dyn PresenceEvents>) {}
 }
 
 /// The engines a hub runs on.

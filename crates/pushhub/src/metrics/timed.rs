@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use super::EngineLabels;
 use crate::engine::{
     BatchPublish, Broker, BrokerEvents, BrokerStats, Engine, EngineError, HistoryPolicy,
-    HistoryRequest, Message, Presence, Recovery, RemoteConn, StreamPosition,
+    HistoryRequest, Member, Message, Presence, PresenceEvents, Recovery, RemoteConn,
+    StreamPosition,
 };
 
 /// `engine` with its broker and presence timed.
@@ -186,5 +187,34 @@ impl Presence for TimedPresence {
     async fn online_elsewhere(&self, scope: &str, conn: &str) -> Result<bool, EngineError> {
         let call = self.0.online_elsewhere(scope, conn);
         timed("presence", self.kind(), "online_elsewhere", call).await
+    }
+
+    async fn join_member(
+        &self,
+        scope: &str,
+        user: &str,
+        conn: u64,
+        since_ms: u64,
+        info: &str,
+    ) -> Result<bool, EngineError> {
+        let call = self.0.join_member(scope, user, conn, since_ms, info);
+        timed("presence", self.kind(), "join_member", call).await
+    }
+
+    async fn leave_member(&self, scope: &str, user: &str, conn: u64) -> Result<bool, EngineError> {
+        let call = self.0.leave_member(scope, user, conn);
+        timed("presence", self.kind(), "leave_member", call).await
+    }
+
+    async fn members(&self, scope: &str) -> Result<Vec<Member>, EngineError> {
+        timed("presence", self.kind(), "members", self.0.members(scope)).await
+    }
+
+    async fn scopes(&self, prefix: &str) -> Result<Vec<(String, usize)>, EngineError> {
+        timed("presence", self.kind(), "scopes", self.0.scopes(prefix)).await
+    }
+
+    fn register_events(&self, events: Arc<dyn PresenceEvents>) {
+        self.0.register_events(events);
     }
 }

@@ -39,13 +39,35 @@ use fred::interfaces::{HashesInterface, KeysInterface, SortedSetsInterface};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::engine::{EngineError, Presence, RemoteConn};
+use crate::engine::{EngineError, Member, Presence, RemoteConn};
 use crate::node::{conn_name, node_id};
 use crate::redis::RedisConnections;
+use crate::redis::Script;
 use crate::sync::lock;
 
 /// Separates the parts of a stored value or field (never in a scope or a connection name).
 const SEP: char = '|';
+
+/// A member's join, atomic in its scope's slot: its two records, its info unless the user
+/// already shows one, and how many connections the user now holds there (1: the member
+/// was added). KEYS: conns, user, info; ARGV: connection, `since|user`, since, user, info.
+static JOIN_MEMBER: Script = Script::fixed(
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) \
+     redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) \
+     redis.call('HSETNX', KEYS[3], ARGV[4], ARGV[5]) \
+     return redis.call('HLEN', KEYS[2])",
+);
+
+/// A member's leave, atomic in its scope's slot: 1 when it took the user's last
+/// connection there (the member was removed, and its info goes). KEYS: conns, user, info;
+/// ARGV: connection, user.
+static LEAVE_MEMBER: Script = Script::fixed(
+    "redis.call('HDEL', KEYS[1], ARGV[1]) \
+     local removed = redis.call('HDEL', KEYS[2], ARGV[1]) \
+     if redis.call('HLEN', KEYS[2]) > 0 then return 0 end \
+     redis.call('HDEL', KEYS[3], ARGV[2]) \
+     return removed",
+);
 
 /// One entry this node registered: connection `conn` of `user` in `scope`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -86,6 +108,10 @@ impl Keys {
 
     fn user(&self, scope: &str, user: &str) -> String {
         format!("{}:presence:{{{scope}}}:user:{user}", self.prefix)
+    }
+
+    fn info(&self, scope: &str) -> String {
+        format!("{}:presence:{{{scope}}}:info", self.prefix)
     }
 
     fn node(&self, node: &str) -> String {
@@ -479,6 +505,115 @@ impl Presence for RedisPresence {
         let mut nodes: Vec<String> = self.live_nodes().await?.into_iter().collect();
         nodes.sort_unstable();
         Ok(nodes)
+    }
+
+    async fn join_member(
+        &self,
+        scope: &str,
+        user: &str,
+        conn: u64,
+        since_ms: u64,
+        info: &str,
+    ) -> Result<bool, EngineError> {
+        let entry = Entry {
+            scope: scope.into(),
+            user: user.into(),
+            conn,
+        };
+        lock(&self.mine).insert(entry.clone(), since_ms);
+        let name = conn_name(conn);
+        let keys = vec![
+            self.keys.conns(scope),
+            self.keys.user(scope, user),
+            self.keys.info(scope),
+        ];
+        let args = vec![
+            name.clone(),
+            format!("{since_ms}{SEP}{user}"),
+            since_ms.to_string(),
+            user.to_owned(),
+            info.to_owned(),
+        ];
+        let joined = async {
+            let held = JOIN_MEMBER.run(&self.pool().next(), keys, args).await?;
+            self.pool()
+                .hset::<i64, _, _>(
+                    self.keys.node(node_id()),
+                    (format!("{scope}{SEP}{name}"), user),
+                )
+                .await?;
+            Ok::<_, fred::error::Error>(held.as_u64() == Some(1))
+        };
+        match joined.await {
+            Ok(first) => Ok(first),
+            Err(error) => {
+                lock(&self.mine).remove(&entry);
+                lock(&self.stale).insert(entry);
+                Err(unavailable(error))
+            }
+        }
+    }
+
+    async fn leave_member(&self, scope: &str, user: &str, conn: u64) -> Result<bool, EngineError> {
+        let entry = Entry {
+            scope: scope.into(),
+            user: user.into(),
+            conn,
+        };
+        lock(&self.mine).remove(&entry);
+        let name = conn_name(conn);
+        let keys = vec![
+            self.keys.conns(scope),
+            self.keys.user(scope, user),
+            self.keys.info(scope),
+        ];
+        let left = async {
+            let last = LEAVE_MEMBER
+                .run(
+                    &self.pool().next(),
+                    keys,
+                    vec![name.clone(), user.to_owned()],
+                )
+                .await?;
+            self.pool()
+                .hdel::<i64, _, _>(self.keys.node(node_id()), format!("{scope}{SEP}{name}"))
+                .await?;
+            Ok::<_, fred::error::Error>(last.as_u64() == Some(1))
+        };
+        left.await.map_err(|error| {
+            lock(&self.stale).insert(entry);
+            unavailable(error)
+        })
+    }
+
+    async fn members(&self, scope: &str) -> Result<Vec<Member>, EngineError> {
+        let (entries, infos) =
+            tokio::try_join!(self.live_entries(self.keys.conns(scope)), async {
+                self.pool()
+                    .hgetall::<HashMap<String, String>, _>(self.keys.info(scope))
+                    .await
+                    .map_err(unavailable)
+            },)?;
+        let mut members: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, value) in entries {
+            if let Some((_, user)) = value.split_once(SEP) {
+                *members.entry(user.to_owned()).or_default() += 1;
+            }
+        }
+        Ok(members
+            .into_iter()
+            .map(|(user, conns)| Member {
+                info: infos.get(&user).map(|info| Arc::from(info.as_str())),
+                user,
+                conns,
+            })
+            .collect())
+    }
+
+    async fn scopes(&self, _prefix: &str) -> Result<Vec<(String, usize)>, EngineError> {
+        Err(EngineError::Unavailable(
+            "listing occupied channels is not built for the Redis engine yet".into(),
+        ))
     }
 }
 
