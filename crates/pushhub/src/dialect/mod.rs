@@ -81,6 +81,11 @@ pub trait Encode: Send + Sync + 'static {
 
     /// The dialect's name, as metrics, the admin API and the dashboard show a connection's.
     fn name(&self) -> &'static str;
+
+    /// Whether the dialect renders presence member changes (see [`Render::shows_members`]).
+    fn shows_members(&self) -> bool {
+        false
+    }
 }
 
 /// A dialect's encoding inside a transport's framing: one wire format.
@@ -112,5 +117,9 @@ impl Render for Renderer {
 
     fn kind(&self) -> (&'static str, &'static str) {
         (self.framer.name(), self.encoder.name())
+    }
+
+    fn shows_members(&self) -> bool {
+        self.encoder.shows_members()
     }
 }

@@ -38,7 +38,7 @@ use async_trait::async_trait;
 
 pub use idempotency::Idempotency;
 pub use node_bus::{LocalBus, NodeBus, NodeCommand, NodeEvents};
-pub use publication::{Message, Publication, StreamPosition};
+pub use publication::{MemberChange, Message, Publication, StreamPosition};
 
 /// Failures every engine may report; callers act on the variant.
 #[derive(Debug, thiserror::Error)]

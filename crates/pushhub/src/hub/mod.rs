@@ -563,7 +563,27 @@ impl Hub {
         event: Option<String>,
         data: Box<RawValue>,
     ) -> Result<PublishReceipt, HubError> {
-        self.publish_from(app, targets, event, data, None).await
+        self.publish_from(app, targets, event, data, Origin::default())
+            .await
+    }
+
+    /// [`Hub::publish`], except to connection `exclude` (its name, as a `welcome` or
+    /// Pusher's `socket_id` shows it): the client whose action the backend is echoing to
+    /// everyone else (Pusher's `socket_id` on a trigger). It is skipped on whichever node
+    /// holds it; a name of no open connection excludes nobody.
+    pub async fn publish_excluding(
+        &self,
+        app: &str,
+        targets: &[Target],
+        event: Option<String>,
+        data: Box<RawValue>,
+        exclude: Option<&str>,
+    ) -> Result<PublishReceipt, HubError> {
+        let origin = Origin {
+            from: None,
+            exclude: exclude.map(excluded_conn).transpose()?,
+        };
+        self.publish_from(app, targets, event, data, origin).await
     }
 
     /// Deliver a message user `from` sends to user `to` of `app` (a client's `send`):
@@ -579,8 +599,11 @@ impl Hub {
     ) -> Result<PublishReceipt, HubError> {
         names::check_user(to)?;
         let targets = [Target::User(to.to_owned())];
-        self.publish_from(app, &targets, event, data, Some(from.into()))
-            .await
+        let origin = Origin {
+            from: Some(from.into()),
+            exclude: None,
+        };
+        self.publish_from(app, &targets, event, data, origin).await
     }
 
     /// Push `data` with an optional `event` to the one connection named `conn` (as its
@@ -598,7 +621,9 @@ impl Hub {
     ) -> Result<PublishReceipt, HubError> {
         let app = self.app(app)?;
         let here = parse_conn_name(conn).map_err(|_| HubError::InvalidConn(conn.to_owned()))?;
-        let message = self.inner.new_message(&app.name, event, data, None, false);
+        let message = self
+            .inner
+            .new_message(&app.name, event, data, Origin::default(), false);
         let delivered = match here {
             Some(id) => self.inner.push_local(&app.name, conn, id, message.clone()),
             None => {
@@ -669,15 +694,14 @@ impl Hub {
     async fn send_to_room(
         &self,
         app: &str,
-        from: &str,
+        origin: Origin,
         room: &str,
         event: Option<String>,
         data: Box<RawValue>,
     ) -> Result<PublishReceipt, HubError> {
         names::check_room(room)?;
         let targets = [Target::Room(room.to_owned())];
-        self.publish_from(app, &targets, event, data, Some(from.into()))
-            .await
+        self.publish_from(app, &targets, event, data, origin).await
     }
 
     async fn publish_from(
@@ -686,13 +710,13 @@ impl Hub {
         targets: &[Target],
         event: Option<String>,
         data: Box<RawValue>,
-        from: Option<Arc<str>>,
+        origin: Origin,
     ) -> Result<PublishReceipt, HubError> {
         let app = self.app(app)?;
         let channels = channels_of(&app.name, targets);
         let message = self
             .inner
-            .new_message(&app.name, event, data, from, channels.len() > 1);
+            .new_message(&app.name, event, data, origin, channels.len() > 1);
         let broker = &self.inner.engine.broker;
         let (published, delivered) = PUBLISHING
             .scope(PublishScope::default(), async {
@@ -904,7 +928,7 @@ impl HubInner {
         app: &Arc<str>,
         event: Option<String>,
         data: Box<RawValue>,
-        from: Option<Arc<str>>,
+        origin: Origin,
         shared: bool,
     ) -> Arc<Message> {
         let serial = self.next_message.fetch_add(1, Ordering::Relaxed);
@@ -912,11 +936,13 @@ impl HubInner {
             id: message_id(serial).into(),
             app: app.clone(),
             event: event.map(String::into_boxed_str),
-            from,
+            from: origin.from,
             data,
             ts_ms: now_ms(),
             seq: serial,
             shared,
+            exclude: origin.exclude,
+            member: None,
         })
     }
 
@@ -1429,6 +1455,22 @@ pub fn parse_conn_name(name: &str) -> Result<Option<ConnId>, NotAConnName> {
         return Err(NotAConnName);
     }
     Ok((node == crate::node::node_id()).then_some(id))
+}
+
+/// Who a message comes from (a client's `send`) and which connection it must skip.
+#[derive(Debug, Default)]
+pub(crate) struct Origin {
+    /// The sending user, when a client sent it.
+    from: Option<Arc<str>>,
+    /// The connection (its name across nodes) the message must not reach.
+    exclude: Option<Arc<str>>,
+}
+
+/// `name` as a connection to exclude from a publish: it must be a connection name (of
+/// any node); whether it is open does not matter.
+pub(crate) fn excluded_conn(name: &str) -> Result<Arc<str>, HubError> {
+    parse_conn_name(name).map_err(|_| HubError::InvalidConn(name.to_owned()))?;
+    Ok(name.into())
 }
 
 /// The channels `targets` of `app` publish to, each once, in the order of `targets`.

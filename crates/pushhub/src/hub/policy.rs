@@ -207,8 +207,12 @@ impl Session {
     ) -> Result<PublishReceipt, SendError> {
         names::check_room(room).map_err(|error| SendError::InvalidRoom(error.to_string()))?;
         self.app.room_send.may_send(room, self.in_room(room))?;
+        let origin = super::Origin {
+            from: Some(self.user.clone()),
+            exclude: None,
+        };
         self.hub
-            .send_to_room(&self.app.name, &self.user, room, event, data)
+            .send_to_room(&self.app.name, origin, room, event, data)
             .await
             .map_err(SendError::Hub)
     }

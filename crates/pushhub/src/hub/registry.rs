@@ -202,7 +202,7 @@ impl Subscriber {
         cache: &mut RenderCache<'_>,
         unsent: &mut Unsent,
     ) -> bool {
-        if !self.first_arrival(publication) {
+        if self.not_for_me(publication) || !self.first_arrival(publication) {
             return false;
         }
         if self.recovering.load(Ordering::Acquire) {
@@ -236,6 +236,11 @@ impl Subscriber {
     /// True when the connection's recovery, or the join of the room it came through,
     /// covered `publication`.
     fn recovered(&self, publication: &Publication) -> bool {
+        // Offsets start at 1: a publication at 0 is live-only (a push to one connection,
+        // a member change), in no history, so no recovery covered it.
+        if publication.position.offset == 0 {
+            return false;
+        }
         let at_connect = self.recovered_to.get().is_some_and(|positions| {
             positions
                 .iter()
@@ -266,10 +271,24 @@ impl Subscriber {
         covered
     }
 
+    /// True for a publication this connection never takes: one whose message excludes it
+    /// (it sent it, or its backend said so), or a member change its format does not show.
+    fn not_for_me(&self, publication: &Publication) -> bool {
+        let message = &publication.message;
+        let excluded = message
+            .exclude
+            .as_deref()
+            .is_some_and(|name| super::parse_conn_name(name) == Ok(Some(self.id)));
+        excluded || (message.member.is_some() && !self.renderer.shows_members())
+    }
+
     /// Queue `publication` now (replay) as `bytes`, its encoding in this connection's
     /// format. A shared message replayed through one channel counts as taken, so its live
     /// copy through another is skipped.
     pub fn replay(&self, publication: &Arc<Publication>, bytes: Bytes) -> bool {
+        if self.not_for_me(publication) {
+            return false;
+        }
         self.first_arrival(publication);
         self.outbox.push(Frame {
             bytes,
@@ -321,7 +340,7 @@ impl Subscriber {
     pub fn release(&self, store: &RenderStore) {
         let mut held = lock(&self.held);
         for publication in held.take().unwrap_or_default() {
-            if !self.recovered(&publication) {
+            if !self.recovered(&publication) && !self.not_for_me(&publication) {
                 let bytes = store.get(&publication, self.renderer.as_ref());
                 self.outbox.push(Frame {
                     bytes,
