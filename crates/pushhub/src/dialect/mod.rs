@@ -51,7 +51,7 @@ pub async fn attach(
 ) -> Result<Session, Disconnect> {
     let request = ConnectRequest {
         app,
-        user: identity.user,
+        user: Some(identity.user),
         groups: identity.groups,
         grant: Grant {
             rooms: identity.rooms,

@@ -109,6 +109,10 @@ pub struct Subscriber {
     since_ms: u64,
     /// How it came, for the operator's view of it.
     detail: ConnDetail,
+    /// True when it sits in its user's shard (it came with a user): only then does a
+    /// server-side join of its user ([`Registry::join_room_all`]) reach it. A connection
+    /// that came without one keeps its rooms in its own shard, out of that walk.
+    homed_by_user: bool,
 }
 
 /// How a connection came, as operators see it (`GET /v1/apps/{app}/users?conns=true`):
@@ -153,7 +157,14 @@ impl Subscriber {
             shared: Mutex::new(None),
             since_ms: 0,
             detail: ConnDetail::default(),
+            homed_by_user: true,
         }
+    }
+
+    /// The same subscriber, sitting in its user's shard (`true`) or in its own.
+    pub fn homed_by_user(mut self, homed: bool) -> Self {
+        self.homed_by_user = homed;
+        self
     }
 
     /// The same subscriber, come as `detail` says.
@@ -538,7 +549,7 @@ impl Registry {
             None => return Vec::new(),
         };
         let mut joined = Vec::new();
-        for sub in members {
+        for sub in members.into_iter().filter(|sub| sub.homed_by_user) {
             let mut rooms = lock(&sub.rooms);
             if !rooms.iter().any(|r| r.channel == *room) {
                 rooms.push(JoinedRoom::new(room.clone()));
@@ -561,7 +572,7 @@ impl Registry {
             None => return Vec::new(),
         };
         let mut left = Vec::new();
-        for sub in members {
+        for sub in members.into_iter().filter(|sub| sub.homed_by_user) {
             let mut rooms = lock(&sub.rooms);
             if let Some(at) = rooms.iter().position(|r| r.channel == *room) {
                 rooms.swap_remove(at);

@@ -535,7 +535,7 @@ impl Presence for RedisPresence {
             info.to_owned(),
         ];
         let joined = async {
-            let held = JOIN_MEMBER.run(&self.pool().next(), keys, args).await?;
+            let held = JOIN_MEMBER.run(self.pool().next(), keys, args).await?;
             self.pool()
                 .hset::<i64, _, _>(
                     self.keys.node(node_id()),
@@ -570,7 +570,7 @@ impl Presence for RedisPresence {
         let left = async {
             let last = LEAVE_MEMBER
                 .run(
-                    &self.pool().next(),
+                    self.pool().next(),
                     keys,
                     vec![name.clone(), user.to_owned()],
                 )
