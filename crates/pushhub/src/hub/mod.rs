@@ -20,6 +20,8 @@ mod nodes;
 pub mod outbox;
 mod policy;
 mod session;
+#[cfg(test)]
+mod session_tests;
 use session::room_event;
 pub mod registry;
 pub mod render;

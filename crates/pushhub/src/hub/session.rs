@@ -5,10 +5,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use serde_json::value::RawValue;
+
 use super::registry::{Registry, Subscriber};
 use super::{
     channel, conn_name, names, now_ms, replay_limit, AppSettings, ChannelState, ConnId, Grant, Hub,
-    HubError,
+    HubError, Origin, PublishReceipt,
 };
 use crate::backend::events::Event;
 use crate::disconnect::Disconnect;
@@ -194,6 +196,31 @@ impl Session {
         answer: impl FnOnce(&ChannelState),
     ) -> Result<ChannelState, HubError> {
         self.join_room(room, entry, answer).await
+    }
+
+    /// Publish `event` from this connection to room `room`, which it must be in, for
+    /// every other connection there (never back to itself), marked as from `from` (a
+    /// presence member's id). For a dialect whose protocol rules who may, as Pusher's
+    /// client events do (private and presence channels, when the app enables them).
+    pub async fn publish_to_room(
+        &self,
+        room: &str,
+        event: String,
+        data: Box<RawValue>,
+        from: Option<Arc<str>>,
+    ) -> Result<PublishReceipt, HubError> {
+        if !self.in_room(room) {
+            return Err(HubError::InvalidRoom(format!(
+                "this connection is not in room {room:?}"
+            )));
+        }
+        let origin = Origin {
+            from,
+            exclude: Some(self.conn().into()),
+        };
+        self.hub
+            .send_to_room(&self.app.name, origin, room, Some(event), data)
+            .await
     }
 
     /// The members of room `room` on every node, as [`crate::engine::Presence::members`]
