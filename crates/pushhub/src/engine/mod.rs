@@ -28,6 +28,8 @@ pub mod contract;
 pub mod idempotency;
 pub mod memory;
 pub mod node_bus;
+#[cfg(test)]
+pub mod presence_contract;
 pub mod publication;
 pub mod redis;
 
