@@ -21,6 +21,7 @@ pub mod outbox;
 mod policy;
 pub mod registry;
 pub mod render;
+pub mod rooms_info;
 pub mod target;
 
 use arc_swap::ArcSwap;
