@@ -160,7 +160,7 @@ fn room_policy(app: Option<&RawApp>, client: Option<&reqwest::Client>) -> RoomPo
     let Some(app) = app else {
         return RoomPolicy::Open;
     };
-    let kind = app.join_rooms.unwrap_or(match app.auth {
+    let kind = app.join_rooms.unwrap_or(match app.auth_mode() {
         AuthMode::None => JoinRooms::Open,
         _ => JoinRooms::Credential,
     });

@@ -2,7 +2,8 @@
 //!
 //! Handlers only parse and render; the hub does the work. The native endpoints live in
 //! [`native`]; the jdserver- and push-serve-compatible ones live with their dialects
-//! (`dialect/jdserver/api.rs`, `dialect/pushserve/api.rs`), which this router mounts.
+//! (`dialect/jdserver/api.rs`, `dialect/pushserve/api.rs`, `dialect/pusher/api.rs`), which
+//! this router mounts.
 //! Every error is an [`ApiError`](crate::http_error::ApiError).
 
 pub mod admin;
@@ -35,6 +36,7 @@ use axum::routing::{any, get, post, put};
 use axum::Router;
 
 use crate::dialect::jdserver::api as jdserver;
+use crate::dialect::pusher::api as pusher;
 use crate::dialect::pushserve::api as pushserve;
 pub use crate::dialect::pushserve::api::own_port_router as pushserve_router;
 use crate::http_error::ApiError;
@@ -112,6 +114,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/push", any(push))
         .merge(jdserver::routes())
         .merge(pushserve::routes())
+        .merge(pusher::routes())
         .merge(dashboard::routes())
         .merge(admin_control::routes())
         .layer(axum::middleware::from_fn(crate::metrics::http::record))

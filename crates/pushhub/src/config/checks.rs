@@ -135,7 +135,7 @@ pub(super) fn validate(
             error(&["apps", name, "token_public_keys"], e.to_string());
         }
         let has_keys = !app.token_secrets.is_empty() || !app.token_public_keys.is_empty();
-        if app.auth == AuthMode::Token && !has_keys {
+        if app.auth == Some(AuthMode::Token) && !has_keys {
             error(
                 &key,
                 "auth = \"token\" needs token_secrets or token_public_keys to verify tokens with"
@@ -170,6 +170,7 @@ pub(super) fn validate(
         }
         check_login(&mut error, name, app);
     }
+    pusher::check(&mut error, &raw.apps);
     if let Some(mswoole) = &raw.mswoole {
         check_mswoole(&mut error, &raw, mswoole);
     }
@@ -312,7 +313,7 @@ pub(super) fn validate(
     let settings = |name: &str, app: Option<&RawApp>| AppConfig {
         policy: AppPolicy {
             name: Arc::from(name),
-            auth: app.map(|a| a.auth).unwrap_or(AuthMode::None),
+            auth: app.map(RawApp::auth_mode).unwrap_or(AuthMode::None),
             heartbeat: Duration::from_secs(app.and_then(|a| a.heartbeat).unwrap_or(raw.heartbeat)),
             idle_timeout: Duration::from_secs(
                 app.and_then(|a| a.idle_timeout).unwrap_or(raw.idle_timeout),
@@ -357,6 +358,7 @@ pub(super) fn validate(
             login: app.filter(|a| a.login_later).map(|a| LoginPolicy {
                 max_per_minute: a.max_logins_per_minute,
             }),
+            pusher: app.and_then(|a| a.pusher.as_ref()).map(pusher::policy),
         },
         raw: app.cloned(),
     };
@@ -462,7 +464,7 @@ pub(super) fn check_mswoole(
             &["mswoole", "app"],
             format!("app {:?} is not declared in [apps]", mswoole.app),
         ),
-        Some(app) if app.auth == AuthMode::None => error(
+        Some(app) if app.auth_mode() == AuthMode::None => error(
             &["mswoole", "app"],
             format!(
                 "app {:?} has auth = \"none\": MSwoole clients present a credential in ?auth=, so the app needs auth = \"token\", \"webhook\" or \"mswoole-des\"",
@@ -751,7 +753,7 @@ pub(super) fn is_http_url(text: &str) -> bool {
 
 pub(super) fn check_mswoole_des(error: &mut impl FnMut(&[&str], String), name: &str, app: &RawApp) {
     let Some(des) = &app.mswoole_des else {
-        if app.auth == AuthMode::MSwooleDes {
+        if app.auth_mode() == AuthMode::MSwooleDes {
             error(
                 &["apps", name, "auth"],
                 "auth = \"mswoole-des\" needs an [apps.NAME.mswoole_des] table with the key".into(),
@@ -759,7 +761,7 @@ pub(super) fn check_mswoole_des(error: &mut impl FnMut(&[&str], String), name: &
         }
         return;
     };
-    if app.auth != AuthMode::MSwooleDes {
+    if app.auth_mode() != AuthMode::MSwooleDes {
         error(
             &["apps", name, "mswoole_des"],
             "is used only by auth = \"mswoole-des\"".into(),
@@ -786,7 +788,7 @@ pub(super) fn check_auth_webhook(
 ) {
     let path = |last: &'static str| ["apps", name, "auth_webhook", last];
     let Some(webhook) = &app.auth_webhook else {
-        if app.auth == AuthMode::Webhook {
+        if app.auth_mode() == AuthMode::Webhook {
             error(
                 &["apps", name, "auth"],
                 "auth = \"webhook\" needs an [apps.NAME.auth_webhook] table with the backend's url"
@@ -795,7 +797,7 @@ pub(super) fn check_auth_webhook(
         }
         return;
     };
-    if app.auth != AuthMode::Webhook {
+    if app.auth_mode() != AuthMode::Webhook {
         error(
             &["apps", name, "auth_webhook"],
             "is used only by auth = \"webhook\"".into(),
@@ -830,7 +832,7 @@ pub(super) fn check_auth_webhook(
 
 /// `login_later` needs an app that checks credentials, and a login rate that lets one in.
 pub(super) fn check_login(error: &mut impl FnMut(&[&str], String), name: &str, app: &RawApp) {
-    if app.login_later && app.auth == AuthMode::None {
+    if app.login_later && app.auth_mode() == AuthMode::None {
         error(
             &["apps", name, "login_later"],
             "needs auth = \"token\" or \"webhook\": a login frame carries a credential to check"

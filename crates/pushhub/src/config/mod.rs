@@ -11,6 +11,7 @@
 mod checks;
 mod env;
 mod locate;
+mod pusher;
 mod pushserve;
 mod raw;
 pub mod redis;
@@ -31,6 +32,7 @@ use crate::store::history::{FsyncPolicy, HistoryStore};
 use crate::transport::tcp::Framing;
 pub use checks::DEMO_APP;
 use checks::*;
+pub use pusher::RawPusher;
 pub use pushserve::{PushServe, RawPushServe};
 pub use raw::*;
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::pusher::RawPusher;
 use super::pushserve::RawPushServe;
 use super::redis;
 use super::tcp_framing::RawTcpFraming;
@@ -303,9 +304,13 @@ pub struct RawLimits {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawApp {
-    /// Client authentication. Must be given: `"none"` trusts whatever user id a client
-    /// claims and is for development and trusted networks only.
-    pub auth: AuthMode,
+    /// Client authentication of the native dialects. Must be given, but by an app with a
+    /// `[pusher]` table (Pusher clients prove nothing at connect; the app's Pusher secret
+    /// signs their channels): omitted there, it is `"token"` with no key, so a native
+    /// client can never connect. `"none"` trusts whatever user id a client claims and is
+    /// for development and trusted networks only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthMode>,
     /// Overrides the server's `heartbeat`.
     #[serde(default)]
     pub heartbeat: Option<u64>,
@@ -408,6 +413,18 @@ pub struct RawApp {
     /// every 30 s); beyond it they are refused with `login_rate_limited`.
     #[serde(default = "default_logins_per_minute")]
     pub max_logins_per_minute: u32,
+    /// The app's Pusher Channels face (pusher-js, Laravel Echo, the Pusher server SDKs);
+    /// unset: none. See docs/pusher.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pusher: Option<RawPusher>,
+}
+
+impl RawApp {
+    /// The app's client authentication: as given, or (for a Pusher-only app that gives
+    /// none) token authentication without keys, which refuses every native client.
+    pub fn auth_mode(&self) -> AuthMode {
+        self.auth.unwrap_or(AuthMode::Token)
+    }
 }
 
 fn default_logins_per_minute() -> u32 {

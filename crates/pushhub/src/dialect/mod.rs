@@ -9,6 +9,7 @@ pub mod calls;
 pub mod jdserver;
 pub mod mswoole;
 pub mod native;
+pub mod pusher;
 pub mod pushserve;
 
 use std::sync::Arc;

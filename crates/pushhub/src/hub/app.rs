@@ -90,6 +90,40 @@ pub struct AppPolicy {
     /// Whether a client may connect without a credential and log in later, and how often
     /// it may try; `None`: it presents one at connect.
     pub login: Option<super::login::LoginPolicy>,
+    /// The app's Pusher Channels face (`[apps.NAME.pusher]`), when it has one: its
+    /// credentials and the limits Pusher's clients and SDKs expect. Shared, so the many
+    /// copies a reload compares and connections hold stay cheap.
+    pub pusher: Option<Arc<PusherPolicy>>,
+}
+
+/// An app's Pusher Channels settings (issue 19): what pusher-js, Laravel Echo and the
+/// Pusher server SDKs name the app by, what signs their requests, and Pusher's limits,
+/// which Soketi and Reverb users expect to set per app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PusherPolicy {
+    /// The app id of the HTTP API's paths (`/apps/{app_id}/events`).
+    pub app_id: Arc<str>,
+    /// The public key: pusher-js's `new Pusher(key)`, the WebSocket path `/app/{key}`, the
+    /// API's `auth_key`.
+    pub key: Arc<str>,
+    /// Signs channel and user authorizations, API requests and webhooks.
+    pub secret: Arc<str>,
+    /// Whether clients may send `client-` events on private and presence channels.
+    pub client_events: bool,
+    /// `false`: the app is switched off for Pusher clients and API calls (error 4003).
+    pub enabled: bool,
+    /// Most Pusher connections to the app at once; 0: no limit (error 4004 beyond it).
+    pub max_connections: usize,
+    /// Most members one presence channel holds (Pusher's 100).
+    pub max_presence_members: usize,
+    /// Largest `user_info` of a presence member, in bytes (Pusher's 1 KB).
+    pub max_member_info_bytes: usize,
+    /// Largest event `data`, in bytes, from clients and the API alike (Pusher's 10 KB).
+    pub max_event_bytes: usize,
+    /// Most channels one API trigger names (Pusher's 100).
+    pub max_trigger_channels: usize,
+    /// Most events one `batch_events` call carries (Pusher's 10).
+    pub max_batch_events: usize,
 }
 
 /// One app as the hub runs it: its plain [`AppPolicy`] and the live services built from
@@ -156,6 +190,9 @@ pub const MAX_DYNAMIC_APPS: usize = 10_000;
 #[derive(Debug)]
 pub struct Apps {
     declared: HashMap<String, Arc<AppSettings>>,
+    /// Declared apps with a Pusher face, by Pusher key (clients) and by app id (the API).
+    pusher_keys: HashMap<Arc<str>, Arc<AppSettings>>,
+    pusher_ids: HashMap<Arc<str>, Arc<AppSettings>>,
     dynamic_template: Option<AppSettings>,
     created: Mutex<HashMap<String, Arc<AppSettings>>>,
 }
@@ -163,12 +200,21 @@ pub struct Apps {
 impl Apps {
     /// `declared` apps, and `dynamic_template` as the policy of apps created on first use
     /// (`None` disables that).
+    /// Configuration checks keep Pusher keys and app ids unique across apps.
     pub fn new(declared: Vec<AppSettings>, dynamic_template: Option<AppSettings>) -> Self {
+        let declared: HashMap<String, Arc<AppSettings>> = declared
+            .into_iter()
+            .map(|a| (a.name.to_string(), Arc::new(a)))
+            .collect();
+        let pusher = || {
+            declared
+                .values()
+                .filter_map(|app| Some((app.pusher.clone()?, app.clone())))
+        };
         Self {
-            declared: declared
-                .into_iter()
-                .map(|a| (a.name.to_string(), Arc::new(a)))
-                .collect(),
+            pusher_keys: pusher().map(|(p, app)| (p.key.clone(), app)).collect(),
+            pusher_ids: pusher().map(|(p, app)| (p.app_id.clone(), app)).collect(),
+            declared,
             dynamic_template,
             created: Mutex::new(HashMap::new()),
         }
@@ -200,6 +246,16 @@ impl Apps {
         let app = Arc::new(app);
         created.insert(name.to_owned(), app.clone());
         Ok(app)
+    }
+
+    /// The app whose Pusher key is `key` (a pusher-js client's `/app/{key}`).
+    pub fn by_pusher_key(&self, key: &str) -> Option<Arc<AppSettings>> {
+        self.pusher_keys.get(key).cloned()
+    }
+
+    /// The app whose Pusher app id is `app_id` (the HTTP API's `/apps/{app_id}/…`).
+    pub fn by_pusher_id(&self, app_id: &str) -> Option<Arc<AppSettings>> {
+        self.pusher_ids.get(app_id).cloned()
     }
 
     /// Whether `name` is a configured app (not one created on first use).

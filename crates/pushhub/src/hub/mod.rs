@@ -25,6 +25,7 @@ mod session_tests;
 use session::room_event;
 pub mod registry;
 pub mod render;
+pub mod rooms_info;
 pub mod target;
 
 use arc_swap::ArcSwap;

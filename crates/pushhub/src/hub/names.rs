@@ -42,16 +42,19 @@ pub fn check_idempotency_key(key: &str) -> Result<(), HubError> {
 /// connection's cursor names every channel, so ids may not make it grow without end.
 pub const MAX_GROUP_DEPTH: usize = 16;
 
-/// Longest room name accepted, in bytes.
-pub const MAX_ROOM_BYTES: usize = 128;
+/// Longest room name accepted, in bytes: a Pusher channel name (at most 164 characters
+/// of ASCII) is a room name.
+pub const MAX_ROOM_BYTES: usize = 164;
 
-/// Check a room name: 1–128 bytes, no control characters, no white space at either end,
-/// no `,` or `*` (kept free for target syntax).
+/// Check a room name: 1–164 bytes, no control characters, no white space at either end,
+/// no `,` or `*`. `*` is kept free for target syntax; `,` separates the entries of a
+/// resume cursor (`CHANNEL@EPOCH:OFFSET,…`), whose channels hold room names, so a Pusher
+/// channel name with `,` (which Pusher allows) is refused (docs/pusher.md).
 pub fn check_room(room: &str) -> Result<(), HubError> {
     let reason = if room.is_empty() {
         Some("is empty")
     } else if room.len() > MAX_ROOM_BYTES {
-        Some("is longer than 128 bytes")
+        Some("is longer than 164 bytes")
     } else if room.chars().any(|c| c.is_control()) {
         Some("contains a control character")
     } else if room.trim() != room {

@@ -56,6 +56,8 @@ mod operator;
 // PHP as users run it (php-cli, php-curl): seed 000's calls, the docs' PHP.
 mod php;
 mod pushserve;
+// Pusher's HTTP API through the npm `pusher` SDK, native clients in the channels' rooms.
+mod pusher_api;
 mod reload;
 mod resume;
 mod room_resume;

@@ -1,0 +1,258 @@
+//! `[apps.NAME.pusher]`: an app's Pusher Channels face, as Soketi's and Reverb's app
+//! arrays configure it (issue 19), checked and resolved into the hub's
+//! [`PusherPolicy`].
+//!
+//! Apps are not covered by `PUSHHUB_*` variables (no app key is), so neither is this
+//! table: a secret kept out of the file goes in with the rest of the app's secrets.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::raw::RawApp;
+use crate::hub::app::PusherPolicy;
+
+/// One app's Pusher settings as written. The limits default to Pusher's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPusher {
+    /// The app id the HTTP API's paths name (`/apps/{app_id}/events`): Pusher's are
+    /// digits, Soketi's and Reverb's any text; letters, digits, `-`, `_` and `.` here.
+    pub app_id: String,
+    /// The public key pusher-js is created with (`new Pusher(key)`), the WebSocket path
+    /// `/app/{key}` and the API's `auth_key`.
+    pub key: String,
+    /// Signs channel and user authorizations, API requests and webhooks; keep it secret.
+    pub secret: String,
+    /// Whether clients may send `client-` events on private and presence channels.
+    #[serde(default)]
+    pub client_events: bool,
+    /// `false` switches the app off for Pusher clients (error 4003) and its HTTP API.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Most Pusher connections to the app at once; 0 (the default): no limit.
+    #[serde(default)]
+    pub max_connections: usize,
+    /// Most members one presence channel holds.
+    #[serde(default = "default_presence_members")]
+    pub max_presence_members: usize,
+    /// Largest `user_info` of a presence member, in bytes.
+    #[serde(default = "default_member_info_bytes")]
+    pub max_member_info_bytes: usize,
+    /// Largest event `data`, in bytes (client events and API triggers); the API answers a
+    /// larger one with 413.
+    #[serde(default = "default_event_bytes")]
+    pub max_event_bytes: usize,
+    /// Most channels one `POST /apps/{id}/events` names.
+    #[serde(default = "default_trigger_channels")]
+    pub max_trigger_channels: usize,
+    /// Most events one `POST /apps/{id}/batch_events` carries.
+    #[serde(default = "default_batch_events")]
+    pub max_batch_events: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_presence_members() -> usize {
+    100
+}
+
+fn default_member_info_bytes() -> usize {
+    1024
+}
+
+fn default_event_bytes() -> usize {
+    10 * 1024
+}
+
+fn default_trigger_channels() -> usize {
+    100
+}
+
+fn default_batch_events() -> usize {
+    10
+}
+
+/// The resolved policy of a checked table.
+pub(super) fn policy(raw: &RawPusher) -> Arc<PusherPolicy> {
+    Arc::new(PusherPolicy {
+        app_id: raw.app_id.as_str().into(),
+        key: raw.key.as_str().into(),
+        secret: raw.secret.as_str().into(),
+        client_events: raw.client_events,
+        enabled: raw.enabled,
+        max_connections: raw.max_connections,
+        max_presence_members: raw.max_presence_members,
+        max_member_info_bytes: raw.max_member_info_bytes,
+        max_event_bytes: raw.max_event_bytes,
+        max_trigger_channels: raw.max_trigger_channels,
+        max_batch_events: raw.max_batch_events,
+    })
+}
+
+/// True for the characters an app id or key may use: they appear in URL paths, and
+/// Pusher's SDKs put them there unencoded.
+fn is_id_text(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Check every app's `[pusher]` table: ids and keys that a URL carries, a secret, sane
+/// limits, and no app id or key shared by two apps (the API and clients find the app by
+/// them). `auth` may be left out only by an app with this table.
+pub(super) fn check(
+    error: &mut impl FnMut(&[&str], String),
+    apps: &std::collections::BTreeMap<String, RawApp>,
+) {
+    let mut ids: HashMap<&str, &str> = HashMap::new();
+    let mut keys: HashMap<&str, &str> = HashMap::new();
+    for (name, app) in apps {
+        let Some(pusher) = &app.pusher else {
+            if app.auth.is_none() {
+                error(
+                    &["apps", name, "auth"],
+                    "missing: say how native clients authenticate (\"token\", \"webhook\", \"mswoole-des\", or \"none\" for development); only an app with an [apps.NAME.pusher] table may leave it out".into(),
+                );
+            }
+            continue;
+        };
+        let path = |key: &'static str| ["apps", name.as_str(), "pusher", key];
+        if !is_id_text(&pusher.app_id) {
+            error(
+                &path("app_id"),
+                "must be 1-64 characters from A-Z a-z 0-9 - _ .".into(),
+            );
+        }
+        if !is_id_text(&pusher.key) {
+            error(
+                &path("key"),
+                "must be 1-64 characters from A-Z a-z 0-9 - _ .".into(),
+            );
+        }
+        if pusher.secret.is_empty() {
+            error(
+                &path("secret"),
+                "must not be empty: it signs every channel authorization and API request".into(),
+            );
+        }
+        if pusher.secret == pusher.key {
+            error(
+                &path("secret"),
+                "must differ from the key: the key is public (every page holds it)".into(),
+            );
+        }
+        if let Some(other) = ids.insert(&pusher.app_id, name) {
+            error(
+                &path("app_id"),
+                format!(
+                    "app {other:?} has this app_id too: the HTTP API finds an app by its app_id"
+                ),
+            );
+        }
+        if let Some(other) = keys.insert(&pusher.key, name) {
+            error(
+                &path("key"),
+                format!("app {other:?} has this key too: clients find an app by its key"),
+            );
+        }
+        let limits = [
+            ("max_presence_members", pusher.max_presence_members),
+            ("max_member_info_bytes", pusher.max_member_info_bytes),
+            ("max_event_bytes", pusher.max_event_bytes),
+            ("max_trigger_channels", pusher.max_trigger_channels),
+            ("max_batch_events", pusher.max_batch_events),
+        ];
+        for (key, value) in limits {
+            if value == 0 {
+                error(&path(key), "must be at least 1".into());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, ConfigErrors, Overrides};
+
+    fn load(text: &str) -> Result<Config, ConfigErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pushhub.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), [], &Overrides::default())
+    }
+
+    fn errors(text: &str) -> Vec<(String, String)> {
+        load(text)
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| (e.key, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_pusher_table_resolves_with_pushers_defaults_and_may_stand_without_auth() {
+        let config = load(
+            "[apps.chat]\n[apps.chat.pusher]\napp_id = \"1001\"\nkey = \"k\"\nsecret = \"s\"\n",
+        )
+        .unwrap();
+        let app = &config.apps[0].policy;
+        assert_eq!(
+            app.auth,
+            crate::hub::AuthMode::Token,
+            "no native client gets in"
+        );
+        let pusher = app.pusher.as_deref().unwrap();
+        assert_eq!((&*pusher.app_id, &*pusher.key), ("1001", "k"));
+        assert!(pusher.enabled && !pusher.client_events);
+        assert_eq!(pusher.max_connections, 0);
+        assert_eq!(pusher.max_presence_members, 100);
+        assert_eq!(pusher.max_member_info_bytes, 1024);
+        assert_eq!(pusher.max_event_bytes, 10 * 1024);
+        assert_eq!(pusher.max_trigger_channels, 100);
+        assert_eq!(pusher.max_batch_events, 10);
+        let apps = crate::hub::Apps::new(
+            config
+                .apps
+                .iter()
+                .map(|a| crate::services::app_settings(a, None))
+                .collect(),
+            None,
+        );
+        assert_eq!(&*apps.by_pusher_id("1001").unwrap().name, "chat");
+        assert_eq!(&*apps.by_pusher_key("k").unwrap().name, "chat");
+        assert!(apps.by_pusher_key("1001").is_none());
+    }
+
+    #[test]
+    fn clashes_and_empty_credentials_are_located() {
+        let found = errors(
+            "[apps.a]\n[apps.a.pusher]\napp_id = \"1\"\nkey = \"k\"\nsecret = \"\"\n\
+             [apps.b]\n[apps.b.pusher]\napp_id = \"1\"\nkey = \"k\"\nsecret = \"s\"\nmax_batch_events = 0\n\
+             [apps.c]\nmax_frames_per_second = 5\n\
+             [apps.d]\n[apps.d.pusher]\napp_id = \"x/y\"\nkey = \"z\"\nsecret = \"z\"\n",
+        );
+        let keys: Vec<&str> = found.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "apps.a.pusher.secret",
+                "apps.b.pusher.app_id",
+                "apps.b.pusher.key",
+                "apps.b.pusher.max_batch_events",
+                "apps.c.auth",
+                "apps.d.pusher.app_id",
+                "apps.d.pusher.secret",
+            ],
+            "{found:?}"
+        );
+        assert!(found[1].1.contains("app \"a\""), "{found:?}");
+        assert!(found[4].1.contains("pusher"), "{found:?}");
+    }
+}
