@@ -77,6 +77,7 @@ fn dialects(config: &Config) -> Vec<Arc<dyn ClientEndpoints>> {
         crate::dialect::native::gateway::endpoints(),
         crate::dialect::jdserver::gateway::endpoints(config),
         crate::dialect::pushserve::gateway::endpoints(),
+        crate::dialect::pusher::gateway::endpoints(),
     ];
     dialects.extend(crate::dialect::mswoole::gateway::endpoints(config));
     dialects
