@@ -1183,6 +1183,20 @@ mod tests {
         );
     }
 
+    /// The bound above a prefix's names: every name starting with it sorts below it,
+    /// and what follows them all does not.
+    #[test]
+    fn the_bound_above_a_prefix() {
+        assert_eq!(above("chat:room:"), "(chat:room;");
+        assert_eq!(above("a\u{d7ff}"), "(a\u{e000}");
+        assert_eq!(above(&format!("a{}", char::MAX)), "(b");
+        assert_eq!(above(&char::MAX.to_string()), "+");
+        for name in ["chat:room:x", "chat:room:\u{10ffff}", "chat:room:"] {
+            assert!(name < &above("chat:room:")[1..], "{name}");
+        }
+        assert!("chat:room;" >= &above("chat:room:")[1..]);
+    }
+
     /// Two nodes joining one user into one scope at once: exactly one join is the
     /// member's first; leaving at once: exactly one leave is its last. Meanwhile a scope
     /// one node keeps joining and leaving while the other stays stays listed, and a scope
@@ -1322,6 +1336,12 @@ mod tests {
             expected.insert((scope.to_owned(), user), 1);
         }
         foreign_in(&redis, "deadnode", dead, room, "kept", "k", 5, Some("{}"));
+        // A member whose live connection leaves first: not its last (the dead one is not
+        // purged yet), so the purge reports it.
+        a.join_member(room, "later", 2, 10, "{}").await.unwrap();
+        foreign_in(&redis, "deadnode", dead, room, "later", "l", 5, Some("{}"));
+        assert!(!a.leave_member(room, "later", 2).await.unwrap());
+        expected.insert((room.to_owned(), "later".to_owned()), 1);
         foreign_in(&redis, "deadnode", dead, room, "plain", "p", 5, None);
         assert_eq!(
             a.members(room).await.unwrap(),
@@ -1365,7 +1385,7 @@ mod tests {
         b.purge("deadnode").await.unwrap();
         assert_eq!(
             gone_b.counted().values().sum::<usize>() + gone_a.counted().values().sum::<usize>(),
-            40
+            41
         );
         assert!(a.leave_member(room, "kept", 1).await.unwrap());
         stop_a.cancel();
