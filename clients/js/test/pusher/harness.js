@@ -64,6 +64,15 @@ export async function until(check, what, ms = WAIT_MS) {
   }
 }
 
+/** `promise`, or a failure naming `what` if it has not settled after `ms`. */
+export function within(promise, what, ms = WAIT_MS) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise.finally(() => clearTimeout(timer)), timeout]);
+}
+
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const clients = new Set();
@@ -72,12 +81,12 @@ const clients = new Set();
  * A pusher-js client of `app` on node `node` (modulo the node count), as a page of a
  * Laravel app would make it: its auth endpoints are `backend`'s, and `user` (if any) is who
  * the backend believes is logged in (what a session cookie would tell a real backend).
- * `options` are merged over the defaults.
+ * `key` replaces the app's key (an unknown one); `options` are merged over the defaults.
  */
-export function connect(app, { backend, node = 0, user, options = {} } = {}) {
+export function connect(app, { backend, node = 0, user, key = APPS[app].key, options = {} } = {}) {
   const { host, port } = WS[node % NODES];
   const headers = user ? { "X-Test-User": user } : {};
-  const client = new Pusher(APPS[app].key, {
+  const client = new Pusher(key, {
     cluster: "pushhub",
     wsHost: host,
     wsPort: port,
