@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 
 import { missing } from "../helpers/server.js";
 import { memberOf, startBackend } from "./backend.js";
-import { APPS, NODES, WS, api, skip as noServer, uniq, until } from "./harness.js";
+import { APPS, NODES, WAIT_MS, WS, api, skip as noServer, uniq, until } from "./harness.js";
 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 const PUSHER_JS = createRequire(import.meta.url).resolve("pusher-js/dist/web/pusher.min.js");
@@ -43,7 +43,6 @@ window.log = [];
 window.open_ = (key, options) => {
   window.pusher = new Pusher(key, options);
   window.pusher.bind_global((event, data) => window.log.push({ event, data }));
-  window.pusher.connection.bind("state_change", ({ current }) => (document.body.dataset.state = current));
 };
 window.join = (name) =>
   window.pusher
@@ -75,6 +74,7 @@ describe("pusher-js in Chromium", { skip, timeout: 120000 }, () => {
   async function open(user, node) {
     const context = await browser.newContext();
     const page = await context.newPage();
+    page.setDefaultTimeout(WAIT_MS);
     const errors = [];
     page.on("pageerror", (error) => errors.push(String(error)));
     await page.goto(`${backend.origin}/`);
@@ -96,7 +96,7 @@ describe("pusher-js in Chromium", { skip, timeout: 120000 }, () => {
         },
       ],
     );
-    await page.waitForSelector('body[data-state="connected"]');
+    await page.waitForFunction(() => window.pusher.connection.state === "connected");
     return { page, context, errors };
   }
 

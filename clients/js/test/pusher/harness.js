@@ -142,14 +142,17 @@ export function subscribe(client, name) {
 }
 
 /**
- * Every event `emitter` (a channel, `client.user`, a connection) emits from now on, as
- * `{event, data, metadata}` in arrival order.
+ * Every event `emitter` (a channel, `client.user`) emits from now on, as `{event, data}` in
+ * arrival order (pusher-js gives global callbacks no metadata: bind the event for that).
  */
 export function record(emitter) {
   const got = [];
-  emitter.bind_global((event, data, metadata) => got.push({ event, data, metadata }));
+  emitter.bind_global((event, data) => got.push({ event, data }));
   return got;
 }
+
+/** The code of a connection `error` event: pusher:error's, or a refused handshake's. */
+export const errorCode = (error) => (error.data ?? error.error?.data)?.code;
 
 /** Every message `client`'s connection receives from now on (pusher-js's `message`). */
 export function frames(client) {
