@@ -4,8 +4,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
-import { startBackend } from "./backend.js";
-import { APPS, GRACE_MS, NODES, api, closeAll, connect, connected, names, record, received, skip, sleep, until, within } from "./harness.js";
+import { nameOf, startBackend } from "./backend.js";
+import { APPS, GRACE_MS, NODES, api, closeAll, connect, connected, names, record, received, skip, sleep, uniq, until, within } from "./harness.js";
 
 describe("users", { skip }, () => {
   let backend;
@@ -31,16 +31,17 @@ describe("users", { skip }, () => {
     client.signin();
     await connected(client);
     await within(subscribed, `${user}'s sign-in and user channel`);
-    assert.deepEqual(client.user.user_data, { id: user, name: user.charAt(0).toUpperCase() + user.slice(1) });
+    assert.deepEqual(client.user.user_data, { id: user, name: nameOf(user) });
     return { client, got: record(client.user) };
   }
 
   test("sendToUser reaches every connection of the user, on every node, and nobody else", async () => {
+    const [annId, bobId] = [uniq("ann-"), uniq("bob-")];
     const ann = [];
-    for (let node = 0; node < NODES; node++) ann.push(await signedIn("ann", node));
-    const bob = await signedIn("bob", 0);
-    await api("chat", { node: NODES - 1 }).sendToUser("ann", "notice", { text: "for ann" });
-    await api("chat").sendToUser("bob", "marker", {});
+    for (let node = 0; node < NODES; node++) ann.push(await signedIn(annId, node));
+    const bob = await signedIn(bobId, 0);
+    await api("chat", { node: NODES - 1 }).sendToUser(annId, "notice", { text: "for ann" });
+    await api("chat").sendToUser(bobId, "marker", {});
     for (const { got } of ann) {
       assert.deepEqual((await received(got, "notice")).data, { text: "for ann" });
     }
@@ -51,10 +52,11 @@ describe("users", { skip }, () => {
   });
 
   test("a user of one app is not the user of the same name in another app", async () => {
-    const chatAnn = await signedIn("ann", 0, "chat");
-    const quietAnn = await signedIn("ann", 1, "quiet");
-    await api("quiet").sendToUser("ann", "quiet-notice", {});
-    await api("chat").sendToUser("ann", "chat-notice", {});
+    const annId = uniq("ann-");
+    const chatAnn = await signedIn(annId, 0, "chat");
+    const quietAnn = await signedIn(annId, 1, "quiet");
+    await api("quiet").sendToUser(annId, "quiet-notice", {});
+    await api("chat").sendToUser(annId, "chat-notice", {});
     await received(quietAnn.got, "quiet-notice");
     await received(chatAnn.got, "chat-notice");
     await sleep(GRACE_MS);
@@ -106,10 +108,11 @@ describe("users", { skip }, () => {
   });
 
   test("terminateUserConnections closes every connection of the user, for good", async () => {
+    const [annId, bobId] = [uniq("ann-"), uniq("bob-")];
     const ann = [];
-    for (let node = 0; node < NODES; node++) ann.push(await signedIn("ann", node));
-    const bob = await signedIn("bob", NODES - 1);
-    const response = await api("chat").terminateUserConnections("ann");
+    for (let node = 0; node < NODES; node++) ann.push(await signedIn(annId, node));
+    const bob = await signedIn(bobId, NODES - 1);
+    const response = await api("chat").terminateUserConnections(annId);
     assert.equal(response.status, 200);
     for (const { client } of ann) {
       await until(() => client.connection.state === "disconnected", "ann's connection closed");
@@ -118,7 +121,7 @@ describe("users", { skip }, () => {
     await sleep(1000);
     for (const { client } of ann) assert.equal(client.connection.state, "disconnected");
     assert.equal(bob.client.connection.state, "connected");
-    await api("chat").sendToUser("bob", "still-here", {});
+    await api("chat").sendToUser(bobId, "still-here", {});
     await received(bob.got, "still-here");
   });
 });
