@@ -26,6 +26,7 @@ const FILES: &[&str] = &[
     "test/pusher/users.test.js",
     "test/pusher/api.test.js",
     "test/pusher/echo.test.js",
+    "test/pusher/native.test.js",
     "test/pusher/browser.test.js",
 ];
 
@@ -41,6 +42,9 @@ struct App {
     secret: &'static str,
     /// Whether clients may send `client-` events.
     client_events: bool,
+    /// Signs the tokens of the app's native clients (the suites check that they share
+    /// rooms and users with Pusher clients).
+    token_secret: &'static str,
 }
 
 /// Two apps, so the suites can check that one app's channels, users and credentials are
@@ -52,6 +56,7 @@ const APPS: [App; 2] = [
         key: "chat-key",
         secret: "chat-secret",
         client_events: true,
+        token_secret: "chat-native-token-secret-0123456789abcdef",
     },
     App {
         name: "quiet",
@@ -59,6 +64,7 @@ const APPS: [App; 2] = [
         key: "quiet-key",
         secret: "quiet-secret",
         client_events: false,
+        token_secret: "quiet-native-token-secret-0123456789abcdef",
     },
 ];
 
@@ -70,7 +76,7 @@ fn apps_toml() -> String {
                 r#"
 [apps.{name}]
 auth = "token"
-token_secrets = ["{name}-native-token-secret-0123456789abcdef"]
+token_secrets = ["{token_secret}"]
 
 [apps.{name}.pusher]
 app_id = "{app_id}"
@@ -83,12 +89,14 @@ client_events = {client_events}
                 key = app.key,
                 secret = app.secret,
                 client_events = app.client_events,
+                token_secret = app.token_secret,
             )
         })
         .collect()
 }
 
-/// `PUSHHUB_PUSHER_APPS`: `{"chat": {"app_id", "key", "secret", "client_events"}, …}`.
+/// `PUSHHUB_PUSHER_APPS`:
+/// `{"chat": {"app_id", "key", "secret", "client_events", "token_secret"}, …}`.
 fn apps_json() -> String {
     let apps: Map<String, Value> = APPS
         .iter()
@@ -100,6 +108,7 @@ fn apps_json() -> String {
                     "key": app.key,
                     "secret": app.secret,
                     "client_events": app.client_events,
+                    "token_secret": app.token_secret,
                 }),
             )
         })
