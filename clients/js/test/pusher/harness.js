@@ -5,8 +5,11 @@
 // The environment:
 //   PUSHHUB_PUSHER_WS    client listeners, "127.0.0.1:PORT[,127.0.0.1:PORT…]", one per node
 //   PUSHHUB_PUSHER_API   API listeners, in the same order
-//   PUSHHUB_PUSHER_APPS  {"chat": {"app_id", "key", "secret", "client_events"}, "quiet": {…}}
-// Without it (a bare `node --test`) the suites skip loudly, or fail with CI=true.
+//   PUSHHUB_PUSHER_APPS  {"chat": {"app_id", "key", "secret", "client_events", "token_secret"},
+//                        "quiet": {…}}
+// Without it (a bare `node --test`) the suites skip loudly, or fail with CI=true. To run them
+// by hand, start `pushhub serve --config FILE` with the two apps of tests/it/pusher.rs
+// (`apps_toml`), set the three variables and run `npm run test:pusher` in clients/js.
 import { randomBytes } from "node:crypto";
 
 import Pusher from "pusher-js";
