@@ -157,13 +157,6 @@ export function record(emitter) {
 /** The code of a connection `error` event: pusher:error's, or a refused handshake's. */
 export const errorCode = (error) => (error.data ?? error.error?.data)?.code;
 
-/** Every message `client`'s connection receives from now on (pusher-js's `message`). */
-export function frames(client) {
-  const got = [];
-  client.connection.bind("message", (message) => got.push(message));
-  return got;
-}
-
 /** Wait until `got` (from `record`) holds an event named `event`; returns it. */
 export function received(got, event, what = event) {
   return until(() => got.find((e) => e.event === event), what);
