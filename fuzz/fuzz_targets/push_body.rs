@@ -67,6 +67,9 @@ fn write(app: &str, spec: &PushSpec) -> String {
     if let Some(key) = &spec.idempotency_key {
         body["idempotency_key"] = key.as_str().into();
     }
+    if let Some(conn) = &spec.exclude {
+        body["exclude"] = conn.as_str().into();
+    }
     let mut text = body.to_string();
     text.truncate(text.len() - 1);
     format!("{text},\"data\":{}}}", spec.data.get())
@@ -96,6 +99,7 @@ fn push(body: &[u8]) {
             assert_eq!(again.event, spec.event);
             assert_eq!(again.data.get(), spec.data.get());
             assert_eq!(again.idempotency_key, spec.idempotency_key);
+            assert_eq!(again.exclude, spec.exclude);
         }
     }
 }
@@ -125,6 +129,7 @@ fn batch(body: &[u8], max_batch: usize) {
                         event: None,
                         data: data.clone(),
                         idempotency_key: None,
+                        exclude: None,
                     }),
                     Err(error) => refused(&error),
                 }

@@ -16,7 +16,9 @@ use async_trait::async_trait;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use super::frames::{self, ChannelData, ClientFrame, Signin, Subscribe, Unsubscribe, UserData};
+use super::frames::{
+    self, ChannelData, Command, FrameError, Signin, Subscribe, Unsubscribe, UserData,
+};
 use super::{check_channel, socket_id, USER_CHANNEL_PREFIX};
 use crate::auth::pusher::PusherSecret;
 use crate::disconnect::Disconnect;
@@ -543,48 +545,27 @@ impl ClientHandler for PusherClient {
     }
 
     async fn on_text(&mut self, text: &str, link: &Link) -> Result<(), Disconnect> {
-        let Ok(frame) = serde_json::from_str::<ClientFrame<'_>>(text) else {
-            link.send_text(&frames::error(
-                None,
-                "a frame must be {\"event\":…,\"data\":…}",
-            ));
-            return Ok(());
-        };
-        let data = frame.data.map(RawValue::get);
-        match &*frame.event {
-            "pusher:ping" => {
+        let command = frames::read(text);
+        let command = command.as_ref().map_err(|e| *e).and_then(frames::command);
+        match command {
+            Ok(Command::Ping) => {
                 link.send_text(&frames::pong());
             }
-            "pusher:pong" => {}
-            "pusher:subscribe" => match data.map(serde_json::from_str::<Subscribe>) {
-                Some(Ok(subscribe)) => self.subscribe(subscribe, link).await?,
-                _ => {
-                    link.send_text(&frames::error(
-                        None,
-                        "pusher:subscribe needs {\"channel\":…}",
-                    ));
-                }
-            },
-            "pusher:unsubscribe" => {
-                if let Some(Ok(unsubscribe)) = data.map(serde_json::from_str::<Unsubscribe>) {
-                    self.unsubscribe(unsubscribe).await?;
-                }
+            Ok(Command::Subscribe(subscribe)) => self.subscribe(subscribe, link).await?,
+            Ok(Command::Unsubscribe(unsubscribe)) => self.unsubscribe(unsubscribe).await?,
+            Ok(Command::Signin(signin)) => self.signin(signin, link).await?,
+            Ok(Command::ClientEvent {
+                event,
+                channel,
+                data,
+            }) => self.client_event(event, channel, data, link).await?,
+            Ok(Command::Ignored) => {}
+            Err(FrameError::Signin) => {
+                return Err(self.close_with(code::UNAUTHORIZED, FrameError::Signin.to_string()))
             }
-            "pusher:signin" => match data.map(serde_json::from_str::<Signin>) {
-                Some(Ok(signin)) => self.signin(signin, link).await?,
-                _ => {
-                    return Err(self.close_with(
-                        code::UNAUTHORIZED,
-                        "pusher:signin needs {\"auth\":…,\"user_data\":…}".to_owned(),
-                    ))
-                }
-            },
-            event if event.starts_with("client-") => {
-                let channel = frame.channel.as_deref();
-                self.client_event(event, channel, frame.data, link).await?;
+            Err(error) => {
+                link.send_text(&frames::error(None, &error.to_string()));
             }
-            // Pusher ignores events it does not know (a newer client's, a typo).
-            _ => {}
         }
         Ok(())
     }

@@ -27,6 +27,78 @@ pub struct ClientFrame<'a> {
     pub data: Option<&'a RawValue>,
 }
 
+/// What a client frame asks for, read from it.
+#[derive(Debug)]
+pub enum Command<'f> {
+    /// `pusher:ping`.
+    Ping,
+    /// `pusher:subscribe`.
+    Subscribe(Subscribe),
+    /// `pusher:unsubscribe`.
+    Unsubscribe(Unsubscribe),
+    /// `pusher:signin`.
+    Signin(Signin),
+    /// A `client-` event.
+    ClientEvent {
+        /// Its name.
+        event: &'f str,
+        /// Its channel.
+        channel: Option<&'f str>,
+        /// Its data.
+        data: Option<&'f RawValue>,
+    },
+    /// Anything else (`pusher:pong`, a newer client's event): Pusher ignores it.
+    Ignored,
+}
+
+/// Why a client frame cannot be acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Not a JSON object with an `event`.
+    #[error("a frame must be {{\"event\":…,\"data\":…}}")]
+    NotAFrame,
+    /// `pusher:subscribe` without a channel.
+    #[error("pusher:subscribe needs {{\"channel\":…}}")]
+    Subscribe,
+    /// `pusher:unsubscribe` without a channel.
+    #[error("pusher:unsubscribe needs {{\"channel\":…}}")]
+    Unsubscribe,
+    /// `pusher:signin` without its two fields.
+    #[error("pusher:signin needs {{\"auth\":…,\"user_data\":…}}")]
+    Signin,
+}
+
+/// Read a client's text frame.
+pub fn read(text: &str) -> Result<ClientFrame<'_>, FrameError> {
+    serde_json::from_str(text).map_err(|_| FrameError::NotAFrame)
+}
+
+/// What `frame` asks for. A `pusher:` event's data may come as an object or, as some
+/// clients send it, as a string holding one.
+pub fn command<'f>(frame: &'f ClientFrame<'_>) -> Result<Command<'f>, FrameError> {
+    fn data<T: serde::de::DeserializeOwned>(raw: Option<&RawValue>) -> Option<T> {
+        let raw = raw?.get();
+        serde_json::from_str(raw).ok().or_else(|| {
+            let inner: String = serde_json::from_str(raw).ok()?;
+            serde_json::from_str(&inner).ok()
+        })
+    }
+    Ok(match &*frame.event {
+        "pusher:ping" => Command::Ping,
+        "pusher:subscribe" => Command::Subscribe(data(frame.data).ok_or(FrameError::Subscribe)?),
+        "pusher:unsubscribe" => {
+            Command::Unsubscribe(data(frame.data).ok_or(FrameError::Unsubscribe)?)
+        }
+        "pusher:signin" => Command::Signin(data(frame.data).ok_or(FrameError::Signin)?),
+        event if event.starts_with("client-") => Command::ClientEvent {
+            event,
+            channel: frame.channel.as_deref(),
+            data: frame.data,
+        },
+        _ => Command::Ignored,
+    })
+}
+
 /// `pusher:subscribe`'s data.
 #[derive(Debug, Deserialize)]
 pub struct Subscribe {
