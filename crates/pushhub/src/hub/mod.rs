@@ -909,7 +909,7 @@ impl HubInner {
     ) -> Arc<Message> {
         let serial = self.next_message.fetch_add(1, Ordering::Relaxed);
         Arc::new(Message {
-            id: message_id(serial).into(),
+            id: message_id(serial),
             app: app.clone(),
             event: event.map(String::into_boxed_str),
             from,
@@ -1450,8 +1450,21 @@ fn channels_of(app: &str, targets: &[Target]) -> Vec<Arc<str>> {
 }
 
 /// The id of this node's `serial`-th message: unique across nodes and restarts.
-fn message_id(serial: u64) -> String {
-    format!("{}-{serial:x}", crate::node::node_id())
+fn message_id(serial: u64) -> Arc<str> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut rest = serial;
+    loop {
+        at -= 1;
+        digits[at] = HEX[(rest & 0xf) as usize];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    let hex = std::str::from_utf8(&digits[at..]).unwrap_or("0");
+    channel::joined(&[crate::node::node_id(), "-", hex])
 }
 
 /// Tell `app`'s lifecycle webhook, if it has one, that connection `id` of `user` joined
@@ -1492,6 +1505,14 @@ mod tests {
     use super::*;
     use crate::engine::memory::{MemoryBroker, MemoryPresence};
     use crate::engine::StreamPosition;
+
+    #[test]
+    fn message_ids_are_the_node_and_the_serial_in_hex() {
+        let node = crate::node::node_id();
+        for serial in [0, 9, 10, 0xabc, u64::MAX] {
+            assert_eq!(*message_id(serial), *format!("{node}-{serial:x}"));
+        }
+    }
 
     struct Plain(FormatId);
 
