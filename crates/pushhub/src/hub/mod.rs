@@ -702,7 +702,7 @@ impl Hub {
             .await;
         let positions = published?;
         self.inner.stats.accepted(positions.len() as u64);
-        let delivered = self.reached(&app.name, targets, delivered).await;
+        let delivered = self.reached(&app.name, targets, delivered, None).await;
         Ok(PublishReceipt {
             id: message.id.clone(),
             delivered,
@@ -713,16 +713,54 @@ impl Hub {
     /// How many connections a push to `targets` of `app` reached: `here`, what this
     /// node's deliveries counted, on one node; across nodes, what presence counts (or
     /// `here`, with a warning, when presence cannot answer).
-    async fn reached(&self, app: &str, targets: &[Target], here: u64) -> u64 {
-        if !self.inner.engine.presence.spans_nodes() {
+    /// `users`: the users' counts when the caller read them for many pushes at once
+    /// ([`Hub::user_counts`]); without, they are read here.
+    async fn reached(
+        &self,
+        app: &str,
+        targets: &[Target],
+        here: u64,
+        users: Option<&nodes::UserCounts>,
+    ) -> u64 {
+        let presence = self.inner.engine.presence.as_ref();
+        if !presence.spans_nodes() {
             return here;
         }
-        nodes::reach(self.inner.engine.presence.as_ref(), app, targets)
+        let counted = async {
+            let read;
+            let users = match users {
+                Some(users) => users,
+                None => {
+                    read = nodes::user_counts(presence, app, targets).await?;
+                    &read
+                }
+            };
+            nodes::reach(presence, app, targets, users).await
+        };
+        counted.await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "presence cannot count a push's recipients");
+            here
+        })
+    }
+
+    /// The connections of every user `targets` name, in one presence read, for the
+    /// answers of many pushes: `None` when presence does not span nodes (each node counts
+    /// its own deliveries) or cannot answer (each push then asks for itself).
+    async fn user_counts<'a>(
+        &self,
+        app: &str,
+        targets: impl IntoIterator<Item = &'a Target>,
+    ) -> Option<nodes::UserCounts> {
+        let presence = self.inner.engine.presence.as_ref();
+        if !presence.spans_nodes() {
+            return None;
+        }
+        nodes::user_counts(presence, app, targets)
             .await
-            .unwrap_or_else(|error| {
-                tracing::warn!(%error, "presence cannot count a push's recipients");
-                here
+            .inspect_err(|error| {
+                tracing::warn!(%error, "presence cannot count a batch's recipients");
             })
+            .ok()
     }
 
     /// Online users of `app` with their connection counts. Asking about a development
