@@ -86,6 +86,15 @@ fn error_of(status: &[u8]) -> Option<(&'static str, &'static str)> {
 /// 431 with the JSON body, and the connection closed after it (over HTTP/2, only the
 /// stream ends).
 pub async fn refuse_oversized_heads(request: Request, next: Next) -> Response {
+    match oversized_head(&request) {
+        Some(answer) => answer,
+        None => next.run(request).await,
+    }
+}
+
+/// The 431 answer [`refuse_oversized_heads`] gives `request`, if its head is too large:
+/// for a middleware that does this check among others.
+pub fn oversized_head(request: &Request) -> Option<Response> {
     let head_bytes = request
         .uri()
         .path_and_query()
@@ -96,7 +105,7 @@ pub async fn refuse_oversized_heads(request: Request, next: Next) -> Response {
             .map(|(name, value)| name.as_str().len() + value.len() + 4)
             .sum::<usize>();
     if head_bytes <= MAX_HEAD_BYTES && request.headers().len() <= MAX_HEADERS {
-        return next.run(request).await;
+        return None;
     }
     let (code, message) = HEADERS_TOO_LARGE;
     let mut answer =
@@ -104,7 +113,7 @@ pub async fn refuse_oversized_heads(request: Request, next: Next) -> Response {
     answer
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    answer
+    Some(answer)
 }
 
 /// The answer to send instead of `head`, when `head` is one of hyper's automatic ones.

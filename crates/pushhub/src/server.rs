@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use axum::extract::ConnectInfo;
+use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -16,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::api::admin_control::{Control, HistorySetup};
+use crate::api::front::Front;
 use crate::api::{self, ApiContext};
 use crate::config::Config;
 use crate::disconnect::Disconnect;
@@ -209,44 +211,63 @@ pub async fn serve(
     let mut routers = match listeners.api {
         Some(api_listener) => {
             // The demo page on the client listener may call a loopback API (gateway/demo.rs).
-            let api = gateway::allow_demo_origin(
-                api::with_request_ids(with_fallbacks(api)),
-                &listeners.client,
-                &api_listener,
-            );
+            let front = Front {
+                origins: gateway::demo::allowed_origins(&listeners.client, &api_listener),
+                metrics: true,
+            };
             vec![
                 (
                     listeners.client,
-                    with_fallbacks(gateway),
+                    refusing_oversized_heads(with_fallbacks(gateway)),
                     tls_on(|t| t.client),
                     Protocols::Http1,
+                    true,
                 ),
-                (api_listener, api, tls_on(|t| t.api), Protocols::Http1And2),
+                (
+                    api_listener,
+                    api_fallbacks(front.clone().apply(api), &front),
+                    tls_on(|t| t.api),
+                    Protocols::Http1And2,
+                    false,
+                ),
             ]
         }
-        None => vec![(
-            listeners.client,
-            api::with_request_ids(with_fallbacks(gateway.merge(api))),
-            tls_on(|t| t.client),
-            Protocols::Http1And2,
-        )],
+        None => {
+            let front = Front {
+                origins: None,
+                metrics: true,
+            };
+            let routes = front
+                .without_metrics()
+                .apply(gateway)
+                .merge(front.clone().apply(api));
+            vec![(
+                listeners.client,
+                api_fallbacks(routes, &front),
+                tls_on(|t| t.client),
+                Protocols::Http1And2,
+                true,
+            )]
+        }
     };
     if let Some(listener) = listeners.pushserve {
         routers.push((
             listener,
-            with_fallbacks(pushserve),
+            refusing_oversized_heads(with_fallbacks(pushserve)),
             tls_on(|t| t.client),
             Protocols::Http1And2,
+            true,
         ));
     }
     let mut accepting: Vec<_> = routers
         .into_iter()
-        .map(|(listener, router, tls, protocols)| {
+        .map(|(listener, router, tls, protocols, peers)| {
             tokio::spawn(run_listener(
                 listener,
                 router,
                 tls,
                 protocols,
+                peers,
                 shutdown.clone(),
             ))
         })
@@ -486,22 +507,47 @@ async fn start_timers(
     Ok(timers)
 }
 
+/// 404 `not_found`: no route has the request's path.
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see docs/api.md",
+    )
+}
+
+/// 405 `method_not_allowed`: a route has the path, not the method.
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method; see docs/api.md",
+    )
+}
+
 fn with_fallbacks(router: Router) -> Router {
     router
-        .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such endpoint; see docs/api.md",
-            )
-        })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this endpoint does not take that method; see docs/api.md",
-            )
-        })
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// The fallbacks of a router serving the API, each through `front`'s pass (without
+/// metrics) as the routes are: its answers carry request ids too.
+fn api_fallbacks(router: Router, front: &Front) -> Router {
+    let front = axum::middleware::from_fn_with_state(
+        Arc::new(front.without_metrics()),
+        crate::api::front::pass,
+    );
+    router
+        .fallback(not_found.layer(front.clone()))
+        .method_not_allowed_fallback(method_not_allowed.layer(front))
+}
+
+/// A client listener's routes, refusing heads too large (the API's do it in their pass).
+fn refusing_oversized_heads(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(
+        crate::parse_errors::refuse_oversized_heads,
+    ))
 }
 
 /// How long the last lifecycle events may take to send once connections have ended.
@@ -517,21 +563,22 @@ const EVENTS_FLUSH: Duration = Duration::from_secs(2);
 /// Served with hyper directly rather than `axum::serve` so an upgraded connection is the
 /// `TcpStream` (or TLS stream) it started as, and so header reads have a deadline
 /// ([`http_conn`]).
+///
+/// With `peers`, handlers see each socket's peer as `ConnectInfo` (the client transports'
+/// per-address limits); the API's routes read no address, and skip the per-request
+/// insertion.
 async fn run_listener(
     listener: TcpListener,
     router: Router,
     tls: Option<Arc<Tls>>,
     protocols: Protocols,
+    peers: bool,
     shutdown: CancellationToken,
 ) {
-    let router = router.layer(axum::middleware::from_fn(
-        crate::parse_errors::refuse_oversized_heads,
-    ));
     let requests = TaskTracker::new();
     while let Some(stream) = tcp::next_socket(&listener, &shutdown).await {
         let shutdown = shutdown.clone();
-        // Handlers see the socket's peer as `ConnectInfo`, for per-address limits.
-        let peer = stream.peer_addr().ok();
+        let peer = stream.peer_addr().ok().filter(|_| peers);
         let router = router
             .clone()
             .map_request(move |mut request: IncomingRequest| {

@@ -13,6 +13,7 @@ pub mod batch;
 pub mod conns;
 pub mod cron;
 mod dashboard;
+pub mod front;
 pub mod history;
 pub mod metrics;
 pub mod native;
@@ -117,13 +118,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(pusher::routes())
         .merge(dashboard::routes())
         .merge(admin_control::routes())
-        .layer(axum::middleware::from_fn(crate::metrics::http::record))
         .with_state(state)
-}
-
-/// Wrap the API listener's routes (fallbacks included) in the [`request_id`] layer.
-pub fn with_request_ids(router: Router) -> Router {
-    router.layer(axum::middleware::from_fn(request_id::layer))
 }
 
 /// `/push` is jdserver's, or push-serve's when it names `uid` and `password` (the two

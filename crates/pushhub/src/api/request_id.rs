@@ -1,13 +1,14 @@
 //! A request id on every API call: taken from the caller's `X-Request-Id` when it is a
-//! sane token, else made here; returned in the response's `X-Request-Id` and carried by
-//! a tracing span, so every log line the request causes can be found with it (and a
-//! backend can log the same id on its side).
+//! sane token, else made here; returned in the response's `X-Request-Id` and, with debug
+//! logging on, carried by a tracing span, so every log line the request causes can be
+//! found with it (and a backend can log the same id on its side). The API's middleware
+//! ([`super::front`]) uses these pieces.
+
+use std::time::Instant;
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
-use tracing::Instrument;
+use axum::http::{HeaderValue, StatusCode};
+use tracing::Span;
 
 /// The header, in and out.
 pub const HEADER: &str = "x-request-id";
@@ -16,39 +17,46 @@ pub const HEADER: &str = "x-request-id";
 /// line of its request arbitrarily long.
 pub const MAX_LEN: usize = 128;
 
-/// The middleware: wraps the request in a `request` span (`request_id`, method and path;
-/// never the query, where some dialects carry passwords) and sets the response header.
-pub async fn layer(mut request: Request, next: Next) -> Response {
-    let given = request
+/// The request's id: the caller's, when it is [`acceptable`], else a fresh one, which
+/// the request then carries in its own header too (for handlers that pass it on).
+pub fn take(request: &mut Request) -> HeaderValue {
+    if let Some(given) = request
         .headers()
         .get(HEADER)
         .filter(|value| value.to_str().is_ok_and(acceptable))
-        .cloned();
-    let value = match given {
-        Some(value) => value,
-        None => {
-            let value = generate();
-            request.headers_mut().insert(HEADER, value.clone());
-            value
-        }
-    };
-    let span = tracing::info_span!(
+    {
+        return given.clone();
+    }
+    let value = generate();
+    request.headers_mut().insert(HEADER, value.clone());
+    value
+}
+
+/// The `request` span (`request_id`, method and path; never the query, where some
+/// dialects carry passwords), at debug level: made only where this module logs at debug
+/// (`pushhub::api::request_id=debug`, or `debug` for more), so a server at the default
+/// `info` level neither creates nor formats one per request ([`Span::none`] instead).
+pub fn span(id: &HeaderValue, request: &Request) -> Span {
+    tracing::debug_span!(
         "request",
-        request_id = value.to_str().unwrap_or_default(),
-        method = %request.method(),
-        path = %request.uri().path(),
-    );
-    let started = std::time::Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
+        request_id = id.to_str().unwrap_or_default(),
+        method = request.method().as_str(),
+        path = request.uri().path(),
+    )
+}
+
+/// Log the end of a request in its `span` (nothing when the span is off).
+pub fn done(span: &Span, status: StatusCode, started: Instant) {
+    if span.is_disabled() {
+        return;
+    }
     span.in_scope(|| {
         tracing::debug!(
-            status = response.status().as_u16(),
+            status = status.as_u16(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "api request done"
         );
     });
-    response.headers_mut().insert(HEADER, value);
-    response
 }
 
 /// 1 to [`MAX_LEN`] characters of `A-Z a-z 0-9 - _ . : /` (UUIDs, ULIDs, hex, trace ids).

@@ -293,6 +293,21 @@ pub trait Presence: Send + Sync {
     /// deliveries, so an engine across nodes answers for all of them.
     async fn connections(&self, scope: &str, user: &str) -> Result<usize, EngineError>;
 
+    /// How many connections each of `users` holds in `scope`, in their order: one read
+    /// for many users, so a batch of pushes counts all of its recipients at once. The
+    /// default asks [`connections`](Self::connections) for each in turn.
+    async fn connections_each(
+        &self,
+        scope: &str,
+        users: &[&str],
+    ) -> Result<Vec<usize>, EngineError> {
+        let mut counts = Vec::with_capacity(users.len());
+        for user in users {
+            counts.push(self.connections(scope, user).await?);
+        }
+        Ok(counts)
+    }
+
     /// How many connections `scope` holds in all.
     async fn total(&self, scope: &str) -> Result<usize, EngineError>;
 

@@ -3,7 +3,7 @@
 //! build step. `/demo/pushhub.js` is the SDK itself, byte for byte.
 //!
 //! The page's push panel calls the API listener, which is another origin (another port).
-//! [`allow_demo_origin`] lets exactly that page do so, and only while the API listens on
+//! [`cors`] lets exactly that page do so, and only while the API listens on
 //! loopback: the one case where the browser showing the page already runs on the machine
 //! whose API it calls. Nothing here knows about apps, users or the hub.
 
@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::net::TcpListener;
@@ -92,72 +91,76 @@ fn demo_origins(client: SocketAddr, api: SocketAddr) -> Option<Vec<HeaderValue>>
     )
 }
 
-/// Let the demo page on the `client` listener call the API router served on `api`: CORS
-/// for the page's own loopback origins (never `*`, never credentials) on the paths its push
-/// panel uses, and only when the API listens on loopback. The API's own checks (API keys)
-/// are unchanged.
+/// The origins the demo page on the `client` listener may call the API listener on
+/// `api` from, for [`cors`]: `None` (no CORS at all) unless the API listens on loopback.
+pub fn allowed_origins(client: &TcpListener, api: &TcpListener) -> Option<Arc<[HeaderValue]>> {
+    let (Ok(client), Ok(api)) = (client.local_addr(), api.local_addr()) else {
+        return None;
+    };
+    demo_origins(client, api).map(Into::into)
+}
+
+/// What the demo's CORS rule makes of one API request.
+#[derive(Debug)]
+pub enum Cors {
+    /// Not a cross-origin request (no `Origin`, or the dashboard's own): served as it is.
+    Pass,
+    /// The demo page calling one of its paths: served, the page's origin allowed in the
+    /// answer (with [`allow`]).
+    Allow(HeaderValue),
+    /// Answered without serving: a refused cross-origin request or the demo's preflight.
+    Answer(Response),
+}
+
+/// Let the demo page on the client listener call the API: CORS for the page's own
+/// loopback `origins` (never `*`, never credentials) on the paths its push panel uses.
+/// The API's own checks (API keys) are unchanged.
 ///
 /// Requests of the API listener's own pages (the admin dashboard) pass as they are. Any
 /// other request from a web page (one with an `Origin` header) is refused with 403
 /// `cross_origin`: a loopback API serves apps without keys, and a page on any site could
 /// otherwise make a visiting developer's browser push through it with a "simple" request
 /// (a form or `text/plain` POST needs no preflight). Backends send no `Origin`.
-pub fn allow_demo_origin(router: Router, client: &TcpListener, api: &TcpListener) -> Router {
-    let (Ok(client), Ok(api)) = (client.local_addr(), api.local_addr()) else {
-        return router;
-    };
-    let Some(origins) = demo_origins(client, api) else {
-        return router;
-    };
-    let origins: Arc<[HeaderValue]> = origins.into();
-    router.layer(axum::middleware::from_fn(
-        move |request: Request, next: Next| {
-            let origins = origins.clone();
-            async move { cors(&origins, request, next).await }
-        },
-    ))
-}
-
-async fn cors(origins: &[HeaderValue], request: Request, next: Next) -> Response {
-    let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
-        return next.run(request).await;
+pub fn cors(origins: &[HeaderValue], request: &Request) -> Cors {
+    let Some(origin) = request.headers().get(header::ORIGIN) else {
+        return Cors::Pass;
     };
     if same_origin(request.headers()) {
-        return next.run(request).await;
+        return Cors::Pass;
     }
-    if !(origins.contains(&origin) && demo_path(request.uri().path())) {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "cross_origin",
-            "the API does not take requests from web pages (only the demo page may call it): call it from your backend",
-        )
-        .into_response();
+    if !(origins.contains(origin) && demo_path(request.uri().path())) {
+        return Cors::Answer(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                "the API does not take requests from web pages (only the demo page may call it): call it from your backend",
+            )
+            .into_response(),
+        );
     }
     let preflight = request.method() == Method::OPTIONS
         && request
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let mut response = if preflight {
-        let mut response = StatusCode::NO_CONTENT.into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, DELETE"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("authorization, content-type"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("600"),
-        );
-        response
-    } else {
-        next.run(request).await
-    };
-    allow(response.headers_mut(), origin);
-    response
+    if !preflight {
+        return Cors::Allow(origin.clone());
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, DELETE"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    allow(headers, origin.clone());
+    Cors::Answer(response)
 }
 
 /// A request the browser made for a page of the API listener's own origin: the admin
@@ -169,7 +172,8 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .is_some_and(|site| site.as_bytes() == b"same-origin")
 }
 
-fn allow(headers: &mut HeaderMap, origin: HeaderValue) {
+/// Allow `origin` in an answer to the demo page.
+pub fn allow(headers: &mut HeaderMap, origin: HeaderValue) {
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     headers.append(header::VARY, HeaderValue::from_static("origin"));
 }

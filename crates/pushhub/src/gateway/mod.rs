@@ -19,13 +19,12 @@
 //! first frame is `{"type":"connect",...}` ([`TcpGateway`]).
 
 mod address;
-mod demo;
+pub mod demo;
 mod http;
 mod request_rate;
 mod tcp;
 
 pub use address::TrustedProxies;
-pub use demo::allow_demo_origin;
 pub use http::{cors, preflight, Wait};
 pub use tcp::TcpGateway;
 

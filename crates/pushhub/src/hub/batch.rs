@@ -129,9 +129,16 @@ impl Hub {
             }
         }
         let (published, reached) = self.publish_counted(&batch).await;
+        let users = self
+            .user_counts(&app.name, owners.iter().flat_map(|(_, targets, _)| targets))
+            .await;
         let settled = join_all(batch.iter().zip(published).zip(&owners).map(
             |((publish, result), (_, targets, key))| {
-                self.answer(&app, publish, result, targets, key.as_deref(), &reached)
+                let counted = Counted {
+                    here: &reached,
+                    users: users.as_ref(),
+                };
+                self.answer(&app, publish, result, targets, key.as_deref(), counted)
             },
         ))
         .await;
@@ -186,6 +193,8 @@ impl Hub {
             .collect();
         let seq = batch[0].message.seq;
         let app = &app;
+        let users = self.user_counts(&app.name, &all).await;
+        let users = users.as_ref();
         // A channel two targets share is counted for the first of them.
         let mut counted = HashSet::new();
         let answers = targets.iter().map(|targets| {
@@ -206,7 +215,7 @@ impl Hub {
             async move {
                 PublishReceipt {
                     id,
-                    delivered: self.reached(&app.name, targets, here).await,
+                    delivered: self.reached(&app.name, targets, here, users).await,
                     positions,
                 }
             }
@@ -266,7 +275,7 @@ impl Hub {
         result: Result<Vec<StreamPosition>, EngineError>,
         targets: &[Target],
         key: Option<&str>,
-        reached: &Reached,
+        counted: Counted<'_>,
     ) -> Result<PublishReceipt, HubError> {
         let idempotency = &self.inner.engine.idempotency;
         let positions = match result {
@@ -284,11 +293,11 @@ impl Hub {
         let here = publish
             .channels
             .iter()
-            .filter_map(|channel| reached.get(&(seq, channel.clone())))
+            .filter_map(|channel| counted.here.get(&(seq, channel.clone())))
             .sum();
         let receipt = PublishReceipt {
             id: publish.message.id.clone(),
-            delivered: self.reached(&app.name, targets, here).await,
+            delivered: self.reached(&app.name, targets, here, counted.users).await,
             positions: publish.channels.iter().cloned().zip(positions).collect(),
         };
         if let Some(key) = key {
@@ -307,6 +316,14 @@ impl Hub {
         }
         Ok(receipt)
     }
+}
+
+/// What a batch's publishes reached: on this node, per message and channel; across
+/// nodes, the connections of every user the batch names, read once for all its pushes.
+#[derive(Clone, Copy)]
+struct Counted<'a> {
+    here: &'a Reached,
+    users: Option<&'a super::nodes::UserCounts>,
 }
 
 /// The answer of a push that repeats an earlier key of its batch: the earlier push's.

@@ -11,31 +11,51 @@
 
 use std::sync::Arc;
 
+/// `parts` end to end, in one allocation: without the `String` a `format!` would build
+/// first and the `Arc` copy again (names are made on every publish).
+pub fn joined(parts: &[&str]) -> Arc<str> {
+    const ON_STACK: usize = 256;
+    let len: usize = parts.iter().map(|part| part.len()).sum();
+    if len > ON_STACK {
+        return Arc::from(parts.concat());
+    }
+    let mut text = [0u8; ON_STACK];
+    let mut at = 0;
+    for part in parts {
+        text[at..at + part.len()].copy_from_slice(part.as_bytes());
+        at += part.len();
+    }
+    match std::str::from_utf8(&text[..len]) {
+        Ok(text) => Arc::from(text),
+        Err(_) => Arc::from(parts.concat()),
+    }
+}
+
 /// The channel of one user.
 pub fn user(app: &str, user: &str) -> Arc<str> {
-    format!("{app}:user:{user}").into()
+    joined(&[app, ":user:", user])
 }
 
 /// The channel every connection of an app is in.
 pub fn all(app: &str) -> Arc<str> {
-    format!("{app}:all").into()
+    joined(&[app, ":all"])
 }
 
 /// The channel of one group.
 pub fn group(app: &str, group: &str) -> Arc<str> {
-    format!("{app}:group:{group}").into()
+    joined(&[app, ":group:", group])
 }
 
 /// The channel of one room: connections join and leave it while connected.
 pub fn room(app: &str, room: &str) -> Arc<str> {
-    format!("{app}:room:{room}").into()
+    joined(&[app, ":room:", room])
 }
 
 /// The name a push to one connection carries as its channel (`wms:conn:k3x9q2ab-1f`): no
 /// stream stands behind it, nothing subscribes to it, and its position is always the empty
 /// one, so the push is live-only and moves no client's cursor.
 pub fn conn(app: &str, conn: &str) -> Arc<str> {
-    format!("{app}:conn:{conn}").into()
+    joined(&[app, ":conn:", conn])
 }
 
 /// The app and user of a user channel (`wms:user:100` → `wms`, `100`); `None` for any
@@ -62,6 +82,16 @@ pub fn channels_for(app: &str, user_id: &str) -> Vec<Arc<str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_their_parts_joined() {
+        assert_eq!(&*user("wms", "100"), "wms:user:100");
+        assert_eq!(&*all("wms"), "wms:all");
+        assert_eq!(&*room("wms", "r1"), "wms:room:r1");
+        let long = "u".repeat(300);
+        assert_eq!(*group("wms", &long), *format!("wms:group:{long}"));
+        assert_eq!(&*joined(&[]), "");
+    }
 
     #[test]
     fn groups_are_every_slash_prefix() {

@@ -767,7 +767,7 @@ impl Hub {
             .await;
         let positions = published?;
         self.inner.stats.accepted(positions.len() as u64);
-        let delivered = self.reached(&app.name, targets, delivered).await;
+        let delivered = self.reached(&app.name, targets, delivered, None).await;
         Ok(PublishReceipt {
             id: message.id.clone(),
             delivered,
@@ -778,16 +778,54 @@ impl Hub {
     /// How many connections a push to `targets` of `app` reached: `here`, what this
     /// node's deliveries counted, on one node; across nodes, what presence counts (or
     /// `here`, with a warning, when presence cannot answer).
-    async fn reached(&self, app: &str, targets: &[Target], here: u64) -> u64 {
-        if !self.inner.engine.presence.spans_nodes() {
+    /// `users`: the users' counts when the caller read them for many pushes at once
+    /// ([`Hub::user_counts`]); without, they are read here.
+    async fn reached(
+        &self,
+        app: &str,
+        targets: &[Target],
+        here: u64,
+        users: Option<&nodes::UserCounts>,
+    ) -> u64 {
+        let presence = self.inner.engine.presence.as_ref();
+        if !presence.spans_nodes() {
             return here;
         }
-        nodes::reach(self.inner.engine.presence.as_ref(), app, targets)
+        let counted = async {
+            let read;
+            let users = match users {
+                Some(users) => users,
+                None => {
+                    read = nodes::user_counts(presence, app, targets).await?;
+                    &read
+                }
+            };
+            nodes::reach(presence, app, targets, users).await
+        };
+        counted.await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "presence cannot count a push's recipients");
+            here
+        })
+    }
+
+    /// The connections of every user `targets` name, in one presence read, for the
+    /// answers of many pushes: `None` when presence does not span nodes (each node counts
+    /// its own deliveries) or cannot answer (each push then asks for itself).
+    async fn user_counts<'a>(
+        &self,
+        app: &str,
+        targets: impl IntoIterator<Item = &'a Target>,
+    ) -> Option<nodes::UserCounts> {
+        let presence = self.inner.engine.presence.as_ref();
+        if !presence.spans_nodes() {
+            return None;
+        }
+        nodes::user_counts(presence, app, targets)
             .await
-            .unwrap_or_else(|error| {
-                tracing::warn!(%error, "presence cannot count a push's recipients");
-                here
+            .inspect_err(|error| {
+                tracing::warn!(%error, "presence cannot count a batch's recipients");
             })
+            .ok()
     }
 
     /// Online users of `app` with their connection counts. Asking about a development
@@ -974,7 +1012,7 @@ impl HubInner {
     ) -> Arc<Message> {
         let serial = self.next_message.fetch_add(1, Ordering::Relaxed);
         Arc::new(Message {
-            id: message_id(serial).into(),
+            id: message_id(serial),
             app: app.clone(),
             event: event.map(String::into_boxed_str),
             from: origin.from,
@@ -1286,8 +1324,21 @@ fn channels_of(app: &str, targets: &[Target]) -> Vec<Arc<str>> {
 }
 
 /// The id of this node's `serial`-th message: unique across nodes and restarts.
-fn message_id(serial: u64) -> String {
-    format!("{}-{serial:x}", crate::node::node_id())
+fn message_id(serial: u64) -> Arc<str> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut rest = serial;
+    loop {
+        at -= 1;
+        digits[at] = HEX[(rest & 0xf) as usize];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    let hex = std::str::from_utf8(&digits[at..]).unwrap_or("0");
+    channel::joined(&[crate::node::node_id(), "-", hex])
 }
 
 #[cfg(test)]
@@ -1295,6 +1346,14 @@ mod tests {
     use super::*;
     use crate::engine::memory::{MemoryBroker, MemoryPresence};
     use crate::engine::StreamPosition;
+
+    #[test]
+    fn message_ids_are_the_node_and_the_serial_in_hex() {
+        let node = crate::node::node_id();
+        for serial in [0, 9, 10, 0xabc, u64::MAX] {
+            assert_eq!(*message_id(serial), *format!("{node}-{serial:x}"));
+        }
+    }
 
     struct Plain(FormatId);
 

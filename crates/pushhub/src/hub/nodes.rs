@@ -1,10 +1,10 @@
 //! The hub's side of the node bus and of presence across nodes: carrying out other
 //! nodes' commands here, and the answers that count connections on every node.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
-use futures_util::future::try_join_all;
 
 use super::conns::Addressed;
 use super::{channel, names, parse_conn_name, HubInner};
@@ -164,30 +164,55 @@ pub(super) fn older_than(conns: Vec<RemoteConn>, id: u64, since_ms: u64) -> Vec<
         .collect()
 }
 
+/// Connections per user of an app, as presence counted them in one read.
+pub(super) type UserCounts = HashMap<String, usize>;
+
+/// How many connections each user that `targets` name holds in `app` (each user asked
+/// once), in one presence read: a batch counts the users of all its pushes together
+/// rather than one read per push.
+pub(super) async fn user_counts<'a>(
+    presence: &dyn Presence,
+    app: &str,
+    targets: impl IntoIterator<Item = &'a Target>,
+) -> Result<UserCounts, EngineError> {
+    let mut users: Vec<&str> = targets
+        .into_iter()
+        .filter_map(|target| match target {
+            Target::User(user) => Some(user.as_str()),
+            _ => None,
+        })
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    if users.is_empty() {
+        return Ok(UserCounts::new());
+    }
+    let counts = presence.connections_each(app, &users).await?;
+    Ok(users.into_iter().map(str::to_owned).zip(counts).collect())
+}
+
 /// How many connections on every node a push to `targets` of `app` reaches, as presence
 /// counts them (what `delivered` means when presence spans nodes: the publishing node
-/// cannot see other nodes' deliveries). `all` counts the app's connections; a user its
-/// connections; a room its members' connections; a group the connections of users whose
-/// id puts them in it (groups granted by a credential are not known to presence). A
-/// connection reached through several targets may be counted once per target.
+/// cannot see other nodes' deliveries), its users' counts taken from `users` (see
+/// [`user_counts`]). `all` counts the app's connections; a user its connections; a room
+/// its members' connections; a group the connections of users whose id puts them in it
+/// (groups granted by a credential are not known to presence). A connection reached
+/// through several targets may be counted once per target.
 pub(super) async fn reach(
     presence: &dyn Presence,
     app: &str,
     targets: &[Target],
+    users: &UserCounts,
 ) -> Result<u64, EngineError> {
     if targets.iter().any(|t| matches!(t, Target::All)) {
         return Ok(presence.total(app).await? as u64);
     }
-    let users = targets.iter().filter_map(|target| match target {
-        Target::User(user) => Some(presence.connections(app, user)),
-        _ => None,
-    });
-    // Asked all at once: the Redis engine pipelines them on its connections.
-    let mut count: usize = try_join_all(users).await?.into_iter().sum();
+    let mut count: usize = 0;
     let mut app_users = None;
     for target in targets {
         count += match target {
-            Target::All | Target::User(_) => 0,
+            Target::All => 0,
+            Target::User(user) => users.get(user.as_str()).copied().unwrap_or(0),
             Target::Room(room) => presence.total(&channel::room(app, room)).await?,
             Target::Group(group) => {
                 if app_users.is_none() {

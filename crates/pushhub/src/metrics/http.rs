@@ -5,8 +5,6 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::Response;
 use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::registry::Registry;
 
@@ -22,6 +20,11 @@ pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 pub struct Endpoint(Option<MatchedPath>);
 
 impl Endpoint {
+    /// The route template `request` matched, if a route matched it.
+    pub fn of(request: &Request) -> Self {
+        Self(request.extensions().get::<MatchedPath>().cloned())
+    }
+
     /// The template's text.
     pub fn as_str(&self) -> &str {
         self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
@@ -48,13 +51,10 @@ impl EncodeLabelValue for Endpoint {
     }
 }
 
-/// Time a request and count it under its route template (`/v1/apps/{app}/users`, never
-/// the path a client sent), method and status. Methods outside the standard set count
-/// as `other`, so a client cannot invent label values.
-pub async fn record(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let endpoint = Endpoint(request.extensions().get::<MatchedPath>().cloned());
-    let method = match *request.method() {
+/// A request's method as a label value: methods outside the standard set count as
+/// `other`, so a client cannot invent label values.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
         Method::GET => "GET",
         Method::POST => "POST",
         Method::PUT => "PUT",
@@ -63,18 +63,21 @@ pub async fn record(request: Request, next: Next) -> Response {
         Method::HEAD => "HEAD",
         Method::OPTIONS => "OPTIONS",
         _ => "other",
-    };
-    let response = next.run(request).await;
+    }
+}
+
+/// Count a request that began at `started` under its route template (`/v1/apps/{app}/users`,
+/// never the path a client sent), method label and status.
+pub fn observe(endpoint: Endpoint, method: &'static str, status: u16, started: Instant) {
     let labels = ApiLabels {
         endpoint,
         method,
-        status: response.status().as_u16(),
+        status,
     };
     super::global()
         .api_requests
         .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
-    response
 }
 
 /// The text of one scrape: the recorded metrics and `snapshot`, every name under the

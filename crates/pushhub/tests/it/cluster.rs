@@ -197,3 +197,38 @@ async fn commands_per_push_do_not_grow_with_nodes() {
     let last = clients.last_mut().expect("a client on node 2");
     assert_eq!(last.json().await["data"], json!({"x": 1}), "node 2 got it");
 }
+
+/// A batch reads presence once for all of its pushes' users, not once per push: twenty
+/// pushes to the same two users (one online on each node) ask Redis for each user's
+/// connections once, and every push is still answered with what it reached across nodes.
+#[tokio::test]
+async fn a_batch_reads_presence_once_for_all_its_users() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = start_nodes(2, &redis.url());
+    for node in &nodes {
+        wait_healthy(node).await;
+    }
+    let (_a, _) = nodes[0].native("demo", "a").await;
+    let (_b, _) = nodes[1].native("demo", "b").await;
+    let pushes: Vec<serde_json::Value> = (0..20)
+        .map(|n| json!({"to": if n % 2 == 0 { "a" } else { "b" }, "data": n}))
+        .collect();
+    let batch = json!({"app": "demo", "pushes": pushes});
+    let mut least = u64::MAX;
+    for _ in 0..5 {
+        let before = redis.command_calls();
+        let (status, body) = nodes[0].post_json("/v1/batch", &batch).await;
+        let after = redis.command_calls();
+        assert_eq!(status, 200, "{body}");
+        let results = body["results"].as_array().expect("results");
+        assert_eq!(results.len(), 20, "{body}");
+        for result in results {
+            assert_eq!(result["delivered"], 1, "{body}");
+        }
+        let reads = after.get("hkeys").unwrap_or(&0) - before.get("hkeys").unwrap_or(&0);
+        least = least.min(reads);
+    }
+    assert_eq!(least, 2, "one read of each user's connections per batch");
+}

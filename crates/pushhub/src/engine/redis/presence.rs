@@ -644,6 +644,32 @@ impl Presence for RedisPresence {
         Ok(self.alive(conns, String::as_str).await?.len())
     }
 
+    /// Every user's entries asked together (pipelined on one connection: one round
+    /// trip), and one liveness check for all of them.
+    async fn connections_each(
+        &self,
+        scope: &str,
+        users: &[&str],
+    ) -> Result<Vec<usize>, EngineError> {
+        let reads = users.iter().map(|user| {
+            self.pool()
+                .hkeys::<Vec<String>, _>(self.keys.user(scope, user))
+        });
+        let conns = futures_util::future::try_join_all(reads)
+            .await
+            .map_err(unavailable)?;
+        let named: Vec<(usize, String)> = conns
+            .into_iter()
+            .enumerate()
+            .flat_map(|(at, names)| names.into_iter().map(move |name| (at, name)))
+            .collect();
+        let mut counts = vec![0; users.len()];
+        for (at, _) in self.alive(named, |(_, name)| name.as_str()).await? {
+            counts[at] += 1;
+        }
+        Ok(counts)
+    }
+
     /// Counts the scope's entries as stored: a dead node's are included until a node
     /// purges them (within a heartbeat period after its TTL ran out).
     async fn total(&self, scope: &str) -> Result<usize, EngineError> {
