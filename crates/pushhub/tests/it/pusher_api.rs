@@ -235,8 +235,13 @@ async fn sdk_triggers_reach_native_clients_in_the_channels_rooms() {
         )
     );
 
-    // A socket_id the SDK accepts but this server never gave is still a socket id: the
-    // trigger goes through; a malformed one is refused.
+    // A well-formed socket_id is taken (the SDK checks the form before sending); one
+    // that is not N.M is refused.
+    let (status, body) = sdk.call(
+        "trigger",
+        json!({"channels": "news", "event": "e", "data": "1", "params": {"socket_id": "12.3"}}),
+    );
+    assert_eq!((status, body), (200, json!({})));
     let (status, body) = sdk
         .raw(
             &server,
@@ -431,4 +436,31 @@ async fn bad_requests_get_pushers_statuses() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "batch_too_large");
+}
+
+#[tokio::test]
+async fn a_reload_changes_the_pusher_credentials_the_api_answers_to() {
+    let (server, dir) = TestServer::with_config(CONFIG);
+    let Some(old) = Sdk::new(&server, "1001", "chat-key", "chat-secret") else {
+        return;
+    };
+    let trigger = json!({"channels": "news", "event": "e", "data": "1"});
+    assert_eq!(old.call("trigger", trigger.clone()).0, 200);
+    let rotated = CONFIG
+        .replace("app_id = \"1001\"", "app_id = \"2001\"")
+        .replace("secret = \"chat-secret\"", "secret = \"new-secret\"");
+    std::fs::write(dir.path().join("pushhub.toml"), rotated).expect("write");
+    server.signal("HUP");
+    server.wait_log("configuration reloaded", 1).await;
+    let (status, body) = old.call("trigger", trigger.clone());
+    assert_eq!(status, 404, "the old app id is gone: {body}");
+    let Some(stale) = Sdk::new(&server, "2001", "chat-key", "chat-secret") else {
+        return;
+    };
+    assert_eq!(stale.call("trigger", trigger.clone()).0, 401, "old secret");
+    let Some(new) = Sdk::new(&server, "2001", "chat-key", "new-secret") else {
+        return;
+    };
+    let (status, body) = new.call("trigger", trigger);
+    assert_eq!((status, body), (200, json!({})));
 }
