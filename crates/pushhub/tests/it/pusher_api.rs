@@ -261,7 +261,7 @@ async fn sdk_channel_queries_count_every_member() {
         return;
     };
     let mut ann1 = native(&server, "ann", &["presence-room"]).await;
-    let mut ann2 = native(&server, "ann", &["presence-room", "news"]).await;
+    let mut ann2 = native(&server, "ann", &["presence-room"]).await;
     let _bob = native(&server, "bob", &["presence-room"]).await;
     let _cid = native(&server, "cid", &["news"]).await;
 
@@ -293,6 +293,20 @@ async fn sdk_channel_queries_count_every_member() {
     );
     let (status, body) = get("/channels/nobody-here", json!({}));
     assert_eq!((status, body), (200, json!({"occupied": false})));
+
+    // A cache channel's last event, from its history, with the seconds it is kept still.
+    let (status, _) = sdk.call(
+        "trigger",
+        json!({"channels": ["cache-price", "news"], "event": "price", "data": "42"}),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = get("/channels/cache-price", json!({"info": "cache"}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["occupied"], false, "{body}");
+    assert_eq!(body["cache"]["data"], "42", "{body}");
+    assert!(body["cache"]["ttl"].as_u64() > Some(0), "{body}");
+    let (status, body) = get("/channels/news", json!({"info": "cache"}));
+    assert_eq!((status, body), (200, json!({"occupied": true})));
     let (status, _) = get("/channels/news", json!({"info": "user_count"}));
     assert_eq!(status, 400);
 
