@@ -478,3 +478,29 @@ async fn a_reload_changes_the_pusher_credentials_the_api_answers_to() {
     let (status, body) = new.call("trigger", trigger);
     assert_eq!((status, body), (200, json!({})));
 }
+
+/// One port for everything, as Soketi and Reverb serve: the Pusher API is signed, so it
+/// needs none of the API keys the native API asks for there.
+#[tokio::test]
+async fn the_api_answers_on_a_single_port_without_api_keys() {
+    let config = CONFIG.replace(
+        "[apps.chat]\nauth = \"none\"\n",
+        "[apps.chat]\nauth = \"none\"\napi_keys = [\"chat-api-key-0123456789\"]\n",
+    );
+    let config = config.replace(
+        "[apps.quiet]\n",
+        "[apps.quiet]\napi_keys = [\"quiet-api-key-0123456789\"]\n",
+    );
+    let (server, _dir) = TestServer::single_port(&config);
+    assert_eq!(server.api, server.client);
+    let Some(sdk) = Sdk::new(&server, "1001", "chat-key", "chat-secret") else {
+        return;
+    };
+    let mut ann = native(&server, "ann", &["news"]).await;
+    let (status, body) = sdk.call(
+        "trigger",
+        json!({"channels": "news", "event": "e", "data": "one port"}),
+    );
+    assert_eq!((status, body), (200, json!({})));
+    assert_eq!(message(&mut ann).await.2, json!("one port"));
+}
