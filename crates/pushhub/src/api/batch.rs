@@ -51,6 +51,8 @@ struct PushEntry<'a> {
     data: Option<&'a RawValue>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    #[serde(default)]
+    exclude: Option<String>,
 }
 
 /// One target of the `broadcast` form.
@@ -261,6 +263,7 @@ fn push_spec(entry: &RawValue) -> Result<PushSpec, ApiError> {
         event: push.event,
         data: push.data.unwrap_or(RawValue::NULL).to_owned(),
         idempotency_key: push.idempotency_key,
+        exclude: push.exclude,
     })
 }
 

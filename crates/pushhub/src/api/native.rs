@@ -42,6 +42,10 @@ pub struct PushRequest<'a> {
     /// instead of publishing again.
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// A connection (the `conn` of its `welcome`) the push must not reach: the client
+    /// whose action this push tells everyone else about.
+    #[serde(default)]
+    exclude: Option<String>,
 }
 
 /// What a `POST /v1/push` asks for, checked.
@@ -80,10 +84,10 @@ impl PushRequest<'_> {
             if self.to.is_some() || self.room.is_some() {
                 return Err(ApiError::bad_request("invalid_request", ONE_TARGET));
             }
-            if self.idempotency_key.is_some() {
+            if self.idempotency_key.is_some() || self.exclude.is_some() {
                 return Err(ApiError::bad_request(
                     "invalid_request",
-                    "a push to one \"conn\" is live-only and takes no \"idempotency_key\"",
+                    "a push to one \"conn\" is live-only and takes no \"idempotency_key\" or \"exclude\"",
                 ));
             }
             return Ok(PushAction::Conn {
@@ -97,6 +101,7 @@ impl PushRequest<'_> {
             event: self.event,
             data,
             idempotency_key: self.idempotency_key,
+            exclude: self.exclude,
         }))
     }
 }
@@ -202,7 +207,13 @@ pub async fn push(
     }
     let receipt = state
         .hub
-        .publish(&app, &spec.targets, spec.event, spec.data)
+        .publish_excluding(
+            &app,
+            &spec.targets,
+            spec.event,
+            spec.data,
+            spec.exclude.as_deref(),
+        )
         .await?;
     Ok(Json(receipt.into()))
 }

@@ -55,7 +55,7 @@ impl Calls {
         let (hub, app, user, conn, info) = (
             session.hub().clone(),
             session.app().clone(),
-            session.user().clone(),
+            session.presence_id(),
             session.conn(),
             session.grant().info.clone(),
         );

@@ -52,7 +52,7 @@ pub async fn attach(
 ) -> Result<Session, Disconnect> {
     let request = ConnectRequest {
         app,
-        user: identity.user,
+        user: Some(identity.user),
         groups: identity.groups,
         grant: Grant {
             rooms: identity.rooms,
@@ -82,6 +82,11 @@ pub trait Encode: Send + Sync + 'static {
 
     /// The dialect's name, as metrics, the admin API and the dashboard show a connection's.
     fn name(&self) -> &'static str;
+
+    /// Whether the dialect renders presence member changes (see [`Render::shows_members`]).
+    fn shows_members(&self) -> bool {
+        false
+    }
 }
 
 /// A dialect's encoding inside a transport's framing: one wire format.
@@ -113,5 +118,9 @@ impl Render for Renderer {
 
     fn kind(&self) -> (&'static str, &'static str) {
         (self.framer.name(), self.encoder.name())
+    }
+
+    fn shows_members(&self) -> bool {
+        self.encoder.shows_members()
     }
 }

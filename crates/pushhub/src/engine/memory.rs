@@ -898,6 +898,12 @@ mod tests {
     // The shared broker contract, run against the memory engine.
     contract::contract_suite!(((), Arc::new(MemoryBroker::new(UNBOUNDED))));
 
+    // The shared presence contract for members and scopes, run against the memory engine.
+    crate::engine::presence_contract::presence_suite!((
+        (),
+        Arc::new(MemoryPresence::default()) as Arc<dyn Presence>
+    ));
+
     async fn publish(
         broker: &MemoryBroker,
         channel: &str,

@@ -28,6 +28,8 @@ pub mod contract;
 pub mod idempotency;
 pub mod memory;
 pub mod node_bus;
+#[cfg(test)]
+pub mod presence_contract;
 pub mod publication;
 pub mod redis;
 
@@ -38,7 +40,7 @@ use async_trait::async_trait;
 
 pub use idempotency::Idempotency;
 pub use node_bus::{LocalBus, NodeBus, NodeCommand, NodeEvents};
-pub use publication::{Message, Publication, StreamPosition};
+pub use publication::{MemberChange, Message, Publication, StreamPosition};
 
 /// Failures every engine may report; callers act on the variant.
 #[derive(Debug, thiserror::Error)]

@@ -59,6 +59,15 @@ pub enum NodeCommand {
         /// with [`NodeCommand::message`].
         message: String,
     },
+    /// Queue a member change (`message`, its `member` set) to this node's connections in
+    /// room channel `channel`, live-only.
+    Member {
+        /// The room channel.
+        channel: String,
+        /// The message in its serialized form as text, as [`NodeCommand::Push`] carries
+        /// one. Read it with [`NodeCommand::message`].
+        message: String,
+    },
     /// Apply `change` to the close notes of connection `conn` of `app`.
     CloseNotes {
         /// The app.
@@ -82,10 +91,24 @@ impl NodeCommand {
         })
     }
 
-    /// The message a `push` command carries, or `None` (no push, or not readable).
+    /// The command that tells the other nodes' connections in room channel `channel`
+    /// of a member change, `message`.
+    pub fn member(channel: &str, message: &Message) -> Result<Self, EngineError> {
+        let message = serde_json::to_string(message)
+            .map_err(|e| EngineError::Unavailable(format!("node bus: {e}")))?;
+        Ok(Self::Member {
+            channel: channel.to_owned(),
+            message,
+        })
+    }
+
+    /// The message a `push` or `member` command carries, or `None` (another command, or
+    /// not readable).
     pub fn message(&self) -> Option<Arc<Message>> {
         match self {
-            Self::Push { message, .. } => serde_json::from_str(message).ok().map(Arc::new),
+            Self::Push { message, .. } | Self::Member { message, .. } => {
+                serde_json::from_str(message).ok().map(Arc::new)
+            }
             _ => None,
         }
     }

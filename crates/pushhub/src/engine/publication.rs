@@ -77,6 +77,27 @@ pub struct Message {
     /// go to one channel and pay nothing for it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared: bool,
+    /// The one connection (its name across nodes) this message must not reach: the
+    /// sender of a client event, or the connection a backend names as the trigger's
+    /// origin (Pusher's `socket_id`), which already shows what it did. Checked by each
+    /// receiving connection, so it holds whichever node delivers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Arc<str>>,
+    /// Set when this is not a push but a change in who is present in its channel (a
+    /// member joined or left a presence room, `data` its info): live-only, never kept in
+    /// history, and rendered only by dialects that show members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<MemberChange>,
+}
+
+/// A presence member's arrival in a channel or departure from it: told once per user
+/// however many connections it holds there (its first joined, its last left).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberChange {
+    /// The member's user id.
+    pub user: Arc<str>,
+    /// True: it joined (its first connection); false: it left (its last one).
+    pub joined: bool,
 }
 
 impl Message {
@@ -93,6 +114,8 @@ impl Message {
             ts_ms: 0,
             seq: 0,
             shared: false,
+            exclude: None,
+            member: None,
         }
     }
 }
@@ -140,6 +163,8 @@ mod tests {
             ts_ms: 1_700_000_000_123,
             seq: 7,
             shared: true,
+            exclude: None,
+            member: None,
         };
         let publication = Publication::new(
             "wms:user:100".into(),

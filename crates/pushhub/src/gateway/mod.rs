@@ -77,6 +77,7 @@ fn dialects(config: &Config) -> Vec<Arc<dyn ClientEndpoints>> {
         crate::dialect::native::gateway::endpoints(),
         crate::dialect::jdserver::gateway::endpoints(config),
         crate::dialect::pushserve::gateway::endpoints(),
+        crate::dialect::pusher::gateway::endpoints(),
     ];
     dialects.extend(crate::dialect::mswoole::gateway::endpoints(config));
     dialects
@@ -219,13 +220,33 @@ impl GatewayState {
         request: Request,
         make: impl FnOnce() -> Result<H, Disconnect>,
     ) -> Response {
+        self.open_with(request, make, |reason| reason)
+    }
+
+    /// [`GatewayState::open`] for a dialect whose clients read close codes by a table of
+    /// their own: the gateway's own refusals (a full server, a full address) are said
+    /// through `say`; `make`'s refusals are in the dialect's words already.
+    pub fn open_with<H: ClientHandler + 'static>(
+        &self,
+        request: Request,
+        make: impl FnOnce() -> Result<H, Disconnect>,
+        say: impl Fn(Disconnect) -> Disconnect,
+    ) -> Response {
         let outbox = self.new_outbox();
         let peer = self.peer(&request);
         let address = peer.ip();
-        let admitted = self.admission().map_or_else(make, Err).and_then(|client| {
-            let registration = self.ws.connections.register(&outbox, address)?;
-            Ok((client, registration))
-        });
+        let admitted = self
+            .admission()
+            .map(&say)
+            .map_or_else(make, Err)
+            .and_then(|client| {
+                let registration = self
+                    .ws
+                    .connections
+                    .register(&outbox, address)
+                    .map_err(&say)?;
+                Ok((client, registration))
+            });
         let ws = self.ws.clone();
         match admitted {
             Ok((client, registration)) => {

@@ -37,6 +37,9 @@ pub struct PushSpec {
     /// Makes a retry within the window answer with this push's first answer instead of
     /// publishing again.
     pub idempotency_key: Option<String>,
+    /// The connection (its name, as a `welcome` or Pusher's `socket_id` shows it) this
+    /// push must not reach: the one whose action the backend is echoing to the others.
+    pub exclude: Option<String>,
 }
 
 /// The idempotency key `key` of `app` as the engine stores it (app names hold no `:`).
@@ -75,6 +78,9 @@ impl Hub {
                 .iter()
                 .zip(&repeats)
                 .map(|(push, repeat)| async move {
+                    if let Some(conn) = &push.exclude {
+                        super::excluded_conn(conn)?;
+                    }
                     match repeat {
                         Some(_) => Ok(None),
                         None => self.claim(name, push).await,
@@ -99,11 +105,20 @@ impl Hub {
                     )))
                 }
                 Ok(Some(Claim::First) | None) => {
+                    // Checked before the claim: only a well-formed name gets here.
+                    let exclude = push.exclude.map(Arc::from);
                     let channels = channels_of(&app.name, &push.targets);
                     let shared = channels.len() > 1;
-                    let message = self
-                        .inner
-                        .new_message(&app.name, push.event, push.data, None, shared);
+                    let message = self.inner.new_message(
+                        &app.name,
+                        push.event,
+                        push.data,
+                        super::Origin {
+                            exclude,
+                            ..Default::default()
+                        },
+                        shared,
+                    );
                     batch.push(BatchPublish {
                         channels,
                         message,
@@ -154,7 +169,9 @@ impl Hub {
         let all: Vec<Target> = targets.iter().flatten().cloned().collect();
         let channels = channels_of(&app.name, &all);
         let shared = channels.len() > 1;
-        let message = self.inner.new_message(&app.name, event, data, None, shared);
+        let message =
+            self.inner
+                .new_message(&app.name, event, data, super::Origin::default(), shared);
         let batch = [BatchPublish {
             channels,
             message,

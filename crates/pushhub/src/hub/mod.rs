@@ -19,6 +19,10 @@ pub mod names;
 mod nodes;
 pub mod outbox;
 mod policy;
+mod session;
+#[cfg(test)]
+mod session_tests;
+use session::room_event;
 pub mod registry;
 pub mod render;
 pub mod rooms_info;
@@ -43,6 +47,7 @@ pub use outbox::{DirectWrite, Outbox, OutboxLimits};
 pub use policy::{Grant, RefreshError, RoomError, SendError};
 pub use registry::{ConnDetail, ConnId, ConnSnapshot};
 pub use render::{FormatId, Render};
+pub use session::{MemberJoin, RoomEntry, RoomStart, Session};
 pub use target::Target;
 
 pub use crate::engine::{Message, Publication};
@@ -50,7 +55,9 @@ pub use crate::engine::{Message, Publication};
 use crate::backend::events::Event;
 use crate::close_notes::{CloseNotesChange, CloseNotesError};
 use crate::disconnect::Disconnect;
-use crate::engine::{BrokerEvents, Engine, EngineError, HistoryRequest, Recovery, StreamPosition};
+use crate::engine::{
+    BrokerEvents, Engine, EngineError, HistoryRequest, MemberChange, NodeCommand, StreamPosition,
+};
 use crate::stats::Stats;
 use conns::{Addressed, LocalConns};
 use interest::Interest;
@@ -105,8 +112,10 @@ pub enum HubError {
 pub struct ConnectRequest {
     /// Its app.
     pub app: Arc<AppSettings>,
-    /// Its user id (already authenticated by the dialect's auth step).
-    pub user: String,
+    /// Its user id (already authenticated by the dialect's auth step); `None` for a
+    /// connection that is nobody yet (a Pusher client before `pusher:signin`): it joins
+    /// no channel at connect, and may take a user later ([`Session::sign_in`]).
+    pub user: Option<String>,
     /// Groups granted by its credential, beyond those its user id implies.
     pub groups: Vec<String>,
     /// What else its credential grants, for the app's rules on its later requests.
@@ -138,6 +147,11 @@ pub struct ChannelState {
     /// False when the client asked to resume this channel and its history could not cover
     /// the gap (or the epoch changed): the client should refetch what it shows.
     pub recovered: bool,
+    /// How many kept messages are replayed to the client right after this answer (a
+    /// cache channel's last message, what a resuming client missed).
+    pub replayed: usize,
+    /// For a room joined as a presence member: its members, this one included.
+    pub members: Option<Vec<crate::engine::Member>>,
 }
 
 /// What the hub decided about a connection, for its greeting.
@@ -147,8 +161,8 @@ pub struct ConnInfo {
     pub id: ConnId,
     /// The app.
     pub app: Arc<AppSettings>,
-    /// The user id.
-    pub user: Arc<str>,
+    /// The user id; `None` for a connection without a user.
+    pub user: Option<Arc<str>>,
     /// Its channels, user channel first.
     pub channels: Vec<ChannelState>,
     /// True unless some channel the client asked to resume could not be.
@@ -291,6 +305,10 @@ impl Hub {
             .engine
             .nodes
             .register_events(Arc::new(nodes::HubNodes::new(Arc::downgrade(&inner))));
+        inner
+            .engine
+            .presence
+            .register_events(Arc::new(nodes::HubPresence::new(Arc::downgrade(&inner))));
         Self { inner }
     }
 
@@ -361,7 +379,13 @@ impl Hub {
         request: ConnectRequest,
         greet: impl FnOnce(&ConnInfo),
     ) -> Result<Session, HubError> {
-        names::check_user(&request.user)?;
+        if let Some(user) = &request.user {
+            names::check_user(user)?;
+        } else if !request.groups.is_empty() {
+            return Err(HubError::InvalidUser(
+                "a connection without a user is in no group".into(),
+            ));
+        }
         if request.groups.len() > MAX_EXTRA_GROUPS {
             return Err(HubError::InvalidUser(format!(
                 "a credential may grant at most {MAX_EXTRA_GROUPS} groups"
@@ -378,21 +402,24 @@ impl Hub {
         let app = request.app;
         let since_ms = now_ms();
         let presence = &self.inner.engine.presence;
-        presence
-            .join(&app.name, &request.user, id, since_ms)
-            .await?;
-        let elsewhere = match app.user_limit {
-            Some(_) => match presence.elsewhere(&app.name, &request.user).await {
-                Ok(conns) => nodes::older_than(conns, id, since_ms),
-                Err(error) => {
-                    presence.leave(&app.name, &request.user, id).await?;
-                    return Err(error.into());
+        let user: Option<Arc<str>> = request.user.map(Arc::from);
+        let mut elsewhere = Vec::new();
+        if let Some(user) = &user {
+            presence.join(&app.name, user, id, since_ms).await?;
+            if app.user_limit.is_some() {
+                match presence.elsewhere(&app.name, user).await {
+                    Ok(conns) => elsewhere = nodes::older_than(conns, id, since_ms),
+                    Err(error) => {
+                        presence.leave(&app.name, user, id).await?;
+                        return Err(error.into());
+                    }
                 }
-            },
+            }
+        }
+        let mut channels = match &user {
+            Some(user) => channel::channels_for(&app.name, user),
             None => Vec::new(),
         };
-        let user: Arc<str> = request.user.into();
-        let mut channels = channel::channels_for(&app.name, &user);
         for group in &request.groups {
             names::check_user(group)?;
             let channel = channel::group(&app.name, group);
@@ -400,20 +427,27 @@ impl Hub {
                 channels.push(channel);
             }
         }
-        let home = Registry::home(&app.name, &user);
+        // A connection without a user is sharded by its own name: its rooms live there.
+        let home = match &user {
+            Some(user) => Registry::home(&app.name, user),
+            None => Registry::home(&app.name, &conn_name(id)),
+        };
         let subscriber = Arc::new(
             Subscriber::new(id, request.outbox, request.renderer)
                 .connected_at(since_ms)
-                .described(detail),
+                .described(detail)
+                .homed_by_user(user.is_some()),
         );
         let subscribed = self.inner.registry.subscribe_within(
             home,
             &channels,
             &subscriber,
-            app.user_limit,
+            app.user_limit.filter(|_| user.is_some()),
             &elsewhere,
         );
         let Ok(pushed_out) = subscribed else {
+            // Only a connection with a user is held to a limit.
+            let user = user.unwrap_or_default();
             presence.leave(&app.name, &user, id).await?;
             return Err(HubError::UserFull(user.to_string()));
         };
@@ -424,10 +458,11 @@ impl Hub {
             old.outbox.close(Disconnect::REPLACED);
         }
         for name in pushed_out.elsewhere {
+            let user = user.as_deref().unwrap_or_default();
             self.inner
                 .tell_nodes(nodes::kick(
                     &app.name,
-                    &user,
+                    user,
                     Some(name),
                     &Disconnect::REPLACED,
                 ))
@@ -440,7 +475,7 @@ impl Hub {
             dialect,
         });
         gauge.inc();
-        if let Some(events) = &app.events {
+        if let (Some(events), Some(user)) = (&app.events, &user) {
             events.emit(Event::Connect {
                 user: user.clone(),
                 conn: conn_name(id),
@@ -454,6 +489,8 @@ impl Hub {
             user: user.clone(),
             channels: channels.clone(),
             home,
+            signed_in: None,
+            room_presence: Default::default(),
             subscriber: subscriber.clone(),
             connected: std::time::Instant::now(),
             attached: true,
@@ -482,6 +519,7 @@ impl Hub {
                 .missed
                 .last()
                 .is_some_and(|last| last.position.offset < recovery.top.offset);
+            let replayed = recovery.missed.len();
             missed.push(recovery.missed);
             let recovered = request.since.is_none() || recovery.complete;
             let start = match request.since {
@@ -493,6 +531,8 @@ impl Hub {
                 start,
                 position: recovery.top,
                 recovered,
+                replayed,
+                members: None,
             });
         }
         let mut missed = merge_by_time(missed);
@@ -564,7 +604,27 @@ impl Hub {
         event: Option<String>,
         data: Box<RawValue>,
     ) -> Result<PublishReceipt, HubError> {
-        self.publish_from(app, targets, event, data, None).await
+        self.publish_from(app, targets, event, data, Origin::default())
+            .await
+    }
+
+    /// [`Hub::publish`], except to connection `exclude` (its name, as a `welcome` or
+    /// Pusher's `socket_id` shows it): the client whose action the backend is echoing to
+    /// everyone else (Pusher's `socket_id` on a trigger). It is skipped on whichever node
+    /// holds it; a name of no open connection excludes nobody.
+    pub async fn publish_excluding(
+        &self,
+        app: &str,
+        targets: &[Target],
+        event: Option<String>,
+        data: Box<RawValue>,
+        exclude: Option<&str>,
+    ) -> Result<PublishReceipt, HubError> {
+        let origin = Origin {
+            from: None,
+            exclude: exclude.map(excluded_conn).transpose()?,
+        };
+        self.publish_from(app, targets, event, data, origin).await
     }
 
     /// Deliver a message user `from` sends to user `to` of `app` (a client's `send`):
@@ -580,8 +640,11 @@ impl Hub {
     ) -> Result<PublishReceipt, HubError> {
         names::check_user(to)?;
         let targets = [Target::User(to.to_owned())];
-        self.publish_from(app, &targets, event, data, Some(from.into()))
-            .await
+        let origin = Origin {
+            from: Some(from.into()),
+            exclude: None,
+        };
+        self.publish_from(app, &targets, event, data, origin).await
     }
 
     /// Push `data` with an optional `event` to the one connection named `conn` (as its
@@ -599,7 +662,9 @@ impl Hub {
     ) -> Result<PublishReceipt, HubError> {
         let app = self.app(app)?;
         let here = parse_conn_name(conn).map_err(|_| HubError::InvalidConn(conn.to_owned()))?;
-        let message = self.inner.new_message(&app.name, event, data, None, false);
+        let message = self
+            .inner
+            .new_message(&app.name, event, data, Origin::default(), false);
         let delivered = match here {
             Some(id) => self.inner.push_local(&app.name, conn, id, message.clone()),
             None => {
@@ -670,15 +735,14 @@ impl Hub {
     async fn send_to_room(
         &self,
         app: &str,
-        from: &str,
+        origin: Origin,
         room: &str,
         event: Option<String>,
         data: Box<RawValue>,
     ) -> Result<PublishReceipt, HubError> {
         names::check_room(room)?;
         let targets = [Target::Room(room.to_owned())];
-        self.publish_from(app, &targets, event, data, Some(from.into()))
-            .await
+        self.publish_from(app, &targets, event, data, origin).await
     }
 
     async fn publish_from(
@@ -687,13 +751,13 @@ impl Hub {
         targets: &[Target],
         event: Option<String>,
         data: Box<RawValue>,
-        from: Option<Arc<str>>,
+        origin: Origin,
     ) -> Result<PublishReceipt, HubError> {
         let app = self.app(app)?;
         let channels = channels_of(&app.name, targets);
         let message = self
             .inner
-            .new_message(&app.name, event, data, from, channels.len() > 1);
+            .new_message(&app.name, event, data, origin, channels.len() > 1);
         let broker = &self.inner.engine.broker;
         let (published, delivered) = PUBLISHING
             .scope(PublishScope::default(), async {
@@ -905,7 +969,7 @@ impl HubInner {
         app: &Arc<str>,
         event: Option<String>,
         data: Box<RawValue>,
-        from: Option<Arc<str>>,
+        origin: Origin,
         shared: bool,
     ) -> Arc<Message> {
         let serial = self.next_message.fetch_add(1, Ordering::Relaxed);
@@ -913,11 +977,13 @@ impl HubInner {
             id: message_id(serial).into(),
             app: app.clone(),
             event: event.map(String::into_boxed_str),
-            from,
+            from: origin.from,
             data,
             ts_ms: now_ms(),
             seq: serial,
             shared,
+            exclude: origin.exclude,
+            member: None,
         })
     }
 
@@ -995,6 +1061,59 @@ impl HubInner {
         let done = addressed == Addressed::Done;
         self.stats.published(u64::from(done));
         done
+    }
+
+    /// Tell the connections in room channel `channel` of `app`, on every node, that a
+    /// member joined (with `info`, JSON text) or left, skipping connection `exclude` (the
+    /// member itself). Live-only: a member change is never kept in history, and only
+    /// formats that show members get it.
+    async fn member_change(
+        &self,
+        app: &Arc<str>,
+        channel: &Arc<str>,
+        change: MemberChange,
+        info: Option<&str>,
+        exclude: Option<Arc<str>>,
+    ) {
+        let data = info
+            .and_then(|info| RawValue::from_string(info.to_owned()).ok())
+            .unwrap_or_else(|| RawValue::NULL.to_owned());
+        let serial = self.next_message.fetch_add(1, Ordering::Relaxed);
+        let message = Arc::new(Message {
+            id: message_id(serial).into(),
+            app: app.clone(),
+            event: None,
+            from: None,
+            data,
+            ts_ms: now_ms(),
+            seq: serial,
+            shared: false,
+            exclude,
+            member: Some(change),
+        });
+        self.deliver_member_change(channel, message.clone());
+        if self.engine.presence.spans_nodes() {
+            match NodeCommand::member(channel, &message) {
+                Ok(command) => self.tell_nodes(command).await,
+                Err(error) => tracing::warn!(%error, "a member change could not be sent"),
+            }
+        }
+    }
+
+    /// Queue a member change (`message`) to this node's connections in room channel
+    /// `channel`.
+    fn deliver_member_change(&self, channel: &Arc<str>, message: Arc<Message>) {
+        let publication = Arc::new(Publication::new(
+            channel.clone(),
+            StreamPosition::empty(),
+            message,
+        ));
+        let mut unsent = Unsent::default();
+        let mut cache = RenderCache::new(&publication, &self.renders);
+        self.registry.for_each(channel, None, |sub| {
+            sub.offer(&publication, &mut cache, &mut unsent);
+        });
+        write_unsent(unsent);
     }
 
     /// Send `command` to the other nodes; a failure is logged (the connections it
@@ -1101,306 +1220,6 @@ fn merge_by_time(lists: Vec<Vec<Arc<Publication>>>) -> Vec<Arc<Publication>> {
     merged
 }
 
-/// A connection attached to the hub. Call [`Session::close`] when it ends; dropping it
-/// without that still unsubscribes it, and finishes presence in the background.
-pub struct Session {
-    hub: Hub,
-    id: ConnId,
-    app: Arc<AppSettings>,
-    user: Arc<str>,
-    channels: Vec<Arc<str>>,
-    home: u64,
-    subscriber: Arc<Subscriber>,
-    connected: std::time::Instant,
-    attached: bool,
-    /// This connection's count in `pushhub_connections`, taken back when it detaches.
-    gauge: prometheus_client::metrics::gauge::Gauge,
-    /// What its credential grants ([`Session::join`] and RPC calls read it).
-    grant: Grant,
-}
-
-impl Session {
-    /// The app this connection belongs to.
-    pub fn app(&self) -> &Arc<AppSettings> {
-        &self.app
-    }
-
-    /// The hub it is attached to (for work that outlives a borrow of the session, like
-    /// an RPC call's answer).
-    pub fn hub(&self) -> &Hub {
-        &self.hub
-    }
-
-    /// The user this connection belongs to.
-    pub fn user(&self) -> &Arc<str> {
-        &self.user
-    }
-
-    /// The connection's id on this node.
-    pub fn id(&self) -> ConnId {
-        self.id
-    }
-
-    /// The connection's name, as a `welcome` and the API show it.
-    pub fn conn(&self) -> String {
-        conn_name(self.id)
-    }
-
-    /// Whether the connection is in room `room` (joined itself, or put there by its
-    /// backend).
-    pub fn in_room(&self, room: &str) -> bool {
-        self.subscriber
-            .in_room(&channel::room(&self.app.name, room))
-    }
-
-    /// Join room `room` and call `answer` with where the connection stands in it (so the
-    /// answer is queued first), then queue what it missed there since `since` in order,
-    /// then go live, as [`Hub::connect`] does for the connection's own channels: a message
-    /// published to the room at any moment during this reaches the connection exactly
-    /// once. Without `since` the connection starts at the room's top. Whether the user may
-    /// join was decided by the caller ([`Session::join`] asks the app's room policy).
-    /// Joining a room the connection is in changes nothing: it has had the room's messages
-    /// live, so the answer's start is its own `since` (or the top).
-    async fn join_room(
-        &mut self,
-        room: &str,
-        since: Option<StreamPosition>,
-        answer: impl FnOnce(&ChannelState),
-    ) -> Result<ChannelState, HubError> {
-        names::check_room(room)?;
-        let channel = channel::room(&self.app.name, room);
-        let inner = &self.hub.inner;
-        let channels = std::slice::from_ref(&channel);
-        // Held before it is a member, and subscribed before the history is read: whatever
-        // is published to the room from here on is either in the history read below or
-        // handed over live (held until room_live). Interest comes before membership, so a
-        // join abandoned halfway never drops interest it did not take.
-        self.subscriber.hold();
-        if let Err(error) = inner.take_interest(channels).await {
-            inner.drop_interest(channels).await;
-            self.subscriber.release(&inner.renders);
-            return Err(error.into());
-        }
-        if !inner
-            .registry
-            .join_room(self.home, &channel, &self.subscriber)
-        {
-            self.subscriber.release(&inner.renders);
-            inner.drop_interest(channels).await;
-            let top = self.top(&channel).await?;
-            let state = ChannelState {
-                channel,
-                start: since.unwrap_or_else(|| top.clone()),
-                position: top,
-                recovered: true,
-            };
-            answer(&state);
-            return Ok(state);
-        }
-        let limit = replay_limit(&self.subscriber, None);
-        let recovery = match self.enter_room(&channel, since.clone(), limit).await {
-            Ok(recovery) => recovery,
-            Err(error) => {
-                inner
-                    .registry
-                    .leave_room(self.home, &channel, &self.subscriber);
-                self.subscriber.release(&inner.renders);
-                inner.drop_interest(channels).await;
-                return Err(error);
-            }
-        };
-        let recovered = since.is_none() || recovery.complete;
-        let start = match since {
-            Some(since) if recovery.complete => since,
-            _ => recovery.top.clone(),
-        };
-        let mut missed = recovery.missed;
-        let encoded = self.hub.replay_bytes(&missed, &self.subscriber, limit);
-        let more_to_replay = encoded.len() < missed.len()
-            || missed
-                .last()
-                .is_some_and(|last| last.position.offset < recovery.top.offset);
-        missed.truncate(encoded.len());
-        let state = ChannelState {
-            channel,
-            start,
-            position: recovery.top,
-            recovered,
-        };
-        answer(&state);
-        for (publication, bytes) in missed.iter().zip(encoded) {
-            self.subscriber.replay(publication, bytes);
-        }
-        inner.stats.replayed(missed.len() as u64);
-        if more_to_replay {
-            // As at connect: the client rejoins from its new position for the rest.
-            self.subscriber.outbox.close(Disconnect::REPLAY_CONTINUES);
-        }
-        self.subscriber
-            .room_live(&state.channel, state.position.clone(), &inner.renders);
-        room_event(&self.app, &self.user, self.id, room, true);
-        Ok(state)
-    }
-
-    /// Presence in room channel `channel` (the connection already a local member with
-    /// broker interest), and what the room holds after `since` (at most `limit`
-    /// publications). On an error no presence is left behind.
-    async fn enter_room(
-        &self,
-        channel: &Arc<str>,
-        since: Option<StreamPosition>,
-        limit: usize,
-    ) -> Result<Recovery, HubError> {
-        let inner = &self.hub.inner;
-        inner
-            .engine
-            .presence
-            .join(channel, &self.user, self.id, now_ms())
-            .await?;
-        let limit = if since.is_some() { limit } else { 0 };
-        let request = HistoryRequest {
-            channel: channel.clone(),
-            since,
-            limit: Some(limit),
-        };
-        match inner.engine.broker.history(&[request]).await {
-            Ok(mut recoveries) => Ok(recoveries.pop().unwrap_or_else(|| Recovery {
-                top: StreamPosition::empty(),
-                missed: Vec::new(),
-                complete: false,
-            })),
-            Err(error) => {
-                if let Err(error) = inner
-                    .engine
-                    .presence
-                    .leave(channel, &self.user, self.id)
-                    .await
-                {
-                    tracing::warn!(%error, conn = self.id, "presence leave failed");
-                }
-                Err(error.into())
-            }
-        }
-    }
-
-    /// Where room channel `channel`'s stream stands.
-    async fn top(&self, channel: &Arc<str>) -> Result<StreamPosition, HubError> {
-        let request = HistoryRequest {
-            channel: channel.clone(),
-            since: None,
-            limit: Some(0),
-        };
-        Ok(self
-            .hub
-            .inner
-            .engine
-            .broker
-            .history(&[request])
-            .await?
-            .pop()
-            .map_or_else(StreamPosition::empty, |r| r.top))
-    }
-
-    /// Leave room `room`. False when the connection was not in it.
-    async fn leave_room(&self, room: &str) -> Result<bool, HubError> {
-        names::check_room(room)?;
-        let channel = channel::room(&self.app.name, room);
-        let inner = &self.hub.inner;
-        if !inner
-            .registry
-            .leave_room(self.home, &channel, &self.subscriber)
-        {
-            return Ok(false);
-        }
-        inner.drop_interest(std::slice::from_ref(&channel)).await;
-        inner
-            .engine
-            .presence
-            .leave(&channel, &self.user, self.id)
-            .await?;
-        room_event(&self.app, &self.user, self.id, room, false);
-        Ok(true)
-    }
-
-    /// Leave every channel locally and tell the app's lifecycle webhook why; what is left
-    /// to undo outside this node's memory follows, or `None` when this already happened.
-    fn detach_local(&mut self, reason: &Disconnect) -> Option<Leftovers> {
-        if !std::mem::take(&mut self.attached) {
-            return None;
-        }
-        let inner = &self.hub.inner;
-        let rooms = inner
-            .registry
-            .unsubscribe(self.home, &self.channels, &self.subscriber);
-        let notes = inner.conns.remove(self.id);
-        inner.stats.connection_closed();
-        inner.stats.outbox_closed(self.subscriber.outbox.tally());
-        self.gauge.dec();
-        if let Some(events) = &self.app.events {
-            let prefix = channel::room(&self.app.name, "");
-            events.emit(Event::Disconnect {
-                user: self.user.clone(),
-                conn: conn_name(self.id),
-                ts: now_ms(),
-                code: reason.code,
-                reason: reason.reason.to_string(),
-                duration_ms: self.connected.elapsed().as_millis() as u64,
-                rooms: rooms
-                    .iter()
-                    .filter_map(|r| r.strip_prefix(&*prefix).map(str::to_owned))
-                    .collect(),
-                controllers: notes.controllers,
-                close_keys: notes.close_keys,
-            });
-        }
-        let mut channels = self.channels.clone();
-        channels.extend(rooms.iter().cloned());
-        let mut scopes = vec![self.app.name.clone()];
-        scopes.extend(rooms);
-        Some(Leftovers {
-            hub: self.hub.clone(),
-            channels,
-            scopes,
-            user: self.user.clone(),
-            id: self.id,
-        })
-    }
-
-    /// Leave every channel, room and presence; the connection ended for `reason`.
-    pub async fn close(mut self, reason: &Disconnect) {
-        if let Some(leftovers) = self.detach_local(reason) {
-            leftovers.undo().await;
-        }
-    }
-}
-
-/// What a detached connection still has to undo in the engines: its broker interest in
-/// its channels and its presence in its scopes (the app, then its rooms).
-struct Leftovers {
-    hub: Hub,
-    channels: Vec<Arc<str>>,
-    scopes: Vec<Arc<str>>,
-    user: Arc<str>,
-    id: ConnId,
-}
-
-impl Leftovers {
-    async fn undo(self) {
-        let inner = &self.hub.inner;
-        inner.drop_interest(&self.channels).await;
-        for scope in &self.scopes {
-            if let Err(error) = inner
-                .engine
-                .presence
-                .leave(scope, &self.user, self.id)
-                .await
-            {
-                tracing::warn!(%error, conn = self.id, scope = &**scope, "presence leave failed");
-            }
-        }
-    }
-}
-
 /// Most groups a credential (a token's `groups`, an auth webhook's answer) may grant
 /// beyond those of the user id: each is a channel the connection's cursor names.
 pub const MAX_EXTRA_GROUPS: usize = 16;
@@ -1432,6 +1251,22 @@ pub fn parse_conn_name(name: &str) -> Result<Option<ConnId>, NotAConnName> {
     Ok((node == crate::node::node_id()).then_some(id))
 }
 
+/// Who a message comes from (a client's `send`) and which connection it must skip.
+#[derive(Debug, Default)]
+pub(crate) struct Origin {
+    /// The sending user, when a client sent it.
+    from: Option<Arc<str>>,
+    /// The connection (its name across nodes) the message must not reach.
+    exclude: Option<Arc<str>>,
+}
+
+/// `name` as a connection to exclude from a publish: it must be a connection name (of
+/// any node); whether it is open does not matter.
+pub(crate) fn excluded_conn(name: &str) -> Result<Arc<str>, HubError> {
+    parse_conn_name(name).map_err(|_| HubError::InvalidConn(name.to_owned()))?;
+    Ok(name.into())
+}
+
 /// The channels `targets` of `app` publish to, each once, in the order of `targets`.
 fn channels_of(app: &str, targets: &[Target]) -> Vec<Arc<str>> {
     let mut channels: Vec<Arc<str>> = Vec::with_capacity(targets.len());
@@ -1453,39 +1288,6 @@ fn channels_of(app: &str, targets: &[Target]) -> Vec<Arc<str>> {
 /// The id of this node's `serial`-th message: unique across nodes and restarts.
 fn message_id(serial: u64) -> String {
     format!("{}-{serial:x}", crate::node::node_id())
-}
-
-/// Tell `app`'s lifecycle webhook, if it has one, that connection `id` of `user` joined
-/// or left `room`.
-fn room_event(app: &AppSettings, user: &Arc<str>, id: ConnId, room: &str, joined: bool) {
-    let Some(events) = &app.events else { return };
-    let (user, conn, ts, room) = (user.clone(), conn_name(id), now_ms(), room.to_owned());
-    events.emit(if joined {
-        Event::Join {
-            user,
-            conn,
-            ts,
-            room,
-        }
-    } else {
-        Event::Leave {
-            user,
-            conn,
-            ts,
-            room,
-        }
-    });
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        if let Some(leftovers) = self.detach_local(&Disconnect::ABNORMAL) {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let cleanups = self.hub.inner.cleanups.clone();
-                cleanups.spawn_on(leftovers.undo(), &runtime);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1533,7 +1335,7 @@ mod tests {
         }));
         let request = ConnectRequest {
             app: hub.app("demo").unwrap(),
-            user: user.to_owned(),
+            user: Some(user.to_owned()),
             groups: Vec::new(),
             grant: Grant::default(),
             outbox: outbox.clone(),

@@ -1,7 +1,7 @@
 //! The hub's side of the node bus and of presence across nodes: carrying out other
 //! nodes' commands here, and the answers that count connections on every node.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
@@ -9,7 +9,9 @@ use futures_util::future::try_join_all;
 use super::conns::Addressed;
 use super::{channel, names, parse_conn_name, HubInner};
 use crate::disconnect::Disconnect;
-use crate::engine::{EngineError, NodeCommand, NodeEvents, Presence, RemoteConn};
+use crate::engine::{
+    EngineError, MemberChange, NodeCommand, NodeEvents, Presence, PresenceEvents, RemoteConn,
+};
 use crate::hub::Target;
 
 /// Carries out other nodes' commands on this node's connections. Holds the hub weakly,
@@ -78,6 +80,12 @@ impl NodeEvents for HubNodes {
                     None => tracing::warn!(conn, "a push from another node is not readable"),
                 }
             }
+            NodeCommand::Member { ref channel, .. } => match command.message() {
+                Some(message) if message.member.is_some() => {
+                    inner.deliver_member_change(&Arc::from(channel.as_str()), message);
+                }
+                _ => tracing::warn!(channel, "a member change from another node is not readable"),
+            },
             NodeCommand::CloseNotes { app, conn, change } => {
                 let Ok(Some(id)) = parse_conn_name(&conn) else {
                     return;
@@ -87,6 +95,44 @@ impl NodeEvents for HubNodes {
                 }
             }
         }
+    }
+}
+
+/// The hub's handler for members a dead node took with it: every node's connections in
+/// the member's rooms hear that it left, as if its last connection had left there.
+pub(super) struct HubPresence {
+    hub: Weak<HubInner>,
+}
+
+impl HubPresence {
+    pub(super) fn new(hub: Weak<HubInner>) -> Self {
+        Self { hub }
+    }
+}
+
+impl PresenceEvents for HubPresence {
+    fn members_gone(&self, scope: &str, users: &[String]) {
+        let Some(inner) = self.hub.upgrade() else {
+            return;
+        };
+        // Room scopes are room channels, `app:room:name`; app names hold no `:`.
+        let Some((app, _)) = scope.split_once(':') else {
+            return;
+        };
+        let (app, channel): (Arc<str>, Arc<str>) = (app.into(), scope.into());
+        let users = users.to_vec();
+        let cleanups = inner.cleanups.clone();
+        cleanups.spawn(async move {
+            for user in users {
+                let change = MemberChange {
+                    user: user.into(),
+                    joined: false,
+                };
+                inner
+                    .member_change(&app, &channel, change, None, None)
+                    .await;
+            }
+        });
     }
 }
 

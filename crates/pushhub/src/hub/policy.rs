@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
-use super::{names, AuthMode, ChannelState, HubError, PublishReceipt, Session};
+use super::{
+    names, AuthMode, ChannelState, HubError, PublishReceipt, RoomEntry, RoomStart, Session,
+};
 use crate::backend::rooms::{JoinRefused, JoinRequest};
 use crate::backend::send::{SendRefused, SendRequest};
 use crate::disconnect::Disconnect;
@@ -139,15 +141,20 @@ impl Session {
     ) -> Result<ChannelState, RoomError> {
         names::check_room(room)?;
         let conn = self.conn();
+        let user = self.presence_id();
         let request = JoinRequest {
             app: &self.app.name,
-            user: &self.user,
+            user: &user,
             conn: &conn,
             room,
             info: self.grant.info.as_deref(),
         };
         self.app.rooms.may_join(&request, &self.grant.rooms).await?;
-        Ok(self.join_room(room, since, answer).await?)
+        let entry = RoomEntry {
+            start: since.map_or(RoomStart::Top, RoomStart::Since),
+            member: None,
+        };
+        Ok(self.join_room(room, entry, answer).await?)
     }
 
     /// Join every room the credential names (all but `"*"`), as MSwoole put a client in
@@ -156,7 +163,11 @@ impl Session {
     pub async fn join_granted_rooms(&mut self) {
         let rooms = self.grant.rooms.clone();
         for room in rooms.iter().filter(|room| *room != "*") {
-            if let Err(error) = self.join_room(room, None, |_| {}).await {
+            let entry = RoomEntry {
+                start: RoomStart::Top,
+                member: None,
+            };
+            if let Err(error) = self.join_room(room, entry, |_| {}).await {
                 tracing::warn!(%error, room, "could not join a room the credential names");
             }
         }
@@ -177,19 +188,17 @@ impl Session {
         data: Box<RawValue>,
     ) -> Result<PublishReceipt, SendError> {
         let conn = self.conn();
+        let from = self.presence_id();
         let request = SendRequest {
             app: &self.app.name,
-            from: &self.user,
+            from: &from,
             conn: &conn,
             to,
             event: event.as_deref(),
             data: &data,
         };
         self.app.send.may_send(&request).await?;
-        let sent = self
-            .hub
-            .send(&self.app.name, &self.user, to, event, data)
-            .await;
+        let sent = self.hub.send(&self.app.name, &from, to, event, data).await;
         sent.map_err(|error| match error {
             HubError::InvalidUser(why) => SendError::InvalidUser(why),
             error => SendError::Hub(error),
@@ -207,8 +216,12 @@ impl Session {
     ) -> Result<PublishReceipt, SendError> {
         names::check_room(room).map_err(|error| SendError::InvalidRoom(error.to_string()))?;
         self.app.room_send.may_send(room, self.in_room(room))?;
+        let origin = super::Origin {
+            from: Some(self.presence_id()),
+            exclude: None,
+        };
         self.hub
-            .send_to_room(&self.app.name, &self.user, room, event, data)
+            .send_to_room(&self.app.name, origin, room, event, data)
             .await
             .map_err(SendError::Hub)
     }
@@ -220,7 +233,7 @@ impl Session {
             return Err(RefreshError::NotATokenApp);
         }
         let claims = crate::auth::verify(&self.app, token).map_err(RefreshError::Credential)?;
-        if claims.sub.as_str() != &*self.user {
+        if self.user.as_deref() != Some(claims.sub.as_str()) {
             return Err(RefreshError::WrongUser);
         }
         Ok(claims.exp)

@@ -109,6 +109,10 @@ pub struct Subscriber {
     since_ms: u64,
     /// How it came, for the operator's view of it.
     detail: ConnDetail,
+    /// True when it sits in its user's shard (it came with a user): only then does a
+    /// server-side join of its user ([`Registry::join_room_all`]) reach it. A connection
+    /// that came without one keeps its rooms in its own shard, out of that walk.
+    homed_by_user: bool,
 }
 
 /// How a connection came, as operators see it (`GET /v1/apps/{app}/users?conns=true`):
@@ -153,7 +157,14 @@ impl Subscriber {
             shared: Mutex::new(None),
             since_ms: 0,
             detail: ConnDetail::default(),
+            homed_by_user: true,
         }
+    }
+
+    /// The same subscriber, sitting in its user's shard (`true`) or in its own.
+    pub fn homed_by_user(mut self, homed: bool) -> Self {
+        self.homed_by_user = homed;
+        self
     }
 
     /// The same subscriber, come as `detail` says.
@@ -202,7 +213,7 @@ impl Subscriber {
         cache: &mut RenderCache<'_>,
         unsent: &mut Unsent,
     ) -> bool {
-        if !self.first_arrival(publication) {
+        if self.not_for_me(publication) || !self.first_arrival(publication) {
             return false;
         }
         if self.recovering.load(Ordering::Acquire) {
@@ -236,6 +247,11 @@ impl Subscriber {
     /// True when the connection's recovery, or the join of the room it came through,
     /// covered `publication`.
     fn recovered(&self, publication: &Publication) -> bool {
+        // Offsets start at 1: a publication at 0 is live-only (a push to one connection,
+        // a member change), in no history, so no recovery covered it.
+        if publication.position.offset == 0 {
+            return false;
+        }
         let at_connect = self.recovered_to.get().is_some_and(|positions| {
             positions
                 .iter()
@@ -266,10 +282,24 @@ impl Subscriber {
         covered
     }
 
+    /// True for a publication this connection never takes: one whose message excludes it
+    /// (it sent it, or its backend said so), or a member change its format does not show.
+    fn not_for_me(&self, publication: &Publication) -> bool {
+        let message = &publication.message;
+        let excluded = message
+            .exclude
+            .as_deref()
+            .is_some_and(|name| super::parse_conn_name(name) == Ok(Some(self.id)));
+        excluded || (message.member.is_some() && !self.renderer.shows_members())
+    }
+
     /// Queue `publication` now (replay) as `bytes`, its encoding in this connection's
     /// format. A shared message replayed through one channel counts as taken, so its live
     /// copy through another is skipped.
     pub fn replay(&self, publication: &Arc<Publication>, bytes: Bytes) -> bool {
+        if self.not_for_me(publication) {
+            return false;
+        }
         self.first_arrival(publication);
         self.outbox.push(Frame {
             bytes,
@@ -321,7 +351,7 @@ impl Subscriber {
     pub fn release(&self, store: &RenderStore) {
         let mut held = lock(&self.held);
         for publication in held.take().unwrap_or_default() {
-            if !self.recovered(&publication) {
+            if !self.recovered(&publication) && !self.not_for_me(&publication) {
                 let bytes = store.get(&publication, self.renderer.as_ref());
                 self.outbox.push(Frame {
                     bytes,
@@ -519,7 +549,7 @@ impl Registry {
             None => return Vec::new(),
         };
         let mut joined = Vec::new();
-        for sub in members {
+        for sub in members.into_iter().filter(|sub| sub.homed_by_user) {
             let mut rooms = lock(&sub.rooms);
             if !rooms.iter().any(|r| r.channel == *room) {
                 rooms.push(JoinedRoom::new(room.clone()));
@@ -542,7 +572,7 @@ impl Registry {
             None => return Vec::new(),
         };
         let mut left = Vec::new();
-        for sub in members {
+        for sub in members.into_iter().filter(|sub| sub.homed_by_user) {
             let mut rooms = lock(&sub.rooms);
             if let Some(at) = rooms.iter().position(|r| r.channel == *room) {
                 rooms.swap_remove(at);

@@ -42,6 +42,12 @@ pub trait Render: Send + Sync {
     /// for metrics and the operator's view of a connection, which the hub passes on
     /// without reading.
     fn kind(&self) -> (&'static str, &'static str);
+
+    /// Whether this format shows presence member changes (a publication whose message
+    /// has `member` set); formats that do not are never handed one.
+    fn shows_members(&self) -> bool {
+        false
+    }
 }
 
 /// Shards of the store: publishes on different threads rarely meet on one lock.

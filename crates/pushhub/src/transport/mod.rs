@@ -184,6 +184,12 @@ impl Link {
         lock(&self.start).clone()
     }
 
+    /// `payload` as one text message in this link's framing, for a frame sent outside
+    /// the queue ([`Farewell::last_frame`]).
+    pub fn frame_text(&self, payload: &[u8]) -> Bytes {
+        self.framer.frame_text(payload)
+    }
+
     /// Queue one text message. False when the queue overflowed (the connection is closing).
     pub fn send_text(&self, payload: &[u8]) -> bool {
         self.outbox.push(self.framer.frame_text(payload))
@@ -249,6 +255,26 @@ pub trait ClientHandler: Send {
 
     /// The connection ended for `reason`; release what it held.
     async fn on_close(&mut self, reason: &Disconnect);
+
+    /// How the close for `reason` reaches the client (asked after [`Self::on_close`],
+    /// on stream transports): by default as the reason itself. A dialect whose clients
+    /// read close codes by a table of their own (Pusher's: 4000–4099 never reconnect,
+    /// 4100–4199 back off, 4200–4299 reconnect now) says it in those codes, with a last
+    /// frame before the close if its clients expect one.
+    fn farewell(&self, reason: &Disconnect, _link: &Link) -> Farewell {
+        Farewell {
+            last_frame: None,
+            close: reason.clone(),
+        }
+    }
+}
+
+/// The end of a connection as the client sees it: see [`ClientHandler::farewell`].
+pub struct Farewell {
+    /// A frame sent right before the close (framed by the link's transport).
+    pub last_frame: Option<Bytes>,
+    /// The close code and reason sent.
+    pub close: Disconnect,
 }
 
 /// Log why a client connection ended and count it when it was cut off as a slow consumer:

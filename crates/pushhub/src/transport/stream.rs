@@ -21,7 +21,7 @@ use crate::hub::outbox::{advance_frames, Frame, MAX_WRITE_SLICES};
 use crate::hub::Outbox;
 use crate::stats::Stats;
 use crate::transport::rate::TokenBucket;
-use crate::transport::{record_end, ClientHandler, Link};
+use crate::transport::{record_end, ClientHandler, Farewell, Link};
 
 /// A read buffer that empties releases its memory once it has grown past this.
 const KEEP_READ_CAPACITY: usize = 4096;
@@ -114,10 +114,11 @@ pub async fn run<S, W, H>(
     };
     record_end(&conn.stats, &reason);
     handler.on_close(&reason).await;
+    let farewell = handler.farewell(&reason, &link);
     // On the heap, and only once the connection ends: every live connection's task would
     // otherwise carry room for its goodbye (see `Conn::close`).
     let outbox = conn.outbox.clone();
-    Box::pin(conn.close(&reason)).await;
+    Box::pin(conn.close(&reason, farewell)).await;
     outbox.detach_direct();
 }
 
@@ -251,17 +252,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin, W: Wire> Conn<'_, S, W> {
         }
     }
 
-    /// Send what is still queued (unless the client is being cut off as too slow) and the
-    /// wire's goodbye, then wait briefly for the client to close its side so the goodbye
-    /// is not lost to a reset.
-    async fn close(mut self, reason: &Disconnect) {
-        let Some(goodbye) = self.wire.goodbye(reason) else {
+    /// Close for `reason`: send what is still queued (unless the client is being cut off
+    /// as too slow), `farewell`'s last frame and the wire's goodbye in its words, then wait
+    /// briefly for the client to close its side so the goodbye is not lost to a reset.
+    async fn close(mut self, reason: &Disconnect, farewell: Farewell) {
+        let Some(goodbye) = self.wire.goodbye(&farewell.close) else {
             return;
         };
         if reason.code == Disconnect::SLOW_CONSUMER.code {
             self.batch.clear();
         } else {
             self.outbox.drain(&mut self.batch);
+        }
+        if let Some(frame) = farewell.last_frame {
+            self.batch.push(frame.into());
         }
         self.batch.push(goodbye.into());
         let linger = async {

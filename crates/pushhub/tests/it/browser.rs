@@ -61,6 +61,19 @@ fn failures_of(tap: &str) -> String {
 /// Run `files` of clients/js with `node --test` against this build's binary, failing on
 /// any failure; `what` names them in skips and the summary.
 pub fn node_suite(what: &str, files: &[&str]) {
+    node_suite_with(what, files, &["playwright-core", "ws"], &[], &String::new);
+}
+
+/// [`node_suite`] for tests that need the npm `packages` of clients/js (a missing one is a
+/// missing service) and read `env` (where the server under test is); a failure's message
+/// holds `context()` (the servers' logs) between the whole output and the failed subtests.
+pub fn node_suite_with(
+    what: &str,
+    files: &[&str],
+    packages: &[&str],
+    env: &[(&str, String)],
+    context: &dyn Fn() -> String,
+) {
     let missing = |reason: &str| {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{reason}: with CI=true a missing service fails the run (.ci/run installs it)");
@@ -85,8 +98,13 @@ pub fn node_suite(what: &str, files: &[&str]) {
         _ => return missing("node is not installed"),
     }
     let dir = js_dir();
-    if !dir.join("node_modules/playwright-core").exists() || !dir.join("node_modules/ws").exists() {
-        return missing("the npm packages are not installed (run `npm ci` in clients/js)");
+    if let Some(package) = packages
+        .iter()
+        .find(|p| !dir.join("node_modules").join(p).exists())
+    {
+        return missing(&format!(
+            "the npm package {package} is not installed (run `npm ci` in clients/js)"
+        ));
     }
     let started = Instant::now();
     let mut child = Command::new("node")
@@ -94,6 +112,7 @@ pub fn node_suite(what: &str, files: &[&str]) {
         .args(files)
         .current_dir(&dir)
         .env("PUSHHUB_BIN", env!("CARGO_BIN_EXE_pushhub"))
+        .envs(env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -115,10 +134,13 @@ pub fn node_suite(what: &str, files: &[&str]) {
         if started.elapsed() > LIMIT {
             let _ = child.kill();
             let _ = child.wait();
+            let out = out.join().unwrap_or_default();
             panic!(
-                "node --test ran longer than {LIMIT:?}:\n{}\n{}",
-                out.join().unwrap_or_default(),
-                err.join().unwrap_or_default()
+                "node --test ran longer than {LIMIT:?}:\n{out}\n{}\n{}\n\
+                 the failed subtests:\n{}",
+                err.join().unwrap_or_default(),
+                context(),
+                failures_of(&out)
             );
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -129,8 +151,9 @@ pub fn node_suite(what: &str, files: &[&str]) {
     );
     assert!(
         status.success(),
-        "node --test failed ({status}); the whole output:\n{out}\n{err}\n\
+        "node --test failed ({status}); the whole output:\n{out}\n{err}\n{}\n\
          the failed subtests:\n{}",
+        context(),
         failures_of(&out)
     );
     // Skips inside the suite (no Chromium, say) are reported by the suite; pass them on.

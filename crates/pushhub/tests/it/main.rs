@@ -55,6 +55,9 @@ mod native_ws;
 mod operator;
 // PHP as users run it (php-cli, php-curl): seed 000's calls, the docs' PHP.
 mod php;
+// Issue 19's Pusher dialect driven by pusher-js, Laravel Echo and the pusher SDK (one node,
+// three nodes on Redis).
+mod pusher;
 mod pushserve;
 // Pusher's HTTP API through the npm `pusher` SDK, native clients in the channels' rooms.
 mod pusher_api;

@@ -137,7 +137,7 @@ impl<'a> Welcome<'a> {
             id,
             conn: crate::hub::conn_name(info.id),
             app: &info.app.name,
-            user: &info.user,
+            user: info.user.as_deref().unwrap_or_default(),
             heartbeat: info.app.heartbeat.as_secs(),
             idle_timeout: info.app.idle_timeout.as_secs(),
             max_frame_bytes: info.app.max_frame_bytes,

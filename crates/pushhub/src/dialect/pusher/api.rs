@@ -184,6 +184,8 @@ struct Trigger {
     channels: Vec<String>,
     /// Where each channel's event goes, in the order of `channels`.
     targets: Vec<Target>,
+    /// The connection (its name) the trigger's `socket_id` names: it does not get it.
+    exclude: Option<String>,
 }
 
 /// Check `event` against Pusher's rules and the app's limits.
@@ -240,14 +242,15 @@ fn trigger(pusher: &PusherPolicy, event: EventBody) -> Result<Trigger, ApiError>
             ),
         ));
     }
-    if let Some(socket_id) = &event.socket_id {
-        conn_name_of(socket_id).ok_or_else(|| {
+    let exclude = match &event.socket_id {
+        Some(socket_id) => Some(conn_name_of(socket_id).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_socket_id",
                 format!("socket_id {socket_id:?} is not one this server gave (N.M, digits)"),
             )
-        })?;
-    }
+        })?),
+        None => None,
+    };
     let data = serde_json::value::to_raw_value(&text).map_err(|error| {
         ApiError::bad_request("invalid_request", format!("event data: {error}"))
     })?;
@@ -256,14 +259,15 @@ fn trigger(pusher: &PusherPolicy, event: EventBody) -> Result<Trigger, ApiError>
         data,
         channels,
         targets,
+        exclude,
     })
 }
 
 /// Publish `triggers` in one engine call: one message per channel, so a connection in two
 /// of the channels receives the event on each, as Pusher delivers it.
 ///
-/// A trigger's `socket_id` is checked ([`trigger`]) but not yet applied: the hub's publish
-/// that skips one connection is to come, and this is the one call to change for it.
+/// A trigger's `socket_id` (its connection's name, [`trigger`]) is skipped on whichever
+/// node holds it.
 async fn publish(hub: &Hub, app: &AppSettings, triggers: &[Trigger]) -> Result<(), ApiError> {
     let pushes = triggers
         .iter()
@@ -273,6 +277,7 @@ async fn publish(hub: &Hub, app: &AppSettings, triggers: &[Trigger]) -> Result<(
                 event: Some(trigger.name.clone()),
                 data: trigger.data.clone(),
                 idempotency_key: None,
+                exclude: trigger.exclude.clone(),
             })
         })
         .collect();

@@ -8,6 +8,9 @@
 //! is in [`api`].
 
 pub mod api;
+pub mod client;
+pub mod frames;
+pub mod gateway;
 
 use crate::hub::{names, ConnId, Target};
 use crate::node::NODE_ID_LEN;

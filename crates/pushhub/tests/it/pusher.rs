@@ -1,0 +1,170 @@
+//! Issue 19's Pusher dialect proven with the real libraries: the suites of
+//! clients/js/test/pusher (npm `pusher-js` in Node and in headless Chromium, `laravel-echo`
+//! with pusher-js as its connector, the npm `pusher` server SDK) run with `node --test`
+//! against a real server holding two Pusher apps, then against three nodes on one real
+//! Redis with the clients spread over the nodes.
+//!
+//! The suites learn where the server is from the environment: `PUSHHUB_PUSHER_WS` and
+//! `PUSHHUB_PUSHER_API` (each node's client and API listener, comma-separated, in the same
+//! order) and `PUSHHUB_PUSHER_APPS` (the apps' ids, keys and secrets as JSON). Skipped
+//! loudly without node, the npm packages or Chromium outside CI; failing with `CI=true`.
+
+use pushhub_testkit::RedisServer;
+use serde_json::{json, Map, Value};
+
+use crate::browser::node_suite_with;
+use crate::util::TestServer;
+
+/// One file per area; `signatures` needs no server (the test backend against
+/// auth/pusher.rs's vectors).
+const FILES: &[&str] = &[
+    "test/pusher/signatures.test.js",
+    "test/pusher/public_private.test.js",
+    "test/pusher/presence.test.js",
+    "test/pusher/client_events.test.js",
+    "test/pusher/cache.test.js",
+    "test/pusher/users.test.js",
+    "test/pusher/api.test.js",
+    "test/pusher/echo.test.js",
+    "test/pusher/native.test.js",
+    "test/pusher/browser.test.js",
+];
+
+/// The npm packages the suites import.
+const PACKAGES: &[&str] = &["pusher-js", "pusher", "laravel-echo", "playwright-core"];
+
+/// A Pusher app of the test configuration.
+struct App {
+    /// The pushhub app it is.
+    name: &'static str,
+    app_id: &'static str,
+    key: &'static str,
+    secret: &'static str,
+    /// Whether clients may send `client-` events.
+    client_events: bool,
+    /// Signs the tokens of the app's native clients (the suites check that they share
+    /// rooms and users with Pusher clients).
+    token_secret: &'static str,
+}
+
+/// Two apps, so the suites can check that one app's channels, users and credentials are
+/// not the other's; only "chat" takes client events.
+const APPS: [App; 2] = [
+    App {
+        name: "chat",
+        app_id: "1001",
+        key: "chat-key",
+        secret: "chat-secret",
+        client_events: true,
+        token_secret: "chat-native-token-secret-0123456789abcdef",
+    },
+    App {
+        name: "quiet",
+        app_id: "1002",
+        key: "quiet-key",
+        secret: "quiet-secret",
+        client_events: false,
+        token_secret: "quiet-native-token-secret-0123456789abcdef",
+    },
+];
+
+/// The apps' configuration, as docs/pusher.md shows it.
+fn apps_toml() -> String {
+    APPS.iter()
+        .map(|app| {
+            format!(
+                r#"
+[apps.{name}]
+auth = "token"
+token_secrets = ["{token_secret}"]
+
+[apps.{name}.pusher]
+app_id = "{app_id}"
+key = "{key}"
+secret = "{secret}"
+client_events = {client_events}
+"#,
+                name = app.name,
+                app_id = app.app_id,
+                key = app.key,
+                secret = app.secret,
+                client_events = app.client_events,
+                token_secret = app.token_secret,
+            )
+        })
+        .collect()
+}
+
+/// `PUSHHUB_PUSHER_APPS`:
+/// `{"chat": {"app_id", "key", "secret", "client_events", "token_secret"}, …}`.
+fn apps_json() -> String {
+    let apps: Map<String, Value> = APPS
+        .iter()
+        .map(|app| {
+            (
+                app.name.to_owned(),
+                json!({
+                    "app_id": app.app_id,
+                    "key": app.key,
+                    "secret": app.secret,
+                    "client_events": app.client_events,
+                    "token_secret": app.token_secret,
+                }),
+            )
+        })
+        .collect();
+    Value::Object(apps).to_string()
+}
+
+/// Run every suite against `nodes`; a failure's message ends with each node's log, then
+/// the failed subtests.
+fn run_suites(what: &str, nodes: &[&TestServer]) {
+    let listeners = |pick: fn(&TestServer) -> std::net::SocketAddr| {
+        nodes
+            .iter()
+            .map(|node| pick(node).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let env = [
+        ("PUSHHUB_PUSHER_WS", listeners(|node| node.client)),
+        ("PUSHHUB_PUSHER_API", listeners(|node| node.api)),
+        ("PUSHHUB_PUSHER_APPS", apps_json()),
+    ];
+    let logs = || {
+        nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| format!("--- node {i}'s log:\n{}", node.log()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    node_suite_with(what, FILES, PACKAGES, &env, &logs);
+}
+
+#[test]
+fn pusher_js_laravel_echo_and_the_pusher_sdk_against_one_node() {
+    let (server, _config) = TestServer::with_config(&apps_toml());
+    run_suites("the Pusher suites, one node", &[&server]);
+}
+
+#[test]
+fn pusher_js_laravel_echo_and_the_pusher_sdk_against_three_nodes_on_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let config = format!(
+        r#"
+engine = "redis"
+
+[redis]
+urls = ["{url}"]
+prefix = "pusher-it"
+{apps}"#,
+        url = redis.url(),
+        apps = apps_toml()
+    );
+    let nodes: Vec<_> = (0..3).map(|_| TestServer::with_config(&config)).collect();
+    let nodes: Vec<&TestServer> = nodes.iter().map(|(node, _config)| node).collect();
+    run_suites("the Pusher suites, three nodes on Redis", &nodes);
+}
