@@ -504,3 +504,49 @@ async fn the_api_answers_on_a_single_port_without_api_keys() {
     assert_eq!((status, body), (200, json!({})));
     assert_eq!(message(&mut ann).await.2, json!("one port"));
 }
+
+/// The socket id of a native connection named `conn` (`k3x9q2ab-1f`) in a `welcome`: the
+/// same connection, as the Pusher API names it.
+fn socket_id_of(conn: &str) -> String {
+    let (node, id) = conn.split_once('-').expect("NODE-ID");
+    let node = u64::from_str_radix(node, 36).expect("base 36");
+    let id = u64::from_str_radix(id, 16).expect("hex");
+    format!("{node}.{id}")
+}
+
+#[tokio::test]
+async fn a_triggers_socket_id_leaves_that_connection_out() {
+    let (server, _dir) = TestServer::with_config(CONFIG);
+    let Some(sdk) = Sdk::new(&server, "1001", "chat-key", "chat-secret") else {
+        return;
+    };
+    let (mut ann, welcome) = server.native("chat", "ann").await;
+    ann.send(&json!({"type": "join", "id": 1, "room": "news"}).to_string())
+        .await;
+    assert_eq!(ann.json().await["type"], "joined");
+    let mut bob = native(&server, "bob", &["news"]).await;
+    let socket_id = socket_id_of(welcome["conn"].as_str().expect("conn"));
+
+    let (status, body) = sdk.call(
+        "trigger",
+        json!({"channels": "news", "event": "e", "data": "not for ann",
+               "params": {"socket_id": socket_id}}),
+    );
+    assert_eq!((status, body), (200, json!({})));
+    let (status, _) = sdk.call(
+        "batch",
+        json!({"batch": [{"channel": "news", "name": "e", "data": "not for ann either",
+                          "socket_id": socket_id}]}),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = sdk.call(
+        "trigger",
+        json!({"channels": "news", "event": "e", "data": "for everyone"}),
+    );
+    assert_eq!(status, 200);
+    for expected in ["not for ann", "not for ann either", "for everyone"] {
+        assert_eq!(message(&mut bob).await.2, json!(expected));
+    }
+    // Ann's first message is the third: the two before it left her out.
+    assert_eq!(message(&mut ann).await.2, json!("for everyone"));
+}
