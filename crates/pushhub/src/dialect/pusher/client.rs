@@ -157,7 +157,24 @@ impl PusherClient {
     async fn subscribe(&mut self, data: Subscribe, link: &Link) -> Result<(), Disconnect> {
         let channel = data.channel;
         if self.subscriptions.contains_key(&channel) {
-            link.send_text(&frames::subscription_succeeded(&channel, "{}"));
+            // Subscribed already: the answer again, with the members a presence channel's
+            // subscriber expects in it.
+            let data = match ChannelKind::of(&channel) {
+                ChannelKind::Presence => match self.session()?.members(&channel).await {
+                    Ok(members) => frames::presence_data(&members),
+                    Err(error) => {
+                        link.send_text(&frames::subscription_error(
+                            &channel,
+                            "ServerError",
+                            &error.to_string(),
+                            503,
+                        ));
+                        return Ok(());
+                    }
+                },
+                _ => "{}".to_owned(),
+            };
+            link.send_text(&frames::subscription_succeeded(&channel, &data));
             return Ok(());
         }
         if let Some(user) = channel.strip_prefix(USER_CHANNEL_PREFIX) {
@@ -232,9 +249,7 @@ impl PusherClient {
         };
         let answer = |state: &ChannelState| {
             let data = match &state.members {
-                Some(members) => frames::presence_data(
-                    members.iter().map(|m| (m.user.as_str(), m.info.as_deref())),
-                ),
+                Some(members) => frames::presence_data(members),
                 None => "{}".to_owned(),
             };
             link.send_text(&frames::subscription_succeeded(&channel, &data));

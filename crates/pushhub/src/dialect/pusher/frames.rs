@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::USER_CHANNEL_PREFIX;
-use crate::engine::Publication;
+use crate::engine::{Member, Publication};
 
 /// One frame from a client: `{"event":…,"channel":…,"data":…}`.
 #[derive(Debug, Deserialize)]
@@ -177,15 +177,17 @@ pub fn signin_success(user_data: &str) -> Vec<u8> {
 
 /// The data of a presence channel's `subscription_succeeded`: every member's id and
 /// info, and how many there are.
-pub fn presence_data<'a>(members: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> String {
+pub fn presence_data(members: &[Member]) -> String {
     let mut ids = Vec::new();
     let mut hash = serde_json::Map::new();
-    for (user, info) in members {
-        let info = info
+    for member in members {
+        let info = member
+            .info
+            .as_deref()
             .and_then(|info| serde_json::from_str(info).ok())
             .unwrap_or(serde_json::Value::Null);
-        ids.push(serde_json::Value::String(user.to_owned()));
-        hash.insert(user.to_owned(), info);
+        ids.push(serde_json::Value::String(member.user.clone()));
+        hash.insert(member.user.clone(), info);
     }
     let count = ids.len();
     serde_json::json!({ "presence": { "ids": ids, "hash": hash, "count": count } }).to_string()
@@ -335,7 +337,12 @@ mod tests {
             data,
             serde_json::json!({"user_id":"7","user_info":{"name":"Ann"}})
         );
-        let presence = presence_data([("1", Some(r#"{"a":1}"#)), ("2", None)].into_iter());
+        let member = |user: &str, info: Option<&str>| Member {
+            user: user.into(),
+            conns: 1,
+            info: info.map(Into::into),
+        };
+        let presence = presence_data(&[member("1", Some(r#"{"a":1}"#)), member("2", None)]);
         let presence: serde_json::Value = serde_json::from_str(&presence).unwrap();
         assert_eq!(presence["presence"]["count"], 2);
         assert_eq!(presence["presence"]["ids"], serde_json::json!(["1", "2"]));
