@@ -137,6 +137,13 @@ pub async fn serve(
     for events in services.apps.iter().filter_map(|app| app.events.as_ref()) {
         events.start(&events_tracker, events_stop.clone());
     }
+    for hooks in services
+        .apps
+        .iter()
+        .filter_map(|app| app.pusher_webhooks.as_ref())
+    {
+        hooks.start(&events_tracker, events_stop.clone());
+    }
     // Moved, not copied: the hub alone holds the apps, so a reload that replaces them
     // lets their event sinks go once their last connection ends.
     let hub = Hub::new(

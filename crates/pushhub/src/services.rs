@@ -14,6 +14,7 @@ use crate::auth::token::TokenKeys;
 use crate::auth::webhook::{WebhookAuth, WebhookSettings};
 use crate::backend::call::{BackendClient, Question};
 use crate::backend::events::{EventSettings, EventSink};
+use crate::backend::pusher_webhooks::PusherWebhooks;
 use crate::backend::rooms::RoomPolicy;
 use crate::backend::rpc::{RpcProxy, RpcSettings};
 use crate::backend::send::SendPolicy;
@@ -93,7 +94,29 @@ pub fn app_settings(app: &AppConfig, outbound: Option<&reqwest::Client>) -> AppS
         rooms: room_policy(raw, outbound),
         send: send_policy(raw, outbound),
         events: raw.and_then(|a| event_sink(&app.policy.name, a, outbound?)),
+        pusher_webhooks: raw.and_then(|a| pusher_webhooks(&app.policy.name, a, outbound?)),
     }
+}
+
+/// The Pusher webhooks of app `name`, when its `[pusher]` table lists any (invalid ones
+/// are reported by the configuration check).
+fn pusher_webhooks(
+    name: &str,
+    app: &RawApp,
+    client: &reqwest::Client,
+) -> Option<Arc<PusherWebhooks>> {
+    let pusher = app.pusher.as_ref()?;
+    let settings = crate::config::pusher_webhook_settings(&pusher.webhooks);
+    if settings.is_empty() {
+        return None;
+    }
+    let credentials = (pusher.key.as_str().into(), pusher.secret.as_str().into());
+    Some(Arc::new(PusherWebhooks::new(
+        name.into(),
+        credentials,
+        settings,
+        client.clone(),
+    )))
 }
 
 /// The validated backend check of `raw`, or `None` when its URL is invalid (reported by the configuration check).

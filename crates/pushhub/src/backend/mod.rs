@@ -1,4 +1,5 @@
-//! Calls from pushhub to an app's own backend: lifecycle events ([`events`]), RPC frames
+//! Calls from pushhub to an app's own backend: lifecycle events ([`events`]) and Pusher's
+//! webhooks ([`pusher_webhooks`]), RPC frames
 //! proxied to it ([`rpc`], answered as [`rpc_answer`] reads it), room
 //! joins and client messages it decides ([`rooms`], [`send`]), each request made the same way ([`call`]) and signed so
 //! the backend can trust what pushhub says about the caller ([`signature`]).
@@ -9,6 +10,7 @@
 
 pub mod call;
 pub mod events;
+pub mod pusher_webhooks;
 pub mod rooms;
 pub mod rpc;
 pub mod rpc_answer;

@@ -32,7 +32,7 @@ use crate::store::history::{FsyncPolicy, HistoryStore};
 use crate::transport::tcp::Framing;
 pub use checks::DEMO_APP;
 use checks::*;
-pub use pusher::RawPusher;
+pub use pusher::{webhook_settings as pusher_webhook_settings, RawPusher, RawPusherWebhook};
 pub use pushserve::{PushServe, RawPushServe};
 pub use raw::*;
 

@@ -7,10 +7,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::raw::RawApp;
+use crate::backend::pusher_webhooks::{PusherWebhookSettings, EVENT_TYPES};
 use crate::hub::app::PusherPolicy;
 
 /// One app's Pusher settings as written. The limits default to Pusher's own.
@@ -50,6 +52,122 @@ pub struct RawPusher {
     /// Most events one `POST /apps/{id}/batch_events` carries.
     #[serde(default = "default_batch_events")]
     pub max_batch_events: usize,
+    /// Where Pusher's webhooks go (`[[apps.NAME.pusher.webhooks]]`, one table each);
+    /// none by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<RawPusherWebhook>,
+}
+
+/// One Pusher webhook: its URL, the events it wants, and how they are batched and retried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPusherWebhook {
+    /// Where batches are POSTed, signed with the app's Pusher secret.
+    pub url: String,
+    /// The events it wants, by Pusher's names: `channel_occupied`, `channel_vacated`,
+    /// `member_added`, `member_removed`, `client_event`, `cache_miss`; default: all.
+    #[serde(default = "all_event_types")]
+    pub event_types: Vec<String>,
+    /// Most events in one request.
+    #[serde(default = "default_webhook_batch")]
+    pub max_batch: usize,
+    /// Milliseconds an event may wait for its batch to fill.
+    #[serde(default = "default_webhook_delay_ms")]
+    pub max_delay_ms: u64,
+    /// Most events waiting to be sent; more are dropped and counted.
+    #[serde(default = "default_webhook_queue")]
+    pub queue: usize,
+    /// Milliseconds one request may take.
+    #[serde(default = "default_webhook_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Attempts per batch (exponential backoff between them) before it is dropped.
+    #[serde(default = "default_webhook_attempts")]
+    pub max_attempts: u32,
+}
+
+fn all_event_types() -> Vec<String> {
+    EVENT_TYPES.iter().map(|name| (*name).to_owned()).collect()
+}
+
+fn default_webhook_batch() -> usize {
+    100
+}
+
+fn default_webhook_delay_ms() -> u64 {
+    1000
+}
+
+fn default_webhook_queue() -> usize {
+    10_000
+}
+
+fn default_webhook_timeout_ms() -> u64 {
+    5000
+}
+
+fn default_webhook_attempts() -> u32 {
+    5
+}
+
+/// The settings of checked webhook tables; a URL that does not parse (reported by the
+/// check) leaves its webhook out.
+pub fn webhook_settings(raw: &[RawPusherWebhook]) -> Vec<PusherWebhookSettings> {
+    raw.iter()
+        .filter_map(|hook| {
+            Some(PusherWebhookSettings {
+                url: reqwest::Url::parse(&hook.url).ok()?,
+                event_types: EVENT_TYPES
+                    .iter()
+                    .copied()
+                    .filter(|name| hook.event_types.iter().any(|wanted| wanted == name))
+                    .collect(),
+                max_batch: hook.max_batch,
+                max_delay: Duration::from_millis(hook.max_delay_ms),
+                queue: hook.queue,
+                timeout: Duration::from_millis(hook.timeout_ms),
+                max_attempts: hook.max_attempts,
+            })
+        })
+        .collect()
+}
+
+fn check_webhook(error: &mut impl FnMut(&[&str], String), name: &str, hook: &RawPusherWebhook) {
+    let path = |key: &'static str| ["apps", name, "pusher", "webhooks", key];
+    if !super::checks::is_http_url(&hook.url) {
+        error(
+            &path("url"),
+            format!("{:?} is not an http:// or https:// URL", hook.url),
+        );
+    }
+    for wanted in &hook.event_types {
+        if !EVENT_TYPES.contains(&wanted.as_str()) {
+            error(
+                &path("event_types"),
+                format!("{wanted:?} is not one of {}", EVENT_TYPES.join(", ")),
+            );
+        }
+    }
+    if hook.event_types.is_empty() {
+        error(
+            &path("event_types"),
+            "lists no event: leave the webhook out instead".into(),
+        );
+    }
+    if !(1..=10_000).contains(&hook.max_batch) {
+        error(&path("max_batch"), "must be between 1 and 10000".into());
+    }
+    if hook.max_delay_ms > 60_000 {
+        error(&path("max_delay_ms"), "must be at most 60000".into());
+    }
+    if hook.queue == 0 {
+        error(&path("queue"), "must be at least 1".into());
+    }
+    if !(1..=300_000).contains(&hook.timeout_ms) {
+        error(&path("timeout_ms"), "must be between 1 and 300000".into());
+    }
+    if hook.max_attempts == 0 {
+        error(&path("max_attempts"), "must be at least 1".into());
+    }
 }
 
 fn yes() -> bool {
@@ -173,6 +291,9 @@ pub(super) fn check(
                 error(&path(key), "must be at least 1".into());
             }
         }
+        for hook in &pusher.webhooks {
+            check_webhook(error, name, hook);
+        }
     }
 }
 
@@ -254,5 +375,40 @@ mod tests {
         );
         assert!(found[1].1.contains("app \"a\""), "{found:?}");
         assert!(found[4].1.contains("pusher"), "{found:?}");
+    }
+
+    #[test]
+    fn webhooks_default_to_every_event_and_refuse_unknown_ones() {
+        let base = "[apps.a]\n[apps.a.pusher]\napp_id = \"1\"\nkey = \"k\"\nsecret = \"s\"\n";
+        let config = load(&format!(
+            "{base}[[apps.a.pusher.webhooks]]\nurl = \"http://127.0.0.1:9/hook\"\n\
+             [[apps.a.pusher.webhooks]]\nurl = \"http://127.0.0.1:9/other\"\nevent_types = [\"member_added\"]\n"
+        ))
+        .unwrap();
+        let raw = config.apps[0]
+            .raw
+            .as_ref()
+            .unwrap()
+            .pusher
+            .as_ref()
+            .unwrap();
+        let settings = super::webhook_settings(&raw.webhooks);
+        assert_eq!(settings[0].event_types, super::EVENT_TYPES);
+        assert_eq!(settings[1].event_types, ["member_added"]);
+        assert_eq!(settings[0].max_batch, 100);
+        assert_eq!(settings[0].max_attempts, 5);
+        let found = errors(&format!(
+            "{base}[[apps.a.pusher.webhooks]]\nurl = \"ftp://x\"\nevent_types = [\"channel_existence\"]\nmax_attempts = 0\n"
+        ));
+        let keys: Vec<&str> = found.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "apps.a.pusher.webhooks.url",
+                "apps.a.pusher.webhooks.event_types",
+                "apps.a.pusher.webhooks.max_attempts",
+            ],
+            "{found:?}"
+        );
     }
 }

@@ -12,6 +12,7 @@ use crate::auth::mswoole_des::MSwooleDes;
 use crate::auth::token::TokenKeys;
 use crate::auth::webhook::WebhookAuth;
 use crate::backend::events::EventSink;
+use crate::backend::pusher_webhooks::PusherWebhooks;
 use crate::backend::rooms::RoomPolicy;
 use crate::backend::rpc::RpcProxy;
 use crate::backend::send::{RoomSendPolicy, SendPolicy};
@@ -148,6 +149,9 @@ pub struct AppSettings {
     pub send: SendPolicy,
     /// Where the app's lifecycle events (connect, disconnect, join, leave) go, if anywhere.
     pub events: Option<Arc<EventSink>>,
+    /// Where the app's Pusher webhooks (channel occupied and vacated, members, client
+    /// events, cache misses) go, if anywhere.
+    pub pusher_webhooks: Option<Arc<PusherWebhooks>>,
 }
 
 impl AppPolicy {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{channel, names, AppSettings, Hub, HubError};
-use crate::engine::Member;
+use crate::engine::{Member, Publication};
 
 /// How occupied one room is, across nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,6 +66,19 @@ impl Hub {
             _ => presence.user_count(&scope).await?,
         };
         Ok(RoomOccupancy { connections, users })
+    }
+
+    /// The newest message room `room` of `app` still keeps in its history, if any: what
+    /// a Pusher cache channel replays.
+    pub async fn room_last(
+        &self,
+        app: &AppSettings,
+        room: &str,
+    ) -> Result<Option<Arc<Publication>>, HubError> {
+        names::check_room(room)?;
+        let channel = channel::room(&app.name, room);
+        let history = self.recent_history(&app.name, &channel, 1).await?;
+        Ok(history.publications.into_iter().last())
     }
 
     /// The members of room `room` of `app`: one per user however many connections it

@@ -265,6 +265,13 @@ impl Reloader {
         for events in services.apps.iter().filter_map(|app| app.events.as_ref()) {
             events.start(&swaps.events.0, swaps.events.1.clone());
         }
+        for hooks in services
+            .apps
+            .iter()
+            .filter_map(|app| app.pusher_webhooks.as_ref())
+        {
+            hooks.start(&swaps.events.0, swaps.events.1.clone());
+        }
         swaps.hub.replace_apps(Apps::new(
             services.apps.clone(),
             services.dynamic_apps.clone(),

@@ -235,8 +235,13 @@ async fn sdk_triggers_reach_native_clients_in_the_channels_rooms() {
         )
     );
 
-    // A socket_id the SDK accepts but this server never gave is still a socket id: the
-    // trigger goes through; a malformed one is refused.
+    // A well-formed socket_id is taken (the SDK checks the form before sending); one
+    // that is not N.M is refused.
+    let (status, body) = sdk.call(
+        "trigger",
+        json!({"channels": "news", "event": "e", "data": "1", "params": {"socket_id": "12.3"}}),
+    );
+    assert_eq!((status, body), (200, json!({})));
     let (status, body) = sdk
         .raw(
             &server,
@@ -256,7 +261,7 @@ async fn sdk_channel_queries_count_every_member() {
         return;
     };
     let mut ann1 = native(&server, "ann", &["presence-room"]).await;
-    let mut ann2 = native(&server, "ann", &["presence-room", "news"]).await;
+    let mut ann2 = native(&server, "ann", &["presence-room"]).await;
     let _bob = native(&server, "bob", &["presence-room"]).await;
     let _cid = native(&server, "cid", &["news"]).await;
 
@@ -288,6 +293,20 @@ async fn sdk_channel_queries_count_every_member() {
     );
     let (status, body) = get("/channels/nobody-here", json!({}));
     assert_eq!((status, body), (200, json!({"occupied": false})));
+
+    // A cache channel's last event, from its history, with the seconds it is kept still.
+    let (status, _) = sdk.call(
+        "trigger",
+        json!({"channels": ["cache-price", "news"], "event": "price", "data": "42"}),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = get("/channels/cache-price", json!({"info": "cache"}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["occupied"], false, "{body}");
+    assert_eq!(body["cache"]["data"], "42", "{body}");
+    assert!(body["cache"]["ttl"].as_u64() > Some(0), "{body}");
+    let (status, body) = get("/channels/news", json!({"info": "cache"}));
+    assert_eq!((status, body), (200, json!({"occupied": true})));
     let (status, _) = get("/channels/news", json!({"info": "user_count"}));
     assert_eq!(status, 400);
 
@@ -431,4 +450,103 @@ async fn bad_requests_get_pushers_statuses() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "batch_too_large");
+}
+
+#[tokio::test]
+async fn a_reload_changes_the_pusher_credentials_the_api_answers_to() {
+    let (server, dir) = TestServer::with_config(CONFIG);
+    let Some(old) = Sdk::new(&server, "1001", "chat-key", "chat-secret") else {
+        return;
+    };
+    let trigger = json!({"channels": "news", "event": "e", "data": "1"});
+    assert_eq!(old.call("trigger", trigger.clone()).0, 200);
+    let rotated = CONFIG
+        .replace("app_id = \"1001\"", "app_id = \"2001\"")
+        .replace("secret = \"chat-secret\"", "secret = \"new-secret\"");
+    std::fs::write(dir.path().join("pushhub.toml"), rotated).expect("write");
+    server.signal("HUP");
+    server.wait_log("configuration reloaded", 1).await;
+    let (status, body) = old.call("trigger", trigger.clone());
+    assert_eq!(status, 404, "the old app id is gone: {body}");
+    let Some(stale) = Sdk::new(&server, "2001", "chat-key", "chat-secret") else {
+        return;
+    };
+    assert_eq!(stale.call("trigger", trigger.clone()).0, 401, "old secret");
+    let Some(new) = Sdk::new(&server, "2001", "chat-key", "new-secret") else {
+        return;
+    };
+    let (status, body) = new.call("trigger", trigger);
+    assert_eq!((status, body), (200, json!({})));
+}
+
+/// One port for everything, as Soketi and Reverb serve: the Pusher API is signed, so it
+/// needs none of the API keys the native API asks for there.
+#[tokio::test]
+async fn the_api_answers_on_a_single_port_without_api_keys() {
+    let config = CONFIG.replace(
+        "[apps.chat]\nauth = \"none\"\n",
+        "[apps.chat]\nauth = \"none\"\napi_keys = [\"chat-api-key-0123456789\"]\n",
+    );
+    let config = config.replace(
+        "[apps.quiet]\n",
+        "[apps.quiet]\napi_keys = [\"quiet-api-key-0123456789\"]\n",
+    );
+    let (server, _dir) = TestServer::single_port(&config);
+    assert_eq!(server.api, server.client);
+    let Some(sdk) = Sdk::new(&server, "1001", "chat-key", "chat-secret") else {
+        return;
+    };
+    let mut ann = native(&server, "ann", &["news"]).await;
+    let (status, body) = sdk.call(
+        "trigger",
+        json!({"channels": "news", "event": "e", "data": "one port"}),
+    );
+    assert_eq!((status, body), (200, json!({})));
+    assert_eq!(message(&mut ann).await.2, json!("one port"));
+}
+
+/// The socket id of a native connection named `conn` (`k3x9q2ab-1f`) in a `welcome`: the
+/// same connection, as the Pusher API names it.
+fn socket_id_of(conn: &str) -> String {
+    let (node, id) = conn.split_once('-').expect("NODE-ID");
+    let node = u64::from_str_radix(node, 36).expect("base 36");
+    let id = u64::from_str_radix(id, 16).expect("hex");
+    format!("{node}.{id}")
+}
+
+#[tokio::test]
+async fn a_triggers_socket_id_leaves_that_connection_out() {
+    let (server, _dir) = TestServer::with_config(CONFIG);
+    let Some(sdk) = Sdk::new(&server, "1001", "chat-key", "chat-secret") else {
+        return;
+    };
+    let (mut ann, welcome) = server.native("chat", "ann").await;
+    ann.send(&json!({"type": "join", "id": 1, "room": "news"}).to_string())
+        .await;
+    assert_eq!(ann.json().await["type"], "joined");
+    let mut bob = native(&server, "bob", &["news"]).await;
+    let socket_id = socket_id_of(welcome["conn"].as_str().expect("conn"));
+
+    let (status, body) = sdk.call(
+        "trigger",
+        json!({"channels": "news", "event": "e", "data": "not for ann",
+               "params": {"socket_id": socket_id}}),
+    );
+    assert_eq!((status, body), (200, json!({})));
+    let (status, _) = sdk.call(
+        "batch",
+        json!({"batch": [{"channel": "news", "name": "e", "data": "not for ann either",
+                          "socket_id": socket_id}]}),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = sdk.call(
+        "trigger",
+        json!({"channels": "news", "event": "e", "data": "for everyone"}),
+    );
+    assert_eq!(status, 200);
+    for expected in ["not for ann", "not for ann either", "for everyone"] {
+        assert_eq!(message(&mut bob).await.2, json!(expected));
+    }
+    // Ann's first message is the third: the two before it left her out.
+    assert_eq!(message(&mut ann).await.2, json!("for everyone"));
 }

@@ -23,13 +23,15 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{check_channel, conn_name_of, target_of, PRESENCE_PREFIX, USER_CHANNEL_PREFIX};
+use super::{
+    check_channel, conn_name_of, is_cache_channel, target_of, PRESENCE_PREFIX, USER_CHANNEL_PREFIX,
+};
 use crate::api::{parse_json, read_body, ApiState};
 use crate::auth::pusher::{PusherSecret, SignedRequest};
 use crate::disconnect::Disconnect;
 use crate::http_error::ApiError;
 use crate::hub::app::PusherPolicy;
-use crate::hub::{names, AppSettings, Hub, PushSpec, Target};
+use crate::hub::{names, AppSettings, Hub, Publication, PushSpec, Target};
 
 /// Longest event name, in characters, as Pusher allows.
 pub const MAX_EVENT_NAME_CHARS: usize = 200;
@@ -430,7 +432,8 @@ async fn channels(
     Ok(Json(serde_json::json!({ "channels": channels })))
 }
 
-/// `GET /apps/{id}/channels/{name}?info=`: `{"occupied": bool}` and the attributes asked.
+/// `GET /apps/{id}/channels/{name}?info=`: `{"occupied": bool}` and the attributes asked
+/// (`cache`: a cache channel's last event, `{"data", "ttl"}`, when its history keeps one).
 async fn channel(
     State(state): State<ApiState>,
     Path((app_id, channel)): Path<(String, String)>,
@@ -449,7 +452,28 @@ async fn channel(
     if info.contains(&"subscription_count") {
         answer.insert("subscription_count".into(), occupancy.connections.into());
     }
+    if info.contains(&"cache") && is_cache_channel(&channel) {
+        if let Some(last) = state.hub.room_last(&signed.app, &channel).await? {
+            answer.insert("cache".into(), cached(&signed.app, &last));
+        }
+    }
     Ok(Json(Value::Object(answer)))
+}
+
+/// A cache channel's last event as `info=cache` shows it: its data (the text a trigger
+/// sent; any other JSON as its text) and the seconds its history keeps it still.
+fn cached(app: &AppSettings, last: &Publication) -> Value {
+    let data = match serde_json::from_str::<Value>(last.message.data.get()) {
+        Ok(Value::String(text)) => text,
+        _ => last.message.data.get().to_owned(),
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let age = now_ms.saturating_sub(last.message.ts_ms) / 1000;
+    let ttl = app.history.ttl.as_secs().saturating_sub(age);
+    serde_json::json!({ "data": data, "ttl": ttl })
 }
 
 /// `GET /apps/{id}/channels/{presence-name}/users`: `{"users": [{"id": …}]}`, one entry

@@ -26,6 +26,17 @@ pub const PRESENCE_PREFIX: &str = "presence-";
 /// user channel of `U`, so a native push to user `U` reaches a signed-in Pusher client.
 pub const USER_CHANNEL_PREFIX: &str = "#server-to-user-";
 
+/// True for Pusher's cache channels (`cache-`, `private-cache-`, `presence-cache-`,
+/// `private-encrypted-cache-`), whose last event is replayed to each new subscriber.
+pub fn is_cache_channel(name: &str) -> bool {
+    ["", "private-", "presence-", "private-encrypted-"]
+        .iter()
+        .any(|kind| {
+            name.strip_prefix(kind)
+                .is_some_and(|rest| rest.starts_with("cache-"))
+        })
+}
+
 /// Why a Pusher channel name is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChannelNameError {
@@ -164,6 +175,26 @@ mod tests {
             check_channel("a,b"),
             Err(ChannelNameError::Comma(_))
         ));
+    }
+
+    #[test]
+    fn cache_channels_are_known_by_their_prefixes() {
+        for cache in [
+            "cache-a",
+            "private-cache-a",
+            "presence-cache-a",
+            "private-encrypted-cache-a",
+        ] {
+            assert!(is_cache_channel(cache), "{cache}");
+        }
+        for other in [
+            "cachex",
+            "a-cache-b",
+            "private-a",
+            "presence-private-cache-a",
+        ] {
+            assert!(!is_cache_channel(other), "{other}");
+        }
     }
 
     #[test]
