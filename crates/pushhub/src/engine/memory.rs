@@ -16,8 +16,9 @@ use tokio::time::Instant;
 
 use super::budget::{Charge, HistoryBudget, ShardQueues};
 use super::{
-    BatchPublish, Broker, BrokerEvents, BrokerStats, EngineError, HistoryPolicy, HistoryRequest,
-    Member, Message, Presence, Publication, Recovery, RemoteConn, StreamPosition,
+    BatchPublish, Broker, BrokerEvents, BrokerStats, EngineError, Entered, HistoryPolicy,
+    HistoryRequest, Left, Member, Message, Presence, Publication, Recovery, RemoteConn,
+    StreamPosition,
 };
 use crate::stable_hash::stable_hash;
 use crate::store::history::HistoryLog;
@@ -716,12 +717,69 @@ impl Broker for MemoryBroker {
 }
 
 /// Online users of every scope (an app, a room channel), counted per connection, with
-/// the info members joined with.
+/// the info members entered with. One lock over it all, so an entry's or an exit's
+/// answers (first or last of the user, of the scope) are exact.
 #[derive(Default)]
 pub struct MemoryPresence {
-    apps: Mutex<HashMap<String, BTreeMap<String, usize>>>,
-    /// Per scope, each member's info (from its first connection's join).
-    infos: Mutex<HashMap<String, HashMap<String, Arc<str>>>>,
+    scopes: Mutex<HashMap<String, Scope>>,
+}
+
+/// One occupied scope: it exists while it holds a connection.
+#[derive(Default)]
+struct Scope {
+    /// Each user's connection count (never zero).
+    users: BTreeMap<String, usize>,
+    /// Each member's info (from its first connection's entry).
+    infos: HashMap<String, Arc<str>>,
+}
+
+impl MemoryPresence {
+    /// Count one more connection of `user` in `scope` (with the member's info, unless it
+    /// shows one already).
+    fn add(&self, scope: &str, user: &str, info: Option<&str>) -> Entered {
+        let mut scopes = lock(&self.scopes);
+        let state = scopes.entry(scope.to_owned()).or_default();
+        let first_in_scope = state.users.is_empty();
+        let count = state.users.entry(user.to_owned()).or_default();
+        *count += 1;
+        let first_of_user = *count == 1;
+        if let Some(info) = info {
+            state
+                .infos
+                .entry(user.to_owned())
+                .or_insert_with(|| info.into());
+        }
+        Entered {
+            first_of_user,
+            first_in_scope,
+        }
+    }
+
+    /// Count one connection of `user` in `scope` less: its info and the scope go with the
+    /// last.
+    fn remove(&self, scope: &str, user: &str) -> Left {
+        let mut scopes = lock(&self.scopes);
+        let Some(state) = scopes.get_mut(scope) else {
+            return Left::default();
+        };
+        let Some(count) = state.users.get_mut(user) else {
+            return Left::default();
+        };
+        *count -= 1;
+        let last_of_user = *count == 0;
+        if last_of_user {
+            state.users.remove(user);
+            state.infos.remove(user);
+        }
+        let last_in_scope = state.users.is_empty();
+        if last_in_scope {
+            scopes.remove(scope);
+        }
+        Left {
+            last_of_user,
+            last_in_scope,
+        }
+    }
 }
 
 #[async_trait]
@@ -736,67 +794,55 @@ impl Presence for MemoryPresence {
 
     async fn join(
         &self,
-        app: &str,
+        scope: &str,
         user: &str,
         _conn: u64,
         _since_ms: u64,
     ) -> Result<(), EngineError> {
-        let mut apps = lock(&self.apps);
-        *apps
-            .entry(app.to_owned())
-            .or_default()
-            .entry(user.to_owned())
-            .or_default() += 1;
+        self.add(scope, user, None);
         Ok(())
     }
 
-    async fn leave(&self, app: &str, user: &str, _conn: u64) -> Result<(), EngineError> {
-        let mut apps = lock(&self.apps);
-        if let Some(users) = apps.get_mut(app) {
-            if let Some(count) = users.get_mut(user) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    users.remove(user);
-                }
-            }
-            if users.is_empty() {
-                apps.remove(app);
-            }
-        }
+    async fn leave(&self, scope: &str, user: &str, _conn: u64) -> Result<(), EngineError> {
+        self.remove(scope, user);
         Ok(())
     }
 
-    async fn users(&self, app: &str) -> Result<Vec<(String, usize)>, EngineError> {
-        let apps = lock(&self.apps);
-        Ok(apps
-            .get(app)
-            .map(|users| users.iter().map(|(u, c)| (u.clone(), *c)).collect())
+    async fn users(&self, scope: &str) -> Result<Vec<(String, usize)>, EngineError> {
+        let scopes = lock(&self.scopes);
+        Ok(scopes
+            .get(scope)
+            .map(|state| state.users.iter().map(|(u, c)| (u.clone(), *c)).collect())
             .unwrap_or_default())
     }
 
-    async fn user_count(&self, app: &str) -> Result<usize, EngineError> {
-        Ok(lock(&self.apps).get(app).map_or(0, BTreeMap::len))
+    async fn user_count(&self, scope: &str) -> Result<usize, EngineError> {
+        Ok(lock(&self.scopes)
+            .get(scope)
+            .map_or(0, |state| state.users.len()))
     }
 
-    async fn connections(&self, app: &str, user: &str) -> Result<usize, EngineError> {
-        let apps = lock(&self.apps);
-        Ok(apps
-            .get(app)
-            .and_then(|users| users.get(user))
+    async fn connections(&self, scope: &str, user: &str) -> Result<usize, EngineError> {
+        let scopes = lock(&self.scopes);
+        Ok(scopes
+            .get(scope)
+            .and_then(|state| state.users.get(user))
             .copied()
             .unwrap_or(0))
     }
 
-    async fn total(&self, app: &str) -> Result<usize, EngineError> {
-        let apps = lock(&self.apps);
-        Ok(apps.get(app).map_or(0, |users| users.values().sum()))
+    async fn total(&self, scope: &str) -> Result<usize, EngineError> {
+        let scopes = lock(&self.scopes);
+        Ok(scopes
+            .get(scope)
+            .map_or(0, |state| state.users.values().sum()))
     }
 
-    async fn elsewhere(&self, _app: &str, _user: &str) -> Result<Vec<RemoteConn>, EngineError> {
+    async fn elsewhere(&self, _scope: &str, _user: &str) -> Result<Vec<RemoteConn>, EngineError> {
         Ok(Vec::new())
     }
 
-    async fn online_elsewhere(&self, _app: &str, _conn: &str) -> Result<bool, EngineError> {
+    async fn online_elsewhere(&self, _scope: &str, _conn: &str) -> Result<bool, EngineError> {
         Ok(false)
     }
 
@@ -804,71 +850,33 @@ impl Presence for MemoryPresence {
         Ok(vec![crate::node::node_id().to_owned()])
     }
 
-    async fn join_member(
+    async fn enter(
         &self,
         scope: &str,
         user: &str,
         _conn: u64,
         _since_ms: u64,
-        info: &str,
-    ) -> Result<bool, EngineError> {
-        // Both maps change under the count's lock, so a concurrent leave of the same
-        // member cannot interleave between them.
-        let mut apps = lock(&self.apps);
-        let count = apps
-            .entry(scope.to_owned())
-            .or_default()
-            .entry(user.to_owned())
-            .or_default();
-        *count += 1;
-        let first = *count == 1;
-        lock(&self.infos)
-            .entry(scope.to_owned())
-            .or_default()
-            .entry(user.to_owned())
-            .or_insert_with(|| info.into());
-        Ok(first)
+        info: Option<&str>,
+    ) -> Result<Entered, EngineError> {
+        Ok(self.add(scope, user, info))
     }
 
-    async fn leave_member(&self, scope: &str, user: &str, _conn: u64) -> Result<bool, EngineError> {
-        let mut apps = lock(&self.apps);
-        let Some(users) = apps.get_mut(scope) else {
-            return Ok(false);
-        };
-        let Some(count) = users.get_mut(user) else {
-            return Ok(false);
-        };
-        *count = count.saturating_sub(1);
-        let last = *count == 0;
-        if last {
-            users.remove(user);
-            if users.is_empty() {
-                apps.remove(scope);
-            }
-            let mut infos = lock(&self.infos);
-            if let Some(members) = infos.get_mut(scope) {
-                members.remove(user);
-                if members.is_empty() {
-                    infos.remove(scope);
-                }
-            }
-        }
-        Ok(last)
+    async fn exit(&self, scope: &str, user: &str, _conn: u64) -> Result<Left, EngineError> {
+        Ok(self.remove(scope, user))
     }
 
     async fn members(&self, scope: &str) -> Result<Vec<Member>, EngineError> {
-        let apps = lock(&self.apps);
-        let infos = lock(&self.infos);
-        let infos = infos.get(scope);
-        Ok(apps
+        let scopes = lock(&self.scopes);
+        Ok(scopes
             .get(scope)
-            .map(|users| {
-                users
+            .map(|state| {
+                state
+                    .users
                     .iter()
                     .map(|(user, conns)| Member {
                         user: user.clone(),
                         conns: *conns,
-                        info: infos.and_then(|infos| infos.get(user)).cloned(),
+                        info: state.infos.get(user).cloned(),
                     })
                     .collect()
             })
@@ -876,15 +884,14 @@ impl Presence for MemoryPresence {
     }
 
     async fn scopes(&self, prefix: &str) -> Result<Vec<(String, usize)>, EngineError> {
-        let apps = lock(&self.apps);
-        let mut scopes: Vec<(String, usize)> = apps
+        let scopes = lock(&self.scopes);
+        let mut occupied: Vec<(String, usize)> = scopes
             .iter()
             .filter(|(scope, _)| scope.starts_with(prefix))
-            .map(|(scope, users)| (scope.clone(), users.values().sum()))
-            .filter(|(_, conns)| *conns > 0)
+            .map(|(scope, state)| (scope.clone(), state.users.values().sum()))
             .collect();
-        scopes.sort_unstable();
-        Ok(scopes)
+        occupied.sort_unstable();
+        Ok(occupied)
     }
 }
 

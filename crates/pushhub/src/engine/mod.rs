@@ -241,22 +241,51 @@ pub struct Member {
     pub info: Option<Arc<str>>,
 }
 
-/// Where presence tells the hub of members that left without a leave: a node died, and
-/// whichever node purged its entries reports the users whose last connection in a scope
-/// went with it, so every node's members of that scope hear of it.
+/// What a room entry ([`Presence::enter`]) changed, decided atomically with it across
+/// nodes: of two entries racing on two nodes, exactly one is told it was first, so the
+/// hub announces a member (or a room occupied, Pusher's `channel_occupied` webhook) once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Entered {
+    /// The user's first connection in the scope: a member was added (only meaningful for
+    /// an entry with info; the hub announces no member for a plain one).
+    pub first_of_user: bool,
+    /// The scope's first connection: the room became occupied.
+    pub first_in_scope: bool,
+}
+
+/// What a room exit ([`Presence::exit`]) changed, decided atomically with it across
+/// nodes: exactly one leaver is told it was last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Left {
+    /// The user's last connection in the scope went: a member was removed.
+    pub last_of_user: bool,
+    /// The scope's last connection went: the room became vacant (Pusher's
+    /// `channel_vacated` webhook).
+    pub last_in_scope: bool,
+}
+
+/// Where presence tells the hub of what left without a leave: a node died, and whichever
+/// node purged its entries reports the users whose last connection in a scope went with
+/// it, so every node's members of that scope hear of it, and the scopes it emptied.
 pub trait PresenceEvents: Send + Sync {
     /// `users` no longer hold any connection in `scope`.
     fn members_gone(&self, scope: &str, users: &[String]);
+
+    /// `scopes` hold no connection any more: the purge took the last one of each, and
+    /// exactly one purging node reports each. A hub that announces no vacated rooms has
+    /// nothing to do.
+    fn scopes_vacated(&self, _scopes: &[String]) {}
 }
 
 /// Who is online: users of a scope (an app, or a room channel) and how many connections
 /// each holds.
 ///
-/// Contract: `join` and `leave` are called once each per connection and scope, in that
-/// order; a user is online while at least one of its connections has joined and not left.
-/// Connection ids are this node's ([`crate::node::conn_name`] names them across nodes).
-/// Implementations across nodes answer for every node, and forget a node that stopped
-/// without leaving within a bound they document.
+/// Contract: `join` and `leave` (or `enter` and `exit`, for a room scope) are called once
+/// each per connection and scope, in that order; a user is online while at least one of
+/// its connections has joined and not left. Connection ids are this node's
+/// ([`crate::node::conn_name`] names them across nodes). Implementations across nodes
+/// answer for every node, and forget a node that stopped without leaving within a bound
+/// they document.
 #[async_trait]
 pub trait Presence: Send + Sync {
     /// Short name for logs and metrics.
@@ -327,26 +356,28 @@ pub trait Presence: Send + Sync {
     /// name alone.
     async fn nodes(&self) -> Result<Vec<String>, EngineError>;
 
-    /// Record connection `conn` of `user` in `scope` as a member showing `info` (JSON
-    /// text): [`Presence::join`] for a scope whose members are listed with their info.
-    /// True when this is the user's first connection in the scope on any node: of two
-    /// first connections joining at once on two nodes, exactly one is told so (the
-    /// member was added once).
-    async fn join_member(
+    /// Record connection `conn` of `user`, connected at `since_ms`, in room scope `scope`:
+    /// as a member showing `info` (JSON text) when given, else plainly (listed by
+    /// [`Presence::members`] without info). The answer says whether this was the user's
+    /// first connection in the scope and the scope's first, on any node: of two entries
+    /// racing on two nodes, exactly one is told each. An app's scope uses
+    /// [`Presence::join`], which decides nothing (the cost of a connect).
+    async fn enter(
         &self,
         scope: &str,
         user: &str,
         conn: u64,
         since_ms: u64,
-        info: &str,
-    ) -> Result<bool, EngineError>;
+        info: Option<&str>,
+    ) -> Result<Entered, EngineError>;
 
-    /// Undo [`Presence::join_member`]. True when that was the user's last connection in
-    /// the scope on any node (the member was removed), told to exactly one leaver.
-    async fn leave_member(&self, scope: &str, user: &str, conn: u64) -> Result<bool, EngineError>;
+    /// Undo [`Presence::enter`]. The answer says whether that was the user's last
+    /// connection in the scope (its info goes with it) and the scope's last, on any node,
+    /// each told to exactly one leaver. A dead node's entries count until purged.
+    async fn exit(&self, scope: &str, user: &str, conn: u64) -> Result<Left, EngineError>;
 
     /// The members of `scope`, sorted by user id, each with its connection count and info
-    /// (users who joined without [`Presence::join_member`] have none).
+    /// (users who entered without info have none).
     async fn members(&self, scope: &str) -> Result<Vec<Member>, EngineError>;
 
     /// Scopes whose name starts with `prefix` that hold at least one connection, with
@@ -354,8 +385,8 @@ pub trait Presence: Send + Sync {
     /// `GET /channels`).
     async fn scopes(&self, prefix: &str) -> Result<Vec<(String, usize)>, EngineError>;
 
-    /// Give presence the hub's handler for members a dead node took with it; called once
-    /// at start. An engine of one node has no other node to lose, and ignores it.
+    /// Give presence the hub's handler for members and rooms a dead node took with it;
+    /// called once at start. An engine of one node has no other node to lose, and ignores it.
     fn register_events(&self, _events: Arc<dyn PresenceEvents>) {}
 }
 

@@ -1,7 +1,7 @@
 //! The presence contract for members and occupied scopes, as tests: every engine runs
 //! these same functions through [`presence_suite!`] (the memory engine in
 //! `memory::tests`, the Redis engine in `redis::presence::tests`), so what
-//! [`super::Presence::join_member`], `leave_member`, `members` and `scopes` promise is
+//! [`super::Presence::enter`], `exit`, `members` and `scopes` promise is
 //! checked the same way for all of them.
 //!
 //! Each function takes a fresh presence of one node; what only holds across nodes (races
@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::{Member, Presence};
+use super::{Entered, Left, Member, Presence};
 
 /// One `#[tokio::test]` per contract function, each on the presence `$make` gives: an
 /// expression (it may `.await`, and `return` to skip when its service is missing) yielding
@@ -21,6 +21,7 @@ macro_rules! presence_suite {
             one_member_per_user_with_the_info_of_its_first_join,
             members_are_sorted_and_plain_joins_show_no_info,
             scopes_are_counted_and_filtered_by_prefix,
+            a_scope_is_occupied_by_its_first_entry_and_vacated_by_its_last_exit,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {$(
@@ -43,26 +44,47 @@ fn member(user: &str, conns: usize, info: Option<&str>) -> Member {
     }
 }
 
-/// `join_member` is true for the user's first connection in the scope only, and
-/// `leave_member` for its last only; a user who comes back is added again.
+/// `enter` tells the user's first connection in the scope only, and `exit` its last only;
+/// a user who comes back is added again.
 pub async fn a_member_is_added_by_its_first_connection_and_removed_by_its_last(
     presence: Arc<dyn Presence>,
 ) {
     let p = &presence;
-    assert!(p.join_member(ROOM, "u1", 1, 10, "{}").await.unwrap());
-    assert!(!p.join_member(ROOM, "u1", 2, 11, "{}").await.unwrap());
-    assert!(p.join_member(ROOM, "u2", 3, 12, "{}").await.unwrap());
     assert!(
-        p.join_member("chat:room:presence-other", "u1", 4, 13, "{}")
+        p.enter(ROOM, "u1", 1, 10, Some("{}"))
             .await
-            .unwrap(),
+            .unwrap()
+            .first_of_user
+    );
+    assert!(
+        !p.enter(ROOM, "u1", 2, 11, Some("{}"))
+            .await
+            .unwrap()
+            .first_of_user
+    );
+    assert!(
+        p.enter(ROOM, "u2", 3, 12, Some("{}"))
+            .await
+            .unwrap()
+            .first_of_user
+    );
+    assert!(
+        p.enter("chat:room:presence-other", "u1", 4, 13, Some("{}"))
+            .await
+            .unwrap()
+            .first_of_user,
         "first in another scope"
     );
-    assert!(!p.leave_member(ROOM, "u1", 2).await.unwrap());
-    assert!(p.leave_member(ROOM, "u1", 1).await.unwrap());
-    assert!(p.join_member(ROOM, "u1", 5, 14, "{}").await.unwrap());
-    assert!(p.leave_member(ROOM, "u1", 5).await.unwrap());
-    assert!(p.leave_member(ROOM, "u2", 3).await.unwrap());
+    assert!(!p.exit(ROOM, "u1", 2).await.unwrap().last_of_user);
+    assert!(p.exit(ROOM, "u1", 1).await.unwrap().last_of_user);
+    assert!(
+        p.enter(ROOM, "u1", 5, 14, Some("{}"))
+            .await
+            .unwrap()
+            .first_of_user
+    );
+    assert!(p.exit(ROOM, "u1", 5).await.unwrap().last_of_user);
+    assert!(p.exit(ROOM, "u2", 3).await.unwrap().last_of_user);
     assert!(p.members(ROOM).await.unwrap().is_empty());
     assert_eq!(p.connections(ROOM, "u1").await.unwrap(), 0);
     assert_eq!(
@@ -75,13 +97,13 @@ pub async fn a_member_is_added_by_its_first_connection_and_removed_by_its_last(
 /// first connection joined with until its last one leaves; then a new first join's info.
 pub async fn one_member_per_user_with_the_info_of_its_first_join(presence: Arc<dyn Presence>) {
     let p = &presence;
-    p.join_member(ROOM, "u1", 1, 10, r#"{"name":"first"}"#)
+    p.enter(ROOM, "u1", 1, 10, Some(r#"{"name":"first"}"#))
         .await
         .unwrap();
-    p.join_member(ROOM, "u1", 2, 11, r#"{"name":"second"}"#)
+    p.enter(ROOM, "u1", 2, 11, Some(r#"{"name":"second"}"#))
         .await
         .unwrap();
-    p.join_member(ROOM, "u1", 3, 12, r#"{"name":"third"}"#)
+    p.enter(ROOM, "u1", 3, 12, Some(r#"{"name":"third"}"#))
         .await
         .unwrap();
     assert_eq!(
@@ -90,15 +112,15 @@ pub async fn one_member_per_user_with_the_info_of_its_first_join(presence: Arc<d
     );
     assert_eq!(p.users(ROOM).await.unwrap(), [("u1".to_owned(), 3)]);
     assert_eq!(p.connections(ROOM, "u1").await.unwrap(), 3);
-    p.leave_member(ROOM, "u1", 1).await.unwrap();
+    p.exit(ROOM, "u1", 1).await.unwrap();
     assert_eq!(
         p.members(ROOM).await.unwrap(),
         [member("u1", 2, Some(r#"{"name":"first"}"#))],
         "the first connection left, the member keeps its info"
     );
-    p.leave_member(ROOM, "u1", 2).await.unwrap();
-    p.leave_member(ROOM, "u1", 3).await.unwrap();
-    p.join_member(ROOM, "u1", 4, 13, r#"{"name":"again"}"#)
+    p.exit(ROOM, "u1", 2).await.unwrap();
+    p.exit(ROOM, "u1", 3).await.unwrap();
+    p.enter(ROOM, "u1", 4, 13, Some(r#"{"name":"again"}"#))
         .await
         .unwrap();
     assert_eq!(
@@ -107,16 +129,17 @@ pub async fn one_member_per_user_with_the_info_of_its_first_join(presence: Arc<d
     );
 }
 
-/// Members come sorted by user id whatever the order they joined in; a user who joined
-/// with a plain `join` is listed without info.
+/// Members come sorted by user id whatever the order they joined in; a user who entered
+/// without info, or joined with a plain `join`, is listed without info.
 pub async fn members_are_sorted_and_plain_joins_show_no_info(presence: Arc<dyn Presence>) {
     let p = &presence;
     for (conn, user) in [(1, "carol"), (2, "alice"), (3, "bob"), (4, "alice")] {
-        p.join_member(ROOM, user, conn, 10, &format!(r#"{{"id":"{user}"}}"#))
+        p.enter(ROOM, user, conn, 10, Some(&format!(r#"{{"id":"{user}"}}"#)))
             .await
             .unwrap();
     }
     p.join(ROOM, "dave", 5, 10).await.unwrap();
+    p.enter(ROOM, "erin", 6, 10, None).await.unwrap();
     assert_eq!(
         p.members(ROOM).await.unwrap(),
         [
@@ -124,6 +147,7 @@ pub async fn members_are_sorted_and_plain_joins_show_no_info(presence: Arc<dyn P
             member("bob", 1, Some(r#"{"id":"bob"}"#)),
             member("carol", 1, Some(r#"{"id":"carol"}"#)),
             member("dave", 1, None),
+            member("erin", 1, None),
         ]
     );
     assert!(p
@@ -139,13 +163,13 @@ pub async fn members_are_sorted_and_plain_joins_show_no_info(presence: Arc<dyn P
 pub async fn scopes_are_counted_and_filtered_by_prefix(presence: Arc<dyn Presence>) {
     let p = &presence;
     p.join("chat", "u1", 1, 10).await.unwrap();
-    p.join_member("chat:room:presence-a", "u1", 1, 10, "{}")
+    p.enter("chat:room:presence-a", "u1", 1, 10, Some("{}"))
         .await
         .unwrap();
-    p.join_member("chat:room:presence-a", "u2", 2, 10, "{}")
+    p.enter("chat:room:presence-a", "u2", 2, 10, Some("{}"))
         .await
         .unwrap();
-    p.join_member("chat:room:presence-a", "u2", 3, 10, "{}")
+    p.enter("chat:room:presence-a", "u2", 3, 10, Some("{}"))
         .await
         .unwrap();
     p.join("chat:room:b", "u1", 1, 10).await.unwrap();
@@ -153,12 +177,10 @@ pub async fn scopes_are_counted_and_filtered_by_prefix(presence: Arc<dyn Presenc
         .await
         .unwrap();
     p.leave("chat:room:presence-gone", "u3", 4).await.unwrap();
-    p.join_member("chat:room:presence-left", "u3", 4, 10, "{}")
+    p.enter("chat:room:presence-left", "u3", 4, 10, Some("{}"))
         .await
         .unwrap();
-    p.leave_member("chat:room:presence-left", "u3", 4)
-        .await
-        .unwrap();
+    p.exit("chat:room:presence-left", "u3", 4).await.unwrap();
     p.join("chat:rooms:x", "u1", 1, 10).await.unwrap();
     p.join("other:room:c", "u1", 5, 10).await.unwrap();
     let counted = |list: &[(&str, usize)]| -> Vec<(String, usize)> {
@@ -178,11 +200,65 @@ pub async fn scopes_are_counted_and_filtered_by_prefix(presence: Arc<dyn Presenc
     );
     assert!(p.scopes("chat:room:zzz").await.unwrap().is_empty());
     p.leave("chat:room:b", "u1", 1).await.unwrap();
-    p.leave_member("chat:room:presence-a", "u2", 2)
-        .await
-        .unwrap();
+    p.exit("chat:room:presence-a", "u2", 2).await.unwrap();
     assert_eq!(
         p.scopes("chat:room:").await.unwrap(),
         counted(&[("chat:room:presence-a", 2)])
+    );
+}
+
+/// A scope's first entry, a member's or a plain one, is told it occupied the scope, and
+/// its last exit that it vacated it; the entries and exits between are told neither. Two
+/// users of two connections each, one entering as a member and one plainly; each user's
+/// first and last connection is told too, the plain one's included.
+pub async fn a_scope_is_occupied_by_its_first_entry_and_vacated_by_its_last_exit(
+    presence: Arc<dyn Presence>,
+) {
+    let p = &presence;
+    const SCOPE: &str = "chat:room:presence-occupied";
+    let entered = |first_of_user, first_in_scope| Entered {
+        first_of_user,
+        first_in_scope,
+    };
+    let left = |last_of_user, last_in_scope| Left {
+        last_of_user,
+        last_in_scope,
+    };
+    p.join("chat", "plain", 1, 10).await.unwrap();
+    let enter = |user: &'static str, conn: u64, info: Option<&'static str>| async move {
+        p.enter(SCOPE, user, conn, 10, info).await.unwrap()
+    };
+    let exit =
+        |user: &'static str, conn: u64| async move { p.exit(SCOPE, user, conn).await.unwrap() };
+    assert_eq!(enter("plain", 1, None).await, entered(true, true));
+    assert_eq!(enter("m", 2, Some("{}")).await, entered(true, false));
+    assert_eq!(enter("m", 3, Some("{}")).await, entered(false, false));
+    assert_eq!(enter("plain", 4, None).await, entered(false, false));
+    assert_eq!(
+        p.members(SCOPE).await.unwrap(),
+        [member("m", 2, Some("{}")), member("plain", 2, None)]
+    );
+    assert_eq!(exit("plain", 1).await, left(false, false));
+    assert_eq!(exit("m", 2).await, left(false, false));
+    assert_eq!(exit("plain", 4).await, left(true, false));
+    assert_eq!(exit("m", 3).await, left(true, true));
+    assert!(p.scopes("chat:room:").await.unwrap().is_empty());
+    assert_eq!(enter("m", 5, Some("{}")).await, entered(true, true));
+    assert_eq!(
+        p.enter("chat:room:presence-apart", "m", 5, 10, None)
+            .await
+            .unwrap(),
+        entered(true, true),
+        "another scope is occupied apart"
+    );
+    assert_eq!(exit("m", 5).await, left(true, true));
+    assert_eq!(
+        p.exit("chat:room:presence-apart", "m", 5).await.unwrap(),
+        left(true, true)
+    );
+    assert_eq!(
+        p.total("chat").await.unwrap(),
+        1,
+        "the app's scope is apart"
     );
 }

@@ -403,12 +403,13 @@ impl Session {
         let first = match &entry.member {
             Some(member) => {
                 presence
-                    .join_member(channel, &member.user, self.id, now_ms(), &member.info)
+                    .enter(channel, &member.user, self.id, now_ms(), Some(&member.info))
                     .await?
+                    .first_of_user
             }
             None => {
                 presence
-                    .join(channel, &self.presence_id(), self.id, now_ms())
+                    .enter(channel, &self.presence_id(), self.id, now_ms(), None)
                     .await?;
                 false
             }
@@ -600,14 +601,10 @@ impl super::HubInner {
         id: ConnId,
     ) {
         let presence = &self.engine.presence;
-        let left = if counted_as.member {
-            presence.leave_member(channel, &counted_as.id, id).await
-        } else {
-            presence
-                .leave(channel, &counted_as.id, id)
-                .await
-                .map(|()| false)
-        };
+        let left = presence
+            .exit(channel, &counted_as.id, id)
+            .await
+            .map(|left| counted_as.member && left.last_of_user);
         match left {
             Ok(true) => {
                 let change = MemberChange {

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 
 use super::EngineLabels;
 use crate::engine::{
-    BatchPublish, Broker, BrokerEvents, BrokerStats, Engine, EngineError, HistoryPolicy,
-    HistoryRequest, Member, Message, Presence, PresenceEvents, Recovery, RemoteConn,
+    BatchPublish, Broker, BrokerEvents, BrokerStats, Engine, EngineError, Entered, HistoryPolicy,
+    HistoryRequest, Left, Member, Message, Presence, PresenceEvents, Recovery, RemoteConn,
     StreamPosition,
 };
 
@@ -189,21 +189,21 @@ impl Presence for TimedPresence {
         timed("presence", self.kind(), "online_elsewhere", call).await
     }
 
-    async fn join_member(
+    async fn enter(
         &self,
         scope: &str,
         user: &str,
         conn: u64,
         since_ms: u64,
-        info: &str,
-    ) -> Result<bool, EngineError> {
-        let call = self.0.join_member(scope, user, conn, since_ms, info);
-        timed("presence", self.kind(), "join_member", call).await
+        info: Option<&str>,
+    ) -> Result<Entered, EngineError> {
+        let call = self.0.enter(scope, user, conn, since_ms, info);
+        timed("presence", self.kind(), "enter", call).await
     }
 
-    async fn leave_member(&self, scope: &str, user: &str, conn: u64) -> Result<bool, EngineError> {
-        let call = self.0.leave_member(scope, user, conn);
-        timed("presence", self.kind(), "leave_member", call).await
+    async fn exit(&self, scope: &str, user: &str, conn: u64) -> Result<Left, EngineError> {
+        let call = self.0.exit(scope, user, conn);
+        timed("presence", self.kind(), "exit", call).await
     }
 
     async fn members(&self, scope: &str) -> Result<Vec<Member>, EngineError> {

@@ -11,7 +11,7 @@
 //! - `P:presence:{scope}:user:U`: hash, connection name → `since_ms`, for one user's
 //!   count and its connections on other nodes (the per-user limit, kicks).
 //! - `P:presence:{scope}:info`: hash, user → the info (JSON text) a member showed when its
-//!   first connection joined with [`Presence::join_member`]; it goes with the member's
+//!   first connection entered with ([`Presence::enter`]); it goes with the member's
 //!   last connection, atomically with it, so one leaver (or one purger) alone removes it.
 //! - `P:presence:node:N`: hash, `scope|connection name` → user: everything node `N`
 //!   registered, so any node can purge a dead node's entries without it.
@@ -26,9 +26,12 @@
 //!   in the app's slot, apart from the scope's keys: nothing updates both in one script.
 //!
 //! When a purge takes a member's last connection in a scope (and the member's info with
-//! it), the purging node reports it to the hub ([`PresenceEvents::members_gone`]); the
-//! removal is one script in the scope's slot, so of several nodes purging the same dead
-//! node at once exactly one reports each member.
+//! it), the purging node reports it to the hub ([`PresenceEvents::members_gone`]), and
+//! when it takes a room scope's last connection, the room vacated
+//! ([`PresenceEvents::scopes_vacated`]); the removal is one script in the scope's slot,
+//! so of several nodes purging the same dead node at once exactly one reports each. A
+//! live entry or exit ([`Presence::enter`], [`Presence::exit`]) is one script there too,
+//! which tells whether it was the user's first (last) connection and the scope's.
 //!
 //! A connection's name starts with its node's name, so readers drop the entries of nodes
 //! whose heartbeat ran out at once; the entries themselves are purged by whichever node
@@ -57,7 +60,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::engine::{EngineError, Member, Presence, PresenceEvents, RemoteConn};
+use crate::engine::{EngineError, Entered, Left, Member, Presence, PresenceEvents, RemoteConn};
 use crate::node::{conn_name, node_id};
 use crate::redis::RedisConnections;
 use crate::redis::Script;
@@ -66,38 +69,57 @@ use crate::sync::lock;
 /// Separates the parts of a stored value or field (never in a scope or a connection name).
 const SEP: char = '|';
 
-/// A member's join, atomic in its scope's slot: its two records, its info unless the user
-/// already shows one, and how many connections the user now holds there (1: the member
-/// was added). KEYS: conns, user, info; ARGV: connection, `since|user`, since, user, info.
-static JOIN_MEMBER: Script = Script::fixed(
+/// A room entry, atomic in its scope's slot: its two records, the member's info (when
+/// given) unless the user already shows one, and whether the entry is now the user's only
+/// connection there and the scope's only one (first). Whether the records were new does
+/// not matter: the heartbeat writing this node's entries again (at start, or when Redis
+/// forgot) may have written them a moment before, and each connection enters once.
+/// KEYS: conns, user, info; ARGV: connection, `since|user`, since, user, [info].
+/// Answers `{first_of_user, first_in_scope}`.
+static ENTER: Script = Script::fixed(
     "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) \
      redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) \
-     redis.call('HSETNX', KEYS[3], ARGV[4], ARGV[5]) \
-     return redis.call('HLEN', KEYS[2])",
+     if ARGV[5] then redis.call('HSETNX', KEYS[3], ARGV[4], ARGV[5]) end \
+     local first_of_user, first_in_scope = 0, 0 \
+     if redis.call('HLEN', KEYS[2]) == 1 then first_of_user = 1 end \
+     if redis.call('HLEN', KEYS[1]) == 1 then first_in_scope = 1 end \
+     return {first_of_user, first_in_scope}",
 );
 
-/// A member's leave, atomic in its scope's slot: 1 when it took the user's last
-/// connection there (the member was removed, and its info goes). KEYS: conns, user, info;
-/// ARGV: connection, user.
-static LEAVE_MEMBER: Script = Script::fixed(
-    "redis.call('HDEL', KEYS[1], ARGV[1]) \
-     local removed = redis.call('HDEL', KEYS[2], ARGV[1]) \
-     if redis.call('HLEN', KEYS[2]) > 0 then return 0 end \
-     redis.call('HDEL', KEYS[3], ARGV[2]) \
-     return removed",
-);
-
-/// The removal of one connection's entries in its scope (a purge, or a leave retried),
-/// atomic in the scope's slot: 1 when it took the user's last connection there and the
-/// user showed info (a member, now removed with its info), told to this call alone.
-/// KEYS: conns, user, info; ARGV: connection, user.
-static REMOVE: Script = Script::fixed(
-    "redis.call('HDEL', KEYS[1], ARGV[1]) \
-     if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 or redis.call('HLEN', KEYS[2]) > 0 then \
-       return 0 \
+/// The removal of one connection's entries in its scope (an exit, a leave, a purge, a
+/// failed one retried), atomic in the scope's slot: whether it took the user's last
+/// connection there (its info goes with it) and the scope's last, told to this call alone
+/// (a removal of what is gone already decides neither), and whether the user showed info
+/// (a member was removed). KEYS: conns, user, info; ARGV: connection, user. Answers
+/// `{last_of_user, last_in_scope, member_removed}`.
+static EXIT: Script = Script::fixed(
+    "local in_scope = redis.call('HDEL', KEYS[1], ARGV[1]) \
+     local of_user = redis.call('HDEL', KEYS[2], ARGV[1]) \
+     local last_of_user, last_in_scope, member = 0, 0, 0 \
+     if of_user == 1 and redis.call('HLEN', KEYS[2]) == 0 then \
+       last_of_user = 1 \
+       member = redis.call('HDEL', KEYS[3], ARGV[2]) \
      end \
-     return redis.call('HDEL', KEYS[3], ARGV[2])",
+     if in_scope == 1 and redis.call('HLEN', KEYS[1]) == 0 then last_in_scope = 1 end \
+     return {last_of_user, last_in_scope, member}",
 );
+
+/// The flags a script answered, in order (absent ones false).
+fn flags<const N: usize>(reply: fred::types::Value) -> [bool; N] {
+    let mut flags = [false; N];
+    for (flag, value) in flags.iter_mut().zip(reply.into_array()) {
+        *flag = value.as_u64() == Some(1);
+    }
+    flags
+}
+
+/// What one removal of an entry ([`EXIT`]) changed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Removal {
+    left: Left,
+    /// The user's last connection went and it showed info: a member was removed.
+    member_gone: bool,
+}
 
 /// How many of a dead node's entries a purge removes at once.
 const PURGE_CONCURRENCY: usize = 32;
@@ -114,7 +136,7 @@ struct Entry {
 #[derive(Debug, Clone)]
 struct Joined {
     since_ms: u64,
-    /// The member's info, for an entry of [`Presence::join_member`].
+    /// The member's info, for an entry of [`Presence::enter`] with info.
     info: Option<Arc<str>>,
 }
 
@@ -294,14 +316,19 @@ impl RedisPresence {
         }
         let stale: Vec<Entry> = lock(&self.stale).iter().cloned().collect();
         for entry in stale {
-            // A member's leave that failed: if it took the member's last connection, the
-            // hub was never told, so it hears of it as of a member gone.
-            if self.erase(&entry).await? {
-                self.report(BTreeMap::from([(
-                    entry.scope.to_string(),
-                    vec![entry.user.to_string()],
-                )]));
+            // A leave that failed: if it took a member's last connection or the scope's,
+            // the hub was never told, so it hears of it as of a member gone, a scope
+            // vacated.
+            let removal = self.erase(&entry).await?;
+            let mut gone = BTreeMap::new();
+            if removal.member_gone {
+                gone.insert(entry.scope.to_string(), vec![entry.user.to_string()]);
             }
+            let mut vacated = Vec::new();
+            if removal.left.last_in_scope {
+                vacated.push(entry.scope.to_string());
+            }
+            self.report(gone, vacated);
             lock(&self.stale).remove(&entry);
         }
         let now = now_ms();
@@ -364,9 +391,10 @@ impl RedisPresence {
     }
 
     /// Remove every entry of `node`, then the node itself, and report the members whose
-    /// last connection in a scope went with it. Safe to run on several nodes at once, and
-    /// again after a failure halfway: each removal is atomic and reports only what it
-    /// removed, so each member gone is reported once.
+    /// last connection in a scope went with it and the room scopes it left empty. Safe to
+    /// run on several nodes at once, and again after a failure halfway: each removal is
+    /// atomic and reports only what it removed, so each member gone and each scope vacated
+    /// is reported once.
     async fn purge(&self, node: &str) -> Result<(), EngineError> {
         let node_key = self.keys.node(node);
         let entries: HashMap<String, String> =
@@ -378,6 +406,7 @@ impl RedisPresence {
             }
         }
         let mut gone: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut vacated: Vec<String> = Vec::new();
         let mut failed = None;
         let mut running = FuturesUnordered::new();
         loop {
@@ -387,18 +416,29 @@ impl RedisPresence {
                 let Some((scope, user, conn)) = todo.pop() else {
                     break;
                 };
-                running.push(self.remove_member(node, scope, user, conn));
+                running.push(async move {
+                    let removal = self.remove(node, scope, user, conn).await?;
+                    Ok::<_, EngineError>((scope, user, removal))
+                });
             }
             match running.next().await {
-                Some(Ok(Some((scope, user)))) => gone.entry(scope).or_default().push(user),
-                Some(Ok(None)) => {}
+                Some(Ok((scope, user, removal))) => {
+                    if removal.member_gone {
+                        gone.entry(scope.to_owned())
+                            .or_default()
+                            .push(user.to_owned());
+                    }
+                    if removal.left.last_in_scope {
+                        vacated.push(scope.to_owned());
+                    }
+                }
                 Some(Err(error)) => failed = Some(error),
                 None => break,
             }
         }
         // Reported even when another removal failed: these are removed, and no later
         // purge would report them again.
-        self.report(gone);
+        self.report(gone, vacated);
         if let Some(error) = failed {
             return Err(error);
         }
@@ -418,8 +458,9 @@ impl RedisPresence {
         Ok(())
     }
 
-    /// Tell the hub's handler, if it gave one, of the members gone from each scope.
-    fn report(&self, gone: BTreeMap<String, Vec<String>>) {
+    /// Tell the hub's handler, if it gave one, of the members gone from each scope and of
+    /// the room scopes vacated (an app's own scope is no room: its emptying is not told).
+    fn report(&self, gone: BTreeMap<String, Vec<String>>, mut vacated: Vec<String>) {
         let Some(events) = self.events.get() else {
             return;
         };
@@ -427,31 +468,24 @@ impl RedisPresence {
             users.sort_unstable();
             events.members_gone(&scope, &users);
         }
-    }
-
-    /// [`RedisPresence::remove`], answering the scope and user of a member gone.
-    async fn remove_member(
-        &self,
-        node: &str,
-        scope: &str,
-        user: &str,
-        conn: &str,
-    ) -> Result<Option<(String, String)>, EngineError> {
-        let gone = self.remove(node, scope, user, conn).await?;
-        Ok(gone.then(|| (scope.to_owned(), user.to_owned())))
+        vacated.retain(|scope| self.keys.scopes_of(scope).is_some());
+        if !vacated.is_empty() {
+            vacated.sort_unstable();
+            events.scopes_vacated(&vacated);
+        }
     }
 
     /// Remove connection `conn` (its name) of `user` in `scope`, which `node` registered:
-    /// its entries and, with its last connection there, the user's info (true: the member
-    /// is gone, told to this call alone); then the node's record of it and its member of
-    /// the scopes index.
+    /// its entries and, with its last connection there, the user's info ([`EXIT`], whose
+    /// answer this is, told to this call alone); then the node's record of it and its
+    /// member of the scopes index.
     async fn remove(
         &self,
         node: &str,
         scope: &str,
         user: &str,
         conn: &str,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<Removal, EngineError> {
         let keys = vec![
             self.keys.conns(scope),
             self.keys.user(scope, user),
@@ -464,8 +498,8 @@ impl RedisPresence {
                 None => Ok(0),
             }
         };
-        let (gone, _, _) = tokio::try_join!(
-            REMOVE.run(
+        let (reply, _, _) = tokio::try_join!(
+            EXIT.run(
                 self.pool().next(),
                 keys,
                 vec![conn.to_owned(), user.to_owned()]
@@ -475,7 +509,14 @@ impl RedisPresence {
             index,
         )
         .map_err(unavailable)?;
-        Ok(gone.as_u64() == Some(1))
+        let [last_of_user, last_in_scope, member_gone] = flags(reply);
+        Ok(Removal {
+            left: Left {
+                last_of_user,
+                last_in_scope,
+            },
+            member_gone,
+        })
     }
 
     /// Write one entry's records (pipelined: sent together on one connection): its two
@@ -524,9 +565,8 @@ impl RedisPresence {
         written.map(drop).map_err(unavailable)
     }
 
-    /// Remove one of this node's entries ([`RedisPresence::remove`]): true when it took a
-    /// member's last connection in its scope.
-    async fn erase(&self, entry: &Entry) -> Result<bool, EngineError> {
+    /// Remove one of this node's entries ([`RedisPresence::remove`]).
+    async fn erase(&self, entry: &Entry) -> Result<Removal, EngineError> {
         self.remove(node_id(), &entry.scope, &entry.user, &conn_name(entry.conn))
             .await
     }
@@ -714,14 +754,16 @@ impl Presence for RedisPresence {
         Ok(nodes)
     }
 
-    async fn join_member(
+    /// One [`ENTER`] in the scope's slot, sent with the node's record of the entry and
+    /// its member of the scopes index.
+    async fn enter(
         &self,
         scope: &str,
         user: &str,
         conn: u64,
         since_ms: u64,
-        info: &str,
-    ) -> Result<bool, EngineError> {
+        info: Option<&str>,
+    ) -> Result<Entered, EngineError> {
         let entry = Entry {
             scope: scope.into(),
             user: user.into(),
@@ -731,7 +773,7 @@ impl Presence for RedisPresence {
             entry.clone(),
             Joined {
                 since_ms,
-                info: Some(info.into()),
+                info: info.map(Arc::from),
             },
         );
         let name = conn_name(conn);
@@ -741,14 +783,14 @@ impl Presence for RedisPresence {
             self.keys.user(scope, user),
             self.keys.info(scope),
         ];
-        let args = vec![
+        let mut args = vec![
             name.clone(),
             format!("{since_ms}{SEP}{user}"),
             since_ms.to_string(),
             user.to_owned(),
-            info.to_owned(),
         ];
-        let joined = async {
+        args.extend(info.map(str::to_owned));
+        let entered = async {
             let index = async {
                 match self.keys.scopes_of(scope) {
                     Some(key) => {
@@ -766,16 +808,20 @@ impl Presence for RedisPresence {
                     None => Ok(0),
                 }
             };
-            let (held, _, _) = tokio::try_join!(
-                JOIN_MEMBER.run(self.pool().next(), keys, args),
+            let (reply, _, _) = tokio::try_join!(
+                ENTER.run(self.pool().next(), keys, args),
                 self.pool()
                     .hset::<i64, _, _>(self.keys.node(node_id()), (member.as_str(), user)),
                 index,
             )?;
-            Ok::<_, fred::error::Error>(held.as_u64() == Some(1))
+            let [first_of_user, first_in_scope] = flags(reply);
+            Ok::<_, fred::error::Error>(Entered {
+                first_of_user,
+                first_in_scope,
+            })
         };
-        match joined.await {
-            Ok(first) => Ok(first),
+        match entered.await {
+            Ok(entered) => Ok(entered),
             Err(error) => {
                 lock(&self.mine).remove(&entry);
                 lock(&self.stale).insert(entry);
@@ -784,43 +830,23 @@ impl Presence for RedisPresence {
         }
     }
 
-    async fn leave_member(&self, scope: &str, user: &str, conn: u64) -> Result<bool, EngineError> {
+    /// One [`EXIT`] in the scope's slot, sent with the removal of the node's record of
+    /// the entry and of its member of the scopes index. A failed exit is retried by the
+    /// heartbeat, which then reports what it took (a member gone, a scope vacated).
+    async fn exit(&self, scope: &str, user: &str, conn: u64) -> Result<Left, EngineError> {
         let entry = Entry {
             scope: scope.into(),
             user: user.into(),
             conn,
         };
         lock(&self.mine).remove(&entry);
-        let name = conn_name(conn);
-        let member = member_of(scope, &name);
-        let keys = vec![
-            self.keys.conns(scope),
-            self.keys.user(scope, user),
-            self.keys.info(scope),
-        ];
-        let left = async {
-            let index = async {
-                match self.keys.scopes_of(scope) {
-                    Some(key) => self.pool().zrem::<i64, _, _>(key, member.as_str()).await,
-                    None => Ok(0),
-                }
-            };
-            let (last, _, _) = tokio::try_join!(
-                LEAVE_MEMBER.run(
-                    self.pool().next(),
-                    keys,
-                    vec![name.clone(), user.to_owned()],
-                ),
-                self.pool()
-                    .hdel::<i64, _, _>(self.keys.node(node_id()), member.as_str()),
-                index,
-            )?;
-            Ok::<_, fred::error::Error>(last.as_u64() == Some(1))
-        };
-        left.await.map_err(|error| {
-            lock(&self.stale).insert(entry);
-            unavailable(error)
-        })
+        match self.erase(&entry).await {
+            Ok(removal) => Ok(removal.left),
+            Err(error) => {
+                lock(&self.stale).insert(entry);
+                Err(error)
+            }
+        }
     }
 
     async fn members(&self, scope: &str) -> Result<Vec<Member>, EngineError> {
@@ -999,15 +1025,20 @@ mod tests {
         }
     }
 
-    /// Records what presence reports of members gone.
+    /// Records what presence reports of members gone and scopes vacated.
     #[derive(Default)]
     struct Gone {
         reports: Mutex<Vec<(String, Vec<String>)>>,
+        vacated: Mutex<Vec<Vec<String>>>,
     }
 
     impl PresenceEvents for Gone {
         fn members_gone(&self, scope: &str, users: &[String]) {
             lock(&self.reports).push((scope.to_owned(), users.to_vec()));
+        }
+
+        fn scopes_vacated(&self, scopes: &[String]) {
+            lock(&self.vacated).push(scopes.to_vec());
         }
     }
 
@@ -1174,11 +1205,11 @@ mod tests {
         presence.join("app", "u1", 1, 10).await.unwrap();
         let room = "app:room:presence-m";
         presence
-            .join_member(room, "u1", 1, 10, r#"{"name":"one"}"#)
+            .enter(room, "u1", 1, 10, Some(r#"{"name":"one"}"#))
             .await
             .unwrap();
-        presence.join_member(room, "u2", 2, 10, "{}").await.unwrap();
-        presence.leave_member(room, "u2", 2).await.unwrap();
+        presence.enter(room, "u2", 2, 10, Some("{}")).await.unwrap();
+        presence.exit(room, "u2", 2).await.unwrap();
         redis.cli(&["FLUSHALL"]);
         assert_eq!(presence.connections("app", "u1").await.unwrap(), 0);
         let back = eventually(|| {
@@ -1223,8 +1254,9 @@ mod tests {
         assert!("chat:room;" >= &above("chat:room:")[1..]);
     }
 
-    /// Two nodes joining one user into one scope at once: exactly one join is the
-    /// member's first; leaving at once: exactly one leave is its last. Meanwhile a scope
+    /// Two nodes entering two users (a member, a plain one) into one scope at once: exactly
+    /// one entry is each user's first and one the scope's first; exiting at once: exactly
+    /// one exit is each user's last and one the scope's last. Meanwhile a scope
     /// one node keeps joining and leaving while the other stays stays listed, and a scope
     /// both leave is gone.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1236,31 +1268,53 @@ mod tests {
         let (b, stop_b) = presence(&redis, Duration::from_secs(30)).await;
         let scope = "chat:room:presence-race";
         for round in 0..20u64 {
+            // Conns 0, 1, 4, 5 are member u's, 2, 3, 6, 7 plain v's; each node enters
+            // two of each.
+            let user = |i: u64| if i % 4 < 2 { "u" } else { "v" };
             let mut joins = tokio::task::JoinSet::new();
             for i in 0..8u64 {
                 let node = if i % 2 == 0 { a.clone() } else { b.clone() };
                 joins.spawn(async move {
-                    node.join_member(scope, "u", round * 100 + i, i, &format!("{{\"i\":{i}}}"))
+                    let info = (user(i) == "u").then(|| format!("{{\"i\":{i}}}"));
+                    let entered = node
+                        .enter(scope, user(i), round * 100 + i, i, info.as_deref())
                         .await
-                        .unwrap()
+                        .unwrap();
+                    (user(i), entered)
                 });
             }
-            let firsts = joins.join_all().await.into_iter().filter(|f| *f).count();
-            assert_eq!(firsts, 1, "round {round}: joins told first");
+            let entered = joins.join_all().await;
+            for who in ["u", "v"] {
+                let firsts = entered
+                    .iter()
+                    .filter(|(user, entered)| *user == who && entered.first_of_user)
+                    .count();
+                assert_eq!(firsts, 1, "round {round}: {who}'s entries told first");
+            }
+            let occupied = entered.iter().filter(|(_, e)| e.first_in_scope).count();
+            assert_eq!(occupied, 1, "round {round}: entries told the scope's first");
             let members = a.members(scope).await.unwrap();
-            assert_eq!(members.len(), 1);
-            assert_eq!(members[0].conns, 8);
+            assert_eq!(members.len(), 2);
+            assert_eq!((members[0].conns, members[1].conns), (4, 4));
+            assert!(members[1].info.is_none(), "v entered plainly");
             let mut leaves = tokio::task::JoinSet::new();
             for i in 0..8u64 {
                 let node = if i % 2 == 0 { a.clone() } else { b.clone() };
                 leaves.spawn(async move {
-                    node.leave_member(scope, "u", round * 100 + i)
-                        .await
-                        .unwrap()
+                    let left = node.exit(scope, user(i), round * 100 + i).await.unwrap();
+                    (user(i), left)
                 });
             }
-            let lasts = leaves.join_all().await.into_iter().filter(|l| *l).count();
-            assert_eq!(lasts, 1, "round {round}: leaves told last");
+            let left = leaves.join_all().await;
+            for who in ["u", "v"] {
+                let lasts = left
+                    .iter()
+                    .filter(|(user, left)| *user == who && left.last_of_user)
+                    .count();
+                assert_eq!(lasts, 1, "round {round}: {who}'s exits told last");
+            }
+            let vacated = left.iter().filter(|(_, l)| l.last_in_scope).count();
+            assert_eq!(vacated, 1, "round {round}: exits told the scope's last");
             assert!(b.members(scope).await.unwrap().is_empty());
             assert_eq!(
                 redis
@@ -1283,12 +1337,10 @@ mod tests {
         // ...and both come and go in another scope at once.
         let both = |node: Arc<RedisPresence>, base: u64| async move {
             for i in 0..50u64 {
-                node.join_member("chat:room:both", "x", base + i, 1, "{}")
+                node.enter("chat:room:both", "x", base + i, 1, Some("{}"))
                     .await
                     .unwrap();
-                node.leave_member("chat:room:both", "x", base + i)
-                    .await
-                    .unwrap();
+                node.exit("chat:room:both", "x", base + i).await.unwrap();
             }
         };
         let (churned, _, _) = tokio::join!(churn, both(a.clone(), 20_000), both(b.clone(), 30_000));
@@ -1314,6 +1366,8 @@ mod tests {
     /// A dead node's members whose last connection in a scope went with it are reported
     /// exactly once, though two nodes purge it at once; a member still connected on a live
     /// node, and a user that joined without info, are not; the info of those reported goes.
+    /// The room scopes whose last connection it held are reported vacated once too, a room
+    /// still held by a live node and an app's scope are not.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dead_nodes_members_are_reported_once() {
         let Some(redis) = RedisServer::start() else {
@@ -1330,7 +1384,7 @@ mod tests {
         assert!(beaten, "the first heartbeats did not run");
         let room = "app:room:presence-p";
         let other = "app:room:presence-q";
-        a.join_member(room, "kept", 1, 10, r#"{"live":true}"#)
+        a.enter(room, "kept", 1, 10, Some(r#"{"live":true}"#))
             .await
             .unwrap();
         let dead = now_ms() - 1;
@@ -1364,11 +1418,17 @@ mod tests {
         foreign_in(&redis, "deadnode", dead, room, "kept", "k", 5, Some("{}"));
         // A member whose live connection leaves first: not its last (the dead one is not
         // purged yet), so the purge reports it.
-        a.join_member(room, "later", 2, 10, "{}").await.unwrap();
+        a.enter(room, "later", 2, 10, Some("{}")).await.unwrap();
         foreign_in(&redis, "deadnode", dead, room, "later", "l", 5, Some("{}"));
-        assert!(!a.leave_member(room, "later", 2).await.unwrap());
+        assert!(!a.exit(room, "later", 2).await.unwrap().last_of_user);
         expected.insert((room.to_owned(), "later".to_owned()), 1);
         foreign_in(&redis, "deadnode", dead, room, "plain", "p", 5, None);
+        let plain_room = "app:room:plain";
+        foreign_in(&redis, "deadnode", dead, plain_room, "plain", "p", 5, None);
+        foreign_in(
+            &redis, "deadnode", dead, plain_room, "plain2", "p2", 5, None,
+        );
+        foreign_in(&redis, "deadnode", dead, "app", "plain", "p", 5, None);
         assert_eq!(
             a.members(room).await.unwrap(),
             [Member {
@@ -1386,6 +1446,14 @@ mod tests {
             *reported.entry(key).or_default() += count;
         }
         assert_eq!(reported, expected);
+        let mut vacated: Vec<String> = lock(&gone_a.vacated)
+            .iter()
+            .chain(lock(&gone_b.vacated).iter())
+            .flatten()
+            .cloned()
+            .collect();
+        vacated.sort_unstable();
+        assert_eq!(vacated, [plain_room, other], "scopes vacated");
         for gone in [&gone_a, &gone_b] {
             for (_, users) in lock(&gone.reports).iter() {
                 assert!(users.windows(2).all(|w| w[0] < w[1]), "{users:?}");
@@ -1410,10 +1478,18 @@ mod tests {
         // A purge again (another node late to it) reports nothing more.
         b.purge("deadnode").await.unwrap();
         assert_eq!(
+            lock(&gone_a.vacated)
+                .iter()
+                .chain(lock(&gone_b.vacated).iter())
+                .map(Vec::len)
+                .sum::<usize>(),
+            2
+        );
+        assert_eq!(
             gone_b.counted().values().sum::<usize>() + gone_a.counted().values().sum::<usize>(),
             41
         );
-        assert!(a.leave_member(room, "kept", 1).await.unwrap());
+        assert!(a.exit(room, "kept", 1).await.unwrap().last_of_user);
         stop_a.cancel();
         stop_b.cancel();
     }
@@ -1483,8 +1559,9 @@ mod tests {
         stop.cancel();
     }
 
-    /// A member's failed leave (Redis away) is finished by a heartbeat, which reports the
-    /// member gone when it was its last connection.
+    /// A member's failed exit (Redis away) is finished by a heartbeat, which reports the
+    /// member gone when it was its last connection, and the room vacated when it was the
+    /// room's.
     #[tokio::test]
     async fn a_failed_leave_is_finished_and_reported_by_a_heartbeat() {
         let Some(mut redis) = RedisServer::start_with(pushhub_testkit::RedisOptions {
@@ -1497,13 +1574,16 @@ mod tests {
         let gone = Arc::new(Gone::default());
         presence.register_events(gone.clone());
         let room = "app:room:presence-f";
-        assert!(presence.join_member(room, "u1", 1, 10, "{}").await.unwrap());
+        assert!(
+            presence
+                .enter(room, "u1", 1, 10, Some("{}"))
+                .await
+                .unwrap()
+                .first_of_user
+        );
         redis.stop();
-        let left = tokio::time::timeout(
-            Duration::from_secs(10),
-            presence.leave_member(room, "u1", 1),
-        )
-        .await;
+        let left =
+            tokio::time::timeout(Duration::from_secs(10), presence.exit(room, "u1", 1)).await;
         assert!(
             !matches!(left, Ok(Ok(_))),
             "a leave with Redis away succeeded"
@@ -1515,6 +1595,7 @@ mod tests {
             *lock(&gone.reports),
             [(room.to_owned(), vec!["u1".to_owned()])]
         );
+        assert_eq!(*lock(&gone.vacated), [vec![room.to_owned()]]);
         assert!(presence.members(room).await.unwrap().is_empty());
         assert!(presence.scopes("app:room:").await.unwrap().is_empty());
         stop.cancel();
@@ -1530,18 +1611,27 @@ mod tests {
         let (presence, stop) = presence_on(cluster.url(), Duration::from_secs(30)).await;
         for i in 0..30u64 {
             let room = format!("c:room:presence-{i}");
-            assert!(presence
-                .join_member(&room, "u1", i, 10, r#"{"a":1}"#)
-                .await
-                .unwrap());
-            assert!(presence
-                .join_member(&room, "u2", 100 + i, 10, "{}")
-                .await
-                .unwrap());
-            assert!(!presence
-                .join_member(&room, "u2", 200 + i, 10, "{}")
-                .await
-                .unwrap());
+            assert!(
+                presence
+                    .enter(&room, "u1", i, 10, Some(r#"{"a":1}"#))
+                    .await
+                    .unwrap()
+                    .first_of_user
+            );
+            assert!(
+                presence
+                    .enter(&room, "u2", 100 + i, 10, Some("{}"))
+                    .await
+                    .unwrap()
+                    .first_of_user
+            );
+            assert!(
+                !presence
+                    .enter(&room, "u2", 200 + i, 10, Some("{}"))
+                    .await
+                    .unwrap()
+                    .first_of_user
+            );
             presence
                 .join(&format!("c:room:plain-{i}"), "u3", 300 + i, 10)
                 .await
@@ -1576,9 +1666,21 @@ mod tests {
         );
         for i in 0..30u64 {
             let room = format!("c:room:presence-{i}");
-            assert!(presence.leave_member(&room, "u1", i).await.unwrap());
-            assert!(!presence.leave_member(&room, "u2", 100 + i).await.unwrap());
-            assert!(presence.leave_member(&room, "u2", 200 + i).await.unwrap());
+            assert!(presence.exit(&room, "u1", i).await.unwrap().last_of_user);
+            assert!(
+                !presence
+                    .exit(&room, "u2", 100 + i)
+                    .await
+                    .unwrap()
+                    .last_of_user
+            );
+            assert!(
+                presence
+                    .exit(&room, "u2", 200 + i)
+                    .await
+                    .unwrap()
+                    .last_of_user
+            );
         }
         assert_eq!(presence.scopes("c:room:").await.unwrap().len(), 30);
         assert!(presence
