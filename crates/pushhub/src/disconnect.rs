@@ -127,6 +127,15 @@ impl Disconnect {
     pub const USER_FULL: Self = Self::fixed(4513, "too many connections for this user");
     /// The page that opened the connection is not among the app's allowed origins.
     pub const ORIGIN_NOT_ALLOWED: Self = Self::fixed(4514, "origin not allowed for this app");
+    /// The app is switched off for this kind of client (a Pusher app with
+    /// `enabled = false`).
+    pub const APP_DISABLED: Self = Self::fixed(4517, "this app is disabled");
+    /// The app holds as many connections of this kind as it allows (a Pusher app's
+    /// `max_connections`).
+    pub const APP_FULL: Self = Self::fixed(4518, "this app has as many connections as it may hold");
+    /// The client speaks a version of its protocol this server does not (a Pusher client's
+    /// `?protocol=`).
+    pub const UNSUPPORTED_PROTOCOL: Self = Self::fixed(4519, "unsupported protocol version");
     /// A jdserver client sent `init` a second time.
     pub const ALREADY_INITIALIZED: Self =
         Self::fixed(4503, "init was already received on this connection");
@@ -167,6 +176,9 @@ impl Disconnect {
             4514 => "origin_not_allowed",
             4515 => "credential_rejected",
             4516 => "kicked_for_good",
+            4517 => "app_disabled",
+            4518 => "app_full",
+            4519 => "unsupported_protocol",
             4500 => "bad_request",
             4501 => "unknown_app",
             4502 => "expected_handshake",

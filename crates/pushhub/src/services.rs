@@ -54,6 +54,7 @@ pub fn assemble(config: &Config) -> Result<Services, AssembleError> {
                 || a.room_webhook.is_some()
                 || a.send_webhook.is_some()
                 || a.events.is_some()
+                || a.pusher.as_ref().is_some_and(|p| !p.webhooks.is_empty())
         });
     let outbound = match needs_client {
         true => Some(crate::outbound::client()?),
@@ -76,6 +77,7 @@ pub fn assemble(config: &Config) -> Result<Services, AssembleError> {
 pub fn app_settings(app: &AppConfig, outbound: Option<&reqwest::Client>) -> AppSettings {
     let raw = app.raw.as_ref();
     let auth = app.policy.auth;
+    let pusher_webhooks = raw.and_then(|a| pusher_webhooks(&app.policy.name, a, outbound?));
     AppSettings {
         policy: app.policy.clone(),
         token_keys: Arc::new(
@@ -94,7 +96,10 @@ pub fn app_settings(app: &AppConfig, outbound: Option<&reqwest::Client>) -> AppS
         rooms: room_policy(raw, outbound),
         send: send_policy(raw, outbound),
         events: raw.and_then(|a| event_sink(&app.policy.name, a, outbound?)),
-        pusher_webhooks: raw.and_then(|a| pusher_webhooks(&app.policy.name, a, outbound?)),
+        room_watch: pusher_webhooks
+            .clone()
+            .map(|hooks| hooks as Arc<dyn crate::hub::room_watch::RoomWatch>),
+        pusher_webhooks,
     }
 }
 

@@ -77,6 +77,35 @@ pub enum PusherEvent {
     },
 }
 
+/// The hub's room changes, as Pusher's webhooks tell them.
+impl crate::hub::room_watch::RoomWatch for PusherWebhooks {
+    fn occupied(&self, room: &str) {
+        self.emit(PusherEvent::ChannelOccupied {
+            channel: room.to_owned(),
+        });
+    }
+
+    fn vacated(&self, room: &str) {
+        self.emit(PusherEvent::ChannelVacated {
+            channel: room.to_owned(),
+        });
+    }
+
+    fn member_added(&self, room: &str, user: &str) {
+        self.emit(PusherEvent::MemberAdded {
+            channel: room.to_owned(),
+            user_id: user.to_owned(),
+        });
+    }
+
+    fn member_removed(&self, room: &str, user: &str) {
+        self.emit(PusherEvent::MemberRemoved {
+            channel: room.to_owned(),
+            user_id: user.to_owned(),
+        });
+    }
+}
+
 impl PusherEvent {
     /// The event's Pusher name, as `event_types` lists it.
     pub fn kind(&self) -> &'static str {

@@ -274,7 +274,7 @@ pub trait PresenceEvents: Send + Sync {
     /// `scopes` hold no connection any more: the purge took the last one of each, and
     /// exactly one purging node reports each. A hub that announces no vacated rooms has
     /// nothing to do.
-    fn scopes_vacated(&self, _scopes: &[String]) {}
+    fn scopes_vacated(&self, scopes: &[String]);
 }
 
 /// Who is online: users of a scope (an app, or a room channel) and how many connections

@@ -42,7 +42,7 @@ use crate::config::{Config, PushServe};
 use crate::disconnect::Disconnect;
 use crate::hub::{Hub, Outbox, OutboxLimits};
 use crate::transport::ws::{self, WsContext};
-use crate::transport::{ClientHandler, Liveness, Peer, Refuse};
+use crate::transport::{ClientHandler, Farewell, Link, Liveness, Peer, Refuse};
 use request_rate::RequestRate;
 
 /// What the client listener's handlers share.
@@ -173,9 +173,10 @@ impl GatewayState {
             .then_some(Disconnect::SERVER_FULL)
     }
 
-    fn refuse(&self, reason: Disconnect) -> Refuse {
+    fn refuse(&self, reason: Disconnect, say: fn(&Disconnect, &Link) -> Farewell) -> Refuse {
         Refuse {
             reason,
+            say,
             liveness: self.live.load().defaults,
         }
     }
@@ -219,33 +220,25 @@ impl GatewayState {
         request: Request,
         make: impl FnOnce() -> Result<H, Disconnect>,
     ) -> Response {
-        self.open_with(request, make, |reason| reason)
+        self.open_with(request, make, Farewell::plain)
     }
 
     /// [`GatewayState::open`] for a dialect whose clients read close codes by a table of
-    /// their own: the gateway's own refusals (a full server, a full address) are said
-    /// through `say`; `make`'s refusals are in the dialect's words already.
+    /// their own: every refusal (the gateway's own, such as a full server, and `make`'s)
+    /// is said to the client through `say` (see [`ClientHandler::farewell`]).
     pub fn open_with<H: ClientHandler + 'static>(
         &self,
         request: Request,
         make: impl FnOnce() -> Result<H, Disconnect>,
-        say: impl Fn(Disconnect) -> Disconnect,
+        say: fn(&Disconnect, &Link) -> Farewell,
     ) -> Response {
         let outbox = self.new_outbox();
         let peer = self.peer(&request);
         let address = peer.ip();
-        let admitted = self
-            .admission()
-            .map(&say)
-            .map_or_else(make, Err)
-            .and_then(|client| {
-                let registration = self
-                    .ws
-                    .connections
-                    .register(&outbox, address)
-                    .map_err(&say)?;
-                Ok((client, registration))
-            });
+        let admitted = self.admission().map_or_else(make, Err).and_then(|client| {
+            let registration = self.ws.connections.register(&outbox, address)?;
+            Ok((client, registration))
+        });
         let ws = self.ws.clone();
         match admitted {
             Ok((client, registration)) => {
@@ -253,7 +246,14 @@ impl GatewayState {
             }
             Err(reason) => {
                 let registration = self.ws.connections.register_refused(&outbox);
-                ws::upgrade(request, self.refuse(reason), outbox, registration, peer, ws)
+                ws::upgrade(
+                    request,
+                    self.refuse(reason, say),
+                    outbox,
+                    registration,
+                    peer,
+                    ws,
+                )
             }
         }
     }

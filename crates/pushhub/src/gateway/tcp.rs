@@ -9,7 +9,7 @@ use crate::dialect::Renderer;
 use crate::disconnect::Disconnect;
 use crate::hub::Render;
 use crate::transport::tcp::Control;
-use crate::transport::{ClientHandler, Framer};
+use crate::transport::{ClientHandler, Farewell, Framer};
 
 /// What the raw TCP listener asks of the gateway for each socket it accepts.
 #[derive(Clone)]
@@ -39,7 +39,7 @@ impl TcpGateway {
 
     /// A handler that sends `reason` in an error frame and closes.
     pub fn refusal(&self, reason: Disconnect) -> Box<dyn ClientHandler> {
-        Box::new(self.state.refuse(reason))
+        Box::new(self.state.refuse(reason, Farewell::plain))
     }
 
     /// The handler for a socket just accepted: a refusal when the server is full (an error
@@ -47,7 +47,7 @@ impl TcpGateway {
     /// handshake timeout.
     pub fn client(&self) -> Box<dyn ClientHandler> {
         if let Some(reason) = self.state.admission() {
-            return Box::new(self.state.refuse(reason));
+            return Box::new(self.state.refuse(reason, Farewell::plain));
         }
         Box::new(NativeClient::awaiting_connect(
             self.state.hub.clone(),

@@ -152,6 +152,9 @@ pub struct AppSettings {
     /// Where the app's Pusher webhooks (channel occupied and vacated, members, client
     /// events, cache misses) go, if anywhere.
     pub pusher_webhooks: Option<Arc<PusherWebhooks>>,
+    /// Who hears of the app's rooms filling and emptying and of presence members coming
+    /// and going (the Pusher webhooks, when configured).
+    pub room_watch: Option<Arc<dyn super::room_watch::RoomWatch>>,
 }
 
 impl AppPolicy {

@@ -51,6 +51,15 @@ pub fn room(app: &str, room: &str) -> Arc<str> {
     joined(&[app, ":room:", room])
 }
 
+/// The room a room channel of `app` is (`wms:room:r1` → `r1`); `None` for any other
+/// channel.
+pub fn room_name<'c>(app: &str, channel: &'c str) -> Option<&'c str> {
+    channel
+        .strip_prefix(app)?
+        .strip_prefix(":room:")
+        .filter(|room| !room.is_empty())
+}
+
 /// The name a push to one connection carries as its channel (`wms:conn:k3x9q2ab-1f`): no
 /// stream stands behind it, nothing subscribes to it, and its position is always the empty
 /// one, so the push is live-only and moves no client's cursor.

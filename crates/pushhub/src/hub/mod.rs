@@ -19,6 +19,7 @@ pub mod names;
 mod nodes;
 pub mod outbox;
 mod policy;
+pub mod room_watch;
 mod session;
 #[cfg(test)]
 mod session_tests;
@@ -1044,13 +1045,20 @@ impl HubInner {
             self.registry.leave_room_all(home, &user_channel, &channel)
         };
         let user: Arc<str> = user.into();
+        let watch = app.room_watch.as_deref();
         for id in &changed {
             if join {
                 self.take_interest(std::slice::from_ref(&channel)).await?;
-                presence.join(&channel, &user, *id, now_ms()).await?;
+                let entered = presence.enter(&channel, &user, *id, now_ms(), None).await?;
+                if let (true, Some(watch)) = (entered.first_in_scope, watch) {
+                    watch.occupied(room);
+                }
             } else {
                 self.drop_interest(std::slice::from_ref(&channel)).await;
-                presence.leave(&channel, &user, *id).await?;
+                let left = presence.exit(&channel, &user, *id).await?;
+                if let (true, Some(watch)) = (left.last_in_scope, watch) {
+                    watch.vacated(room);
+                }
             }
             room_event(app, &user, *id, room, join);
         }
@@ -1118,7 +1126,7 @@ impl HubInner {
             .unwrap_or_else(|| RawValue::NULL.to_owned());
         let serial = self.next_message.fetch_add(1, Ordering::Relaxed);
         let message = Arc::new(Message {
-            id: message_id(serial).into(),
+            id: message_id(serial),
             app: app.clone(),
             event: None,
             from: None,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use async_trait::async_trait;
 
 use super::conns::Addressed;
-use super::{channel, names, parse_conn_name, HubInner};
+use super::{channel, names, parse_conn_name, AppSettings, HubInner};
 use crate::disconnect::Disconnect;
 use crate::engine::{
     EngineError, MemberChange, NodeCommand, NodeEvents, Presence, PresenceEvents, RemoteConn,
@@ -110,16 +110,30 @@ impl HubPresence {
     }
 }
 
+impl HubPresence {
+    /// The hub and the app a room scope (a room channel, `app:room:name`) belongs to,
+    /// with its room name; `None` for any other scope, or once the hub or the app is gone.
+    fn room_of<'s>(&self, scope: &'s str) -> Option<(Arc<HubInner>, Arc<AppSettings>, &'s str)> {
+        let inner = self.hub.upgrade()?;
+        // App names hold no `:`.
+        let (app, _) = scope.split_once(':')?;
+        let app = inner.apps.load().lookup(app).ok()??;
+        let room = channel::room_name(&app.name, scope)?;
+        Some((inner, app, room))
+    }
+}
+
 impl PresenceEvents for HubPresence {
     fn members_gone(&self, scope: &str, users: &[String]) {
-        let Some(inner) = self.hub.upgrade() else {
+        let Some((inner, app, room)) = self.room_of(scope) else {
             return;
         };
-        // Room scopes are room channels, `app:room:name`; app names hold no `:`.
-        let Some((app, _)) = scope.split_once(':') else {
-            return;
-        };
-        let (app, channel): (Arc<str>, Arc<str>) = (app.into(), scope.into());
+        if let Some(watch) = &app.room_watch {
+            for user in users {
+                watch.member_removed(room, user);
+            }
+        }
+        let channel: Arc<str> = scope.into();
         let users = users.to_vec();
         let cleanups = inner.cleanups.clone();
         cleanups.spawn(async move {
@@ -129,10 +143,20 @@ impl PresenceEvents for HubPresence {
                     joined: false,
                 };
                 inner
-                    .member_change(&app, &channel, change, None, None)
+                    .member_change(&app.name, &channel, change, None, None)
                     .await;
             }
         });
+    }
+
+    fn scopes_vacated(&self, scopes: &[String]) {
+        for scope in scopes {
+            if let Some((_, app, room)) = self.room_of(scope) {
+                if let Some(watch) = &app.room_watch {
+                    watch.vacated(room);
+                }
+            }
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::backend::events::Event;
 use crate::disconnect::Disconnect;
-use crate::engine::{HistoryRequest, Member, MemberChange, Recovery, StreamPosition};
+use crate::engine::{Entered, HistoryRequest, Member, MemberChange, Recovery, StreamPosition};
 use crate::sync::lock;
 
 /// Where a connection starts in a room it joins.
@@ -288,7 +288,7 @@ impl Session {
         }
         let limit = replay_limit(&self.subscriber, None);
         let entered = self.enter_room(&channel, &entry, limit).await;
-        let (recovery, first) = match entered {
+        let (recovery, entered) = match entered {
             Ok(entered) => entered,
             Err(error) => {
                 inner
@@ -354,7 +354,16 @@ impl Session {
         }
         self.subscriber
             .room_live(&state.channel, state.position.clone(), &inner.renders);
-        if let (Some(member), true) = (&entry.member, first) {
+        let watch = self.app.room_watch.as_deref();
+        if entered.first_in_scope {
+            if let Some(watch) = watch {
+                watch.occupied(room);
+            }
+        }
+        if let (Some(member), true) = (&entry.member, entered.first_of_user) {
+            if let Some(watch) = watch {
+                watch.member_added(room, &member.user);
+            }
             let change = MemberChange {
                 user: member.user.clone(),
                 joined: true,
@@ -390,28 +399,27 @@ impl Session {
 
     /// Presence in room channel `channel` (the connection already a local member with
     /// broker interest), and what the room holds from where `entry` starts (at most
-    /// `limit` publications), with whether this was the member's first connection there.
+    /// `limit` publications), with whether this was the member's first connection there
+    /// and the room's first.
     /// On an error no presence is left behind.
     async fn enter_room(
         &self,
         channel: &Arc<str>,
         entry: &RoomEntry,
         limit: usize,
-    ) -> Result<(Recovery, bool), HubError> {
+    ) -> Result<(Recovery, Entered), HubError> {
         let inner = &self.hub.inner;
         let presence = &inner.engine.presence;
-        let first = match &entry.member {
+        let entered = match &entry.member {
             Some(member) => {
                 presence
                     .enter(channel, &member.user, self.id, now_ms(), Some(&member.info))
                     .await?
-                    .first_of_user
             }
             None => {
                 presence
                     .enter(channel, &self.presence_id(), self.id, now_ms(), None)
-                    .await?;
-                false
+                    .await?
             }
         };
         let read = match &entry.start {
@@ -420,7 +428,7 @@ impl Session {
             RoomStart::Last(count) => self.last(channel, (*count).min(limit)).await,
         };
         match read {
-            Ok(recovery) => Ok((recovery, first)),
+            Ok(recovery) => Ok((recovery, entered)),
             Err(error) => {
                 self.undo_join(channel, entry).await;
                 Err(error)
@@ -433,7 +441,7 @@ impl Session {
         let counted_as = self.counted_as(entry);
         self.hub
             .inner
-            .leave_presence(&self.app.name, channel, &counted_as, self.id)
+            .leave_presence(&self.app, channel, &counted_as, self.id)
             .await;
     }
 
@@ -507,7 +515,7 @@ impl Session {
             .remove(&channel)
             .unwrap_or_else(|| self.counted_as_user());
         inner
-            .leave_presence(&self.app.name, &channel, &counted_as, self.id)
+            .leave_presence(&self.app, &channel, &counted_as, self.id)
             .await;
         room_event(&self.app, &counted_as.id, self.id, room, false);
         Ok(true)
@@ -572,7 +580,7 @@ impl Session {
             .collect();
         Some(Leftovers {
             hub: self.hub.clone(),
-            app: self.app.name.clone(),
+            app: self.app.clone(),
             channels,
             user: self.user.clone(),
             rooms,
@@ -595,27 +603,34 @@ impl super::HubInner {
     /// leaving either way.
     pub(super) async fn leave_presence(
         &self,
-        app: &Arc<str>,
+        app: &AppSettings,
         channel: &Arc<str>,
         counted_as: &RoomPresence,
         id: ConnId,
     ) {
-        let presence = &self.engine.presence;
-        let left = presence
-            .exit(channel, &counted_as.id, id)
-            .await
-            .map(|left| counted_as.member && left.last_of_user);
-        match left {
-            Ok(true) => {
-                let change = MemberChange {
-                    user: counted_as.id.clone(),
-                    joined: false,
-                };
-                self.member_change(app, channel, change, None, None).await;
-            }
-            Ok(false) => {}
+        let left = match self.engine.presence.exit(channel, &counted_as.id, id).await {
+            Ok(left) => left,
             Err(error) => {
                 tracing::warn!(%error, conn = id, channel = &**channel, "presence leave failed");
+                return;
+            }
+        };
+        let room = channel::room_name(&app.name, channel);
+        let watch = app.room_watch.as_deref();
+        if counted_as.member && left.last_of_user {
+            if let (Some(watch), Some(room)) = (watch, room) {
+                watch.member_removed(room, &counted_as.id);
+            }
+            let change = MemberChange {
+                user: counted_as.id.clone(),
+                joined: false,
+            };
+            self.member_change(&app.name, channel, change, None, None)
+                .await;
+        }
+        if left.last_in_scope {
+            if let (Some(watch), Some(room)) = (watch, room) {
+                watch.vacated(room);
             }
         }
     }
@@ -626,7 +641,7 @@ impl super::HubInner {
 /// counted there.
 struct Leftovers {
     hub: Hub,
-    app: Arc<str>,
+    app: Arc<AppSettings>,
     channels: Vec<Arc<str>>,
     user: Option<Arc<str>>,
     rooms: Vec<(Arc<str>, RoomPresence)>,
@@ -638,7 +653,12 @@ impl Leftovers {
         let inner = &self.hub.inner;
         inner.drop_interest(&self.channels).await;
         if let Some(user) = &self.user {
-            if let Err(error) = inner.engine.presence.leave(&self.app, user, self.id).await {
+            if let Err(error) = inner
+                .engine
+                .presence
+                .leave(&self.app.name, user, self.id)
+                .await
+            {
                 tracing::warn!(%error, conn = self.id, "presence leave failed");
             }
         }

@@ -261,11 +261,8 @@ pub trait ClientHandler: Send {
     /// read close codes by a table of their own (Pusher's: 4000–4099 never reconnect,
     /// 4100–4199 back off, 4200–4299 reconnect now) says it in those codes, with a last
     /// frame before the close if its clients expect one.
-    fn farewell(&self, reason: &Disconnect, _link: &Link) -> Farewell {
-        Farewell {
-            last_frame: None,
-            close: reason.clone(),
-        }
+    fn farewell(&self, reason: &Disconnect, link: &Link) -> Farewell {
+        Farewell::plain(reason, link)
     }
 }
 
@@ -275,6 +272,16 @@ pub struct Farewell {
     pub last_frame: Option<Bytes>,
     /// The close code and reason sent.
     pub close: Disconnect,
+}
+
+impl Farewell {
+    /// The close as `reason` says it, with no last frame: how most dialects end.
+    pub fn plain(reason: &Disconnect, _link: &Link) -> Self {
+        Self {
+            last_frame: None,
+            close: reason.clone(),
+        }
+    }
 }
 
 /// Log why a client connection ended and count it when it was cut off as a slow consumer:
@@ -300,6 +307,9 @@ pub fn record_end(stats: &Stats, reason: &Disconnect) {
 pub struct Refuse {
     /// Why.
     pub reason: Disconnect,
+    /// How the client is told ([`ClientHandler::farewell`]): by default the reason
+    /// itself; a dialect whose clients read close codes by their own table says it there.
+    pub say: fn(&Disconnect, &Link) -> Farewell,
     /// Mechanics while closing.
     pub liveness: Liveness,
 }
@@ -319,6 +329,10 @@ impl ClientHandler for Refuse {
     }
 
     async fn on_close(&mut self, _reason: &Disconnect) {}
+
+    fn farewell(&self, reason: &Disconnect, link: &Link) -> Farewell {
+        (self.say)(reason, link)
+    }
 }
 
 /// A handler chosen at run time (a refusal or a client, say), for transports whose
@@ -343,6 +357,10 @@ impl<H: ClientHandler + ?Sized> ClientHandler for Box<H> {
 
     async fn on_close(&mut self, reason: &Disconnect) {
         (**self).on_close(reason).await
+    }
+
+    fn farewell(&self, reason: &Disconnect, link: &Link) -> Farewell {
+        (**self).farewell(reason, link)
     }
 }
 

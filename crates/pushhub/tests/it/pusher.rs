@@ -28,6 +28,7 @@ const FILES: &[&str] = &[
     "test/pusher/echo.test.js",
     "test/pusher/native.test.js",
     "test/pusher/browser.test.js",
+    "test/pusher/webhooks.test.js",
 ];
 
 /// The npm packages the suites import.
@@ -45,11 +46,14 @@ struct App {
     /// Signs the tokens of the app's native clients (the suites check that they share
     /// rooms and users with Pusher clients).
     token_secret: &'static str,
+    /// Whether its Pusher webhook is the suites' receiver (webhooks.test.js).
+    webhooks: bool,
 }
 
 /// Two apps, so the suites can check that one app's channels, users and credentials are
-/// not the other's; only "chat" takes client events.
-const APPS: [App; 2] = [
+/// not the other's; only "chat" takes client events. A third, "hooked", has a webhook,
+/// so only webhooks.test.js's channels reach its receiver.
+const APPS: [App; 3] = [
     App {
         name: "chat",
         app_id: "1001",
@@ -57,6 +61,7 @@ const APPS: [App; 2] = [
         secret: "chat-secret",
         client_events: true,
         token_secret: "chat-native-token-secret-0123456789abcdef",
+        webhooks: false,
     },
     App {
         name: "quiet",
@@ -65,14 +70,33 @@ const APPS: [App; 2] = [
         secret: "quiet-secret",
         client_events: false,
         token_secret: "quiet-native-token-secret-0123456789abcdef",
+        webhooks: false,
+    },
+    App {
+        name: "hooked",
+        app_id: "1003",
+        key: "hooked-key",
+        secret: "hooked-secret",
+        client_events: true,
+        token_secret: "hooked-native-token-secret-0123456789abcdef",
+        webhooks: true,
     },
 ];
 
-/// The apps' configuration, as docs/pusher.md shows it.
-fn apps_toml() -> String {
+/// The apps' configuration, as docs/pusher.md shows it; webhooks go to 127.0.0.1 on
+/// `webhook_port`, where webhooks.test.js listens.
+fn apps_toml(webhook_port: u16) -> String {
     APPS.iter()
         .map(|app| {
-            format!(
+            let webhook = if app.webhooks {
+                format!(
+                    "\n[[apps.{}.pusher.webhooks]]\nurl = \"http://127.0.0.1:{webhook_port}/pusher\"\nmax_delay_ms = 50\n",
+                    app.name
+                )
+            } else {
+                String::new()
+            };
+            let app_toml = format!(
                 r#"
 [apps.{name}]
 auth = "token"
@@ -90,9 +114,19 @@ client_events = {client_events}
                 secret = app.secret,
                 client_events = app.client_events,
                 token_secret = app.token_secret,
-            )
+            );
+            app_toml + &webhook
         })
         .collect()
+}
+
+/// A port free now on 127.0.0.1, for the suites' webhook receiver (the server's
+/// configuration must name it before the receiver starts).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port on 127.0.0.1")
 }
 
 /// `PUSHHUB_PUSHER_APPS`:
@@ -118,7 +152,7 @@ fn apps_json() -> String {
 
 /// Run every suite against `nodes`; a failure's message ends with each node's log, then
 /// the failed subtests.
-fn run_suites(what: &str, nodes: &[&TestServer]) {
+fn run_suites(what: &str, nodes: &[&TestServer], webhook_port: u16) {
     let listeners = |pick: fn(&TestServer) -> std::net::SocketAddr| {
         nodes
             .iter()
@@ -130,6 +164,7 @@ fn run_suites(what: &str, nodes: &[&TestServer]) {
         ("PUSHHUB_PUSHER_WS", listeners(|node| node.client)),
         ("PUSHHUB_PUSHER_API", listeners(|node| node.api)),
         ("PUSHHUB_PUSHER_APPS", apps_json()),
+        ("PUSHHUB_PUSHER_WEBHOOK_PORT", webhook_port.to_string()),
     ];
     let logs = || {
         nodes
@@ -144,8 +179,9 @@ fn run_suites(what: &str, nodes: &[&TestServer]) {
 
 #[test]
 fn pusher_js_laravel_echo_and_the_pusher_sdk_against_one_node() {
-    let (server, _config) = TestServer::with_config(&apps_toml());
-    run_suites("the Pusher suites, one node", &[&server]);
+    let port = free_port();
+    let (server, _config) = TestServer::with_config(&apps_toml(port));
+    run_suites("the Pusher suites, one node", &[&server], port);
 }
 
 #[test]
@@ -153,6 +189,7 @@ fn pusher_js_laravel_echo_and_the_pusher_sdk_against_three_nodes_on_redis() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
+    let port = free_port();
     let config = format!(
         r#"
 engine = "redis"
@@ -162,9 +199,9 @@ urls = ["{url}"]
 prefix = "pusher-it"
 {apps}"#,
         url = redis.url(),
-        apps = apps_toml()
+        apps = apps_toml(port)
     );
     let nodes: Vec<_> = (0..3).map(|_| TestServer::with_config(&config)).collect();
     let nodes: Vec<&TestServer> = nodes.iter().map(|(node, _config)| node).collect();
-    run_suites("the Pusher suites, three nodes on Redis", &nodes);
+    run_suites("the Pusher suites, three nodes on Redis", &nodes, port);
 }

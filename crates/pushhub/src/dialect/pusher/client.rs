@@ -21,6 +21,7 @@ use super::frames::{
 };
 use super::{check_channel, socket_id, USER_CHANNEL_PREFIX};
 use crate::auth::pusher::PusherSecret;
+use crate::backend::pusher_webhooks::PusherEvent;
 use crate::disconnect::Disconnect;
 use crate::hub::app::PusherPolicy;
 use crate::hub::{
@@ -109,9 +110,6 @@ pub struct PusherClient {
     subscriptions: HashMap<String, Subscription>,
     /// Client events allowed until the budget refills: (window start, count in it).
     client_events: (Instant, u32),
-    /// The close this dialect chose in Pusher's own codes (a refused sign-in), said as it
-    /// is rather than translated from pushhub's.
-    own_close: Option<Disconnect>,
     _slot: ConnectionSlot,
 }
 
@@ -133,7 +131,6 @@ impl PusherClient {
             socket_id: String::new(),
             subscriptions: HashMap::new(),
             client_events: (Instant::now(), 0),
-            own_close: None,
             _slot: slot,
         }
     }
@@ -261,6 +258,9 @@ impl PusherClient {
             Ok(state) => {
                 if cache && state.replayed == 0 {
                     link.send_text(&frames::cache_miss(&channel));
+                    self.webhook(PusherEvent::CacheMiss {
+                        channel: channel.clone(),
+                    });
                 }
                 self.subscriptions.insert(
                     channel,
@@ -360,15 +360,10 @@ impl PusherClient {
                 link.send_text(&frames::signin_success(&data.user_data));
                 Ok(())
             }
-            Err(why) => Err(self.close_with(code::UNAUTHORIZED, format!("sign-in refused: {why}"))),
+            Err(why) => {
+                Err(Disconnect::CREDENTIAL_REJECTED.with_reason(format!("sign-in refused: {why}")))
+            }
         }
-    }
-
-    /// Close in Pusher's `code` with `reason`, as said (see [`Self::farewell`]).
-    fn close_with(&mut self, code: u16, reason: String) -> Disconnect {
-        let close = Disconnect::new(code, reason);
-        self.own_close = Some(close.clone());
-        close
     }
 
     /// The checks and the hub's sign-in of [`Self::signin`]; why it failed.
@@ -443,14 +438,29 @@ impl PusherClient {
                 "client event rejected: more than 10 per second",
             );
         }
+        let text = frames::data_text(&data).into_owned();
         let published = self
             .session()?
-            .publish_to_room(channel, event.to_owned(), data, from)
+            .publish_to_room(channel, event.to_owned(), data, from.clone())
             .await;
         if let Err(error) = published {
             return refuse(None, &error.to_string());
         }
+        self.webhook(PusherEvent::ClientEvent {
+            channel: channel.to_owned(),
+            event: event.to_owned(),
+            data: text,
+            socket_id: self.socket_id.clone(),
+            user_id: from.map(|user| user.to_string()),
+        });
         Ok(())
+    }
+
+    /// Tell the app's Pusher webhooks, if it has any.
+    fn webhook(&self, event: PusherEvent) {
+        if let Some(hooks) = &self.app.pusher_webhooks {
+            hooks.emit(event);
+        }
     }
 
     /// Count one client event against the per-second budget; false when over it.
@@ -561,7 +571,9 @@ impl ClientHandler for PusherClient {
             }) => self.client_event(event, channel, data, link).await?,
             Ok(Command::Ignored) => {}
             Err(FrameError::Signin) => {
-                return Err(self.close_with(code::UNAUTHORIZED, FrameError::Signin.to_string()))
+                return Err(
+                    Disconnect::CREDENTIAL_REJECTED.with_reason(FrameError::Signin.to_string())
+                )
             }
             Err(error) => {
                 link.send_text(&frames::error(None, &error.to_string()));
@@ -580,16 +592,28 @@ impl ClientHandler for PusherClient {
         }
     }
 
-    /// Closes in Pusher's words: a `pusher:error` with the code, then the close, so
-    /// pusher-js reconnects (or not) as Pusher's table says.
     fn farewell(&self, reason: &Disconnect, link: &Link) -> Farewell {
-        let close = match &self.own_close {
-            Some(own) => own.clone(),
-            None => pusher_close(reason),
-        };
-        let last_frame = (close.code >= 4000)
-            .then(|| link.frame_text(&frames::error(Some(close.code), &close.reason)));
-        Farewell { last_frame, close }
+        pusher_farewell(reason, link)
+    }
+}
+
+/// Closes in Pusher's words: a `pusher:error` with the code, then the close, so pusher-js
+/// reconnects (or not) as Pusher's table says.
+pub fn pusher_farewell(reason: &Disconnect, link: &Link) -> Farewell {
+    let close = pusher_close(reason);
+    let last_frame = (close.code >= 4000)
+        .then(|| link.frame_text(&frames::error(Some(close.code), &close.reason)));
+    Farewell { last_frame, close }
+}
+
+/// How the gateway refuses a Pusher client before its connection is established (an
+/// unknown key, a disabled app, a full server): the close code alone, as protocol 6 and
+/// later say it. pusher-js reads a `pusher:error` during its handshake as a quiet refusal
+/// and would not tell the page why; the close code it reports as an error.
+pub fn pusher_refusal(reason: &Disconnect, _link: &Link) -> Farewell {
+    Farewell {
+        last_frame: None,
+        close: pusher_close(reason),
     }
 }
 
@@ -600,10 +624,20 @@ pub fn pusher_close(reason: &Disconnect) -> Disconnect {
         c if c == Disconnect::SHUTDOWN.code || c == Disconnect::RESTART.code => code::RECONNECT,
         c if c == Disconnect::REPLAY_CONTINUES.code => code::RECONNECT,
         c if c == Disconnect::IDLE_TIMEOUT.code => code::PONG_NOT_RECEIVED,
-        c if c == Disconnect::KICKED.code || c == Disconnect::KICKED_FOR_GOOD.code => {
+        c if [
+            Disconnect::KICKED.code,
+            Disconnect::KICKED_FOR_GOOD.code,
+            Disconnect::CREDENTIAL_REJECTED.code,
+            Disconnect::ORIGIN_NOT_ALLOWED.code,
+        ]
+        .contains(&c) =>
+        {
             code::UNAUTHORIZED
         }
         c if c == Disconnect::UNKNOWN_APP.code => code::APP_NOT_FOUND,
+        c if c == Disconnect::APP_DISABLED.code => code::APP_DISABLED,
+        c if c == Disconnect::APP_FULL.code => code::OVER_QUOTA,
+        c if c == Disconnect::UNSUPPORTED_PROTOCOL.code => code::UNSUPPORTED_PROTOCOL,
         c if c == Disconnect::TOO_BIG.code => return reason.clone(),
         // Slow consumers, a full server or address, an engine or backend away, flooding:
         // come back later.

@@ -250,19 +250,34 @@ pub fn signin_success(user_data: &str) -> Vec<u8> {
 /// The data of a presence channel's `subscription_succeeded`: every member's id and
 /// info, and how many there are.
 pub fn presence_data(members: &[Member]) -> String {
-    let mut ids = Vec::new();
-    let mut hash = serde_json::Map::new();
-    for member in members {
-        let info = member
-            .info
-            .as_deref()
-            .and_then(|info| serde_json::from_str(info).ok())
-            .unwrap_or(serde_json::Value::Null);
-        ids.push(serde_json::Value::String(member.user.clone()));
-        hash.insert(member.user.clone(), info);
+    // Written directly from the members' stored JSON: at 10,000 members this list is the
+    // largest frame the dialect sends, and parsing each info only to print it again
+    // would be most of its cost.
+    let ids: Vec<String> = members
+        .iter()
+        .map(|member| serde_json::to_string(&member.user).unwrap_or_default())
+        .collect();
+    let size: usize = members
+        .iter()
+        .zip(&ids)
+        .map(|(member, id)| 2 * id.len() + member.info.as_deref().map_or(4, str::len) + 3)
+        .sum();
+    let mut data = String::with_capacity(size + 64);
+    data.push_str(r#"{"presence":{"ids":["#);
+    data.push_str(&ids.join(","));
+    data.push_str(r#"],"hash":{"#);
+    for (i, (member, id)) in members.iter().zip(&ids).enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        data.push_str(id);
+        data.push(':');
+        data.push_str(member.info.as_deref().unwrap_or("null"));
     }
-    let count = ids.len();
-    serde_json::json!({ "presence": { "ids": ids, "hash": hash, "count": count } }).to_string()
+    data.push_str(r#"},"count":"#);
+    data.push_str(&members.len().to_string());
+    data.push_str("}}");
+    data
 }
 
 /// The Pusher channel a hub channel of some app is: a room is the channel of its name,
@@ -309,17 +324,20 @@ pub fn publication(publication: &Publication) -> Vec<u8> {
             user_id: None,
         });
     }
-    let raw = message.data.get();
-    let text: Cow<'_, str> = match serde_json::from_str::<Cow<'_, str>>(raw) {
-        Ok(text) => text,
-        Err(_) => Cow::Borrowed(raw),
-    };
+    let text = data_text(&message.data);
     to_vec(&StringData {
         event: message.event.as_deref().unwrap_or(DEFAULT_EVENT),
         channel: channel.as_deref(),
         data: &text,
         user_id: message.from.as_deref(),
     })
+}
+
+/// `data` as the text Pusher's `data` carries: a JSON string as its own text, any other
+/// JSON as it was written.
+pub fn data_text(data: &RawValue) -> Cow<'_, str> {
+    let raw = data.get();
+    serde_json::from_str::<Cow<'_, str>>(raw).unwrap_or(Cow::Borrowed(raw))
 }
 
 /// The event name a push without one arrives under (a native push names none).

@@ -9,7 +9,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
-use super::client::{code, pusher_close, AppConnections, PusherClient};
+use super::client::{pusher_refusal, AppConnections, PusherClient};
 use super::frames::PUSHER;
 use crate::dialect::Renderer;
 use crate::disconnect::Disconnect;
@@ -58,10 +58,11 @@ impl Endpoints {
     ) -> Response {
         let origin = request_origin(request.headers()).map(str::to_owned);
         let make = || self.client(&state, &key, &query, origin.as_deref());
-        state.open_with(request, make, |reason| pusher_close(&reason))
+        state.open_with(request, make, pusher_refusal)
     }
 
-    /// The client for app key `key`, or the refusal in Pusher's codes.
+    /// The client for app key `key`, or the refusal (said in Pusher's codes by
+    /// [`pusher_refusal`]).
     fn client(
         &self,
         state: &GatewayState,
@@ -71,37 +72,27 @@ impl Endpoints {
     ) -> Result<PusherClient, Disconnect> {
         let protocol = query.get("protocol").and_then(|p| p.parse::<u32>().ok());
         if !protocol.is_some_and(|p| PROTOCOLS.contains(&p)) {
-            return Err(Disconnect::new(
-                code::UNSUPPORTED_PROTOCOL,
+            return Err(Disconnect::UNSUPPORTED_PROTOCOL.with_reason(
                 "unsupported protocol version: this server speaks Pusher protocol 5 to 7",
             ));
         }
         let Some(app) = state.hub().pusher_app_by_key(key) else {
-            return Err(Disconnect::new(
-                code::APP_NOT_FOUND,
-                format!(
-                    "app key {:?} is not known to this server",
-                    key.chars().take(64).collect::<String>()
-                ),
-            ));
+            return Err(Disconnect::UNKNOWN_APP.with_reason(format!(
+                "app key {:?} is not known to this server",
+                key.chars().take(64).collect::<String>()
+            )));
         };
         let Some(policy) = app.pusher.clone() else {
-            return Err(Disconnect::new(code::APP_NOT_FOUND, "no such app"));
+            return Err(Disconnect::UNKNOWN_APP);
         };
         if !policy.enabled {
-            return Err(Disconnect::new(code::APP_DISABLED, "this app is disabled"));
+            return Err(Disconnect::APP_DISABLED);
         }
-        app.admit_origin(origin)
-            .map_err(|refused| Disconnect::new(code::UNAUTHORIZED, refused.reason))?;
+        app.admit_origin(origin)?;
         let slot = self
             .connections
             .admit(&app.name, policy.max_connections)
-            .ok_or_else(|| {
-                Disconnect::new(
-                    code::OVER_QUOTA,
-                    "this app has as many connections as it may hold",
-                )
-            })?;
+            .ok_or(Disconnect::APP_FULL)?;
         Ok(PusherClient::new(
             state.hub().clone(),
             app,

@@ -196,7 +196,7 @@ mod tests {
     use super::*;
     use crate::disconnect::Disconnect;
     use crate::hub::OutboxLimits;
-    use crate::transport::{Liveness, Refuse};
+    use crate::transport::{Farewell, Liveness, Refuse};
 
     /// Bytes of task state a connection may carry: the memory target is 8 KiB per idle
     /// connection in all (docs/benchmarks.md), and the task once grew to 5 KiB unnoticed.
@@ -214,6 +214,7 @@ mod tests {
         };
         Box::new(Refuse {
             reason: Disconnect::SHUTDOWN,
+            say: Farewell::plain,
             liveness,
         })
     }
