@@ -56,6 +56,12 @@ pub enum Command {
     /// every client of every node (delivered, lost, latency, CPU per delivery, Redis
     /// commands per publish) and a connect storm.
     Cluster(crate::cluster::ClusterArgs),
+    /// Issue 19: server CPU per delivery on a public Pusher channel against a native room,
+    /// same server, same run; lost and duplicated deliveries.
+    PusherFanout(crate::pusher::fanout::FanoutArgs),
+    /// Issue 19: a presence channel of 10,000 members: build-up time, member events and
+    /// lists checked, subscribe time of a new member at that size.
+    PusherPresence(crate::pusher::presence::PresenceArgs),
     /// Run idle/broadcast/unicast against the relay and pushhub, then resume and history
     /// off/on against pushhub; print the comparison tables.
     Suite(SuiteArgs),

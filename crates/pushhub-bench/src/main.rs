@@ -19,6 +19,7 @@ mod plan;
 mod pool;
 mod proc_stats;
 mod publisher;
+mod pusher;
 mod relay;
 mod report;
 mod restart;
@@ -54,6 +55,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Batch(args) => batch::run(args).await,
         Command::Ingest(args) => ingest::run(args).await,
         Command::Soak(args) => soak::run(args).await,
+        Command::PusherFanout(args) => pusher::fanout::run(args).await,
+        Command::PusherPresence(args) => pusher::presence::run(args).await,
         Command::Idle(args) => {
             let settle = Duration::from_secs_f64(args.settle_secs.max(0.0));
             let r = scenario::run_idle(&args.target.load_config(), args.conns, settle).await?;
