@@ -11,6 +11,7 @@
 pub mod call;
 pub mod events;
 pub mod pusher_webhooks;
+pub mod retry;
 pub mod rooms;
 pub mod rpc;
 pub mod rpc_answer;

@@ -315,24 +315,18 @@ impl Sender {
     /// Send `batch`, retrying with exponential backoff (and jitter) until it is accepted,
     /// attempts run out, or the server stops.
     async fn deliver(&self, batch: &[PusherEvent], stop: &CancellationToken) {
-        let mut backoff = Duration::from_millis(200);
-        for attempt in 1..=self.settings.max_attempts {
-            match self.attempt(batch).await {
-                Ok(()) => return,
-                Err(why) => {
-                    tracing::warn!(app = &*self.app, attempt, events = batch.len(), %why, "Pusher webhook failed")
-                }
-            }
-            if attempt == self.settings.max_attempts {
-                break;
-            }
-            self.counters.retries.fetch_add(1, Ordering::Relaxed);
-            let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
-            tokio::select! {
-                _ = tokio::time::sleep(backoff + jitter) => {}
-                _ = stop.cancelled() => break,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+        let delivered = super::retry::with_backoff(
+            self.settings.max_attempts,
+            stop,
+            ("Pusher webhook", &self.app, batch.len()),
+            || self.attempt(batch),
+            || {
+                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            },
+        )
+        .await;
+        if delivered {
+            return;
         }
         self.counters
             .failed

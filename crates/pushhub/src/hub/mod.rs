@@ -1378,7 +1378,7 @@ mod tests {
     }
 
     /// A hub with the built-in default configuration (dynamic apps) on the memory engine.
-    fn hub() -> Hub {
+    pub(super) fn hub() -> Hub {
         let config =
             crate::config::Config::load(None, [], &crate::config::Overrides::default()).unwrap();
         let engine = Engine {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
+use super::tests::hub;
 use super::*;
-use crate::engine::memory::{MemoryBroker, MemoryPresence};
 
 /// Renders a message as its data, a member change as `+user`/`-user`; shows members.
 struct Members(FormatId);
@@ -31,23 +31,6 @@ impl Render for Members {
     fn shows_members(&self) -> bool {
         true
     }
-}
-
-fn hub() -> Hub {
-    let config =
-        crate::config::Config::load(None, [], &crate::config::Overrides::default()).unwrap();
-    let engine = Engine {
-        broker: Arc::new(MemoryBroker::new(usize::MAX)),
-        presence: Arc::new(MemoryPresence::default()),
-        nodes: Arc::new(crate::engine::LocalBus),
-        idempotency: Arc::new(crate::engine::idempotency::MemoryIdempotency::default()),
-    };
-    let services = crate::services::assemble(&config).unwrap();
-    Hub::new(
-        Apps::new(services.apps, services.dynamic_apps),
-        engine,
-        Arc::new(Stats::default()),
-    )
 }
 
 async fn connect(hub: &Hub, user: Option<&str>) -> (Session, Arc<Outbox>) {

@@ -227,10 +227,7 @@ fn trigger(pusher: &PusherPolicy, event: EventBody) -> Result<Trigger, ApiError>
         .map(|channel| target_of(channel))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| ApiError::bad_request("invalid_channel", error.to_string()))?;
-    let text = match serde_json::from_str::<Value>(event.data.get()) {
-        Ok(Value::String(text)) => text,
-        _ => event.data.get().to_owned(),
-    };
+    let text = super::frames::data_text(&event.data);
     if text.len() > pusher.max_event_bytes {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -463,10 +460,7 @@ async fn channel(
 /// A cache channel's last event as `info=cache` shows it: its data (the text a trigger
 /// sent; any other JSON as its text) and the seconds its history keeps it still.
 fn cached(app: &AppSettings, last: &Publication) -> Value {
-    let data = match serde_json::from_str::<Value>(last.message.data.get()) {
-        Ok(Value::String(text)) => text,
-        _ => last.message.data.get().to_owned(),
-    };
+    let data = super::frames::data_text(&last.message.data);
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
