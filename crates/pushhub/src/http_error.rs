@@ -98,6 +98,7 @@ impl From<HubError> for ApiError {
             HubError::InvalidTarget(_) => Self::bad_request("invalid_target", message),
             HubError::InvalidRoom(_) => Self::bad_request("invalid_room", message),
             HubError::UserFull(_) => Self::new(StatusCode::TOO_MANY_REQUESTS, "user_full", message),
+            HubError::RoomFull { .. } => Self::new(StatusCode::CONFLICT, "room_full", message),
             HubError::InvalidConn(_) => Self::bad_request("invalid_conn", message),
             HubError::InvalidIdempotencyKey(_) => {
                 Self::bad_request("invalid_idempotency_key", message)

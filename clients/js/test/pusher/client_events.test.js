@@ -80,6 +80,22 @@ describe("client events", { skip }, () => {
     assert.deepEqual(names(other.got), ["marker"]);
   });
 
+  test("past the app's client_events_per_second (5 for chat): refused with 4301, the rest relayed", async () => {
+    const name = uniq("private-rate-");
+    const [sender, other] = await subscribers("chat", name, ["ann", "bob"]);
+    const errors = errorsOf(sender.client);
+    for (let i = 0; i < 8; i++) sender.channel.trigger("client-burst", { i });
+    await until(() => errors.length > 0, "pusher:error for the events past the rate");
+    await api("chat").trigger(name, "marker", {});
+    await received(other.got, "marker");
+    await sleep(GRACE_MS);
+    const refused = errors.filter((e) => e.data?.code === 4301);
+    assert.ok(refused.length >= 1, JSON.stringify(errors));
+    assert.equal(refused.length, errors.length, JSON.stringify(errors));
+    const relayed = other.got.filter((e) => e.event === "client-burst").map((e) => e.data.i);
+    assert.deepEqual(relayed, [...Array(8 - refused.length).keys()], "the first ones, in order");
+  });
+
   test("an event without the client- prefix is never relayed", async () => {
     const name = uniq("private-prefix-");
     const [sender, other] = await subscribers("chat", name, ["ann", "bob"]);

@@ -125,4 +125,51 @@ describe("presence channels", { skip }, () => {
     const users = await (await api("chat").get({ path: `/channels/${name}/users` })).json();
     assert.deepEqual(users, { users: [] });
   });
+
+  test("members joining together: each is in a subscriber's list or announced to it, never both", async () => {
+    const name = uniq("presence-rush-");
+    const users = ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"];
+    const joined = await Promise.all(
+      users.map(async (user, node) => {
+        const client = connect("chat", { backend, node, user });
+        const { channel } = await subscribe(client, name);
+        // Taken before any later frame is handled: what the list said, then what came.
+        return { channel, listed: Object.keys(members(channel)), got: record(channel) };
+      }),
+    );
+    await until(() => joined.every(({ channel }) => channel.members.count === users.length), "every member knows every member");
+    await sleep(GRACE_MS);
+    for (const { listed, got } of joined) {
+      const added = memberEvents(got).map((e) => e.slice(1));
+      assert.deepEqual(added.filter((id) => listed.includes(id)), [], "announced although listed");
+      assert.deepEqual([...listed, ...added].sort(), [...users].sort());
+    }
+  });
+
+  test("a full presence channel (quiet allows 3): a new user is refused with LimitReached and announced to nobody", async () => {
+    const name = uniq("presence-full-");
+    const inRoom = [];
+    for (const [node, user] of ["ann", "bob", "cid"].entries()) {
+      const client = connect("quiet", { backend, node, user });
+      const { channel } = await subscribe(client, name);
+      inRoom.push({ client, channel, got: record(channel) });
+    }
+    const dan = connect("quiet", { backend, node: 1, user: "dan" });
+    const error = await subscribe(dan, name).then(
+      () => assert.fail("joined a full presence channel"),
+      (e) => e.data,
+    );
+    assert.equal(error.status, 403);
+    assert.equal(error.type, "LimitReached");
+    // A member's second connection is no new member: it gets in.
+    const ann2 = connect("quiet", { backend, node: 2, user: "ann" });
+    const { channel } = await subscribe(ann2, name);
+    assert.equal(channel.members.count, 3);
+    await sleep(GRACE_MS);
+    for (const { got } of inRoom) {
+      assert.deepEqual(memberEvents(got).filter((e) => e.endsWith("dan")), [], "dan was never a member");
+    }
+    const listed = await (await api("quiet").get({ path: `/channels/${name}/users` })).json();
+    assert.deepEqual(listed.users.map((u) => u.id).sort(), ["ann", "bob", "cid"]);
+  });
 });

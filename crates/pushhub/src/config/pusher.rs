@@ -52,6 +52,10 @@ pub struct RawPusher {
     /// Most events one `POST /apps/{id}/batch_events` carries.
     #[serde(default = "default_batch_events")]
     pub max_batch_events: usize,
+    /// Most client events one connection may send per second (Pusher's 10); more close
+    /// it with 4301.
+    #[serde(default = "default_client_events_per_second")]
+    pub client_events_per_second: usize,
     /// Where Pusher's webhooks go (`[[apps.NAME.pusher.webhooks]]`, one table each);
     /// none by default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -194,6 +198,10 @@ fn default_batch_events() -> usize {
     10
 }
 
+fn default_client_events_per_second() -> usize {
+    10
+}
+
 /// The resolved policy of a checked table.
 pub(super) fn policy(raw: &RawPusher) -> Arc<PusherPolicy> {
     Arc::new(PusherPolicy {
@@ -208,6 +216,7 @@ pub(super) fn policy(raw: &RawPusher) -> Arc<PusherPolicy> {
         max_event_bytes: raw.max_event_bytes,
         max_trigger_channels: raw.max_trigger_channels,
         max_batch_events: raw.max_batch_events,
+        client_events_per_second: raw.client_events_per_second,
     })
 }
 
@@ -285,6 +294,7 @@ pub(super) fn check(
             ("max_event_bytes", pusher.max_event_bytes),
             ("max_trigger_channels", pusher.max_trigger_channels),
             ("max_batch_events", pusher.max_batch_events),
+            ("client_events_per_second", pusher.client_events_per_second),
         ];
         for (key, value) in limits {
             if value == 0 {

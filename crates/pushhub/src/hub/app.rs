@@ -125,6 +125,9 @@ pub struct PusherPolicy {
     pub max_trigger_channels: usize,
     /// Most events one `batch_events` call carries (Pusher's 10).
     pub max_batch_events: usize,
+    /// Most client events one connection sends per second (Pusher's 10; error 4301
+    /// beyond it).
+    pub client_events_per_second: usize,
 }
 
 /// One app as the hub runs it: its plain [`AppPolicy`] and the live services built from

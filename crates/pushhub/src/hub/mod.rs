@@ -14,6 +14,7 @@ mod conns;
 pub mod cursor;
 mod inspect;
 mod interest;
+mod listed_members;
 pub mod login;
 pub mod names;
 mod nodes;
@@ -88,6 +89,14 @@ pub enum HubError {
     /// The user holds as many connections as the app allows, and newcomers are refused.
     #[error("user {0:?} has as many connections as this app allows")]
     UserFull(String),
+    /// The room holds as many members as its join allows ([`MemberJoin::max_members`]).
+    #[error("room {room:?} has {max} members, as many as this app allows")]
+    RoomFull {
+        /// The room.
+        room: String,
+        /// Its limit.
+        max: usize,
+    },
     /// The text is not a connection id as a `welcome` shows it.
     #[error("conn {0:?} is not a connection id from a welcome frame")]
     InvalidConn(String),

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 
+use super::listed_members::ListedMembers;
 use super::outbox::{Frame, Outbox, Queued, Unsent};
 use super::render::{Render, RenderCache, RenderStore};
 use crate::disconnect::Disconnect;
@@ -63,6 +64,8 @@ struct JoinedRoom {
     /// publication past it, after which none at or below it can come (one channel's
     /// publications arrive in offset order).
     replayed_to: Option<StreamPosition>,
+    /// The members the join listed, while member events may still race that list.
+    listed: Option<Box<ListedMembers>>,
 }
 
 impl JoinedRoom {
@@ -70,6 +73,7 @@ impl JoinedRoom {
         Self {
             channel,
             replayed_to: None,
+            listed: None,
         }
     }
 }
@@ -101,6 +105,9 @@ pub struct Subscriber {
     /// True while some room's `replayed_to` is set, so a connection with none pays one
     /// load per live publication rather than a lock.
     replaying_rooms: AtomicBool,
+    /// True while some room's `listed` is set, so member events to a connection with none
+    /// pass without a lock.
+    listing_rooms: AtomicBool,
     /// Shared messages taken lately; allocated on the first one, so a connection that
     /// only ever gets single-channel pushes pays one pointer for it.
     shared: Mutex<Option<Box<RecentShared>>>,
@@ -154,6 +161,7 @@ impl Subscriber {
             recovered_to: OnceLock::new(),
             rooms: Mutex::new(Vec::new()),
             replaying_rooms: AtomicBool::new(false),
+            listing_rooms: AtomicBool::new(false),
             shared: Mutex::new(None),
             since_ms: 0,
             detail: ConnDetail::default(),
@@ -227,7 +235,7 @@ impl Subscriber {
                 return true;
             }
         }
-        if self.recovered(publication) {
+        if self.recovered(publication) || !self.member_news(publication) {
             return false;
         }
         let queued = self.outbox.queue(Frame {
@@ -280,6 +288,45 @@ impl Subscriber {
             self.replaying_rooms.store(false, Ordering::Release);
         }
         covered
+    }
+
+    /// False for a member event the member list its room join answered with already told
+    /// (see [`ListedMembers`]); true for anything else.
+    fn member_news(&self, publication: &Publication) -> bool {
+        let Some(change) = &publication.message.member else {
+            return true;
+        };
+        if !self.listing_rooms.load(Ordering::Acquire) {
+            return true;
+        }
+        let now = std::time::Instant::now();
+        let mut rooms = lock(&self.rooms);
+        let mut news = true;
+        for room in rooms.iter_mut() {
+            let Some(listed) = &mut room.listed else {
+                continue;
+            };
+            if listed.expired(now) {
+                room.listed = None;
+            } else if room.channel == publication.channel {
+                news = listed.take(&change.user, change.joined);
+            }
+        }
+        if rooms.iter().all(|room| room.listed.is_none()) {
+            self.listing_rooms.store(false, Ordering::Release);
+        }
+        news
+    }
+
+    /// The join of room channel `room` listed `users` as its members: member events of
+    /// the room that list already told are dropped for a while (see [`ListedMembers`]).
+    /// Called while the join holds live publications, so the held ones are checked too.
+    pub fn listed_members<'a>(&self, room: &str, users: impl Iterator<Item = &'a str>) {
+        let mut rooms = lock(&self.rooms);
+        if let Some(joined) = rooms.iter_mut().find(|r| &*r.channel == room) {
+            joined.listed = Some(Box::new(ListedMembers::new(users)));
+            self.listing_rooms.store(true, Ordering::Release);
+        }
     }
 
     /// True for a publication this connection never takes: one whose message excludes it
@@ -351,7 +398,10 @@ impl Subscriber {
     pub fn release(&self, store: &RenderStore) {
         let mut held = lock(&self.held);
         for publication in held.take().unwrap_or_default() {
-            if !self.recovered(&publication) && !self.not_for_me(&publication) {
+            if !self.recovered(&publication)
+                && !self.not_for_me(&publication)
+                && self.member_news(&publication)
+            {
                 let bytes = store.get(&publication, self.renderer.as_ref());
                 self.outbox.push(Frame {
                     bytes,
@@ -887,6 +937,97 @@ mod tests {
         );
         assert!(offer(&at("a:room:s", "f", 10)));
         assert!(!sub.replaying_rooms.load(Ordering::Acquire));
+    }
+
+    /// Renders nothing, but takes member events.
+    struct ShowsMembers(FormatId);
+
+    impl Render for ShowsMembers {
+        fn format(&self) -> FormatId {
+            self.0
+        }
+        fn kind(&self) -> (&'static str, &'static str) {
+            ("test", "test")
+        }
+        fn render(&self, _: &Publication) -> Bytes {
+            Bytes::new()
+        }
+        fn shows_members(&self) -> bool {
+            true
+        }
+    }
+
+    fn member_event(channel: &str, user: &str, joined: bool) -> Arc<Publication> {
+        Arc::new(Publication::new(
+            channel.into(),
+            StreamPosition::empty(),
+            Arc::new(crate::hub::Message {
+                member: Some(crate::engine::MemberChange {
+                    user: user.into(),
+                    joined,
+                }),
+                ..crate::hub::Message::for_test("x")
+            }),
+        ))
+    }
+
+    /// A member that entered while another connection joined is both in the joiner's list
+    /// and announced to it: the announcement is dropped, held or live, and later events
+    /// pass as long as they change what the joiner knows.
+    #[test]
+    fn member_events_the_joiners_list_told_already_are_dropped() {
+        let store = RenderStore::new();
+        let limits = OutboxLimits {
+            max_messages: 100,
+            max_bytes: 100_000,
+        };
+        let registry = Registry::new();
+        let home = Registry::home("a", "1");
+        let sub = Arc::new(Subscriber::new(
+            1,
+            Arc::new(Outbox::new(limits)),
+            Arc::new(ShowsMembers(FormatId::unique())),
+        ));
+        sub.go_live(Vec::new(), &store);
+        let offer = |p: &Arc<Publication>| {
+            sub.offer(p, &mut RenderCache::new(p, &store), &mut Unsent::default())
+        };
+        let taken = || {
+            let mut frames = Vec::new();
+            sub.outbox.drain(&mut frames);
+            frames
+                .iter()
+                .filter_map(|f| f.publication.as_ref()?.message.member.clone())
+                .map(|change| format!("{}{}", if change.joined { "+" } else { "-" }, change.user))
+                .collect::<Vec<_>>()
+        };
+        let room: Arc<str> = "a:room:presence-r".into();
+        sub.hold();
+        assert!(registry.join_room(home, &room, &sub));
+        assert!(
+            offer(&member_event(&room, "b", true)),
+            "held during the join"
+        );
+        assert!(
+            offer(&member_event(&room, "x", true)),
+            "held during the join"
+        );
+        sub.listed_members(&room, ["a", "b"].into_iter());
+        sub.room_live(&room, StreamPosition::empty(), &store);
+        assert_eq!(taken(), ["+x"], "b was in the list; x was not");
+
+        assert!(
+            !offer(&member_event(&room, "b", true)),
+            "b came late from a node"
+        );
+        assert!(offer(&member_event(&room, "a", false)));
+        assert!(!offer(&member_event(&room, "a", false)));
+        assert!(offer(&member_event(&room, "a", true)), "a came back");
+        assert!(
+            offer(&member_event("a:room:other", "b", true)),
+            "another room's list was not read"
+        );
+        assert_eq!(taken(), ["-a", "+a", "+b"]);
     }
 
     fn shared_message(id: &str, channel: &str) -> Arc<Publication> {

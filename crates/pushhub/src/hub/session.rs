@@ -36,6 +36,10 @@ pub struct MemberJoin {
     pub user: Arc<str>,
     /// Its info, JSON text.
     pub info: Arc<str>,
+    /// The most members the room may hold: a new member past it is refused
+    /// ([`HubError::RoomFull`]); one whose user is a member already always gets in.
+    /// `None` for no limit.
+    pub max_members: Option<usize>,
 }
 
 /// How a connection joins a room.
@@ -287,8 +291,7 @@ impl Session {
             return Ok(state);
         }
         let limit = replay_limit(&self.subscriber, None);
-        let entered = self.enter_room(&channel, &entry, limit).await;
-        let (recovery, entered) = match entered {
+        let (recovery, entered, members) = match self.enter_room(&channel, &entry, limit).await {
             Ok(entered) => entered,
             Err(error) => {
                 inner
@@ -299,16 +302,10 @@ impl Session {
                 return Err(error);
             }
         };
-        let members = match &entry.member {
-            Some(_) => match inner.engine.presence.members(&channel).await {
-                Ok(members) => Some(members),
-                Err(error) => {
-                    self.undo_join(&channel, &entry).await;
-                    return Err(error.into());
-                }
-            },
-            None => None,
-        };
+        if let Some(members) = &members {
+            self.subscriber
+                .listed_members(&channel, members.iter().map(|member| member.user.as_str()));
+        }
         let resuming = matches!(entry.start, RoomStart::Since(_));
         let counted_as = self.counted_as(&entry);
         let (recovered, start) = match entry.start {
@@ -398,51 +395,56 @@ impl Session {
     }
 
     /// Presence in room channel `channel` (the connection already a local member with
-    /// broker interest), and what the room holds from where `entry` starts (at most
-    /// `limit` publications), with whether this was the member's first connection there
-    /// and the room's first.
-    /// On an error no presence is left behind.
+    /// broker interest), what the room holds from where `entry` starts (at most `limit`
+    /// publications), whether this was the member's first connection there and the
+    /// room's first, and for a member the room's members (itself among them).
+    /// On an error, a room too full for a new member among them, no presence is left
+    /// behind.
     async fn enter_room(
         &self,
         channel: &Arc<str>,
         entry: &RoomEntry,
         limit: usize,
-    ) -> Result<(Recovery, Entered), HubError> {
+    ) -> Result<(Recovery, Entered, Option<Vec<Member>>), HubError> {
         let inner = &self.hub.inner;
         let presence = &inner.engine.presence;
-        let entered = match &entry.member {
-            Some(member) => {
-                presence
-                    .enter(channel, &member.user, self.id, now_ms(), Some(&member.info))
-                    .await?
-            }
-            None => {
-                presence
-                    .enter(channel, &self.presence_id(), self.id, now_ms(), None)
-                    .await?
+        let counted_as = self.counted_as(entry);
+        let info = entry.member.as_ref().map(|member| &*member.info);
+        let entered = presence
+            .enter(channel, &counted_as.id, self.id, now_ms(), info)
+            .await?;
+        let read = async {
+            let recovery = match &entry.start {
+                RoomStart::Top => self.history(channel, None, 0).await?,
+                RoomStart::Since(since) => {
+                    self.history(channel, Some(since.clone()), limit).await?
+                }
+                RoomStart::Last(count) => self.last(channel, (*count).min(limit)).await?,
+            };
+            let Some(member) = &entry.member else {
+                return Ok((recovery, None));
+            };
+            let members = presence.members(channel).await?;
+            let full = member.max_members.filter(|max| members.len() > *max);
+            match full {
+                Some(max) if entered.first_of_user => Err(HubError::RoomFull {
+                    room: channel::room_name(&self.app.name, channel)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    max,
+                }),
+                _ => Ok((recovery, Some(members))),
             }
         };
-        let read = match &entry.start {
-            RoomStart::Top => self.history(channel, None, 0).await,
-            RoomStart::Since(since) => self.history(channel, Some(since.clone()), limit).await,
-            RoomStart::Last(count) => self.last(channel, (*count).min(limit)).await,
-        };
-        match read {
-            Ok(recovery) => Ok((recovery, entered)),
+        match read.await {
+            Ok((recovery, members)) => Ok((recovery, entered, members)),
             Err(error) => {
-                self.undo_join(channel, entry).await;
+                inner
+                    .leave_presence(&self.app, channel, &counted_as, self.id, entered)
+                    .await;
                 Err(error)
             }
         }
-    }
-
-    /// Take back the presence a join recorded (when the rest of the join failed).
-    async fn undo_join(&self, channel: &Arc<str>, entry: &RoomEntry) {
-        let counted_as = self.counted_as(entry);
-        self.hub
-            .inner
-            .leave_presence(&self.app, channel, &counted_as, self.id)
-            .await;
     }
 
     /// What room channel `channel` holds after `since` (at most `limit`).
@@ -515,7 +517,13 @@ impl Session {
             .remove(&channel)
             .unwrap_or_else(|| self.counted_as_user());
         inner
-            .leave_presence(&self.app, &channel, &counted_as, self.id)
+            .leave_presence(
+                &self.app,
+                &channel,
+                &counted_as,
+                self.id,
+                Entered::default(),
+            )
             .await;
         room_event(&self.app, &counted_as.id, self.id, room, false);
         Ok(true)
@@ -599,14 +607,17 @@ impl Session {
 impl super::HubInner {
     /// Take connection `id` out of room channel `channel`'s presence as it was counted
     /// there; a member whose last connection this was is gone, and the room's other
-    /// connections, on every node, hear of it. Failures are logged: the connection is
-    /// leaving either way.
+    /// connections, on every node, hear of it. `unannounced` is what the connection's
+    /// own entry changed that nobody was told of yet (a join given up halfway): a member
+    /// or an occupied room that was never announced is not announced gone either.
+    /// Failures are logged: the connection is leaving either way.
     pub(super) async fn leave_presence(
         &self,
         app: &AppSettings,
         channel: &Arc<str>,
         counted_as: &RoomPresence,
         id: ConnId,
+        unannounced: Entered,
     ) {
         let left = match self.engine.presence.exit(channel, &counted_as.id, id).await {
             Ok(left) => left,
@@ -617,7 +628,7 @@ impl super::HubInner {
         };
         let room = channel::room_name(&app.name, channel);
         let watch = app.room_watch.as_deref();
-        if counted_as.member && left.last_of_user {
+        if counted_as.member && left.last_of_user && !unannounced.first_of_user {
             if let (Some(watch), Some(room)) = (watch, room) {
                 watch.member_removed(room, &counted_as.id);
             }
@@ -628,7 +639,7 @@ impl super::HubInner {
             self.member_change(&app.name, channel, change, None, None)
                 .await;
         }
-        if left.last_in_scope {
+        if left.last_in_scope && !unannounced.first_in_scope {
             if let (Some(watch), Some(room)) = (watch, room) {
                 watch.vacated(room);
             }
@@ -664,7 +675,7 @@ impl Leftovers {
         }
         for (room, counted_as) in &self.rooms {
             inner
-                .leave_presence(&self.app, room, counted_as, self.id)
+                .leave_presence(&self.app, room, counted_as, self.id, Entered::default())
                 .await;
         }
     }

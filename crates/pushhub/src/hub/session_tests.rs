@@ -79,6 +79,7 @@ fn member(user: &str, info: &str) -> RoomEntry {
         member: Some(MemberJoin {
             user: user.into(),
             info: info.into(),
+            max_members: None,
         }),
     }
 }
@@ -288,4 +289,41 @@ async fn a_cache_join_replays_the_rooms_last_message_or_says_there_is_none() {
         .await
         .unwrap();
     assert_eq!(taken(&late_out), ["3"], "then live, nothing twice");
+}
+
+/// A room whose members are as many as the join allows refuses a new member, and nobody
+/// hears of the refused one (neither added nor removed); the members' own users still
+/// get in with more connections.
+#[tokio::test(flavor = "current_thread")]
+async fn a_full_room_refuses_a_new_member_without_announcing_it() {
+    let hub = hub();
+    let limited = |user: &str| {
+        let mut entry = member(user, "{}");
+        if let Some(member) = entry.member.as_mut() {
+            member.max_members = Some(1);
+        }
+        entry
+    };
+    let (mut ann, ann_out) = connect(&hub, None).await;
+    ann.join_authorized("presence-x", limited("ann"), |_| {})
+        .await
+        .unwrap();
+    let (mut bob, _bob_out) = connect(&hub, None).await;
+    let refused = bob
+        .join_authorized("presence-x", limited("bob"), |_| {})
+        .await;
+    assert!(
+        matches!(refused, Err(HubError::RoomFull { max: 1, .. })),
+        "{refused:?}"
+    );
+    assert!(!bob.in_room("presence-x"));
+    let (mut ann2, _ann2_out) = connect(&hub, None).await;
+    let state = ann2
+        .join_authorized("presence-x", limited("ann"), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(state.members.map(|m| m.len()), Some(1));
+    assert!(taken(&ann_out).is_empty(), "bob was never announced");
+    let members = hub.room_members("demo", "presence-x").await.unwrap();
+    assert_eq!(members.len(), 1, "{members:?}");
 }

@@ -43,6 +43,10 @@ struct App {
     secret: &'static str,
     /// Whether clients may send `client-` events.
     client_events: bool,
+    /// Most client events per second and connection.
+    client_events_per_second: u32,
+    /// Most members of one presence channel.
+    max_presence_members: u32,
     /// Signs the tokens of the app's native clients (the suites check that they share
     /// rooms and users with Pusher clients).
     token_secret: &'static str,
@@ -60,6 +64,8 @@ const APPS: [App; 3] = [
         key: "chat-key",
         secret: "chat-secret",
         client_events: true,
+        client_events_per_second: 5,
+        max_presence_members: 100,
         token_secret: "chat-native-token-secret-0123456789abcdef",
         webhooks: false,
     },
@@ -69,6 +75,8 @@ const APPS: [App; 3] = [
         key: "quiet-key",
         secret: "quiet-secret",
         client_events: false,
+        client_events_per_second: 10,
+        max_presence_members: 3,
         token_secret: "quiet-native-token-secret-0123456789abcdef",
         webhooks: false,
     },
@@ -78,6 +86,8 @@ const APPS: [App; 3] = [
         key: "hooked-key",
         secret: "hooked-secret",
         client_events: true,
+        client_events_per_second: 10,
+        max_presence_members: 100,
         token_secret: "hooked-native-token-secret-0123456789abcdef",
         webhooks: true,
     },
@@ -107,12 +117,16 @@ app_id = "{app_id}"
 key = "{key}"
 secret = "{secret}"
 client_events = {client_events}
+client_events_per_second = {client_events_per_second}
+max_presence_members = {max_presence_members}
 "#,
                 name = app.name,
                 app_id = app.app_id,
                 key = app.key,
                 secret = app.secret,
                 client_events = app.client_events,
+                client_events_per_second = app.client_events_per_second,
+                max_presence_members = app.max_presence_members,
                 token_secret = app.token_secret,
             );
             app_toml + &webhook

@@ -54,10 +54,6 @@ pub mod code {
     pub const CLIENT_EVENT_RATE: u16 = 4301;
 }
 
-/// Most client events a connection may send per second (Pusher's limit), bursts
-/// included; beyond it each is refused with [`code::CLIENT_EVENT_RATE`].
-const CLIENT_EVENTS_PER_SECOND: u32 = 10;
-
 /// Longest event name, as Pusher allows it.
 const MAX_EVENT_NAME_CHARS: usize = 200;
 
@@ -224,17 +220,15 @@ impl PusherClient {
             }
         }
         let member = match kind {
-            ChannelKind::Presence => {
-                match self.member_of(&channel, data.channel_data.as_deref()).await {
-                    Ok(member) => Some(member),
-                    Err((kind, message, status)) => {
-                        link.send_text(&frames::subscription_error(
-                            &channel, kind, &message, status,
-                        ));
-                        return Ok(());
-                    }
+            ChannelKind::Presence => match self.member_of(data.channel_data.as_deref()) {
+                Ok(member) => Some(member),
+                Err((kind, message, status)) => {
+                    link.send_text(&frames::subscription_error(
+                        &channel, kind, &message, status,
+                    ));
+                    return Ok(());
                 }
-            }
+            },
             _ => None,
         };
         let cache = is_cache(&channel);
@@ -273,6 +267,7 @@ impl PusherClient {
                 let (kind, status) = match &error {
                     HubError::Engine(_) => ("ServerError", 503),
                     HubError::InvalidRoom(_) => ("InvalidChannel", 400),
+                    HubError::RoomFull { .. } => ("LimitReached", 403),
                     _ => ("ServerError", 500),
                 };
                 link.send_text(&frames::subscription_error(
@@ -287,10 +282,10 @@ impl PusherClient {
     }
 
     /// The member a presence subscription joins as, from its signed `channel_data`, or
-    /// why it may not join: (type, message, status) for its `subscription_error`.
-    async fn member_of(
+    /// why it may not join: (type, message, status) for its `subscription_error`. The
+    /// room's capacity is the hub's to check, against the list the join reads anyway.
+    fn member_of(
         &self,
-        channel: &str,
         channel_data: Option<&str>,
     ) -> Result<MemberJoin, (&'static str, String, u16)> {
         let bad = |message: &str| ("InvalidChannelData", message.to_owned(), 400);
@@ -315,27 +310,10 @@ impl PusherClient {
                 413,
             ));
         }
-        let session = self
-            .session()
-            .map_err(|_| ("ServerError", "closing".to_owned(), 500))?;
-        let members = session
-            .members(channel)
-            .await
-            .map_err(|error| ("ServerError", error.to_string(), 503))?;
-        let known = members.iter().any(|m| m.user == user);
-        if !known && members.len() >= self.policy.max_presence_members {
-            return Err((
-                "LimitReached",
-                format!(
-                    "the channel has {} members, as many as this app allows",
-                    members.len()
-                ),
-                403,
-            ));
-        }
         Ok(MemberJoin {
             user: user.into(),
             info: info.into(),
+            max_members: Some(self.policy.max_presence_members),
         })
     }
 
@@ -435,7 +413,10 @@ impl PusherClient {
         if !self.take_client_event() {
             return refuse(
                 Some(code::CLIENT_EVENT_RATE),
-                "client event rejected: more than 10 per second",
+                &format!(
+                    "client event rejected: more than {} per second",
+                    self.policy.client_events_per_second
+                ),
             );
         }
         let text = frames::data_text(&data).into_owned();
@@ -463,7 +444,8 @@ impl PusherClient {
         }
     }
 
-    /// Count one client event against the per-second budget; false when over it.
+    /// Count one client event against the app's per-second budget
+    /// (`client_events_per_second`, bursts included); false when over it.
     fn take_client_event(&mut self) -> bool {
         let now = Instant::now();
         let (start, count) = &mut self.client_events;
@@ -472,7 +454,7 @@ impl PusherClient {
             *count = 0;
         }
         *count += 1;
-        *count <= CLIENT_EVENTS_PER_SECOND
+        *count as usize <= self.policy.client_events_per_second
     }
 
     fn session(&self) -> Result<&Session, Disconnect> {
