@@ -61,6 +61,8 @@ mod pusher;
 mod pushserve;
 // Pusher's HTTP API through the npm `pusher` SDK, native clients in the channels' rooms.
 mod pusher_api;
+// The same API through the Python SDK (PyPI `pusher`).
+mod pusher_python;
 mod reload;
 mod resume;
 mod room_resume;

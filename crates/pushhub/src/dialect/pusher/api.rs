@@ -5,7 +5,9 @@
 //!   room of each channel named;
 //! - `GET /apps/{id}/channels`, `GET /apps/{id}/channels/{name}`,
 //!   `GET /apps/{id}/channels/{name}/users`: occupancy, asked of presence (every node);
-//! - `POST /apps/{id}/users/{user}/terminate_connections`: the user's connections closed.
+//! - `POST /apps/{id}/users/{user}/terminate_connections`: the user's connections closed
+//!   (also as `POST /users/{user}/terminate_connections`, the app found by the signed
+//!   `auth_key`: the path the Python SDK, PyPI `pusher` 3.3, sends).
 //!
 //! Every request is signed with the app's secret ([`PusherSecret::verify_request`]) and
 //! needs no API key. Statuses are Pusher's (400, 401, 403, 404, 413); the bodies are
@@ -45,7 +47,8 @@ pub fn terminated() -> Disconnect {
     )
 }
 
-/// Pusher's API routes; each finds its app by the `{id}` of its path.
+/// Pusher's API routes; each finds its app by the `{id}` of its path, or where the path
+/// has none, by its `auth_key`.
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/apps/{app_id}/events", post(events))
@@ -56,6 +59,10 @@ pub fn routes() -> Router<ApiState> {
         .route(
             "/apps/{app_id}/users/{user}/terminate_connections",
             post(terminate_connections),
+        )
+        .route(
+            "/users/{user}/terminate_connections",
+            post(terminate_connections_by_key),
         )
 }
 
@@ -101,26 +108,45 @@ fn now_secs() -> u64 {
 /// app has, 413 for a body over `max_body_bytes`, 401 for a bad or stale signature, 403
 /// for a disabled app.
 async fn signed(state: &ApiState, app_id: &str, request: Request) -> Result<Signed, ApiError> {
-    let app = state.hub.pusher_app(app_id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_app",
-            format!("no app has Pusher app_id {app_id:?}"),
-        )
-    })?;
-    let Some(pusher) = app.pusher.clone() else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_app",
-            format!("no app has Pusher app_id {app_id:?}"),
-        ));
-    };
+    let app = state.hub.pusher_app(app_id);
+    let unknown = || format!("no app has Pusher app_id {app_id:?}");
+    check_signed(state, app, unknown, request).await
+}
+
+/// As [`signed`], for a path without an app id: the app is the one whose key the request's
+/// `auth_key` names (the signature then proves it holds that app's secret).
+async fn signed_by_key(state: &ApiState, request: Request) -> Result<Signed, ApiError> {
+    let key = query_of(&request)
+        .into_iter()
+        .find(|(name, _)| name == "auth_key")
+        .map(|(_, key)| key)
+        .unwrap_or_default();
+    let app = state.hub.pusher_app_by_key(&key);
+    let unknown = || format!("no app has Pusher key {key:?} (auth_key)");
+    check_signed(state, app, unknown, request).await
+}
+
+/// A request's query parameters, decoded.
+fn query_of(request: &Request) -> Vec<(String, String)> {
+    form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// Read `request`'s body and check its signature against `app`'s Pusher secret (404 with
+/// `unknown` when there is no such app).
+async fn check_signed(
+    state: &ApiState,
+    app: Option<Arc<AppSettings>>,
+    unknown: impl Fn() -> String,
+    request: Request,
+) -> Result<Signed, ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "unknown_app", unknown());
+    let app = app.ok_or_else(not_found)?;
+    let pusher = app.pusher.clone().ok_or_else(not_found)?;
+    let query = query_of(&request);
     let (parts, body) = request.into_parts();
     let body = read_body(body, state.max_body_bytes).await?;
-    let query: Vec<(String, String)> =
-        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
     let secret = PusherSecret {
         key: &pusher.key,
         secret: &pusher.secret,
@@ -144,7 +170,10 @@ async fn signed(state: &ApiState, app_id: &str, request: Request) -> Result<Sign
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "app_disabled",
-            format!("Pusher app {app_id:?} is disabled (enabled = false)"),
+            format!(
+                "Pusher app {:?} is disabled (enabled = false)",
+                pusher.app_id
+            ),
         ));
     }
     Ok(Signed {
@@ -501,10 +530,25 @@ async fn terminate_connections(
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
     let signed = signed(&state, &app_id, request).await?;
-    names::check_user(&user)?;
+    terminate(&state, &signed, &user).await
+}
+
+/// `POST /users/{user}/terminate_connections`: as above, the app found by `auth_key`.
+async fn terminate_connections_by_key(
+    State(state): State<ApiState>,
+    Path(user): Path<String>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let signed = signed_by_key(&state, request).await?;
+    terminate(&state, &signed, &user).await
+}
+
+/// Close every connection of `user` in the signed request's app, on every node.
+async fn terminate(state: &ApiState, signed: &Signed, user: &str) -> Result<Json<Value>, ApiError> {
+    names::check_user(user)?;
     state
         .hub
-        .disconnect(&signed.app.name, &user, None, &terminated())
+        .disconnect(&signed.app.name, user, None, &terminated())
         .await?;
     Ok(Json(Value::Object(Map::new())))
 }
