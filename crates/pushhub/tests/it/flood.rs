@@ -193,7 +193,9 @@ struct Outcome {
 
 /// Measure a good client's latency, then flood from connections `open` makes (one at a
 /// time, reconnecting 50 ms after each is closed, as a client library would) while
-/// measuring again and watching the server's CPU.
+/// measuring again and watching the server's CPU. Connections are opened for [`FLOOD`];
+/// each has [`WAIT`] to be cut off however late in that it came (one opened just before
+/// the end is still owed its close).
 async fn flood_while_measuring<F, Fut>(server: &TestServer, open: F) -> Outcome
 where
     F: Fn() -> Fut,
@@ -208,7 +210,8 @@ where
         let mut floods = Vec::new();
         while Instant::now() < until {
             let (socket, received, first, repeat) = open().await;
-            floods.push(flood_one(socket, received, first, repeat, until).await);
+            let cut_off_by = Instant::now() + WAIT;
+            floods.push(flood_one(socket, received, first, repeat, cut_off_by).await);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         floods
