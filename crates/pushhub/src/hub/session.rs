@@ -14,7 +14,9 @@ use super::{
 };
 use crate::backend::events::Event;
 use crate::disconnect::Disconnect;
-use crate::engine::{Entered, HistoryRequest, Member, MemberChange, Recovery, StreamPosition};
+use crate::engine::{
+    Entered, HistoryRequest, Left, Member, MemberChange, Recovery, StreamPosition,
+};
 use crate::sync::lock;
 
 /// Where a connection starts in a room it joins.
@@ -351,30 +353,17 @@ impl Session {
         }
         self.subscriber
             .room_live(&state.channel, state.position.clone(), &inner.renders);
-        let watch = self.app.room_watch.as_deref();
-        if entered.first_in_scope {
-            if let Some(watch) = watch {
-                watch.occupied(room);
-            }
-        }
-        if let (Some(member), true) = (&entry.member, entered.first_of_user) {
-            if let Some(watch) = watch {
-                watch.member_added(room, &member.user);
-            }
-            let change = MemberChange {
-                user: member.user.clone(),
-                joined: true,
-            };
-            inner
-                .member_change(
-                    &self.app.name,
-                    &state.channel,
-                    change,
-                    Some(&member.info),
-                    Some(self.conn().into()),
-                )
-                .await;
-        }
+        let info = entry.member.as_ref().map(|member| &*member.info);
+        inner
+            .announce(
+                &self.app,
+                &state.channel,
+                &counted_as,
+                Announce::entered(entered),
+                info,
+                Some(self.conn().into()),
+            )
+            .await;
         lock(&self.room_presence).insert(state.channel.clone(), counted_as.clone());
         room_event(&self.app, &counted_as.id, self.id, room, true);
         Ok(state)
@@ -439,12 +428,50 @@ impl Session {
         match read.await {
             Ok((recovery, members)) => Ok((recovery, entered, members)),
             Err(error) => {
-                inner
-                    .leave_presence(&self.app, channel, &counted_as, self.id, entered)
+                self.give_up_entry(channel, &counted_as, entered, info)
                     .await;
                 Err(error)
             }
         }
+    }
+
+    /// Take back the presence entry of a join given up halfway (`entered` is what it
+    /// changed, announced to nobody yet). Only what the world sees change is announced:
+    /// nothing when the member and the room go as they came, but a member or an occupied
+    /// room another connection keeps (it came meanwhile, was not first, so announced
+    /// nothing) is announced now, and one that another connection announced and left
+    /// meanwhile is announced gone.
+    async fn give_up_entry(
+        &self,
+        channel: &Arc<str>,
+        counted_as: &RoomPresence,
+        entered: Entered,
+        info: Option<&str>,
+    ) {
+        let inner = &self.hub.inner;
+        let left = match inner
+            .engine
+            .presence
+            .exit(channel, &counted_as.id, self.id)
+            .await
+        {
+            Ok(left) => left,
+            Err(error) => {
+                tracing::warn!(%error, conn = self.id, channel = &**channel, "presence leave failed");
+                return;
+            }
+        };
+        let change = Announce::given_up(entered, left);
+        inner
+            .announce(
+                &self.app,
+                channel,
+                counted_as,
+                change,
+                info,
+                Some(self.conn().into()),
+            )
+            .await;
     }
 
     /// What room channel `channel` holds after `since` (at most `limit`).
@@ -517,13 +544,7 @@ impl Session {
             .remove(&channel)
             .unwrap_or_else(|| self.counted_as_user());
         inner
-            .leave_presence(
-                &self.app,
-                &channel,
-                &counted_as,
-                self.id,
-                Entered::default(),
-            )
+            .leave_presence(&self.app, &channel, &counted_as, self.id)
             .await;
         room_event(&self.app, &counted_as.id, self.id, room, false);
         Ok(true)
@@ -607,17 +628,14 @@ impl Session {
 impl super::HubInner {
     /// Take connection `id` out of room channel `channel`'s presence as it was counted
     /// there; a member whose last connection this was is gone, and the room's other
-    /// connections, on every node, hear of it. `unannounced` is what the connection's
-    /// own entry changed that nobody was told of yet (a join given up halfway): a member
-    /// or an occupied room that was never announced is not announced gone either.
-    /// Failures are logged: the connection is leaving either way.
+    /// connections, on every node, hear of it. Failures are logged: the connection is
+    /// leaving either way.
     pub(super) async fn leave_presence(
         &self,
         app: &AppSettings,
         channel: &Arc<str>,
         counted_as: &RoomPresence,
         id: ConnId,
-        unannounced: Entered,
     ) {
         let left = match self.engine.presence.exit(channel, &counted_as.id, id).await {
             Ok(left) => left,
@@ -626,23 +644,81 @@ impl super::HubInner {
                 return;
             }
         };
+        self.announce(app, channel, counted_as, Announce::left(left), None, None)
+            .await;
+    }
+
+    /// Tell `app`'s [`RoomWatch`](super::room_watch::RoomWatch) what a presence change
+    /// did to room channel `channel` (room occupied first, vacated last), and the room's
+    /// connections on every node but `exclude` of a member (`counted_as`, when it is
+    /// counted as a member) added with `info` or removed.
+    async fn announce(
+        &self,
+        app: &AppSettings,
+        channel: &Arc<str>,
+        counted_as: &RoomPresence,
+        change: Announce,
+        info: Option<&str>,
+        exclude: Option<Arc<str>>,
+    ) {
         let room = channel::room_name(&app.name, channel);
-        let watch = app.room_watch.as_deref();
-        if counted_as.member && left.last_of_user && !unannounced.first_of_user {
-            if let (Some(watch), Some(room)) = (watch, room) {
-                watch.member_removed(room, &counted_as.id);
+        let watch = app.room_watch.as_deref().zip(room);
+        if let (Some((watch, room)), Some(true)) = (watch, change.room) {
+            watch.occupied(room);
+        }
+        if let (true, Some(joined)) = (counted_as.member, change.member) {
+            if let Some((watch, room)) = watch {
+                if joined {
+                    watch.member_added(room, &counted_as.id);
+                } else {
+                    watch.member_removed(room, &counted_as.id);
+                }
             }
-            let change = MemberChange {
+            let member = MemberChange {
                 user: counted_as.id.clone(),
-                joined: false,
+                joined,
             };
-            self.member_change(&app.name, channel, change, None, None)
+            let info = info.filter(|_| joined);
+            self.member_change(&app.name, channel, member, info, exclude)
                 .await;
         }
-        if left.last_in_scope && !unannounced.first_in_scope {
-            if let (Some(watch), Some(room)) = (watch, room) {
-                watch.vacated(room);
-            }
+        if let (Some((watch, room)), Some(false)) = (watch, change.room) {
+            watch.vacated(room);
+        }
+    }
+}
+
+/// What a presence change did, to announce: for the member and for the room, `Some(true)`
+/// added (occupied), `Some(false)` removed (vacated), `None` unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Announce {
+    member: Option<bool>,
+    room: Option<bool>,
+}
+
+impl Announce {
+    /// A room entry's: a member (a room) added when it was the first.
+    fn entered(entered: Entered) -> Self {
+        Self {
+            member: entered.first_of_user.then_some(true),
+            room: entered.first_in_scope.then_some(true),
+        }
+    }
+
+    /// A room exit's: a member (a room) gone when it was the last.
+    fn left(left: Left) -> Self {
+        Self {
+            member: left.last_of_user.then_some(false),
+            room: left.last_in_scope.then_some(false),
+        }
+    }
+
+    /// An entry taken back before anything of it was announced: what differs between
+    /// before the entry and after the exit, as others may have come or gone between.
+    fn given_up(entered: Entered, left: Left) -> Self {
+        Self {
+            member: (entered.first_of_user != left.last_of_user).then_some(entered.first_of_user),
+            room: (entered.first_in_scope != left.last_in_scope).then_some(entered.first_in_scope),
         }
     }
 }
@@ -675,7 +751,7 @@ impl Leftovers {
         }
         for (room, counted_as) in &self.rooms {
             inner
-                .leave_presence(&self.app, room, counted_as, self.id, Entered::default())
+                .leave_presence(&self.app, room, counted_as, self.id)
                 .await;
         }
     }
@@ -711,5 +787,64 @@ impl Drop for Session {
                 cleanups.spawn_on(leftovers.undo(), &runtime);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entered(first_of_user: bool, first_in_scope: bool) -> Entered {
+        Entered {
+            first_of_user,
+            first_in_scope,
+        }
+    }
+
+    fn left(last_of_user: bool, last_in_scope: bool) -> Left {
+        Left {
+            last_of_user,
+            last_in_scope,
+        }
+    }
+
+    /// A join given up announces only what others see change between its entry and its
+    /// exit: nothing when it came and went first and last, what another connection that
+    /// came meanwhile keeps, and the end of what another announced and left meanwhile.
+    #[test]
+    fn a_given_up_entry_announces_only_what_others_see_change() {
+        let nothing = Announce {
+            member: None,
+            room: None,
+        };
+        assert_eq!(
+            Announce::given_up(entered(true, true), left(true, true)),
+            nothing
+        );
+        assert_eq!(
+            Announce::given_up(entered(false, false), left(false, false)),
+            nothing
+        );
+        assert_eq!(
+            Announce::given_up(entered(true, true), left(false, false)),
+            Announce {
+                member: Some(true),
+                room: Some(true)
+            },
+            "another connection of the user came meanwhile and stays"
+        );
+        assert_eq!(
+            Announce::given_up(entered(false, false), left(true, true)),
+            Announce {
+                member: Some(false),
+                room: Some(false)
+            },
+            "the connections that announced them left meanwhile"
+        );
+        assert_eq!(
+            Announce::given_up(entered(true, false), left(true, false)),
+            nothing,
+            "a new member in an occupied room, refused"
+        );
     }
 }
