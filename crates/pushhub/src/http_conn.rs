@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::parse_errors::{ErrorBodies, MAX_HEAD_BYTES};
+use crate::repoll::Repoll;
 use crate::tls::TlsStream;
 
 /// The HTTP versions a listener speaks.
@@ -213,10 +214,11 @@ where
         )
         .with_upgrades();
     let mut connection = std::pin::pin!(connection);
+    // Hyper wakes this task on every request with a body: served here, not by the runtime.
     let result = tokio::select! {
-        result = connection.as_mut() => result,
+        result = Repoll::new(connection.as_mut()) => result,
         _ = shutdown.cancelled() => {
-            match tokio::time::timeout(KEEP_ALIVE_LINGER, connection.as_mut()).await {
+            match tokio::time::timeout(KEEP_ALIVE_LINGER, Repoll::new(connection.as_mut())).await {
                 Ok(result) => result,
                 Err(_) => {
                     connection.as_mut().graceful_shutdown();

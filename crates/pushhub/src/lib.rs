@@ -44,6 +44,7 @@ pub mod parse_errors;
 pub mod rates;
 pub mod redis;
 pub mod reload;
+pub mod repoll;
 pub mod scheduler;
 pub mod server;
 pub mod services;
