@@ -60,6 +60,9 @@ pub struct Measured {
     pub pushes_per_sec: f64,
     /// Server CPU (user + system, over all its processes) per push, µs.
     pub server_cpu_us_per_push: f64,
+    /// The load generator's own CPU per push, µs: it shares the machine's cores with the
+    /// server, so a generator that costs as much as the server caps what can be measured.
+    pub generator_cpu_us_per_push: f64,
     /// Request round trip, median, ms.
     pub request_p50_ms: f64,
     /// Request round trip, 99th percentile, ms.
@@ -75,6 +78,11 @@ fn cpu_of(pids: &[u32]) -> Result<u64> {
         .sum()
 }
 
+/// This process's CPU, µs (its children, the servers it started, not included).
+fn own_cpu() -> Result<u64> {
+    proc_stats::cpu_micros(std::process::id()).context("reading the generator's own CPU")
+}
+
 /// Run `load` and measure it.
 pub async fn run(load: Load) -> Result<Measured> {
     let next = Arc::new(AtomicU64::new(0));
@@ -83,6 +91,7 @@ pub async fn run(load: Load) -> Result<Measured> {
         conns.push(HttpConn::to_url(&load.api_url).await?);
     }
     let cpu_before = cpu_of(&load.pids)?;
+    let own_before = own_cpu()?;
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(load.secs);
     let senders = conns.into_iter().map(|conn| {
@@ -100,6 +109,7 @@ pub async fn run(load: Load) -> Result<Measured> {
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu_after = cpu_of(&load.pids)?;
+    let own_after = own_cpu()?;
     latencies.sort_unstable();
     let requests = latencies.len() as u64;
     let pushes = requests * load.pushes_per_request as u64;
@@ -113,6 +123,8 @@ pub async fn run(load: Load) -> Result<Measured> {
         secs,
         pushes_per_sec: pushes as f64 / secs,
         server_cpu_us_per_push: cpu_after.saturating_sub(cpu_before) as f64 / pushes.max(1) as f64,
+        generator_cpu_us_per_push: own_after.saturating_sub(own_before) as f64
+            / pushes.max(1) as f64,
         request_p50_ms: quantile(0.5),
         request_p99_ms: quantile(0.99),
     })

@@ -268,6 +268,16 @@ impl HistoryBudget {
         self.total.bytes() > self.max_total
     }
 
+    /// True once all apps together hold at most `bytes` less than the total bound.
+    pub fn below_total_by(&self, bytes: usize) -> bool {
+        self.total.bytes() <= self.max_total.saturating_sub(bytes)
+    }
+
+    /// The bound on all apps together.
+    pub fn max_total(&self) -> usize {
+        self.max_total
+    }
+
     /// Count `count` evictions.
     pub fn evicted(&self, count: u64) {
         self.evictions.fetch_add(count, Relaxed);

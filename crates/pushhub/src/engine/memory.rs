@@ -70,6 +70,10 @@ struct AfterKeep {
 /// publication and their places in the eviction queues.
 const KEPT_OVERHEAD_BYTES: usize = 192;
 
+/// Over a history bound, eviction frees this fraction of the bound (1/64) beyond what the
+/// bound needs: histories then hold between 98.4 % and 100 % of it.
+const EVICTION_SLACK: usize = 64;
+
 /// A message kept in a channel's history, with when it was kept and what it costs.
 #[derive(Debug)]
 struct Kept {
@@ -290,41 +294,72 @@ impl MemoryBroker {
         self.budget.forget_idle_apps();
     }
 
-    /// Evict the oldest kept messages until `app` (holding `app_bytes`) holds at most
-    /// `max_app` bytes and all apps together at most the total bound.
-    fn enforce_bounds(&self, app: &str, mut app_bytes: usize, max_app: usize, now: Instant) {
-        while app_bytes > max_app {
-            match self.evict_oldest(Some(app), now) {
-                Some(now_held) => app_bytes = now_held.unwrap_or(app_bytes),
-                None => break,
-            }
+    /// Evict the oldest kept messages once `app` (holding `app_bytes`) holds more than
+    /// `max_app` bytes, or all apps together more than the total bound: down to
+    /// [`EVICTION_SLACK`] below the bound, so that a steady ingest at the bound looks over
+    /// the shards once per some thousand evictions rather than once per publish.
+    fn enforce_bounds(&self, app: &str, app_bytes: usize, max_app: usize, now: Instant) {
+        if app_bytes > max_app {
+            let target = max_app - max_app / EVICTION_SLACK;
+            self.evict_oldest(Some(app), now, |held| held <= target);
         }
-        while self.budget.over_total() && self.evict_oldest(None, now).is_some() {}
+        if self.budget.over_total() {
+            let slack = self.budget.max_total() / EVICTION_SLACK;
+            self.evict_oldest(None, now, |_| self.budget.below_total_by(slack));
+        }
     }
 
-    /// Evict the oldest message kept (of `app`, or of any app): each shard knows its own
-    /// oldest, so this looks at one entry per shard. `None` when nothing is kept; else
-    /// the bytes the evicted message's app holds now, when this call was the one that
-    /// evicted it (another publish may have been quicker).
-    fn evict_oldest(&self, app: Option<&str>, now: Instant) -> Option<Option<usize>> {
-        let oldest = self
+    /// Evict the oldest kept messages (of `app`, or of any app), oldest first over all
+    /// shards, until `enough` (given the bytes the evicted message's app holds now) says
+    /// so or nothing is kept. Each shard knows its own oldest; those are read once, one
+    /// shard at a time, and then serve as lower bounds (a shard's oldest only gets newer):
+    /// the shard with the smallest one is locked, its real oldest read again, and it
+    /// evicts as long as that is no newer than every other shard's bound. So a run of
+    /// evictions takes one lock per shard switch, not one per shard per eviction, and
+    /// never holds two shard locks at once.
+    fn evict_oldest(&self, app: Option<&str>, now: Instant, mut enough: impl FnMut(usize) -> bool) {
+        let mut fronts: Vec<Option<Instant>> = self
             .shards
             .iter()
-            .enumerate()
-            .filter_map(|(index, shard)| Some((lock(shard).queues.oldest(app)?, index)))
-            .min();
-        let (_, index) = oldest?;
-        let mut shard = lock(&self.shards[index]);
-        // Another publish may have evicted it meanwhile: then this takes the shard's next
-        // oldest, or nothing, and the caller looks again.
-        let Some((channel, app_bytes)) = shard.queues.evict_oldest(app) else {
-            return Some(None);
-        };
-        self.budget.evicted(1);
-        if let Some(stream) = shard.streams.get_mut(&channel) {
-            stream.trim(now);
+            .map(|shard| lock(shard).queues.oldest(app))
+            .collect();
+        loop {
+            let Some((index, _)) = fronts
+                .iter()
+                .enumerate()
+                .filter_map(|(index, front)| Some((index, (*front)?)))
+                .min_by_key(|(_, at)| *at)
+            else {
+                return;
+            };
+            let next = fronts
+                .iter()
+                .enumerate()
+                .filter(|(other, _)| *other != index)
+                .filter_map(|(_, front)| *front)
+                .min();
+            let mut shard = lock(&self.shards[index]);
+            loop {
+                let oldest = shard.queues.oldest(app);
+                if oldest.zip(next).is_some_and(|(at, next)| at > next) {
+                    fronts[index] = oldest;
+                    break;
+                }
+                // Another publish may have evicted what was read: then the shard's next
+                // oldest is looked at, or the next shard.
+                let Some((channel, app_bytes)) = shard.queues.evict_oldest(app) else {
+                    fronts[index] = None;
+                    break;
+                };
+                self.budget.evicted(1);
+                if let Some(stream) = shard.streams.get_mut(&channel) {
+                    stream.trim(now);
+                }
+                if enough(app_bytes) {
+                    return;
+                }
+            }
         }
-        Some(Some(app_bytes))
     }
 
     /// Publish `items` (messages with their history policies) to one channel, in order:
@@ -518,7 +553,7 @@ impl MemoryBroker {
 
     /// What follows keeping `publications`, with only their channel's turn held: over a
     /// bound, the oldest kept messages go, each under its own shard's lock (eviction looks
-    /// at every shard); then the publications are handed over. In the history (and at the
+    /// at every shard, one at a time); then the publications are handed over. In the history (and at the
     /// top) before anyone gets them, and handed over while only this channel's turn is
     /// held: a client connecting now finds them in its recovery or gets them live, never
     /// neither, without waiting for the fan-out.
@@ -1139,6 +1174,29 @@ mod tests {
             stats.streams, 200,
             "evicted channels keep their epoch and offset"
         );
+    }
+
+    /// Eviction follows keeping order over all shards: of 64 channels (spread over the
+    /// shards) with one message each, the ones still kept are the newest.
+    #[tokio::test]
+    async fn eviction_takes_the_oldest_over_all_shards() {
+        const PAYLOAD: usize = 10_000;
+        const BOUND: usize = 100_000;
+        let broker = MemoryBroker::new(BOUND);
+        for user in 0..64 {
+            publish_sized(&broker, "a", &format!("a:user:{user}"), PAYLOAD, KEEP).await;
+        }
+        let kept = broker.stats().history_messages as usize;
+        assert!((1..10).contains(&kept), "{kept} kept");
+        for user in 0..64 {
+            let r = recover(
+                &broker,
+                &format!("a:user:{user}"),
+                Some(StreamPosition::empty()),
+            )
+            .await;
+            assert_eq!(r.complete, user >= 64 - kept, "user {user}, {kept} kept");
+        }
     }
 
     #[tokio::test]

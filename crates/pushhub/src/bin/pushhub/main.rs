@@ -16,6 +16,13 @@ use pushhub::config::{Config, Overrides};
 use args::*;
 use serve::*;
 
+/// jemalloc rather than the system allocator: a server at its history bound frees kept
+/// messages oldest first while it allocates new ones, and glibc's malloc spent a third of
+/// the ingest path's CPU consolidating its free lists there (docs/benchmarks.md, "Batch
+/// ingest at 200k"). Idle connections cost about the same with either.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Run one API command and print its answer: 0 on success, 1 when the server refused
 /// or could not be reached (the reason on stderr).
 fn operate<F, Fut>(args: ApiArgs, command: F) -> ExitCode

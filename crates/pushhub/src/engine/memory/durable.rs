@@ -141,7 +141,9 @@ impl MemoryBroker {
             shard.streams.insert(name, stream);
             report.streams += 1;
         }
-        while self.budget.over_total() && self.evict_oldest(None, now).is_some() {}
+        if self.budget.over_total() {
+            self.evict_oldest(None, now, |_| !self.budget.over_total());
+        }
         report
     }
 
