@@ -468,7 +468,25 @@ async fn late_joiner(addr: SocketAddr, n: usize) -> Result<(bool, f64, usize)> {
 
 /// A timed new member at full size (`u{idx}`): connected first, then timed from
 /// `pusher:subscribe` to `subscription_succeeded`, then unsubscribed. Microseconds.
+///
+/// It runs on a thread and runtime of its own: on the generator's runtime its answer
+/// would wait behind the 10,000 member tasks that its own `member_added` wakes at the
+/// same moment, which a real newcomer's browser does not.
 async fn sample(addr: SocketAddr, idx: usize) -> Result<u64> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let timed = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(timed_join(addr, idx)));
+        let _ = done.send(timed);
+    });
+    result.await?
+}
+
+/// [`sample`]'s join itself.
+async fn timed_join(addr: SocketAddr, idx: usize) -> Result<u64> {
     let (mut ws, frame) = connect_member(addr, idx).await?;
     let asked = Instant::now();
     conn::pusher_subscribe(&mut ws, frame).await?;

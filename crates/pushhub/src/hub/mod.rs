@@ -501,6 +501,7 @@ impl Hub {
             home,
             signed_in: None,
             room_presence: Default::default(),
+            announcing: Default::default(),
             subscriber: subscriber.clone(),
             connected: std::time::Instant::now(),
             attached: true,

@@ -80,6 +80,12 @@ pub struct Session {
     /// Who each room the connection joined itself counts it as in presence, and whether
     /// as a member with info; rooms a backend put it in count it as its user.
     pub(super) room_presence: Mutex<HashMap<Arc<str>, RoomPresence>>,
+    /// The turn of this connection's presence announcements. A join announces its member
+    /// (and an occupied room) in a task of its own, so the joiner's answer is written
+    /// first rather than after the room's thousands of `member_added`; whatever the
+    /// connection announces next (a leave, its close) waits for that, so others hear of
+    /// it in order.
+    pub(super) announcing: Arc<tokio::sync::Mutex<()>>,
     pub(super) subscriber: Arc<Subscriber>,
     pub(super) connected: std::time::Instant,
     pub(super) attached: bool,
@@ -310,6 +316,7 @@ impl Session {
         }
         let resuming = matches!(entry.start, RoomStart::Since(_));
         let counted_as = self.counted_as(&entry);
+        let info = entry.member.as_ref().map(|member| member.info.clone());
         let (recovered, start) = match entry.start {
             RoomStart::Since(since) if recovery.complete => (true, since),
             RoomStart::Since(_) => (false, recovery.top.clone()),
@@ -353,20 +360,50 @@ impl Session {
         }
         self.subscriber
             .room_live(&state.channel, state.position.clone(), &inner.renders);
-        let info = entry.member.as_ref().map(|member| &*member.info);
-        inner
-            .announce(
-                &self.app,
-                &state.channel,
-                &counted_as,
-                Announce::entered(entered),
-                info,
-                Some(self.conn().into()),
-            )
+        self.announce_entry(&state.channel, &counted_as, entered, info)
             .await;
         lock(&self.room_presence).insert(state.channel.clone(), counted_as.clone());
         room_event(&self.app, &counted_as.id, self.id, room, true);
         Ok(state)
+    }
+
+    /// Announce what this connection's entry into room channel `channel` changed (a
+    /// member's with `info`), in a task that holds the connection's announcing turn (see
+    /// [`Session::announcing`]).
+    async fn announce_entry(
+        &self,
+        channel: &Arc<str>,
+        counted_as: &RoomPresence,
+        entered: Entered,
+        info: Option<Arc<str>>,
+    ) {
+        let change = Announce::entered(entered);
+        if change == Announce::NOTHING {
+            return;
+        }
+        let turn = self.announcing.clone().lock_owned().await;
+        let (hub, app, channel) = (self.hub.clone(), self.app.clone(), channel.clone());
+        let counted_as = counted_as.clone();
+        let me: Arc<str> = self.conn().into();
+        self.hub.inner.cleanups.spawn(async move {
+            hub.inner
+                .announce(
+                    &app,
+                    &channel,
+                    &counted_as,
+                    change,
+                    info.as_deref(),
+                    Some(me),
+                )
+                .await;
+            drop(turn);
+        });
+    }
+
+    /// Wait until what this connection's joins changed in presence has been announced
+    /// (the room's other connections were handed their `member_added`).
+    pub async fn announced(&self) {
+        drop(self.announcing.lock().await);
     }
 
     /// Who presence counts this connection as in a room it joins as `entry` says.
@@ -543,6 +580,7 @@ impl Session {
         let counted_as = lock(&self.room_presence)
             .remove(&channel)
             .unwrap_or_else(|| self.counted_as_user());
+        let _turn = self.announcing.lock().await;
         inner
             .leave_presence(&self.app, &channel, &counted_as, self.id)
             .await;
@@ -614,6 +652,7 @@ impl Session {
             user: self.user.clone(),
             rooms,
             id: self.id,
+            announcing: self.announcing.clone(),
         })
     }
 
@@ -697,6 +736,12 @@ struct Announce {
 }
 
 impl Announce {
+    /// Nothing changed.
+    const NOTHING: Self = Self {
+        member: None,
+        room: None,
+    };
+
     /// A room entry's: a member (a room) added when it was the first.
     fn entered(entered: Entered) -> Self {
         Self {
@@ -733,6 +778,8 @@ struct Leftovers {
     user: Option<Arc<str>>,
     rooms: Vec<(Arc<str>, RoomPresence)>,
     id: ConnId,
+    /// The connection's announcing turn: its rooms are left once its joins are announced.
+    announcing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Leftovers {
@@ -749,6 +796,7 @@ impl Leftovers {
                 tracing::warn!(%error, conn = self.id, "presence leave failed");
             }
         }
+        let _turn = self.announcing.lock().await;
         for (room, counted_as) in &self.rooms {
             inner
                 .leave_presence(&self.app, room, counted_as, self.id)

@@ -143,6 +143,7 @@ async fn members_are_told_once_per_user_and_listed_with_their_info() {
         .join_authorized("presence-x", member("ann", r#"{"n":"Ann"}"#), |_| {})
         .await
         .unwrap();
+    ann1.announced().await;
     let members = state.members.unwrap();
     let listed: Vec<(&str, usize, Option<&str>)> = members
         .iter()
@@ -222,6 +223,7 @@ async fn members_are_told_once_per_user_and_listed_with_their_info() {
     late.join_authorized("presence-x", member("zed", "{}"), |_| {})
         .await
         .unwrap();
+    late.announced().await;
     assert!(taken(&native_out).is_empty());
     assert_eq!(taken(&watched), ["+zed"]);
 }
