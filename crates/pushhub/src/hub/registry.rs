@@ -695,6 +695,27 @@ mod tests {
         ))
     }
 
+    /// Subscriber 1, live, with a queue roomy enough for a test, rendering through
+    /// `renderer`.
+    fn live_subscriber(renderer: Arc<dyn Render>, store: &RenderStore) -> Arc<Subscriber> {
+        let limits = OutboxLimits {
+            max_messages: 100,
+            max_bytes: 100_000,
+        };
+        let sub = Arc::new(Subscriber::new(1, Arc::new(Outbox::new(limits)), renderer));
+        sub.go_live(Vec::new(), store);
+        sub
+    }
+
+    /// Offer `publication` to `sub` as a fan-out does.
+    fn offer(sub: &Subscriber, store: &RenderStore, publication: &Arc<Publication>) -> bool {
+        sub.offer(
+            publication,
+            &mut RenderCache::new(publication, store),
+            &mut Unsent::default(),
+        )
+    }
+
     /// Kick-oldest picks the oldest connections wherever they are, local ones by their
     /// connect time; refuse-newest counts the other nodes' connections too.
     #[test]
@@ -872,22 +893,14 @@ mod tests {
     #[test]
     fn a_room_join_skips_what_its_replay_covered() {
         let store = RenderStore::new();
-        let limits = OutboxLimits {
-            max_messages: 100,
-            max_bytes: 100_000,
-        };
         let registry = Registry::new();
         let home = Registry::home("a", "1");
-        let sub = Arc::new(Subscriber::new(
-            1,
-            Arc::new(Outbox::new(limits)),
+        let sub = live_subscriber(
             Arc::new(Counting(FormatId::unique(), Default::default())),
-        ));
+            &store,
+        );
         registry.subscribe(home, &["a:user:1".into()], &sub);
-        sub.go_live(Vec::new(), &store);
-        let offer = |p: &Arc<Publication>| {
-            sub.offer(p, &mut RenderCache::new(p, &store), &mut Unsent::default())
-        };
+        let offer = |p: &Arc<Publication>| offer(&sub, &store, p);
         let room: Arc<str> = "a:room:r".into();
         sub.hold();
         assert!(registry.join_room(home, &room, &sub));
@@ -977,21 +990,10 @@ mod tests {
     #[test]
     fn member_events_the_joiners_list_told_already_are_dropped() {
         let store = RenderStore::new();
-        let limits = OutboxLimits {
-            max_messages: 100,
-            max_bytes: 100_000,
-        };
         let registry = Registry::new();
         let home = Registry::home("a", "1");
-        let sub = Arc::new(Subscriber::new(
-            1,
-            Arc::new(Outbox::new(limits)),
-            Arc::new(ShowsMembers(FormatId::unique())),
-        ));
-        sub.go_live(Vec::new(), &store);
-        let offer = |p: &Arc<Publication>| {
-            sub.offer(p, &mut RenderCache::new(p, &store), &mut Unsent::default())
-        };
+        let sub = live_subscriber(Arc::new(ShowsMembers(FormatId::unique())), &store);
+        let offer = |p: &Arc<Publication>| offer(&sub, &store, p);
         let taken = || {
             let mut frames = Vec::new();
             sub.outbox.drain(&mut frames);
@@ -1047,19 +1049,11 @@ mod tests {
     #[test]
     fn a_shared_message_is_taken_once_whatever_channels_it_comes_through() {
         let store = RenderStore::new();
-        let limits = OutboxLimits {
-            max_messages: 100,
-            max_bytes: 100_000,
-        };
-        let sub = Subscriber::new(
-            1,
-            Arc::new(Outbox::new(limits)),
+        let sub = live_subscriber(
             Arc::new(Counting(FormatId::unique(), Default::default())),
+            &store,
         );
-        sub.go_live(Vec::new(), &store);
-        let offer = |p: &Arc<Publication>| {
-            sub.offer(p, &mut RenderCache::new(p, &store), &mut Unsent::default())
-        };
+        let offer = |p: &Arc<Publication>| offer(&sub, &store, p);
         assert!(offer(&shared_message("m1", "a:user:1")));
         assert!(offer(&shared_message("m2", "a:user:1")));
         assert!(offer(&shared_message("m3", "a:user:1")));

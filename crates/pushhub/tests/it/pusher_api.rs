@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 
 use crate::util::{http, Client, TestServer};
 
-const CONFIG: &str = r#"
+/// Two Pusher apps, the second switched off (the Python SDK's test shares them).
+pub(crate) const CONFIG: &str = r#"
 [apps.chat]
 auth = "none"
 [apps.chat.pusher]
@@ -132,7 +133,9 @@ impl Sdk {
     }
 }
 
-async fn native(server: &TestServer, user: &str, rooms: &[&str]) -> Client {
+/// A native client of app "chat" in `rooms` (the rooms Pusher channels of the same name
+/// are).
+pub(crate) async fn native(server: &TestServer, user: &str, rooms: &[&str]) -> Client {
     let (mut client, _) = server.native("chat", user).await;
     for room in rooms {
         client
@@ -145,7 +148,7 @@ async fn native(server: &TestServer, user: &str, rooms: &[&str]) -> Client {
 }
 
 /// The next message frame: `(channel, event, data)`.
-async fn message(client: &mut Client) -> (String, String, Value) {
+pub(crate) async fn message(client: &mut Client) -> (String, String, Value) {
     let frame = client.json().await;
     assert_eq!(frame["type"], "msg", "{frame}");
     (

@@ -12,23 +12,8 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::util::{Client, TestServer};
-
-const CONFIG: &str = r#"
-[apps.chat]
-auth = "none"
-[apps.chat.pusher]
-app_id = "1001"
-key = "chat-key"
-secret = "chat-secret"
-
-[apps.quiet]
-[apps.quiet.pusher]
-app_id = "1002"
-key = "quiet-key"
-secret = "quiet-secret"
-enabled = false
-"#;
+use crate::pusher_api::{message, native, CONFIG};
+use crate::util::TestServer;
 
 /// The SDK, pointed at one app of a running server.
 struct Sdk {
@@ -86,31 +71,6 @@ impl Sdk {
         };
         (answer["status"].as_u64().expect("status"), body)
     }
-}
-
-/// A native client of app "chat" in `rooms` (the rooms Pusher channels of the same name
-/// are).
-async fn native(server: &TestServer, user: &str, rooms: &[&str]) -> Client {
-    let (mut client, _) = server.native("chat", user).await;
-    for room in rooms {
-        client
-            .send(&json!({"type": "join", "id": room, "room": room}).to_string())
-            .await;
-        let reply = client.json().await;
-        assert_eq!(reply["type"], "joined", "{reply}");
-    }
-    client
-}
-
-/// The next message frame: `(channel, event, data)`.
-async fn message(client: &mut Client) -> (String, String, Value) {
-    let frame = client.json().await;
-    assert_eq!(frame["type"], "msg", "{frame}");
-    (
-        frame["ch"].as_str().unwrap_or_default().to_owned(),
-        frame["event"].as_str().unwrap_or_default().to_owned(),
-        frame["data"].clone(),
-    )
 }
 
 #[tokio::test]
