@@ -378,7 +378,10 @@ impl Session {
         info: Option<Arc<str>>,
     ) {
         let change = Announce::entered(entered);
-        if change == Announce::NOTHING {
+        let member_news = counted_as.member && change.member.is_some();
+        let room_news = change.room.is_some() && self.app.room_watch.is_some();
+        if !member_news && !room_news {
+            // Nobody to tell (a plain join, or a room nobody watches): no task.
             return;
         }
         let turn = self.announcing.clone().lock_owned().await;
@@ -736,12 +739,6 @@ struct Announce {
 }
 
 impl Announce {
-    /// Nothing changed.
-    const NOTHING: Self = Self {
-        member: None,
-        room: None,
-    };
-
     /// A room entry's: a member (a room) added when it was the first.
     fn entered(entered: Entered) -> Self {
         Self {
